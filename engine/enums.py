@@ -1,0 +1,181 @@
+"""Layer types and the per-layer operation enums (TensorRT 8.6 names).
+
+Every enum is a `str` Enum so layer parameters stay JSON-serializable in the plan: a parameter stored as
+`ActivationType.RELU` is written as "RELU" and compares equal to it after loading.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class _StrEnum(str, Enum):
+    def __str__(self) -> str:
+        return f"{type(self).__name__}.{self.value}"
+
+
+class LayerType(_StrEnum):
+    CONVOLUTION = "CONVOLUTION"
+    DECONVOLUTION = "DECONVOLUTION"
+    POOLING = "POOLING"
+    ACTIVATION = "ACTIVATION"
+    PARAMETRIC_RELU = "PARAMETRIC_RELU"
+    ELEMENTWISE = "ELEMENTWISE"
+    UNARY = "UNARY"
+    MATRIX_MULTIPLY = "MATRIX_MULTIPLY"
+    EINSUM = "EINSUM"
+    SHUFFLE = "SHUFFLE"
+    REDUCE = "REDUCE"
+    SOFTMAX = "SOFTMAX"
+    CONCATENATION = "CONCATENATION"
+    SLICE = "SLICE"
+    SPLIT = "SPLIT"
+    GATHER = "GATHER"
+    SCATTER = "SCATTER"
+    CONSTANT = "CONSTANT"
+    IDENTITY = "IDENTITY"
+    CAST = "CAST"
+    TOPK = "TOPK"
+    RESIZE = "RESIZE"
+    SELECT = "SELECT"
+    NORMALIZATION = "NORMALIZATION"
+    SCALE = "SCALE"
+    SHAPE = "SHAPE"
+    PADDING = "PADDING"
+    LRN = "LRN"
+    ONE_HOT = "ONE_HOT"
+    FILL = "FILL"
+    NON_ZERO = "NON_ZERO"
+    REVERSE_SEQUENCE = "REVERSE_SEQUENCE"
+    GRID_SAMPLE = "GRID_SAMPLE"
+    CUMULATIVE = "CUMULATIVE"
+    TRILU = "TRILU"
+    EXPAND = "EXPAND"
+    TILE = "TILE"
+    DEPTH_TO_SPACE = "DEPTH_TO_SPACE"
+    SPACE_TO_DEPTH = "SPACE_TO_DEPTH"
+    ARG_REDUCE = "ARG_REDUCE"
+    QUANTIZE = "QUANTIZE"
+    DEQUANTIZE = "DEQUANTIZE"
+    PLUGIN_V2 = "PLUGIN_V2"
+    REFORMAT = "REFORMAT"
+    MISC = "MISC"
+
+
+class ActivationType(_StrEnum):
+    RELU = "RELU"
+    SIGMOID = "SIGMOID"
+    TANH = "TANH"
+    LEAKY_RELU = "LEAKY_RELU"
+    ELU = "ELU"
+    SELU = "SELU"
+    SOFTSIGN = "SOFTSIGN"
+    SOFTPLUS = "SOFTPLUS"
+    CLIP = "CLIP"
+    HARD_SIGMOID = "HARD_SIGMOID"
+    SCALED_TANH = "SCALED_TANH"
+    THRESHOLDED_RELU = "THRESHOLDED_RELU"
+    GELU_ERF = "GELU_ERF"
+    GELU_TANH = "GELU_TANH"
+    CELU = "CELU"
+    MISH = "MISH"
+    HARD_SWISH = "HARD_SWISH"
+    SWISH = "SWISH"
+
+
+class ElementWiseOperation(_StrEnum):
+    SUM = "SUM"
+    PROD = "PROD"
+    MAX = "MAX"
+    MIN = "MIN"
+    SUB = "SUB"
+    DIV = "DIV"
+    POW = "POW"
+    FLOOR_DIV = "FLOOR_DIV"
+    AND = "AND"
+    OR = "OR"
+    XOR = "XOR"
+    EQUAL = "EQUAL"
+    GREATER = "GREATER"
+    LESS = "LESS"
+    GREATER_OR_EQUAL = "GREATER_OR_EQUAL"
+    LESS_OR_EQUAL = "LESS_OR_EQUAL"
+    MOD = "MOD"
+    FMOD = "FMOD"
+    BITWISE_AND = "BITWISE_AND"
+    BITWISE_OR = "BITWISE_OR"
+    BITWISE_XOR = "BITWISE_XOR"
+    BIT_SHIFT_LEFT = "BIT_SHIFT_LEFT"
+    BIT_SHIFT_RIGHT = "BIT_SHIFT_RIGHT"
+
+
+class UnaryOperation(_StrEnum):
+    EXP = "EXP"
+    LOG = "LOG"
+    SQRT = "SQRT"
+    RECIP = "RECIP"
+    ABS = "ABS"
+    NEG = "NEG"
+    SIN = "SIN"
+    COS = "COS"
+    TAN = "TAN"
+    SINH = "SINH"
+    COSH = "COSH"
+    ASIN = "ASIN"
+    ACOS = "ACOS"
+    ATAN = "ATAN"
+    ASINH = "ASINH"
+    ACOSH = "ACOSH"
+    ATANH = "ATANH"
+    CEIL = "CEIL"
+    FLOOR = "FLOOR"
+    ERF = "ERF"
+    NOT = "NOT"
+    SIGN = "SIGN"
+    ROUND = "ROUND"
+    ISINF = "ISINF"
+    ISNAN = "ISNAN"
+    BITWISE_NOT = "BITWISE_NOT"
+
+
+class ReduceOperation(_StrEnum):
+    SUM = "SUM"
+    PROD = "PROD"
+    MAX = "MAX"
+    MIN = "MIN"
+    AVG = "AVG"
+
+
+class PoolingType(_StrEnum):
+    MAX = "MAX"
+    AVERAGE = "AVERAGE"
+    LP = "LP"
+
+
+class MatrixOperation(_StrEnum):
+    NONE = "NONE"
+    TRANSPOSE = "TRANSPOSE"
+    VECTOR = "VECTOR"
+
+
+class TopKOperation(_StrEnum):
+    MAX = "MAX"
+    MIN = "MIN"
+
+
+class PaddingMode(_StrEnum):
+    EXPLICIT_ROUND_DOWN = "EXPLICIT_ROUND_DOWN"
+    EXPLICIT_ROUND_UP = "EXPLICIT_ROUND_UP"
+    SAME_UPPER = "SAME_UPPER"
+    SAME_LOWER = "SAME_LOWER"
+
+
+class ScaleMode(_StrEnum):
+    UNIFORM = "UNIFORM"
+    CHANNEL = "CHANNEL"
+    ELEMENTWISE = "ELEMENTWISE"
+
+
+class TensorIOMode(_StrEnum):
+    NONE = "NONE"
+    INPUT = "INPUT"
+    OUTPUT = "OUTPUT"

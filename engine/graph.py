@@ -1,0 +1,166 @@
+"""The lowered graph shared by the builder's tactic sweep, the plan file and the runtime.
+
+After the passes, the network becomes flat lists: tensors by index and layers by index, each layer knowing its
+input/output tensor indices, whether it runs on the host (shape arithmetic on small integer tensors, evaluated
+whenever input shapes change) or on the device (through its tactic), and the tactic chosen for it. Nothing here
+looks anything up by name on the hot path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .dtypes import DataType, nptype
+from .enums import LayerType
+from .errors import ShapeError
+from .network import Layer, NetworkDefinition
+from .ops.base import TensorInfo, layer_impl
+from .shape_inference import _ShapeOnly
+
+HOST_DTYPES = (DataType.INT32, DataType.INT64, DataType.BOOL)
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    dtype: DataType
+    shape: tuple[int, ...] | None  # build-time shape, -1 for dynamic dims
+
+
+@dataclass
+class LayerSpec:
+    layer: Layer           # type, name, params, precision, metadata (its tensors are not used after lowering)
+    inputs: list[int | None]
+    outputs: list[int]
+    host: bool
+    tactic_id: int = 0
+    tactic_name: str = ""
+
+
+@dataclass
+class LoweredGraph:
+    tensors: list[TensorSpec]
+    layers: list[LayerSpec]
+    inputs: list[int]
+    outputs: list[int]
+    constants: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def tensor_index(self, name: str) -> int | None:
+        for i, t in enumerate(self.tensors):
+            if t.name == name:
+                return i
+        return None
+
+    @property
+    def device_layers(self) -> list[LayerSpec]:
+        return [spec for spec in self.layers if not spec.host and spec.layer.type != LayerType.CONSTANT]
+
+
+def lower(network: NetworkDefinition) -> LoweredGraph:
+    index: dict[int, int] = {}
+    tensors: list[TensorSpec] = []
+
+    def tid(t) -> int:
+        if id(t) not in index:
+            index[id(t)] = len(tensors)
+            tensors.append(TensorSpec(t.name, t.dtype, t.shape))
+        return index[id(t)]
+
+    inputs = [tid(t) for t in network.inputs]
+    host_known: set[int] = set()
+    layers: list[LayerSpec] = []
+    constants: dict[int, np.ndarray] = {}
+    for layer in network.layers:
+        ins = [None if t is None else tid(t) for t in layer.inputs]
+        outs = [tid(t) for t in layer.outputs]
+        if layer.type == LayerType.CONSTANT:
+            constants[outs[0]] = layer.params["weights"]
+            host_known.add(outs[0])
+            layers.append(LayerSpec(layer, ins, outs, host=True))
+            continue
+        present = [i for i in ins if i is not None]
+        small_ints = all(t.dtype in HOST_DTYPES and t.shape is not None and len(t.shape) <= 1 for t in layer.outputs)
+        host = layer.type == LayerType.SHAPE or (bool(present) and all(i in host_known for i in present)
+                                                  and small_ints and layer.type != LayerType.PLUGIN_V2)
+        if host:
+            host_known.update(outs)
+        layers.append(LayerSpec(layer, ins, outs, host=host))
+    outputs = [tid(t) for t in network.outputs]
+    return LoweredGraph(tensors, layers, inputs, outputs, constants)
+
+
+@dataclass
+class ResolvedShapes:
+    shapes: list[tuple[int, ...] | None]
+    host_values: dict[int, np.ndarray]
+
+
+def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]],
+                   input_values: dict[int, np.ndarray] | None = None) -> ResolvedShapes:
+    """Concrete shapes of every tensor for these input shapes; host layers are evaluated on the way."""
+    shapes: list[tuple[int, ...] | None] = [None] * len(graph.tensors)
+    values: dict[int, np.ndarray] = dict(graph.constants)
+    for idx, shape in input_shapes.items():
+        shapes[idx] = tuple(shape)
+    if input_values:
+        values.update(input_values)
+    for idx, array in graph.constants.items():
+        shapes[idx] = tuple(array.shape)
+    for spec in graph.layers:
+        layer = spec.layer
+        if layer.type == LayerType.CONSTANT:
+            continue
+        infos = [None if i is None else TensorInfo(shapes[i], graph.tensors[i].dtype, values.get(i))
+                 for i in spec.inputs]
+        try:
+            results = layer_impl(layer.type).infer(layer, infos)
+        except Exception as exc:  # noqa: BLE001 - surfaced as a shape error naming the layer
+            raise ShapeError(f"layer '{layer.name}' ({layer.type.value}): cannot compute output shape for these "
+                             f"input shapes: {exc}") from None
+        for out, (shape, _dtype) in zip(spec.outputs, results):
+            if shape is None or any(d < 0 for d in shape):
+                raise ShapeError(f"layer '{layer.name}' ({layer.type.value}): output '{graph.tensors[out].name}' "
+                                 f"has a data-dependent shape {shape}, which the engine cannot plan")
+            shapes[out] = tuple(int(d) for d in shape)
+        if spec.host:
+            ins = [None if i is None else (_ShapeOnly(shapes[i]) if layer.type == LayerType.SHAPE else values[i])
+                   for i in spec.inputs]
+            outs = layer_impl(layer.type).compute(layer, ins, np)
+            for out, value in zip(spec.outputs, outs):
+                values[out] = np.asarray(value, dtype=nptype(graph.tensors[out].dtype)).reshape(shapes[out])
+    return ResolvedShapes(shapes, values)
+
+
+def tensor_nbytes(graph: LoweredGraph, shapes, index: int) -> int:
+    shape = shapes[index]
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(nptype(graph.tensors[index].dtype)).itemsize
+
+
+def device_lifetimes(graph: LoweredGraph) -> dict[int, tuple[int, int]]:
+    """[first step, last step] of each device-resident intermediate tensor, by step index in `graph.layers`.
+    Network inputs and outputs live in user buffers and host/constant tensors live on the host: not planned."""
+    excluded = set(graph.inputs) | set(graph.outputs)
+    life: dict[int, list[int]] = {}
+    for step, spec in enumerate(graph.layers):
+        if spec.host or spec.layer.type == LayerType.CONSTANT:
+            continue
+        for out in spec.outputs:
+            if out not in excluded:
+                life[out] = [step, step]
+        for i in spec.inputs:
+            if i is not None and i in life:
+                life[i][1] = step
+    return {k: (v[0], v[1]) for k, v in life.items()}
+
+
+def tactic_infos(graph: LoweredGraph, spec: LayerSpec, shapes=None) -> tuple[list[Any], list[Any]]:
+    """TensorInfo for a layer's inputs (with constant values) and outputs, at `shapes` or the build shapes."""
+    def info(i):
+        if i is None:
+            return None
+        shape = shapes[i] if shapes is not None else graph.tensors[i].shape
+        return TensorInfo(shape, graph.tensors[i].dtype, graph.constants.get(i))
+
+    return [info(i) for i in spec.inputs], [info(o) for o in spec.outputs]

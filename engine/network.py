@@ -1,0 +1,509 @@
+"""The network IR: NetworkDefinition, Layer, Tensor (TensorRT-style names).
+
+A layer is a type (LayerType), a name, input/output tensors and a flat `params` dict. Parameters are plain
+JSON values (numbers, strings, str-enums, lists, None) except a Constant layer's `weights` (a NumPy array),
+so the plan can store a layer as JSON plus raw buffers. Layer parameters read and write as attributes
+(`conv.stride_nd = (2, 2)`), the way TensorRT's typed layer interfaces do.
+
+Weights are never hidden in a layer: `add_convolution_nd(..., kernel, bias)` creates Constant layers that feed
+the convolution, so constant folding, refit and the plan treat every weight the same way.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .dtypes import DataType, from_numpy
+from .enums import (
+    ActivationType,
+    ElementWiseOperation,
+    LayerType,
+    MatrixOperation,
+    PaddingMode,
+    PoolingType,
+    ReduceOperation,
+    TopKOperation,
+    UnaryOperation,
+)
+from .errors import BuildError, EngineError
+
+Shape = tuple[int, ...]
+
+
+class Tensor:
+    """A named value flowing between layers. `shape` uses -1 for dimensions unknown until run time."""
+
+    def __init__(self, name: str, dtype: DataType, shape: Sequence[int] | None = None):
+        self.name = name
+        self.dtype = DataType(dtype)
+        self.shape: Shape | None = None if shape is None else tuple(int(d) for d in shape)
+        self.producer: Layer | None = None
+        self.is_network_input = False
+        self.is_network_output = False
+
+    @property
+    def is_shape_tensor(self) -> bool:
+        return self.dtype in (DataType.INT32, DataType.INT64) and self.shape is not None and len(self.shape) <= 1
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name!r}, {self.dtype.value}, {self.shape})"
+
+
+class Layer:
+    """One operation of the network. Parameters live in `params` and read as attributes."""
+
+    _OWN_ATTRS = frozenset({"name", "type", "inputs", "outputs", "params", "precision", "precision_is_set",
+                            "output_types", "metadata"})
+
+    def __init__(self, layer_type: LayerType, name: str, inputs: list[Tensor | None], params: dict[str, Any]):
+        object.__setattr__(self, "type", LayerType(layer_type))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "inputs", list(inputs))
+        object.__setattr__(self, "outputs", [])
+        object.__setattr__(self, "params", dict(params))
+        object.__setattr__(self, "precision", DataType.FLOAT)
+        object.__setattr__(self, "precision_is_set", False)
+        object.__setattr__(self, "output_types", {})
+        # Free-form build info (fused-from names, original ONNX node) shown by `inspect`; never used to compute.
+        object.__setattr__(self, "metadata", {})
+
+    def __getattr__(self, key: str) -> Any:
+        params = object.__getattribute__(self, "params")
+        if key in params:
+            return params[key]
+        raise AttributeError(f"{type(self).__name__} of type {self.type.value} has no attribute {key!r}")
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key in Layer._OWN_ATTRS:
+            if key == "precision":
+                object.__setattr__(self, "precision", DataType(value))
+                object.__setattr__(self, "precision_is_set", True)
+                return
+            object.__setattr__(self, key, value)
+        elif key in self.params:
+            self.params[key] = _keep_weights(key, value)
+            _reinfer(self)
+        else:
+            raise AttributeError(f"layer '{self.name}' ({self.type.value}) has no parameter {key!r}")
+
+    # TensorRT-style accessors
+    @property
+    def num_inputs(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.outputs)
+
+    def get_input(self, index: int) -> Tensor | None:
+        return self.inputs[index]
+
+    def get_output(self, index: int) -> Tensor:
+        return self.outputs[index]
+
+    def set_input(self, index: int, tensor: Tensor) -> None:
+        """Replace (or append, for optional trailing inputs such as a Shuffle's shape tensor) an input."""
+        while len(self.inputs) <= index:
+            self.inputs.append(None)
+        self.inputs[index] = tensor
+        _reinfer(self)
+
+    def reset_precision(self) -> None:
+        object.__setattr__(self, "precision", DataType.FLOAT)
+        object.__setattr__(self, "precision_is_set", False)
+
+    def set_output_type(self, index: int, dtype: DataType) -> None:
+        self.output_types[index] = DataType(dtype)
+
+    def get_output_type(self, index: int) -> DataType:
+        return self.output_types.get(index, self.outputs[index].dtype)
+
+    def __repr__(self) -> str:
+        ins = ", ".join(t.name if t is not None else "None" for t in self.inputs)
+        outs = ", ".join(t.name for t in self.outputs)
+        return f"Layer({self.name!r}, {self.type.value}, [{ins}] -> [{outs}])"
+
+
+def _reinfer(layer: Layer) -> None:
+    """Parameters set after creation (TensorRT style) change output shapes: infer them again."""
+    if layer.outputs:
+        from .shape_inference import infer_layer
+
+        infer_layer(layer)
+
+
+def _normalize_param(value: Any) -> Any:
+    """Turn tuples and NumPy scalars/arrays (except weights) into plain JSON-able values."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_normalize_param(v) for v in value]
+    if isinstance(value, list):
+        return [_normalize_param(v) for v in value]
+    return value
+
+
+def _axes_from_mask(axes: int | Sequence[int]) -> list[int]:
+    """TensorRT passes reduction axes as a bitmask; lists are accepted too."""
+    if isinstance(axes, (int, np.integer)):
+        return [i for i in range(64) if (int(axes) >> i) & 1]
+    return [int(a) for a in axes]
+
+
+class NetworkDefinition:
+    """A graph of layers under construction. Only explicit-batch networks exist (as in TensorRT 8.6 with ONNX)."""
+
+    def __init__(self, name: str = "network"):
+        self.name = name
+        self.layers: list[Layer] = []
+        self._inputs: list[Tensor] = []
+        self._outputs: list[Tensor] = []
+        self._tensor_names: set[str] = set()
+        self._layer_names: set[str] = set()
+        self.has_implicit_batch_dimension = False
+
+    # ------------------------------------------------------------------ basic structure
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self._inputs)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self._outputs)
+
+    def get_layer(self, index: int) -> Layer:
+        return self.layers[index]
+
+    def get_input(self, index: int) -> Tensor:
+        return self._inputs[index]
+
+    def get_output(self, index: int) -> Tensor:
+        return self._outputs[index]
+
+    @property
+    def inputs(self) -> list[Tensor]:
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[Tensor]:
+        return list(self._outputs)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def unique_tensor_name(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._tensor_names:
+            name = f"{base}_{i}"
+            i += 1
+        return name
+
+    def _unique_layer_name(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._layer_names:
+            name = f"{base}_{i}"
+            i += 1
+        return name
+
+    def add_input(self, name: str, dtype: DataType, shape: Sequence[int]) -> Tensor:
+        """Declare a network input; use -1 for dynamic dimensions (then add an optimization profile)."""
+        if name in self._tensor_names:
+            raise EngineError(f"a tensor named '{name}' already exists in the network")
+        dtype = DataType(dtype) if not isinstance(dtype, type) else from_numpy(dtype)
+        tensor = Tensor(name, dtype, shape)
+        tensor.is_network_input = True
+        self._tensor_names.add(name)
+        self._inputs.append(tensor)
+        return tensor
+
+    def mark_output(self, tensor: Tensor) -> None:
+        if tensor.is_network_output:
+            return
+        tensor.is_network_output = True
+        self._outputs.append(tensor)
+
+    def unmark_output(self, tensor: Tensor) -> None:
+        if tensor in self._outputs:
+            self._outputs.remove(tensor)
+            tensor.is_network_output = False
+
+    def remove_input(self, tensor: Tensor) -> None:
+        self._inputs.remove(tensor)
+        tensor.is_network_input = False
+
+    def add_layer(self, layer_type: LayerType, inputs: Sequence[Tensor | None], params: dict[str, Any] | None = None,
+                  num_outputs: int = 1, name: str | None = None, output_names: Sequence[str] | None = None,
+                  output_dtypes: Sequence[DataType] | None = None) -> Layer:
+        """Generic layer constructor behind every `add_*` method.
+
+        Output dtypes/shapes are filled in by shape inference (engine.shape_inference); the placeholder dtype is
+        the first input's (or FLOAT).
+        """
+        for i, t in enumerate(inputs):
+            if t is not None and not isinstance(t, Tensor):
+                raise EngineError(f"input {i} of new {LayerType(layer_type).value} layer is not a Tensor: {t!r}")
+        layer_name = self._unique_layer_name(name or f"({LayerType(layer_type).value})_{len(self.layers)}")
+        self._layer_names.add(layer_name)
+        layer = Layer(layer_type, layer_name, list(inputs), {k: _keep_weights(k, v) for k, v in (params or {}).items()})
+        default_dtype = next((t.dtype for t in inputs if t is not None), DataType.FLOAT)
+        for i in range(num_outputs):
+            base = output_names[i] if output_names else f"{layer_name}_output_{i}"
+            out_name = self.unique_tensor_name(base)
+            self._tensor_names.add(out_name)
+            dtype = output_dtypes[i] if output_dtypes else default_dtype
+            out = Tensor(out_name, dtype)
+            out.producer = layer
+            layer.outputs.append(out)
+        self.layers.append(layer)
+        from .shape_inference import infer_layer  # late import: shape inference needs the op registry
+
+        infer_layer(layer)
+        return layer
+
+    def rename_tensor(self, tensor: Tensor, new_name: str) -> None:
+        if new_name == tensor.name:
+            return
+        if new_name in self._tensor_names:
+            raise EngineError(f"a tensor named '{new_name}' already exists in the network")
+        self._tensor_names.discard(tensor.name)
+        self._tensor_names.add(new_name)
+        tensor.name = new_name
+
+    # ------------------------------------------------------------------ TensorRT-style layer constructors
+    def add_constant(self, shape: Sequence[int], weights: np.ndarray, name: str | None = None) -> Layer:
+        array = np.ascontiguousarray(np.asarray(weights))
+        if array.dtype == np.float64 and not isinstance(weights, np.ndarray):
+            array = array.astype(np.float32)
+        from_numpy(array.dtype)  # validates the dtype
+        array = array.reshape(tuple(shape))
+        return self.add_layer(LayerType.CONSTANT, [], {"weights": array, "shape": list(array.shape)}, name=name)
+
+    def _weights_tensor(self, values: np.ndarray | None, name: str) -> Tensor | None:
+        if values is None:
+            return None
+        if isinstance(values, Tensor):
+            return values
+        array = np.asarray(values)
+        if array.size == 0:
+            return None
+        return self.add_constant(array.shape, array, name=name).get_output(0)
+
+    def add_convolution_nd(self, input: Tensor, num_output_maps: int, kernel_shape: Sequence[int],
+                           kernel: np.ndarray | Tensor, bias: np.ndarray | Tensor | None = None,
+                           name: str | None = None) -> Layer:
+        """Convolution over the trailing len(kernel_shape) dims. kernel: (K, C/groups, *kernel_shape)."""
+        n = len(kernel_shape)
+        base = name or f"(CONVOLUTION)_{len(self.layers)}"
+        kernel_t = self._weights_tensor(kernel, f"{base}.kernel")
+        bias_t = self._weights_tensor(bias, f"{base}.bias")
+        params = {"num_output_maps": int(num_output_maps), "kernel_size_nd": list(kernel_shape),
+                  "stride_nd": [1] * n, "dilation_nd": [1] * n, "pre_padding": [0] * n, "post_padding": [0] * n,
+                  "num_groups": 1, "padding_mode": PaddingMode.EXPLICIT_ROUND_DOWN}
+        return self.add_layer(LayerType.CONVOLUTION, [input, kernel_t, bias_t], params, name=name)
+
+    def add_deconvolution_nd(self, input: Tensor, num_output_maps: int, kernel_shape: Sequence[int],
+                             kernel: np.ndarray | Tensor, bias: np.ndarray | Tensor | None = None,
+                             name: str | None = None) -> Layer:
+        """Transposed convolution. kernel: (C, K/groups, *kernel_shape) as in ONNX ConvTranspose."""
+        n = len(kernel_shape)
+        base = name or f"(DECONVOLUTION)_{len(self.layers)}"
+        kernel_t = self._weights_tensor(kernel, f"{base}.kernel")
+        bias_t = self._weights_tensor(bias, f"{base}.bias")
+        params = {"num_output_maps": int(num_output_maps), "kernel_size_nd": list(kernel_shape),
+                  "stride_nd": [1] * n, "dilation_nd": [1] * n, "pre_padding": [0] * n, "post_padding": [0] * n,
+                  "output_padding": [0] * n, "num_groups": 1, "padding_mode": PaddingMode.EXPLICIT_ROUND_DOWN}
+        return self.add_layer(LayerType.DECONVOLUTION, [input, kernel_t, bias_t], params, name=name)
+
+    def add_pooling_nd(self, input: Tensor, type: PoolingType, window_size: Sequence[int],
+                       name: str | None = None) -> Layer:
+        n = len(window_size)
+        params = {"pooling_type": PoolingType(type), "window_size_nd": list(window_size), "stride_nd": list(window_size),
+                  "pre_padding": [0] * n, "post_padding": [0] * n, "dilation_nd": [1] * n,
+                  "padding_mode": PaddingMode.EXPLICIT_ROUND_DOWN, "average_count_excludes_padding": True,
+                  "p": 2}
+        return self.add_layer(LayerType.POOLING, [input], params, name=name)
+
+    def add_activation(self, input: Tensor, type: ActivationType, alpha: float = 0.0, beta: float = 0.0,
+                       name: str | None = None) -> Layer:
+        params = {"activation_type": ActivationType(type), "alpha": float(alpha), "beta": float(beta)}
+        return self.add_layer(LayerType.ACTIVATION, [input], params, name=name)
+
+    def add_parametric_relu(self, input: Tensor, slopes: Tensor, name: str | None = None) -> Layer:
+        return self.add_layer(LayerType.PARAMETRIC_RELU, [input, slopes], {}, name=name)
+
+    def add_elementwise(self, input1: Tensor, input2: Tensor, op: ElementWiseOperation,
+                        name: str | None = None) -> Layer:
+        """Binary op with NumPy (multidirectional) broadcasting."""
+        return self.add_layer(LayerType.ELEMENTWISE, [input1, input2], {"op": ElementWiseOperation(op)}, name=name)
+
+    def add_unary(self, input: Tensor, op: UnaryOperation, name: str | None = None) -> Layer:
+        return self.add_layer(LayerType.UNARY, [input], {"op": UnaryOperation(op)}, name=name)
+
+    def add_matrix_multiply(self, input0: Tensor, op0: MatrixOperation, input1: Tensor, op1: MatrixOperation,
+                            name: str | None = None) -> Layer:
+        """Batched matrix product with NumPy matmul broadcasting; TRANSPOSE swaps the last two dims."""
+        params = {"op0": MatrixOperation(op0), "op1": MatrixOperation(op1)}
+        return self.add_layer(LayerType.MATRIX_MULTIPLY, [input0, input1], params, name=name)
+
+    def add_shuffle(self, input: Tensor, name: str | None = None) -> Layer:
+        """Transpose → reshape → transpose. reshape_dims: 0 copies the input dim (unless zero_is_placeholder
+        is False), -1 is inferred; set_input(1, shape_tensor) gives dynamic reshape dims."""
+        params = {"first_transpose": None, "reshape_dims": None, "second_transpose": None, "zero_is_placeholder": True}
+        return self.add_layer(LayerType.SHUFFLE, [input], params, name=name)
+
+    def add_reduce(self, input: Tensor, op: ReduceOperation, axes: int | Sequence[int], keep_dims: bool,
+                   name: str | None = None) -> Layer:
+        """axes: a TensorRT bitmask (int) or a list of axes."""
+        params = {"op": ReduceOperation(op), "axes": _axes_from_mask(axes), "keep_dims": bool(keep_dims)}
+        return self.add_layer(LayerType.REDUCE, [input], params, name=name)
+
+    def add_softmax(self, input: Tensor, name: str | None = None) -> Layer:
+        """Softmax over `axes` (bitmask; default: the last dim once shape is known). `log=True` gives LogSoftmax."""
+        rank = len(input.shape) if input.shape is not None else 1
+        return self.add_layer(LayerType.SOFTMAX, [input], {"axes": 1 << max(rank - 1, 0), "log": False}, name=name)
+
+    def add_concatenation(self, inputs: Sequence[Tensor], name: str | None = None) -> Layer:
+        """Concatenate along `axis` (default 0; set `layer.axis`)."""
+        return self.add_layer(LayerType.CONCATENATION, list(inputs), {"axis": 0}, name=name)
+
+    def add_slice(self, input: Tensor, start: Sequence[int], shape: Sequence[int], stride: Sequence[int],
+                  name: str | None = None) -> Layer:
+        """TensorRT slice: output[i] = input[start + i*stride] for i < shape. mode: DEFAULT|WRAP|CLAMP|FILL|REFLECT.
+        Optional dynamic inputs: set_input(1|2|3, start|shape|stride tensor), set_input(4, fill value)."""
+        params = {"start": list(start), "shape": list(shape), "stride": list(stride), "mode": "DEFAULT"}
+        return self.add_layer(LayerType.SLICE, [input], params, name=name)
+
+    def add_gather(self, input: Tensor, indices: Tensor, axis: int, name: str | None = None) -> Layer:
+        """mode DEFAULT (np.take), ELEMENT (GatherElements) or ND (GatherND with num_elementwise_dims batch dims)."""
+        params = {"axis": int(axis), "mode": "DEFAULT", "num_elementwise_dims": 0}
+        return self.add_layer(LayerType.GATHER, [input, indices], params, name=name)
+
+    def add_identity(self, input: Tensor, name: str | None = None) -> Layer:
+        return self.add_layer(LayerType.IDENTITY, [input], {}, name=name)
+
+    def add_cast(self, input: Tensor, to_type: DataType, name: str | None = None) -> Layer:
+        return self.add_layer(LayerType.CAST, [input], {"to_type": DataType(to_type)}, name=name,
+                              output_dtypes=[DataType(to_type)])
+
+    def add_topk(self, input: Tensor, op: TopKOperation, k: int, axes: int | Sequence[int],
+                 name: str | None = None) -> Layer:
+        """Outputs (values, indices INT64). axes: bitmask or list with one axis. set_input(1, k) for dynamic k."""
+        axis = _axes_from_mask(axes)
+        if len(axis) != 1:
+            raise EngineError(f"add_topk expects exactly one axis, got {axis}")
+        params = {"op": TopKOperation(op), "k": int(k), "axis": axis[0], "sorted": True}
+        return self.add_layer(LayerType.TOPK, [input], params, num_outputs=2,
+                              output_dtypes=[input.dtype, DataType.INT64], name=name)
+
+    def add_resize(self, input: Tensor, name: str | None = None) -> Layer:
+        """Resize to `shape` or by `scales` (one of them set, or a tensor via set_input(1, ...)).
+        resize_mode NEAREST|LINEAR|CUBIC; coordinate_transformation and nearest_rounding follow ONNX names."""
+        params = {"shape": None, "scales": None, "resize_mode": "NEAREST", "coordinate_transformation": "half_pixel",
+                  "nearest_rounding": "round_prefer_floor", "cubic_coeff": -0.75, "exclude_outside": False,
+                  "extrapolation_value": 0.0, "axes": None, "keep_aspect_ratio_policy": "stretch",
+                  "input_is_scales": False}
+        return self.add_layer(LayerType.RESIZE, [input], params, name=name)
+
+    def add_select(self, condition: Tensor, then_input: Tensor, else_input: Tensor, name: str | None = None) -> Layer:
+        return self.add_layer(LayerType.SELECT, [condition, then_input, else_input], {}, name=name)
+
+    def add_normalization(self, input: Tensor, scale: Tensor, bias: Tensor, axes_mask: int | Sequence[int],
+                          name: str | None = None) -> Layer:
+        """(x - mean) / sqrt(var + epsilon) * scale + bias, statistics over `axes`; num_groups > 1 gives
+        GroupNormalization (axes then are the spatial axes, channels split in groups)."""
+        params = {"axes": _axes_from_mask(axes_mask), "epsilon": 1e-5, "num_groups": 1}
+        return self.add_layer(LayerType.NORMALIZATION, [input, scale, bias], params, name=name)
+
+    def add_shape(self, input: Tensor, name: str | None = None) -> Layer:
+        return self.add_layer(LayerType.SHAPE, [input], {"start": 0, "end": None}, name=name,
+                              output_dtypes=[DataType.INT64])
+
+    def add_plugin(self, inputs: Sequence[Tensor], plugin: Any, name: str | None = None) -> Layer:
+        """Add a layer computed by a registered plugin (see engine.plugin)."""
+        from .plugin import plugin_layer_params
+
+        params, num_outputs = plugin_layer_params(plugin)
+        return self.add_layer(LayerType.PLUGIN_V2, list(inputs), params, num_outputs=num_outputs, name=name)
+
+    # ------------------------------------------------------------------ graph queries used by passes
+    def consumers(self) -> dict[int, list[Layer]]:
+        """Map id(tensor) -> layers reading it."""
+        users: dict[int, list[Layer]] = {}
+        for layer in self.layers:
+            for t in layer.inputs:
+                if t is not None:
+                    users.setdefault(id(t), []).append(layer)
+        return users
+
+    def tensors(self) -> list[Tensor]:
+        seen: dict[int, Tensor] = {id(t): t for t in self._inputs}
+        for layer in self.layers:
+            for t in layer.outputs:
+                seen.setdefault(id(t), t)
+        return list(seen.values())
+
+    def find_tensor(self, name: str) -> Tensor | None:
+        for t in self.tensors():
+            if t.name == name:
+                return t
+        return None
+
+    def find_layer(self, name: str) -> Layer | None:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        return None
+
+    def replace_uses(self, old: Tensor, new: Tensor) -> None:
+        """Make every reader of `old` read `new`; network outputs keep their name by renaming."""
+        for layer in self.layers:
+            for i, t in enumerate(layer.inputs):
+                if t is old:
+                    layer.inputs[i] = new
+        if old.is_network_output:
+            idx = self._outputs.index(old)
+            self._outputs[idx] = new
+            old.is_network_output = False
+            new.is_network_output = True
+
+    def remove_layers(self, doomed: set[int]) -> None:
+        """Drop layers by id(); their names become free again."""
+        kept = []
+        for layer in self.layers:
+            if id(layer) in doomed:
+                self._layer_names.discard(layer.name)
+                for t in layer.outputs:
+                    self._tensor_names.discard(t.name)
+            else:
+                kept.append(layer)
+        self.layers = kept
+
+    def validate(self) -> None:
+        """Raise BuildError for structural mistakes: no outputs, tensors from another network, cycles."""
+        if not self._outputs:
+            raise BuildError("the network has no outputs: call network.mark_output(tensor) for each result")
+        produced = {id(t) for t in self._inputs}
+        for layer in self.layers:
+            for i, t in enumerate(layer.inputs):
+                if t is not None and id(t) not in produced:
+                    raise BuildError(f"layer '{layer.name}' input {i} ('{t.name}') is not produced by an earlier layer "
+                                     "or a network input (wrong order, a cycle, or a tensor of another network)")
+            produced.update(id(t) for t in layer.outputs)
+        for t in self._outputs:
+            if id(t) not in produced:
+                raise BuildError(f"network output '{t.name}' is not produced by any layer")
+
+
+def _keep_weights(key: str, value: Any) -> Any:
+    return value if key == "weights" else _normalize_param(value)

@@ -1,0 +1,319 @@
+"""ONNX → NetworkDefinition. Walks the graph in order and hands each node to its op's registered importer.
+
+Every unsupported node is reported (not only the first): nodes that depend on a failed node are skipped
+silently, so the error list names root causes. Network tensors keep their ONNX names, which is what lets
+`polyx run --mark-all` line up our tensors with onnxruntime's.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from . import ops  # noqa: F401 - importing registers every op module
+from .dtypes import DataType, from_onnx, is_supported_onnx
+from .errors import EngineError, ParseError, UnsupportedError
+from .logger import Logger, Severity
+from .network import NetworkDefinition, Tensor
+from .ops.base import ONNX_IMPORTERS
+from .shape_inference import known_value
+
+MIN_OPSET = 1
+
+
+@dataclass(frozen=True)
+class ParserError:
+    """One parse failure: `desc` is the full message; `node` / `op` name the culprit when it is a node."""
+
+    desc: str
+    node: str | None = None
+    op: str | None = None
+    node_index: int = -1
+
+    def __str__(self) -> str:
+        return self.desc
+
+
+class ImportContext:
+    """What an importer sees of the node it imports and the network it adds layers to."""
+
+    def __init__(self, parser: OnnxParser, node: onnx.NodeProto, index: int, opset: int):
+        self.parser = parser
+        self.network: NetworkDefinition = parser.network
+        self.node = node
+        self.index = index
+        self.opset = opset
+        self.name = node.name or f"{node.op_type}_{index}"
+        self.logger = parser.logger
+        self._attrs = {a.name: a for a in node.attribute}
+        self._suffix = 0
+
+    @property
+    def op_type(self) -> str:
+        return self.node.op_type
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.node.input)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.node.output)
+
+    def input(self, index: int) -> Tensor | None:
+        """The Tensor for input `index`, or None when it is absent or the empty name (an omitted optional input)."""
+        if index >= len(self.node.input) or not self.node.input[index]:
+            return None
+        return self.parser._tensor(self.node.input[index])
+
+    def inputs(self) -> list[Tensor | None]:
+        return [self.input(i) for i in range(len(self.node.input))]
+
+    def const(self, index: int) -> np.ndarray | None:
+        """The value of input `index` when known at parse time (initializer, Constant, static shape arithmetic)."""
+        return known_value(self.input(index))
+
+    def has_attr(self, name: str) -> bool:
+        return name in self._attrs
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        if name not in self._attrs:
+            return default
+        attr = self._attrs[name]
+        if attr.type == onnx.AttributeProto.GRAPH or attr.type == onnx.AttributeProto.GRAPHS:
+            self.unsupported(f"attribute '{name}' holds a subgraph, which is not supported")
+        if attr.type == onnx.AttributeProto.TENSOR:
+            return numpy_helper.to_array(attr.t)
+        if attr.ref_attr_name:
+            self.unsupported(f"attribute '{name}' references a function attribute")
+        value = helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            return value.decode("utf-8")
+        if isinstance(value, list) and value and isinstance(value[0], bytes):
+            return [v.decode("utf-8") for v in value]
+        return value
+
+    def unsupported(self, reason: str):
+        raise UnsupportedError(reason, node=self.name, op=self.op_type)
+
+    def layer_name(self, suffix: str | None = None) -> str:
+        """Names for the layers a node expands into: the node name, then node name + '/suffix'."""
+        if suffix is None:
+            self._suffix += 1
+            return self.name if self._suffix == 1 else f"{self.name}/{self._suffix - 1}"
+        return f"{self.name}/{suffix}"
+
+    def constant(self, value: Any, dtype: Any = None, name: str | None = None) -> Tensor:
+        array = np.asarray(value, dtype=dtype)
+        if array.dtype == np.float64 and dtype is None and not isinstance(value, np.ndarray):
+            array = array.astype(np.float32)
+        layer = self.network.add_constant(array.shape, array, name=name or self.layer_name("const"))
+        return layer.get_output(0)
+
+
+class OnnxParser:
+    """TensorRT-style parser: `parse(bytes)` / `parse_from_file(path)` return success; errors via get_error(i)."""
+
+    def __init__(self, network: NetworkDefinition, logger: Logger | None = None):
+        self.network = network
+        self.logger = logger or Logger()
+        self._errors: list[ParserError] = []
+        self._tensors: dict[str, Tensor] = {}
+        self._initializers: dict[str, onnx.TensorProto] = {}
+        self._failed: set[str] = set()
+        self.model: onnx.ModelProto | None = None
+
+    # ------------------------------------------------------------------ errors
+    @property
+    def num_errors(self) -> int:
+        return len(self._errors)
+
+    def get_error(self, index: int) -> ParserError:
+        return self._errors[index]
+
+    def clear_errors(self) -> None:
+        self._errors.clear()
+
+    def errors_text(self) -> str:
+        return "\n".join(e.desc for e in self._errors)
+
+    def _error(self, desc: str, node: str | None = None, op: str | None = None, index: int = -1) -> None:
+        self._errors.append(ParserError(desc, node, op, index))
+        self.logger.log(Severity.ERROR, desc)
+
+    # ------------------------------------------------------------------ entry points
+    def parse_from_file(self, path: str | os.PathLike) -> bool:
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            self._error(f"{path}: no such file")
+            return False
+        try:
+            model = onnx.load(path, load_external_data=False)
+            onnx.external_data_helper.load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
+        except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a damaged file
+            self._error(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})")
+            return False
+        return self.parse_model(model, source=path)
+
+    def parse(self, model_bytes: bytes, path: str | None = None) -> bool:
+        try:
+            model = onnx.load_from_string(model_bytes)
+        except Exception as exc:  # noqa: BLE001
+            self._error(f"{path or '<bytes>'}: not a readable ONNX model ({type(exc).__name__}: {exc})")
+            return False
+        if path:
+            onnx.external_data_helper.load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
+        return self.parse_model(model, source=path or "<bytes>")
+
+    def parse_model(self, model: onnx.ModelProto, source: str = "<model>") -> bool:
+        self.model = model
+        graph = model.graph
+        opset = _default_opset(model)
+        if opset is None:
+            self._error(f"{source}: the model imports no default-domain opset")
+            return False
+        if opset > onnx.defs.onnx_opset_version():
+            self._error(f"{source}: opset {opset} is newer than the newest supported "
+                        f"({onnx.defs.onnx_opset_version()})")
+            return False
+        domains = {imp.domain: imp.version for imp in model.opset_import}
+        self.network.name = graph.name or self.network.name
+        self._initializers = {init.name: init for init in graph.initializer}
+        for inp in graph.input:
+            if inp.name in self._initializers:
+                continue
+            if not self._add_graph_input(inp):
+                continue
+        for index, node in enumerate(graph.node):
+            self._import_node(node, index, domains.get(node.domain or "", opset) if node.domain not in ("", "ai.onnx")
+                              else opset)
+        for out in graph.output:
+            if out.name in self._failed:
+                continue
+            tensor = self._tensors.get(out.name)
+            if tensor is None and out.name in self._initializers:
+                tensor = self._tensor(out.name)
+            if tensor is None:
+                self._error(f"{source}: graph output '{out.name}' is not produced by any node")
+                continue
+            if tensor.is_network_input or tensor.is_network_output:
+                # An output that is also an input (or listed twice) still needs a tensor of its own name.
+                tensor = self.network.add_identity(tensor, name=f"{out.name}/identity").get_output(0)
+            self.network.mark_output(tensor)
+        ok = not self._errors
+        if ok:
+            self.logger.log(Severity.INFO, f"parsed {source}: {len(graph.node)} nodes -> "
+                                           f"{self.network.num_layers} layers (opset {opset})")
+        return ok
+
+    # ------------------------------------------------------------------ internals
+    def _add_graph_input(self, inp: onnx.ValueInfoProto) -> bool:
+        ttype = inp.type.tensor_type
+        if not inp.type.HasField("tensor_type"):
+            self._error(f"input '{inp.name}': only tensor inputs are supported (got {inp.type.WhichOneof('value')})")
+            self._failed.add(inp.name)
+            return False
+        if not is_supported_onnx(ttype.elem_type):
+            self._error(f"input '{inp.name}': unsupported data type "
+                        f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}")
+            self._failed.add(inp.name)
+            return False
+        if not ttype.HasField("shape"):
+            self._error(f"input '{inp.name}': the model gives no rank for this input, which the engine needs")
+            self._failed.add(inp.name)
+            return False
+        shape = [d.dim_value if d.HasField("dim_value") else -1 for d in ttype.shape.dim]
+        tensor = self.network.add_input(inp.name, from_onnx(ttype.elem_type), shape)
+        self._tensors[inp.name] = tensor
+        return True
+
+    def _tensor(self, name: str) -> Tensor:
+        if name in self._tensors:
+            return self._tensors[name]
+        if name in self._initializers:
+            init = self._initializers[name]
+            if not is_supported_onnx(init.data_type):
+                raise UnsupportedError(f"initializer '{name}' has unsupported data type "
+                                       f"{onnx.TensorProto.DataType.Name(init.data_type)}")
+            array = numpy_helper.to_array(init)
+            layer = self.network.add_constant(array.shape, array, name=name)
+            tensor = layer.get_output(0)
+            self.network.rename_tensor(tensor, name)
+            self._tensors[name] = tensor
+            return tensor
+        raise EngineError(f"tensor '{name}' is used before it is produced (the graph is not topologically sorted, "
+                          "or the name is misspelled)")
+
+    def _import_node(self, node: onnx.NodeProto, index: int, opset: int) -> None:
+        name = node.name or f"{node.op_type}_{index}"
+        if any(i in self._failed for i in node.input if i):
+            self._failed.update(node.output)
+            return
+        domain = "" if node.domain in ("", "ai.onnx") else node.domain
+        importer = ONNX_IMPORTERS.get((domain, node.op_type))
+        if importer is None:
+            where = f" in domain '{node.domain}'" if domain else ""
+            self._error(f"node '{name}' ({node.op_type}): unsupported operator{where}", name, node.op_type, index)
+            self._failed.update(node.output)
+            return
+        if opset < importer.min_opset or (importer.max_opset is not None and opset > importer.max_opset):
+            self._error(f"node '{name}' ({node.op_type}): opset {opset} is not supported for this op "
+                        f"(supported: {importer.min_opset}..{importer.max_opset or 'newest'})", name, node.op_type,
+                        index)
+            self._failed.update(node.output)
+            return
+        ctx = ImportContext(self, node, index, opset)
+        first_new_layer = self.network.num_layers
+        try:
+            outputs = list(importer.fn(ctx))
+        except ParseError as exc:
+            self._error(str(exc) if exc.node else f"node '{name}' ({node.op_type}): {exc}", name, node.op_type, index)
+            self._failed.update(node.output)
+            return
+        except EngineError as exc:
+            self._error(f"node '{name}' ({node.op_type}): {exc}", name, node.op_type, index)
+            self._failed.update(node.output)
+            return
+        for layer in self.network.layers[first_new_layer:]:
+            layer.metadata.setdefault("onnx_node", name)
+        self._bind_outputs(node, outputs, ctx)
+
+    def _bind_outputs(self, node: onnx.NodeProto, outputs: Sequence[Tensor | None], ctx: ImportContext) -> None:
+        for out_name, tensor in zip(node.output, outputs):
+            if not out_name:
+                continue
+            if tensor is None:
+                self._failed.add(out_name)
+                continue
+            claimed = tensor.is_network_input or tensor.name in self._tensors and self._tensors[tensor.name] is tensor
+            if claimed or tensor.producer is None or tensor.producer.type.value == "CONSTANT" and \
+                    tensor.name in self._initializers:
+                tensor = self.network.add_identity(tensor, name=ctx.layer_name("identity")).get_output(0)
+            self.network.rename_tensor(tensor, out_name)
+            self._tensors[out_name] = tensor
+        for out_name in node.output[len(outputs):]:
+            if out_name:
+                self._failed.add(out_name)
+
+    def supports_operator(self, op_type: str, domain: str = "") -> bool:
+        return (domain, op_type) in ONNX_IMPORTERS
+
+
+def _default_opset(model: onnx.ModelProto) -> int | None:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return imp.version
+    return None
+
+
+def supported_onnx_ops() -> list[tuple[str, str]]:
+    """(domain, op_type) pairs with an importer, sorted."""
+    return sorted(ONNX_IMPORTERS)
+
+
+__all__ = ["OnnxParser", "ParserError", "ImportContext", "supported_onnx_ops", "DataType"]

@@ -1,0 +1,388 @@
+"""Runtime, Engine and ExecutionContext (TensorRT 8.6 names).
+
+An ExecutionContext resolves shapes once per set of input shapes ("binding"): it evaluates the host shape
+arithmetic, places activations in one arena by the lifetime plan, and precompiles a flat step list. `execute`
+then only swaps the user's input/output arrays in and runs the steps. Contexts own their arenas, so several
+contexts of one engine can run at the same time from different threads.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .backends import get_backend
+from .dtypes import DataType, nptype
+from .enums import LayerType, TensorIOMode
+from .errors import ExecutionError, PlanFormatError, ShapeError
+from .graph import LoweredGraph, device_lifetimes, resolve_shapes, tactic_infos, tensor_nbytes
+from .logger import Logger, Severity
+from .ops.activation_post import apply_fused_activation
+from .passes.memory import plan_activation_memory
+from .plan import deserialize_plan
+from .tactics import TacticContext, tactic_by_id
+
+
+class Runtime:
+    def __init__(self, logger: Logger | None = None):
+        self.logger = logger or Logger()
+
+    def deserialize_cuda_engine(self, plan: bytes | bytearray | memoryview) -> Engine:
+        """Load a plan; raises PlanFormatError for damaged, truncated or foreign files."""
+        graph, meta = deserialize_plan(bytes(plan))
+        return Engine(graph, meta, self.logger, bytes(plan))
+
+
+class IProfiler:
+    """Assign to `context.profiler`: `report_layer_time` is called for every layer of every execution."""
+
+    def report_layer_time(self, layer_name: str, ms: float) -> None:
+        raise NotImplementedError
+
+
+class Engine:
+    def __init__(self, graph: LoweredGraph, meta: dict[str, Any], logger: Logger, plan: bytes | None = None):
+        self.graph = graph
+        self.meta = meta
+        self.logger = logger
+        self._plan = plan
+        self.device = meta.get("device", "cpu")
+        try:
+            self.backend = get_backend(self.device)
+        except Exception as exc:
+            raise PlanFormatError(f"plan: built for device '{self.device}', which is not usable here: {exc}") from None
+        self.profiles: list[dict[str, tuple]] = [
+            {name: tuple(tuple(s) for s in shapes) for name, shapes in p.items()} for p in meta.get("profiles", [])]
+        self.name = meta.get("name", "engine")
+        self._io_names = [graph.tensors[i].name for i in graph.inputs] + [graph.tensors[i].name for i in graph.outputs]
+        self._index = {graph.tensors[i].name: i for i in graph.inputs + graph.outputs}
+        self._lifetimes = device_lifetimes(graph)
+        self._device_constants = {i: self.backend.to_device(a) for i, a in graph.constants.items()}
+        self._states = self._prepare_tactics()
+
+    def _prepare_tactics(self) -> list[Any]:
+        states = []
+        for spec in self.graph.layers:
+            if spec.host or spec.layer.type == LayerType.CONSTANT:
+                states.append(None)
+                continue
+            tactic = tactic_by_id(spec.tactic_id)
+            ins, outs = tactic_infos(self.graph, spec)
+            states.append((tactic, tactic.prepare(TacticContext(spec.layer, ins, outs, self.device))))
+        return states
+
+    # ------------------------------------------------------------------ TensorRT-style queries
+    @property
+    def num_io_tensors(self) -> int:
+        return len(self._io_names)
+
+    def get_tensor_name(self, index: int) -> str:
+        return self._io_names[index]
+
+    def _io(self, name: str) -> int:
+        if name not in self._index:
+            raise ExecutionError(f"'{name}' is not an input or output of this engine "
+                                 f"(tensors: {', '.join(self._io_names)})")
+        return self._index[name]
+
+    def get_tensor_mode(self, name: str) -> TensorIOMode:
+        idx = self._io(name)
+        return TensorIOMode.INPUT if idx in self.graph.inputs else TensorIOMode.OUTPUT
+
+    def get_tensor_dtype(self, name: str) -> DataType:
+        return self.graph.tensors[self._io(name)].dtype
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        """Build-time shape: -1 marks a dimension that depends on the input shapes."""
+        return tuple(self.graph.tensors[self._io(name)].shape or ())
+
+    def is_shape_inference_io(self, name: str) -> bool:
+        return False
+
+    @property
+    def num_layers(self) -> int:
+        return sum(1 for spec in self.graph.layers if spec.layer.type != LayerType.CONSTANT)
+
+    @property
+    def num_optimization_profiles(self) -> int:
+        return len(self.profiles)
+
+    def get_tensor_profile_shape(self, name: str, profile_index: int) -> tuple:
+        """(min, opt, max) of an input in one profile."""
+        self._io(name)
+        profile = self.profiles[profile_index]
+        if name in profile:
+            return profile[name]
+        shape = self.get_tensor_shape(name)
+        return (shape, shape, shape)
+
+    def get_profile_shape(self, profile_index: int, name: str) -> tuple:
+        return self.get_tensor_profile_shape(name, profile_index)
+
+    @property
+    def device_memory_size(self) -> int:
+        return int(self.meta.get("memory", {}).get("planned_peak_bytes", 0)) + \
+            int(self.meta.get("memory", {}).get("workspace_bytes", 0))
+
+    @property
+    def has_implicit_batch_dimension(self) -> bool:
+        return False
+
+    def serialize(self) -> bytes:
+        if self._plan is None:
+            raise ExecutionError("this engine was not created from a plan and cannot be serialized")
+        return self._plan
+
+    def create_execution_context(self) -> ExecutionContext:
+        return ExecutionContext(self)
+
+    def layer_info(self) -> list[dict[str, Any]]:
+        """Per layer: name, type, precision, tactic, fused-from names, inputs/outputs (what `inspect` shows)."""
+        rows = []
+        for spec in self.graph.layers:
+            if spec.layer.type == LayerType.CONSTANT:
+                continue
+            rows.append({
+                "name": spec.layer.name, "type": spec.layer.type.value, "precision": spec.layer.precision.value,
+                "tactic_id": spec.tactic_id, "tactic": spec.tactic_name or ("host" if spec.host else ""),
+                "host": spec.host, "fused_from": spec.layer.metadata.get("fused_from", []),
+                "inputs": [None if i is None else self.graph.tensors[i].name for i in spec.inputs],
+                "outputs": [self.graph.tensors[o].name for o in spec.outputs],
+            })
+        return rows
+
+
+@dataclass
+class _Step:
+    name: str
+    run: Any
+    state: Any
+    inputs: list[int | None]
+    outputs: list[int]
+    activation: dict | None
+
+
+@dataclass
+class _Binding:
+    shapes: list
+    slots: list[Any]            # tensor index -> array (host values, constants, arena views); IO set per call
+    steps: list[_Step]
+    workspace: Any
+    arena_bytes: int
+
+
+class ExecutionContext:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.profiler: IProfiler | None = None
+        self.name = ""
+        self.debug_sync = False
+        self._profile = 0
+        self._input_shapes: dict[int, tuple[int, ...]] = {}
+        self._addresses: dict[int, Any] = {}
+        self._bindings: dict[tuple, _Binding] = {}
+        self._lock = threading.Lock()
+        graph = engine.graph
+        for i in graph.inputs:
+            shape = graph.tensors[i].shape
+            if shape is not None and all(d >= 0 for d in shape):
+                self._input_shapes[i] = tuple(shape)
+
+    # ------------------------------------------------------------------ shapes and profiles
+    @property
+    def active_optimization_profile(self) -> int:
+        return self._profile
+
+    def set_optimization_profile_async(self, profile_index: int, stream: Any = None) -> bool:
+        if not 0 <= profile_index < max(self.engine.num_optimization_profiles, 1):
+            raise ExecutionError(f"optimization profile {profile_index} does not exist "
+                                 f"(the engine has {self.engine.num_optimization_profiles})")
+        self._profile = profile_index
+        return True
+
+    set_optimization_profile = set_optimization_profile_async
+
+    def set_input_shape(self, name: str, shape: Sequence[int]) -> bool:
+        idx = self.engine._io(name)
+        if idx not in self.engine.graph.inputs:
+            raise ExecutionError(f"'{name}' is an output; only input shapes can be set")
+        shape = tuple(int(d) for d in shape)
+        self._check_shape(name, idx, shape)
+        self._input_shapes[idx] = shape
+        return True
+
+    def _check_shape(self, name: str, idx: int, shape: tuple[int, ...]) -> None:
+        built = self.engine.graph.tensors[idx].shape or ()
+        if len(shape) != len(built):
+            raise ShapeError(f"input '{name}': shape {shape} has rank {len(shape)}, the engine expects rank "
+                             f"{len(built)} {tuple(built)}")
+        for d, b in zip(shape, built):
+            if b >= 0 and d != b:
+                raise ShapeError(f"input '{name}': shape {shape} does not match the engine's static shape "
+                                 f"{tuple(built)}")
+        if self.engine.profiles:
+            profile = self.engine.profiles[self._profile]
+            if name in profile:
+                lo, _, hi = profile[name]
+                if any(not a <= d <= c for a, d, c in zip(lo, shape, hi)):
+                    raise ShapeError(f"input '{name}': shape {shape} is outside optimization profile "
+                                     f"{self._profile} (min {tuple(lo)}, max {tuple(hi)})")
+
+    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
+        idx = self.engine._io(name)
+        if idx in self.engine.graph.inputs:
+            return self._input_shapes.get(idx, self.engine.get_tensor_shape(name))
+        if len(self._input_shapes) < len(self.engine.graph.inputs):
+            return self.engine.get_tensor_shape(name)
+        return tuple(self._binding().shapes[idx])
+
+    @property
+    def all_binding_shapes_specified(self) -> bool:
+        return len(self._input_shapes) == len(self.engine.graph.inputs)
+
+    def infer_shapes(self) -> list[str]:
+        """Names of inputs whose shapes are still missing (empty when all are set)."""
+        missing = [self.engine.graph.tensors[i].name for i in self.engine.graph.inputs if i not in self._input_shapes]
+        if not missing:
+            self._binding()
+        return missing
+
+    # ------------------------------------------------------------------ addresses
+    def set_tensor_address(self, name: str, array: Any) -> bool:
+        """Bind a user array (NumPy on CPU; CuPy array / __cuda_array_interface__ object on GPU) to an IO tensor."""
+        idx = self.engine._io(name)
+        self._addresses[idx] = array
+        return True
+
+    def get_tensor_address(self, name: str) -> Any:
+        return self._addresses.get(self.engine._io(name))
+
+    # ------------------------------------------------------------------ binding
+    def _binding(self) -> _Binding:
+        graph = self.engine.graph
+        missing = [graph.tensors[i].name for i in graph.inputs if i not in self._input_shapes]
+        if missing:
+            raise ExecutionError(f"input shape not set for: {', '.join(missing)} (call set_input_shape)")
+        key = tuple(self._input_shapes[i] for i in graph.inputs)
+        binding = self._bindings.get(key)
+        if binding is None:
+            binding = self._bind()
+            self._bindings[key] = binding
+        return binding
+
+    def _bind(self) -> _Binding:
+        engine, graph, backend = self.engine, self.engine.graph, self.engine.backend
+        resolved = resolve_shapes(graph, self._input_shapes)
+        shapes = resolved.shapes
+        slots: list[Any] = [None] * len(graph.tensors)
+        for i, value in resolved.host_values.items():
+            slots[i] = engine._device_constants.get(i) if i in engine._device_constants else backend.to_device(value)
+        planned = sorted(engine._lifetimes)
+        plan = plan_activation_memory([tensor_nbytes(graph, shapes, i) for i in planned],
+                                      [engine._lifetimes[i] for i in planned])
+        arena = backend.allocate(max(plan.peak_bytes, 1))
+        for i, offset in zip(planned, plan.offsets):
+            dtype = np.dtype(nptype(graph.tensors[i].dtype))
+            count = int(np.prod(shapes[i], dtype=np.int64))
+            slots[i] = arena[offset:offset + count * dtype.itemsize].view(dtype).reshape(shapes[i])
+        steps, workspace_bytes = [], 0
+        for spec, state in zip(graph.layers, engine._states):
+            if state is None:
+                continue
+            tactic, prepared = state
+            ins, outs = tactic_infos(graph, spec, shapes)
+            workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(
+                TacticContext(spec.layer, ins, outs, engine.device))))
+            steps.append(_Step(spec.layer.name, tactic.run, prepared, spec.inputs, spec.outputs,
+                               spec.layer.params.get("fused_activation")))
+        workspace = backend.allocate(workspace_bytes) if workspace_bytes else None
+        engine.logger.log(Severity.VERBOSE, f"context bound shapes {[shapes[i] for i in graph.inputs]}: arena "
+                                            f"{plan.peak_bytes} bytes (naive {plan.naive_bytes}), "
+                                            f"workspace {workspace_bytes} bytes")
+        return _Binding(shapes, slots, steps, workspace, plan.peak_bytes)
+
+    # ------------------------------------------------------------------ execution
+    def execute_async_v3(self, stream_handle: Any = 0) -> bool:
+        """Run with the arrays given by set_tensor_address (outputs must be bound too)."""
+        graph = self.engine.graph
+        for i in graph.inputs + graph.outputs:
+            if i not in self._addresses:
+                raise ExecutionError(f"no address set for '{graph.tensors[i].name}' (call set_tensor_address)")
+        for i in graph.inputs:
+            if i not in self._input_shapes or tuple(self._addresses[i].shape) != self._input_shapes[i]:
+                self.set_input_shape(graph.tensors[i].name, self._addresses[i].shape)
+        self._run({i: self._addresses[i] for i in graph.inputs}, {i: self._addresses[i] for i in graph.outputs},
+                  stream_handle)
+        return True
+
+    def execute_v2(self, bindings: Sequence[Any]) -> bool:
+        """Synchronous execution with arrays in IO order (inputs then outputs)."""
+        for name, array in zip(self.engine._io_names, bindings):
+            self.set_tensor_address(name, array)
+        return self.execute_async_v3(0)
+
+    def execute(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """Convenience: run on a {input name: array} dict and return {output name: new array}."""
+        graph, backend = self.engine.graph, self.engine.backend
+        unknown = sorted(set(feeds) - {graph.tensors[i].name for i in graph.inputs})
+        if unknown:
+            raise ExecutionError(f"unknown input(s) {unknown}; the engine's inputs are "
+                                 f"{[graph.tensors[i].name for i in graph.inputs]}")
+        inputs = {}
+        for i in graph.inputs:
+            name = graph.tensors[i].name
+            if name not in feeds:
+                raise ExecutionError(f"missing input '{name}'")
+            array = feeds[name]
+            if not hasattr(array, "dtype"):
+                array = np.asarray(array)
+            self.set_input_shape(name, array.shape)
+            inputs[i] = backend.to_device(array)
+        binding = self._binding()
+        outputs = {i: backend.xp.empty(binding.shapes[i], dtype=nptype(graph.tensors[i].dtype)) for i in graph.outputs}
+        self._run(inputs, outputs, None)
+        return {graph.tensors[i].name: outputs[i] for i in graph.outputs}
+
+    def _run(self, inputs: dict[int, Any], outputs: dict[int, Any], stream: Any) -> None:
+        graph, backend = self.engine.graph, self.engine.backend
+        for i, array in inputs.items():
+            expected = np.dtype(nptype(graph.tensors[i].dtype))
+            if array.dtype != expected:
+                raise ExecutionError(f"input '{graph.tensors[i].name}': expected dtype {expected}, got {array.dtype}")
+        for i, array in outputs.items():
+            expected = np.dtype(nptype(graph.tensors[i].dtype))
+            if array.dtype != expected:
+                raise ExecutionError(f"output '{graph.tensors[i].name}': buffer dtype {array.dtype} does not match "
+                                     f"the engine's {expected}")
+        with self._lock:
+            binding = self._binding()
+            for i, array in outputs.items():
+                if tuple(array.shape) != tuple(binding.shapes[i]):
+                    raise ExecutionError(f"output '{graph.tensors[i].name}': buffer shape {tuple(array.shape)} "
+                                         f"does not match {tuple(binding.shapes[i])}")
+            slots = list(binding.slots)
+            for i, array in inputs.items():
+                slots[i] = array
+            host_outputs = []
+            for i, array in outputs.items():
+                if slots[i] is not None:  # an output known without running (constant or shape arithmetic)
+                    host_outputs.append((array, slots[i]))
+                slots[i] = array
+            xp, workspace, profiler = backend.xp, binding.workspace, self.profiler
+            for step in binding.steps:
+                start = time.perf_counter() if profiler is not None else 0.0
+                ins = [None if i is None else slots[i] for i in step.inputs]
+                outs = [slots[o] for o in step.outputs]
+                step.run(step.state, ins, outs, workspace, xp)
+                if step.activation is not None:
+                    apply_fused_activation(outs[0], step.activation, xp)
+                if profiler is not None:
+                    backend.synchronize(stream)
+                    profiler.report_layer_time(step.name, (time.perf_counter() - start) * 1e3)
+            for array, value in host_outputs:
+                xp.copyto(array, value, casting="unsafe")
+            backend.synchronize(stream)

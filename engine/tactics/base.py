@@ -1,0 +1,111 @@
+"""Tactic base class and the public tactic registry.
+
+A tactic is one implementation of one layer type on one backend. It has a stable integer id (recorded in plans,
+timing caches and tactic replay files), a readable name, a `supports` check, a workspace size, a build-time
+`prepare` (weight re-layout: Winograd transform, transposed/FP16 copies, ...) and `run`, which writes the layer's
+outputs into buffers the runtime planned. Users and tests register extra tactics through `register_tactic`;
+that is how a deliberately wrong kernel is injected to exercise `polyx debug tactics`.
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..enums import LayerType
+from ..errors import EngineError
+
+
+@dataclass
+class TacticContext:
+    """What a tactic may look at when deciding and preparing: the layer (type, name, params, precision),
+    input infos (shape, dtype, known value for constants) and output infos, at the shapes being built for."""
+
+    layer: Any
+    inputs: Sequence[Any]
+    outputs: Sequence[Any]
+    backend: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+
+class Tactic:
+    """Override `supports`, `workspace_bytes`, `prepare` and `run`.
+
+    `run(state, inputs, outputs, workspace, xp)`: `inputs` are arrays (None for absent optional inputs),
+    `outputs` preallocated arrays of the planned shapes and dtypes, to be filled completely.
+    """
+
+    id: int = 0
+    name: str = "tactic"
+    layer_type: LayerType = LayerType.MISC
+    backend: str = "cpu"
+    # Lower is preferred when tactics are chosen without timing (builder_optimization_level 0).
+    heuristic_rank: int = 100
+    # Minimum builder_optimization_level at which this tactic is considered (slow-to-time ones ask for more).
+    min_optimization_level: int = 0
+
+    def supports(self, ctx: TacticContext) -> bool | str:
+        """True when this tactic can run the layer; otherwise False or a string saying why not."""
+        return True
+
+    def workspace_bytes(self, ctx: TacticContext) -> int:
+        return 0
+
+    def prepare(self, ctx: TacticContext) -> Any:
+        """Build-time work (weights re-layout); the result is passed to `run` as `state`."""
+        return None
+
+    def run(self, state: Any, inputs: list[Any], outputs: list[Any], workspace: Any, xp: Any) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<Tactic {self.name} id=0x{self.id:08x} {self.layer_type.value}/{self.backend}>"
+
+
+def stable_tactic_id(name: str) -> int:
+    """A 31-bit id derived from the tactic name: stable across processes and machines."""
+    return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
+
+
+_REGISTRY: dict[tuple[LayerType, str], list[Tactic]] = {}
+_BY_ID: dict[int, Tactic] = {}
+
+
+def register_tactic(tactic: Tactic, replace: bool = False) -> Tactic:
+    """Add a tactic to the registry. Ids must be unique; `replace=True` swaps a tactic with the same id."""
+    if not tactic.id:
+        tactic.id = stable_tactic_id(f"{tactic.backend}:{tactic.layer_type.value}:{tactic.name}")
+    existing = _BY_ID.get(tactic.id)
+    if existing is not None:
+        if not replace:
+            raise EngineError(f"tactic id 0x{tactic.id:08x} is already used by {existing.name!r}")
+        unregister_tactic(existing)
+    _REGISTRY.setdefault((LayerType(tactic.layer_type), tactic.backend), []).append(tactic)
+    _BY_ID[tactic.id] = tactic
+    return tactic
+
+
+def unregister_tactic(tactic: Tactic) -> None:
+    """Remove a tactic (tests use this to clean up injected tactics)."""
+    bucket = _REGISTRY.get((LayerType(tactic.layer_type), tactic.backend), [])
+    if tactic in bucket:
+        bucket.remove(tactic)
+    if _BY_ID.get(tactic.id) is tactic:
+        del _BY_ID[tactic.id]
+
+
+def tactics_for(layer_type: LayerType, backend: str) -> list[Tactic]:
+    from . import builtin  # noqa: F401 - registers the built-in tactics on first use
+
+    return list(_REGISTRY.get((LayerType(layer_type), backend), []))
+
+
+def tactic_by_id(tactic_id: int) -> Tactic:
+    from . import builtin  # noqa: F401
+
+    try:
+        return _BY_ID[int(tactic_id)]
+    except KeyError:
+        raise EngineError(f"no tactic with id 0x{int(tactic_id):08x} is registered (a plan built with a plugin or "
+                          "custom tactic needs it registered before loading)") from None

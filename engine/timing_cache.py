@@ -1,0 +1,73 @@
+"""Timing cache: tactic timings keyed by layer signature (type, params, shapes, dtypes, precision, device).
+
+A rebuild that finds every key in the cache times nothing and picks the same tactics. Serialized with the
+shared container (magic, version, JSON, SHA-256), never pickle.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from typing import Any
+
+from .container import pack, unpack
+
+MAGIC = b"POLYXTC\0"
+FORMAT_VERSION = 1
+
+
+def layer_signature(layer_type: str, params: dict[str, Any], input_infos: list[Any], precision: str,
+                    device: str) -> str:
+    """A stable hash of everything that affects which tactic is fastest (never the weight values)."""
+    desc = {
+        "type": str(layer_type),
+        "params": {k: v for k, v in sorted(params.items()) if k != "weights"},
+        "inputs": [None if i is None else [list(i.shape) if i.shape is not None else None, str(i.dtype),
+                                           i.value is not None] for i in input_infos],
+        "precision": str(precision),
+        "device": device,
+    }
+    return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class TimingCache:
+    def __init__(self, entries: dict[str, dict[str, Any]] | None = None):
+        self.entries: dict[str, dict[str, Any]] = dict(entries or {})
+        self.hits = 0
+        self.misses = 0
+        self._lock = threading.Lock()
+
+    def query(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return entry
+
+    def update(self, key: str, timings: dict[int, float], chosen: int) -> None:
+        with self._lock:
+            self.entries[key] = {"tactic": int(chosen), "timings_ms": {str(k): float(v) for k, v in timings.items()}}
+
+    def combine(self, other: TimingCache, ignore_mismatch: bool = False) -> bool:
+        with self._lock:
+            for key, value in other.entries.items():
+                self.entries.setdefault(key, value)
+        return True
+
+    def reset(self) -> bool:
+        with self._lock:
+            self.entries.clear()
+        return True
+
+    def serialize(self) -> bytes:
+        return pack(MAGIC, FORMAT_VERSION, {"entries": self.entries})
+
+    @classmethod
+    def deserialize(cls, data: bytes) -> TimingCache:
+        header, _ = unpack(data, MAGIC, FORMAT_VERSION, "timing cache")
+        return cls(header.get("entries", {}))
+
+    def __len__(self) -> int:
+        return len(self.entries)
