@@ -7,11 +7,11 @@
 """
 __version__ = "0.1.0"
 
-from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmVariant, IAlgorithmSelector  # noqa: E402
-from .builder import Builder, NetworkDefinitionCreationFlag  # noqa: E402
-from .config import BuilderConfig, BuilderFlag, MemoryPoolType, ProfilingVerbosity, TacticSource  # noqa: E402
-from .dtypes import DataType  # noqa: E402
-from .enums import (  # noqa: E402
+from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmVariant, IAlgorithmSelector
+from .builder import Builder, NetworkDefinitionCreationFlag
+from .config import BuilderConfig, BuilderFlag, MemoryPoolType, ProfilingVerbosity, TacticSource
+from .dtypes import DataType
+from .enums import (
     ActivationType,
     ElementWiseOperation,
     LayerType,
@@ -24,7 +24,7 @@ from .enums import (  # noqa: E402
     TopKOperation,
     UnaryOperation,
 )
-from .errors import (  # noqa: E402
+from .errors import (
     BuildError,
     EngineError,
     ExecutionError,
@@ -33,13 +33,14 @@ from .errors import (  # noqa: E402
     ShapeError,
     UnsupportedError,
 )
-from .logger import CapturingLogger, Logger, Severity  # noqa: E402
-from .network import Layer, NetworkDefinition, Tensor  # noqa: E402
-from .onnx_parser import OnnxParser  # noqa: E402
-from .profile import OptimizationProfile  # noqa: E402
-from .runtime import Engine, ExecutionContext, IProfiler, Runtime  # noqa: E402
-from .tactics import Tactic, TacticContext, register_tactic  # noqa: E402
-from .timing_cache import TimingCache  # noqa: E402
+from .logger import CapturingLogger, Logger, Severity
+from .network import Layer, NetworkDefinition, Tensor
+from .onnx_parser import OnnxParser
+from .plugin import Plugin, get_plugin_registry, register_plugin
+from .profile import OptimizationProfile
+from .runtime import Engine, ExecutionContext, IProfiler, Runtime
+from .tactics import Tactic, TacticContext, register_tactic
+from .timing_cache import TimingCache
 
 ICudaEngine = Engine
 IExecutionContext = ExecutionContext

@@ -108,9 +108,9 @@ class _Build:
         report = run_passes(network, fp16=config.get_flag(BuilderFlag.FP16), constraints=constraints,
                             log=self.log)
         graph = lower(network)
+        host_layers = sum(1 for s in graph.layers if s.host and s.layer.type != LayerType.CONSTANT)
         self.log(Severity.INFO, f"optimized network: {layers_before} layers -> {len(graph.device_layers)} device "
-                                f"layers, {sum(1 for s in graph.layers if s.host and s.layer.type != LayerType.CONSTANT)}"
-                                f" host shape layers, {len(graph.constants)} constants")
+                                f"layers, {host_layers} host shape layers, {len(graph.constants)} constants")
         backend = get_backend(device)
         cache = config.get_timing_cache()
         if config.get_flag(BuilderFlag.DISABLE_TIMING_CACHE):

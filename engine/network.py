@@ -73,6 +73,8 @@ class Layer:
         params = object.__getattribute__(self, "params")
         if key in params:
             return params[key]
+        if key == "padding_nd" and "pre_padding" in params:  # TensorRT returns the pre-padding when asymmetric
+            return params["pre_padding"]
         raise AttributeError(f"{type(self).__name__} of type {self.type.value} has no attribute {key!r}")
 
     def __setattr__(self, key: str, value: Any) -> None:
@@ -84,6 +86,10 @@ class Layer:
             object.__setattr__(self, key, value)
         elif key in self.params:
             self.params[key] = _keep_weights(key, value)
+            _reinfer(self)
+        elif key == "padding_nd" and "pre_padding" in self.params:  # TensorRT's symmetric padding
+            self.params["pre_padding"] = _normalize_param(value)
+            self.params["post_padding"] = _normalize_param(value)
             _reinfer(self)
         else:
             raise AttributeError(f"layer '{self.name}' ({self.type.value}) has no parameter {key!r}")
@@ -255,7 +261,8 @@ class NetworkDefinition:
                 raise EngineError(f"input {i} of new {LayerType(layer_type).value} layer is not a Tensor: {t!r}")
         layer_name = self._unique_layer_name(name or f"({LayerType(layer_type).value})_{len(self.layers)}")
         self._layer_names.add(layer_name)
-        layer = Layer(layer_type, layer_name, list(inputs), {k: _keep_weights(k, v) for k, v in (params or {}).items()})
+        params = {k: _keep_weights(k, v) for k, v in (params or {}).items()}
+        layer = Layer(layer_type, layer_name, list(inputs), params)
         default_dtype = next((t.dtype for t in inputs if t is not None), DataType.FLOAT)
         for i in range(num_outputs):
             base = output_names[i] if output_names else f"{layer_name}_output_{i}"
@@ -328,8 +335,8 @@ class NetworkDefinition:
     def add_pooling_nd(self, input: Tensor, type: PoolingType, window_size: Sequence[int],
                        name: str | None = None) -> Layer:
         n = len(window_size)
-        params = {"pooling_type": PoolingType(type), "window_size_nd": list(window_size), "stride_nd": list(window_size),
-                  "pre_padding": [0] * n, "post_padding": [0] * n, "dilation_nd": [1] * n,
+        params = {"pooling_type": PoolingType(type), "window_size_nd": list(window_size),
+                  "stride_nd": list(window_size), "pre_padding": [0] * n, "post_padding": [0] * n, "dilation_nd": [1] * n,
                   "padding_mode": PaddingMode.EXPLICIT_ROUND_DOWN, "average_count_excludes_padding": True,
                   "p": 2}
         return self.add_layer(LayerType.POOLING, [input], params, name=name)

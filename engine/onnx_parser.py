@@ -20,7 +20,8 @@ from .dtypes import DataType, from_onnx, is_supported_onnx
 from .errors import EngineError, ParseError, UnsupportedError
 from .logger import Logger, Severity
 from .network import NetworkDefinition, Tensor
-from .ops.base import ONNX_IMPORTERS
+from .ops.base import ONNX_IMPORTERS, OnnxImporter
+from .plugin import get_plugin_registry
 from .shape_inference import known_value
 
 MIN_OPSET = 1
@@ -256,6 +257,8 @@ class OnnxParser:
             return
         domain = "" if node.domain in ("", "ai.onnx") else node.domain
         importer = ONNX_IMPORTERS.get((domain, node.op_type))
+        if importer is None and get_plugin_registry().get(node.op_type) is not None:
+            importer = OnnxImporter(node.op_type, domain, _import_plugin)
         if importer is None:
             where = f" in domain '{node.domain}'" if domain else ""
             self._error(f"node '{name}' ({node.op_type}): unsupported operator{where}", name, node.op_type, index)
@@ -302,6 +305,15 @@ class OnnxParser:
 
     def supports_operator(self, op_type: str, domain: str = "") -> bool:
         return (domain, op_type) in ONNX_IMPORTERS
+
+
+def _import_plugin(ctx: ImportContext) -> list[Tensor]:
+    """Fallback importer: a node whose op type names a registered plugin becomes a plugin layer."""
+    cls = get_plugin_registry().get(ctx.op_type)
+    fields = {a.name: ctx.attr(a.name) for a in ctx.node.attribute}
+    fields = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in fields.items()}
+    layer = ctx.network.add_plugin([t for t in ctx.inputs()], cls(**fields), name=ctx.layer_name())
+    return list(layer.outputs)
 
 
 def _default_opset(model: onnx.ModelProto) -> int | None:

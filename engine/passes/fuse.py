@@ -57,8 +57,8 @@ def fuse_conv_scale(network: NetworkDefinition) -> list[str]:
         if power is not None and not np.all(power == 1):
             continue
         k = kernel.shape[0]
-        scale_v = np.ones(k, np.float64) if scale is None else np.broadcast_to(np.asarray(scale, np.float64).ravel(), (k,))
-        shift_v = np.zeros(k, np.float64) if shift is None else np.broadcast_to(np.asarray(shift, np.float64).ravel(), (k,))
+        scale_v = np.broadcast_to(np.asarray(1.0 if scale is None else scale, np.float64).ravel(), (k,))
+        shift_v = np.broadcast_to(np.asarray(0.0 if shift is None else shift, np.float64).ravel(), (k,))
         bias_v = np.zeros(k, np.float64) if bias is None else bias.astype(np.float64)
         new_kernel = (kernel.astype(np.float64) * scale_v.reshape((k,) + (1,) * (kernel.ndim - 1))).astype(kernel.dtype)
         new_bias = (bias_v * scale_v + shift_v).astype(kernel.dtype)

@@ -1,0 +1,27 @@
+"""Small math helpers shared by the activation and unary kernels.
+
+`erf` is not a NumPy function: it comes from scipy.special on NumPy and cupyx.scipy.special on CuPy, both
+accurate to the working precision. `upcast_half` lets kernels compute float16 tensors in float32, because
+chains of float16 operations lose more precision than ONNX references allow.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def erf(x: Any, xp: Any) -> Any:
+    """Error function of `x` in x's dtype (float16 is evaluated in float32)."""
+    if xp is np:
+        from scipy import special
+    else:
+        from cupyx.scipy import special
+    if x.dtype == xp.float16:
+        return special.erf(x.astype(xp.float32)).astype(xp.float16)
+    return special.erf(x)
+
+
+def upcast_half(x: Any, xp: Any) -> Any:
+    """float16 → float32 (the precision kernels compute in); other dtypes unchanged."""
+    return x.astype(xp.float32) if x.dtype == xp.float16 else x
