@@ -336,9 +336,9 @@ class NetworkDefinition:
                        name: str | None = None) -> Layer:
         n = len(window_size)
         params = {"pooling_type": PoolingType(type), "window_size_nd": list(window_size),
-                  "stride_nd": list(window_size), "pre_padding": [0] * n, "post_padding": [0] * n, "dilation_nd": [1] * n,
-                  "padding_mode": PaddingMode.EXPLICIT_ROUND_DOWN, "average_count_excludes_padding": True,
-                  "p": 2}
+                  "stride_nd": list(window_size), "pre_padding": [0] * n, "post_padding": [0] * n,
+                  "dilation_nd": [1] * n, "padding_mode": PaddingMode.EXPLICIT_ROUND_DOWN,
+                  "average_count_excludes_padding": True, "p": 2}
         return self.add_layer(LayerType.POOLING, [input], params, name=name)
 
     def add_activation(self, input: Tensor, type: ActivationType, alpha: float = 0.0, beta: float = 0.0,

@@ -1,0 +1,3 @@
+from polyx.cli.app import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""The typer CLI: app.py assembles one module per command group; commands parse options and call library code."""

@@ -1,0 +1,99 @@
+"""`polyx` entry point. Every command group lives in its own module and is registered here.
+
+Exit codes: 0 success, 1 a comparison or check failed, 2 a usage error or unusable input (one line
+`polyx: error: ...` on stderr; `--debug` shows the traceback).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from engine.errors import EngineError
+
+from ..errors import PolyxError
+
+app = typer.Typer(name="polyx", help="Debug and compare ONNX models on the polyx engine.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+
+# (module under polyx.cli, attribute, how it is attached): "group" modules expose a typer.Typer named `app`
+# mounted under `name`; "command" modules expose functions registered with app.command(name).
+COMMAND_MODULES = [
+    ("run_cmd", "register"),
+    ("convert_cmd", "register"),
+    ("inspect_cmd", "register"),
+    ("surgeon_cmd", "register"),
+    ("check_cmd", "register"),
+    ("debug_cmd", "register"),
+    ("bench_cmd", "register"),
+]
+
+
+
+@app.callback()
+def _root() -> None:
+    """Debug and compare ONNX models on the polyx engine."""
+
+
+@app.command("version")
+def version() -> None:
+    """Print the polyx and engine versions."""
+    import engine
+
+    from .. import __version__
+
+    typer.echo(f"polyx {__version__} (engine {engine.__version__})")
+
+
+for _module, _hook in COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(f"{__package__}.{_module}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"{__package__}.{_module}":
+            raise
+        continue
+    getattr(_mod, _hook)(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    try:
+        app(args=args, prog_name="polyx", standalone_mode=False)
+    except (PolyxError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        if debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"polyx: error: {message}", file=sys.stderr)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else 2
+    except KeyboardInterrupt:
+        print("polyx: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # Usage errors of the click layer typer is built on (typer may vendor its own copy of click).
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            if debug:
+                raise
+            print(f"polyx: error: {exc.format_message()}", file=sys.stderr)
+            return 2
+        if type(exc).__name__ == "Abort":
+            print("polyx: aborted", file=sys.stderr)
+            return 130
+        raise
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

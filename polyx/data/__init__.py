@@ -1,0 +1,1 @@
+"""Input data: seeded generation (loader.py) and the tensor file formats (files.py)."""
