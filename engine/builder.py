@@ -20,7 +20,15 @@ from .config import BuilderConfig, BuilderFlag, MemoryPoolType, resolve_device
 from .dtypes import DataType, nptype
 from .enums import LayerType
 from .errors import BuildError, EngineError
-from .graph import LoweredGraph, device_lifetimes, lower, resolve_shapes, tactic_infos, tensor_nbytes
+from .graph import (
+    LoweredGraph,
+    device_lifetimes,
+    is_shape_input,
+    lower,
+    resolve_shapes,
+    tactic_infos,
+    tensor_nbytes,
+)
 from .logger import Logger, Severity
 from .network import NetworkDefinition
 from .ops.activation_post import apply_fused_activation
@@ -98,10 +106,11 @@ class _Build:
             raise BuildError(f"builder_optimization_level must be 0..5, got {config.builder_optimization_level}")
         if config.get_flag(BuilderFlag.INT8) and config.int8_calibrator is None:
             self.log(Severity.WARNING, "INT8 flag set without a calibrator or Q/DQ layers: INT8 is not used")
+        self.source.validate()  # before cloning: a misordered network must fail with a message, not a KeyError
         network = clone_network(self.source)
-        network.validate()
         infer_network(network)
         profiles = self._profiles(network)
+        self.shape_values = self._shape_input_values(network)
         layers_before = network.num_layers
         constraints = "obey" if config.get_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS) else \
             "prefer" if config.get_flag(BuilderFlag.PREFER_PRECISION_CONSTRAINTS) else "none"
@@ -118,7 +127,8 @@ class _Build:
         elif cache is None:
             cache = TimingCache()  # a private cache still deduplicates identical layers within this build
         selection = _TacticSelection(self, graph, profiles, backend, device, cache)
-        selection.run()
+        with np.errstate(all="ignore"):  # the sweep runs on synthetic inputs: overflow or NaN there means nothing
+            selection.run()
         memory = self._memory_report(graph, profiles, selection.max_workspace)
         build_ms = (time.perf_counter() - start) * 1e3
         meta = {
@@ -126,6 +136,7 @@ class _Build:
             "device": device,
             "device_name": backend.device_name,
             "profiles": [{k: [list(s) for s in v] for k, v in p.items()} for p in profiles],
+            "shape_input_values": [{k: [list(s) for s in v] for k, v in p.items()} for p in self.shape_values],
             "flags": {f.name: config.get_flag(f) for f in BuilderFlag},
             "optimization_level": int(config.builder_optimization_level),
             "passes": report,
@@ -169,12 +180,35 @@ class _Build:
             profiles.append(shapes)
         return profiles
 
+    def _shape_input_values(self, network: NetworkDefinition) -> list[dict[str, tuple]]:
+        """Per profile, (min, opt, max) values of each shape input (set_shape_input); zeros when not given."""
+        result = []
+        for index, profile in enumerate([p for p in self.config.profiles if p] or [OptimizationProfile()]):
+            values = {}
+            for tensor in network.inputs:
+                if not is_shape_input(tensor):
+                    continue
+                given = profile.get_shape_input(tensor.name)
+                size = int(np.prod(tensor.shape, dtype=np.int64))
+                if given is None:
+                    self.log(Severity.WARNING, f"input '{tensor.name}' is a shape input (small integer tensor); "
+                                               f"profile {index} gives no value range (set_shape_input): building "
+                                               "with zeros")
+                    given = ((0,) * size,) * 3
+                if any(len(v) != size for v in given):
+                    raise BuildError(f"optimization profile {index}: shape input '{tensor.name}' holds {size} "
+                                     f"values, set_shape_input gave {[len(v) for v in given]}")
+                values[tensor.name] = tuple(tuple(int(x) for x in v) for v in given)
+            result.append(values)
+        return result
+
     def _memory_report(self, graph: LoweredGraph, profiles, workspace: int) -> dict[str, Any]:
         lifetimes = device_lifetimes(graph)
         order = sorted(lifetimes)
         peak = naive = 0
-        for profile in profiles:
-            resolved = resolve_shapes(graph, _input_shapes(graph, profile, which=2))
+        for profile, values in zip(profiles, self.shape_values):
+            resolved = resolve_shapes(graph, _input_shapes(graph, profile, which=2),
+                                      _input_values(graph, values, which=2))
             plan = plan_activation_memory([tensor_nbytes(graph, resolved.shapes, i) for i in order],
                                           [lifetimes[i] for i in order])
             peak, naive = max(peak, plan.peak_bytes), max(naive, plan.naive_bytes)
@@ -189,6 +223,15 @@ def _input_shapes(graph: LoweredGraph, profile: dict[str, tuple], which: int) ->
         spec = graph.tensors[i]
         shapes[i] = tuple(profile[spec.name][which]) if spec.name in profile else tuple(spec.shape)
     return shapes
+
+
+def _input_values(graph: LoweredGraph, values: dict[str, tuple], which: int) -> dict[int, np.ndarray]:
+    """Values of the shape inputs at min (0), opt (1) or max (2) of a profile."""
+    result = {}
+    for i in graph.shape_inputs:
+        spec = graph.tensors[i]
+        result[i] = np.asarray(values[spec.name][which], dtype=nptype(spec.dtype)).reshape(spec.shape)
+    return result
 
 
 class _TacticSelection:
@@ -209,13 +252,18 @@ class _TacticSelection:
 
     def run(self) -> None:
         graph, backend, xp = self.graph, self.backend, self.backend.xp
-        shapes_by_which = [resolve_shapes(graph, _input_shapes(graph, self.profiles[0], which)) for which in (0, 1, 2)]
+        shape_values = self.build.shape_values[0]
+        shapes_by_which = [resolve_shapes(graph, _input_shapes(graph, self.profiles[0], which),
+                                          _input_values(graph, shape_values, which)) for which in (0, 1, 2)]
         resolved = shapes_by_which[1]
         shapes = resolved.shapes
+        self.max_shapes = [resolve_shapes(graph, _input_shapes(graph, p, 2), _input_values(graph, v, 2)).shapes
+                           for p, v in zip(self.profiles, self.build.shape_values)]
         values: dict[int, Any] = {i: backend.to_device(v) for i, v in resolved.host_values.items()}
         rng = np.random.default_rng(0)
         for i in graph.inputs:
-            values[i] = backend.to_device(_sample(rng, shapes[i], graph.tensors[i].dtype))
+            if i not in values:  # shape inputs already hold their profile values
+                values[i] = backend.to_device(_sample(rng, shapes[i], graph.tensors[i].dtype))
         last_use = {}
         for step, spec in enumerate(graph.layers):
             for i in spec.inputs:
@@ -247,11 +295,11 @@ class _TacticSelection:
                                                candidates[k].id))
             tactic = candidates[best]
             spec.tactic_id, spec.tactic_name = tactic.id, tactic.name
-            self.max_workspace = max(self.max_workspace, int(tactic.workspace_bytes(tctx)))
+            self.max_workspace = max(self.max_workspace, self._workspace_need(tactic, spec, tctx))
             self.contexts.append(context)
             self.chosen.append(algorithms[best])
             outputs = [xp.empty(shapes[o], dtype=nptype(graph.tensors[o].dtype)) for o in spec.outputs]
-            self._run_once(spec, tactic, tactic.prepare(tctx), inputs, outputs)
+            self._run_once(spec, tactic, tactic.prepare(tctx), inputs, outputs, self._workspace(tactic, tctx))
             for o, array in zip(spec.outputs, outputs):
                 values[o] = array
             for i in spec.inputs:
@@ -275,7 +323,7 @@ class _TacticSelection:
             if ok is not True:
                 self.build.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: {ok or 'no'}")
                 continue
-            workspace = int(tactic.workspace_bytes(tctx))
+            workspace = self._workspace_need(tactic, spec, tctx)
             if workspace > limit:
                 self.build.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: workspace "
                                                  f"{workspace} bytes exceeds the limit of {limit}")
@@ -305,12 +353,12 @@ class _TacticSelection:
         for tactic in candidates:
             outputs = [xp.empty(shapes[o], dtype=nptype(graph.tensors[o].dtype)) for o in spec.outputs]
             try:
-                state = tactic.prepare(tctx)
-                self._run_once(spec, tactic, state, inputs, outputs)  # warm-up
+                state, workspace = tactic.prepare(tctx), self._workspace(tactic, tctx)
+                self._run_once(spec, tactic, state, inputs, outputs, workspace)  # warm-up
                 samples = []
                 for _ in range(iterations):
                     with self.backend.timer() as timer:
-                        self._run_once(spec, tactic, state, inputs, outputs)
+                        self._run_once(spec, tactic, state, inputs, outputs, workspace)
                     samples.append(timer.elapsed_ms)
             except Exception as exc:  # noqa: BLE001 - a failing candidate is dropped, not fatal
                 failures.append(f"{tactic.name}: {exc}")
@@ -329,8 +377,20 @@ class _TacticSelection:
             self.cache.update(key, timings, min(timings, key=timings.get))
         return timings
 
-    def _run_once(self, spec, tactic, state, inputs, outputs) -> None:
-        tactic.run(state, inputs, outputs, None, self.backend.xp)
+    def _workspace_need(self, tactic, spec, tctx: TacticContext) -> int:
+        """Workspace at the opt shape and at every profile's max shape: the runtime sizes it by the actual shapes,
+        so the limit must hold for all of them."""
+        contexts = [tctx] + [TacticContext(spec.layer, *tactic_infos(self.graph, spec, shapes), self.device)
+                             for shapes in self.max_shapes]
+        return max(int(tactic.workspace_bytes(c)) for c in contexts)
+
+    def _workspace(self, tactic, tctx: TacticContext):
+        """Tactics are timed and run with the workspace they ask for, as the runtime gives it."""
+        nbytes = int(tactic.workspace_bytes(tctx))
+        return self.backend.allocate(nbytes) if nbytes else None
+
+    def _run_once(self, spec, tactic, state, inputs, outputs, workspace) -> None:
+        tactic.run(state, inputs, outputs, workspace, self.backend.xp)
         activation = spec.layer.params.get("fused_activation")
         if activation is not None:
             apply_fused_activation(outputs[0], activation, self.backend.xp)
@@ -421,7 +481,7 @@ def build_engine_for_feeds(network: NetworkDefinition, feeds: dict[str, np.ndarr
     builder = Builder(logger)
     config = builder.create_builder_config()
     config.builder_optimization_level = config_options.pop("optimization_level", 0)
-    config.device = config_options.pop("device", "cpu")
+    config.device = config_options.pop("device", None)
     if config_options.pop("fp16", False):
         config.set_flag(BuilderFlag.FP16)
     for key, value in config_options.items():
@@ -431,5 +491,8 @@ def build_engine_for_feeds(network: NetworkDefinition, feeds: dict[str, np.ndarr
         if tensor.name in feeds and (tensor.shape is None or any(d < 0 for d in tensor.shape)):
             shape = np.shape(feeds[tensor.name])
             profile.set_shape(tensor.name, shape, shape, shape)
+        if tensor.name in feeds and is_shape_input(tensor):
+            value = np.asarray(feeds[tensor.name]).ravel().tolist()
+            profile.set_shape_input(tensor.name, value, value, value)
     config.add_optimization_profile(profile)
     return Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))

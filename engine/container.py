@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from typing import Any
 
@@ -20,7 +21,7 @@ def pack(magic: bytes, version: int, header: dict[str, Any], arrays: dict[str, n
     arrays = arrays or {}
     table, chunks, offset = {}, [], 0
     for name, array in arrays.items():
-        data = np.ascontiguousarray(array)
+        data = np.asarray(array, order="C")  # keeps 0-D arrays 0-D (ascontiguousarray does not)
         if data.dtype.byteorder == ">":
             data = data.byteswap().view(data.dtype.newbyteorder("<"))
         raw = data.tobytes()
@@ -29,7 +30,8 @@ def pack(magic: bytes, version: int, header: dict[str, Any], arrays: dict[str, n
         pad = (-len(raw)) % _ALIGN
         chunks.append(raw + b"\0" * pad)
         offset += len(raw) + pad
-    body = json.dumps({**header, "buffers": table}, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    body = json.dumps(_encode_nonfinite({**header, "buffers": table}), separators=(",", ":"), sort_keys=True,
+                      allow_nan=False).encode("utf-8")
     head = _PREFIX.pack(magic, version, len(body)) + body
     head += b"\0" * ((-len(head)) % _ALIGN)
     payload = head + b"".join(chunks)
@@ -51,7 +53,8 @@ def unpack(data: bytes, magic: bytes, version: int, what: str) -> tuple[dict[str
     if hashlib.sha256(payload).digest() != digest:
         raise PlanFormatError(f"{what}: checksum mismatch: the file is corrupted or truncated")
     try:
-        header = json.loads(payload[_PREFIX.size:_PREFIX.size + header_len].decode("utf-8"))
+        header = json.loads(payload[_PREFIX.size:_PREFIX.size + header_len].decode("utf-8"),
+                            object_hook=_decode_nonfinite)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PlanFormatError(f"{what}: header is not valid JSON ({exc})") from None
     start = _PREFIX.size + header_len
@@ -68,3 +71,20 @@ def unpack(data: bytes, magic: bytes, version: int, what: str) -> tuple[dict[str
         arrays[name] = np.frombuffer(payload, dtype=dtype, count=entry["nbytes"] // max(dtype.itemsize, 1),
                                      offset=lo).reshape(entry["shape"])
     return header, arrays
+
+
+def _encode_nonfinite(value: Any) -> Any:
+    """Strict JSON has no inf/nan: write them as {"$float": "inf" | "-inf" | "nan"}."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$float": repr(value)}
+    if isinstance(value, dict):
+        return {k: _encode_nonfinite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode_nonfinite(v) for v in value]
+    return value
+
+
+def _decode_nonfinite(obj: dict) -> Any:
+    if len(obj) == 1 and "$float" in obj:
+        return float(obj["$float"])
+    return obj

@@ -20,6 +20,16 @@ from .ops.base import TensorInfo, layer_impl
 from .shape_inference import _ShapeOnly
 
 HOST_DTYPES = (DataType.INT32, DataType.INT64, DataType.BOOL)
+# Integer network inputs this small, of static shape and rank <= 1, are *shape inputs* (TensorRT's shape tensors):
+# their values are read on the host when input shapes are set, so layers driven by them (Reduce axes, TopK k,
+# Reshape dims fed as inputs) get exact output shapes.
+MAX_SHAPE_INPUT_ELEMENTS = 16
+
+
+def is_shape_input(tensor) -> bool:
+    shape = tensor.shape
+    return (tensor.dtype in (DataType.INT32, DataType.INT64) and shape is not None and len(shape) <= 1
+            and all(d >= 0 for d in shape) and int(np.prod(shape, dtype=np.int64)) <= MAX_SHAPE_INPUT_ELEMENTS)
 
 
 @dataclass
@@ -46,6 +56,7 @@ class LoweredGraph:
     inputs: list[int]
     outputs: list[int]
     constants: dict[int, np.ndarray] = field(default_factory=dict)
+    shape_inputs: list[int] = field(default_factory=list)
 
     def tensor_index(self, name: str) -> int | None:
         for i, t in enumerate(self.tensors):
@@ -69,7 +80,8 @@ def lower(network: NetworkDefinition) -> LoweredGraph:
         return index[id(t)]
 
     inputs = [tid(t) for t in network.inputs]
-    host_known: set[int] = set()
+    shape_inputs = [tid(t) for t in network.inputs if is_shape_input(t)]
+    host_known: set[int] = set(shape_inputs)
     layers: list[LayerSpec] = []
     constants: dict[int, np.ndarray] = {}
     for layer in network.layers:
@@ -88,7 +100,7 @@ def lower(network: NetworkDefinition) -> LoweredGraph:
             host_known.update(outs)
         layers.append(LayerSpec(layer, ins, outs, host=host))
     outputs = [tid(t) for t in network.outputs]
-    return LoweredGraph(tensors, layers, inputs, outputs, constants)
+    return LoweredGraph(tensors, layers, inputs, outputs, constants, shape_inputs)
 
 
 @dataclass

@@ -39,6 +39,7 @@ def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
         "layers": layers,
         "inputs": graph.inputs,
         "outputs": graph.outputs,
+        "shape_inputs": graph.shape_inputs,
     }
     return pack(MAGIC, FORMAT_VERSION, header, arrays)
 
@@ -60,7 +61,8 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
             layer.metadata.update(entry.get("metadata") or {})
             layers.append(LayerSpec(layer, list(entry["inputs"]), outputs, bool(entry["host"]),
                                     int(entry["tactic_id"]), entry.get("tactic_name", "")))
-        graph = LoweredGraph(tensors, layers, list(header["inputs"]), list(header["outputs"]), constants)
+        graph = LoweredGraph(tensors, layers, list(header["inputs"]), list(header["outputs"]), constants,
+                             list(header.get("shape_inputs", [])))
     except (KeyError, TypeError, ValueError) as exc:
         from .errors import PlanFormatError
 

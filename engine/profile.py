@@ -50,7 +50,7 @@ class OptimizationProfile:
         return profile
 
     def __bool__(self) -> bool:
-        return bool(self._shapes)
+        return bool(self._shapes or self._shape_values)
 
     def __repr__(self) -> str:
         return f"OptimizationProfile({self._shapes})"

@@ -183,6 +183,7 @@ class ExecutionContext:
         self.debug_sync = False
         self._profile = 0
         self._input_shapes: dict[int, tuple[int, ...]] = {}
+        self._input_values: dict[int, np.ndarray] = {}  # host values of shape inputs
         self._addresses: dict[int, Any] = {}
         self._bindings: dict[tuple, _Binding] = {}
         self._lock = threading.Lock()
@@ -213,6 +214,28 @@ class ExecutionContext:
         shape = tuple(int(d) for d in shape)
         self._check_shape(name, idx, shape)
         self._input_shapes[idx] = shape
+        return True
+
+    def set_input_values(self, name: str, values: Any) -> bool:
+        """Values of a shape input (a small integer input whose values set output shapes, e.g. TopK's k).
+        TensorRT reads them from host memory given to set_tensor_address; so does execute_async_v3 here."""
+        idx = self.engine._io(name)
+        graph = self.engine.graph
+        if idx not in graph.shape_inputs:
+            raise ExecutionError(f"'{name}' is not a shape input of this engine")
+        array = np.asarray(self.engine.backend.to_host(values))
+        expected = np.dtype(nptype(graph.tensors[idx].dtype))
+        if array.dtype != expected or array.shape != tuple(graph.tensors[idx].shape):
+            raise ExecutionError(f"shape input '{name}': expected {expected} of shape {graph.tensors[idx].shape}, "
+                                 f"got {array.dtype} of shape {array.shape}")
+        ranges = self.engine.meta.get("shape_input_values") or []
+        if self._profile < len(ranges) and name in ranges[self._profile]:
+            lo, _, hi = (np.asarray(v) for v in ranges[self._profile][name])
+            flat = array.ravel()
+            if np.any(flat < lo) or np.any(flat > hi):
+                raise ShapeError(f"shape input '{name}': values {flat.tolist()} are outside optimization profile "
+                                 f"{self._profile} (min {lo.tolist()}, max {hi.tolist()})")
+        self._input_values[idx] = array.copy()
         return True
 
     def _check_shape(self, name: str, idx: int, shape: tuple[int, ...]) -> None:
@@ -267,7 +290,11 @@ class ExecutionContext:
         missing = [graph.tensors[i].name for i in graph.inputs if i not in self._input_shapes]
         if missing:
             raise ExecutionError(f"input shape not set for: {', '.join(missing)} (call set_input_shape)")
-        key = tuple(self._input_shapes[i] for i in graph.inputs)
+        missing = [graph.tensors[i].name for i in graph.shape_inputs if i not in self._input_values]
+        if missing:
+            raise ExecutionError(f"no value given for shape input(s): {', '.join(missing)}")
+        key = (tuple(self._input_shapes[i] for i in graph.inputs),
+               tuple(self._input_values[i].tobytes() for i in graph.shape_inputs))
         binding = self._bindings.get(key)
         if binding is None:
             binding = self._bind()
@@ -276,7 +303,7 @@ class ExecutionContext:
 
     def _bind(self) -> _Binding:
         engine, graph, backend = self.engine, self.engine.graph, self.engine.backend
-        resolved = resolve_shapes(graph, self._input_shapes)
+        resolved = resolve_shapes(graph, self._input_shapes, self._input_values)
         shapes = resolved.shapes
         slots: list[Any] = [None] * len(graph.tensors)
         for i, value in resolved.host_values.items():
@@ -315,6 +342,8 @@ class ExecutionContext:
         for i in graph.inputs:
             if i not in self._input_shapes or tuple(self._addresses[i].shape) != self._input_shapes[i]:
                 self.set_input_shape(graph.tensors[i].name, self._addresses[i].shape)
+            if i in graph.shape_inputs:
+                self.set_input_values(graph.tensors[i].name, self._addresses[i])
         self._run({i: self._addresses[i] for i in graph.inputs}, {i: self._addresses[i] for i in graph.outputs},
                   stream_handle)
         return True
@@ -341,11 +370,13 @@ class ExecutionContext:
             if not hasattr(array, "dtype"):
                 array = np.asarray(array)
             self.set_input_shape(name, array.shape)
+            if i in graph.shape_inputs:
+                self.set_input_values(name, array)
             inputs[i] = backend.to_device(array)
         binding = self._binding()
         outputs = {i: backend.xp.empty(binding.shapes[i], dtype=nptype(graph.tensors[i].dtype)) for i in graph.outputs}
         self._run(inputs, outputs, None)
-        return {graph.tensors[i].name: outputs[i] for i in graph.outputs}
+        return {graph.tensors[i].name: backend.to_host(outputs[i]) for i in graph.outputs}
 
     def _run(self, inputs: dict[int, Any], outputs: dict[int, Any], stream: Any) -> None:
         graph, backend = self.engine.graph, self.engine.backend
@@ -370,19 +401,26 @@ class ExecutionContext:
             host_outputs = []
             for i, array in outputs.items():
                 if slots[i] is not None:  # an output known without running (constant or shape arithmetic)
-                    host_outputs.append((array, slots[i]))
-                slots[i] = array
+                    host_outputs.append((array, slots[i]))  # layers keep reading the known value, not this buffer
+                else:
+                    slots[i] = array
             xp, workspace, profiler = backend.xp, binding.workspace, self.profiler
-            for step in binding.steps:
-                start = time.perf_counter() if profiler is not None else 0.0
-                ins = [None if i is None else slots[i] for i in step.inputs]
-                outs = [slots[o] for o in step.outputs]
-                step.run(step.state, ins, outs, workspace, xp)
-                if step.activation is not None:
-                    apply_fused_activation(outs[0], step.activation, xp)
-                if profiler is not None:
-                    backend.synchronize(stream)
-                    profiler.report_layer_time(step.name, (time.perf_counter() - start) * 1e3)
-            for array, value in host_outputs:
-                xp.copyto(array, value, casting="unsafe")
+            with backend.stream_scope(stream):
+                self._run_steps(binding, slots, host_outputs, xp, workspace, profiler, stream)
             backend.synchronize(stream)
+
+    def _run_steps(self, binding, slots, host_outputs, xp, workspace, profiler, stream) -> None:
+        """The hot loop: no name lookups, one call per device layer."""
+        backend = self.engine.backend
+        for step in binding.steps:
+            start = time.perf_counter() if profiler is not None else 0.0
+            ins = [None if i is None else slots[i] for i in step.inputs]
+            outs = [slots[o] for o in step.outputs]
+            step.run(step.state, ins, outs, workspace, xp)
+            if step.activation is not None:
+                apply_fused_activation(outs[0], step.activation, xp)
+            if profiler is not None:
+                backend.synchronize(stream)
+                profiler.report_layer_time(step.name, (time.perf_counter() - start) * 1e3)
+        for array, value in host_outputs:
+            xp.copyto(array, value, casting="unsafe")

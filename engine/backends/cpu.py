@@ -1,6 +1,7 @@
 """CPU backend: NumPy arrays in host memory; one arena per execution context; wall-clock timing."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -23,13 +24,17 @@ class CpuBackend:
         return raw[offset:offset + nbytes]
 
     def to_device(self, array):
-        return np.ascontiguousarray(array)
+        return np.asarray(array, order="C")  # keeps 0-D arrays 0-D (ascontiguousarray does not)
 
     def to_host(self, array):
         return np.asarray(array)
 
     def synchronize(self, stream=None) -> None:
         return None
+
+    def stream_scope(self, stream=None):
+        """CPU work is synchronous: streams are accepted and ignored."""
+        return contextlib.nullcontext()
 
     def timer(self):
         return _WallTimer()
