@@ -26,6 +26,7 @@ from ..dtypes import DataType, nptype
 from ..enums import ActivationType as Act
 from ..enums import ElementWiseOperation, LayerType
 from ..errors import EngineError
+from ..network import Tensor
 from .base import broadcast_shapes, onnx_op, register_layer, same_as_input
 from .elementwise import add_binary
 from .math_helpers import erf, upcast_half
@@ -167,7 +168,7 @@ def import_clip(ctx):
     low, high = _clip_bounds(ctx)
     if low is None and high is None:
         return [ctx.network.add_identity(x, name=ctx.layer_name()).get_output(0)]
-    if x.dtype.is_floating and all(not hasattr(b, "dtype") for b in (low, high)):
+    if x.dtype.is_floating and not any(isinstance(b, Tensor) for b in (low, high)):
         low = -math.inf if low is None else low
         high = math.inf if high is None else high
         return [add_activation(ctx, x, Act.CLIP, low, high)]
@@ -175,7 +176,7 @@ def import_clip(ctx):
     for bound, op in ((low, ElementWiseOperation.MAX), (high, ElementWiseOperation.MIN)):
         if bound is None:
             continue
-        if not hasattr(bound, "dtype"):
+        if not isinstance(bound, Tensor):
             bound = ctx.constant(np.array(bound, dtype=nptype(x.dtype)))
         result = add_binary(ctx, result, bound, op)
     return [result]

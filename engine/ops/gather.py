@@ -67,7 +67,11 @@ def _compute_gather(layer, inputs, xp):
     axis = normalize_axis(layer.params["axis"], data.ndim, "gather axis")
     indices = _wrap_negative(indices, data.shape[axis], xp)
     if mode == ELEMENT:
-        return [xp.take_along_axis(data, indices, axis=axis)]
+        # indices may be smaller than data outside `axis` (ONNX allows it; take_along_axis would not)
+        rank = indices.ndim
+        grid = [xp.arange(n).reshape((1,) * k + (n,) + (1,) * (rank - k - 1)) for k, n in enumerate(indices.shape)]
+        grid[axis] = indices
+        return [data[tuple(grid)]]
     return [xp.take(data, indices, axis=axis)]
 
 

@@ -151,6 +151,8 @@ def import_group_normalization(ctx):
     x = ctx.input(0)
     _check_float(ctx, x)
     rank = len(x.shape)
+    if not ctx.has_attr("num_groups"):
+        ctx.unsupported("GroupNormalization needs the num_groups attribute")
     groups = int(ctx.attr("num_groups"))
     channels = x.shape[1] if rank >= 2 else -1
     if rank < 2 or groups < 1 or channels >= 0 and channels % groups:

@@ -2,8 +2,9 @@
 
 Params are those of `NetworkDefinition.add_pooling_nd`, with two extensions:
   - a window size of -1 spans that whole spatial dim (Global*Pool, also when the size is only known at run time);
-  - a POOLING layer built with two outputs (MAX only) also returns the argmax as INT64 flat indices into x, in
-    row-major order, or column-major over the spatial dims when `storage_order` is 1 (ONNX MaxPool's Indices).
+  - `return_indices` (MAX only; the layer is then built with two outputs) also returns the argmax as INT64 flat
+    indices into x, in row-major order, or column-major over the spatial dims when `storage_order` is 1 (ONNX
+    MaxPool's Indices).
 EXPLICIT_ROUND_UP is ONNX ceil_mode; `average_count_excludes_padding` is the negation of count_include_pad.
 
 The kernel loops over kernel offsets (9 for 3x3), each a strided view of the padded input covering every output
@@ -49,7 +50,7 @@ def _infer_pooling(layer, inputs: list[TensorInfo | None]):
         _, (out, _, _) = _geometry(layer, in_sizes)
     shape = (*x.shape[:-n], *out)
     results = [(shape, x.dtype)]
-    if len(layer.outputs) > 1:
+    if layer.params.get("return_indices"):
         results.append((shape, DataType.INT64))
     return results
 
@@ -81,7 +82,7 @@ def _compute_pooling(layer, inputs, xp):
     in_sizes = list(x.shape[-n:])
     spatial_axes = tuple(range(x.ndim - n, x.ndim))
     work = x.astype(xp.float32) if dtype == xp.float16 and kind != PoolingType.MAX else x
-    with_indices = len(layer.outputs) > 1
+    with_indices = bool(p.get("return_indices"))
     if all(k == -1 for k in p["window_size_nd"]) and not with_indices:
         if kind == PoolingType.MAX:
             y = x.max(axis=spatial_axes, keepdims=True)
@@ -187,7 +188,8 @@ def import_max_pool(ctx):
     _check_dtype(ctx, ctx.input(0), FLOAT_TYPES + (DataType.INT8, DataType.UINT8))
     with_indices = ctx.num_outputs > 1 and bool(ctx.node.output[1])
     storage_order = int(ctx.attr("storage_order", 0))
-    return _pooling(ctx, PoolingType.MAX, 2 if with_indices else 1, storage_order=storage_order)
+    return _pooling(ctx, PoolingType.MAX, 2 if with_indices else 1, storage_order=storage_order,
+                    return_indices=with_indices)
 
 
 @onnx_op("AveragePool")

@@ -4,7 +4,7 @@ An empty `axes` list reduces nothing (identity). Optional input 1 is a runtime I
 length that replaces `axes` (ONNX feeds axes as an input since opset 13/18, and the backend cases feed them as
 graph inputs); the output rank is then known but the reduced dims only at run time.
 Reducing over an empty axis gives the reduction's identity (SUM 0, PROD 1, MAX the lowest value: -inf for
-floats, MIN the highest, AVG NaN), as ONNX says. float16 is accumulated in float32.
+floats, MIN the highest, AVG NaN or 0 for integers), as ONNX says. float16 is accumulated in float32.
 
 ONNX: ReduceSum ReduceMean ReduceMax ReduceMin ReduceProd map to one layer; ReduceL1 ReduceL2 ReduceSumSquare
 ReduceLogSum ReduceLogSumExp expand into unary/elementwise layers around it, as TensorRT's parser does
@@ -70,7 +70,7 @@ def _empty_fill(op: ReduceOperation, dtype: Any) -> Any:
     if op == ReduceOperation.PROD:
         return 1
     if op == ReduceOperation.AVG:
-        return np.nan
+        return np.nan if dtype.kind == "f" else 0  # 0/0: NaN where the dtype has one
     if dtype == np.bool_:
         return op == ReduceOperation.MIN
     if dtype.kind == "f":
@@ -81,9 +81,11 @@ def _empty_fill(op: ReduceOperation, dtype: Any) -> Any:
 
 def _mean(x, axes, keep_dims, xp):
     if x.dtype.kind in "iu":
-        # Integer means truncate toward zero, as onnxruntime's integer division does.
-        total = xp.sum(x, axis=axes, keepdims=keep_dims, dtype=xp.float64)
-        return xp.trunc(total / _count(x.shape, axes))
+        # Integer means truncate toward zero, as onnxruntime's integer division does (floor division rounds
+        # negative totals down, so those with a remainder move up by one).
+        total = xp.sum(x, axis=axes, keepdims=keep_dims, dtype=xp.uint64 if x.dtype.kind == "u" else xp.int64)
+        count = _count(x.shape, axes)
+        return total // count + ((total % count != 0) & (total < 0))
     return xp.mean(x, axis=axes, keepdims=keep_dims, dtype=xp.float32 if x.dtype == xp.float16 else x.dtype)
 
 

@@ -87,12 +87,14 @@ def _flatten_from(ctx, x, axis: int):
 
 
 def _restore_shape(ctx, y, x, axis: int):
-    layer = ctx.network.add_shuffle(y, name=ctx.layer_name("unflatten"))
     trailing = x.shape[axis:]
     if all(d >= 0 for d in trailing):
+        layer = ctx.network.add_shuffle(y, name=ctx.layer_name("unflatten"))
         layer.reshape_dims = [0] * axis + list(trailing)
     else:
-        layer.set_input(1, ctx.network.add_shape(x, name=ctx.layer_name("shape")).get_output(0))
+        shape = ctx.network.add_shape(x, name=ctx.layer_name("shape")).get_output(0)
+        layer = ctx.network.add_shuffle(y, name=ctx.layer_name("unflatten"))
+        layer.set_input(1, shape)
     return layer.get_output(0)
 
 

@@ -64,7 +64,11 @@ def import_topk(ctx):
         ctx.unsupported(str(exc))
     op = TopKOperation.MAX if ctx.attr("largest", 1) else TopKOperation.MIN
     if ctx.opset < 10:
+        if not ctx.has_attr("k"):
+            ctx.unsupported("TopK before opset 10 needs the k attribute")
         k, k_tensor = int(ctx.attr("k")), None
+    elif ctx.input(1) is None:
+        ctx.unsupported("TopK needs the K input")
     else:
         value = ctx.const(1)
         k, k_tensor = (int(value.reshape(-1)[0]), None) if value is not None else (0, ctx.input(1))

@@ -32,7 +32,7 @@ def fold_constants(network: NetworkDefinition, max_elements: int = MAX_FOLDED_EL
             continue
         folded.append(layer.name)
         for index, (tensor, value) in enumerate(zip(layer.outputs, results)):
-            value = np.ascontiguousarray(np.asarray(value))
+            value = np.asarray(value, order="C")  # not ascontiguousarray: it makes 0-D arrays 1-D
             const = Layer(LayerType.CONSTANT, layer.name if index == 0 else f"{layer.name}/{index}", [],
                           {"weights": value.astype(_np_dtype(tensor), copy=False), "shape": list(value.shape)})
             const.outputs.append(tensor)

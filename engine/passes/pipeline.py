@@ -32,4 +32,6 @@ def run_passes(network: NetworkDefinition, fp16: bool, constraints: str,
     infer_network(network)
     record("reformats_inserted", assign_precisions(network, fp16, constraints,
                                                    lambda msg: log(Severity.WARNING, msg)))
+    # FP32 weights whose FP16 copies replaced them would otherwise stay in the plan
+    record("dead_layer_elimination_3", remove_dead_layers(network))
     return report
