@@ -79,24 +79,6 @@ def window_slice(offset: Sequence[int], out_sizes: Sequence[int], strides: Seque
                  for o, n, s, d in zip(offset, out_sizes, strides, dilations))
 
 
-def clipped_window(offset: Sequence[int], in_sizes: Sequence[int], out_sizes: Sequence[int],
-                   strides: Sequence[int], dilations: Sequence[int], pre: Sequence[int]
-                   ) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
-    """(output slice, unpadded-input slice) for kernel position `offset`: only output positions whose tap lands
-    inside the input, so kernels can skip padding copies. None when the tap never lands inside."""
-    out_sl, in_sl = [], []
-    for o, size, n, s, d, p in zip(offset, in_sizes, out_sizes, strides, dilations, pre):
-        shift = o * d - p  # input index = out_index * s + shift
-        first = (-shift + s - 1) // s if shift < 0 else 0
-        last = min(n - 1, (size - 1 - shift) // s) if size - 1 - shift >= 0 else -1
-        if last < first:
-            return None
-        out_sl.append(slice(first, last + 1))
-        start = first * s + shift
-        in_sl.append(slice(start, start + (last - first) * s + 1, s))
-    return tuple(out_sl), tuple(in_sl)
-
-
 def pad_spatial(x: Any, pre: Sequence[int], post: Sequence[int], value: Any, xp: Any) -> Any:
     """Pad (or crop, for negative amounts) the trailing len(pre) dims of x with a constant."""
     lead = x.ndim - len(pre)

@@ -42,7 +42,8 @@ def test_matches_onnxruntime(x_shape, w_shape, attrs, constant_weights):
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float64])
 def test_other_float_types(dtype):
-    values = {"x": RNG.standard_normal((1, 4, 6, 6)).astype(dtype), "w": RNG.standard_normal((4, 2, 3, 3)).astype(dtype)}
+    values = {"x": RNG.standard_normal((1, 4, 6, 6)).astype(dtype),
+              "w": RNG.standard_normal((4, 2, 3, 3)).astype(dtype)}
     check_against_float64_reference("Conv", ["x", "w"], values, attrs={"group": 2, "pads": [1, 1, 1, 1]},
                                     constants=["w"], rtol=1e-2 if dtype == np.float16 else 1e-9, atol=1e-2)
 

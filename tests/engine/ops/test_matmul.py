@@ -21,13 +21,15 @@ def test_onnx_backend_case(case):
 @pytest.mark.parametrize("a_shape, b_shape", [((2, 3, 4, 5), (5, 6)), ((3, 1, 4, 5), (2, 5, 6)), ((5,), (2, 5, 3)),
                                               ((2, 4, 5), (5,)), ((5,), (5,)), ((1, 4, 5), (3, 5, 2))])
 def test_matmul_matches_onnxruntime(a_shape, b_shape, constant_b):
-    values = {"a": RNG.standard_normal(a_shape).astype(np.float32), "b": RNG.standard_normal(b_shape).astype(np.float32)}
+    values = {"a": RNG.standard_normal(a_shape).astype(np.float32),
+              "b": RNG.standard_normal(b_shape).astype(np.float32)}
     check_against_ort("MatMul", ["a", "b"], values, constants=["b"] if constant_b else [], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float64])
 def test_matmul_other_types(dtype):
-    values = {"a": (RNG.standard_normal((3, 4)) * 5).astype(dtype), "b": (RNG.standard_normal((4, 2)) * 5).astype(dtype)}
+    values = {"a": (RNG.standard_normal((3, 4)) * 5).astype(dtype),
+              "b": (RNG.standard_normal((4, 2)) * 5).astype(dtype)}
     check_against_ort("MatMul", ["a", "b"], values)
 
 
@@ -42,7 +44,8 @@ def test_matmul_float16():
 def test_gemm_matches_onnxruntime(attrs, c_shape):
     a_shape = (5, 4) if attrs.get("transA") else (4, 5)
     b_shape = (6, 5) if attrs.get("transB") else (5, 6)
-    values = {"a": RNG.standard_normal(a_shape).astype(np.float32), "b": RNG.standard_normal(b_shape).astype(np.float32)}
+    values = {"a": RNG.standard_normal(a_shape).astype(np.float32),
+              "b": RNG.standard_normal(b_shape).astype(np.float32)}
     inputs = ["a", "b"]
     if c_shape is not None:
         values["c"] = RNG.standard_normal(c_shape).astype(np.float32)
