@@ -1,0 +1,149 @@
+"""`inspect model` for polyx plans: build settings, profiles, IO, per-layer tactics, memory and pass summary.
+
+The report reads the plan's lowered graph (`engine.plan.deserialize_plan`) rather than creating an Engine:
+a plan built for a GPU, or with a tactic registered only in the building process, is still inspectable here,
+and no tactic has to re-lay out weights just to be looked at.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from engine.enums import LayerType
+from engine.errors import PlanFormatError
+from engine.graph import LoweredGraph
+from engine.plan import deserialize_plan
+
+from ..errors import PolyxError
+from .render import Block, Fields, Table, format_bytes, format_shape
+from .stats import tensor_stats
+from .views import attribute_text, histogram, io_rows, ops_table, stats_table
+
+
+def load_plan(path: Path) -> tuple[LoweredGraph, dict[str, Any]]:
+    try:
+        return deserialize_plan(path.read_bytes())
+    except PlanFormatError as exc:
+        message = str(exc).removeprefix("plan: ")
+        raise PolyxError(f"{path}: {message}") from None
+
+
+def describe_plan(path: Path, show: set[str]) -> dict[str, Any]:
+    """A JSON-ready report. `show`: 'layers' adds per-layer rows, 'attrs' layer parameters, 'weights' constants."""
+    graph, meta = load_plan(path)
+    rows = _layers(graph, with_params="attrs" in show)
+    memory = dict(meta.get("memory", {}))
+    planned, naive = int(memory.get("planned_peak_bytes", 0)), int(memory.get("naive_bytes", 0))
+    memory["device_memory_size"] = planned + int(memory.get("workspace_bytes", 0))
+    memory["saved_fraction"] = 1 - planned / naive if naive else 0.0
+    tactics = Counter((row["tactic"], row["tactic_id"]) for row in rows if not row["host"])
+    report: dict[str, Any] = {
+        "kind": "plan",
+        "file": str(path),
+        "name": meta.get("name", ""),
+        "engine_version": meta.get("engine_version"),
+        "builder": meta.get("builder", ""),
+        "device": meta.get("device", "cpu"),
+        "device_name": meta.get("device_name", ""),
+        "optimization_level": meta.get("optimization_level"),
+        "flags": dict(meta.get("flags", {})),
+        "profiles": [{"index": index, "inputs": [{"name": name, "min": shapes[0], "opt": shapes[1], "max": shapes[2]}
+                                                 for name, shapes in profile.items()]}
+                     for index, profile in enumerate(meta.get("profiles", []))],
+        "io": [{"name": graph.tensors[i].name, "mode": mode, "dtype": graph.tensors[i].dtype.value,
+                "shape": _shape(graph.tensors[i].shape)}
+               for mode, indices in (("INPUT", graph.inputs), ("OUTPUT", graph.outputs)) for i in indices],
+        "layer_counts": {"total": len(rows), "device": sum(not r["host"] for r in rows),
+                         "host": sum(r["host"] for r in rows),
+                         "reformat": sum(r["type"] == LayerType.REFORMAT.value for r in rows),
+                         "before_optimization": meta.get("layers_before")},
+        "layer_types": histogram(Counter(row["type"] for row in rows), "type"),
+        "tactics": [{"tactic": name, "tactic_id": tactic_id, "count": count}
+                    for (name, tactic_id), count in sorted(tactics.items(), key=lambda i: (-i[1], i[0][0]))],
+        "reformat_layers": [{"name": r["name"], **r["reformat"]} for r in rows if "reformat" in r],
+        "memory": memory,
+        "passes": dict(meta.get("passes", {})),
+    }
+    if show & {"layers", "attrs"}:
+        report["layers"] = rows
+    if "weights" in show:
+        report["weights"] = [{"name": graph.tensors[index].name, **tensor_stats(array)}
+                             for index, array in sorted(graph.constants.items())]
+    return report
+
+
+def plan_blocks(report: dict[str, Any]) -> list[Block]:
+    counts, memory = report["layer_counts"], report["memory"]
+    enabled = [name for name, on in report["flags"].items() if on]
+    blocks: list[Block] = [
+        Fields(f"polyx plan {report['file']}", [
+            ("name", report["name"] or "-"),
+            ("engine version", str(report["engine_version"])),
+            ("device", f"{report['device']} ({report['device_name'] or 'unknown'})"),
+            ("optimization level", str(report["optimization_level"])),
+            ("flags", ", ".join(enabled) or "none"),
+            ("layers", f"{counts['total']} ({counts['device']} device, {counts['host']} host shape arithmetic, "
+                       f"{counts['reformat']} reformat; {counts['before_optimization']} before optimization)"),
+        ]),
+        Table("profiles", ["profile", "input", "min", "opt", "max"],
+              [[str(p["index"]), e["name"], format_shape(e["min"]), format_shape(e["opt"]), format_shape(e["max"])]
+               for p in report["profiles"] for e in p["inputs"]]),
+        Table("bindings", ["name", "mode", "dtype", "shape"],
+              [[row[0], io["mode"], row[1], row[2]] for io, row in zip(report["io"], io_rows(report["io"]))]),
+        Fields("memory", [
+            ("device memory size", format_bytes(memory["device_memory_size"])),
+            ("activations planned", format_bytes(int(memory.get("planned_peak_bytes", 0)))),
+            ("activations naive", format_bytes(int(memory.get("naive_bytes", 0)))),
+            ("saved by planning", f"{100 * memory['saved_fraction']:.1f}%"),
+            ("workspace", format_bytes(int(memory.get("workspace_bytes", 0)))),
+        ]),
+        Table("passes", ["pass", "changes"], [[name, str(value)] for name, value in report["passes"].items()]),
+        ops_table("layer types", "type", report["layer_types"]),
+        Table("tactics", ["tactic", "id", "layers"],
+              [[t["tactic"], str(t["tactic_id"]), str(t["count"])] for t in report["tactics"]]),
+        Table("reformat layers", ["name", "from", "to"],
+              [[r["name"], r["from"], r["to"]] for r in report["reformat_layers"]]),
+    ]
+    if "layers" in report:
+        with_params = any("params" in row for row in report["layers"])
+        columns = ["#", "name", "type", "precision", "tactic", "tactic id", "fused from"]
+        rows = []
+        for row in report["layers"]:
+            tactic_id = "-" if row["host"] else str(row["tactic_id"])
+            cells = [str(row["index"]), row["name"], row["type"], row["precision"], row["tactic"], tactic_id,
+                     ", ".join(row["fused_from"]) or "-"]
+            if with_params:
+                cells.append(attribute_text(row["params"]))
+            rows.append(cells)
+        blocks.append(Table("layers", columns + (["params"] if with_params else []), rows))
+    if "weights" in report:
+        blocks.append(stats_table("constant statistics", report["weights"]))
+    return blocks
+
+
+def _layers(graph: LoweredGraph, with_params: bool) -> list[dict[str, Any]]:
+    """The fields of `Engine.layer_info()` (constants are data, not layers), plus reformat directions."""
+    rows = []
+    for spec in graph.layers:
+        layer = spec.layer
+        if layer.type == LayerType.CONSTANT:
+            continue
+        row: dict[str, Any] = {
+            "index": len(rows), "name": layer.name, "type": layer.type.value, "precision": layer.precision.value,
+            "tactic": spec.tactic_name or ("host" if spec.host else ""), "tactic_id": spec.tactic_id,
+            "host": spec.host, "fused_from": list(layer.metadata.get("fused_from", [])),
+            "inputs": [None if i is None else graph.tensors[i].name for i in spec.inputs],
+            "outputs": [graph.tensors[o].name for o in spec.outputs],
+        }
+        if layer.type == LayerType.REFORMAT:
+            source = graph.tensors[spec.inputs[0]].dtype.value if spec.inputs and spec.inputs[0] is not None else "?"
+            row["reformat"] = {"from": source, "to": graph.tensors[spec.outputs[0]].dtype.value}
+        if with_params:
+            row["params"] = {k: v for k, v in layer.params.items() if k != "weights"}
+        rows.append(row)
+    return rows
+
+
+def _shape(shape: tuple[int, ...] | None) -> list[int] | None:
+    return None if shape is None else list(shape)
