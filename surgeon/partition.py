@@ -1,0 +1,377 @@
+"""Engine capability: which nodes the engine can take (and why not), and the graph cut into maximal supported and
+unsupported subgraphs that respect data dependencies, each a standalone, checker-valid ONNX model.
+
+Per-node support comes from the engine's own ONNX parser. The parser skips nodes downstream of a failed node
+silently, so support is found by repetition: parse, drop the failed nodes (their outputs become typed graph
+inputs, exactly as they will be at a partition boundary), parse again, until no new node fails. A node whose
+import needs a value (a Reshape's shape, say) computed by an unsupported node therefore fails as it would in its
+partition. Finally every supported subgraph is parsed on its own and, when its input shapes are static, built;
+nodes that fail there are marked unsupported and the graph is partitioned again.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+from onnx import helper
+
+from .errors import SurgeonError
+from .graph_order import node_reads, toposorted_nodes
+from .shapes import infer_shapes, value_types
+
+
+@dataclass(frozen=True)
+class NodeVerdict:
+    """The engine's answer for one node; `category` and `reason` are None for supported nodes."""
+
+    index: int
+    name: str
+    op: str
+    supported: bool
+    category: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class Subgraph:
+    """A maximal group of nodes of one kind; `node_indices` index the topologically sorted model."""
+
+    supported: bool
+    node_indices: list[int]
+    inputs: list[str]
+    outputs: list[str]
+    model: onnx.ModelProto = field(repr=False)
+
+    @property
+    def file_name(self) -> str:
+        kind = "supported" if self.supported else "unsupported"
+        return f"{kind}_subgraph-nodes-{min(self.node_indices)}-{max(self.node_indices)}.onnx"
+
+
+@dataclass
+class CapabilityReport:
+    source: str
+    verdicts: list[NodeVerdict]
+    subgraphs: list[Subgraph]  # in an order that can execute: every input is a model input or an earlier output
+
+    @property
+    def fully_supported(self) -> bool:
+        return all(v.supported for v in self.verdicts)
+
+    @property
+    def unsupported(self) -> list[NodeVerdict]:
+        return [v for v in self.verdicts if not v.supported]
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.source,
+            "num_nodes": len(self.verdicts),
+            "num_supported": len(self.verdicts) - len(self.unsupported),
+            "fully_supported": self.fully_supported,
+            "unsupported_nodes": [{"index": v.index, "name": v.name, "op": v.op, "category": v.category,
+                                   "reason": v.reason} for v in self.unsupported],
+            "subgraphs": [{"file": s.file_name, "supported": s.supported, "num_nodes": len(s.node_indices),
+                           "nodes": [self.verdicts[i].name for i in s.node_indices], "inputs": s.inputs,
+                           "outputs": s.outputs} for s in self.subgraphs],
+        }
+
+    def to_text(self) -> str:
+        lines = [f"model: {self.source}",
+                 f"nodes: {len(self.verdicts)} total, {len(self.verdicts) - len(self.unsupported)} supported, "
+                 f"{len(self.unsupported)} unsupported"]
+        if self.unsupported:
+            lines.append("unsupported nodes:")
+            lines += [f"  [{v.index}] {v.name} ({v.op}): {v.category}: {v.reason}" for v in self.unsupported]
+        if self.subgraphs:
+            lines.append("subgraphs, in execution order:")
+            for sub in self.subgraphs:
+                lines.append(f"  {sub.file_name}: {len(sub.node_indices)} nodes; inputs: {', '.join(sub.inputs)}; "
+                             f"outputs: {', '.join(sub.outputs)}")
+        return "\n".join(lines)
+
+
+def analyze_capability(model: onnx.ModelProto, source: str = "<model>", verify_build: bool = True
+                       ) -> CapabilityReport:
+    """Per-node engine support and the supported/unsupported partition of `model`."""
+    model = prepare_model(model)
+    verdicts = node_support(model)
+    if all(v.supported for v in verdicts):
+        return CapabilityReport(source, verdicts, [])
+    while True:
+        subgraphs = partition(model, verdicts)
+        failed = _verify_supported(model, subgraphs, verify_build)
+        if not failed:
+            return CapabilityReport(source, verdicts, subgraphs)
+        for index, (category, reason) in failed.items():
+            old = verdicts[index]
+            verdicts[index] = NodeVerdict(old.index, old.name, old.op, False, category, reason)
+
+
+def prepare_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A sorted copy with inferred types in which every node has a unique name (errors are matched by name)."""
+    prepared = onnx.ModelProto()
+    prepared.CopyFrom(model)
+    nodes = toposorted_nodes(prepared.graph)
+    if len(nodes) != len(prepared.graph.node):
+        raise SurgeonError("the graph has a cycle; capability needs an acyclic graph")
+    taken: set[str] = set()
+    for index, node in enumerate(nodes):
+        name = node.name or f"{node.op_type}_{index}"
+        while name in taken:
+            name = f"{name}_{index}"
+        node.name = name
+        taken.add(name)
+    sorted_nodes = [onnx.NodeProto() for _ in nodes]
+    for target, node in zip(sorted_nodes, nodes):
+        target.CopyFrom(node)
+    del prepared.graph.node[:]
+    prepared.graph.node.extend(sorted_nodes)
+    return infer_shapes(prepared)
+
+
+def node_support(model: onnx.ModelProto) -> list[NodeVerdict]:
+    """Verdict per node of a prepared model (see `prepare_model`), by repeated parsing (module docstring)."""
+    graph = model.graph
+    types = value_types(model)
+    index_of = {node.name: i for i, node in enumerate(graph.node)}
+    readers = _readers(model)
+    failures: dict[int, tuple[str, str]] = {}
+    while True:
+        kept = [i for i in range(len(graph.node)) if i not in failures]
+        new = _untyped_boundaries(graph, kept, failures, types)
+        if not new:
+            new = _parse_failures(model, kept, failures, types, index_of, readers)
+        if not new:
+            break
+        failures.update(new)
+    return [NodeVerdict(i, node.name, node.op_type, i not in failures, *failures.get(i, (None, None)))
+            for i, node in enumerate(graph.node)]
+
+
+def _readers(model: onnx.ModelProto) -> dict[str, list[int]]:
+    readers: dict[str, list[int]] = {}
+    for i, node in enumerate(model.graph.node):
+        for name in node_reads(node):
+            readers.setdefault(name, []).append(i)
+    return readers
+
+
+def _untyped_boundaries(graph, kept, failures, types) -> dict[int, tuple[str, str]]:
+    """Nodes reading an output of a failed node whose type inference could not find: no partition can feed them."""
+    failed_outputs = {out: graph.node[i].name for i in failures for out in graph.node[i].output if out}
+    found = {}
+    for i in kept:
+        for name in node_reads(graph.node[i]):
+            if name in failed_outputs and not _has_rank(types.get(name)):
+                found[i] = ("type unknown", f"reads '{name}' from unsupported node '{failed_outputs[name]}', whose "
+                                            "type/shape inference cannot determine")
+    return found
+
+
+def _has_rank(type_proto: onnx.TypeProto | None) -> bool:
+    return type_proto is not None and type_proto.tensor_type.HasField("shape")
+
+
+def _parse_failures(model, kept, failures, types, index_of, readers) -> dict[int, tuple[str, str]]:
+    import engine
+
+    trial = _submodel(model, kept, types, keep_graph_outputs=True)
+    network = engine.NetworkDefinition()
+    parser = engine.OnnxParser(network, engine.Logger(engine.Logger.INTERNAL_ERROR))
+    try:
+        parser.parse_model(trial)
+    except Exception as exc:  # noqa: BLE001 - an importer bug must not hide the other verdicts
+        raise SurgeonError(f"the engine's parser failed unexpectedly: {type(exc).__name__}: {exc}") from exc
+    return _parser_failures(parser, index_of, readers, skip=failures)
+
+
+def _parser_failures(parser, index_of: dict[str, int], readers: dict[str, list[int]], skip=(),
+                     prefix: str = "") -> dict[int, tuple[str, str]]:
+    """Map parser errors to node indices: errors naming a node, and readers of a graph input the parser rejected."""
+    found: dict[int, tuple[str, str]] = {}
+    for k in range(parser.num_errors):
+        error = parser.get_error(k)
+        if error.node in index_of and index_of[error.node] not in skip:
+            found[index_of[error.node]] = (_category(error.desc), prefix + _strip_node_prefix(error.desc, error.node))
+            continue
+        bad_input = re.match(r"input '([^']+)': (.*)", error.desc)
+        if bad_input:
+            for i in readers.get(bad_input.group(1), []):
+                if i not in skip and i in index_of.values():
+                    found[i] = (_category(bad_input.group(2)),
+                                f"{prefix}reads '{bad_input.group(1)}': {bad_input.group(2)}")
+    return found
+
+
+_CATEGORIES = [
+    ("unsupported operator", "operator"),
+    ("opset", "opset"),
+    ("data type", "dtype"),
+    ("dtype", "dtype"),
+    ("dynamic", "dynamic shape"),
+    ("shape", "dynamic shape"),
+    ("attribute", "attribute"),
+]
+
+
+def _category(desc: str) -> str:
+    lowered = desc.lower()
+    return next((category for key, category in _CATEGORIES if key in lowered), "other")
+
+
+def _strip_node_prefix(desc: str, node: str) -> str:
+    for prefix in (f"node '{node}' ", f"node '{node}': "):
+        if desc.startswith(prefix):
+            desc = desc[len(prefix):]
+            return re.sub(r"^\([^)]*\):\s*", "", desc)
+    return desc
+
+
+def partition(model: onnx.ModelProto, verdicts: list[NodeVerdict]) -> list[Subgraph]:
+    """Maximal groups of same-kind nodes, each convex (no path leaves a group and comes back), in execution order.
+
+    Each node gets a stage: the smallest number of its kind's parity (even: supported, odd: unsupported) that is
+    at least every predecessor's stage, strictly above it for a predecessor of the other kind. Stages never
+    decrease along an edge, so grouping by stage yields convex groups ordered by their dependencies.
+    """
+    graph = model.graph
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    stages: list[int] = []
+    for i, node in enumerate(graph.node):
+        parity = 0 if verdicts[i].supported else 1
+        lowest = 0
+        for name in node_reads(node):
+            if name in producer:
+                p = producer[name]
+                lowest = max(lowest, stages[p] + (0 if verdicts[p].supported == verdicts[i].supported else 1))
+        stages.append(lowest if lowest % 2 == parity else lowest + 1)
+    types = value_types(model)
+    groups: dict[int, list[int]] = {}
+    for i, stage in enumerate(stages):
+        groups.setdefault(stage, []).append(i)
+    return [_subgraph(model, indices, types, verdicts[indices[0]].supported) for _, indices in sorted(groups.items())]
+
+
+def _subgraph(model: onnx.ModelProto, indices: list[int], types, supported: bool) -> Subgraph:
+    sub = _submodel(model, indices, types, keep_graph_outputs=False)
+    try:
+        onnx.checker.check_model(sub)
+    except onnx.checker.ValidationError as exc:
+        raise SurgeonError(f"subgraph of nodes {min(indices)}-{max(indices)} fails onnx.checker: "
+                           f"{str(exc).strip().splitlines()[0]}") from exc
+    return Subgraph(supported, indices, [i.name for i in sub.graph.input], [o.name for o in sub.graph.output], sub)
+
+
+def _submodel(model: onnx.ModelProto, indices: list[int], types, keep_graph_outputs: bool) -> onnx.ModelProto:
+    """The given nodes as a model: inputs are what they read but do not produce, outputs what others need.
+
+    With `keep_graph_outputs` (parsing trials) the outputs are the original graph outputs the nodes produce.
+    """
+    graph = model.graph
+    chosen = set(indices)
+    nodes = [graph.node[i] for i in indices]
+    produced = [out for node in nodes for out in node.output if out]
+    produced_set = set(produced)
+    initializers = {init.name: init for init in graph.initializer}
+    reads: list[str] = []
+    for node in nodes:
+        reads += [name for name in node_reads(node) if name not in reads]
+    inputs = [name for name in reads if name not in produced_set and name not in initializers]
+    graph_outputs = [o.name for o in graph.output]
+    if keep_graph_outputs:
+        outputs = [name for name in graph_outputs if name in produced_set]
+    else:
+        read_elsewhere = {name for i, node in enumerate(graph.node) if i not in chosen for name in node_reads(node)}
+        outputs = [name for name in produced if name in read_elsewhere or name in graph_outputs]
+    declared_inputs = {i.name: i for i in graph.input}
+    sub_graph = helper.make_graph(
+        nodes, f"{graph.name or 'graph'}_nodes_{min(indices)}_{max(indices)}",
+        [declared_inputs.get(name) or _value_info(name, types) for name in inputs],
+        [_value_info(name, types) for name in outputs],
+        initializer=[initializers[name] for name in reads if name in initializers],
+        value_info=[_value_info(name, types) for name in produced if name in types and name not in outputs])
+    sub = helper.make_model(sub_graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    sub.functions.extend(model.functions)
+    return sub
+
+
+def _value_info(name: str, types) -> onnx.ValueInfoProto:
+    if name not in types:
+        raise SurgeonError(f"tensor '{name}' crosses a partition boundary but its type cannot be inferred; "
+                           "declare it (e.g. run `polyx surgeon sanitize --infer-shapes`) and try again")
+    info = onnx.ValueInfoProto()
+    info.name = name
+    info.type.CopyFrom(types[name])
+    return info
+
+
+def _verify_supported(model, subgraphs: list[Subgraph], verify_build: bool) -> dict[int, tuple[str, str]]:
+    """Nodes of supported subgraphs that fail when their subgraph is parsed (or built) on its own."""
+    import engine
+
+    failed: dict[int, tuple[str, str]] = {}
+    for sub in subgraphs:
+        if not sub.supported:
+            continue
+        network = engine.NetworkDefinition()
+        parser = engine.OnnxParser(network, engine.Logger(engine.Logger.INTERNAL_ERROR))
+        index_of = {model.graph.node[i].name: i for i in sub.node_indices}
+        if not parser.parse_model(sub.model):
+            found = _parser_failures(parser, index_of, _readers(model), prefix="fails inside its partition: ")
+            if not found:
+                raise SurgeonError(f"{sub.file_name} does not parse in the engine: {parser.get_error(0).desc}")
+            failed.update(found)
+            continue
+        if verify_build and _static_inputs(network):
+            error = _build_error(engine, network)
+            if error is not None:
+                culprit = _culprit(network, error, index_of)
+                if culprit is None:
+                    raise SurgeonError(f"{sub.file_name} parses but does not build in the engine: {error}")
+                failed[culprit] = ("build", f"the engine cannot build it: {error}")
+    return failed
+
+
+def _static_inputs(network) -> bool:
+    return all(t.shape is not None and all(d >= 0 for d in t.shape) for t in network.inputs)
+
+
+def _build_error(engine, network) -> str | None:
+    builder = engine.Builder(engine.Logger(engine.Logger.INTERNAL_ERROR))
+    config = builder.create_builder_config()
+    config.builder_optimization_level = 0
+    try:
+        builder.build_serialized_network(network, config)
+    except engine.EngineError as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def _culprit(network, error: str, index_of: dict[str, int]) -> int | None:
+    """The ONNX node behind the layer a build error names (layers remember their node)."""
+    for layer in network.layers:
+        if f"'{layer.name}'" in error and layer.metadata.get("onnx_node") in index_of:
+            return index_of[layer.metadata["onnx_node"]]
+    return None
+
+
+def write_capability(report: CapabilityReport, directory: Path) -> list[Path]:
+    """Write every subgraph, results.txt and results.json into `directory` (created if its parent exists)."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise SurgeonError(f"{directory}: exists and is not a directory")
+    if not directory.exists():
+        if not directory.parent.is_dir():
+            raise SurgeonError(f"{directory}: parent folder '{directory.parent}' does not exist")
+        directory.mkdir()
+    written = []
+    for sub in report.subgraphs:
+        path = directory / sub.file_name
+        onnx.save_model(sub.model, str(path))
+        written.append(path)
+    (directory / "results.txt").write_text(report.to_text() + "\n")
+    (directory / "results.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    return written + [directory / "results.txt", directory / "results.json"]
