@@ -23,9 +23,9 @@ from .errors import BuildError, EngineError
 from .graph import (
     LoweredGraph,
     device_lifetimes,
-    is_shape_input,
     lower,
     resolve_shapes,
+    shape_input_names,
     tactic_infos,
     tensor_nbytes,
 )
@@ -185,8 +185,9 @@ class _Build:
         result = []
         for index, profile in enumerate([p for p in self.config.profiles if p] or [OptimizationProfile()]):
             values = {}
+            shape_names = shape_input_names(network)
             for tensor in network.inputs:
-                if not is_shape_input(tensor):
+                if tensor.name not in shape_names:
                     continue
                 given = profile.get_shape_input(tensor.name)
                 size = int(np.prod(tensor.shape, dtype=np.int64))
@@ -198,7 +199,8 @@ class _Build:
                 if any(len(v) != size for v in given):
                     raise BuildError(f"optimization profile {index}: shape input '{tensor.name}' holds {size} "
                                      f"values, set_shape_input gave {[len(v) for v in given]}")
-                values[tensor.name] = tuple(tuple(int(x) for x in v) for v in given)
+                cast = float if tensor.dtype.is_floating else int
+                values[tensor.name] = tuple(tuple(cast(x) for x in v) for v in given)
             result.append(values)
         return result
 
@@ -487,11 +489,12 @@ def build_engine_for_feeds(network: NetworkDefinition, feeds: dict[str, np.ndarr
     for key, value in config_options.items():
         setattr(config, key, value)
     profile = builder.create_optimization_profile()
+    shape_names = shape_input_names(network)
     for tensor in network.inputs:
         if tensor.name in feeds and (tensor.shape is None or any(d < 0 for d in tensor.shape)):
             shape = np.shape(feeds[tensor.name])
             profile.set_shape(tensor.name, shape, shape, shape)
-        if tensor.name in feeds and is_shape_input(tensor):
+        if tensor.name in feeds and tensor.name in shape_names:
             value = np.asarray(feeds[tensor.name]).ravel().tolist()
             profile.set_shape_input(tensor.name, value, value, value)
     config.add_optimization_profile(profile)

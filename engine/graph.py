@@ -20,16 +20,40 @@ from .ops.base import TensorInfo, layer_impl
 from .shape_inference import _ShapeOnly
 
 HOST_DTYPES = (DataType.INT32, DataType.INT64, DataType.BOOL)
-# Integer network inputs this small, of static shape and rank <= 1, are *shape inputs* (TensorRT's shape tensors):
-# their values are read on the host when input shapes are set, so layers driven by them (Reduce axes, TopK k,
-# Reshape dims fed as inputs) get exact output shapes.
+# Network inputs this small, of static shape and rank <= 1, are *shape inputs* (TensorRT's shape tensors) when
+# they are integers, or floats read by a layer whose output shape follows values (Resize scales, Range bounds,
+# OneHot depth): their values are read on the host when input shapes are set, so the layers they drive (Reduce
+# axes, TopK k, Reshape dims fed as inputs, ...) get exact output shapes.
 MAX_SHAPE_INPUT_ELEMENTS = 16
+MAX_HOST_ELEMENTS = 16
+# Layer type -> first input index whose value sets the output shape (Resize scales/sizes, Range bounds, depth).
+VALUE_SHAPED_INPUTS = {LayerType.RESIZE: 1, LayerType.FILL: 0, LayerType.ONE_HOT: 1}
 
 
-def is_shape_input(tensor) -> bool:
+def _small_static(tensor, limit: int) -> bool:
     shape = tensor.shape
-    return (tensor.dtype in (DataType.INT32, DataType.INT64) and shape is not None and len(shape) <= 1
-            and all(d >= 0 for d in shape) and int(np.prod(shape, dtype=np.int64)) <= MAX_SHAPE_INPUT_ELEMENTS)
+    return shape is not None and all(d >= 0 for d in shape) and int(np.prod(shape, dtype=np.int64)) <= limit
+
+
+def shape_input_names(network: NetworkDefinition) -> set[str]:
+    users = network.consumers()
+    names = set()
+    for tensor in network.inputs:
+        if tensor.shape is None or len(tensor.shape) > 1 or not _small_static(tensor, MAX_SHAPE_INPUT_ELEMENTS):
+            continue
+        if tensor.dtype in (DataType.INT32, DataType.INT64) or (
+                tensor.dtype.is_floating and any(
+                    tensor in layer.inputs[VALUE_SHAPED_INPUTS[layer.type]:] for layer in users.get(id(tensor), [])
+                    if layer.type in VALUE_SHAPED_INPUTS)):
+            names.add(tensor.name)
+    return names
+
+
+def _host_sized(tensor) -> bool:
+    """Outputs a host layer may produce: integer/bool shape vectors, or any tiny tensor of static shape."""
+    if tensor.dtype in HOST_DTYPES and tensor.shape is not None and len(tensor.shape) <= 1:
+        return True
+    return _small_static(tensor, MAX_HOST_ELEMENTS)
 
 
 @dataclass
@@ -80,7 +104,8 @@ def lower(network: NetworkDefinition) -> LoweredGraph:
         return index[id(t)]
 
     inputs = [tid(t) for t in network.inputs]
-    shape_inputs = [tid(t) for t in network.inputs if is_shape_input(t)]
+    shape_names = shape_input_names(network)
+    shape_inputs = [tid(t) for t in network.inputs if t.name in shape_names]
     host_known: set[int] = set(shape_inputs)
     layers: list[LayerSpec] = []
     constants: dict[int, np.ndarray] = {}
@@ -93,9 +118,9 @@ def lower(network: NetworkDefinition) -> LoweredGraph:
             layers.append(LayerSpec(layer, ins, outs, host=True))
             continue
         present = [i for i in ins if i is not None]
-        small_ints = all(t.dtype in HOST_DTYPES and t.shape is not None and len(t.shape) <= 1 for t in layer.outputs)
         host = layer.type == LayerType.SHAPE or (bool(present) and all(i in host_known for i in present)
-                                                  and small_ints and layer.type != LayerType.PLUGIN_V2)
+                                                  and all(_host_sized(t) for t in layer.outputs)
+                                                  and layer.type != LayerType.PLUGIN_V2)
         if host:
             host_known.update(outs)
         layers.append(LayerSpec(layer, ins, outs, host=host))

@@ -30,7 +30,8 @@ class OptimizationProfile:
 
     def set_shape_input(self, input: str, min: Sequence[int], opt: Sequence[int], max: Sequence[int]) -> None:
         """Value range of a shape-tensor input (an input whose values become shapes)."""
-        self._shape_values[input] = tuple(tuple(int(v) for v in s) for s in (min, opt, max))
+        self._shape_values[input] = tuple(tuple(v.item() if hasattr(v, "item") else v for v in s)
+                                         for s in (min, opt, max))
 
     def get_shape_input(self, input: str):
         return self._shape_values.get(input)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,10 @@ from .ops.activation_post import apply_fused_activation
 from .passes.memory import plan_activation_memory
 from .plan import deserialize_plan
 from .tactics import TacticContext, tactic_by_id
+
+# Bindings (resolved shapes + arena) kept per context; shape inputs whose values change every call would otherwise
+# grow the cache without bound.
+MAX_BINDINGS = 16
 
 
 class Runtime:
@@ -173,6 +177,9 @@ class _Binding:
     steps: list[_Step]
     workspace: Any
     arena_bytes: int
+    staging: dict = field(default_factory=dict)  # execute()'s device/pinned IO buffers, by tensor index
+    graphs: dict = field(default_factory=dict)   # IO device addresses -> captured CUDA graph
+    graph_failure: str | None = None              # why capture failed for this binding (then it is not retried)
 
 
 class ExecutionContext:
@@ -295,10 +302,12 @@ class ExecutionContext:
             raise ExecutionError(f"no value given for shape input(s): {', '.join(missing)}")
         key = (tuple(self._input_shapes[i] for i in graph.inputs),
                tuple(self._input_values[i].tobytes() for i in graph.shape_inputs))
-        binding = self._bindings.get(key)
+        binding = self._bindings.pop(key, None)
         if binding is None:
             binding = self._bind()
-            self._bindings[key] = binding
+            while len(self._bindings) >= MAX_BINDINGS:  # least recently used first (dicts keep insertion order)
+                self._bindings.pop(next(iter(self._bindings)))
+        self._bindings[key] = binding
         return binding
 
     def _bind(self) -> _Binding:
@@ -324,8 +333,8 @@ class ExecutionContext:
             ins, outs = tactic_infos(graph, spec, shapes)
             workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(
                 TacticContext(spec.layer, ins, outs, engine.device))))
-            steps.append(_Step(spec.layer.name, tactic.run, prepared, spec.inputs, spec.outputs,
-                               spec.layer.params.get("fused_activation")))
+            activation = None if tactic.fuses_activation else spec.layer.params.get("fused_activation")
+            steps.append(_Step(spec.layer.name, tactic.run, prepared, spec.inputs, spec.outputs, activation))
         workspace = backend.allocate(workspace_bytes) if workspace_bytes else None
         engine.logger.log(Severity.VERBOSE, f"context bound shapes {[shapes[i] for i in graph.inputs]}: arena "
                                             f"{plan.peak_bytes} bytes (naive {plan.naive_bytes}), "

@@ -5,6 +5,7 @@ import contextlib
 import os
 import platform
 import time
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +13,7 @@ import numpy as np
 class CpuBackend:
     name = "cpu"
     xp = np
+    supports_cuda_graphs = False
 
     @property
     def device_name(self) -> str:
@@ -36,8 +38,28 @@ class CpuBackend:
         """CPU work is synchronous: streams are accepted and ignored."""
         return contextlib.nullcontext()
 
+    def current_stream(self):
+        return None
+
     def timer(self):
         return _WallTimer()
+
+    def wrap(self, buffer: Any, shape: tuple[int, ...] | None, dtype: np.dtype, what: str):
+        """A user buffer as a NumPy array (anything NumPy can view without a copy)."""
+        if isinstance(buffer, np.ndarray):
+            return buffer
+        if isinstance(buffer, (int, np.integer)):
+            raise ValueError(f"{what}: raw pointers need a GPU engine; a CPU engine takes NumPy arrays")
+        return np.asarray(buffer)
+
+    def stage_input(self, staging: dict, key: int, host: Any, stream: Any) -> np.ndarray:
+        return np.asarray(host, order="C")  # keeps 0-D arrays 0-D (ascontiguousarray does not)
+
+    def stage_output(self, staging: dict, key: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return np.empty(shape, dtype=dtype)  # a new array per call: execute() hands it to the caller
+
+    def fetch_outputs(self, staging: dict, outputs: dict[int, Any], stream: Any) -> dict[int, np.ndarray]:
+        return outputs
 
 
 class _WallTimer:

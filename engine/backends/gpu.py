@@ -1,4 +1,6 @@
-"""GPU backend on CuPy: device arrays from CuPy's memory pool, CUDA streams and events, event-based timing.
+"""GPU backend on CuPy: device arrays from CuPy's memory pool, CUDA streams and events, event-based timing,
+pinned host staging for execute(), user buffers given as CuPy arrays, `__cuda_array_interface__` or DLPack
+objects (a PyTorch tensor) or raw device pointers, and CUDA-graph capture (engine/backends/gpu_graph.py).
 
 Imported only when a plan targets the GPU (engine.backends.get_backend), so CPU-only machines never import CuPy.
 """
@@ -7,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import cupy
+import cupyx
 import numpy as np
 
 
 def as_stream(stream: Any):
     """A CuPy stream for a stream argument: None → current stream, int → raw cudaStream_t handle, or a stream
     object (CuPy, or anything with `cuda_stream`/`ptr` such as a torch.cuda.Stream)."""
-    if stream is None or stream == 0:
+    if stream is None or (isinstance(stream, int) and stream == 0):
         return cupy.cuda.get_current_stream()
     if isinstance(stream, (cupy.cuda.Stream, cupy.cuda.ExternalStream)):
         return stream
@@ -28,6 +31,7 @@ def as_stream(stream: Any):
 class GpuBackend:
     name = "gpu"
     xp = cupy
+    supports_cuda_graphs = True
 
     @property
     def device_name(self) -> str:
@@ -46,17 +50,75 @@ class GpuBackend:
         return cupy.asnumpy(array) if isinstance(array, cupy.ndarray) else np.asarray(array)
 
     def synchronize(self, stream: Any = None) -> None:
-        if stream is None:
-            cupy.cuda.Device().synchronize()
-        else:
-            as_stream(stream).synchronize()
+        """Waits for `stream` (None: this thread's current stream) — never the whole device, so other threads'
+        streams keep running."""
+        as_stream(stream).synchronize()
 
     def stream_scope(self, stream: Any):
         """Context manager making `stream` current, so every kernel of an execution is enqueued on it."""
         return as_stream(stream)
 
+    def current_stream(self):
+        return cupy.cuda.get_current_stream()
+
     def timer(self):
         return _EventTimer()
+
+    # ------------------------------------------------------------------ user buffers
+    def wrap(self, buffer: Any, shape: tuple[int, ...] | None, dtype: np.dtype, what: str):
+        """A CuPy array viewing a user buffer: a CuPy array, an object with `__cuda_array_interface__` or
+        `__dlpack__` (PyTorch, JAX, ...), or a raw device pointer (an int), which is read as `shape`/`dtype`."""
+        if isinstance(buffer, cupy.ndarray):
+            return buffer
+        if isinstance(buffer, (int, np.integer)) and not isinstance(buffer, bool):
+            if shape is None:
+                raise ValueError(f"{what}: a raw device pointer needs its shape set first (set_input_shape)")
+            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            memory = cupy.cuda.UnownedMemory(int(buffer), max(nbytes, 1), None)
+            return cupy.ndarray(tuple(shape), dtype=dtype, memptr=cupy.cuda.MemoryPointer(memory, 0))
+        if hasattr(buffer, "__cuda_array_interface__"):
+            return cupy.asarray(buffer)
+        if hasattr(buffer, "__dlpack__"):
+            return cupy.from_dlpack(buffer)
+        if isinstance(buffer, np.ndarray):
+            raise ValueError(f"{what}: a GPU engine needs device memory, got a NumPy array (use cupy.asarray, a "
+                             "device pointer, or ExecutionContext.execute for host arrays)")
+        raise ValueError(f"{what}: cannot use {type(buffer).__name__} as device memory (expected a CuPy array, a "
+                         "__cuda_array_interface__ or DLPack object, or an int device pointer)")
+
+    # ------------------------------------------------------------------ execute(): staged host I/O
+    def stage_input(self, staging: dict, key: int, host: Any, stream) -> Any:
+        """Copies a host array into a device buffer kept in `staging` (fixed address, so a captured CUDA graph
+        replays), through a pinned buffer so the copy is asynchronous on `stream`. Device arrays are copied
+        device to device."""
+        host_dtype = np.dtype(host.dtype)
+        device, pinned = self._staging_pair(staging, key, tuple(host.shape), host_dtype)
+        if isinstance(host, cupy.ndarray):
+            cupy.copyto(device, host)
+        else:
+            np.copyto(pinned, host, casting="no")
+            device.set(pinned, stream=stream)
+        return device
+
+    def stage_output(self, staging: dict, key: int, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+        return self._staging_pair(staging, key, tuple(shape), np.dtype(dtype))[0]
+
+    def fetch_outputs(self, staging: dict, outputs: dict[int, Any], stream) -> dict[int, np.ndarray]:
+        """Device → pinned copies enqueued on `stream`, one wait, then private host copies for the caller."""
+        pinned = {}
+        for key, device in outputs.items():
+            _, host = self._staging_pair(staging, key, tuple(device.shape), device.dtype)
+            device.get(stream=stream, out=host, blocking=False)
+            pinned[key] = host
+        stream.synchronize()
+        return {key: host.copy() for key, host in pinned.items()}
+
+    @staticmethod
+    def _staging_pair(staging: dict, key: int, shape: tuple[int, ...], dtype: np.dtype):
+        pair = staging.get(key)
+        if pair is None or pair[0].shape != shape or pair[0].dtype != dtype:
+            pair = staging[key] = (cupy.empty(shape, dtype=dtype), cupyx.empty_pinned(shape, dtype=dtype))
+        return pair
 
 
 class _EventTimer:

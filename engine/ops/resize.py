@@ -32,15 +32,16 @@ def _host(value: Any) -> np.ndarray:
     return np.asarray(value.get() if hasattr(value, "get") else value)
 
 
-def resize_plan(layer: Any, in_shape: tuple[int, ...], dynamic: Any, roi: Any
+def resize_plan(layer: Any, in_shape: tuple[int, ...], has_dynamic: bool, dynamic: Any, roi: Any
                 ) -> tuple[list[int], list[float], list[float] | None]:
     """(output shape, per-dim scale, per-dim roi [starts..., ends...] or None) for a concrete input shape.
+    `has_dynamic`: the layer reads its scales/sizes from input 1 (whose value `dynamic` may be unknown).
     Output dims are -1 where they depend on a runtime value that is not known."""
     p = layer.params
     rank = len(in_shape)
     axes = [a % rank for a in p["axes"]] if p.get("axes") is not None else list(range(rank))
     scales_in, sizes_in = p.get("scales"), p.get("shape")
-    if layer.inputs[1:2] and layer.inputs[1] is not None:
+    if has_dynamic:
         if dynamic is None:
             out = list(in_shape)
             for a in axes:
@@ -83,8 +84,8 @@ def resize_plan(layer: Any, in_shape: tuple[int, ...], dynamic: Any, roi: Any
 
 def _infer_resize(layer, inputs: list[TensorInfo | None]):
     x = inputs[0]
-    dynamic = inputs[1].value if len(inputs) > 1 and inputs[1] is not None else None
-    out, _, _ = resize_plan(layer, x.shape, dynamic, None)
+    has_dynamic = len(inputs) > 1 and inputs[1] is not None
+    out, _, _ = resize_plan(layer, x.shape, has_dynamic, inputs[1].value if has_dynamic else None, None)
     return [(tuple(out), x.dtype)]
 
 
@@ -158,7 +159,7 @@ def _compute_resize(layer, inputs, xp):
     x = inputs[0]
     dynamic = inputs[1] if len(inputs) > 1 else None
     roi_input = inputs[2] if len(inputs) > 2 else None
-    out, scales, roi = resize_plan(layer, x.shape, dynamic, roi_input)
+    out, scales, roi = resize_plan(layer, x.shape, dynamic is not None, dynamic, roi_input)
     p = layer.params
     transform = p["coordinate_transformation"]
     dtype = x.dtype
@@ -211,7 +212,8 @@ def _add_resize(ctx, x, params: dict, scales, sizes, roi):
     layer.params.update(params)
     layer.params["roi"] = None
     for (value, tensor), key in ((scales, "scales"), (sizes, "shape")):
-        if (value is None and tensor is None) or (value is not None and value.size == 0):
+        empty_tensor = tensor is not None and tensor.shape is not None and 0 in tensor.shape
+        if (value is None and tensor is None) or (value is not None and value.size == 0) or empty_tensor:
             continue
         if value is not None:
             layer.params[key] = value.ravel().tolist()

@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         args.remove("--debug")
     try:
-        app(args=args, prog_name="polyx", standalone_mode=False)
+        # Without standalone mode, click returns a typer.Exit's code instead of raising it.
+        code = app(args=args, prog_name="polyx", standalone_mode=False)
+        if isinstance(code, int):
+            return code
     except (PolyxError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         if debug:
             raise

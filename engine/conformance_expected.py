@@ -1,0 +1,29 @@
+"""ONNX node conformance cases that are known to fail, each with its reason (see engine/conformance.py).
+
+Only genuine limitations belong here (a mode an inference engine does not implement, a precision limit), never a
+bug that can be fixed. An entry whose case passes (or no longer runs, or does not exist) is stale and fails the
+conformance run until it is removed. Cases whose graph inputs/outputs have a type the engine lacks (string,
+bfloat16, float8, 4- and 2-bit types) or that use an op without an importer are not listed: the runner reports
+them as unsupported, with that reason, by rule.
+"""
+
+_TRAINING = "training_mode=1 (random dropout / batch statistics) is training-only; the engine is inference-only"
+_ANTIALIAS = "Resize antialias=1 (a low-pass filter when downscaling) is not implemented; the importer refuses it"
+_FP16_ROUNDING = ("float16 rounding: the expected values round every step to float16; 2 of 192 outputs differ by 2 "
+                  "float16 ULPs (closer to the float64 result), and rtol=1e-3 is about 1 ULP")
+
+EXPECTED_FAILURES: dict[str, str] = {
+    "test_batchnorm_epsilon_training_mode": _TRAINING,
+    "test_batchnorm_example_training_mode": _TRAINING,
+    "test_training_dropout": _TRAINING,
+    "test_training_dropout_default": _TRAINING,
+    "test_training_dropout_default_mask": _TRAINING,
+    "test_training_dropout_mask": _TRAINING,
+    "test_training_dropout_zero_ratio": _TRAINING,
+    "test_training_dropout_zero_ratio_mask": _TRAINING,
+    "test_resize_downsample_scales_cubic_antialias": _ANTIALIAS,
+    "test_resize_downsample_scales_linear_antialias": _ANTIALIAS,
+    "test_resize_downsample_sizes_cubic_antialias": _ANTIALIAS,
+    "test_resize_downsample_sizes_linear_antialias": _ANTIALIAS,
+    "test_attention_4d_causal_fp16_expanded": _FP16_ROUNDING,
+}

@@ -1,0 +1,249 @@
+"""Build an engine from an ONNX model with one set of options: the library behind `run`, `convert`, `bench`, `debug`.
+
+Shapes: a dynamic input takes its profile from `min/opt/max_shapes` when given, else from `input_shapes`
+(min = opt = max), else every dynamic dimension is 1 (the data loader's default, so generated inputs fit).
+Layer precisions name engine layers or ONNX nodes (a node's layers all take the precision); they are obeyed
+when `precision_constraints` is None and any are given, like passing `--precision-constraints obey`.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import engine as trt
+from engine.algorithm_selector import IAlgorithmSelector
+from engine.network import NetworkDefinition
+
+from .data.files import check_writable
+from .errors import PolyxError
+from .marking import mark_network_outputs
+from .tactic_replay import TacticRecorder, TacticReplayer, load_replay, save_replay
+
+Shape = tuple[int, ...]
+PRECISIONS = {"fp32": trt.DataType.FLOAT, "float32": trt.DataType.FLOAT, "float": trt.DataType.FLOAT,
+              "fp16": trt.DataType.HALF, "float16": trt.DataType.HALF, "half": trt.DataType.HALF}
+CONSTRAINTS = ("obey", "prefer", "none")
+
+
+@dataclass
+class BuildOptions:
+    """Everything that decides how an engine is built. Paths are read/written by `build_engine`."""
+
+    input_shapes: dict[str, Shape] = field(default_factory=dict)
+    min_shapes: dict[str, Shape] = field(default_factory=dict)
+    opt_shapes: dict[str, Shape] = field(default_factory=dict)
+    max_shapes: dict[str, Shape] = field(default_factory=dict)
+    fp16: bool = False
+    tf32: bool = False
+    int8: bool = False
+    precision_constraints: str | None = None
+    layer_precisions: dict[str, str] = field(default_factory=dict)
+    workspace_bytes: int | None = None
+    optimization_level: int = 3
+    device: str = "auto"
+    timing_cache: Path | None = None
+    save_tactics: Path | None = None
+    load_tactics: Path | None = None
+    mark_all: bool = False
+    mark_outputs: list[str] = field(default_factory=list)
+    algorithm_selector: IAlgorithmSelector | None = None
+
+    def data_shapes(self) -> dict[str, Shape]:
+        """Input shapes for generated data: `input_shapes`, else the profile's opt shapes."""
+        return {**self.opt_shapes, **self.input_shapes}
+
+    def validate(self) -> None:
+        """Checks that need no model: raise PolyxError for option values that cannot work."""
+        if self.int8:
+            raise PolyxError("INT8 is not supported yet (build with FP32, --fp16 or --tf32)")
+        if self.precision_constraints not in (None, *CONSTRAINTS):
+            raise PolyxError(f"precision constraints must be one of {', '.join(CONSTRAINTS)}, "
+                             f"got '{self.precision_constraints}'")
+        if not 0 <= self.optimization_level <= 5:
+            raise PolyxError(f"builder optimization level must be 0..5, got {self.optimization_level}")
+        for layer, precision in self.layer_precisions.items():
+            if precision.lower() == "int8":
+                raise PolyxError(f"layer precision for '{layer}': INT8 is not supported yet")
+            if precision.lower() not in PRECISIONS:
+                raise PolyxError(f"layer precision for '{layer}': unknown precision '{precision}' "
+                                 f"(expected one of {', '.join(PRECISIONS)})")
+        given = [set(self.min_shapes), set(self.opt_shapes), set(self.max_shapes)]
+        for name in set().union(*given):
+            missing = [flag for flag, names in zip(("--min-shapes", "--opt-shapes", "--max-shapes"), given)
+                       if name not in names]
+            if missing:
+                raise PolyxError(f"input '{name}': a profile needs min, opt and max shapes; "
+                                 f"missing {', '.join(missing)}")
+        for path in (self.save_tactics,):
+            if path is not None:
+                check_writable(path)
+        if self.timing_cache is not None:
+            check_writable(self.timing_cache)
+        if self.load_tactics is not None and not Path(self.load_tactics).is_file():
+            raise PolyxError(f"{self.load_tactics}: no such file (--load-tactics)")
+
+
+@dataclass
+class BuildReport:
+    """What the build did, for `convert`'s summary and `run -v`."""
+
+    onnx_nodes: int
+    layers_before: int             # parsed network layers, constants (weights) excluded
+    layers_after: int
+    host_layers: int
+    tactics_by_layer_type: dict[str, Counter]
+    build_seconds: float
+    plan_bytes: int
+    device: str
+    passes: dict[str, int]
+    memory: dict[str, Any]
+    marked_outputs: int
+    timing_cache: str = ""
+
+
+def parse_onnx(model_path: str | os.PathLike, logger: trt.Logger) -> tuple[NetworkDefinition, int]:
+    """Parse an ONNX file into a network (and its ONNX node count); every parse error is counted in one message."""
+    builder = trt.Builder(logger)
+    network = builder.create_network()
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(os.fspath(model_path)):
+        errors = [parser.get_error(i).desc for i in range(parser.num_errors)]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise PolyxError(f"{model_path}: could not be parsed: {errors[0]}{more}")
+    return network, len(parser.model.graph.node)
+
+
+def build_engine(model_path: str | os.PathLike, options: BuildOptions,
+                 logger: trt.Logger | None = None) -> tuple[trt.Engine, bytes, BuildReport]:
+    """Parse, configure and build; returns the engine, its plan bytes and a build report."""
+    options.validate()
+    logger = logger or trt.Logger(trt.Logger.WARNING)
+    start = time.perf_counter()
+    network, onnx_nodes = parse_onnx(model_path, logger)
+    layers_before = sum(1 for layer in network.layers if layer.type != trt.LayerType.CONSTANT)
+    marked = mark_network_outputs(network, options.mark_outputs, mark_all=options.mark_all)
+    _apply_layer_precisions(network, options.layer_precisions)
+    builder = trt.Builder(logger)
+    config = _config(builder, network, options)
+    cache = config.get_timing_cache()
+    recorder = config.algorithm_selector if isinstance(config.algorithm_selector, TacticRecorder) else None
+    plan = builder.build_serialized_network(network, config)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    seconds = time.perf_counter() - start
+    if options.timing_cache is not None:
+        check_writable(options.timing_cache).write_bytes(cache.serialize())
+    if recorder is not None:
+        save_replay(options.save_tactics, recorder.replay)
+    cache_note = f"{cache.hits} hits, {cache.misses} misses, {len(cache)} entries" if cache is not None else ""
+    return engine, plan, _report(engine, plan, onnx_nodes, layers_before, seconds, marked, cache_note)
+
+
+def load_engine(plan_path: str | os.PathLike, logger: trt.Logger | None = None) -> tuple[trt.Engine, bytes]:
+    """Read a plan file (PlanFormatError, one line, for a damaged or foreign file)."""
+    path = Path(plan_path)
+    if not path.is_file():
+        raise PolyxError(f"{path}: no such file (engine plan)")
+    plan = path.read_bytes()
+    return trt.Runtime(logger or trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan), plan
+
+
+def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOptions) -> trt.BuilderConfig:
+    config = builder.create_builder_config()
+    config.device = options.device
+    config.builder_optimization_level = options.optimization_level
+    if options.fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if options.tf32:
+        config.set_flag(trt.BuilderFlag.TF32)
+    constraints = options.precision_constraints or ("obey" if options.layer_precisions else "none")
+    if constraints == "obey":
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    elif constraints == "prefer":
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    if options.workspace_bytes is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
+    config.add_optimization_profile(_profile(builder, network, options))
+    cache = config.create_timing_cache(_read_timing_cache(options.timing_cache))
+    config.set_timing_cache(cache)
+    selector = options.algorithm_selector
+    if options.load_tactics is not None:
+        if selector is not None:
+            raise PolyxError("--load-tactics cannot be combined with another algorithm selector")
+        selector = TacticReplayer(load_replay(options.load_tactics))
+    if options.save_tactics is not None:
+        selector = TacticRecorder(inner=selector)
+    config.algorithm_selector = selector
+    return config
+
+
+def _read_timing_cache(path: Path | None) -> bytes:
+    """An existing cache file is read (and later rewritten); a missing one starts empty."""
+    if path is None or not Path(path).exists():
+        return b""
+    return Path(path).read_bytes()
+
+
+def _profile(builder: trt.Builder, network: NetworkDefinition, options: BuildOptions) -> trt.OptimizationProfile:
+    inputs = {t.name: t for t in network.inputs}
+    named = {**options.input_shapes, **options.min_shapes, **options.opt_shapes, **options.max_shapes}
+    for name in named:
+        if name not in inputs:
+            raise PolyxError(f"shape given for '{name}', which is not an input of the model "
+                             f"(inputs: {', '.join(inputs)})")
+    profile = builder.create_optimization_profile()
+    for name, tensor in inputs.items():
+        declared = tuple(tensor.shape or ())
+        if name in options.min_shapes:
+            shapes = (options.min_shapes[name], options.opt_shapes[name], options.max_shapes[name])
+        elif name in options.input_shapes:
+            shapes = (options.input_shapes[name],) * 3
+        elif any(d < 0 for d in declared):
+            shapes = (tuple(1 if d < 0 else d for d in declared),) * 3
+        else:
+            continue
+        for which, shape in zip(("min", "opt", "max"), shapes):
+            if len(shape) != len(declared) or any(d >= 0 and d != s for d, s in zip(declared, shape)):
+                raise PolyxError(f"input '{name}': {which} shape {list(shape)} does not match the model's "
+                                 f"shape {[d if d >= 0 else '?' for d in declared]}")
+        lo, opt, hi = shapes
+        if any(not a <= b <= c for a, b, c in zip(lo, opt, hi)):
+            raise PolyxError(f"input '{name}': shapes must satisfy min <= opt <= max per dimension, got "
+                             f"min {list(lo)}, opt {list(opt)}, max {list(hi)}")
+        if any(d < 0 for d in declared):
+            profile.set_shape(name, lo, opt, hi)
+    return profile
+
+
+def _apply_layer_precisions(network: NetworkDefinition, precisions: dict[str, str]) -> None:
+    """Each key names a layer or an ONNX node (all layers imported from that node)."""
+    for key, precision in precisions.items():
+        layers = [layer for layer in network.layers if layer.type != trt.LayerType.CONSTANT and
+                  (layer.name == key or layer.metadata.get("onnx_node") == key)]
+        if not layers:
+            names = [layer.name for layer in network.layers if layer.type != trt.LayerType.CONSTANT]
+            close = difflib.get_close_matches(key, names, n=3)
+            hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+            raise PolyxError(f"layer precision: no layer or ONNX node named '{key}'{hint}")
+        for layer in layers:
+            layer.precision = PRECISIONS[precision.lower()]
+
+
+def _report(engine: trt.Engine, plan: bytes, onnx_nodes: int, layers_before: int, seconds: float, marked: int,
+            cache_note: str) -> BuildReport:
+    tactics: dict[str, Counter] = {}
+    host = 0
+    for row in engine.layer_info():
+        if row["host"]:
+            host += 1
+            continue
+        tactics.setdefault(row["type"], Counter())[row["tactic"]] += 1
+    meta = engine.meta
+    return BuildReport(onnx_nodes=onnx_nodes, layers_before=layers_before, layers_after=engine.num_layers - host,
+                       host_layers=host, tactics_by_layer_type=tactics, build_seconds=seconds, plan_bytes=len(plan),
+                       device=meta.get("device", "cpu"), passes=dict(meta.get("passes", {})),
+                       memory=dict(meta.get("memory", {})), marked_outputs=marked, timing_cache=cache_note)

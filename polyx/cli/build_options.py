@@ -1,0 +1,219 @@
+"""The build flags every engine-building command shares (`run`, `convert`, `bench`, `debug`), and their parsers.
+
+Use `@with_build_options` on a typer command that takes a `build_options: BuildOptions` parameter: the decorator
+adds the flags below to the command's signature and hands the command one parsed BuildOptions.
+
+Value formats (Polygraphy's spelling): shapes `NAME:[1,3,224,224]` (repeat the flag, or give several specs in
+one quoted value); sizes `1G`, `512M`, `64K`, `1073741824` (binary units: 1K = 1024 bytes; `MiB`/`MB` read
+the same); layer precisions `NAME:fp32` or a JSON file `{"NAME": "fp16"}`.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import re
+import typing
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..build import BuildOptions
+from ..errors import PolyxError
+
+_SHAPE_SPEC = re.compile(r"\s*(?P<name>.+?):\s*\[(?P<dims>[^\]]*)\]\s*")
+_SIZE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+PANEL = "Build options"
+
+
+class PrecisionConstraints(str, Enum):
+    obey = "obey"
+    prefer = "prefer"
+    none = "none"
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+    auto = "auto"
+
+
+def parse_shapes(values: list[str] | None, flag: str) -> dict[str, tuple[int, ...]]:
+    """`["x:[1,3,224,224]", "y:[2] z:[]"]` -> {"x": (1, 3, 224, 224), "y": (2,), "z": ()}."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values or []:
+        position = 0
+        while position < len(value):
+            match = _SHAPE_SPEC.match(value, position)
+            if match is None:
+                raise PolyxError(f"{flag} '{value}': expected NAME:[d0,d1,...] (e.g. input:[1,3,224,224])")
+            name, dims = match["name"].strip(), match["dims"].strip()
+            try:
+                shape = tuple(int(d) for d in dims.split(",")) if dims else ()
+            except ValueError:
+                raise PolyxError(f"{flag} '{value}': dimensions of '{name}' must be integers, got [{dims}]") from None
+            if any(d < 0 for d in shape):
+                raise PolyxError(f"{flag} '{value}': dimensions of '{name}' must be >= 0, got {list(shape)}")
+            if name in shapes:
+                raise PolyxError(f"{flag}: '{name}' is given twice")
+            shapes[name] = shape
+            position = match.end()
+    return shapes
+
+
+def parse_size(value: str | None, flag: str) -> int | None:
+    """`1G` -> 1073741824 (binary units)."""
+    if value is None:
+        return None
+    match = _SIZE.match(value)
+    if match is None:
+        raise PolyxError(f"{flag} '{value}': expected a size such as 1G, 512M, 64K or a number of bytes")
+    return int(float(match["number"]) * _UNITS[match["unit"].upper()])
+
+
+def parse_name_value(value: str, flag: str, example: str) -> tuple[str, str]:
+    """`NAME:VALUE` split at the last colon (tensor names may contain colons)."""
+    name, sep, rest = value.rpartition(":")
+    if not sep or not name.strip() or not rest.strip():
+        raise PolyxError(f"{flag} '{value}': expected NAME:VALUE (e.g. {example})")
+    return name.strip(), rest.strip()
+
+
+def parse_layer_precisions(values: list[str] | None, file: Path | None) -> dict[str, str]:
+    """From the file first, then the flags (a flag overrides the file for the same layer)."""
+    precisions: dict[str, str] = {}
+    if file is not None:
+        if not file.is_file():
+            raise PolyxError(f"{file}: no such file (--layer-precisions-file)")
+        try:
+            doc = json.loads(file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PolyxError(f"{file}: not valid JSON ({exc})") from None
+        if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+            raise PolyxError(f"{file}: expected a JSON object {{\"layer name\": \"fp32\" | \"fp16\"}}")
+        precisions.update(doc)
+    for value in values or []:
+        name, precision = parse_name_value(value, "--layer-precisions", "conv1:fp32")
+        precisions[name] = precision
+    return precisions
+
+
+def parse_value_ranges(values: list[str] | None) -> dict[str, tuple[float, float]]:
+    """`NAME:[lo,hi]` per input, or `[lo,hi]` for every input (stored under the name "")."""
+    ranges: dict[str, tuple[float, float]] = {}
+    for value in values or []:
+        text = value.strip()
+        name, bounds = ("", text) if text.startswith("[") else (text.rpartition(":")[0], text.rpartition(":")[2])
+        match = re.fullmatch(r"\s*\[\s*([^,\]]+)\s*,\s*([^,\]]+)\s*\]\s*", bounds)
+        try:
+            lo, hi = float(match[1]), float(match[2])
+        except (TypeError, ValueError):
+            raise PolyxError(f"--val-range '{value}': expected NAME:[lo,hi] or [lo,hi] (e.g. input:[0,1])") from None
+        if lo > hi:
+            raise PolyxError(f"--val-range '{value}': low {lo} is above high {hi}")
+        ranges[name.strip()] = (lo, hi)
+    return ranges
+
+
+def parse_tolerances(values: list[str] | None, flag: str) -> tuple[float | None, dict[str, float]]:
+    """`["1e-3", "out0:1e-2"]` -> (1e-3, {"out0": 1e-2}); a bare number sets the global tolerance."""
+    default, per_output = None, {}
+    for value in values or []:
+        try:
+            number = float(value)
+            name = None
+        except ValueError:
+            name, text = parse_name_value(value, flag, "out0:1e-3")
+            try:
+                number = float(text)
+            except ValueError:
+                raise PolyxError(f"{flag} '{value}': '{text}' is not a number") from None
+        if not number >= 0:
+            raise PolyxError(f"{flag} '{value}': a tolerance must be >= 0")
+        if name is None:
+            default = number
+        else:
+            per_output[name] = number
+    return default, per_output
+
+
+def _option(*names: str, help: str, **kwargs) -> typer.models.OptionInfo:
+    return typer.Option(*names, help=help, rich_help_panel=PANEL, **kwargs)
+
+
+# (parameter name, annotation, default); the order is the order in --help.
+_BUILD_PARAMETERS = [
+    ("input_shapes", Annotated[list[str] | None, _option(
+        "--input-shapes", help="Input shape NAME:[1,3,224,224] (repeatable); min = opt = max for the engine.")], None),
+    ("min_shapes", Annotated[list[str] | None, _option(
+        "--min-shapes", help="Profile minimum shape NAME:[...] (repeatable).")], None),
+    ("opt_shapes", Annotated[list[str] | None, _option(
+        "--opt-shapes", help="Profile optimum shape NAME:[...] (repeatable); also the generated data's shape.")], None),
+    ("max_shapes", Annotated[list[str] | None, _option(
+        "--max-shapes", help="Profile maximum shape NAME:[...] (repeatable).")], None),
+    ("fp16", Annotated[bool, _option("--fp16", help="Allow FP16 layers.")], False),
+    ("tf32", Annotated[bool, _option("--tf32", help="Allow TF32 math (GPU).")], False),
+    ("int8", Annotated[bool, _option("--int8", help="Allow INT8 (not supported yet).")], False),
+    ("precision_constraints", Annotated[PrecisionConstraints | None, _option(
+        "--precision-constraints", help="obey | prefer | none. Default: obey when layer precisions are given, "
+                                        "else none.", case_sensitive=False)], None),
+    ("layer_precisions", Annotated[list[str] | None, _option(
+        "--layer-precisions", help="Layer (or ONNX node) precision NAME:fp32|fp16 (repeatable).")], None),
+    ("layer_precisions_file", Annotated[Path | None, _option(
+        "--layer-precisions-file", help="JSON file {\"layer\": \"fp32\"}.")], None),
+    ("workspace", Annotated[str | None, _option(
+        "--workspace", help="Workspace limit for tactics, e.g. 1G, 512M (binary units).")], None),
+    ("timing_cache", Annotated[Path | None, _option(
+        "--timing-cache", help="Timing cache file: read when it exists, written after the build.")], None),
+    ("save_tactics", Annotated[Path | None, _option(
+        "--save-tactics", help="Write the tactic chosen for every layer (JSON replay file).")], None),
+    ("load_tactics", Annotated[Path | None, _option(
+        "--load-tactics", help="Force the tactics of a replay file written by --save-tactics.")], None),
+    ("builder_optimization_level", Annotated[int, _option(
+        "--builder-optimization-level", help="0 (no timing, heuristic choice) .. 5 (most timing).",
+        min=0, max=5)], 3),
+    ("device", Annotated[Device, _option("--device", help="Engine device.", case_sensitive=False)], Device.auto),
+]
+BUILD_PARAMETER_NAMES = [name for name, _, _ in _BUILD_PARAMETERS]
+
+
+def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, max_shapes=None, fp16=False,
+                           tf32=False, int8=False, precision_constraints=None, layer_precisions=None,
+                           layer_precisions_file=None, workspace=None, timing_cache=None, save_tactics=None,
+                           load_tactics=None, builder_optimization_level=3, device=Device.auto) -> BuildOptions:
+    """The flags' raw values -> a validated BuildOptions (PolyxError names the flag at fault)."""
+    options = BuildOptions(
+        input_shapes=parse_shapes(input_shapes, "--input-shapes"),
+        min_shapes=parse_shapes(min_shapes, "--min-shapes"),
+        opt_shapes=parse_shapes(opt_shapes, "--opt-shapes"),
+        max_shapes=parse_shapes(max_shapes, "--max-shapes"),
+        fp16=fp16, tf32=tf32, int8=int8,
+        precision_constraints=precision_constraints.value if precision_constraints is not None else None,
+        layer_precisions=parse_layer_precisions(layer_precisions, layer_precisions_file),
+        workspace_bytes=parse_size(workspace, "--workspace"),
+        optimization_level=builder_optimization_level, device=Device(device).value,
+        timing_cache=timing_cache, save_tactics=save_tactics, load_tactics=load_tactics)
+    options.validate()
+    return options
+
+
+def with_build_options(command: typing.Callable) -> typing.Callable:
+    """Adds the shared build flags to a typer command; it receives them parsed, as `build_options`."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    own = [parameter.replace(annotation=hints.get(parameter.name, parameter.annotation))
+           for parameter in inspect.signature(command).parameters.values() if parameter.name != "build_options"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for name, annotation, default in _BUILD_PARAMETERS]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        raw = {name: kwargs.pop(name) for name in BUILD_PARAMETER_NAMES if name in kwargs}
+        return command(*args, build_options=build_options_from_cli(**raw), **kwargs)
+
+    parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + added
+    wrapper.__signature__ = inspect.Signature(parameters)
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper

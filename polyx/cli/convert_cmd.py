@@ -1,0 +1,38 @@
+"""`polyx convert`: build an engine plan from an ONNX model and print a build summary."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..build import BuildOptions, build_engine
+from ..data.files import check_writable
+from ..errors import PolyxError
+from ..report import format_build_report, progress_factory
+from .build_options import with_build_options
+from .run_cmd import engine_logger
+
+
+def convert(
+    model: Annotated[Path, typer.Argument(help="ONNX model.")],
+    build_options: BuildOptions,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Plan file to write (overwritten if it exists).")],
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail (-vv: engine logs).")] = 0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success.")] = False,
+) -> None:
+    """Build MODEL into an engine plan (-o) and print the build summary."""
+    check_writable(output)
+    if not model.is_file():
+        raise PolyxError(f"{model}: no such file")
+    with progress_factory(enabled=not quiet)("Building engine", None):
+        _, plan, report = build_engine(model, build_options, engine_logger(verbose, quiet))
+    output.write_bytes(plan)
+    if not quiet:
+        for line in format_build_report(report):
+            typer.echo(line)
+        typer.echo(f"Saved engine to {output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(with_build_options(convert))

@@ -1,0 +1,152 @@
+"""`polyx run`: run a model on the engine and/or onnxruntime with the same inputs and compare every output."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import engine as trt
+
+from ..build import BuildOptions
+from ..compare import Tolerances
+from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
+from ..data.files import check_writable
+from ..errors import PolyxError
+from ..report import format_build_report, format_run_result, progress_factory, write_html
+from ..run_session import RunOptions, run_session
+from .build_options import parse_tolerances, parse_value_ranges, with_build_options
+
+DATA = "Data"
+COMPARE = "Comparison"
+OUTPUTS = "Outputs to compare"
+
+
+class ErrorStat(str, Enum):
+    elemwise = "elemwise"
+    max = "max"
+    mean = "mean"
+    median = "median"
+
+
+def engine_logger(verbose: int, quiet: bool) -> trt.Logger:
+    """-q: errors only; default and -v: warnings; -vv: info; -vvv: verbose (tactic timings)."""
+    levels = (trt.Logger.WARNING, trt.Logger.WARNING, trt.Logger.INFO, trt.Logger.VERBOSE)
+    severity = trt.Logger.ERROR if quiet else levels[min(verbose, 3)]
+    return trt.Logger(severity)
+
+
+def _marked(values: list[str] | None, extra: list[str]) -> tuple[bool, list[str]]:
+    """`--onnx-outputs mark all` (Polygraphy's spelling; `all` arrives as an extra argument) or tensor names."""
+    names = list(values or [])
+    if "mark" in names and "all" in extra:
+        extra.remove("all")
+        names.remove("mark")
+        return True, names
+    return False, names
+
+
+def run(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Argument(help="ONNX model (or an engine plan with --engine only).")],
+    build_options: BuildOptions,
+    use_engine: Annotated[bool, typer.Option("--engine", help="Run the polyx engine.")] = False,
+    use_onnxrt: Annotated[bool, typer.Option("--onnxrt", help="Run onnxruntime (CPU).")] = False,
+    mark_all: Annotated[bool, typer.Option(
+        "--mark-all", help="Compare every intermediate tensor (= --onnx-outputs mark all --engine-outputs mark all).",
+        rich_help_panel=OUTPUTS)] = False,
+    onnx_outputs: Annotated[list[str] | None, typer.Option(
+        "--onnx-outputs", help="Extra onnxruntime output tensor (repeatable), or `mark all`.",
+        rich_help_panel=OUTPUTS)] = None,
+    engine_outputs: Annotated[list[str] | None, typer.Option(
+        "--engine-outputs", help="Extra engine output tensor (repeatable), or `mark all`.",
+        rich_help_panel=OUTPUTS)] = None,
+    save_engine: Annotated[Path | None, typer.Option("--save-engine", help="Write the built plan.")] = None,
+    load_engine: Annotated[Path | None, typer.Option("--load-engine", help="Run this plan instead of building.")
+                           ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated inputs.", rich_help_panel=DATA)] = 1,
+    val_range: Annotated[list[str] | None, typer.Option(
+        "--val-range", help="Value range NAME:\\[lo,hi] or \\[lo,hi] for all inputs (repeatable).",
+        rich_help_panel=DATA)] = None,
+    data_loader_script: Annotated[str | None, typer.Option(
+        "--data-loader-script", help="FILE.py:FUNCTION yielding {input: array} dicts.", rich_help_panel=DATA)] = None,
+    iterations: Annotated[int, typer.Option("--iterations", help="Inference iterations (sets of inputs).",
+                                            rich_help_panel=DATA, min=1)] = 1,
+    save_inputs: Annotated[Path | None, typer.Option("--save-inputs", help=".npz or .json",
+                                                        rich_help_panel=DATA)] = None,
+    load_inputs: Annotated[Path | None, typer.Option("--load-inputs", help=".npz or .json",
+                                                        rich_help_panel=DATA)] = None,
+    save_outputs: Annotated[Path | None, typer.Option(
+        "--save-outputs", help="Save onnxruntime's outputs (the engine's when onnxruntime does not run).",
+        rich_help_panel=DATA)] = None,
+    load_outputs: Annotated[Path | None, typer.Option(
+        "--load-outputs", help="Compare against these saved (golden) outputs.", rich_help_panel=DATA)] = None,
+    atol: Annotated[list[str] | None, typer.Option(
+        "--atol", help=f"Absolute tolerance, global or per output NAME:VALUE (default {DEFAULT_ATOL:g}).",
+        rich_help_panel=COMPARE)] = None,
+    rtol: Annotated[list[str] | None, typer.Option(
+        "--rtol", help=f"Relative tolerance, global or per output NAME:VALUE (default {DEFAULT_RTOL:g}).",
+        rich_help_panel=COMPARE)] = None,
+    check_error_stat: Annotated[ErrorStat, typer.Option(
+        "--check-error-stat", help="Which error must be within tolerance.", case_sensitive=False,
+        rich_help_panel=COMPARE)] = ErrorStat.elemwise,
+    validate: Annotated[bool, typer.Option("--validate", help="Fail on NaN or Inf in any output.",
+                                           rich_help_panel=COMPARE)] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed comparison.",
+                                            rich_help_panel=COMPARE)] = False,
+    worst: Annotated[int, typer.Option("--worst", help="Rows in the worst-tensors table.", min=1,
+                                       rich_help_panel=COMPARE)] = 10,
+    report: Annotated[Path | None, typer.Option("--report", help="Write a self-contained HTML report.",
+                                                   rich_help_panel=COMPARE)] = None,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail (-vv: engine logs).")] = 0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only the result lines.")] = False,
+) -> None:
+    """Run MODEL on the engine and/or onnxruntime with the same inputs and compare every output.
+
+    Exit code 0 when every comparison (and --validate) passes, 1 when one fails, 2 for a usage error.
+    """
+    extra = list(ctx.args)
+    onnx_mark_all, onnx_names = _marked(onnx_outputs, extra)
+    engine_mark_all, engine_names = _marked(engine_outputs, extra)
+    if extra:
+        raise PolyxError(f"unexpected extra argument(s): {' '.join(extra)}")
+    build_options.mark_all = mark_all or engine_mark_all
+    build_options.mark_outputs = engine_names
+    default_atol, per_output_atol = parse_tolerances(atol, "--atol")
+    default_rtol, per_output_rtol = parse_tolerances(rtol, "--rtol")
+    tolerances = Tolerances(atol=DEFAULT_ATOL if default_atol is None else default_atol,
+                            rtol=DEFAULT_RTOL if default_rtol is None else default_rtol,
+                            per_output_atol=per_output_atol, per_output_rtol=per_output_rtol,
+                            check_error_stat=check_error_stat.value)
+    if report is not None:
+        check_writable(report)
+    options = RunOptions(model=model, use_engine=use_engine, use_onnxrt=use_onnxrt, build=build_options,
+                         load_engine=load_engine, save_engine=save_engine, seed=seed,
+                         val_ranges=parse_value_ranges(val_range), data_loader_script=data_loader_script,
+                         iterations=iterations, load_inputs=load_inputs, save_inputs=save_inputs,
+                         load_outputs=load_outputs, save_outputs=save_outputs, tolerances=tolerances,
+                         onnx_mark_all=mark_all or onnx_mark_all, onnx_outputs=onnx_names, validate=validate,
+                         fail_fast=fail_fast, histograms=verbose > 0, worst_count=worst)
+    result = run_session(options, progress=progress_factory(enabled=not quiet), logger=engine_logger(verbose, quiet))
+    if result.build_report is not None and verbose:
+        _echo(format_build_report(result.build_report))
+    lines = format_run_result(result, verbose=verbose)
+    if quiet:
+        lines = [line for line in lines if line.startswith(("First divergence:", "RESULT:", "VALIDATION FAILED"))]
+    _echo(lines)
+    if report is not None:
+        write_html(report, result, f"polyx run {model.name}")
+        if not quiet:
+            typer.echo(f"Wrote HTML report to {report}")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _echo(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(line)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", context_settings={"allow_extra_args": True})(with_build_options(run))

@@ -1,0 +1,321 @@
+"""One `polyx run`: build or load the engine, make or load inputs, run every runner, compare with the reference.
+
+The reference is the loaded golden outputs (`load_outputs`) when given, else onnxruntime when both runners run;
+every other runner is compared with it. `save_outputs` stores onnxruntime's outputs when it runs, else the
+engine's. Saved data that does not fit this run (other inputs, iteration count, shapes, no common tensor) is a
+PolyxError, not a failed comparison.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+import engine as trt
+
+from .build import BuildOptions, BuildReport, build_engine, load_engine
+from .compare import Comparator, LayerwiseReport, TensorComparison, Tolerances, analyze_layers
+from .compare.layerwise import GraphNode, nodes_from_engine, nodes_from_onnx
+from .data.files import check_writable, load_tensors, save_tensors
+from .data.loader import DataLoader
+from .errors import PolyxError
+from .marking import mark_onnx_outputs
+from .runners import EngineRunner, OnnxrtRunner, Runner
+
+Feeds = dict[str, np.ndarray]
+# progress(description, total) -> context manager yielding advance(); total None for a spinner
+ProgressFactory = Callable[[str, int | None], contextlib.AbstractContextManager[Callable[[], None]]]
+PLAN_SUFFIXES = (".plan", ".engine", ".trt")
+
+
+@dataclass
+class RunOptions:
+    model: Path
+    use_engine: bool = False
+    use_onnxrt: bool = False
+    build: BuildOptions = field(default_factory=BuildOptions)
+    load_engine: Path | None = None
+    save_engine: Path | None = None
+    seed: int = 1
+    val_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    data_loader_script: str | None = None
+    iterations: int = 1
+    load_inputs: Path | None = None
+    save_inputs: Path | None = None
+    load_outputs: Path | None = None
+    save_outputs: Path | None = None
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    onnx_mark_all: bool = False
+    onnx_outputs: list[str] = field(default_factory=list)
+    validate: bool = False
+    fail_fast: bool = False
+    histograms: bool = False
+    worst_count: int = 10
+
+    @property
+    def marks_intermediates(self) -> bool:
+        return bool(self.onnx_mark_all or self.onnx_outputs or self.build.mark_all or self.build.mark_outputs)
+
+    def output_paths(self) -> list[Path]:
+        return [p for p in (self.save_engine, self.save_inputs, self.save_outputs) if p is not None]
+
+
+@dataclass
+class RunnerOutputs:
+    runner: str
+    iterations: list[Feeds]
+    inference_ms: list[float]
+
+
+@dataclass
+class RunResult:
+    feeds: list[Feeds]
+    outputs: list[RunnerOutputs]
+    reference: str | None = None
+    comparisons: list[TensorComparison] = field(default_factory=list)
+    layerwise: LayerwiseReport | None = None
+    validation_failures: list[str] = field(default_factory=list)
+    build_report: BuildReport | None = None
+    notes: list[str] = field(default_factory=list)
+    model_outputs: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.comparisons) and not self.validation_failures
+
+
+def _quiet_progress(description: str, total: int | None) -> contextlib.AbstractContextManager[Callable[[], None]]:
+    return contextlib.nullcontext(lambda: None)
+
+
+def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress,
+                logger: trt.Logger | None = None) -> RunResult:
+    """Run and compare as `options` say; raises PolyxError (or an engine error) for unusable input."""
+    _check_options(options)
+    logger = logger or trt.Logger(trt.Logger.WARNING)
+    model_is_plan = options.model.suffix.lower() in PLAN_SUFFIXES
+    model = None if model_is_plan else _load_onnx(options.model)
+    feeds = _feeds(options, _input_meta(model)) if model is not None else None
+    runners: list[Runner] = []
+    engine, build_report = None, None
+    if options.use_engine:
+        engine, build_report = _engine(options, options.model if model_is_plan else options.load_engine, feeds,
+                                       progress, logger)
+        runners.append(EngineRunner(engine))
+    if options.use_onnxrt:
+        marks = options.onnx_mark_all or options.onnx_outputs
+        runners.append(OnnxrtRunner(mark_onnx_outputs(model, options.onnx_outputs, options.onnx_mark_all)
+                                    if marks else options.model))
+    input_meta = _input_meta(model) if model is not None else EngineRunner(engine).input_metadata()
+    if feeds is None:
+        feeds = _feeds(options, input_meta)
+    if options.save_inputs is not None:
+        save_tensors(options.save_inputs, feeds)
+    model_outputs = [o.name for o in model.graph.output] if model is not None else _engine_outputs(engine)
+    result = RunResult(feeds=feeds, outputs=[_run(runner, feeds, progress) for runner in runners],
+                       build_report=build_report, model_outputs=model_outputs)
+    reference, candidates = _reference_and_candidates(options, result.outputs, len(feeds))
+    if options.validate:
+        result.validation_failures = [f for run in result.outputs for f in _non_finite(run)]
+    if options.save_outputs is not None:
+        golden = next((r for r in result.outputs if r.runner == "onnxrt"), result.outputs[0])
+        save_tensors(options.save_outputs, golden.iterations)
+    if reference is None:
+        return result
+    result.reference = reference.runner
+    nodes = nodes_from_onnx(model) if model is not None else nodes_from_engine(engine)
+    for candidate in candidates:
+        _compare(result, options, reference, candidate, nodes, progress)
+        if options.fail_fast and not result.passed:
+            break
+    result.layerwise = analyze_layers(nodes, result.comparisons, options.worst_count, graph_inputs=set(input_meta),
+                                      constants=_constants(model) if model is not None else set(),
+                                      engine_layers=engine.layer_info() if engine is not None else None)
+    return result
+
+
+def _engine(options: RunOptions, plan_path: Path | None, feeds: list[Feeds] | None, progress: ProgressFactory,
+            logger: trt.Logger) -> tuple[trt.Engine, BuildReport | None]:
+    """Load the plan, or build (with a profile that fits the feeds); save it when asked."""
+    report = None
+    if plan_path is not None:
+        engine, plan = load_engine(plan_path, logger)
+    else:
+        with progress("Building engine", None):
+            engine, plan, report = build_engine(options.model, _profile_for(options.build, feeds), logger)
+    if options.save_engine is not None:
+        check_writable(options.save_engine).write_bytes(plan)
+    return engine, report
+
+
+def _compare(result: RunResult, options: RunOptions, reference: RunnerOutputs, candidate: RunnerOutputs,
+             nodes: list[GraphNode], progress: ProgressFactory) -> None:
+    names = _common_names(reference, candidate, nodes, result.notes, loaded=options.load_outputs is not None)
+    unknown = options.tolerances.unknown_names(set(names))
+    if unknown:
+        raise PolyxError(f"a per-output tolerance names '{unknown[0]}', which is not a compared tensor "
+                         f"(compared: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''})")
+    comparator = Comparator(options.tolerances, histograms=options.histograms)
+    runners = (reference.runner, candidate.runner)
+    with progress(f"Comparing {candidate.runner} with {reference.runner}", len(names) * len(result.feeds)) as advance:
+        for iteration, (ref, out) in enumerate(zip(reference.iterations, candidate.iterations)):
+            compared = comparator.compare(ref, out, names, iteration, runners, options.fail_fast, on_tensor=advance)
+            result.comparisons.extend(compared)
+            if options.fail_fast and not all(c.passed for c in compared):
+                return
+
+
+def _check_options(options: RunOptions) -> None:
+    if not options.use_engine and not options.use_onnxrt:
+        raise PolyxError("nothing to run: pass --engine and/or --onnxrt")
+    if not options.model.is_file():
+        raise PolyxError(f"{options.model}: no such file")
+    if options.model.suffix.lower() in PLAN_SUFFIXES and options.use_onnxrt:
+        raise PolyxError(f"{options.model}: --onnxrt needs an ONNX model, not an engine plan")
+    if options.iterations < 1:
+        raise PolyxError(f"--iterations must be >= 1, got {options.iterations}")
+    if options.load_inputs is not None and options.data_loader_script is not None:
+        raise PolyxError("--load-inputs and --data-loader-script both supply inputs; pass one of them")
+    for path in (options.load_inputs, options.load_outputs, options.load_engine):
+        if path is not None and not Path(path).is_file():
+            raise PolyxError(f"{path}: no such file")
+    options.build.validate()
+    for path in options.output_paths():
+        check_writable(path)
+
+
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a damaged file
+        raise PolyxError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+
+
+def _input_meta(model: onnx.ModelProto) -> dict[str, tuple[tuple, np.dtype]]:
+    initializers = {init.name for init in model.graph.initializer}
+    meta = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor_type = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
+        meta[value.name] = (shape, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)))
+    return meta
+
+
+def _engine_outputs(engine: trt.Engine) -> list[str]:
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    return [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+
+
+def _constants(model: onnx.ModelProto) -> set[str]:
+    names = {init.name for init in model.graph.initializer}
+    names.update(o for node in model.graph.node if node.op_type == "Constant" for o in node.output)
+    return names
+
+
+def _feeds(options: RunOptions, input_meta: dict[str, tuple[tuple, np.dtype]]) -> list[Feeds]:
+    if options.load_inputs is None:
+        loader = DataLoader(input_meta, seed=options.seed, val_ranges=options.val_ranges,
+                            iterations=options.iterations, shapes=options.build.data_shapes(),
+                            script=options.data_loader_script)
+        return list(loader)
+    feeds = load_tensors(options.load_inputs)
+    if not feeds:
+        raise PolyxError(f"{options.load_inputs}: holds no iterations")
+    for index, iteration in enumerate(feeds):
+        where = f"{options.load_inputs}: iteration {index}"
+        for name in iteration:
+            if name not in input_meta:
+                raise PolyxError(f"{where}: '{name}' is not an input of the model (inputs: {', '.join(input_meta)})")
+        for name, (shape, dtype) in input_meta.items():
+            if name not in iteration:
+                raise PolyxError(f"{where}: input '{name}' is missing")
+            array = iteration[name]
+            if array.dtype != dtype:
+                raise PolyxError(f"{where}: input '{name}' has dtype {array.dtype}, the model expects {dtype}")
+            if array.ndim != len(shape) or any(d >= 0 and d != s for d, s in zip(shape, array.shape)):
+                raise PolyxError(f"{where}: input '{name}' has shape {list(array.shape)}, the model expects "
+                                 f"{[d if d >= 0 else '?' for d in shape]}")
+    return feeds
+
+
+def _profile_for(build: BuildOptions, feeds: list[Feeds] | None) -> BuildOptions:
+    """Inputs without any shape option get a profile spanning the shapes of the data (loaded or scripted)."""
+    if not feeds:
+        return build
+    named = set(build.input_shapes) | set(build.min_shapes)
+    shapes: dict[str, list[tuple[int, ...]]] = {}
+    for iteration in feeds:
+        for name, array in iteration.items():
+            if name not in named:
+                shapes.setdefault(name, []).append(tuple(array.shape))
+    if not shapes:
+        return build
+    ranks_agree = {name: s for name, s in shapes.items() if len({len(shape) for shape in s}) == 1}
+    return replace(build,
+                   min_shapes={**build.min_shapes, **{n: tuple(map(min, zip(*s))) for n, s in ranks_agree.items()}},
+                   opt_shapes={**build.opt_shapes, **{n: s[0] for n, s in ranks_agree.items()}},
+                   max_shapes={**build.max_shapes, **{n: tuple(map(max, zip(*s))) for n, s in ranks_agree.items()}})
+
+
+def _run(runner: Runner, feeds: list[Feeds], progress: ProgressFactory) -> RunnerOutputs:
+    outputs = RunnerOutputs(runner.name, [], [])
+    with runner, progress(f"Running {runner.name}", len(feeds)) as advance:
+        for iteration in feeds:
+            outputs.iterations.append(runner.infer(iteration))
+            outputs.inference_ms.append(runner.last_inference_ms)
+            advance()
+    return outputs
+
+
+def _reference_and_candidates(options: RunOptions, runs: list[RunnerOutputs],
+                              iterations: int) -> tuple[RunnerOutputs | None, list[RunnerOutputs]]:
+    if options.load_outputs is not None:
+        golden = load_tensors(options.load_outputs)
+        if len(golden) != iterations:
+            raise PolyxError(f"{options.load_outputs}: holds {len(golden)} iteration(s) of outputs, this run has "
+                             f"{iterations} iteration(s) of inputs")
+        return RunnerOutputs(f"golden ({options.load_outputs.name})", golden, []), runs
+    if len(runs) < 2:
+        return None, []
+    reference = next(r for r in runs if r.runner == "onnxrt")
+    return reference, [r for r in runs if r is not reference]
+
+
+def _common_names(reference: RunnerOutputs, candidate: RunnerOutputs, nodes: list[GraphNode], notes: list[str],
+                  loaded: bool) -> list[str]:
+    """Tensors both sides produced, in topological order."""
+    ref_names, out_names = set(reference.iterations[0]), set(candidate.iterations[0])
+    common = ref_names & out_names
+    if not common:
+        what = f"{reference.runner} holds" if loaded else f"{reference.runner} produced"
+        raise PolyxError(f"no tensor to compare: {what} {sorted(ref_names)[:5]}, {candidate.runner} produced "
+                         f"{sorted(out_names)[:5]}")
+    for side, names in ((reference.runner, ref_names - common), (candidate.runner, out_names - common)):
+        if names:
+            notes.append(f"{len(names)} tensor(s) only in {side}'s outputs were not compared "
+                         f"(e.g. {', '.join(sorted(names)[:3])})")
+    if loaded:
+        for index, (ref, out) in enumerate(zip(reference.iterations, candidate.iterations)):
+            for name in sorted(common):
+                if np.shape(ref[name]) != np.shape(out[name]):
+                    raise PolyxError(f"{reference.runner}: tensor '{name}' (iteration {index}) has shape "
+                                     f"{list(np.shape(ref[name]))}, {candidate.runner} produced "
+                                     f"{list(np.shape(out[name]))}; the saved outputs come from other inputs")
+    order = [o for node in nodes for o in node.outputs if o in common]
+    return order + sorted(common - set(order))
+
+
+def _non_finite(run: RunnerOutputs) -> Iterator[str]:
+    for index, iteration in enumerate(run.iterations):
+        for name, array in iteration.items():
+            if array.dtype.kind not in "fc":
+                continue
+            nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+            if nan or inf:
+                yield f"{run.runner}: '{name}' (iteration {index}) has {nan} NaN and {inf} Inf value(s)"

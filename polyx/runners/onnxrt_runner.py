@@ -1,0 +1,56 @@
+"""Runs an ONNX model with onnxruntime (CPU provider): the usual reference for the engine."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+
+from ..errors import PolyxError
+from .base import InputMeta, Runner
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+              "tensor(int8)": np.int8, "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
+              "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32,
+              "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_}
+
+
+class OnnxrtRunner(Runner):
+    name = "onnxrt"
+
+    def __init__(self, model: onnx.ModelProto | str | os.PathLike, name: str = "onnxrt",
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+        super().__init__()
+        self.model = model
+        self.name = name
+        self.providers = list(providers)
+        self.session = None
+
+    def _activate(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        source = self.model.SerializeToString() if isinstance(self.model, onnx.ModelProto) else os.fspath(self.model)
+        try:
+            self.session = ort.InferenceSession(source, sess_options=options, providers=self.providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise PolyxError(f"onnxruntime could not load the model: {str(exc).splitlines()[0]}") from None
+
+    def input_metadata(self) -> InputMeta:
+        if self.session is None:
+            raise PolyxError("onnxruntime runner: activate() before asking for input metadata")
+        return {i.name: (tuple(d if isinstance(d, int) else -1 for d in i.shape),
+                         np.dtype(_ORT_TYPES.get(i.type, np.float32))) for i in self.session.get_inputs()}
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        inputs = {i.name: feeds[i.name] for i in self.session.get_inputs() if i.name in feeds}
+        try:
+            values = self.session.run(names, inputs)
+        except Exception as exc:  # noqa: BLE001
+            raise PolyxError(f"onnxruntime inference failed: {str(exc).splitlines()[0]}") from None
+        return {name: value for name, value in zip(names, values) if isinstance(value, np.ndarray)}
+
+    def _deactivate(self) -> None:
+        self.session = None
