@@ -217,3 +217,7 @@ def with_build_options(command: typing.Callable) -> typing.Callable:
     wrapper.__signature__ = inspect.Signature(parameters)
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     return wrapper
+
+
+# Build flags that take several values after one flag, Polygraphy style: `--input-shapes a:[1,3] b:[1]`.
+MULTI_VALUE_BUILD_OPTIONS = ("--input-shapes", "--min-shapes", "--opt-shapes", "--max-shapes", "--layer-precisions")

@@ -10,7 +10,8 @@ from ..build import BuildOptions, build_engine
 from ..data.files import check_writable
 from ..errors import PolyxError
 from ..report import format_build_report, progress_factory
-from .build_options import with_build_options
+from .build_options import MULTI_VALUE_BUILD_OPTIONS, with_build_options
+from .multi_value_options import multi_value_command
 from .run_cmd import engine_logger
 
 
@@ -35,4 +36,4 @@ def convert(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("convert")(with_build_options(convert))
+    app.command("convert", cls=multi_value_command(*MULTI_VALUE_BUILD_OPTIONS))(with_build_options(convert))

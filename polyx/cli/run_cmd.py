@@ -16,7 +16,8 @@ from ..data.files import check_writable
 from ..errors import PolyxError
 from ..report import format_build_report, format_run_result, progress_factory, write_html
 from ..run_session import RunOptions, run_session
-from .build_options import parse_tolerances, parse_value_ranges, with_build_options
+from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_tolerances, parse_value_ranges, with_build_options
+from .multi_value_options import multi_value_command
 
 DATA = "Data"
 COMPARE = "Comparison"
@@ -40,8 +41,8 @@ def engine_logger(verbose: int, quiet: bool) -> trt.Logger:
 def _marked(values: list[str] | None, extra: list[str]) -> tuple[bool, list[str]]:
     """`--onnx-outputs mark all` (Polygraphy's spelling; `all` arrives as an extra argument) or tensor names."""
     names = list(values or [])
-    if "mark" in names and "all" in extra:
-        extra.remove("all")
+    if "mark" in names and ("all" in names or "all" in extra):
+        (names if "all" in names else extra).remove("all")
         names.remove("mark")
         return True, names
     return False, names
@@ -149,4 +150,6 @@ def _echo(lines: list[str]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run", context_settings={"allow_extra_args": True})(with_build_options(run))
+    options = (*MULTI_VALUE_BUILD_OPTIONS, "--val-range", "--atol", "--rtol", "--onnx-outputs", "--engine-outputs")
+    app.command("run", context_settings={"allow_extra_args": True},
+                cls=multi_value_command(*options))(with_build_options(run))
