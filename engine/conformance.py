@@ -156,12 +156,12 @@ def _snake(name: str) -> str:
 def _op_from_name(case_name: str) -> str:
     """Longest schema op name that the case name starts with (as snake_case or lowercase); fallback only."""
     stem = case_name.removeprefix("test_")
-    best = ""
+    best, best_len = stem, 0
     for schema in onnx.defs.get_all_schemas():
         for spelling in (_snake(schema.name), schema.name.lower()):
-            if (stem == spelling or stem.startswith(spelling + "_")) and len(spelling) > len(_snake(best)):
-                best = schema.name
-    return best or stem
+            if (stem == spelling or stem.startswith(spelling + "_")) and len(spelling) > best_len:
+                best, best_len = schema.name, len(spelling)
+    return best
 
 
 def attribute_cases(cases: Sequence) -> dict[str, str]:
@@ -224,8 +224,8 @@ def compare_output(name: str, got, want: np.ndarray, rtol: float, atol: float) -
         np.testing.assert_array_equal(got, want, err_msg=f"output '{name}'")
 
 
-class _CaseTimeout(Exception):
-    pass
+class _CaseTimeout(BaseException):
+    """A BaseException, so that no `except Exception` inside the engine turns it into another error."""
 
 
 def _with_timeout(seconds: float | None, fn):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,15 @@ def test_command_line_prints_totals(capsys):
     assert "Abs: 1 passed, 0 failed, 0 expected-fail (of 1)" in out
     assert re.search(r"^\d+ passed, 0 failed$", out, re.MULTILINE)
     assert re.search(r"^supported ops: \d+ of \d+ ONNX ops \(default domain\)$", out, re.MULTILINE)
+
+
+def test_a_hanging_case_times_out(monkeypatch):
+    impl = LAYER_IMPLS[LayerType.UNARY]
+
+    def slow(layer, inputs, xp):
+        time.sleep(2)
+        return impl.compute(layer, inputs, xp)
+
+    monkeypatch.setitem(LAYER_IMPLS, LayerType.UNARY, dataclasses.replace(impl, compute=slow))
+    (result,) = run_conformance(ops=["Abs"], timeout_s=0.2).results
+    assert result.status == Status.FAILED and "timed out" in result.message
