@@ -251,6 +251,9 @@ class _TacticSelection:
         self.contexts: list[AlgorithmContext] = []
         self.chosen: list[Algorithm] = []
         self.timed_layers = 0
+        # TF32 tensor-core math for FP32 layers only when asked for (BuilderFlag.TF32): it rounds inputs to 10
+        # mantissa bits, which FP32 accuracy checks against onnxruntime (1e-4) do not tolerate.
+        self.build_options = {"tf32": self.config.get_flag(BuilderFlag.TF32)}
 
     def run(self) -> None:
         graph, backend, xp = self.graph, self.backend, self.backend.xp
@@ -279,7 +282,7 @@ class _TacticSelection:
             if spec.host or spec.layer.type == LayerType.CONSTANT:
                 continue
             ins_info, outs_info = tactic_infos(graph, spec, shapes)
-            tctx = TacticContext(spec.layer, ins_info, outs_info, self.device)
+            tctx = TacticContext(spec.layer, ins_info, outs_info, self.device, dict(self.build_options))
             candidates = self._candidates(spec, tctx, level, limit)
             inputs = [None if i is None else values[i] for i in spec.inputs]
             timings = self._time(spec, tctx, candidates, inputs, level, shapes)
@@ -382,8 +385,8 @@ class _TacticSelection:
     def _workspace_need(self, tactic, spec, tctx: TacticContext) -> int:
         """Workspace at the opt shape and at every profile's max shape: the runtime sizes it by the actual shapes,
         so the limit must hold for all of them."""
-        contexts = [tctx] + [TacticContext(spec.layer, *tactic_infos(self.graph, spec, shapes), self.device)
-                             for shapes in self.max_shapes]
+        contexts = [tctx] + [TacticContext(spec.layer, *tactic_infos(self.graph, spec, shapes), self.device,
+                                           tctx.extra) for shapes in self.max_shapes]
         return max(int(tactic.workspace_bytes(c)) for c in contexts)
 
     def _workspace(self, tactic, tctx: TacticContext):
@@ -394,7 +397,7 @@ class _TacticSelection:
     def _run_once(self, spec, tactic, state, inputs, outputs, workspace) -> None:
         tactic.run(state, inputs, outputs, workspace, self.backend.xp)
         activation = spec.layer.params.get("fused_activation")
-        if activation is not None:
+        if activation is not None and not tactic.fuses_activation:
             apply_fused_activation(outputs[0], activation, self.backend.xp)
         self.backend.synchronize()
 

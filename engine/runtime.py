@@ -31,6 +31,9 @@ from .tactics import TacticContext, tactic_by_id
 MAX_BINDINGS = 16
 
 
+MAX_GRAPHS_PER_BINDING = 8  # captured graphs kept per input shapes (one per set of IO addresses)
+
+
 class Runtime:
     def __init__(self, logger: Logger | None = None):
         self.logger = logger or Logger()
@@ -193,7 +196,12 @@ class ExecutionContext:
         self._input_values: dict[int, np.ndarray] = {}  # host values of shape inputs
         self._addresses: dict[int, Any] = {}
         self._bindings: dict[tuple, _Binding] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        # CUDA graphs (GPU engines): when True, the first enqueue per input shapes and IO addresses runs and
+        # captures the step list; later ones replay it. A capture failure logs a WARNING and falls back.
+        self.use_cuda_graph = False
+        self.cuda_graph_captures = 0
+        self._capture_stream = None
         graph = engine.graph
         for i in graph.inputs:
             shape = graph.tensors[i].shape
@@ -282,14 +290,24 @@ class ExecutionContext:
         return missing
 
     # ------------------------------------------------------------------ addresses
-    def set_tensor_address(self, name: str, array: Any) -> bool:
-        """Bind a user array (NumPy on CPU; CuPy array / __cuda_array_interface__ object on GPU) to an IO tensor."""
+    def set_tensor_address(self, name: str, buffer: Any) -> bool:
+        """Bind a user buffer to an IO tensor. A CPU engine takes NumPy arrays. A GPU engine takes CuPy arrays,
+        objects with `__cuda_array_interface__` or `__dlpack__` (a torch.Tensor on the GPU), or an int device
+        pointer, read with the engine's dtype and the shape set by set_input_shape (inputs) or resolved from the
+        input shapes (outputs). Shape inputs are read from host memory, as in TensorRT."""
         idx = self.engine._io(name)
-        self._addresses[idx] = array
+        self._addresses[idx] = buffer
         return True
 
     def get_tensor_address(self, name: str) -> Any:
         return self._addresses.get(self.engine._io(name))
+
+    def _wrap(self, idx: int, buffer: Any, shape: tuple[int, ...] | None) -> Any:
+        tensor = self.engine.graph.tensors[idx]
+        try:
+            return self.engine.backend.wrap(buffer, shape, np.dtype(nptype(tensor.dtype)), f"tensor '{tensor.name}'")
+        except (TypeError, ValueError) as exc:
+            raise ExecutionError(str(exc)) from None
 
     # ------------------------------------------------------------------ binding
     def _binding(self) -> _Binding:
@@ -343,34 +361,49 @@ class ExecutionContext:
 
     # ------------------------------------------------------------------ execution
     def execute_async_v3(self, stream_handle: Any = 0) -> bool:
-        """Run with the arrays given by set_tensor_address (outputs must be bound too)."""
+        """Enqueue one execution on `stream_handle` (0/None: the calling thread's current stream; an int
+        cudaStream_t, a CuPy or torch stream) with the buffers given by set_tensor_address. On the GPU it returns
+        once the work is enqueued: outputs are valid after that stream synchronizes. CPU execution is synchronous.
+        """
         graph = self.engine.graph
         for i in graph.inputs + graph.outputs:
             if i not in self._addresses:
                 raise ExecutionError(f"no address set for '{graph.tensors[i].name}' (call set_tensor_address)")
+        inputs = {}
         for i in graph.inputs:
-            if i not in self._input_shapes or tuple(self._addresses[i].shape) != self._input_shapes[i]:
-                self.set_input_shape(graph.tensors[i].name, self._addresses[i].shape)
-            if i in graph.shape_inputs:
-                self.set_input_values(graph.tensors[i].name, self._addresses[i])
-        self._run({i: self._addresses[i] for i in graph.inputs}, {i: self._addresses[i] for i in graph.outputs},
-                  stream_handle)
+            name = graph.tensors[i].name
+            if i in graph.shape_inputs:  # host values; the binding holds their device copy
+                self.set_input_values(name, self._addresses[i])
+                continue
+            array = self._wrap(i, self._addresses[i], self._input_shapes.get(i))
+            if self._input_shapes.get(i) != tuple(array.shape):
+                self.set_input_shape(name, array.shape)
+            inputs[i] = array
+        with self._lock:
+            binding = self._binding()
+            outputs = {i: self._wrap(i, self._addresses[i], tuple(binding.shapes[i])) for i in graph.outputs}
+            self._enqueue(binding, inputs, outputs, stream_handle)
         return True
 
     def execute_v2(self, bindings: Sequence[Any]) -> bool:
-        """Synchronous execution with arrays in IO order (inputs then outputs)."""
+        """Synchronous execution with buffers in IO order (inputs then outputs)."""
         for name, array in zip(self.engine._io_names, bindings):
             self.set_tensor_address(name, array)
-        return self.execute_async_v3(0)
+        self.execute_async_v3(0)
+        self.engine.backend.synchronize(None)
+        return True
 
     def execute(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        """Convenience: run on a {input name: array} dict and return {output name: new array}."""
+        """Convenience: run on a {input name: array} dict (host or device arrays) and return {output name: new
+        host array}. On the GPU the inputs go through pinned buffers into device buffers the binding keeps, so
+        their addresses are stable (a captured CUDA graph replays) and the copies are asynchronous; the call
+        waits for the current stream before returning."""
         graph, backend = self.engine.graph, self.engine.backend
         unknown = sorted(set(feeds) - {graph.tensors[i].name for i in graph.inputs})
         if unknown:
             raise ExecutionError(f"unknown input(s) {unknown}; the engine's inputs are "
                                  f"{[graph.tensors[i].name for i in graph.inputs]}")
-        inputs = {}
+        arrays = {}
         for i in graph.inputs:
             name = graph.tensors[i].name
             if name not in feeds:
@@ -378,56 +411,108 @@ class ExecutionContext:
             array = feeds[name]
             if not hasattr(array, "dtype"):
                 array = np.asarray(array)
+            self._check_dtype(i, array, "input")
             self.set_input_shape(name, array.shape)
             if i in graph.shape_inputs:
                 self.set_input_values(name, array)
-            inputs[i] = backend.to_device(array)
-        binding = self._binding()
-        outputs = {i: backend.xp.empty(binding.shapes[i], dtype=nptype(graph.tensors[i].dtype)) for i in graph.outputs}
-        self._run(inputs, outputs, None)
-        return {graph.tensors[i].name: backend.to_host(outputs[i]) for i in graph.outputs}
-
-    def _run(self, inputs: dict[int, Any], outputs: dict[int, Any], stream: Any) -> None:
-        graph, backend = self.engine.graph, self.engine.backend
-        for i, array in inputs.items():
-            expected = np.dtype(nptype(graph.tensors[i].dtype))
-            if array.dtype != expected:
-                raise ExecutionError(f"input '{graph.tensors[i].name}': expected dtype {expected}, got {array.dtype}")
-        for i, array in outputs.items():
-            expected = np.dtype(nptype(graph.tensors[i].dtype))
-            if array.dtype != expected:
-                raise ExecutionError(f"output '{graph.tensors[i].name}': buffer dtype {array.dtype} does not match "
-                                     f"the engine's {expected}")
+            else:
+                arrays[i] = array
+        stream = backend.current_stream()
         with self._lock:
             binding = self._binding()
-            for i, array in outputs.items():
-                if tuple(array.shape) != tuple(binding.shapes[i]):
-                    raise ExecutionError(f"output '{graph.tensors[i].name}': buffer shape {tuple(array.shape)} "
-                                         f"does not match {tuple(binding.shapes[i])}")
-            slots = list(binding.slots)
-            for i, array in inputs.items():
-                slots[i] = array
-            host_outputs = []
-            for i, array in outputs.items():
-                if slots[i] is not None:  # an output known without running (constant or shape arithmetic)
-                    host_outputs.append((array, slots[i]))  # layers keep reading the known value, not this buffer
-                else:
-                    slots[i] = array
-            xp, workspace, profiler = backend.xp, binding.workspace, self.profiler
-            with backend.stream_scope(stream):
-                self._run_steps(binding, slots, host_outputs, xp, workspace, profiler, stream)
-            backend.synchronize(stream)
+            inputs = {i: backend.stage_input(binding.staging, i, a, stream) for i, a in arrays.items()}
+            outputs = {i: backend.stage_output(binding.staging, i, binding.shapes[i], nptype(graph.tensors[i].dtype))
+                       for i in graph.outputs}
+            self._enqueue(binding, inputs, outputs, stream)
+            results = backend.fetch_outputs(binding.staging, outputs, stream)
+        return {graph.tensors[i].name: results[i] for i in graph.outputs}
 
-    def _run_steps(self, binding, slots, host_outputs, xp, workspace, profiler, stream) -> None:
-        """The hot loop: no name lookups, one call per device layer."""
-        backend = self.engine.backend
+    def _check_dtype(self, i: int, array: Any, role: str) -> None:
+        tensor = self.engine.graph.tensors[i]
+        expected = np.dtype(nptype(tensor.dtype))
+        if array.dtype != expected:
+            if role == "input":
+                raise ExecutionError(f"input '{tensor.name}': expected dtype {expected}, got {array.dtype}")
+            raise ExecutionError(f"output '{tensor.name}': buffer dtype {array.dtype} does not match the engine's "
+                                 f"{expected}")
+
+    def _enqueue(self, binding: _Binding, inputs: dict[int, Any], outputs: dict[int, Any], stream: Any) -> None:
+        """Enqueue the binding's steps on `stream` (called with the context's lock held); no synchronization."""
+        graph, backend = self.engine.graph, self.engine.backend
+        for i, array in inputs.items():
+            self._check_dtype(i, array, "input")
+        for i, array in outputs.items():
+            self._check_dtype(i, array, "output")
+            if tuple(array.shape) != tuple(binding.shapes[i]):
+                raise ExecutionError(f"output '{graph.tensors[i].name}': buffer shape {tuple(array.shape)} "
+                                     f"does not match {tuple(binding.shapes[i])}")
+        slots = list(binding.slots)
+        for i, array in inputs.items():
+            slots[i] = array
+        host_outputs = []
+        for i, array in outputs.items():
+            if slots[i] is not None:  # an output known without running (constant or shape arithmetic)
+                host_outputs.append((array, slots[i]))  # layers keep reading the known value, not this buffer
+            else:
+                slots[i] = array
+
+        def enqueue() -> None:
+            self._run_steps(binding, slots, host_outputs, stream)
+
+        if self.use_cuda_graph and backend.supports_cuda_graphs and self.profiler is None:
+            self._enqueue_graph(binding, enqueue, [*inputs.values(), *outputs.values()], stream)
+            return
+        with backend.stream_scope(stream):
+            enqueue()
+
+    def _enqueue_graph(self, binding: _Binding, enqueue, io_arrays: list[Any], stream: Any) -> None:
+        """Replay the binding's CUDA graph for these IO addresses, capturing it on first use."""
+        from .backends.gpu import as_stream
+        from .backends.gpu_graph import run_and_capture
+
+        stream = as_stream(stream)
+        if binding.graph_failure is not None:
+            with stream:
+                enqueue()
+            return
+        key = tuple(a.data.ptr for a in io_arrays)
+        captured = binding.graphs.get(key)
+        if captured is not None:
+            captured.launch(stream)
+            return
+        if self._capture_stream is None:
+            import cupy
+
+            self._capture_stream = cupy.cuda.Stream(non_blocking=True)
+        captured, failure = run_and_capture(enqueue, stream, self._capture_stream)
+        logger = self.engine.logger
+        if failure is not None:
+            binding.graph_failure = failure
+            logger.log(Severity.WARNING, f"CUDA graph capture failed for input shapes "
+                                         f"{[binding.shapes[i] for i in self.engine.graph.inputs]}; this context "
+                                         f"uses plain enqueue for them: {failure}")
+            return
+        if len(binding.graphs) >= MAX_GRAPHS_PER_BINDING:
+            binding.graphs.pop(next(iter(binding.graphs)))
+        binding.graphs[key] = captured
+        self.cuda_graph_captures += 1
+        logger.log(Severity.VERBOSE, f"captured a CUDA graph of {len(binding.steps)} layers for input shapes "
+                                     f"{[binding.shapes[i] for i in self.engine.graph.inputs]}")
+
+    def _run_steps(self, binding: _Binding, slots: list[Any], host_outputs: list, stream: Any) -> None:
+        """The hot loop: no name lookups, one call per device layer. A failing layer is named in the error."""
+        backend, profiler = self.engine.backend, self.profiler
+        xp, workspace = backend.xp, binding.workspace
         for step in binding.steps:
             start = time.perf_counter() if profiler is not None else 0.0
             ins = [None if i is None else slots[i] for i in step.inputs]
             outs = [slots[o] for o in step.outputs]
-            step.run(step.state, ins, outs, workspace, xp)
-            if step.activation is not None:
-                apply_fused_activation(outs[0], step.activation, xp)
+            try:
+                step.run(step.state, ins, outs, workspace, xp)
+                if step.activation is not None:
+                    apply_fused_activation(outs[0], step.activation, xp)
+            except Exception as exc:
+                raise ExecutionError(f"layer '{step.name}': {type(exc).__name__}: {exc}") from exc
             if profiler is not None:
                 backend.synchronize(stream)
                 profiler.report_layer_time(step.name, (time.perf_counter() - start) * 1e3)

@@ -137,7 +137,7 @@ def build_engine(model_path: str | os.PathLike, options: BuildOptions,
     seconds = time.perf_counter() - start
     if options.timing_cache is not None:
         check_writable(options.timing_cache).write_bytes(cache.serialize())
-    if recorder is not None:
+    if recorder is not None and options.save_tactics is not None:
         save_replay(options.save_tactics, recorder.replay)
     cache_note = f"{cache.hits} hits, {cache.misses} misses, {len(cache)} entries" if cache is not None else ""
     return engine, plan, _report(engine, plan, onnx_nodes, layers_before, seconds, marked, cache_note)

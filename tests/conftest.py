@@ -1,15 +1,16 @@
-"""Tests marked `gpu` need CuPy and a usable CUDA device; elsewhere they are skipped with the reason."""
+"""Test-suite wide hooks: tests marked `gpu` are skipped, with the reason, where CuPy or a CUDA device is missing
+(CI has neither), so nothing GPU-only runs or is imported there."""
 from __future__ import annotations
 
 import pytest
 
+from engine.backends import gpu_available
 
-def pytest_collection_modifyitems(config, items):
-    from engine.backends import gpu_available
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if gpu_available():
         return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU with CuPy (none usable here)")
+    skip = pytest.mark.skip(reason="needs a CUDA GPU with CuPy (CuPy is not installed or finds no device)")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)

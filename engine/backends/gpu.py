@@ -76,13 +76,13 @@ class GpuBackend:
             nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
             memory = cupy.cuda.UnownedMemory(int(buffer), max(nbytes, 1), None)
             return cupy.ndarray(tuple(shape), dtype=dtype, memptr=cupy.cuda.MemoryPointer(memory, 0))
+        if isinstance(buffer, np.ndarray):
+            raise ValueError(f"{what}: a GPU engine needs device memory, got a NumPy array (use cupy.asarray, a "
+                             "device pointer, or ExecutionContext.execute for host arrays)")
         if hasattr(buffer, "__cuda_array_interface__"):
             return cupy.asarray(buffer)
         if hasattr(buffer, "__dlpack__"):
             return cupy.from_dlpack(buffer)
-        if isinstance(buffer, np.ndarray):
-            raise ValueError(f"{what}: a GPU engine needs device memory, got a NumPy array (use cupy.asarray, a "
-                             "device pointer, or ExecutionContext.execute for host arrays)")
         raise ValueError(f"{what}: cannot use {type(buffer).__name__} as device memory (expected a CuPy array, a "
                          "__cuda_array_interface__ or DLPack object, or an int device pointer)")
 

@@ -72,6 +72,16 @@ def _power(a, b, xp):
     return result.astype(a.dtype, copy=False)
 
 
+def _mod(a, b, xp):
+    """Python-style modulo (sign of the divisor). For floats this is NumPy's own algorithm written out, because
+    CuPy's mod computes a - floor(a / b) * b, which gives NaN for an infinite divisor and loses signed zeros."""
+    if a.dtype.kind != "f":
+        return xp.mod(a, b)
+    remainder = xp.fmod(a, b)
+    remainder = xp.where((remainder != 0) & ((b < 0) != (remainder < 0)), remainder + b, remainder)
+    return xp.where(remainder == 0, xp.copysign(xp.zeros_like(remainder), b), remainder).astype(a.dtype, copy=False)
+
+
 def _shift(a, b, xp, left: bool):
     bits = a.dtype.itemsize * 8
     out_of_range = (b < 0) | (b >= bits)
@@ -99,7 +109,7 @@ _KERNELS: dict[Op, Callable[[Any, Any, Any], Any]] = {
     Op.LESS: lambda a, b, xp: xp.less(a, b),
     Op.GREATER_OR_EQUAL: lambda a, b, xp: xp.greater_equal(a, b),
     Op.LESS_OR_EQUAL: lambda a, b, xp: xp.less_equal(a, b),
-    Op.MOD: lambda a, b, xp: xp.mod(a, b),
+    Op.MOD: _mod,
     Op.FMOD: lambda a, b, xp: xp.fmod(a, b),
     Op.BITWISE_AND: lambda a, b, xp: xp.bitwise_and(a, b),
     Op.BITWISE_OR: lambda a, b, xp: xp.bitwise_or(a, b),

@@ -20,7 +20,8 @@ from ..errors import EngineError
 @dataclass
 class TacticContext:
     """What a tactic may look at when deciding and preparing: the layer (type, name, params, precision),
-    input infos (shape, dtype, known value for constants) and output infos, at the shapes being built for."""
+    input infos (shape, dtype, known value for constants) and output infos, at the shapes being built for.
+    `extra` carries build options at build time: {"tf32": BuilderFlag.TF32 is set}."""
 
     layer: Any
     inputs: Sequence[Any]
@@ -44,6 +45,8 @@ class Tactic:
     heuristic_rank: int = 100
     # Minimum builder_optimization_level at which this tactic is considered (slow-to-time ones ask for more).
     min_optimization_level: int = 0
+    # True when `run` applies the layer's `fused_activation` itself (an epilogue); the runtime then does not.
+    fuses_activation: bool = False
 
     def supports(self, ctx: TacticContext) -> bool | str:
         """True when this tactic can run the layer; otherwise False or a string saying why not."""

@@ -1,0 +1,573 @@
+"""GPU benchmark: the polyx engine vs PyTorch on ResNet-50 and BERT-base (random weights), in one process.
+
+    PYTHONPATH=$PWD python bench/gpu_vs_pytorch.py --json $OUT/gpu_vs_pytorch.json --markdown $OUT/gpu_vs_pytorch.md
+
+Per model: export to ONNX (dynamic batch, and sequence for BERT) into a temporary folder; build the engine on
+the GPU in FP32 (TF32 off) and FP16, one profile covering batch 1..32 (BERT seq 128, opt = the largest measured
+batch); time the engine (plain enqueue, and replaying a CUDA graph), PyTorch eager (FP32, FP16 via .half(), ResNet
+also channels_last) and torch.compile (default mode, static shapes; reported as failed on an error or timeout).
+A time is the median of per-iteration CUDA-event times after warm-up, synchronizing after every iteration
+(latency, not pipelined throughput). Every variant's outputs are compared with PyTorch eager FP32 on the same
+inputs, in the same run. torch.compile runs last, and only while the time budget (--budget-s) allows.
+
+Only the measuring code needs torch, CuPy and a GPU; argument parsing and the table/Markdown/JSON formatting
+import without them (tests/bench/test_gpu_vs_pytorch.py).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime
+import json
+import platform
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MODELS = ("resnet50", "bert")
+PRECISIONS = ("fp32", "fp16")
+SCHEMA = "polyx-gpu-vs-pytorch/1"
+EAGER = "PyTorch eager"
+COLUMNS = ["model", "batch", "precision", "runner", "median ms", "time / eager", "max abs diff", "max rel diff",
+           "status"]
+
+
+# ----------------------------------------------------------------------------------------------- settings
+@dataclass
+class Settings:
+    models: list[str]
+    batches: list[int]
+    seq: int
+    max_batch: int
+    precisions: list[str]
+    compile_precisions: list[str]
+    warmup: int
+    iterations: int
+    max_seconds: float
+    opt_level: int
+    compile_timeout_s: float
+    budget_s: float
+    json: Path | None
+    markdown: Path | None
+    quick: bool
+
+
+def _csv(allowed: tuple[str, ...] | None = None, integers: bool = False) -> Callable[[str], list]:
+    def parse(text: str) -> list:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if integers:
+            try:
+                values = [int(item) for item in items]
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+            if not values or any(v < 1 for v in values):
+                raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
+            return values
+        unknown = [item for item in items if allowed is not None and item not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown value(s) {', '.join(unknown)} (choose from "
+                                             f"{', '.join(allowed)})")
+        return items
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=_csv(MODELS), default=list(MODELS), help="resnet50,bert")
+    parser.add_argument("--batches", type=_csv(integers=True), default=[1, 32], help="e.g. 1,32")
+    parser.add_argument("--seq", type=int, default=128, help="BERT sequence length")
+    parser.add_argument("--max-batch", type=int, default=32, help="the engine profile's max batch")
+    parser.add_argument("--precisions", type=_csv(PRECISIONS), default=list(PRECISIONS), help="fp32,fp16")
+    parser.add_argument("--compile", dest="compile_precisions", type=_csv((*PRECISIONS, "none")), default=None,
+                        help="precisions to run torch.compile in (default fp16; none with --quick)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default 10; 3 with --quick)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="timed iterations at most (default 50; 10 with --quick)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="timed seconds per measurement at most (default 2; 0.5 with --quick)")
+    parser.add_argument("--opt-level", type=int, default=None, help="engine builder optimization level "
+                                                                   "(default 3; 1 with --quick)")
+    parser.add_argument("--compile-timeout-s", type=float, default=180.0, help="per torch.compile variant")
+    parser.add_argument("--budget-s", type=float, default=420.0,
+                        help="total seconds; torch.compile variants that would not fit are skipped")
+    parser.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the results as a Markdown table")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations, opt level 1, no torch.compile")
+    args = parser.parse_args(argv)
+    if args.seq < 1:
+        parser.error(f"--seq must be >= 1, got {args.seq}")
+    if max(args.batches) > args.max_batch:
+        parser.error(f"--batches {max(args.batches)} is above --max-batch {args.max_batch}")
+    if args.opt_level is not None and not 0 <= args.opt_level <= 5:
+        parser.error(f"--opt-level must be 0..5, got {args.opt_level}")
+    for path in (args.json, args.markdown):
+        if path is not None and not path.parent.is_dir():
+            parser.error(f"{path}: directory '{path.parent}' does not exist")
+    quick = args.quick
+    compile_precisions = args.compile_precisions if args.compile_precisions is not None else \
+        ([] if quick else ["fp16"])
+    return Settings(
+        models=args.models, batches=sorted(set(args.batches)), seq=args.seq, max_batch=args.max_batch,
+        precisions=args.precisions, compile_precisions=[p for p in compile_precisions if p != "none"],
+        warmup=args.warmup if args.warmup is not None else (3 if quick else 10),
+        iterations=args.iterations if args.iterations is not None else (10 if quick else 50),
+        max_seconds=args.max_seconds if args.max_seconds is not None else (0.5 if quick else 2.0),
+        opt_level=args.opt_level if args.opt_level is not None else (1 if quick else 3),
+        compile_timeout_s=args.compile_timeout_s, budget_s=args.budget_s, json=args.json, markdown=args.markdown,
+        quick=quick)
+
+
+# ----------------------------------------------------------------------------------------------- results
+def row(model: str, batch: int, precision: str, runner: str, status: str = "ok", median_ms: float | None = None,
+        samples: int = 0, diffs: tuple[float, float] | None = None) -> dict[str, Any]:
+    return {"model": model, "batch": batch, "precision": precision, "runner": runner, "status": status,
+            "median_ms": median_ms, "samples": samples,
+            "max_abs_diff": None if diffs is None else diffs[0], "max_rel_diff": None if diffs is None else diffs[1],
+            "time_vs_eager": None}
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """time_vs_eager: median / PyTorch eager's median for the same model, batch and precision (< 1: faster)."""
+    eager = {(r["model"], r["batch"], r["precision"]): r["median_ms"] for r in rows
+             if r["runner"] == EAGER and r["median_ms"]}
+    for r in rows:
+        base = eager.get((r["model"], r["batch"], r["precision"]))
+        r["time_vs_eager"] = r["median_ms"] / base if base and r["median_ms"] is not None else None
+    return rows
+
+
+def output_diffs(outputs: list[np.ndarray], reference: list[np.ndarray]) -> tuple[float, float]:
+    """(max |x - ref|, max over outputs of max |x - ref| / max |ref|), in float64."""
+    max_abs, max_rel = 0.0, 0.0
+    for out, ref in zip(outputs, reference):
+        out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+        if out.shape != ref.shape:
+            raise ValueError(f"output shape {out.shape} differs from the reference's {ref.shape}")
+        diff = float(np.max(np.abs(out - ref))) if out.size else 0.0
+        scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+        max_abs = max(max_abs, diff)
+        max_rel = max(max_rel, diff / scale if scale > 0 else diff)
+    return max_abs, max_rel
+
+
+def _cell(value: Any, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "ms":
+        return f"{value:.3f}"
+    if kind == "ratio":
+        return f"{value:.2f}x"
+    if kind == "diff":
+        return f"{value:.2e}"
+    return str(value)
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [[r["model"], str(r["batch"]), r["precision"], r["runner"], _cell(r["median_ms"], "ms"),
+             _cell(r["time_vs_eager"], "ratio"), _cell(r["max_abs_diff"], "diff"), _cell(r["max_rel_diff"], "diff"),
+             r["status"]] for r in rows]
+
+
+def format_text_table(rows: list[dict[str, Any]]) -> str:
+    cells = [COLUMNS, *table_rows(rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
+
+
+def format_markdown(document: dict[str, Any]) -> str:
+    meta, settings = document["meta"], document["settings"]
+    versions = ", ".join(f"{name} {version}" for name, version in meta["versions"].items())
+    lines = [
+        "# polyx engine vs PyTorch (GPU)", "",
+        f"- date: {meta['date']}",
+        f"- GPU: {meta['gpu']}",
+        f"- versions: {versions}",
+        f"- settings: warm-up {settings['warmup']} iterations, median of up to {settings['iterations']} timed "
+        f"iterations (at most {settings['max_seconds']:g} s each measurement; CUDA events, synchronized every "
+        f"iteration); FP32 with TF32 off in the engine and PyTorch; cudnn.benchmark on; engine optimization level "
+        f"{settings['opt_level']}, profile batch 1..{settings['max_batch']} (opt {settings['opt_batch']}), BERT "
+        f"seq {settings['seq']}; torch.compile in {', '.join(settings['compile_precisions']) or 'no precision'}",
+        "", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|",
+        *("| " + " | ".join(cells) + " |" for cells in table_rows(document["rows"])),
+        "",
+        "time / eager: median time over PyTorch eager's at the same model, batch and precision, measured in the "
+        "same run (< 1 is faster). max abs diff / max rel diff: against PyTorch eager FP32 on the same inputs; "
+        "rel = max |x - ref| / max |ref| per output.",
+    ]
+    if document["builds"]:
+        lines += ["", "| model | precision | build s | device layers | status |", "|---|---|---|---|---|"]
+        lines += [f"| {b['model']} | {b['precision']} | {_cell(b['seconds'], 'ms')} | {b['device_layers'] or '-'} "
+                  f"| {b['status']} |" for b in document["builds"]]
+    return "\n".join(lines) + "\n"
+
+
+def result_document(meta: dict[str, Any], settings: Settings, rows: list[dict[str, Any]],
+                    builds: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"schema": SCHEMA, "meta": meta,
+            "settings": {"models": settings.models, "batches": settings.batches, "seq": settings.seq,
+                         "max_batch": settings.max_batch, "opt_batch": max(settings.batches),
+                         "precisions": settings.precisions, "compile_precisions": settings.compile_precisions,
+                         "warmup": settings.warmup, "iterations": settings.iterations,
+                         "max_seconds": settings.max_seconds, "opt_level": settings.opt_level,
+                         "quick": settings.quick},
+            "rows": add_ratios(rows), "builds": builds}
+
+
+def write_outputs(document: dict[str, Any], settings: Settings) -> None:
+    print(format_text_table(document["rows"]), flush=True)
+    if settings.json is not None:
+        settings.json.write_text(json.dumps(document, indent=1) + "\n")
+    if settings.markdown is not None:
+        settings.markdown.write_text(format_markdown(document))
+
+
+# ----------------------------------------------------------------------------------------------- models
+@dataclass
+class ModelSpec:
+    name: str
+    module: Any                                   # FP32, eval mode, on the GPU
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    make_inputs: Callable[[int], list]            # batch -> input tensors on the GPU (same values every call)
+    channels_last: bool
+
+
+def resnet50_spec() -> ModelSpec:
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    module = torchvision.models.resnet50(weights=None).eval().cuda()
+
+    def make_inputs(batch: int) -> list:
+        generator = torch.Generator().manual_seed(batch)
+        return [torch.randn(batch, 3, 224, 224, generator=generator).cuda()]
+
+    return ModelSpec("resnet50", module, ["input"], ["output"], {"input": {0: "batch"}, "output": {0: "batch"}},
+                     make_inputs, channels_last=True)
+
+
+def bert_spec(seq: int, config: Any = None, device: str = "cuda") -> ModelSpec:
+    """BERT-base (`BertConfig()` defaults unless `config`), random weights; inputs input_ids + attention_mask."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    class BertOutputs(torch.nn.Module):
+        """Keyword call into BertModel, tuple out: what the ONNX exporter and torch.compile handle best."""
+
+        def __init__(self, bert: Any):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> tuple:
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask)
+            return out.last_hidden_state, out.pooler_output
+
+    config = config or BertConfig()
+    torch.manual_seed(0)
+    module = BertOutputs(BertModel(config)).eval().to(device)
+
+    def make_inputs(batch: int) -> list:
+        generator = torch.Generator().manual_seed(batch)
+        ids = torch.randint(0, config.vocab_size, (batch, seq), generator=generator)
+        return [ids.to(device), torch.ones(batch, seq, dtype=torch.int64, device=device)]
+
+    tokens = {0: "batch", 1: "seq"}
+    return ModelSpec("bert", module, ["input_ids", "attention_mask"], ["last_hidden_state", "pooler_output"],
+                     {"input_ids": tokens, "attention_mask": tokens, "last_hidden_state": tokens,
+                      "pooler_output": {0: "batch"}}, make_inputs, channels_last=False)
+
+
+def export_onnx(spec: ModelSpec, path: Path) -> None:
+    """TorchScript exporter (dynamic_axes, opset 17); the dynamo exporter where the TorchScript one is gone."""
+    import torch
+
+    args = tuple(spec.make_inputs(2))
+    common = {"input_names": spec.input_names, "output_names": spec.output_names, "dynamic_axes": spec.dynamic_axes}
+    try:
+        torch.onnx.export(spec.module, args, str(path), opset_version=17, dynamo=False, **common)
+    except TypeError:
+        torch.onnx.export(spec.module, args, str(path), opset_version=18, dynamo=True, **common)
+    spec.module.eval()  # the exporter restores the training flag of the module it was given
+
+
+# ----------------------------------------------------------------------------------------------- measuring
+def time_cuda(run: Callable[[], Any], stream: Any, warmup: int, iterations: int, max_seconds: float) -> list[float]:
+    """Per-iteration CUDA-event times (ms) on `stream`, after `warmup` runs; stops early after `max_seconds`."""
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    samples: list[float] = []
+    torch.cuda.synchronize()  # inputs were made on the default stream
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            run()
+        stream.synchronize()
+        deadline = time.perf_counter() + max_seconds
+        for _ in range(iterations):
+            start.record(stream)
+            run()
+            end.record(stream)
+            end.synchronize()
+            samples.append(start.elapsed_time(end))
+            if time.perf_counter() > deadline and len(samples) >= 5:
+                break
+    return samples
+
+
+class TorchVariant:
+    def __init__(self, module: Any, inputs: list):
+        self.module, self.inputs, self.last = module, inputs, None
+
+    def run(self) -> None:
+        self.last = self.module(*self.inputs)
+
+    def results(self) -> list[np.ndarray]:
+        self.run()
+        outs = self.last if isinstance(self.last, (tuple, list)) else [self.last]
+        return [o.float().cpu().numpy() for o in outs]
+
+
+class EngineVariant:
+    """One execution context with CuPy views of torch tensors bound once; enqueues on a torch stream."""
+
+    def __init__(self, engine: Any, spec: ModelSpec, inputs: list, stream: Any, cuda_graph: bool):
+        import cupy
+        import torch
+
+        from polyx.bench.io_tensors import tensor_dtype
+
+        self.context = engine.create_execution_context()
+        self.context.use_cuda_graph = cuda_graph
+        self.handle = stream.cuda_stream
+        self._keep = []
+        for name, tensor in zip(spec.input_names, inputs):
+            dtype = tensor_dtype(engine, name)
+            converted = tensor.to(getattr(torch, dtype.name)).contiguous()
+            self._keep.append(converted)
+            self.context.set_input_shape(name, tuple(converted.shape))
+            self.context.set_tensor_address(name, cupy.asarray(converted))
+        self.outputs = {}
+        for name in spec.output_names:
+            self.outputs[name] = cupy.empty(self.context.get_tensor_shape(name), tensor_dtype(engine, name))
+            self.context.set_tensor_address(name, self.outputs[name])
+        self.names = spec.output_names
+
+    def run(self) -> None:
+        self.context.execute_async_v3(self.handle)
+
+    @property
+    def graph_captured(self) -> bool:
+        return getattr(self.context, "cuda_graph_captures", 0) > 0
+
+    def results(self) -> list[np.ndarray]:
+        import cupy
+
+        self.run()
+        cupy.cuda.ExternalStream(self.handle).synchronize()
+        return [cupy.asnumpy(self.outputs[name]).astype(np.float32) for name in self.names]
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise TimeoutError in the main thread after `seconds` (SIGALRM; torch.compile runs in the main thread)."""
+    def expire(signum, frame):
+        raise TimeoutError(f"did not finish within {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1.0))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _failure(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"failed: {type(exc).__name__}: {text}"[:160]
+
+
+class Benchmark:
+    def __init__(self, settings: Settings):
+        import torch
+
+        self.settings = settings
+        self.started = time.perf_counter()
+        self.rows: list[dict[str, Any]] = []
+        self.builds: list[dict[str, Any]] = []
+        self.stream = torch.cuda.Stream()
+        self.references: dict[tuple[str, int], list[np.ndarray]] = {}
+
+    def remaining_s(self) -> float:
+        return self.settings.budget_s - (time.perf_counter() - self.started)
+
+    def measure(self, spec: ModelSpec, batch: int, precision: str, runner: str, variant: Any) -> None:
+        s = self.settings
+        try:
+            samples = time_cuda(variant.run, self.stream, s.warmup, s.iterations, s.max_seconds)
+            status = "ok"
+            if isinstance(variant, EngineVariant) and variant.context.use_cuda_graph and not variant.graph_captured:
+                status = "failed: CUDA graph capture (timed with plain enqueue)"
+            diffs = output_diffs(variant.results(), self.references[(spec.name, batch)])
+            self.rows.append(row(spec.name, batch, precision, runner, status, float(np.median(samples)),
+                                 len(samples), diffs))
+        except Exception as exc:  # noqa: BLE001 - one failing variant must not lose the others' results
+            self.rows.append(row(spec.name, batch, precision, runner, _failure(exc)))
+        print(f"  {spec.name} batch {batch} {precision} {runner}: {self.rows[-1]['status']} "
+              f"{_cell(self.rows[-1]['median_ms'], 'ms')} ms", flush=True)
+
+    def run_core(self, spec: ModelSpec, workdir: Path) -> None:
+        """Export, PyTorch eager variants and the engine's, for every batch and precision."""
+        import torch
+
+        s = self.settings
+        onnx_path = workdir / f"{spec.name}.onnx"
+        export_onnx(spec, onnx_path)
+        inputs = {batch: spec.make_inputs(batch) for batch in s.batches}
+        with torch.no_grad():
+            for batch in s.batches:
+                self.references[(spec.name, batch)] = TorchVariant(spec.module, inputs[batch]).results()
+            for precision in s.precisions:
+                module = spec.module if precision == "fp32" else copy.deepcopy(spec.module).half()
+                for batch in s.batches:
+                    feeds = [t.half() if precision == "fp16" and t.is_floating_point() else t for t in inputs[batch]]
+                    self.measure(spec, batch, precision, EAGER, TorchVariant(module, feeds))
+                    if spec.channels_last:
+                        layout = copy.deepcopy(module).to(memory_format=torch.channels_last)
+                        cl_feeds = [t.contiguous(memory_format=torch.channels_last) for t in feeds]
+                        self.measure(spec, batch, precision, f"{EAGER} channels_last", TorchVariant(layout, cl_feeds))
+                        del layout
+                del module
+                self._measure_engine(spec, onnx_path, precision, inputs)
+        onnx_path.unlink(missing_ok=True)
+
+    def _measure_engine(self, spec: ModelSpec, onnx_path: Path, precision: str, inputs: dict[int, list]) -> None:
+        import cupy
+
+        from polyx.build import BuildOptions, build_engine
+
+        s = self.settings
+        opt = max(s.batches)
+        shapes = {name: tuple(t.shape[1:]) for name, t in zip(spec.input_names, inputs[opt])}
+        options = BuildOptions(min_shapes={n: (1, *d) for n, d in shapes.items()},
+                               opt_shapes={n: (opt, *d) for n, d in shapes.items()},
+                               max_shapes={n: (s.max_batch, *d) for n, d in shapes.items()},
+                               fp16=precision == "fp16", tf32=False, device="gpu", optimization_level=s.opt_level)
+        try:
+            engine, _, report = build_engine(onnx_path, options)
+        except Exception as exc:  # noqa: BLE001 - reported as a failed build; the other measurements go on
+            self.builds.append({"model": spec.name, "precision": precision, "seconds": None, "device_layers": None,
+                                "status": _failure(exc)})
+            for batch in s.batches:
+                for runner in ("polyx", "polyx + CUDA graph"):
+                    self.rows.append(row(spec.name, batch, precision, runner, "failed: build"))
+            return
+        self.builds.append({"model": spec.name, "precision": precision, "seconds": report.build_seconds,
+                            "device_layers": report.layers_after, "status": "ok",
+                            "tactics": {k: dict(v) for k, v in report.tactics_by_layer_type.items()}})
+        print(f"  built {spec.name} {precision} in {report.build_seconds:.1f} s", flush=True)
+        for batch in s.batches:
+            for runner, graph in (("polyx", False), ("polyx + CUDA graph", True)):
+                try:
+                    variant = EngineVariant(engine, spec, inputs[batch], self.stream, graph)
+                except Exception as exc:  # noqa: BLE001
+                    self.rows.append(row(spec.name, batch, precision, runner, _failure(exc)))
+                    continue
+                self.measure(spec, batch, precision, runner, variant)
+                del variant
+        del engine
+        cupy.get_default_memory_pool().free_all_blocks()
+
+    def run_compile(self, spec: ModelSpec) -> None:
+        """torch.compile (default mode, static shapes) per precision and batch, while the budget allows."""
+        import torch
+
+        s = self.settings
+        for precision in s.compile_precisions:
+            module = spec.module if precision == "fp32" else copy.deepcopy(spec.module).half()
+            for batch in s.batches:
+                left = self.remaining_s()
+                if left < 60:
+                    self.rows.append(row(spec.name, batch, precision, "torch.compile", "skipped: time budget"))
+                    continue
+                feeds = [t.half() if precision == "fp16" and t.is_floating_point() else t
+                         for t in spec.make_inputs(batch)]
+                try:
+                    with torch.no_grad(), time_limit(min(s.compile_timeout_s, left - 30)):
+                        compiled = torch.compile(module, dynamic=False)
+                        compiled(*feeds)
+                        torch.cuda.synchronize()
+                except Exception as exc:  # noqa: BLE001 - TimeoutError included: report and go on
+                    torch._dynamo.reset()
+                    self.rows.append(row(spec.name, batch, precision, "torch.compile", _failure(exc)))
+                    continue
+                with torch.no_grad():
+                    self.measure(spec, batch, precision, "torch.compile", TorchVariant(compiled, feeds))
+                torch._dynamo.reset()
+            del module
+
+
+def environment() -> dict[str, Any]:
+    import cupy
+    import onnx
+    import onnxruntime
+    import torch
+
+    import engine
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+                "cupy": cupy.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+                "numpy": np.__version__, "polyx engine": engine.__version__}
+    for name in ("torchvision", "transformers"):
+        with contextlib.suppress(ImportError):
+            versions[name] = __import__(name).__version__
+    return {"date": datetime.datetime.now().isoformat(timespec="seconds"), "gpu": torch.cuda.get_device_name(),
+            "versions": versions}
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu_vs_pytorch: no CUDA GPU visible to PyTorch", file=sys.stderr)
+        return 2
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    bench = Benchmark(settings)
+    factories = {"resnet50": resnet50_spec, "bert": lambda: bert_spec(settings.seq)}
+    specs = []
+    with tempfile.TemporaryDirectory(prefix="polyx-gpu-bench-") as workdir:
+        for name in settings.models:
+            print(f"{name}: export, eager, engine", flush=True)
+            try:
+                spec = factories[name]()
+                specs.append(spec)
+                bench.run_core(spec, Path(workdir))
+            except Exception as exc:  # noqa: BLE001 - e.g. a failed export: the next model still runs
+                bench.rows.append(row(name, 0, "-", "export", _failure(exc)))
+    for spec in specs:
+        if settings.compile_precisions:
+            print(f"{spec.name}: torch.compile", flush=True)
+            bench.run_compile(spec)
+    document = result_document(environment(), settings, bench.rows, bench.builds)
+    document["meta"]["total_seconds"] = time.perf_counter() - bench.started
+    write_outputs(document, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

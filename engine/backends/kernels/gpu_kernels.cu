@@ -1,0 +1,157 @@
+// CUDA kernels of the GPU tactics, compiled once per process with NVRTC (engine/backends/nvrtc.py).
+// All take float32 tensors in NCHW / row-major layout and accumulate in float32; float16 layers are staged
+// through float32 buffers by the tactics. Integer arguments are 32-bit, element offsets 64-bit.
+
+#define TILE 16
+
+// Depthwise 2-D convolution: groups == input channels, M output maps per channel. One thread per output
+// element; every tap of the window is read straight from the input (padding taps are skipped, not copied).
+extern "C" __global__ void depthwise_conv2d(
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, int has_bias,
+    float* __restrict__ y, int N, int C, int H, int W, int M, int KH, int KW, int OH, int OW,
+    int SH, int SW, int PH, int PW, int DH, int DW)
+{
+    const long long total = (long long)N * C * M * OH * OW;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int ow = (int)(i % OW);
+        long long t = i / OW;
+        const int oh = (int)(t % OH);
+        t /= OH;
+        const int k = (int)(t % (C * M));
+        const long long n = t / (C * M);
+        const float* plane = x + (n * C + k / M) * (long long)H * W;
+        const float* taps = w + (long long)k * KH * KW;
+        float acc = has_bias ? bias[k] : 0.0f;
+        const int h0 = oh * SH - PH, w0 = ow * SW - PW;
+        for (int r = 0; r < KH; ++r) {
+            const int h = h0 + r * DH;
+            if (h < 0 || h >= H) continue;
+            for (int s = 0; s < KW; ++s) {
+                const int c = w0 + s * DW;
+                if (c < 0 || c >= W) continue;
+                acc += plane[(long long)h * W + c] * taps[r * KW + s];
+            }
+        }
+        y[i] = acc;
+    }
+}
+
+// Implicit-GEMM 2-D convolution (any groups, stride, dilation, padding). Per group g it computes the GEMM
+// Y[m, p] = sum_q Wg[m, q] * Xcol[q, p] (m: output map of the group, p: (n, oh, ow), q: (c, r, s)) in 16x16
+// shared-memory tiles, building each Xcol tile from the input on the fly instead of materialising im2col.
+extern "C" __global__ void implicit_gemm_conv2d(
+    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias, int has_bias,
+    float* __restrict__ y, int N, int C, int H, int W, int K, int G, int KH, int KW, int OH, int OW,
+    int SH, int SW, int PH, int PW, int DH, int DW)
+{
+    __shared__ float w_tile[TILE][TILE + 1];
+    __shared__ float x_tile[TILE][TILE + 1];
+    const int g = blockIdx.z;
+    const int cg = C / G, kg = K / G;
+    const int q_total = cg * KH * KW;
+    const long long p_total = (long long)N * OH * OW;
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int m = blockIdx.y * TILE + ty;
+    const long long p = (long long)blockIdx.x * TILE + tx;
+    const bool p_ok = p < p_total;
+    int ow = 0, oh = 0;
+    long long n = 0;
+    if (p_ok) {
+        ow = (int)(p % OW);
+        oh = (int)((p / OW) % OH);
+        n = p / ((long long)OW * OH);
+    }
+    float acc = 0.0f;
+    for (int q0 = 0; q0 < q_total; q0 += TILE) {
+        const int qw = q0 + tx;
+        w_tile[ty][tx] = (m < kg && qw < q_total) ? w[((long long)g * kg + m) * q_total + qw] : 0.0f;
+        const int qx = q0 + ty;
+        float v = 0.0f;
+        if (p_ok && qx < q_total) {
+            const int s = qx % KW, r = (qx / KW) % KH, c = qx / (KW * KH);
+            const int h = oh * SH - PH + r * DH, col = ow * SW - PW + s * DW;
+            if (h >= 0 && h < H && col >= 0 && col < W)
+                v = x[((n * C + (long long)g * cg + c) * H + h) * W + col];
+        }
+        x_tile[ty][tx] = v;
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < TILE; ++j) acc += w_tile[ty][j] * x_tile[j][tx];
+        __syncthreads();
+    }
+    if (m < kg && p_ok) {
+        const int k = g * kg + m;
+        if (has_bias) acc += bias[k];
+        y[((n * K + k) * OH + oh) * OW + ow] = acc;
+    }
+}
+
+// Block-wide reduction over blockDim.x (a power of two <= 1024) values; every thread gets the result.
+__device__ float block_reduce(float v, float* scratch, bool take_max)
+{
+    scratch[threadIdx.x] = v;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half >>= 1) {
+        if (threadIdx.x < half) {
+            const float a = scratch[threadIdx.x], b = scratch[threadIdx.x + half];
+            scratch[threadIdx.x] = take_max ? fmaxf(a, b) : a + b;
+        }
+        __syncthreads();
+    }
+    const float result = scratch[0];
+    __syncthreads();
+    return result;
+}
+
+// Softmax (or log-softmax) along the middle axis of an (outer, L, inner) tensor: one block per (outer, inner)
+// row. The row maximum is subtracted before exp, as the reference kernel does.
+extern "C" __global__ void softmax_rows(const float* __restrict__ x, float* __restrict__ y, int L, int inner,
+                                        int log_softmax)
+{
+    extern __shared__ float scratch[];
+    const long long row = blockIdx.x;
+    const long long base = (row / inner) * (long long)L * inner + row % inner;
+    const float* xr = x + base;
+    float* yr = y + base;
+    float local = __int_as_float(0xff800000);  // -inf
+    for (int j = threadIdx.x; j < L; j += blockDim.x) local = fmaxf(local, xr[(long long)j * inner]);
+    const float row_max = block_reduce(local, scratch, true);
+    local = 0.0f;
+    for (int j = threadIdx.x; j < L; j += blockDim.x) local += expf(xr[(long long)j * inner] - row_max);
+    const float total = block_reduce(local, scratch, false);
+    if (log_softmax) {
+        const float log_total = logf(total);
+        for (int j = threadIdx.x; j < L; j += blockDim.x)
+            yr[(long long)j * inner] = xr[(long long)j * inner] - row_max - log_total;
+    } else {
+        for (int j = threadIdx.x; j < L; j += blockDim.x)
+            yr[(long long)j * inner] = expf(xr[(long long)j * inner] - row_max) / total;
+    }
+}
+
+// Layer normalization of each contiguous row of length L: mean, then the biased variance of the centred values
+// (two passes, as the reference), then (x - mean) / sqrt(var + eps) * scale[j] + bias[j].
+extern "C" __global__ void layer_norm_rows(const float* __restrict__ x, const float* __restrict__ scale,
+                                           int has_scale, const float* __restrict__ bias, int has_bias,
+                                           float* __restrict__ y, int L, float eps)
+{
+    extern __shared__ float scratch[];
+    const float* xr = x + (long long)blockIdx.x * L;
+    float* yr = y + (long long)blockIdx.x * L;
+    float local = 0.0f;
+    for (int j = threadIdx.x; j < L; j += blockDim.x) local += xr[j];
+    const float mean = block_reduce(local, scratch, false) / L;
+    local = 0.0f;
+    for (int j = threadIdx.x; j < L; j += blockDim.x) {
+        const float d = xr[j] - mean;
+        local += d * d;
+    }
+    const float std_dev = sqrtf(block_reduce(local, scratch, false) / L + eps);
+    for (int j = threadIdx.x; j < L; j += blockDim.x) {
+        float v = (xr[j] - mean) / std_dev;
+        if (has_scale) v *= scale[j];
+        if (has_bias) v += bias[j];
+        yr[j] = v;
+    }
+}

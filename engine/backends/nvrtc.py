@@ -1,0 +1,36 @@
+"""CUDA kernels of backends/kernels/*.cu, compiled with NVRTC through cupy.RawModule once per process (CuPy also
+keeps the compiled binary in its on-disk kernel cache, keyed by source and options)."""
+from __future__ import annotations
+
+import functools
+import threading
+
+import cupy
+
+from .native import KERNEL_DIR
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _module(name: str) -> cupy.RawModule:
+    return cupy.RawModule(code=(KERNEL_DIR / f"{name}.cu").read_text(), options=("-std=c++14",))
+
+
+def kernel(module: str, function: str) -> cupy.RawKernel:
+    """A compiled kernel; compilation is serialized so threads building at once share one module."""
+    with _lock:
+        return _module(module).get_function(function)
+
+
+def launch_1d(total: int, threads: int = 256) -> tuple[tuple[int], tuple[int]]:
+    """(grid, block) for a grid-stride loop over `total` elements."""
+    return (max(1, min(-(-total // threads), 1 << 16)),), (threads,)
+
+
+def block_size(length: int) -> int:
+    """Threads of a row-per-block kernel: a power of two between 32 and 1024, about the row length."""
+    size = 32
+    while size < length and size < 1024:
+        size *= 2
+    return size

@@ -1,0 +1,8 @@
+"""`polyx bench`: trtexec-like timing of an engine (throughput, latency percentiles, H2D/compute/D2H split,
+enqueue time, several streams, CUDA graphs, per-layer profile)."""
+from .layer_profile import LayerProfile, LayerTime, format_layer_table, profile_layers
+from .result import BenchResult, format_bench_result
+from .session import BenchOptions, run_bench
+from .stats import STAT_NAMES, summarize
+from .timing import IterationTimes, TimedRun, TimingSettings, time_workers
+from .worker import CpuWorker, create_workers

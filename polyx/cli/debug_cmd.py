@@ -1,0 +1,341 @@
+"""`polyx debug`: tactics, precision, reduce and build — from "the engine is wrong" to what is wrong.
+
+Every command judges candidates the same way: `--check "CMD"` (a shell command; `{model}`, `{engine}`,
+`{tactics}` become the candidate's file paths; exit code 0 = good), or else the built-in comparison with
+onnxruntime (or with `--load-outputs`). Progress goes to stderr, one line per build or check; Ctrl-C stops a
+search and leaves what it found so far on disk (exit code 130).
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import tempfile
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from surgeon.model_io import check_output_path
+
+from ..build import BuildOptions
+from ..compare import Tolerances
+from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
+from ..data.files import check_writable
+from ..debug.checks import Artifacts, CommandCheck, EngineJudge, ReferenceCheck, SessionModelCheck, load_onnx
+from ..debug.precision import PrecisionDebugger
+from ..debug.reduce import ModelReducer
+from ..debug.repeated_build import RepeatedBuilder, parse_until
+from ..debug.tactics import TacticDebugger
+from ..errors import PolyxError
+from ..tactic_replay import save_replay
+from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_tolerances, parse_value_ranges, with_build_options
+from .multi_value_options import multi_value_command
+from .run_cmd import engine_logger
+from .surgeon_errors import surgeon_errors
+
+debug_app = typer.Typer(name="debug", no_args_is_help=True,
+                        help="Find what makes an engine wrong: bad tactics, FP16 layers, a minimal failing subgraph, "
+                             "flaky builds.")
+CHECK = "Check (default: compare with onnxruntime)"
+INTERRUPTED = 130
+
+
+class Mode(str, Enum):
+    bisect = "bisect"
+    linear = "linear"
+
+
+class Direction(str, Enum):
+    forward = "forward"
+    reverse = "reverse"
+
+
+ModelArgument = Annotated[Path, typer.Argument(help="ONNX model.")]
+CheckOption = Annotated[str | None, typer.Option(
+    "--check", help="Shell command that judges each candidate: {model}, {engine} and {tactics} are replaced by its "
+                    "file paths; exit code 0 = good, anything else = bad.", rich_help_panel=CHECK)]
+ShowOutput = Annotated[bool, typer.Option("--show-output", help="Let the --check command print to the terminal.",
+                                          rich_help_panel=CHECK)]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the generated inputs (as in `polyx run`).",
+                                   rich_help_panel=CHECK)]
+ValRange = Annotated[list[str] | None, typer.Option(
+    "--val-range", help="Value range NAME:\\[lo,hi] or \\[lo,hi] of the generated inputs (repeatable).",
+    rich_help_panel=CHECK)]
+LoadInputs = Annotated[Path | None, typer.Option("--load-inputs", help="Inputs (.npz/.json) instead of generated ones.",
+                                                 rich_help_panel=CHECK)]
+LoadOutputs = Annotated[Path | None, typer.Option(
+    "--load-outputs", help="Golden outputs (.npz/.json) to compare with instead of onnxruntime.",
+    rich_help_panel=CHECK)]
+Atol = Annotated[list[str] | None, typer.Option(
+    "--atol", help=f"Absolute tolerance, global or NAME:VALUE (default {DEFAULT_ATOL:g}).", rich_help_panel=CHECK)]
+Rtol = Annotated[list[str] | None, typer.Option(
+    "--rtol", help=f"Relative tolerance, global or NAME:VALUE (default {DEFAULT_RTOL:g}).", rich_help_panel=CHECK)]
+Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail (-v: engine warnings).")]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")]
+
+
+def _tolerances(atol: list[str] | None, rtol: list[str] | None) -> Tolerances:
+    default_atol, per_output_atol = parse_tolerances(atol, "--atol")
+    default_rtol, per_output_rtol = parse_tolerances(rtol, "--rtol")
+    return Tolerances(atol=DEFAULT_ATOL if default_atol is None else default_atol,
+                      rtol=DEFAULT_RTOL if default_rtol is None else default_rtol,
+                      per_output_atol=per_output_atol, per_output_rtol=per_output_rtol)
+
+
+def _engine_check(model: Path, build_options: BuildOptions, check: str | None, show_output: bool, seed: int,
+                  val_range: list[str] | None, load_inputs: Path | None, load_outputs: Path | None,
+                  atol: list[str] | None, rtol: list[str] | None) -> tuple[CommandCheck | ReferenceCheck, BuildOptions]:
+    """The user's command, or the reference comparison; and the build options that fit its inputs."""
+    if not model.is_file():
+        raise PolyxError(f"{model}: no such file")
+    if check is not None:
+        if load_inputs is not None or load_outputs is not None:
+            raise PolyxError("--check judges candidates itself; --load-inputs/--load-outputs belong to the "
+                             "built-in comparison")
+        return CommandCheck(check, show_output), build_options
+    for path in (load_inputs, load_outputs):
+        if path is not None and not path.is_file():
+            raise PolyxError(f"{path}: no such file")
+    reference = ReferenceCheck.create(model, build_options, _tolerances(atol, rtol), seed,
+                                      parse_value_ranges(val_range), load_inputs, load_outputs)
+    return reference, reference.build_options(build_options)
+
+
+def _progress(command: str, quiet: bool) -> Callable[[str], None]:
+    def show(line: str) -> None:
+        if not quiet:
+            typer.echo(f"[debug {command}] {line}", err=True)
+    return show
+
+
+def _echo(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(line)
+
+
+def _stop_if_interrupted(interrupted: bool, what: str) -> None:
+    if interrupted:
+        typer.echo(f"Interrupted: {what}", err=True)
+        raise typer.Exit(INTERRUPTED)
+
+
+def tactics(
+    model: ModelArgument,
+    build_options: BuildOptions,
+    check: CheckOption = None,
+    show_output: ShowOutput = False,
+    per_layer: Annotated[bool, typer.Option(
+        "--per-layer", help="Also find which of the layers that picked a bad tactic fail with it on their own "
+                            "(more builds; the replay then avoids the tactic only there).")] = False,
+    seed: Seed = 1,
+    val_range: ValRange = None,
+    load_inputs: LoadInputs = None,
+    load_outputs: LoadOutputs = None,
+    atol: Atol = None,
+    rtol: Rtol = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Find the (layer, tactic) choices that make the engine wrong, by bisection through the algorithm selector.
+
+    --save-tactics FILE writes a replay that avoids them, verified by a passing build.
+
+    Exit code 0 when the search explains the failure (or the engine passes), 1 when no tactic choice explains it.
+    """
+    save = build_options.save_tactics
+    judge, options = _engine_check(model, build_options, check, show_output, seed, val_range, load_inputs,
+                                   load_outputs, atol, rtol)
+    with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir:
+        debugger = TacticDebugger(model, options, EngineJudge(judge, Path(workdir)), per_layer=per_layer,
+                                  progress=_progress("tactics", quiet), logger=engine_logger(verbose, quiet))
+        result = debugger.run()
+    lines = []
+    if result.initial is not None and result.initial.passed:
+        lines.append(f"The engine passes ({result.initial.summary}): no bad tactic to find.")
+    elif result.initial is not None:
+        lines.append(f"The engine fails: {result.initial.summary}")
+    for culprit in result.culprits:
+        scope = (f"fails on {len(culprit.layers)} of the {culprit.picked_by} layer(s) that picked it"
+                 if culprit.narrowed else f"picked by {culprit.picked_by} layer(s)")
+        lines.append(f"Bad tactic: {culprit.tactic} (tactic id {culprit.tactic_id} = 0x{culprit.tactic_id:08x}, "
+                     f"{culprit.layer_type}), {scope}:")
+        lines += [f"  {layer}" for layer in culprit.layers]
+    lines += [f"Note: {note}" for note in result.notes]
+    if result.unexplained:
+        lines.append(f"No bad tactic found: {result.unexplained}.")
+    lines.append(f"Builds: {result.builds} ({result.layers} layers, {result.suspects} with a choice of tactics)")
+    if save is not None and result.good_replay is not None:
+        save_replay(save, result.good_replay)
+        verified = "verified by a passing build" if not result.interrupted else "the last passing build's"
+        lines.append(f"Saved a tactic replay that avoids them to {save} ({verified}; use --load-tactics {save})")
+    _echo(lines)
+    _stop_if_interrupted(result.interrupted, f"stopped after {result.builds} builds; the bad tactics above were "
+                                             "found so far")
+    if result.unexplained:
+        raise typer.Exit(1)
+
+
+def precision(
+    model: ModelArgument,
+    build_options: BuildOptions,
+    mode: Annotated[Mode, typer.Option("--mode", help="bisect: about log2(n) + 1 builds per layer found; linear: "
+                                                      "one build per layer.", case_sensitive=False)] = Mode.bisect,
+    direction: Annotated[Direction, typer.Option(
+        "--direction", help="Search from the inputs (forward) or from the outputs (reverse).",
+        case_sensitive=False)] = Direction.forward,
+    save: Annotated[Path | None, typer.Option(
+        "--save", help="Write the layers found as JSON {layer: \"fp32\"} for --layer-precisions-file.")] = None,
+    check: CheckOption = None,
+    show_output: ShowOutput = False,
+    seed: Seed = 1,
+    val_range: ValRange = None,
+    load_inputs: LoadInputs = None,
+    load_outputs: LoadOutputs = None,
+    atol: Atol = None,
+    rtol: Rtol = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Find a small set of layers that must run in FP32 for the --fp16 engine to meet tolerance.
+
+    Exit code 0 when such a set was found (or FP16 already passes), 1 when even all-FP32 fails.
+    """
+    if save is not None:
+        check_writable(save)
+    judge, options = _engine_check(model, build_options, check, show_output, seed, val_range, load_inputs,
+                                   load_outputs, atol, rtol)
+    with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir:
+        debugger = PrecisionDebugger(model, options, EngineJudge(judge, Path(workdir)), mode=mode.value,
+                                     direction=direction.value, progress=_progress("precision", quiet),
+                                     logger=engine_logger(verbose, quiet))
+        result = debugger.run()
+    lines = []
+    found = result.fp32_layers if not result.interrupted else (result.best_passing or [])
+    if result.fp16_verdict is not None and result.fp16_verdict.passed:
+        lines.append(f"The FP16 engine passes ({result.fp16_verdict.summary}): no layer needs FP32.")
+    elif result.unexplained:
+        lines.append(f"No FP32 set found: {result.unexplained}.")
+    elif found:
+        what = "must run in FP32" if not result.interrupted else "in FP32 made the engine pass (search interrupted)"
+        lines.append(f"{len(found)} of {result.candidates} float layers {what}:")
+        lines += [f"  {layer}" for layer in found]
+        lines.append("Suggested build flags: --layer-precisions " +
+                     " ".join(shlex.quote(f"{layer}:fp32") for layer in found))
+    lines.append(f"Builds: {result.builds}")
+    if save is not None and found:
+        save.write_text(json.dumps({layer: "fp32" for layer in found}, indent=1))
+        lines.append(f"Saved the layer precisions to {save} (use --layer-precisions-file {save})")
+    _echo(lines)
+    _stop_if_interrupted(result.interrupted, f"stopped after {result.builds} builds")
+    if result.unexplained:
+        raise typer.Exit(1)
+
+
+def reduce(
+    model: ModelArgument,
+    build_options: BuildOptions,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the reduced model (overwritten).")],
+    check: CheckOption = None,
+    use_engine: Annotated[bool, typer.Option("--engine", help="Built-in check, with --onnxrt: a candidate fails "
+                                                              "when the engine's outputs differ from onnxruntime's.",
+                                             rich_help_panel=CHECK)] = False,
+    use_onnxrt: Annotated[bool, typer.Option("--onnxrt", help="See --engine.", rich_help_panel=CHECK)] = False,
+    show_output: ShowOutput = False,
+    refine: Annotated[bool, typer.Option("--refine/--no-refine", help="After bisecting, drop single nodes at the "
+                                                                      "ends while the model still fails.")] = True,
+    seed: Seed = 1,
+    val_range: ValRange = None,
+    atol: Atol = None,
+    rtol: Rtol = None,
+    quiet: Quiet = False,
+) -> None:
+    """Shrink a failing MODEL to a small subgraph that still fails (bisect, then linear refinement).
+
+    Needs --check "CMD" (its {model} is each candidate) or --engine --onnxrt.
+
+    Every smaller failing model is written to -o at once, so an interruption leaves the smallest one found.
+    """
+    if check is not None and (use_engine or use_onnxrt):
+        raise PolyxError("pass either --check or --engine --onnxrt, not both")
+    if check is None and not (use_engine and use_onnxrt):
+        raise PolyxError("debug reduce needs a check: --check \"CMD\" (with {model}) or --engine --onnxrt")
+    with surgeon_errors():
+        check_output_path(output, model)
+    original = load_onnx(model)
+    if check is not None:
+        command = CommandCheck(check, show_output)
+
+        def judge(candidate, path):
+            return not command.judge(Artifacts(model=path)).passed
+    else:
+        judge = SessionModelCheck(build_options, _tolerances(atol, rtol), seed, parse_value_ranges(val_range)).fails
+    with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, surgeon_errors():
+        result = ModelReducer(original, output, judge, Path(workdir), refine=refine,
+                              progress=_progress("reduce", quiet)).run()
+    if result.written:
+        typer.echo(f"Reduced {result.original_nodes} -> {len(result.nodes)} node(s) in {result.checks} checks"
+                   + (f" ({result.skipped} candidates could not run)" if result.skipped else "") + ":")
+        _echo([f"  {name}" for name in result.nodes])
+        typer.echo(f"Saved {output}")
+    _stop_if_interrupted(result.interrupted, f"stopped after {result.checks} checks; {output} holds the smallest "
+                                             "failing model found so far" if result.written else "nothing written")
+
+
+def build(
+    model: ModelArgument,
+    build_options: BuildOptions,
+    until: Annotated[str, typer.Option("--until", help="good | bad: stop at the first such build; N: build N "
+                                                       "times.")] = "bad",
+    max_iterations: Annotated[int, typer.Option("--max-iterations", min=1, help="Most builds for --until "
+                                                                                "good|bad.")] = 50,
+    artifacts_dir: Annotated[Path, typer.Option(
+        "--artifacts-dir", help="Folder for each build's files, sorted into good/ and bad/ (created if missing; "
+                                "its parent must exist).")] = Path("polyx_artifacts"),
+    artifacts: Annotated[list[str] | None, typer.Option(
+        "--artifacts", help="More files to sort after each build (e.g. a --save-tactics file), one or more.")] = None,
+    check: CheckOption = None,
+    show_output: ShowOutput = False,
+    seed: Seed = 1,
+    val_range: ValRange = None,
+    load_inputs: LoadInputs = None,
+    load_outputs: LoadOutputs = None,
+    atol: Atol = None,
+    rtol: Rtol = None,
+    verbose: Verbose = 0,
+    quiet: Quiet = False,
+) -> None:
+    """Rebuild MODEL repeatedly, judge each build and sort its engine and tactic replay into good/ and bad/.
+
+    Exit code 0 when the --until goal was met (always for a number of builds), 1 when it was not.
+    """
+    goal = parse_until(until)
+    if not artifacts_dir.parent.is_dir():
+        raise PolyxError(f"--artifacts-dir {artifacts_dir}: folder '{artifacts_dir.parent}' does not exist")
+    if artifacts_dir.exists() and not artifacts_dir.is_dir():
+        raise PolyxError(f"--artifacts-dir {artifacts_dir}: is a file, expected a folder")
+    judge, options = _engine_check(model, build_options, check, show_output, seed, val_range, load_inputs,
+                                   load_outputs, atol, rtol)
+    artifacts_dir.mkdir(exist_ok=True)
+    builder = RepeatedBuilder(model, options, judge, artifacts_dir, goal, max_iterations,
+                              [Path(p) for p in artifacts or []], progress=_progress("build", quiet),
+                              logger=engine_logger(verbose, quiet))
+    result = builder.run()
+    lines = [f"Builds: {len(result.iterations)} ({result.good} good, {result.bad} bad); artifacts in "
+             f"{artifacts_dir / 'good'} and {artifacts_dir / 'bad'}"]
+    lines += [f"Note: artifact {path} did not exist after a build" for path in result.missing_artifacts]
+    if not isinstance(goal, int) and not builder.found():
+        lines.append(f"No {goal} build in {len(result.iterations)} builds")
+    _echo(lines)
+    _stop_if_interrupted(result.interrupted, "artifacts of the finished builds are sorted")
+    if not builder.found():
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    multi = (*MULTI_VALUE_BUILD_OPTIONS, "--val-range", "--atol", "--rtol")
+    for name, command, extra in (("tactics", tactics, ()), ("precision", precision, ()), ("reduce", reduce, ()),
+                                 ("build", build, ("--artifacts",))):
+        debug_app.command(name, cls=multi_value_command(*multi, *extra))(with_build_options(command))
+    app.add_typer(debug_app, name="debug")

@@ -1,0 +1,2 @@
+"""Debug tools that drive the builder through its public knobs only: `debug tactics` (algorithm selector),
+`debug precision` (layer precisions), `debug reduce` (subgraph extraction) and `debug build` (repeated builds)."""

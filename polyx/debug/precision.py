@@ -1,0 +1,128 @@
+"""`debug precision`: a small set of layers that must run in FP32 for an FP16 engine to meet tolerance.
+
+Every floating-point layer of the parsed network is an item; *active* means it runs in FP16, *reverted* that it
+is pinned to FP32 through layer precisions (obeyed). The search (see `group_testing`) first checks the two ends
+(plain FP16 must fail, all-FP32 must pass), then finds the layers whose FP16 run alone breaks the tolerance:
+bisect mode in about log2(n) + 1 builds per such layer, linear mode in n builds. `direction` orders the layers
+(forward: inputs first), so the search meets the earliest (or, reverse, the latest) culprit first.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import engine as trt
+
+from ..build import BuildOptions, build_engine, parse_onnx
+from ..errors import PolyxError
+from ..tactic_replay import TacticRecorder
+from .checks import Candidate, Verdict
+from .group_testing import CulpritSearch, Step
+
+DIRECTIONS = ("forward", "reverse")
+_UNTYPED = (trt.LayerType.CONSTANT, trt.LayerType.SHAPE, trt.LayerType.CAST)
+
+
+@dataclass
+class PrecisionDebugResult:
+    """What the search found; partial after an interruption."""
+
+    fp32_layers: list[str] = field(default_factory=list)  # the layers that must run in FP32
+    candidates: int = 0
+    builds: int = 0
+    fp16_verdict: Verdict | None = None
+    unexplained: str = ""             # why precision cannot explain the failure, when it cannot
+    best_passing: list[str] | None = None   # the smallest FP32 set a passing build used so far
+    complete: bool = False
+    interrupted: bool = False
+
+
+def float_layers(model: Path) -> list[str]:
+    """Names of the network's floating-point compute layers, in network (topological) order."""
+    network, _ = parse_onnx(model, trt.Logger(trt.Logger.ERROR))
+    names = []
+    for layer in network.layers:
+        tensors = [t for t in [*layer.inputs, *layer.outputs] if t is not None]
+        if layer.type not in _UNTYPED and any(t.dtype == trt.DataType.FLOAT for t in tensors):
+            names.append(layer.name)
+    return names
+
+
+class PrecisionDebugger:
+    """`judge(candidate)` says whether one FP16 build is good; `progress(line)` receives one line per build."""
+
+    def __init__(self, model: Path, options: BuildOptions, judge: Callable[[Candidate], Verdict],
+                 mode: str = "bisect", direction: str = "forward", progress: Callable[[str], None] | None = None,
+                 logger: trt.Logger | None = None):
+        if not options.fp16:
+            raise PolyxError("debug precision searches an FP16 engine: pass --fp16")
+        if direction not in DIRECTIONS:
+            raise PolyxError(f"--direction must be one of {', '.join(DIRECTIONS)}, got '{direction}'")
+        constraints = "prefer" if options.precision_constraints == "prefer" else "obey"
+        self.model = Path(model)
+        self.options = replace(options, precision_constraints=constraints, save_tactics=None)
+        self.judge = judge
+        self.mode = mode
+        self.direction = direction
+        self.progress = progress or (lambda line: None)
+        self.logger = logger or trt.Logger(trt.Logger.ERROR)
+        self.result = PrecisionDebugResult()
+        self.last: tuple[str, Verdict] = ("", Verdict(False, ""))
+
+    def run(self) -> PrecisionDebugResult:
+        """The search; Ctrl-C stops it and returns what was found so far (`interrupted` set)."""
+        try:
+            self._run()
+        except KeyboardInterrupt:
+            self.result.interrupted = True
+        return self.result
+
+    def _run(self) -> None:
+        result = self.result
+        layers = [name for name in float_layers(self.model) if name not in self.options.layer_precisions]
+        if self.direction == "reverse":
+            layers.reverse()
+        result.candidates = len(layers)
+        fp16_fails = self._fails(layers, layers, "every layer in FP16")
+        self._announce()
+        result.fp16_verdict = self.last[1]
+        if not fp16_fails:
+            result.complete = True
+            return
+        all_fp32_fails = self._fails([], layers, "every layer in FP32")
+        self._announce()
+        if all_fp32_fails:
+            result.unexplained = ("the engine fails even with every layer in FP32, so FP16 is not the cause "
+                                  "(check the tolerances)")
+            return
+        search = CulpritSearch(layers, lambda active: self._fails(active, layers, f"{len(active)} of "
+                                                                  f"{len(layers)} layers in FP16"),
+                               mode=self.mode, on_step=self._announce)
+        result.fp32_layers = search.culprits  # the same list, so an interruption keeps what was found
+        search.run()
+        result.complete = True
+
+    def _fails(self, active: list[str], layers: list[str], description: str) -> bool:
+        pinned = [name for name in layers if name not in set(active)]
+        precisions = {**self.options.layer_precisions, **{name: "fp32" for name in pinned}}
+        recorder = TacticRecorder()
+        options = replace(self.options, layer_precisions=precisions, algorithm_selector=recorder)
+        try:
+            engine, plan, _ = build_engine(self.model, options, self.logger)
+        except trt.EngineError as exc:
+            raise PolyxError(f"build {self.result.builds + 1} ({description}) failed: {exc}") from exc
+        self.result.builds += 1
+        verdict = self.judge(Candidate(engine, plan, recorder.replay, self.model))
+        self.last = (description, verdict)
+        best = self.result.best_passing
+        if verdict.passed and (best is None or len(pinned) < len(best)):
+            self.result.best_passing = pinned
+        return not verdict.passed
+
+    def _announce(self, step: Step | None = None) -> None:
+        description, verdict = self.last
+        builds = self.result.builds
+        bound = f" of <= {builds + step.bound - step.index}" if step is not None else ""
+        self.progress(f"build {builds}{bound}: {description} -> {'good' if verdict.passed else 'bad'} "
+                      f"({verdict.summary})")

@@ -1,0 +1,195 @@
+"""`debug tactics`: which (layer, tactic) choices make an engine wrong, found through the algorithm selector only.
+
+One recorded build gives every layer's candidates and choice. Each later build forces a tactic on every layer (a
+replay, so builds are deterministic whatever the timing noise) and differs only in which suspect layers (those
+with more than one candidate) are *reverted* to a known-good tactic: the layer's reference tactic when it has one
+(the registered compute kernel, `*_reference_*`), else its next candidate that is not known bad.
+
+The search runs over the distinct tactics the suspects picked (group testing, see `group_testing`): reverting a
+tactic on every layer that picked it finds each bad tactic in about log2(#tactics) + 1 builds. A wrong kernel is
+wrong wherever it runs, so a bad tactic is reported with every layer that picked it and the replay avoids it on
+all of them. With `per_layer`, a second search over those layers keeps only the ones whose error alone fails the
+check (log2(K) + 1 builds per such layer): useful when a tactic is wrong for some shapes only, but it can leave a
+wrong kernel on layers whose error the check does not see.
+Every reported set was verified by a passing build, whose replay avoids the culprits.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import engine as trt
+
+from ..build import BuildOptions, build_engine
+from ..errors import PolyxError
+from ..tactic_replay import Replay, TacticRecorder, TacticReplayer, load_replay
+from .checks import Candidate, Verdict
+from .group_testing import CulpritSearch, Step
+
+REFERENCE_MARK = "_reference_"
+
+
+@dataclass
+class TacticCulprit:
+    tactic_id: int
+    tactic: str
+    layer_type: str
+    layers: list[str]      # the layers that fail with it (every layer that picked it unless `narrowed`)
+    picked_by: int         # how many suspect layers picked it
+    narrowed: bool = False
+
+
+@dataclass
+class TacticDebugResult:
+    """What the search found; partial (and `complete` False) after an interruption."""
+
+    initial: Verdict | None = None
+    culprits: list[TacticCulprit] = field(default_factory=list)
+    builds: int = 0
+    layers: int = 0
+    suspects: int = 0
+    good_replay: Replay | None = None      # the last passing forced build's tactics
+    unexplained: str = ""                  # why tactics cannot explain the failure, when they cannot
+    complete: bool = False                 # every culprit found and a passing replay verified
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+class TacticDebugger:
+    """`judge(candidate)` says whether one build is good; `progress(line)` receives one line per build."""
+
+    def __init__(self, model: Path, options: BuildOptions, judge: Callable[[Candidate], Verdict],
+                 per_layer: bool = False, progress: Callable[[str], None] | None = None,
+                 logger: trt.Logger | None = None):
+        self.model = Path(model)
+        self.options = replace(options, save_tactics=None, load_tactics=None, algorithm_selector=None)
+        self.initial_replay = load_replay(options.load_tactics) if options.load_tactics is not None else None
+        self.judge = judge
+        self.per_layer = per_layer
+        self.progress = progress or (lambda line: None)
+        self.logger = logger or trt.Logger(trt.Logger.ERROR)
+        self.result = TacticDebugResult()
+        self.choices: dict[str, list[dict]] = {}
+        self.chosen: Replay = {}
+        self.bad_ids: list[int] = []
+        self.last: tuple[str, Verdict] = ("", Verdict(False, ""))
+        self.passing: dict[frozenset[str], Replay] = {}
+        self.suspects: list[str] = []
+
+    def run(self) -> TacticDebugResult:
+        """The search; Ctrl-C stops it and returns what was found so far (`interrupted` set)."""
+        try:
+            self._run()
+        except KeyboardInterrupt:
+            self.result.interrupted = True
+            found = {c.tactic_id for c in self.result.culprits}
+            self.result.culprits += [self._culprit(t) for t in self.bad_ids if t not in found]
+        return self.result
+
+    def _run(self) -> None:
+        result = self.result
+        recorder = TacticRecorder(inner=TacticReplayer(self.initial_replay) if self.initial_replay else None)
+        result.initial = self._build(recorder, "initial build, recording every layer's candidates")
+        self._announce()
+        self.choices, self.chosen = recorder.choices, recorder.replay
+        result.layers = len(self.chosen)
+        if result.initial.passed:
+            result.good_replay, result.complete = dict(self.chosen), True
+            return
+        suspects = [layer for layer in self.chosen if len(self.choices.get(layer, [])) > 1]
+        result.suspects = len(suspects)
+        if not suspects:
+            result.unexplained = "no layer has a second tactic to try, so tactic choice cannot be the cause"
+            return
+        every_reverted_fails = self._fails(set(suspects), "revert every suspect layer to a known-good tactic")
+        self._announce()
+        if not every_reverted_fails:
+            self._search(suspects)
+        else:
+            result.unexplained = ("the engine still fails with every layer on a known-good (reference or "
+                                  "alternative) tactic, so the cause is not the choice of tactics")
+
+    def _search(self, suspects: list[str]) -> None:
+        result = self.result
+        self.suspects = suspects
+        tactic_of = {layer: int(self.chosen[layer]["tactic_id"]) for layer in suspects}
+        tactic_ids = list(dict.fromkeys(tactic_of.values()))
+
+        def tactics_fail(active: list[int]) -> bool:
+            reverted = {layer for layer, tactic in tactic_of.items() if tactic not in active}
+            return self._fails(reverted, f"keep {len(active)} of {len(tactic_ids)} tactics, revert the rest")
+
+        search = CulpritSearch(tactic_ids, tactics_fail, on_step=self._announce)
+        self.bad_ids = search.culprits  # the same list: alternatives avoid culprits as soon as they are found
+        search.run()
+        reverted = {layer for layer, tactic in tactic_of.items() if tactic in self.bad_ids}
+        for tactic_id in search.culprits:
+            culprit = self._culprit(tactic_id)
+            result.culprits.append(culprit)
+            if self.per_layer and culprit.picked_by > 1:
+                reverted = self._narrow(culprit, reverted)
+        result.good_replay = self.passing.get(frozenset(reverted))
+        if result.good_replay is None:
+            self._fails(reverted, "verify the replay that avoids the culprits")
+            self._announce()
+            result.good_replay = self.passing.get(frozenset(reverted))
+        result.complete = result.good_replay is not None
+
+    def _culprit(self, tactic_id: int) -> TacticCulprit:
+        layers = [layer for layer in self.suspects if int(self.chosen[layer]["tactic_id"]) == tactic_id]
+        first = self.chosen[layers[0]]
+        return TacticCulprit(tactic_id, first["tactic"], first["layer_type"], layers, len(layers))
+
+    def _narrow(self, culprit: TacticCulprit, reverted: set[str]) -> set[str]:
+        """The culprit's layers whose error alone fails the check; returns the reverted set with only those."""
+        layers = culprit.layers
+        others = reverted - set(layers)
+
+        def layers_fail(active: list[str]) -> bool:
+            return self._fails(others | (set(layers) - set(active)),
+                               f"keep {culprit.tactic} on {len(active)} of {len(layers)} layers")
+
+        failing = CulpritSearch(layers, layers_fail, on_step=self._announce).run()
+        culprit.layers = [layer for layer in layers if layer in failing]
+        culprit.narrowed = True
+        return others | set(culprit.layers)
+
+    def _fails(self, reverted: set[str], description: str) -> bool:
+        replay = {layer: self._alternative(layer) if layer in reverted else entry
+                  for layer, entry in self.chosen.items()}
+        recorder = TacticRecorder(inner=TacticReplayer(replay))
+        verdict = self._build(recorder, description)
+        if verdict.passed:
+            self.passing[frozenset(reverted)] = recorder.replay
+            self.result.good_replay = recorder.replay
+        return not verdict.passed
+
+    def _alternative(self, layer: str) -> dict:
+        """The reference tactic when the layer has one, else its first candidate not known to be bad."""
+        banned = {int(self.chosen[layer]["tactic_id"]), *self.bad_ids}
+        allowed = [c for c in self.choices[layer] if int(c["tactic_id"]) not in banned]
+        if not allowed:
+            return self.chosen[layer]
+        choice = next((c for c in allowed if REFERENCE_MARK in c["tactic"]), allowed[0])
+        return {"tactic_id": choice["tactic_id"], "tactic": choice["tactic"],
+                "layer_type": self.chosen[layer]["layer_type"]}
+
+    def _build(self, selector: TacticRecorder, description: str) -> Verdict:
+        options = replace(self.options, algorithm_selector=selector)
+        try:
+            engine, plan, _ = build_engine(self.model, options, self.logger)
+        except trt.EngineError as exc:
+            raise PolyxError(f"build {self.result.builds + 1} ({description}) failed: {exc}") from exc
+        self.result.builds += 1
+        verdict = self.judge(Candidate(engine, plan, selector.replay, self.model))
+        self.last = (description, verdict)
+        return verdict
+
+    def _announce(self, step: Step | None = None) -> None:
+        """One progress line for the last build; inside a search, with the most builds it may still take."""
+        description, verdict = self.last
+        builds = self.result.builds
+        bound = f" of <= {builds + step.bound - step.index}" if step is not None else ""
+        self.progress(f"build {builds}{bound}: {description} -> {'good' if verdict.passed else 'bad'} "
+                      f"({verdict.summary})")
