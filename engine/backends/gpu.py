@@ -6,6 +6,8 @@ Imported only when a plan targets the GPU (engine.backends.get_backend), so CPU-
 """
 from __future__ import annotations
 
+import functools
+import warnings
 from typing import Any
 
 import cupy
@@ -21,11 +23,20 @@ def as_stream(stream: Any):
     if isinstance(stream, (cupy.cuda.Stream, cupy.cuda.ExternalStream)):
         return stream
     if isinstance(stream, int):
-        return cupy.cuda.ExternalStream(stream)
+        return _external_stream(stream)
     handle = getattr(stream, "cuda_stream", None) or getattr(stream, "ptr", None)
     if handle is None:
         raise TypeError(f"cannot use {type(stream).__name__} as a CUDA stream")
-    return cupy.cuda.ExternalStream(int(handle))
+    return _external_stream(int(handle))
+
+
+@functools.lru_cache(maxsize=256)
+def _external_stream(handle: int):
+    """A CuPy view of a stream created elsewhere (it owns nothing, so views are cached by handle). CuPy 14
+    deprecates ExternalStream in favour of the __cuda_stream__ protocol, which raw handles do not speak."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return cupy.cuda.ExternalStream(handle)
 
 
 class GpuBackend:

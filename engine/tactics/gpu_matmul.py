@@ -96,7 +96,7 @@ class CublasGemmEx(Tactic):
             right = Operand(b, b.shape[-2], b.shape[-1], state["op1"], b.shape[-2] * b.shape[-1] if bb > 1 else 0)
             batch = max(ba, bb)
         m, n = left.product_shape[0], right.product_shape[1]
-        gemm(left, right, out.reshape(batch, m, n), batch, state["compute"], state["alpha"], beta)
+        gemm(left, right, Operand(out, m, n, False, m * n), batch, state["compute"], state["alpha"], beta)
 
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         bias = inputs[2] if len(inputs) > 2 else None

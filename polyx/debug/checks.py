@@ -3,7 +3,8 @@
 `CommandCheck` runs the user's `--check "CMD"`: `{model}`, `{engine}` and `{tactics}` in CMD are replaced by the
 candidate's file paths (shell-quoted), the command runs in a shell, and exit code 0 means good. `ReferenceCheck`
 runs the engine on seeded (or loaded) inputs and compares its outputs with a reference: onnxruntime's outputs of
-the original model, or golden outputs loaded from a file.
+the original model, or golden outputs loaded from a file. `SessionModelCheck` judges a whole candidate model the
+way `polyx run --engine --onnxrt` would (the built-in check of `debug reduce`).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from ..runners import EngineRunner, OnnxrtRunner
 from ..tactic_replay import save_replay
 
 PLACEHOLDERS = ("{model}", "{engine}", "{tactics}")
+COMMAND_NOT_FOUND = 127  # the shell's exit code
 Feeds = dict[str, np.ndarray]
 
 
@@ -39,7 +41,8 @@ class Verdict:
 
 @dataclass
 class Artifacts:
-    """The files of one candidate; a placeholder whose file does not exist is an error if CMD uses it."""
+    """The files of one candidate; None where this kind of candidate has no such file (a CMD using that
+    placeholder is then an error)."""
 
     model: Path | None = None
     engine: Path | None = None
@@ -69,10 +72,13 @@ class CommandCheck:
                                      f"{', '.join(usable)})")
                 command = command.replace(placeholder, shlex.quote(os.fspath(path)))
         completed = subprocess.run(command, shell=True, capture_output=not self.show_output, text=True)
+        last_line = (completed.stderr or completed.stdout or "").strip().splitlines()[-1:]
+        if completed.returncode == COMMAND_NOT_FOUND:
+            raise PolyxError(f"--check: the shell could not find the command "
+                             f"({last_line[0] if last_line else command})")
         if completed.returncode == 0:
             return Verdict(True, "check exited 0")
-        tail = (completed.stderr or completed.stdout or "").strip().splitlines()[-1:] if not self.show_output else []
-        return Verdict(False, f"check exited {completed.returncode}" + (f": {tail[0][:200]}" if tail else ""))
+        return Verdict(False, f"check exited {completed.returncode}" + (f": {last_line[0][:200]}" if last_line else ""))
 
 
 @dataclass

@@ -34,7 +34,6 @@ class PrecisionDebugResult:
     fp16_verdict: Verdict | None = None
     unexplained: str = ""             # why precision cannot explain the failure, when it cannot
     best_passing: list[str] | None = None   # the smallest FP32 set a passing build used so far
-    complete: bool = False
     interrupted: bool = False
 
 
@@ -88,7 +87,6 @@ class PrecisionDebugger:
         self._announce()
         result.fp16_verdict = self.last[1]
         if not fp16_fails:
-            result.complete = True
             return
         all_fp32_fails = self._fails([], layers, "every layer in FP32")
         self._announce()
@@ -101,7 +99,6 @@ class PrecisionDebugger:
                                mode=self.mode, on_step=self._announce)
         result.fp32_layers = search.culprits  # the same list, so an interruption keeps what was found
         search.run()
-        result.complete = True
 
     def _fails(self, active: list[str], layers: list[str], description: str) -> bool:
         pinned = [name for name in layers if name not in set(active)]

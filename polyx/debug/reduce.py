@@ -13,6 +13,7 @@ Every smaller failing candidate is written to the output path at once, so an int
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,7 @@ class ModelReducer:
     # ------------------------------------------------------------------ search
     def _run(self) -> None:
         everything = Subgraph(frozenset(range(len(self.nodes))), tuple(o.name for o in self.model.graph.output))
-        current = self._fails(everything, "the whole model")
+        current = self._fails(everything, "the whole model", 0)
         if current is None:
             raise PolyxError("the model passes the check, so there is nothing to reduce")
         current = self._reduce_outputs(current)
@@ -143,13 +144,14 @@ class ModelReducer:
         low, high = 0, len(self.nodes) - 1
         while low < high:
             middle = (low + high) // 2
-            failing = self._fails(self._prefix(middle), f"outputs after node {middle + 1} of {len(self.nodes)}")
+            failing = self._fails(self._prefix(middle), f"outputs after node {middle + 1} of {len(self.nodes)}",
+                                  _bisect_steps(high - low) + 1)
             if failing is not None:
                 current, high = failing, middle
             else:
                 low = middle + 1
         cone = self._fails(self._cone(tuple(out for out in self.nodes[high].output if out)),
-                           f"only what node '{self._name(high)}' depends on")
+                           f"only what node '{self._name(high)}' depends on", 0)
         return cone or current
 
     def _reduce_inputs(self, current: Subgraph) -> Subgraph:
@@ -158,7 +160,7 @@ class ModelReducer:
         while low < high:
             middle = (low + high + 1) // 2
             failing = self._fails(Subgraph(frozenset(order[middle:]), current.outputs),
-                                  f"inputs from node {middle + 1} of {len(order)} on")
+                                  f"inputs from node {middle + 1} of {len(order)} on", _bisect_steps(high - low))
             if failing is not None:
                 current, low = failing, middle
             else:
@@ -169,8 +171,9 @@ class ModelReducer:
         changed = True
         while changed and len(current.nodes) > 1:
             changed = False
-            for smaller, description in self._one_node_less(current):
-                failing = self._fails(smaller, description)
+            candidates = list(self._one_node_less(current))
+            for position, (smaller, description) in enumerate(candidates):
+                failing = self._fails(smaller, description, len(candidates) - position)
                 if failing is not None and len(failing.nodes) < len(current.nodes):
                     current, changed = failing, True
                     break
@@ -191,18 +194,19 @@ class ModelReducer:
                     not set(self.nodes[i].output) & set(current.outputs):
                 yield Subgraph(frozenset(nodes - {i}), current.outputs), f"without first node '{self._name(i)}'"
 
-    def _fails(self, candidate: Subgraph, description: str) -> Subgraph | None:
-        """The candidate as extracted (unused nodes pruned) when it fails the check, else None."""
+    def _fails(self, candidate: Subgraph, description: str, phase_left: int) -> Subgraph | None:
+        """The candidate as extracted (unused nodes pruned) when it fails the check, else None. `phase_left`:
+        the most checks this phase may still take, counting this one (for the progress line)."""
         nodes = self._closure(set(candidate.nodes))
         outputs = tuple(o for o in candidate.outputs if self.producer.get(o) in nodes)
         if not outputs:
             return None
         key = Subgraph(frozenset(nodes), outputs)
         if key not in self.verdicts:
-            self.verdicts[key] = self._judge(key, description)
+            self.verdicts[key] = self._judge(key, description, phase_left)
         return self.verdicts[key]
 
-    def _judge(self, candidate: Subgraph, description: str) -> Subgraph | None:
+    def _judge(self, candidate: Subgraph, description: str, phase_left: int) -> Subgraph | None:
         try:
             model = extract(self.model, [TensorSpec(name) for name in self._boundary_inputs(set(candidate.nodes))],
                             [TensorSpec(name) for name in candidate.outputs])
@@ -214,7 +218,8 @@ class ModelReducer:
         self.result.checks += 1
         size = len(model.graph.node)
         outcome = {True: "fails", False: "passes", None: "cannot run (skipped)"}[verdict]
-        self.progress(f"check {self.result.checks}: {description} ({size} nodes) -> {outcome}")
+        bound = f" of <= {self.result.checks + phase_left - 1} in this phase" if phase_left > 1 else ""
+        self.progress(f"check {self.result.checks}{bound}: {description} ({size} nodes) -> {outcome}")
         if verdict is None:
             self.result.skipped += 1
         if not verdict:
@@ -229,6 +234,11 @@ class ModelReducer:
     def _name(self, index: int) -> str:
         node = self.nodes[index]
         return node.name or f"{node.op_type}#{index}"
+
+
+def _bisect_steps(span: int) -> int:
+    """Checks a bisection over span + 1 positions may take."""
+    return max(1, math.ceil(math.log2(span + 1)))
 
 
 def _sorted(model: onnx.ModelProto) -> onnx.ModelProto:

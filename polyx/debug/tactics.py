@@ -42,7 +42,7 @@ class TacticCulprit:
 
 @dataclass
 class TacticDebugResult:
-    """What the search found; partial (and `complete` False) after an interruption."""
+    """What the search found; partial after an interruption."""
 
     initial: Verdict | None = None
     culprits: list[TacticCulprit] = field(default_factory=list)
@@ -51,7 +51,6 @@ class TacticDebugResult:
     suspects: int = 0
     good_replay: Replay | None = None      # the last passing forced build's tactics
     unexplained: str = ""                  # why tactics cannot explain the failure, when they cannot
-    complete: bool = False                 # every culprit found and a passing replay verified
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -95,7 +94,7 @@ class TacticDebugger:
         self.choices, self.chosen = recorder.choices, recorder.replay
         result.layers = len(self.chosen)
         if result.initial.passed:
-            result.good_replay, result.complete = dict(self.chosen), True
+            result.good_replay = dict(self.chosen)
             return
         suspects = [layer for layer in self.chosen if len(self.choices.get(layer, [])) > 1]
         result.suspects = len(suspects)
@@ -134,7 +133,6 @@ class TacticDebugger:
             self._fails(reverted, "verify the replay that avoids the culprits")
             self._announce()
             result.good_replay = self.passing.get(frozenset(reverted))
-        result.complete = result.good_replay is not None
 
     def _culprit(self, tactic_id: int) -> TacticCulprit:
         layers = [layer for layer in self.suspects if int(self.chosen[layer]["tactic_id"]) == tactic_id]

@@ -86,3 +86,30 @@ def make_overflow_model(path: Path, features: int = 64) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, path)
     return path
+
+
+def make_chain_model(path: Path, features: int = 16) -> Path:
+    """x -> fc1 -> bias1 -> relu1 -> softmax -> fc2 -> sigmoid2 -> scale -> y: softmax sits in the middle."""
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.standard_normal((features, features)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal(features).astype(np.float32), "b1"),
+             numpy_helper.from_array(rng.standard_normal((features, features)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array(3.0, np.float32), "three")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="fc1"),
+             helper.make_node("Add", ["h1", "b1"], ["h1b"], name="bias1"),
+             helper.make_node("Relu", ["h1b"], ["a1"], name="relu1"),
+             helper.make_node("Softmax", ["a1"], ["p"], name="softmax", axis=-1),
+             helper.make_node("MatMul", ["p", "w2"], ["h2"], name="fc2"),
+             helper.make_node("Sigmoid", ["h2"], ["s2"], name="sigmoid2"),
+             helper.make_node("Mul", ["s2", "three"], ["y"], name="scale")]
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, features])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, features])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def reverse_last_axis(inputs: list) -> list:
+    """Read the first input backwards along its last axis: a kernel with a wrong index."""
+    return [inputs[0][..., ::-1].copy(), *inputs[1:]]

@@ -1,0 +1,97 @@
+"""`polyx debug precision`: a MatMul whose outputs overflow FP16 (and the Softmax reading them) is found, and the
+suggested layer precisions make `polyx run --fp16` pass."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import pytest
+from cli_test_models import make_mlp, run_cli
+from debug_test_models import make_overflow_model
+
+TOLERANCE = ("--atol", "1e-2", "--rtol", "1e-2")
+LEVEL0 = ("--builder-optimization-level", "0")
+# Independently of the debugger: fc_big's outputs (~1e5) overflow FP16 (max 65504); softmax reads them, so it
+# overflows too unless it also runs in FP32. Every other layer's FP16 error stays far below 1e-2.
+NEEDED = {"fc_big", "softmax"}
+
+
+@pytest.fixture
+def overflow_model(tmp_path):
+    return make_overflow_model(tmp_path / "overflow.onnx")
+
+
+def test_fp16_overflow_fails_and_the_found_layers_fix_it(capsys, tmp_path, overflow_model):
+    code, _, _ = run_cli(capsys, "run", overflow_model, "--engine", "--onnxrt", "--fp16", *TOLERANCE, *LEVEL0)
+    assert code == 1
+    save = tmp_path / "fp32.json"
+    code, out, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *TOLERANCE, *LEVEL0,
+                             "--save", save)
+    assert code == 0, out + err
+    assert json.loads(save.read_text()) == {name: "fp32" for name in NEEDED}
+    assert re.search(r"build 3 of <= \d+", err)
+    flags = shlex.split(re.search(r"^Suggested build flags: (.*)$", out, re.M)[1])
+    code, out, _ = run_cli(capsys, "run", overflow_model, "--engine", "--onnxrt", "--fp16", *TOLERANCE, *LEVEL0,
+                           "--layer-precisions-file", save)
+    assert code == 0, out
+    code, out, _ = run_cli(capsys, "run", overflow_model, "--engine", "--onnxrt", "--fp16", *TOLERANCE, *LEVEL0,
+                           *flags)
+    assert code == 0, out
+
+
+@pytest.mark.parametrize("mode, direction", [("bisect", "reverse"), ("linear", "forward"), ("linear", "reverse")])
+def test_every_mode_and_direction_finds_the_same_layers(capsys, tmp_path, overflow_model, mode, direction):
+    save = tmp_path / "fp32.json"
+    code, out, _ = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *TOLERANCE, *LEVEL0, "-q",
+                           "--mode", mode, "--direction", direction, "--save", save)
+    assert code == 0, out
+    assert set(json.loads(save.read_text())) == NEEDED
+    builds = int(re.search(r"^Builds: (\d+)", out, re.M)[1])
+    assert builds <= (2 + 8 if mode == "linear" else 2 + 2 * (3 + 1))  # 8 float layers
+
+
+def test_a_passing_fp16_engine_needs_nothing(capsys, tmp_path):
+    model = make_mlp(tmp_path / "mlp.onnx")
+    code, out, _ = run_cli(capsys, "debug", "precision", model, "--fp16", *TOLERANCE, *LEVEL0, "-q")
+    assert code == 0
+    assert "no layer needs FP32" in out and "Builds: 1" in out
+
+
+def test_a_tolerance_fp32_cannot_meet_exits_1(capsys, overflow_model):
+    code, out, _ = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", "--atol", "0", "--rtol", "0",
+                           *LEVEL0, "-q")
+    assert code == 1
+    assert "even with every layer in FP32" in out
+
+
+def test_ctrl_c_saves_the_smallest_passing_fp32_set_so_far(capsys, tmp_path, overflow_model, monkeypatch):
+    import polyx.debug.precision as precision_module
+
+    real_build, builds = precision_module.build_engine, []
+
+    def interrupt_fourth(*args, **kwargs):
+        builds.append(1)
+        if len(builds) == 4:
+            raise KeyboardInterrupt
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(precision_module, "build_engine", interrupt_fourth)
+    save = tmp_path / "fp32.json"
+    code, out, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *TOLERANCE, *LEVEL0,
+                             "--save", save)
+    assert code == 130 and "Interrupted" in err
+    saved = json.loads(save.read_text())
+    assert NEEDED <= set(saved) and len(saved) < 8  # build 3 passed with half of the layers in FP16
+    monkeypatch.undo()
+    code, out, _ = run_cli(capsys, "run", overflow_model, "--engine", "--onnxrt", "--fp16", *TOLERANCE, *LEVEL0,
+                           "--layer-precisions-file", save)
+    assert code == 0, out
+
+
+def test_usage_errors(capsys, tmp_path, overflow_model):
+    code, _, err = run_cli(capsys, "debug", "precision", overflow_model, *LEVEL0)
+    assert code == 2 and err.strip() == "polyx: error: debug precision searches an FP16 engine: pass --fp16"
+    code, _, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", "--save",
+                           tmp_path / "missing" / "x.json")
+    assert code == 2 and "does not exist" in err

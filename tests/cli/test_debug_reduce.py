@@ -1,0 +1,116 @@
+"""`polyx debug reduce`: a model in which one node fails shrinks to at most 3 nodes containing that node, as a
+valid ONNX model that still fails."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from cli_test_models import make_mlp, run_cli, shared_model
+from debug_test_models import WrongTactic, make_chain_model, registered, reverse_last_axis
+
+import engine as trt
+
+
+def _has_node_check(tmp_path, node_name: str) -> str:
+    """A user check: the candidate model is bad (exit 1) when it contains the node."""
+    script = tmp_path / "has_node.py"
+    script.write_text("import sys\nimport onnx\n"
+                      "names = {node.name for node in onnx.load(sys.argv[1]).graph.node}\n"
+                      f"sys.exit(1 if {node_name!r} in names else 0)\n")
+    return f"{sys.executable} {script} {{model}}"
+
+
+def _runs_in_onnxruntime(model: onnx.ModelProto) -> None:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for value in session.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in value.shape]
+        feeds[value.name] = np.zeros(shape, np.int64 if "int64" in value.type else np.float32)
+    session.run(None, feeds)
+
+
+def test_check_command_reduces_bert_to_the_failing_node(capsys, tmp_path):
+    model = shared_model("bert_tiny")
+    bad = "/m/encoder/layer.1/attention/self/Softmax"
+    output = tmp_path / "min.onnx"
+    code, out, err = run_cli(capsys, "debug", "reduce", model, "--check", _has_node_check(tmp_path, bad),
+                             "-o", output)
+    assert code == 0, out + err
+    reduced = onnx.load(output)
+    onnx.checker.check_model(reduced)
+    names = [node.name for node in reduced.graph.node]
+    assert bad in names and len(names) <= 3
+    assert f"Reduced {len(onnx.load(model).graph.node)} -> {len(names)} node(s)" in out
+    assert "check 1: the whole model" in err
+    _runs_in_onnxruntime(reduced)
+
+
+def test_builtin_engine_vs_onnxrt_check_keeps_the_node_with_a_wrong_tactic(capsys, tmp_path):
+    model = make_chain_model(tmp_path / "chain.onnx")
+    output = tmp_path / "min.onnx"
+    with registered(WrongTactic(trt.LayerType.SOFTMAX, "test:softmax:reversed", reverse_last_axis)):
+        code, _, _ = run_cli(capsys, "run", model, "--engine", "--onnxrt", "--builder-optimization-level", "0")
+        assert code == 1
+        code, out, err = run_cli(capsys, "debug", "reduce", model, "--engine", "--onnxrt", "-o", output,
+                                 "--builder-optimization-level", "0")
+        assert code == 0, out + err
+        reduced = onnx.load(output)
+        onnx.checker.check_model(reduced)
+        names = [node.name for node in reduced.graph.node]
+        assert "softmax" in names and len(names) <= 3
+        code, _, _ = run_cli(capsys, "run", output, "--engine", "--onnxrt", "--builder-optimization-level", "0")
+        assert code == 1  # the reduced model still shows the failure
+    code, _, _ = run_cli(capsys, "run", output, "--engine", "--onnxrt", "--builder-optimization-level", "0")
+    assert code == 0  # and only because of the wrong tactic
+
+
+def test_ctrl_c_leaves_the_smallest_failing_model_so_far(capsys, tmp_path, monkeypatch):
+    from polyx.debug.checks import CommandCheck
+
+    model = shared_model("mobilenet_v2")
+    bad = "/features/features.7/conv/conv.1/conv.1.0/Conv"
+    real_judge, calls = CommandCheck.judge, []
+
+    def interrupt_sixth(self, artifacts):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real_judge(self, artifacts)
+
+    monkeypatch.setattr(CommandCheck, "judge", interrupt_sixth)
+    output = tmp_path / "min.onnx"
+    code, out, err = run_cli(capsys, "debug", "reduce", model, "--check", _has_node_check(tmp_path, bad),
+                             "-o", output, "-q")
+    assert code == 130 and "Interrupted" in err
+    reduced = onnx.load(output)
+    onnx.checker.check_model(reduced)
+    names = [node.name for node in reduced.graph.node]
+    assert bad in names and len(names) < len(onnx.load(model).graph.node)
+
+
+def test_a_passing_model_and_usage_errors(capsys, tmp_path):
+    model = make_mlp(tmp_path / "mlp.onnx")
+    output = tmp_path / "min.onnx"
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "true", "-o", output, "-q")
+    assert code == 2 and "passes the check, so there is nothing to reduce" in err
+    assert not output.exists()
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "-o", output)
+    assert code == 2 and "needs a check" in err
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "false", "--engine", "--onnxrt", "-o", output)
+    assert code == 2 and "not both" in err
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "false", "-o", model)
+    assert code == 2 and err.startswith("polyx: error:")
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "false", "-o", tmp_path / "no" / "m.onnx")
+    assert code == 2 and "does not exist" in err
+
+
+@pytest.mark.parametrize("refine", ["--refine", "--no-refine"])
+def test_always_failing_check_reduces_to_one_node(capsys, tmp_path, refine):
+    model = make_chain_model(tmp_path / "chain.onnx")
+    code, out, _ = run_cli(capsys, "debug", "reduce", model, "--check", "false", "-o", tmp_path / "m.onnx", "-q",
+                           refine)
+    assert code == 0
+    assert len(onnx.load(tmp_path / "m.onnx").graph.node) == 1
