@@ -20,7 +20,7 @@ _PTR = ctypes.c_void_p
 
 def _kernel():
     function = load_kernel("depthwise_conv2d").depthwise_conv2d_f32
-    function.restype = None
+    function.restype = ctypes.c_int
     function.argtypes = [_PTR, _PTR, _PTR, _PTR] + [_INT] * 15
     return function
 
@@ -64,9 +64,11 @@ class NativeDepthwise(ConvTactic):
         bias = state["bias"]
         bias_ptr = None if bias is None else bias.ctypes.data
         (h, wd), (oh, ow) = g.in_sizes, g.out_sizes
-        state["kernel_fn"](x.ctypes.data, state["w"].ctypes.data, bias_ptr, y.ctypes.data,
-                           g.batch, g.channels, h, wd, g.maps // g.channels, g.kernel[0], g.kernel[1], oh, ow,
-                           g.strides[0], g.strides[1], g.pre[0], g.pre[1], g.dilations[0], g.dilations[1])
+        status = state["kernel_fn"](x.ctypes.data, state["w"].ctypes.data, bias_ptr, y.ctypes.data,
+                                    g.batch, g.channels, h, wd, g.maps // g.channels, g.kernel[0], g.kernel[1], oh, ow,
+                                    g.strides[0], g.strides[1], g.pre[0], g.pre[1], g.dilations[0], g.dilations[1])
+        if status != 0:
+            raise MemoryError("native depthwise convolution: out of memory for its scratch plane")
 
 
 register_tactic(NativeDepthwise())
