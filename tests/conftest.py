@@ -1,10 +1,27 @@
-"""Test-suite wide hooks: tests marked `gpu` are skipped, with the reason, where CuPy or a CUDA device is missing
-(CI has neither), so nothing GPU-only runs or is imported there."""
+"""Test-suite wide hooks.
+
+- Tests marked `gpu` are skipped, with the reason, where CuPy or a CUDA device is missing (CI has neither), so
+  nothing GPU-only runs or is imported there.
+- Models the tests build are read by onnxruntime. onnx 1.23 writes IR version 14, which the onnxruntime on the
+  GPU machine (1.30) refuses, so test models are written with IR version 13 at most.
+"""
 from __future__ import annotations
 
+import onnx
 import pytest
 
 from engine.backends import gpu_available
+
+TEST_IR_VERSION = min(onnx.IR_VERSION, 13)
+_make_model = onnx.helper.make_model
+
+
+def _make_model_readable_by_older_onnxruntime(graph, **kwargs):
+    kwargs.setdefault("ir_version", TEST_IR_VERSION)
+    return _make_model(graph, **kwargs)
+
+
+onnx.helper.make_model = _make_model_readable_by_older_onnxruntime
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -57,7 +57,7 @@ def _divide(a, b, xp):
 
 
 def _power(a, b, xp):
-    if _is_integer(a) and b.dtype.kind == "i":
+    if _is_integer(a) and _is_integer(b):
         # Integers to negative powers: C pow then truncation gives 1 for base 1, ±1 for base -1, else 0.
         negative = b < 0
         exponent = xp.where(negative, 0, b)
@@ -67,6 +67,14 @@ def _power(a, b, xp):
         if a.dtype.kind == "i":
             small = xp.where(a == -1, xp.where(b % 2 == 0, 1, -1), small)
         result = xp.where(negative, small, xp.power(a, exponent))
+    elif _is_integer(a):
+        # Integer base, float exponent: pow in double precision, then truncation as in C. CUDA's pow is not
+        # correctly rounded (3.0 ** 1.0 can come out one ulp under 3), so results within rounding of an integer
+        # snap to it before truncating.
+        exact = xp.power(a.astype(xp.float64), b.astype(xp.float64))
+        nearest = xp.rint(exact)
+        close = xp.abs(exact - nearest) <= 1e-12 * xp.maximum(1.0, xp.abs(nearest))
+        result = xp.where(close, nearest, xp.trunc(exact))
     else:
         result = xp.power(a, b)
     return result.astype(a.dtype, copy=False)

@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx_node_check import assert_same, check_against_ort, feeds_of, node_model, run_engine
+from onnx_node_check import (
+    assert_same,
+    check_against_float64_reference,
+    check_against_ort,
+    feeds_of,
+    node_model,
+    run_engine,
+)
 
 from engine.dtypes import DataType
 from engine.enums import ElementWiseOperation, LayerType
@@ -69,7 +76,8 @@ def test_bitwise_ops(op, dtype):
 def test_bitshift_with_counts_up_to_the_width(direction, dtype):
     bits = np.dtype(dtype).itemsize * 8
     values = {"a": RNG.integers(0, 200, (3, 4)).astype(dtype), "b": RNG.integers(0, bits, (4,)).astype(dtype)}
-    check_against_ort("BitShift", ["a", "b"], values, attrs={"direction": direction})
+    # onnx's reference evaluator, not onnxruntime: older onnxruntime releases have no uint16 BitShift kernel.
+    check_against_float64_reference("BitShift", ["a", "b"], values, attrs={"direction": direction})
 
 
 def test_bitshift_out_of_range_counts_follow_onnx_reference():
