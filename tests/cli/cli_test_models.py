@@ -7,10 +7,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from shared_model_cases import MODELS
 
 from polyx.cli.app import main
 
-SHARED_MODELS = Path(__file__).resolve().parents[3] / "shared" / "models"
+SHARED_MODELS = MODELS  # ../shared/models, or POLYX_MODELS_DIR
 
 
 def shared_model(name: str) -> Path:

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from shared_model_cases import MODELS
 
 import engine as trt
 from polyx.tactic_replay import TacticRecorder
 
-SHARED_MODELS = Path(__file__).resolve().parents[3] / "shared" / "models"
+SHARED_MODELS = MODELS  # ../shared/models, or POLYX_MODELS_DIR
 
 
 def small_model() -> onnx.ModelProto:

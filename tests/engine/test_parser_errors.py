@@ -7,11 +7,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from shared_model_cases import MODELS
 
 import engine as trt
 from engine.testing import parse_onnx
 
-SHARED_MODEL = Path(__file__).resolve().parents[3] / "shared" / "models" / "mobilenet_v2.onnx"
+SHARED_MODEL = MODELS / "mobilenet_v2.onnx"
 # Real ONNX ops with one float input that the engine is unlikely to ever import; the test uses the first missing one.
 RARE_OPS = ("Det", "Unique", "NonMaxSuppression", "StringNormalizer")
 

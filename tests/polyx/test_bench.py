@@ -2,13 +2,13 @@
 import json
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from shared_model_cases import MODELS
 
 from polyx.bench import (
     BenchOptions,
@@ -24,7 +24,7 @@ from polyx.build import BuildOptions
 from polyx.data.loader import DataLoader
 from polyx.errors import PolyxError
 
-SHARED_MODELS = Path(__file__).resolve().parents[3] / "shared" / "models"
+SHARED_MODELS = MODELS  # ../shared/models, or POLYX_MODELS_DIR
 RNG = np.random.default_rng(3)
 W = RNG.standard_normal((6, 5)).astype(np.float32)
 B = RNG.standard_normal(5).astype(np.float32)

@@ -8,8 +8,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from shared_model_cases import MODELS
 
-SHARED_MODELS = Path(__file__).resolve().parents[3] / "shared" / "models"
+SHARED_MODELS = MODELS  # ../shared/models, or POLYX_MODELS_DIR
 STATIC_SHAPES = {"gpt2_tiny": {"input_ids": [2, 16]},
                  "bert_tiny": {"input_ids": [2, 16], "attention_mask": [2, 16]}}
 
