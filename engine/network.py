@@ -306,31 +306,32 @@ class NetworkDefinition:
             return None
         return self.add_constant(array.shape, array, name=name).get_output(0)
 
-    def add_convolution_nd(self, input: Tensor, num_output_maps: int, kernel_shape: Sequence[int],
-                           kernel: np.ndarray | Tensor, bias: np.ndarray | Tensor | None = None,
-                           name: str | None = None) -> Layer:
-        """Convolution over the trailing len(kernel_shape) dims. kernel: (K, C/groups, *kernel_shape)."""
+    def _add_weighted_window_layer(self, layer_type: LayerType, input: Tensor, num_output_maps: int,
+                                   kernel_shape: Sequence[int], kernel, bias, name: str | None,
+                                   extra: dict[str, Any]) -> Layer:
+        """Convolution and deconvolution: constant kernel/bias inputs and the shared window parameters."""
         n = len(kernel_shape)
-        base = name or f"(CONVOLUTION)_{len(self.layers)}"
+        base = name or f"({layer_type.value})_{len(self.layers)}"
         kernel_t = self._weights_tensor(kernel, f"{base}.kernel")
         bias_t = self._weights_tensor(bias, f"{base}.bias")
         params = {"num_output_maps": int(num_output_maps), "kernel_size_nd": list(kernel_shape),
                   "stride_nd": [1] * n, "dilation_nd": [1] * n, "pre_padding": [0] * n, "post_padding": [0] * n,
-                  "num_groups": 1, "padding_mode": PaddingMode.EXPLICIT_ROUND_DOWN}
-        return self.add_layer(LayerType.CONVOLUTION, [input, kernel_t, bias_t], params, name=name)
+                  **extra, "num_groups": 1, "padding_mode": PaddingMode.EXPLICIT_ROUND_DOWN}
+        return self.add_layer(layer_type, [input, kernel_t, bias_t], params, name=name)
+
+    def add_convolution_nd(self, input: Tensor, num_output_maps: int, kernel_shape: Sequence[int],
+                           kernel: np.ndarray | Tensor, bias: np.ndarray | Tensor | None = None,
+                           name: str | None = None) -> Layer:
+        """Convolution over the trailing len(kernel_shape) dims. kernel: (K, C/groups, *kernel_shape)."""
+        return self._add_weighted_window_layer(LayerType.CONVOLUTION, input, num_output_maps, kernel_shape, kernel,
+                                               bias, name, {})
 
     def add_deconvolution_nd(self, input: Tensor, num_output_maps: int, kernel_shape: Sequence[int],
                              kernel: np.ndarray | Tensor, bias: np.ndarray | Tensor | None = None,
                              name: str | None = None) -> Layer:
         """Transposed convolution. kernel: (C, K/groups, *kernel_shape) as in ONNX ConvTranspose."""
-        n = len(kernel_shape)
-        base = name or f"(DECONVOLUTION)_{len(self.layers)}"
-        kernel_t = self._weights_tensor(kernel, f"{base}.kernel")
-        bias_t = self._weights_tensor(bias, f"{base}.bias")
-        params = {"num_output_maps": int(num_output_maps), "kernel_size_nd": list(kernel_shape),
-                  "stride_nd": [1] * n, "dilation_nd": [1] * n, "pre_padding": [0] * n, "post_padding": [0] * n,
-                  "output_padding": [0] * n, "num_groups": 1, "padding_mode": PaddingMode.EXPLICIT_ROUND_DOWN}
-        return self.add_layer(LayerType.DECONVOLUTION, [input, kernel_t, bias_t], params, name=name)
+        return self._add_weighted_window_layer(LayerType.DECONVOLUTION, input, num_output_maps, kernel_shape, kernel,
+                                               bias, name, {"output_padding": [0] * len(kernel_shape)})
 
     def add_pooling_nd(self, input: Tensor, type: PoolingType, window_size: Sequence[int],
                        name: str | None = None) -> Layer:

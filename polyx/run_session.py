@@ -24,6 +24,7 @@ from .data.files import check_writable, load_tensors, save_tensors
 from .data.loader import DataLoader
 from .errors import PolyxError
 from .marking import mark_onnx_outputs
+from .onnx_model import graph_inputs, load_onnx
 from .runners import EngineRunner, OnnxrtRunner, Runner
 
 Feeds = dict[str, np.ndarray]
@@ -98,8 +99,8 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
     _check_options(options)
     logger = logger or trt.Logger(trt.Logger.WARNING)
     model_is_plan = options.model.suffix.lower() in PLAN_SUFFIXES
-    model = None if model_is_plan else _load_onnx(options.model)
-    feeds = _feeds(options, _input_meta(model)) if model is not None else None
+    model = None if model_is_plan else load_onnx(options.model)
+    feeds = _feeds(options, graph_inputs(model)) if model is not None else None
     runners: list[Runner] = []
     engine, build_report = None, None
     if options.use_engine:
@@ -110,7 +111,7 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
         marks = options.onnx_mark_all or options.onnx_outputs
         runners.append(OnnxrtRunner(mark_onnx_outputs(model, options.onnx_outputs, options.onnx_mark_all)
                                     if marks else options.model))
-    input_meta = _input_meta(model) if model is not None else EngineRunner(engine).input_metadata()
+    input_meta = graph_inputs(model) if model is not None else EngineRunner(engine).input_metadata()
     if feeds is None:
         feeds = _feeds(options, input_meta)
     if options.save_inputs is not None:
@@ -186,25 +187,6 @@ def _check_options(options: RunOptions) -> None:
     options.build.validate()
     for path in options.output_paths():
         check_writable(path)
-
-
-def _load_onnx(path: Path) -> onnx.ModelProto:
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a damaged file
-        raise PolyxError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
-
-
-def _input_meta(model: onnx.ModelProto) -> dict[str, tuple[tuple, np.dtype]]:
-    initializers = {init.name for init in model.graph.initializer}
-    meta = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        tensor_type = value.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
-        meta[value.name] = (shape, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)))
-    return meta
 
 
 def _engine_outputs(engine: trt.Engine) -> list[str]:

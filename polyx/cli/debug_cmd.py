@@ -23,12 +23,13 @@ from ..build import BuildOptions
 from ..compare import Tolerances
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 from ..data.files import check_writable
-from ..debug.checks import Artifacts, CommandCheck, EngineJudge, ReferenceCheck, SessionModelCheck, load_onnx
+from ..debug.checks import Artifacts, CommandCheck, EngineJudge, ReferenceCheck, SessionModelCheck
 from ..debug.precision import PrecisionDebugger
 from ..debug.reduce import ModelReducer
 from ..debug.repeated_build import RepeatedBuilder, parse_until
 from ..debug.tactics import TacticDebugger
 from ..errors import PolyxError
+from ..onnx_model import load_onnx
 from ..tactic_replay import save_replay
 from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_tolerances, parse_value_ranges, with_build_options
 from .multi_value_options import multi_value_command

@@ -24,6 +24,7 @@ from ..compare import Comparator, Tolerances
 from ..data.files import load_tensors
 from ..data.loader import DataLoader
 from ..errors import PolyxError
+from ..onnx_model import graph_inputs, load_onnx
 from ..run_session import RunOptions, run_session
 from ..runners import EngineRunner, OnnxrtRunner
 from ..tactic_replay import save_replay
@@ -144,28 +145,6 @@ class ReferenceCheck:
                                   "elements out of tolerance"
         return Verdict(False, f"{len(failures)} of {compared} output(s) differ from {self.reference_name} "
                               f"('{worst.name}': {detail})")
-
-
-def load_onnx(path: Path) -> onnx.ModelProto:
-    if not Path(path).is_file():
-        raise PolyxError(f"{path}: no such file")
-    try:
-        return onnx.load(os.fspath(path))
-    except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a damaged file
-        raise PolyxError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
-
-
-def graph_inputs(model: onnx.ModelProto) -> dict[str, tuple[tuple, np.dtype]]:
-    """{input name: (shape with -1 for dynamic dims, dtype)}, initializers excluded."""
-    initializers = {init.name for init in model.graph.initializer}
-    meta = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        tensor_type = value.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
-        meta[value.name] = (shape, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)))
-    return meta
 
 
 @dataclass
