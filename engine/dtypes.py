@@ -69,7 +69,6 @@ _FROM_ONNX = {
     TensorProto.UINT64: DataType.UINT64,
     TensorProto.BOOL: DataType.BOOL,
 }
-_TO_ONNX = {v: k for k, v in _FROM_ONNX.items()}
 
 
 def nptype(dtype: DataType) -> type:
@@ -92,10 +91,6 @@ def from_onnx(elem_type: int) -> DataType:
     except KeyError:
         name = TensorProto.DataType.Name(elem_type) if elem_type in TensorProto.DataType.values() else elem_type
         raise EngineError(f"unsupported ONNX data type {name}") from None
-
-
-def to_onnx(dtype: DataType) -> int:
-    return _TO_ONNX[DataType(dtype)]
 
 
 def is_supported_onnx(elem_type: int) -> bool:

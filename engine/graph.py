@@ -82,12 +82,6 @@ class LoweredGraph:
     constants: dict[int, np.ndarray] = field(default_factory=dict)
     shape_inputs: list[int] = field(default_factory=list)
 
-    def tensor_index(self, name: str) -> int | None:
-        for i, t in enumerate(self.tensors):
-            if t.name == name:
-                return i
-        return None
-
     @property
     def device_layers(self) -> list[LayerSpec]:
         return [spec for spec in self.layers if not spec.host and spec.layer.type != LayerType.CONSTANT]

@@ -43,10 +43,6 @@ class Tensor:
         self.is_network_input = False
         self.is_network_output = False
 
-    @property
-    def is_shape_tensor(self) -> bool:
-        return self.dtype in (DataType.INT32, DataType.INT64) and self.shape is not None and len(self.shape) <= 1
-
     def __repr__(self) -> str:
         return f"Tensor({self.name!r}, {self.dtype.value}, {self.shape})"
 
