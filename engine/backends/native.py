@@ -66,6 +66,13 @@ def load_kernel(name: str) -> ctypes.CDLL:
 
 
 def _build(name: str) -> ctypes.CDLL:
+    try:
+        return _compile_and_load(name)
+    except OSError as exc:  # an unwritable cache folder, a missing source: the tactic is unavailable, not fatal
+        raise NativeUnavailable(f"kernel {name} is unavailable: {exc}") from None
+
+
+def _compile_and_load(name: str) -> ctypes.CDLL:
     if os.environ.get("POLYX_DISABLE_NATIVE"):
         raise NativeUnavailable("native kernels are disabled by POLYX_DISABLE_NATIVE")
     source = (KERNEL_DIR / f"{name}.c").read_text()

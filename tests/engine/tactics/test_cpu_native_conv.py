@@ -84,3 +84,11 @@ def test_missing_compiler_is_a_reason_not_a_crash(monkeypatch):
     monkeypatch.setattr(native.shutil, "which", lambda name: None)
     with pytest.raises(native.NativeUnavailable, match="no C compiler"):
         native._build("depthwise_conv2d")
+
+
+def test_unwritable_cache_is_a_reason_not_a_crash(monkeypatch, tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    monkeypatch.setenv("POLYX_CACHE_DIR", str(blocker))  # the cache would have to live under a regular file
+    with pytest.raises(native.NativeUnavailable, match="unavailable"):
+        native._build("depthwise_conv2d")
