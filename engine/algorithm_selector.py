@@ -1,8 +1,10 @@
 """Algorithm selector interface (TensorRT's IAlgorithmSelector) and the objects the builder passes to it.
 
-The builder calls `select_algorithms(context, choices)` for every layer with its candidate tactics (already
-timed, unless the optimization level skips timing) and picks the fastest among the returned indices; after the
-build it calls `report_algorithms(contexts, choices)` with what was chosen. polyx's tactic replay and
+The builder calls `select_algorithms(context, choices)` for every layer and every optimization profile (as
+TensorRT does: `context.profile_index`, shapes of that profile) with its candidate tactics (already timed at that
+profile's opt shape, unless the optimization level skips timing) and picks the fastest among the returned indices;
+after the build it calls `report_algorithms(contexts, choices)` once with what was chosen, profile 0's layers
+first. polyx's tactic replay and
 `debug tactics` bisection are written on top of this interface only.
 """
 from __future__ import annotations
@@ -45,6 +47,7 @@ class AlgorithmContext:
     input_shapes: tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...]
     output_shapes: tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...]
     precision: str = "FLOAT"
+    profile_index: int = 0  # the optimization profile whose shapes these are (the builder asks once per profile)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property

@@ -1,9 +1,9 @@
 """Builder: network + config → optimized, tactic-selected, serialized plan.
 
 Order of work: copy and validate the network, infer shapes, check profiles, run the passes (passes/pipeline.py),
-lower, then select a tactic per device layer by timing every eligible tactic on real inputs of the profile's opt
-shape (a reference sweep through the network provides them), consult the timing cache and the algorithm
-selector, plan activation memory, and write the plan.
+lower, then select a tactic per device layer and optimization profile by timing every eligible tactic on real
+inputs of that profile's opt shape (one reference sweep through the network per profile provides them), consult
+the timing cache and the algorithm selector, plan activation memory, and write the plan.
 """
 from __future__ import annotations
 
@@ -237,7 +237,9 @@ def _input_values(graph: LoweredGraph, values: dict[str, tuple], which: int) -> 
 
 
 class _TacticSelection:
-    """Sweeps the network once at the opt shape of profile 0, choosing each device layer's tactic on the way."""
+    """Sweeps the network once per optimization profile at that profile's opt shapes (TensorRT tunes each profile
+    separately: tactics tuned for batch 32 can be several times slower at batch 1), choosing each device layer's
+    tactic for that profile on the way."""
 
     def __init__(self, build: _Build, graph: LoweredGraph, profiles, backend, device: str, cache: TimingCache | None):
         self.build = build
@@ -248,6 +250,7 @@ class _TacticSelection:
         self.device = device
         self.cache = cache
         self.max_workspace = 0
+        self.max_shapes: Any = None  # tensor shapes at the max of the profile being swept
         self.contexts: list[AlgorithmContext] = []
         self.chosen: list[Algorithm] = []
         self.timed_layers = 0
@@ -256,14 +259,30 @@ class _TacticSelection:
         self.build_options = {"tf32": self.config.get_flag(BuilderFlag.TF32)}
 
     def run(self) -> None:
+        for spec in self.graph.layers:
+            spec.tactic_ids, spec.tactic_names = [], []
+        for index in range(len(self.profiles)):
+            self._sweep(index)
+        for spec in self.graph.device_layers:
+            spec.tactic_id, spec.tactic_name = spec.tactic_ids[0], spec.tactic_names[0]
+        selector = self.config.algorithm_selector
+        if selector is not None:
+            selector.report_algorithms(self.contexts, self.chosen)
+        if self.cache is not None:
+            self.build.log(Severity.VERBOSE, f"timing cache: {self.cache.hits} hits, {self.cache.misses} misses")
+        profiles = f" in each of {len(self.profiles)} profiles" if len(self.profiles) > 1 else ""
+        self.build.log(Severity.INFO, f"tactic selection: {len(self.graph.device_layers)} layers{profiles}, "
+                                      f"{self.timed_layers} timed")
+
+    def _sweep(self, profile_index: int) -> None:
+        """Run the network at profile `profile_index`'s opt shapes, appending each device layer's tactic choice."""
         graph, backend, xp = self.graph, self.backend, self.backend.xp
-        shape_values = self.build.shape_values[0]
-        shapes_by_which = [resolve_shapes(graph, _input_shapes(graph, self.profiles[0], which),
+        shape_values = self.build.shape_values[profile_index]
+        shapes_by_which = [resolve_shapes(graph, _input_shapes(graph, self.profiles[profile_index], which),
                                           _input_values(graph, shape_values, which)) for which in (0, 1, 2)]
         resolved = shapes_by_which[1]
         shapes = resolved.shapes
-        self.max_shapes = [resolve_shapes(graph, _input_shapes(graph, p, 2), _input_values(graph, v, 2)).shapes
-                           for p, v in zip(self.profiles, self.build.shape_values)]
+        self.max_shapes = shapes_by_which[2].shapes
         values: dict[int, Any] = {i: backend.to_device(v) for i, v in resolved.host_values.items()}
         rng = np.random.default_rng(0)
         for i in graph.inputs:
@@ -291,7 +310,7 @@ class _TacticSelection:
                 spec.layer.name, spec.layer.type.value,
                 tuple(tuple(tuple(r.shapes[i]) if i is not None else () for r in shapes_by_which) for i in spec.inputs),
                 tuple(tuple(tuple(r.shapes[o]) for r in shapes_by_which) for o in spec.outputs),
-                spec.layer.precision.value)
+                spec.layer.precision.value, profile_index)
             allowed = list(range(len(candidates)))
             if selector is not None:
                 allowed = self._ask_selector(selector, context, algorithms)
@@ -299,7 +318,8 @@ class _TacticSelection:
                                                candidates[k].heuristic_rank, candidates[k].heuristic_rank,
                                                candidates[k].id))
             tactic = candidates[best]
-            spec.tactic_id, spec.tactic_name = tactic.id, tactic.name
+            spec.tactic_ids.append(tactic.id)
+            spec.tactic_names.append(tactic.name)
             self.max_workspace = max(self.max_workspace, self._workspace_need(tactic, spec, tctx))
             self.contexts.append(context)
             self.chosen.append(algorithms[best])
@@ -310,11 +330,6 @@ class _TacticSelection:
             for i in spec.inputs:
                 if i is not None and last_use.get(i) == step and i not in keep:
                     values.pop(i, None)
-        if selector is not None:
-            selector.report_algorithms(self.contexts, self.chosen)
-        if self.cache is not None:
-            self.build.log(Severity.VERBOSE, f"timing cache: {self.cache.hits} hits, {self.cache.misses} misses")
-        self.build.log(Severity.INFO, f"tactic selection: {len(self.chosen)} layers, {self.timed_layers} timed")
 
     def _candidates(self, spec, tctx: TacticContext, level: int, limit: int):
         eligible = []
@@ -383,11 +398,10 @@ class _TacticSelection:
         return timings
 
     def _workspace_need(self, tactic, spec, tctx: TacticContext) -> int:
-        """Workspace at the opt shape and at every profile's max shape: the runtime sizes it by the actual shapes,
-        so the limit must hold for all of them."""
-        contexts = [tctx] + [TacticContext(spec.layer, *tactic_infos(self.graph, spec, shapes), self.device,
-                                           tctx.extra) for shapes in self.max_shapes]
-        return max(int(tactic.workspace_bytes(c)) for c in contexts)
+        """Workspace at the opt shape and at the max shape of the profile being swept: the runtime runs this
+        profile's tactic only on shapes inside the profile and sizes the workspace by them."""
+        at_max = TacticContext(spec.layer, *tactic_infos(self.graph, spec, self.max_shapes), self.device, tctx.extra)
+        return max(int(tactic.workspace_bytes(c)) for c in (tctx, at_max))
 
     def _workspace(self, tactic, tctx: TacticContext):
         """Tactics are timed and run with the workspace they ask for, as the runtime gives it."""

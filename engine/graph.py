@@ -69,8 +69,10 @@ class LayerSpec:
     inputs: list[int | None]
     outputs: list[int]
     host: bool
-    tactic_id: int = 0
+    tactic_id: int = 0     # profile 0's tactic (what single-profile readers such as `inspect` show)
     tactic_name: str = ""
+    tactic_ids: list[int] = field(default_factory=list)    # one per optimization profile (device layers only)
+    tactic_names: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from .graph import LayerSpec, LoweredGraph, TensorSpec
 from .network import Layer
 
 MAGIC = b"POLYXPLN"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-profile tactics (tactic_ids, tactic_names)
 
 
 def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
@@ -28,7 +28,8 @@ def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
         layers.append({"name": layer.name, "type": layer.type.value, "params": params,
                        "precision": layer.precision.value, "metadata": layer.metadata,
                        "inputs": spec.inputs, "outputs": spec.outputs, "host": spec.host,
-                       "tactic_id": spec.tactic_id, "tactic_name": spec.tactic_name})
+                       "tactic_id": spec.tactic_id, "tactic_name": spec.tactic_name,
+                       "tactic_ids": spec.tactic_ids, "tactic_names": spec.tactic_names})
     for index, array in graph.constants.items():
         arrays[f"const{index}"] = array
     header = {
@@ -60,7 +61,8 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
             object.__setattr__(layer, "precision", DataType(entry["precision"]))
             layer.metadata.update(entry.get("metadata") or {})
             layers.append(LayerSpec(layer, list(entry["inputs"]), outputs, bool(entry["host"]),
-                                    int(entry["tactic_id"]), entry.get("tactic_name", "")))
+                                    int(entry["tactic_id"]), entry.get("tactic_name", ""),
+                                    [int(t) for t in entry["tactic_ids"]], list(entry["tactic_names"])))
         graph = LoweredGraph(tensors, layers, list(header["inputs"]), list(header["outputs"]), constants,
                              list(header.get("shape_inputs", [])))
     except (KeyError, TypeError, ValueError) as exc:

@@ -1,6 +1,7 @@
 """Runtime, Engine and ExecutionContext (TensorRT 8.6 names).
 
-An ExecutionContext resolves shapes once per set of input shapes ("binding"): it evaluates the host shape
+An ExecutionContext resolves shapes once per active optimization profile and set of input shapes ("binding"; the
+profile picks the tactics, each profile's were tuned at its own opt shapes): it evaluates the host shape
 arithmetic, places activations in one arena by the lifetime plan, and precompiles a flat step list. `execute`
 then only swaps the user's input/output arrays in and runs the steps. Contexts own their arenas, so several
 contexts of one engine can run at the same time from different threads.
@@ -71,16 +72,28 @@ class Engine:
         self._device_constants = {i: self.backend.to_device(a) for i, a in graph.constants.items()}
         self._states = self._prepare_tactics()
 
-    def _prepare_tactics(self) -> list[Any]:
-        states = []
-        for spec in self.graph.layers:
-            if spec.host or spec.layer.type == LayerType.CONSTANT:
-                states.append(None)
-                continue
-            tactic = tactic_by_id(spec.tactic_id)
-            ins, outs = tactic_infos(self.graph, spec)
-            states.append((tactic, tactic.prepare(TacticContext(spec.layer, ins, outs, self.device))))
-        return states
+    def _prepare_tactics(self) -> list[list[Any]]:
+        """Per profile, per layer: (tactic, prepared state), None for host layers. Each distinct (layer, tactic)
+        is prepared once and shared by the profiles that chose it."""
+        prepared: dict[tuple[int, int], tuple[Any, Any]] = {}
+        per_profile = []
+        for profile in range(max(len(self.profiles), 1)):
+            states: list[Any] = []
+            for index, spec in enumerate(self.graph.layers):
+                if spec.host or spec.layer.type == LayerType.CONSTANT:
+                    states.append(None)
+                    continue
+                if profile >= len(spec.tactic_ids):
+                    raise PlanFormatError(f"plan: layer '{spec.layer.name}' has tactics for {len(spec.tactic_ids)} "
+                                          f"optimization profile(s), the plan has {len(self.profiles)}")
+                key = (index, spec.tactic_ids[profile])
+                if key not in prepared:
+                    tactic = tactic_by_id(key[1])
+                    ins, outs = tactic_infos(self.graph, spec)
+                    prepared[key] = (tactic, tactic.prepare(TacticContext(spec.layer, ins, outs, self.device)))
+                states.append(prepared[key])
+            per_profile.append(states)
+        return per_profile
 
     # ------------------------------------------------------------------ TensorRT-style queries
     @property
@@ -148,7 +161,8 @@ class Engine:
         return ExecutionContext(self)
 
     def layer_info(self) -> list[dict[str, Any]]:
-        """Per layer: name, type, precision, tactic, fused-from names, inputs/outputs (what `inspect` shows)."""
+        """Per layer: name, type, precision, tactic (profile 0's; `tactics_per_profile` has every profile's),
+        fused-from names, inputs/outputs (what `inspect` shows)."""
         rows = []
         for spec in self.graph.layers:
             if spec.layer.type == LayerType.CONSTANT:
@@ -156,6 +170,7 @@ class Engine:
             rows.append({
                 "name": spec.layer.name, "type": spec.layer.type.value, "precision": spec.layer.precision.value,
                 "tactic_id": spec.tactic_id, "tactic": spec.tactic_name or ("host" if spec.host else ""),
+                "tactics_per_profile": list(spec.tactic_names), "tactic_ids_per_profile": list(spec.tactic_ids),
                 "host": spec.host, "fused_from": spec.layer.metadata.get("fused_from", []),
                 "inputs": [None if i is None else self.graph.tensors[i].name for i in spec.inputs],
                 "outputs": [self.graph.tensors[o].name for o in spec.outputs],
@@ -318,7 +333,7 @@ class ExecutionContext:
         missing = [graph.tensors[i].name for i in graph.shape_inputs if i not in self._input_values]
         if missing:
             raise ExecutionError(f"no value given for shape input(s): {', '.join(missing)}")
-        key = (tuple(self._input_shapes[i] for i in graph.inputs),
+        key = (self._profile, tuple(self._input_shapes[i] for i in graph.inputs),
                tuple(self._input_values[i].tobytes() for i in graph.shape_inputs))
         binding = self._bindings.pop(key, None)
         if binding is None:
@@ -344,7 +359,7 @@ class ExecutionContext:
             count = int(np.prod(shapes[i], dtype=np.int64))
             slots[i] = arena[offset:offset + count * dtype.itemsize].view(dtype).reshape(shapes[i])
         steps, workspace_bytes = [], 0
-        for spec, state in zip(graph.layers, engine._states):
+        for spec, state in zip(graph.layers, engine._states[self._profile]):
             if state is None:
                 continue
             tactic, prepared = state

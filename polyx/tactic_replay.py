@@ -2,7 +2,11 @@
 
 Recording and replaying both go through the engine's public algorithm selector interface, as TensorRT tools do:
 `TacticRecorder` accepts every choice and remembers what the builder picked; `TacticReplayer` allows only the
-recorded tactic for each recorded layer. Format (JSON):
+recorded tactic for each recorded layer. The builder asks the selector once per optimization profile: the recorder
+keeps profile 0's choice per layer (one entry per layer, so the format does not change), and the replayer forces
+that tactic for the layer in every profile, which reproduces a single-profile build exactly and gives a
+multi-profile build one known tactic per layer (the point of a replay: a reproducible, bisectable build).
+Format (JSON):
 `{"format": "polyx-tactics", "version": 1, "layers": {layer name: {"tactic_id", "tactic", "layer_type"}}}`.
 """
 from __future__ import annotations
@@ -23,7 +27,8 @@ Replay = dict[str, dict[str, Any]]
 
 
 class TacticRecorder(IAlgorithmSelector):
-    """Allows everything; after the build `replay` maps each layer to the tactic the builder chose."""
+    """Allows everything; after the build `replay` maps each layer to the tactic the builder chose for profile 0
+    (and `choices` to its profile-0 candidates)."""
 
     def __init__(self, inner: IAlgorithmSelector | None = None):
         self.inner = inner
@@ -31,14 +36,17 @@ class TacticRecorder(IAlgorithmSelector):
         self.choices: dict[str, list[dict[str, Any]]] = {}
 
     def select_algorithms(self, context: AlgorithmContext, choices: list[Algorithm]) -> list[int]:
-        self.choices[context.name] = [{"tactic_id": a.algorithm_variant.tactic, "tactic": a.tactic_name,
-                                       "timing_ms": a.timing_msec} for a in choices]
+        if context.profile_index == 0:
+            self.choices[context.name] = [{"tactic_id": a.algorithm_variant.tactic, "tactic": a.tactic_name,
+                                           "timing_ms": a.timing_msec} for a in choices]
         if self.inner is not None:
             return self.inner.select_algorithms(context, choices)
         return list(range(len(choices)))
 
     def report_algorithms(self, contexts: list[AlgorithmContext], choices: list[Algorithm]) -> None:
         for context, algorithm in zip(contexts, choices):
+            if context.profile_index != 0:
+                continue
             self.replay[context.name] = {"tactic_id": algorithm.algorithm_variant.tactic,
                                          "tactic": algorithm.tactic_name, "layer_type": context.layer_type}
         if self.inner is not None:
@@ -46,7 +54,8 @@ class TacticRecorder(IAlgorithmSelector):
 
 
 class TacticReplayer(IAlgorithmSelector):
-    """Forces the recorded tactic for every layer in `replay`; other layers choose freely."""
+    """Forces the recorded tactic for every layer in `replay`, in every optimization profile (the recording holds
+    profile 0's choice); other layers choose freely."""
 
     def __init__(self, replay: Replay):
         self.replay = replay

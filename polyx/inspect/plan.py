@@ -111,7 +111,10 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
         rows = []
         for row in report["layers"]:
             tactic_id = "-" if row["host"] else str(row["tactic_id"])
-            cells = [str(row["index"]), row["name"], row["type"], row["precision"], row["tactic"], tactic_id,
+            per_profile = row["tactics_per_profile"]
+            tactic = row["tactic"] if len(set(per_profile)) < 2 else \
+                ", ".join(f"profile {i}: {name}" for i, name in enumerate(per_profile))
+            cells = [str(row["index"]), row["name"], row["type"], row["precision"], tactic, tactic_id,
                      ", ".join(row["fused_from"]) or "-"]
             if with_params:
                 cells.append(attribute_text(row["params"]))
@@ -132,7 +135,8 @@ def _layers(graph: LoweredGraph, with_params: bool) -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "index": len(rows), "name": layer.name, "type": layer.type.value, "precision": layer.precision.value,
             "tactic": spec.tactic_name or ("host" if spec.host else ""), "tactic_id": spec.tactic_id,
-            "host": spec.host, "fused_from": list(layer.metadata.get("fused_from", [])),
+            "tactics_per_profile": list(spec.tactic_names), "host": spec.host,
+            "fused_from": list(layer.metadata.get("fused_from", [])),
             "inputs": [None if i is None else graph.tensors[i].name for i in spec.inputs],
             "outputs": [graph.tensors[o].name for o in spec.outputs],
         }

@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import engine as trt
+from engine.plan import FORMAT_VERSION
 from engine.testing import parse_onnx
 
 ENGINE_DIR = Path(__file__).resolve().parents[2] / "engine"
@@ -137,10 +138,12 @@ def test_timing_cache_is_not_a_plan() -> None:
         load(trt.TimingCache().serialize())
 
 
-def test_other_format_version(plan: bytes) -> None:
+@pytest.mark.parametrize("other", [FORMAT_VERSION - 1, FORMAT_VERSION + 1], ids=["older", "newer"])
+def test_other_format_version(plan: bytes, other: int) -> None:
     data = bytearray(plan)
-    struct.pack_into("<I", data, 8, 2)
-    with pytest.raises(trt.PlanFormatError, match="plan: format version 2 is not supported .*reads version 1"):
+    struct.pack_into("<I", data, 8, other)
+    with pytest.raises(trt.PlanFormatError,
+                       match=f"plan: format version {other} is not supported .*reads version {FORMAT_VERSION}"):
         load(bytes(data))
 
 

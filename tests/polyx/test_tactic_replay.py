@@ -33,16 +33,21 @@ def extra_tactic():
     unregister_tactic(tactic)
 
 
-def _build(selector):
+def _build(selector, profiles=()):
+    """x + [1, 2, 3]; `profiles`: (min, opt, max) shapes of x per optimization profile (then x is (-1, 3))."""
     builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
     network = builder.create_network()
-    x = network.add_input("x", trt.DataType.FLOAT, (2, 3))
+    x = network.add_input("x", trt.DataType.FLOAT, (-1, 3) if profiles else (2, 3))
     w = network.add_constant((1, 3), np.array([[1.0, 2.0, 3.0]], np.float32)).get_output(0)
     s = network.add_elementwise(x, w, trt.ElementWiseOperation.SUM, name="add")
     network.mark_output(s.get_output(0))
     config = builder.create_builder_config()
     config.device = "cpu"
     config.algorithm_selector = selector
+    for shapes in profiles:
+        profile = builder.create_optimization_profile()
+        profile.set_shape("x", *shapes)
+        config.add_optimization_profile(profile)
     plan = builder.build_serialized_network(network, config)
     return plan, trt.Runtime(builder.logger).deserialize_cuda_engine(plan)
 
@@ -67,6 +72,40 @@ def test_record_then_replay_reproduces_the_engine(tmp_path, extra_tactic):
     for eng in (engine, forced, replayed):
         np.testing.assert_allclose(eng.create_execution_context().execute({"x": x})["add_output_0"], expected,
                                    rtol=1e-6)
+
+
+class _OtherTacticInProfile1(trt.IAlgorithmSelector):
+    """Lets the builder choose freely in profile 0 and forces a different tactic for 'add' in profile 1."""
+
+    def __init__(self):
+        self.profile0: int | None = None
+
+    def select_algorithms(self, context, choices):
+        if context.profile_index == 0:
+            return list(range(len(choices)))
+        return [i for i, a in enumerate(choices) if a.algorithm_variant.tactic != self.profile0]
+
+    def report_algorithms(self, contexts, choices):
+        pass
+
+
+def test_multi_profile_build_records_profile_0_and_replays_it_in_every_profile(extra_tactic):
+    profiles = [((1, 3), (1, 3), (4, 3)), ((5, 3), (8, 3), (8, 3))]
+    inner = _OtherTacticInProfile1()
+    inner.profile0 = _build(None, profiles)[1].layer_info()[0]["tactic_id"]
+    recorder = TacticRecorder(inner=inner)
+    _, engine = _build(recorder, profiles)
+    ids = engine.layer_info()[0]["tactic_ids_per_profile"]
+    assert ids[0] == inner.profile0 and ids[1] != inner.profile0
+    assert recorder.replay["add"]["tactic_id"] == ids[0]
+    assert {c["tactic_id"] for c in recorder.choices["add"]} == set(ids)
+    _, replayed = _build(TacticReplayer(recorder.replay), profiles)
+    assert replayed.layer_info()[0]["tactic_ids_per_profile"] == [ids[0], ids[0]]
+    context = replayed.create_execution_context()
+    context.set_optimization_profile_async(1)
+    x = np.random.default_rng(1).standard_normal((6, 3)).astype(np.float32)
+    np.testing.assert_allclose(context.execute({"x": x})["add_output_0"],
+                               x.astype(np.float64) + np.array([1.0, 2.0, 3.0]), rtol=1e-6)
 
 
 def test_replaying_an_unavailable_tactic_is_a_clear_build_error(extra_tactic):
