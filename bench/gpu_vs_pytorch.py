@@ -3,9 +3,11 @@
     PYTHONPATH=$PWD python bench/gpu_vs_pytorch.py --json $OUT/gpu_vs_pytorch.json --markdown $OUT/gpu_vs_pytorch.md
 
 Per model: export to ONNX (dynamic batch, and sequence for BERT) into a temporary folder; build the engine on
-the GPU in FP32 (TF32 off) and FP16, one profile covering batch 1..32 (BERT seq 128, opt = the largest measured
-batch); time the engine (plain enqueue, and replaying a CUDA graph), PyTorch eager (FP32, FP16 via .half(), ResNet
-also channels_last) and torch.compile (default mode, static shapes; reported as failed on an error or timeout).
+the GPU in FP32 (TF32 off) and FP16, one static-shape engine per measured batch (BERT seq 128; tactics are timed
+for that batch, as `trtexec --shapes` would), or with --shared-profile one engine whose profile covers batch
+1..--max-batch with opt = the largest measured batch; time the engine (plain enqueue, and replaying a CUDA
+graph), PyTorch eager (FP32, FP16 via .half(), ResNet also channels_last) and torch.compile (default mode,
+static shapes; reported as failed on an error or timeout).
 A time is the median of per-iteration CUDA-event times after warm-up, synchronizing after every iteration
 (latency, not pipelined throughput). Every variant's outputs are compared with PyTorch eager FP32 on the same
 inputs, in the same run. torch.compile runs last, and only while the time budget (--budget-s) allows.
@@ -49,6 +51,7 @@ class Settings:
     batches: list[int]
     seq: int
     max_batch: int
+    shared_profile: bool
     precisions: list[str]
     compile_precisions: list[str]
     warmup: int
@@ -86,7 +89,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--models", type=_csv(MODELS), default=list(MODELS), help="resnet50,bert")
     parser.add_argument("--batches", type=_csv(integers=True), default=[1, 32], help="e.g. 1,32")
     parser.add_argument("--seq", type=int, default=128, help="BERT sequence length")
-    parser.add_argument("--max-batch", type=int, default=32, help="the engine profile's max batch")
+    parser.add_argument("--max-batch", type=int, default=32, help="max batch of the --shared-profile engine")
+    parser.add_argument("--shared-profile", action="store_true",
+                        help="one engine for all batches (profile 1..--max-batch, opt = the largest batch) instead "
+                             "of one static-shape engine per batch")
     parser.add_argument("--precisions", type=_csv(PRECISIONS), default=list(PRECISIONS), help="fp32,fp16")
     parser.add_argument("--compile", dest="compile_precisions", type=_csv((*PRECISIONS, "none")), default=None,
                         help="precisions to run torch.compile in (default fp16; none with --quick)")
@@ -118,6 +124,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         ([] if quick else ["fp16"])
     return Settings(
         models=args.models, batches=sorted(set(args.batches)), seq=args.seq, max_batch=args.max_batch,
+        shared_profile=args.shared_profile,
         precisions=args.precisions, compile_precisions=[p for p in compile_precisions if p != "none"],
         warmup=args.warmup if args.warmup is not None else (3 if quick else 10),
         iterations=args.iterations if args.iterations is not None else (10 if quick else 50),
@@ -195,7 +202,9 @@ def format_markdown(document: dict[str, Any]) -> str:
         f"- settings: warm-up {settings['warmup']} iterations, median of up to {settings['iterations']} timed "
         f"iterations (at most {settings['max_seconds']:g} s each measurement; CUDA events, synchronized every "
         f"iteration); FP32 with TF32 off in the engine and PyTorch; cudnn.benchmark on; engine optimization level "
-        f"{settings['opt_level']}, profile batch 1..{settings['max_batch']} (opt {settings['opt_batch']}), BERT "
+        f"{settings['opt_level']}, "
+        + (f"one profile batch 1..{settings['max_batch']} (opt {settings['opt_batch']})"
+           if settings.get("shared_profile") else "one static-shape engine per batch") + ", BERT "
         f"seq {settings['seq']}; torch.compile in {', '.join(settings['compile_precisions']) or 'no precision'}",
         "", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|",
         *("| " + " | ".join(cells) + " |" for cells in table_rows(document["rows"])),
@@ -205,9 +214,9 @@ def format_markdown(document: dict[str, Any]) -> str:
         "rel = max |x - ref| / max |ref| per output.",
     ]
     if document["builds"]:
-        lines += ["", "| model | precision | build s | device layers | status |", "|---|---|---|---|---|"]
-        lines += [f"| {b['model']} | {b['precision']} | {_cell(b['seconds'], 'ms')} | {b['device_layers'] or '-'} "
-                  f"| {b['status']} |" for b in document["builds"]]
+        lines += ["", "| model | precision | profile | build s | device layers | status |", "|---|---|---|---|---|---|"]
+        lines += [f"| {b['model']} | {b['precision']} | {b.get('profile', '-')} | {_cell(b['seconds'], 'ms')} "
+                  f"| {b['device_layers'] or '-'} | {b['status']} |" for b in document["builds"]]
     return "\n".join(lines) + "\n"
 
 
@@ -216,6 +225,7 @@ def result_document(meta: dict[str, Any], settings: Settings, rows: list[dict[st
     return {"schema": SCHEMA, "meta": meta,
             "settings": {"models": settings.models, "batches": settings.batches, "seq": settings.seq,
                          "max_batch": settings.max_batch, "opt_batch": max(settings.batches),
+                         "shared_profile": settings.shared_profile,
                          "precisions": settings.precisions, "compile_precisions": settings.compile_precisions,
                          "warmup": settings.warmup, "iterations": settings.iterations,
                          "max_seconds": settings.max_seconds, "opt_level": settings.opt_level,
@@ -454,31 +464,41 @@ class Benchmark:
         onnx_path.unlink(missing_ok=True)
 
     def _measure_engine(self, spec: ModelSpec, onnx_path: Path, precision: str, inputs: dict[int, list]) -> None:
+        """Build (one engine per batch, or one shared-profile engine) and time plain enqueue and CUDA graph."""
+        s = self.settings
+        if s.shared_profile:
+            self._build_and_measure(spec, onnx_path, precision, inputs, 1, max(s.batches), s.max_batch, s.batches)
+        else:
+            for batch in s.batches:
+                self._build_and_measure(spec, onnx_path, precision, inputs, batch, batch, batch, [batch])
+
+    def _build_and_measure(self, spec: ModelSpec, onnx_path: Path, precision: str, inputs: dict[int, list],
+                           lo: int, opt: int, hi: int, batches: list[int]) -> None:
         import cupy
 
         from polyx.build import BuildOptions, build_engine
 
         s = self.settings
-        opt = max(s.batches)
         shapes = {name: tuple(t.shape[1:]) for name, t in zip(spec.input_names, inputs[opt])}
-        options = BuildOptions(min_shapes={n: (1, *d) for n, d in shapes.items()},
+        options = BuildOptions(min_shapes={n: (lo, *d) for n, d in shapes.items()},
                                opt_shapes={n: (opt, *d) for n, d in shapes.items()},
-                               max_shapes={n: (s.max_batch, *d) for n, d in shapes.items()},
+                               max_shapes={n: (hi, *d) for n, d in shapes.items()},
                                fp16=precision == "fp16", tf32=False, device="gpu", optimization_level=s.opt_level)
+        profile = f"batch {lo}..{hi} opt {opt}"
         try:
             engine, _, report = build_engine(onnx_path, options)
         except Exception as exc:  # noqa: BLE001 - reported as a failed build; the other measurements go on
-            self.builds.append({"model": spec.name, "precision": precision, "seconds": None, "device_layers": None,
-                                "status": _failure(exc)})
-            for batch in s.batches:
+            self.builds.append({"model": spec.name, "precision": precision, "profile": profile, "seconds": None,
+                                "device_layers": None, "status": _failure(exc)})
+            for batch in batches:
                 for runner in ("polyx", "polyx + CUDA graph"):
                     self.rows.append(row(spec.name, batch, precision, runner, "failed: build"))
             return
-        self.builds.append({"model": spec.name, "precision": precision, "seconds": report.build_seconds,
-                            "device_layers": report.layers_after, "status": "ok",
+        self.builds.append({"model": spec.name, "precision": precision, "profile": profile,
+                            "seconds": report.build_seconds, "device_layers": report.layers_after, "status": "ok",
                             "tactics": {k: dict(v) for k, v in report.tactics_by_layer_type.items()}})
-        print(f"  built {spec.name} {precision} in {report.build_seconds:.1f} s", flush=True)
-        for batch in s.batches:
+        print(f"  built {spec.name} {precision} ({profile}) in {report.build_seconds:.1f} s", flush=True)
+        for batch in batches:
             for runner, graph in (("polyx", False), ("polyx + CUDA graph", True)):
                 try:
                     variant = EngineVariant(engine, spec, inputs[batch], self.stream, graph)

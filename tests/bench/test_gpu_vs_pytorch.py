@@ -63,7 +63,8 @@ def test_text_table_markdown_and_json(script, tmp_path):
     settings = script.parse_args(["--batches", "1", "--json", str(tmp_path / "r.json"),
                                   "--markdown", str(tmp_path / "r.md")])
     meta = {"date": "2026-01-02T03:04:05", "gpu": "NVIDIA H100 80GB HBM3", "versions": {"torch": "2.11.0"}}
-    builds = [{"model": "resnet50", "precision": "fp32", "seconds": 12.5, "device_layers": 70, "status": "ok"}]
+    builds = [{"model": "resnet50", "precision": "fp32", "profile": "batch 1..1 opt 1", "seconds": 12.5,
+               "device_layers": 70, "status": "ok"}]
     document = script.result_document(meta, settings, _rows(script), builds)
     script.write_outputs(document, settings)
     loaded = json.loads((tmp_path / "r.json").read_text())
@@ -73,7 +74,7 @@ def test_text_table_markdown_and_json(script, tmp_path):
     assert "- date: 2026-01-02T03:04:05" in markdown and "- GPU: NVIDIA H100 80GB HBM3" in markdown
     assert "| resnet50 | 1 | fp32 | polyx | 3.000 | 0.75x | 1.00e-05 | 2.00e-06 | ok |" in markdown
     assert "| resnet50 | 1 | fp16 | torch.compile | - | - | - | - | failed: TimeoutError: did not finish |" in markdown
-    assert "| resnet50 | fp32 | 12.500 | 70 | ok |" in markdown
+    assert "| resnet50 | fp32 | batch 1..1 opt 1 | 12.500 | 70 | ok |" in markdown
     text = script.format_text_table(loaded["rows"]).splitlines()
     assert text[0].split()[:4] == ["model", "batch", "precision", "runner"] and len(text) == 5
     assert "0.75x" in text[2]
