@@ -78,15 +78,22 @@ def check_float(ctx: Any, *tensors: Any) -> None:
                             "supported")
 
 
+def checked_kernel_shape(ctx, w, layout: str) -> list[int]:
+    """The spatial kernel shape of Conv/ConvTranspose weights `w` (static, matching any kernel_shape attribute);
+    `layout` names the weight dims in the error, e.g. "K, C/group"."""
+    if w.shape is None or len(w.shape) < 3 or any(d < 0 for d in w.shape):
+        ctx.unsupported(f"the weight tensor W needs a static shape ({layout}, k1, ...)")
+    kernel = list(ctx.attr("kernel_shape", w.shape[2:]))
+    if kernel != list(w.shape[2:]):
+        ctx.unsupported(f"kernel_shape {kernel} does not match the weights' shape {list(w.shape)}")
+    return kernel
+
+
 @onnx_op("Conv")
 def import_conv(ctx):
     x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)
     check_float(ctx, x, w, b)
-    if w.shape is None or len(w.shape) < 3 or any(d < 0 for d in w.shape):
-        ctx.unsupported("the weight tensor W needs a static shape (K, C/group, k1, ...)")
-    kernel = list(ctx.attr("kernel_shape", w.shape[2:]))
-    if kernel != list(w.shape[2:]):
-        ctx.unsupported(f"kernel_shape {kernel} does not match the weights' shape {list(w.shape)}")
+    kernel = checked_kernel_shape(ctx, w, "K, C/group")
     layer = ctx.network.add_convolution_nd(x, w.shape[0], kernel, w, b, name=ctx.layer_name())
     params = onnx_window_attrs(ctx, len(kernel))
     params["num_groups"] = int(ctx.attr("group", 1))

@@ -16,7 +16,7 @@ from ..enums import LayerType, PaddingMode
 from ..errors import EngineError
 from ..shape_inference import infer_layer
 from .base import TensorInfo, onnx_op, register_layer
-from .conv import check_float
+from .conv import check_float, checked_kernel_shape
 from .window import kernel_offsets, onnx_window_attrs
 
 
@@ -100,11 +100,7 @@ register_layer(LayerType.DECONVOLUTION, _infer_deconv, _compute_deconv)
 def import_conv_transpose(ctx):
     x, w, b = ctx.input(0), ctx.input(1), ctx.input(2)
     check_float(ctx, x, w, b)
-    if w.shape is None or len(w.shape) < 3 or any(d < 0 for d in w.shape):
-        ctx.unsupported("the weight tensor W needs a static shape (C, K/group, k1, ...)")
-    kernel = list(ctx.attr("kernel_shape", w.shape[2:]))
-    if kernel != list(w.shape[2:]):
-        ctx.unsupported(f"kernel_shape {kernel} does not match the weights' shape {list(w.shape)}")
+    kernel = checked_kernel_shape(ctx, w, "C, K/group")
     n = len(kernel)
     groups = int(ctx.attr("group", 1))
     layer = ctx.network.add_deconvolution_nd(x, w.shape[1] * groups, kernel, w, b, name=ctx.layer_name())
