@@ -19,7 +19,7 @@ import onnx
 
 import engine as trt
 
-from ..build import BuildOptions
+from ..build import BuildOptions, build_engine
 from ..compare import Comparator, Tolerances
 from ..data.files import load_tensors
 from ..data.loader import DataLoader
@@ -27,7 +27,7 @@ from ..errors import PolyxError
 from ..onnx_model import graph_inputs, load_onnx
 from ..run_session import RunOptions, run_session
 from ..runners import EngineRunner, OnnxrtRunner
-from ..tactic_replay import save_replay
+from ..tactic_replay import TacticRecorder, save_replay
 
 PLACEHOLDERS = ("{model}", "{engine}", "{tactics}")
 COMMAND_NOT_FOUND = 127  # the shell's exit code
@@ -155,6 +155,17 @@ class Candidate:
     plan: bytes
     replay: dict
     model: Path
+
+
+def build_candidate(model: Path, options: BuildOptions, logger: trt.Logger, recorder: TacticRecorder,
+                    attempt: int, description: str) -> Candidate:
+    """Build one candidate engine with `recorder` as the algorithm selector; a failed build is a PolyxError naming
+    the attempt, since every debug search expects each of its builds to succeed."""
+    try:
+        engine, plan, _ = build_engine(model, replace(options, algorithm_selector=recorder), logger)
+    except trt.EngineError as exc:
+        raise PolyxError(f"build {attempt} ({description}) failed: {exc}") from exc
+    return Candidate(engine, plan, recorder.replay, model)
 
 
 class EngineJudge:

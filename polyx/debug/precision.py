@@ -14,10 +14,10 @@ from pathlib import Path
 
 import engine as trt
 
-from ..build import BuildOptions, build_engine, parse_onnx
+from ..build import BuildOptions, parse_onnx
 from ..errors import PolyxError
 from ..tactic_replay import TacticRecorder
-from .checks import Candidate, Verdict
+from .checks import Candidate, Verdict, build_candidate
 from .group_testing import CulpritSearch, Step
 
 DIRECTIONS = ("forward", "reverse")
@@ -103,14 +103,11 @@ class PrecisionDebugger:
     def _fails(self, active: list[str], layers: list[str], description: str) -> bool:
         pinned = [name for name in layers if name not in set(active)]
         precisions = {**self.options.layer_precisions, **{name: "fp32" for name in pinned}}
-        recorder = TacticRecorder()
-        options = replace(self.options, layer_precisions=precisions, algorithm_selector=recorder)
-        try:
-            engine, plan, _ = build_engine(self.model, options, self.logger)
-        except trt.EngineError as exc:
-            raise PolyxError(f"build {self.result.builds + 1} ({description}) failed: {exc}") from exc
+        options = replace(self.options, layer_precisions=precisions)
+        candidate = build_candidate(self.model, options, self.logger, TacticRecorder(), self.result.builds + 1,
+                                    description)
         self.result.builds += 1
-        verdict = self.judge(Candidate(engine, plan, recorder.replay, self.model))
+        verdict = self.judge(candidate)
         self.last = (description, verdict)
         best = self.result.best_passing
         if verdict.passed and (best is None or len(pinned) < len(best)):

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import engine as trt
 
-from ..build import BuildOptions, build_engine
-from ..errors import PolyxError
+from ..build import BuildOptions
 from ..tactic_replay import Replay, TacticRecorder, TacticReplayer, load_replay
-from .checks import Candidate, Verdict
+from .checks import Candidate, Verdict, build_candidate
 from .group_testing import CulpritSearch, Step
 
 REFERENCE_MARK = "_reference_"
@@ -174,13 +173,10 @@ class TacticDebugger:
                 "layer_type": self.chosen[layer]["layer_type"]}
 
     def _build(self, selector: TacticRecorder, description: str) -> Verdict:
-        options = replace(self.options, algorithm_selector=selector)
-        try:
-            engine, plan, _ = build_engine(self.model, options, self.logger)
-        except trt.EngineError as exc:
-            raise PolyxError(f"build {self.result.builds + 1} ({description}) failed: {exc}") from exc
+        candidate = build_candidate(self.model, self.options, self.logger, selector, self.result.builds + 1,
+                                    description)
         self.result.builds += 1
-        verdict = self.judge(Candidate(engine, plan, selector.replay, self.model))
+        verdict = self.judge(candidate)
         self.last = (description, verdict)
         return verdict
 
