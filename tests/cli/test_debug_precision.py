@@ -66,9 +66,9 @@ def test_a_tolerance_fp32_cannot_meet_exits_1(capsys, overflow_model):
 
 
 def test_ctrl_c_saves_the_smallest_passing_fp32_set_so_far(capsys, tmp_path, overflow_model, monkeypatch):
-    import polyx.debug.precision as precision_module
+    import polyx.debug.checks as checks_module  # every candidate build goes through build_candidate
 
-    real_build, builds = precision_module.build_engine, []
+    real_build, builds = checks_module.build_engine, []
 
     def interrupt_fourth(*args, **kwargs):
         builds.append(1)
@@ -76,7 +76,7 @@ def test_ctrl_c_saves_the_smallest_passing_fp32_set_so_far(capsys, tmp_path, ove
             raise KeyboardInterrupt
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(precision_module, "build_engine", interrupt_fourth)
+    monkeypatch.setattr(checks_module, "build_engine", interrupt_fourth)
     save = tmp_path / "fp32.json"
     code, out, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *TOLERANCE, *LEVEL0,
                              "--save", save)

@@ -134,10 +134,10 @@ def test_a_failure_no_tactic_explains_exits_1(capsys, tmp_path):
 
 
 def test_ctrl_c_keeps_the_last_passing_replay(capsys, tmp_path, monkeypatch):
-    import polyx.debug.tactics as tactics_module
+    import polyx.debug.checks as checks_module  # every candidate build goes through build_candidate
 
     model = shared_model("mobilenet_v2")
-    real_build, builds = tactics_module.build_engine, []
+    real_build, builds = checks_module.build_engine, []
 
     def interrupt_third(*args, **kwargs):
         builds.append(1)
@@ -145,7 +145,7 @@ def test_ctrl_c_keeps_the_last_passing_replay(capsys, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(tactics_module, "build_engine", interrupt_third)
+    monkeypatch.setattr(checks_module, "build_engine", interrupt_third)
     good = tmp_path / "good.json"
     with registered(WrongTactic(trt.LayerType.CONVOLUTION, "test:conv:wrong", drop_last_input_channel)) as wrong:
         code, out, err = run_cli(capsys, "debug", "tactics", model, *LEVEL0, "--save-tactics", good)
