@@ -4,10 +4,9 @@ import threading
 import time
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from fc_model import write_fc_tanh_model
 from shared_model_cases import MODELS
 
 from polyx.bench import (
@@ -32,15 +31,7 @@ B = RNG.standard_normal(5).astype(np.float32)
 
 @pytest.fixture
 def model_path(tmp_path):
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"),
-             helper.make_node("Add", ["h", "b"], ["hb"], name="bias"),
-             helper.make_node("Tanh", ["hb"], ["y"], name="tanh")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 5])],
-                              [numpy_helper.from_array(W, "w"), numpy_helper.from_array(B, "b")])
-    path = tmp_path / "fc.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
+    return write_fc_tanh_model(tmp_path / "fc.onnx", W, B)
 
 
 def _build(**kwargs):
