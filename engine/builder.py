@@ -31,7 +31,7 @@ from .graph import (
 )
 from .logger import Logger, Severity
 from .network import NetworkDefinition
-from .ops.activation_post import apply_fused_activation
+from .ops.activation_post import apply_post_ops, residual_input
 from .passes.memory import plan_activation_memory
 from .passes.pipeline import run_passes
 from .plan import serialize_plan
@@ -352,6 +352,11 @@ class _TacticSelection:
         if not eligible:
             raise BuildError(f"layer '{spec.layer.name}' ({spec.layer.type.value}): no tactic can run it within the "
                              f"workspace limit of {limit} bytes")
+        capturable = [tactic for tactic in eligible if tactic.capturable]
+        if self.device == "gpu" and capturable and len(capturable) < len(eligible):
+            self.build.log(Severity.VERBOSE, f"[{spec.layer.name}] left out, CUDA graphs cannot capture them: "
+                                             + ", ".join(t.name for t in eligible if not t.capturable))
+            eligible = capturable
         return eligible
 
     def _time(self, spec, tctx, candidates, inputs, level: int, shapes) -> dict[int, float]:
@@ -410,9 +415,10 @@ class _TacticSelection:
 
     def _run_once(self, spec, tactic, state, inputs, outputs, workspace) -> None:
         tactic.run(state, inputs, outputs, workspace, self.backend.xp)
-        activation = spec.layer.params.get("fused_activation")
-        if activation is not None and not tactic.fuses_activation:
-            apply_fused_activation(outputs[0], activation, self.backend.xp)
+        activation = None if tactic.fuses_activation else spec.layer.params.get("fused_activation")
+        residual = None if tactic.fuses_residual else residual_input(spec.layer)
+        if activation is not None or residual is not None:
+            apply_post_ops(outputs[0], None if residual is None else inputs[residual], activation, self.backend.xp)
         self.backend.synchronize()
 
     def _algorithm(self, tactic, timing: float, tctx: TacticContext) -> Algorithm:

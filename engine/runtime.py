@@ -22,7 +22,8 @@ from .enums import LayerType, TensorIOMode
 from .errors import ExecutionError, PlanFormatError, ShapeError
 from .graph import LoweredGraph, device_lifetimes, resolve_shapes, tactic_infos, tensor_nbytes
 from .logger import Logger, Severity
-from .ops.activation_post import apply_fused_activation
+from .ops.activation_post import apply_post_ops, residual_input
+from .ops.base import layer_impl
 from .passes.memory import plan_activation_memory
 from .plan import deserialize_plan
 from .tactics import TacticContext, tactic_by_id
@@ -186,6 +187,8 @@ class _Step:
     inputs: list[int | None]
     outputs: list[int]
     activation: dict | None
+    host_operands: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (input position, host value)
+    residual: int | None = None  # input position the runtime adds to the output (a fused residual)
 
 
 @dataclass
@@ -367,7 +370,11 @@ class ExecutionContext:
             workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(
                 TacticContext(spec.layer, ins, outs, engine.device))))
             activation = None if tactic.fuses_activation else spec.layer.params.get("fused_activation")
-            steps.append(_Step(spec.layer.name, tactic.run, prepared, spec.inputs, spec.outputs, activation))
+            residual = None if tactic.fuses_residual else residual_input(spec.layer)
+            host_operands = [(pos, resolved.host_values[i]) for pos, i in enumerate(spec.inputs)
+                             if pos in layer_impl(spec.layer.type).host_operands and i in resolved.host_values]
+            steps.append(_Step(spec.layer.name, tactic.run, prepared, spec.inputs, spec.outputs, activation,
+                               host_operands, residual))
         workspace = backend.allocate(workspace_bytes) if workspace_bytes else None
         engine.logger.log(Severity.VERBOSE, f"context bound shapes {[shapes[i] for i in graph.inputs]}: arena "
                                             f"{plan.peak_bytes} bytes (naive {plan.naive_bytes}), "
@@ -521,11 +528,14 @@ class ExecutionContext:
         for step in binding.steps:
             start = time.perf_counter() if profiler is not None else 0.0
             ins = [None if i is None else slots[i] for i in step.inputs]
+            for position, value in step.host_operands:
+                ins[position] = value
             outs = [slots[o] for o in step.outputs]
             try:
                 step.run(step.state, ins, outs, workspace, xp)
-                if step.activation is not None:
-                    apply_fused_activation(outs[0], step.activation, xp)
+                if step.activation is not None or step.residual is not None:
+                    apply_post_ops(outs[0], None if step.residual is None else ins[step.residual], step.activation,
+                                   xp)
             except Exception as exc:
                 raise ExecutionError(f"layer '{step.name}': {type(exc).__name__}: {exc}") from exc
             if profiler is not None:

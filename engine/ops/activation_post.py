@@ -1,7 +1,9 @@
-"""Applying a fused activation in place on a layer's output (set by the builder's activation fusion).
+"""What fusion leaves for after a layer's kernel, applied in place on its output: a fused residual (a Convolution
+that absorbed the Add after it adds its last input, `params["fused_residual"]`), then the fused activation.
 
 ReLU and Clip, the activations fused most often, run in place with no temporary; the others go through the
-ACTIVATION kernel."""
+ACTIVATION kernel. Tactics that do either themselves (an epilogue) say so with `fuses_residual` /
+`fuses_activation`, and the runtime then leaves it to them."""
 from __future__ import annotations
 
 from typing import Any
@@ -23,6 +25,19 @@ class _ActivationParams:
             return self.params[key]
         except KeyError:
             raise AttributeError(key) from None
+
+
+def residual_input(layer: Any) -> int | None:
+    """Index of the input a layer adds to its output after its kernel (a fused residual), or None."""
+    return len(layer.inputs) - 1 if layer.params.get("fused_residual") else None
+
+
+def apply_post_ops(out, residual, activation: dict[str, Any] | None, xp) -> None:
+    """out += residual (when given), then the fused activation (when given), in place."""
+    if residual is not None:
+        xp.add(out, residual, out=out, casting="unsafe")
+    if activation is not None:
+        apply_fused_activation(out, activation, xp)
 
 
 def apply_fused_activation(out, params: dict[str, Any], xp) -> None:

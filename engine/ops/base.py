@@ -44,16 +44,21 @@ class LayerImpl:
     # False for layers whose output shape depends on input *values* that are not shape tensors (NonZero):
     # they cannot be planned ahead and are reported as unsupported dynamic shapes.
     static_output_shape: bool = True
+    # Input positions that `compute` reads as host values (Slice bounds, Reshape dims, TopK k, ...). When such an
+    # input is known on the host (a constant or shape arithmetic), device execution passes the host array, so
+    # the layer reads no value back from the GPU and the execution can be captured into a CUDA graph.
+    host_operands: frozenset[int] = frozenset()
 
 
 LAYER_IMPLS: dict[LayerType, LayerImpl] = {}
 
 
-def register_layer(layer_type: LayerType, infer: InferFn, compute: ComputeFn, static_output_shape: bool = True) -> None:
+def register_layer(layer_type: LayerType, infer: InferFn, compute: ComputeFn, static_output_shape: bool = True,
+                   host_operands: Sequence[int] = ()) -> None:
     layer_type = LayerType(layer_type)
     if layer_type in LAYER_IMPLS:
         raise EngineError(f"layer type {layer_type.value} is registered twice")
-    LAYER_IMPLS[layer_type] = LayerImpl(layer_type, infer, compute, static_output_shape)
+    LAYER_IMPLS[layer_type] = LayerImpl(layer_type, infer, compute, static_output_shape, frozenset(host_operands))
 
 
 def layer_impl(layer_type: LayerType) -> LayerImpl:

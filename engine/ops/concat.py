@@ -83,7 +83,7 @@ def _compute_split(layer, inputs, xp):
     return outs
 
 
-register_layer(LayerType.SPLIT, _infer_split, _compute_split)
+register_layer(LayerType.SPLIT, _infer_split, _compute_split, host_operands=(1,))
 
 
 @onnx_op("Concat")

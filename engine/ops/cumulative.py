@@ -29,7 +29,7 @@ def _compute_cumulative(layer, inputs, xp):
     return [out]
 
 
-register_layer(LayerType.CUMULATIVE, same_as_input(0), _compute_cumulative)
+register_layer(LayerType.CUMULATIVE, same_as_input(0), _compute_cumulative, host_operands=(1,))
 
 
 @onnx_op("CumSum")

@@ -45,8 +45,8 @@ def _compute_tile(layer, inputs, xp):
     return [xp.tile(inputs[0], tuple(host_ints(inputs[1])))]
 
 
-register_layer(LayerType.EXPAND, _infer_expand, _compute_expand)
-register_layer(LayerType.TILE, _infer_tile, _compute_tile)
+register_layer(LayerType.EXPAND, _infer_expand, _compute_expand, host_operands=(1,))
+register_layer(LayerType.TILE, _infer_tile, _compute_tile, host_operands=(1,))
 
 
 @onnx_op("Expand")

@@ -65,7 +65,7 @@ def _compute_fill(layer, inputs, xp):
     return [xp.eye(rows, cols, k=layer.params["k"], dtype=dtype)]
 
 
-register_layer(LayerType.FILL, _infer_fill, _compute_fill)
+register_layer(LayerType.FILL, _infer_fill, _compute_fill, host_operands=(0, 1, 2))
 
 
 @onnx_op("ConstantOfShape")

@@ -39,7 +39,7 @@ def _compute_one_hot(layer, inputs, xp):
     return [xp.where(expanded == positions, on, off)]
 
 
-register_layer(LayerType.ONE_HOT, _infer_one_hot, _compute_one_hot)
+register_layer(LayerType.ONE_HOT, _infer_one_hot, _compute_one_hot, host_operands=(1,))
 
 
 @onnx_op("OneHot")

@@ -72,7 +72,7 @@ def _compute_padding(layer, inputs, xp):
     return [xp.pad(x, widths, mode=mode)]
 
 
-register_layer(LayerType.PADDING, _infer_padding, _compute_padding)
+register_layer(LayerType.PADDING, _infer_padding, _compute_padding, host_operands=(1, 2, 3))
 
 
 @onnx_op("Pad")

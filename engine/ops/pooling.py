@@ -28,7 +28,7 @@ def _window(layer: Any, in_sizes: list[int]) -> list[int]:
     return [size if k == -1 else k for k, size in zip(layer.params["window_size_nd"], in_sizes)]
 
 
-def _geometry(layer: Any, in_sizes: list[int]):
+def pooling_geometry(layer: Any, in_sizes: list[int]):
     p = layer.params
     kernel = _window(layer, in_sizes)
     n = len(kernel)
@@ -45,9 +45,9 @@ def _infer_pooling(layer, inputs: list[TensorInfo | None]):
     if any(k == -1 for k in layer.params["window_size_nd"]):
         out = [1 if k == -1 else -1 for k in layer.params["window_size_nd"]]
         if all(s >= 0 for s in in_sizes):
-            _, (out, _, _) = _geometry(layer, in_sizes)
+            _, (out, _, _) = pooling_geometry(layer, in_sizes)
     else:
-        _, (out, _, _) = _geometry(layer, in_sizes)
+        _, (out, _, _) = pooling_geometry(layer, in_sizes)
     shape = (*x.shape[:-n], *out)
     results = [(shape, x.dtype)]
     if layer.params.get("return_indices"):
@@ -91,7 +91,7 @@ def _compute_pooling(layer, inputs, xp):
         else:
             y = (xp.abs(work) ** p["p"]).sum(axis=spatial_axes, keepdims=True) ** (1.0 / p["p"])
         return [y.astype(dtype, copy=False)]
-    kernel, (out, pre, post) = _geometry(layer, in_sizes)
+    kernel, (out, pre, post) = pooling_geometry(layer, in_sizes)
     strides, dilations = p["stride_nd"], p.get("dilation_nd", [1] * n)
     lead = (slice(None),) * (x.ndim - n)
     if kind == PoolingType.MAX:

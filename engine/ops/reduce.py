@@ -118,7 +118,7 @@ def _compute(layer, inputs, xp):
     return [xp.asarray(result).astype(x.dtype, copy=False)]
 
 
-register_layer(LayerType.REDUCE, _infer, _compute)
+register_layer(LayerType.REDUCE, _infer, _compute, host_operands=(1,))
 
 
 # ---------------------------------------------------------------------------------------------------- ONNX

@@ -144,7 +144,7 @@ def _compute_shuffle(layer, inputs, xp):
     return [x]
 
 
-register_layer(LayerType.SHUFFLE, _infer_shuffle, _compute_shuffle)
+register_layer(LayerType.SHUFFLE, _infer_shuffle, _compute_shuffle, host_operands=(1,))
 
 
 def _is_static(shape) -> bool:

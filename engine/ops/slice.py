@@ -160,7 +160,7 @@ def _compute_slice(layer, inputs, xp):
     return [xp.where(mask, gathered, fill) if mask is not None else gathered]
 
 
-register_layer(LayerType.SLICE, _infer_slice, _compute_slice)
+register_layer(LayerType.SLICE, _infer_slice, _compute_slice, host_operands=(1, 2, 3, 4))
 
 
 @onnx_op("Slice")

@@ -52,7 +52,7 @@ def _compute(layer, inputs, xp):
     return [xp.take_along_axis(x, index, axis=axis), index.astype(xp.int64, copy=False)]
 
 
-register_layer(LayerType.TOPK, _infer, _compute)
+register_layer(LayerType.TOPK, _infer, _compute, host_operands=(1,))
 
 
 @onnx_op("TopK")

@@ -19,7 +19,7 @@ def _compute_trilu(layer, inputs, xp):
     return [xp.triu(x, k) if layer.params["upper"] else xp.tril(x, k)]
 
 
-register_layer(LayerType.TRILU, same_as_input(0), _compute_trilu)
+register_layer(LayerType.TRILU, same_as_input(0), _compute_trilu, host_operands=(1,))
 
 
 @onnx_op("Trilu")

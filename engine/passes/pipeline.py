@@ -9,6 +9,7 @@ from ..shape_inference import infer_network
 from .eliminate import remove_dead_layers, remove_noop_layers
 from .fold import fold_constants
 from .fuse import fuse_activations, fuse_conv_scale
+from .fuse_patterns import fuse_conv_residual, fuse_gelu, fuse_matmul_bias
 from .precision import assign_precisions
 
 
@@ -27,6 +28,9 @@ def run_passes(network: NetworkDefinition, fp16: bool, constraints: str,
     record("dead_layer_elimination", remove_dead_layers(network))
     record("noop_elimination", remove_noop_layers(network))
     record("conv_scale_fusion", fuse_conv_scale(network))
+    record("matmul_bias_fusion", fuse_matmul_bias(network))
+    record("gelu_fusion", fuse_gelu(network))
+    record("conv_residual_fusion", fuse_conv_residual(network))
     record("activation_fusion", fuse_activations(network))
     record("dead_layer_elimination_2", remove_dead_layers(network))
     infer_network(network)

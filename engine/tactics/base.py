@@ -47,6 +47,11 @@ class Tactic:
     min_optimization_level: int = 0
     # True when `run` applies the layer's `fused_activation` itself (an epilogue); the runtime then does not.
     fuses_activation: bool = False
+    # True when `run` adds a fused residual (`params["fused_residual"]`: the last input) itself.
+    fuses_residual: bool = False
+    # False when `run` calls an API that CUDA-graph capture refuses (CuPy's own cuBLAS wrappers): GPU builds pick
+    # such a tactic only for layers no capturable tactic supports, so engines replay as CUDA graphs.
+    capturable: bool = True
 
     def supports(self, ctx: TacticContext) -> bool | str:
         """True when this tactic can run the layer; otherwise False or a string saying why not."""

@@ -7,7 +7,8 @@ machine when the tactic registry loads.
   FP16 storage with FP32 accumulation for HALF layers). A shared second operand is folded into one large GEMM,
   alpha goes to cuBLAS, and a Gemm bias is copied into the output first and scaled by cuBLAS's beta.
 - gemm_bias_act_epilogue: the same GEMM, then ONE elementwise kernel adding the bias and applying the fused
-  activation (ReLU, Clip, LeakyReLU) in place, instead of a bias pass and an activation pass.
+  activation (ReLU, Clip, LeakyReLU, GELU erf/tanh) in place, in float32, instead of a bias pass and an
+  activation pass.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class CupyMatmul(BatchedMatmul):
     id = stable_tactic_id(name)
     backend = "gpu"
     heuristic_rank = 30
+    capturable = False  # CuPy's cuBLAS wrapper refuses to run while a stream is capturing
 
 
 def _batch(shape: tuple[int, ...]) -> int:
@@ -111,7 +113,8 @@ class CublasGemmEx(Tactic):
             xp.copyto(out, target)
 
 
-_ACT_KIND = {None: 0, ActivationType.RELU: 1, ActivationType.CLIP: 2, ActivationType.LEAKY_RELU: 3}
+_ACT_KIND = {None: 0, ActivationType.RELU: 1, ActivationType.CLIP: 2, ActivationType.LEAKY_RELU: 3,
+             ActivationType.GELU_ERF: 4, ActivationType.GELU_TANH: 5}
 
 
 @functools.cache
@@ -125,6 +128,8 @@ def _epilogue_kernel():
         if (kind == 1) v = v < 0.0f ? 0.0f : v;
         else if (kind == 2) { v = v < alpha ? alpha : v; v = v > limit ? limit : v; }
         else if (kind == 3) v = v >= 0.0f ? v : alpha * v;
+        else if (kind == 4) v = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+        else if (kind == 5) v = 0.5f * v * (1.0f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v)));
         y = (T)v;
         """,
         "polyx_gemm_bias_act_epilogue")

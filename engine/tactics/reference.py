@@ -5,8 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from ..dtypes import DataType
-from ..enums import LayerType
+from ..enums import LayerType, UnaryOperation
 from .base import Tactic, TacticContext
+
+# Layers that only move, select or compare values: exact in float16, so HALF layers skip the float32 round trip
+# (on the GPU that is two extra passes over every tensor).
+EXACT_IN_HALF = frozenset({
+    LayerType.SHUFFLE, LayerType.SLICE, LayerType.CONCATENATION, LayerType.SPLIT, LayerType.GATHER,
+    LayerType.EXPAND, LayerType.TILE, LayerType.SELECT, LayerType.PADDING, LayerType.IDENTITY,
+    LayerType.DEPTH_TO_SPACE, LayerType.SPACE_TO_DEPTH, LayerType.REVERSE_SEQUENCE, LayerType.TRILU})
+EXACT_UNARY_IN_HALF = frozenset({UnaryOperation.ISNAN, UnaryOperation.ISINF, UnaryOperation.ABS, UnaryOperation.NEG,
+                                 UnaryOperation.SIGN})
+# Reference kernels that go through xp.matmul / xp.einsum: on the GPU that is CuPy's cuBLAS wrapper, which refuses
+# to run while a stream is capturing a CUDA graph.
+_CALLS_CUPY_BLAS = frozenset({LayerType.MATRIX_MULTIPLY, LayerType.CONVOLUTION, LayerType.DECONVOLUTION,
+                              LayerType.EINSUM})
+
+
+def computes_in_float32(layer) -> bool:
+    """Whether a HALF layer's reference kernel must widen its float16 inputs first."""
+    if layer.precision != DataType.HALF or layer.type in EXACT_IN_HALF:
+        return False
+    return not (layer.type == LayerType.UNARY and UnaryOperation(layer.params["op"]) in EXACT_UNARY_IN_HALF)
 
 
 def upcast_half(arrays: list[Any], xp: Any) -> list[Any]:
@@ -23,11 +43,12 @@ class ReferenceTactic(Tactic):
         self.backend = backend
         self.name = f"{backend}_reference_{self.layer_type.value.lower()}"
         self.id = 0
+        self.capturable = backend != "gpu" or self.layer_type not in _CALLS_CUPY_BLAS
 
     def prepare(self, ctx: TacticContext) -> Any:
         from ..ops.base import layer_impl
 
-        return (ctx.layer, layer_impl(self.layer_type).compute, ctx.layer.precision == DataType.HALF)
+        return (ctx.layer, layer_impl(self.layer_type).compute, computes_in_float32(ctx.layer))
 
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         layer, compute, half = state

@@ -52,7 +52,7 @@ def test_bench_writes_json_file_and_layer_profile(capsys, mlp, tmp_path):
     assert code == 0, err
     doc, profile = json.loads(result.read_text()), json.loads(layers.read_text())
     assert doc["runs"] == 3 and doc["layer_profile"] == profile
-    assert {layer["name"] for layer in profile["layers"]} == {"fc1", "bias1", "fc2", "softmax"}  # relu fused
+    assert {layer["name"] for layer in profile["layers"]} == {"fc1", "fc2", "softmax"}  # bias1 and relu fused
     assert "Per-layer times (3 profiled runs" in out and f"Saved per-layer profile to {layers}" in out
     assert f"Wrote JSON result to {result}" in out
 

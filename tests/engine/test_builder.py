@@ -67,7 +67,8 @@ FC_B = RNG.standard_normal((1, 5)).astype(np.float32)
 
 
 def conv_fc_network(network: trt.NetworkDefinition) -> None:
-    """x (N,3,8,8) → conv3x3 → relu → flatten → matmul → + bias: one layer of each tactic-bearing type."""
+    """x (N,3,8,8) → conv3x3 → relu → flatten → matmul → * scale: one layer of each tactic-bearing type (a scale,
+    unlike a bias, stays a layer of its own)."""
     x = network.add_input("x", trt.DataType.FLOAT, (-1, 3, 8, 8))
     conv = network.add_convolution_nd(x, 4, (3, 3), CONV_W, CONV_B, name="conv")
     relu = network.add_activation(conv.get_output(0), trt.ActivationType.RELU, name="relu")
@@ -77,7 +78,7 @@ def conv_fc_network(network: trt.NetworkDefinition) -> None:
     b = network.add_constant(FC_B.shape, FC_B, name="fc.b")
     mm = network.add_matrix_multiply(flat.get_output(0), trt.MatrixOperation.NONE, w.get_output(0),
                                      trt.MatrixOperation.NONE, name="fc")
-    add = network.add_elementwise(mm.get_output(0), b.get_output(0), trt.ElementWiseOperation.SUM, name="fc.bias")
+    add = network.add_elementwise(mm.get_output(0), b.get_output(0), trt.ElementWiseOperation.PROD, name="fc.scale")
     network.mark_output(add.get_output(0))
 
 
@@ -87,7 +88,7 @@ def conv_fc_reference(x: np.ndarray) -> np.ndarray:
     windows = sliding_window_view(x.astype(np.float64), (3, 3), axis=(2, 3))
     y = np.einsum("nchwij,kcij->nkhw", windows, CONV_W.astype(np.float64)) + CONV_B.reshape(1, -1, 1, 1)
     y = np.maximum(y, 0).reshape(len(x), -1)
-    return y @ FC_W.astype(np.float64) + FC_B
+    return (y @ FC_W.astype(np.float64)) * FC_B
 
 
 def chain_network(network: trt.NetworkDefinition, length: int = 3) -> None:
@@ -194,7 +195,7 @@ def test_selector_forcing_other_tactics_gives_the_same_results(extra_tactics) ->
     _, forced_engine, _ = build(conv_fc_network, profile=CONV_PROFILE,
                                 configure=lambda c: setattr(c, "algorithm_selector", selector))
     forced = tactics_of(forced_engine)
-    assert {"conv", "fc", "fc.bias"} <= set(selector.forced)
+    assert {"conv", "fc", "fc.scale"} <= set(selector.forced)
     for name, tactic in selector.forced.items():
         assert forced[name] == tactic != default[name]
     expected = conv_fc_reference(x)
@@ -317,7 +318,7 @@ def test_warm_timing_cache_gives_identical_plan_without_timing(extra_tactics) ->
         config.set_timing_cache(cache_holder["cache"])
 
     cold_plan, _, _ = build(conv_fc_network, cold_logger, profile=CONV_PROFILE, configure=with_new_cache)
-    assert len(timing_lines(cold_logger)) >= 6  # conv, fc, fc.bias: two candidates each
+    assert len(timing_lines(cold_logger)) >= 6  # conv, fc, fc.scale: two candidates each
     serialized = cache_holder["cache"].serialize()
     assert len(cache_holder["cache"]) >= 3
 
@@ -330,7 +331,7 @@ def test_warm_timing_cache_gives_identical_plan_without_timing(extra_tactics) ->
     assert warm_plan == cold_plan
     assert timing_lines(warm_logger) == []
     hits = [msg for _, msg in warm_logger.messages if msg.endswith("timing cache hit")]
-    assert {"[conv] timing cache hit", "[fc] timing cache hit", "[fc.bias] timing cache hit"} <= set(hits)
+    assert {"[conv] timing cache hit", "[fc] timing cache hit", "[fc.scale] timing cache hit"} <= set(hits)
     assert not any(msg.endswith("timing cache miss") for _, msg in warm_logger.messages)
     assert any(re.fullmatch(r"tactic selection: \d+ layers, 0 timed", msg) for _, msg in warm_logger.messages)
 

@@ -320,3 +320,58 @@ def test_cuda_graph_capture_failure_falls_back_with_a_warning() -> None:
     assert len(warnings) == 1, logger.messages
     assert "layer 'relu'" in warnings[0]
     assert context.cuda_graph_captures == 0
+
+
+def test_shape_driven_slice_and_reshape_capture_into_a_cuda_graph(tmp_path) -> None:
+    """x[:, :Shape(x)[1] - 1] reshaped by Shape-computed dims, as exporters write position-id slices: the bounds
+    are host values, so nothing is read back from the GPU and the execution captures (it did not before host
+    operands: 'the current stream is capturing, so D2H transfers are disallowed')."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from polyx.build import BuildOptions, build_engine
+
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "one"], ["width"], axis=0),
+             helper.make_node("Sub", ["width", "one"], ["end"]),
+             helper.make_node("Unsqueeze", ["end", "zero"], ["ends"]),
+             helper.make_node("Slice", ["x", "zeros", "ends", "ones"], ["sliced"]),
+             helper.make_node("Concat", ["minus_one", "ends"], ["dims"], axis=0),
+             helper.make_node("Reshape", ["sliced", "dims"], ["flat"]),
+             helper.make_node("Relu", ["flat"], ["y"])]
+    inits = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+             (("one", 1), ("zero", [0]), ("zeros", [0]), ("ones", [1]), ("minus_one", [-1]))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "slice.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    engine, _, _ = build_engine(path, BuildOptions(input_shapes={"x": (3, 9)}, device="gpu"))
+    context = engine.create_execution_context()
+    context.use_cuda_graph = True
+    for seed in range(3):
+        x = np.random.default_rng(seed).standard_normal((3, 9)).astype(np.float32)
+        np.testing.assert_array_equal(context.execute({"x": x})["y"], np.maximum(x[:, :8], 0).reshape(-1, 8))
+    assert context.cuda_graph_captures == 1
+
+
+def test_gpu_builds_leave_out_tactics_cuda_graphs_cannot_capture() -> None:
+    """cupy_matmul and the MatMul reference go through CuPy's cuBLAS wrapper, which refuses capture: they are
+    chosen only where no other tactic supports the layer (a 1-D operand), and the engine still captures."""
+    net = trt.NetworkDefinition()
+    x = net.add_input("x", trt.DataType.FLOAT, (6, FEATURES))
+    w = net.add_constant(W1.shape, W1).get_output(0)
+    v = net.add_constant((HIDDEN,), B1).get_output(0)
+    hidden = net.add_matrix_multiply(x, MatrixOperation.NONE, w, MatrixOperation.NONE, name="matrix").get_output(0)
+    y = net.add_matrix_multiply(hidden, MatrixOperation.NONE, v, MatrixOperation.VECTOR, name="vector").get_output(0)
+    y.name = "y"
+    net.mark_output(y)
+    logger = trt.CapturingLogger(trt.Logger.VERBOSE)
+    data = sample(6, 5)
+    engine = build_engine_for_feeds(net, {"x": data}, logger=logger, device="gpu")
+    tactics = {row["name"]: row["tactic"] for row in engine.layer_info()}
+    assert tactics["matrix"].startswith("gpu:matmul:cublas_gemm"), tactics
+    assert any(m.startswith("[matrix] left out, CUDA graphs cannot capture them: gpu:matmul:cupy_matmul")
+               for _, m in logger.messages)
+    assert tactics["vector"] in ("gpu:matmul:cupy_matmul", "gpu_reference_matrix_multiply")
+    np.testing.assert_allclose(engine.create_execution_context().execute({"x": data})["y"],
+                               (data.astype(np.float64) @ W1) @ B1, rtol=1e-4, atol=1e-4)

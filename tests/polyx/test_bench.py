@@ -147,7 +147,7 @@ def test_json_result_schema_and_consistency(model_path):
     assert 12 * latency["mean"] <= doc["total_seconds"] * 1e3
     assert doc["h2d_ms"]["max"] == 0 and doc["d2h_ms"]["max"] == 0          # CPU: no transfers
     assert doc["compute_ms"] == latency and doc["enqueue_ms"] == latency   # CPU: synchronous
-    assert doc["build"]["device_layers"] >= 2 and doc["layer_profile"] is None
+    assert doc["build"]["device_layers"] == 1 and doc["layer_profile"] is None  # bias and tanh fused into fc
     assert any("H2D and D2H are 0" in note for note in doc["notes"])
 
 
