@@ -7,14 +7,14 @@ import threading
 
 import cupy
 
-from .native import KERNEL_DIR
+from .kernel_sources import kernel_source
 
 _lock = threading.Lock()
 
 
 @functools.cache
 def _module(name: str) -> cupy.RawModule:
-    return cupy.RawModule(code=(KERNEL_DIR / f"{name}.cu").read_text(), options=("-std=c++14",))
+    return cupy.RawModule(code=kernel_source(name), options=("-std=c++14",))
 
 
 def kernel(module: str, function: str) -> cupy.RawKernel:

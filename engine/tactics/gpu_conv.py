@@ -1,9 +1,6 @@
-"""GPU convolution tactics. CuPy is imported inside functions: this module is imported on every machine.
+"""GPU convolution kernels written as one NVRTC kernel each (the cuBLAS-based tactics are in gpu_conv_gemm.py).
+CuPy is imported inside functions: this module is imported on every machine.
 
-- im2col_gemm / pointwise_gemm: the CPU tactics' data layouts (written against xp) on CuPy arrays, with weights
-  prepared on the device and the GEMMs issued straight to cuBLAS (capturable in CUDA graphs): an im2col copy
-  per sample then one GEMM batched over the groups; 1x1 convolutions as GEMMs batched over the samples, read
-  straight from the input.
 - depthwise_nvrtc: an NVRTC kernel, one thread per output element reading its window directly (no padded copy,
   no GEMM), for groups == channels.
 - implicit_gemm_nvrtc: an NVRTC kernel computing the convolution as a GEMM in shared-memory tiles whose input
@@ -20,12 +17,7 @@ import numpy as np
 
 from ..dtypes import DataType
 from .base import TacticContext, register_tactic, stable_tactic_id
-from .cpu_conv import ConvGeometry, ConvTactic, Im2colGemm, PointwiseGemm, copy_padded, window_view
-
-
-def add_bias(y: Any, bias: Any, spatial_dims: int) -> None:
-    if bias is not None:
-        y += bias.reshape((-1,) + (1,) * spatial_dims)
+from .cpu_conv import ConvGeometry, ConvTactic
 
 
 class _OnDevice:
@@ -38,55 +30,6 @@ class _OnDevice:
 
         state = super().prepare(ctx)
         return {key: cupy.asarray(value) if isinstance(value, np.ndarray) else value for key, value in state.items()}
-
-
-class GpuIm2colGemm(_OnDevice, Im2colGemm):
-    """Im2colGemm's column matrix, then one strided-batched cuBLAS GEMM over the groups per sample."""
-
-    name = "gpu:conv:im2col_gemm"
-    id = stable_tactic_id(name)
-    heuristic_rank = 20
-
-    def convolve(self, state, g, x, y, buffers, xp):
-        from ..backends.cublas_gemm import Operand, compute_type_for, gemm
-
-        padded, cols = buffers
-        cols_view = cols.reshape(g.channels, *g.kernel, *g.out_sizes)
-        maps, depth, pixels = g.maps // g.groups, cols.shape[0] // g.groups, g.out_pixels
-        weights = Operand(state["w"], maps, depth, False, maps * depth)
-        columns = Operand(cols, depth, pixels, False, depth * pixels)
-        for n in range(g.batch):
-            copy_padded(padded[None], x[n:n + 1], g)
-            xp.copyto(cols_view, window_view(padded, g, xp))
-            gemm(weights, columns, Operand(y[n], maps, pixels, False, maps * pixels), g.groups,
-                 compute_type_for(y.dtype))
-        add_bias(y, state["bias"], len(g.kernel))
-
-
-class GpuPointwiseGemm(_OnDevice, PointwiseGemm):
-    """A 1x1 convolution per group as one cuBLAS GEMM batched over the samples (shared weights, stride 0)."""
-
-    name = "gpu:conv:pointwise_gemm"
-    id = stable_tactic_id(name)
-    heuristic_rank = 10
-
-    def convolve(self, state, g, x, y, buffers, xp):
-        from ..backends.cublas_gemm import Operand, compute_type_for, gemm
-
-        (picked,) = buffers
-        if picked.size:
-            xp.copyto(picked, x[(slice(None), slice(None), *(slice(0, (o - 1) * s + 1, s)
-                                                              for o, s in zip(g.out_sizes, g.strides)))])
-            x = picked
-        x = xp.ascontiguousarray(x)
-        channels, maps, pixels = g.channels // g.groups, g.maps // g.groups, g.out_pixels
-        src = x.reshape(g.batch, g.groups, channels, pixels)
-        dst = y.reshape(g.batch, g.groups, maps, pixels)
-        for group in range(g.groups):
-            gemm(Operand(state["w"][group], maps, channels, False, 0),
-                 Operand(src[:, group], channels, pixels, False, g.channels * pixels),
-                 Operand(dst[:, group], maps, pixels, False, g.maps * pixels), g.batch, compute_type_for(y.dtype))
-        add_bias(y, state["bias"], len(g.kernel))
 
 
 class _NvrtcConv(_OnDevice, ConvTactic):
@@ -159,5 +102,5 @@ class ImplicitGemmNvrtc(_NvrtcConv):
         return super().supports_geometry(g)
 
 
-for _tactic in (GpuIm2colGemm(), GpuPointwiseGemm(), DepthwiseNvrtc(), ImplicitGemmNvrtc()):
+for _tactic in (DepthwiseNvrtc(), ImplicitGemmNvrtc()):
     register_tactic(_tactic)

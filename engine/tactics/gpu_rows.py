@@ -5,8 +5,9 @@ the result once (the reference kernels make a temporary per NumPy operation).
 - softmax_rows: SOFTMAX / log-softmax along any axis, the tensor seen as (outer, axis, inner).
 - layer_norm_rows: NORMALIZATION over the trailing axes (LayerNormalization), scale/bias per normalized element.
 
-float16 layers are staged through float32 workspace buffers and computed in float32. CuPy is imported inside
-functions: this module is imported on every machine.
+The kernels read and write float32 or float16 directly and compute in float32; constant scale and bias are
+converted to float32 once, at prepare time. CuPy is imported inside functions: this module is imported on every
+machine.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.kernel_sources import storage_kernel
 from ..dtypes import DataType
 from ..enums import LayerType
 from ..ops.base import normalize_axis
@@ -25,23 +27,14 @@ from .scratch import carve, total_bytes
 FLOATS = (DataType.FLOAT, DataType.HALF)
 
 
-def _staged(x: Any, buffer: Any, xp: Any) -> Any:
-    """`x` as a contiguous float32 array: itself, or copied into the flat workspace `buffer` (sized for float16
-    inputs; a strided float32 input gets a new array)."""
-    if x.dtype == np.float32 and x.flags.c_contiguous:
-        return x
-    if buffer.size != x.size:
-        return xp.ascontiguousarray(x, dtype=xp.float32)
-    staged = buffer.reshape(x.shape)
-    xp.copyto(staged, x, casting="unsafe")
-    return staged
-
-
-def _target(out: Any, buffer: Any, xp: Any) -> Any:
-    """Where the float32 kernel writes: `out` itself, or a float32 buffer copied into `out` afterwards."""
-    if out.dtype == np.float32 and out.flags.c_contiguous:
-        return out
-    return buffer.reshape(out.shape) if buffer.size == out.size else xp.empty(out.shape, dtype=xp.float32)
+def _as_float32(value: Any, buffer: Any, xp: Any) -> Any:
+    """A flat float32 copy of a small runtime operand (scale or bias), in `buffer` when it is sized for it."""
+    flat = value.reshape(-1)
+    if flat.dtype == np.float32 and flat.flags.c_contiguous:
+        return flat
+    target = buffer if buffer.size == flat.size else xp.empty(flat.size, xp.float32)
+    xp.copyto(target, flat, casting="unsafe")
+    return target
 
 
 class SoftmaxRows(Tactic):
@@ -52,19 +45,12 @@ class SoftmaxRows(Tactic):
     heuristic_rank = 20
 
     def supports(self, ctx: TacticContext) -> bool | str:
-        if ctx.inputs[0].dtype not in FLOATS:
-            return f"the kernel takes FLOAT or HALF, not {ctx.inputs[0].dtype.value}"
+        if ctx.inputs[0].dtype not in FLOATS or ctx.outputs[0].dtype != ctx.inputs[0].dtype:
+            return f"the kernel takes FLOAT or HALF to the same type, not {ctx.inputs[0].dtype.value}"
         return True
 
-    def _specs(self, shape, dtype: DataType) -> list:
-        size = math.prod(shape) if dtype != DataType.FLOAT else 0
-        return [((size,), np.float32), ((size,), np.float32)]
-
-    def workspace_bytes(self, ctx: TacticContext) -> int:
-        return total_bytes(self._specs(ctx.inputs[0].shape, ctx.inputs[0].dtype))
-
     def prepare(self, ctx: TacticContext) -> dict:
-        return {"layer": ctx.layer, "log": bool(ctx.layer.params["log"]), "dtype": ctx.inputs[0].dtype}
+        return {"layer": ctx.layer, "log": bool(ctx.layer.params["log"])}
 
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         from ..backends.nvrtc import block_size, kernel
@@ -74,14 +60,14 @@ class SoftmaxRows(Tactic):
             return
         axis = softmax_axis(state["layer"], x.ndim)
         length, inner = x.shape[axis] if x.ndim else 1, math.prod(x.shape[axis + 1:])
-        x_stage, y_stage = carve(workspace, self._specs(x.shape, state["dtype"]), xp)
-        src, dst = _staged(x, x_stage, xp), _target(out, y_stage, xp)
+        src = xp.ascontiguousarray(x)
+        dst = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
         threads = block_size(length)
-        kernel("gpu_kernels", "softmax_rows")((x.size // length,), (threads,),
-                                              (src, dst, np.int32(length), np.int32(inner), np.int32(state["log"])),
-                                              shared_mem=threads * 4)
+        kernel("gpu_kernels", storage_kernel("softmax_rows", x.dtype))(
+            (x.size // length,), (threads,), (src, dst, np.int32(length), np.int32(inner), np.int32(state["log"])),
+            shared_mem=threads * 4)
         if dst is not out:
-            xp.copyto(out, dst, casting="unsafe")
+            xp.copyto(out, dst)
 
 
 class LayerNormRows(Tactic):
@@ -93,8 +79,8 @@ class LayerNormRows(Tactic):
 
     def supports(self, ctx: TacticContext) -> bool | str:
         x = ctx.inputs[0]
-        if x.dtype not in FLOATS:
-            return f"the kernel takes FLOAT or HALF, not {x.dtype.value}"
+        if x.dtype not in FLOATS or ctx.outputs[0].dtype != x.dtype:
+            return f"the kernel takes FLOAT or HALF to the same type, not {x.dtype.value}"
         if int(ctx.layer.params["num_groups"]) > 1:
             return "group normalization is left to the reference kernel"
         rank = len(x.shape)
@@ -115,15 +101,14 @@ class LayerNormRows(Tactic):
                 return f"the {role} of shape {tuple(info.shape)} is not one value per normalized element"
         return True
 
-    def _specs(self, shape, dtype: DataType, length: int) -> list:
-        half = dtype != DataType.FLOAT
-        size = math.prod(shape) if half else 0
-        return [((size,), np.float32), ((size,), np.float32), ((length if half else 0,), np.float32),
-                ((length if half else 0,), np.float32)]
+    def _specs(self, ctx: TacticContext) -> list:
+        """float32 copies of a runtime (non-constant) scale and bias of another type."""
+        length = math.prod(ctx.inputs[0].shape[-self._axis_count(ctx):])
+        return [((length if info is not None and info.value is None and info.dtype != DataType.FLOAT else 0,),
+                 np.float32) for info in (list(ctx.inputs[1:3]) + [None, None])[:2]]
 
     def workspace_bytes(self, ctx: TacticContext) -> int:
-        x = ctx.inputs[0]
-        return total_bytes(self._specs(x.shape, x.dtype, math.prod(x.shape[-self._axis_count(ctx):])))
+        return total_bytes(self._specs(ctx))
 
     @staticmethod
     def _axis_count(ctx: TacticContext) -> int:
@@ -131,8 +116,13 @@ class LayerNormRows(Tactic):
         return len({normalize_axis(a, rank) for a in ctx.layer.params["axes"]})
 
     def prepare(self, ctx: TacticContext) -> dict:
-        return {"axis_count": self._axis_count(ctx), "dtype": ctx.inputs[0].dtype,
-                "epsilon": float(ctx.layer.params["epsilon"])}
+        import cupy
+
+        constants = [None if info is None or info.value is None else
+                     cupy.asarray(np.asarray(info.value, dtype=np.float32).reshape(-1))
+                     for info in (list(ctx.inputs[1:3]) + [None, None])[:2]]
+        return {"axis_count": self._axis_count(ctx), "epsilon": float(ctx.layer.params["epsilon"]),
+                "constants": constants, "specs": self._specs(ctx)}
 
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         from ..backends.nvrtc import block_size, kernel
@@ -142,18 +132,21 @@ class LayerNormRows(Tactic):
         if x.size == 0:
             return
         length = math.prod(x.shape[-state["axis_count"]:])
-        x_stage, y_stage, s_stage, b_stage = carve(workspace, self._specs(x.shape, state["dtype"], length), xp)
-        src, dst = _staged(x, x_stage, xp), _target(out, y_stage, xp)
-        scale = src if scale is None else _staged(scale.reshape(-1), s_stage, xp)
-        bias = src if bias is None else _staged(bias.reshape(-1), b_stage, xp)
+        operands = []
+        for value, constant, buffer in zip((scale, bias), state["constants"], carve(workspace, state["specs"], xp)):
+            operands.append(None if value is None else constant if constant is not None else
+                            _as_float32(value, buffer, xp))
+        src = xp.ascontiguousarray(x)
+        dst = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
         threads = block_size(length)
-        kernel("gpu_kernels", "layer_norm_rows")(
+        kernel("gpu_kernels", storage_kernel("layer_norm_rows", x.dtype))(
             (x.size // length,), (threads,),
-            (src, scale, np.int32(len(inputs) > 1 and inputs[1] is not None), bias,
-             np.int32(len(inputs) > 2 and inputs[2] is not None), dst, np.int32(length), np.float32(state["epsilon"])),
+            (src, src if operands[0] is None else operands[0], np.int32(operands[0] is not None),
+             src if operands[1] is None else operands[1], np.int32(operands[1] is not None), dst, np.int32(length),
+             np.float32(state["epsilon"])),
             shared_mem=threads * 4)
         if dst is not out:
-            xp.copyto(out, dst, casting="unsafe")
+            xp.copyto(out, dst)
 
 
 register_tactic(SoftmaxRows())

@@ -44,7 +44,9 @@ def test_every_heavy_layer_type_has_gpu_tactics_with_distinct_ids():
     names = {t.name for layer in (LayerType.CONVOLUTION, LayerType.MATRIX_MULTIPLY, LayerType.ELEMENTWISE,
                                   LayerType.ACTIVATION, LayerType.SOFTMAX, LayerType.NORMALIZATION)
              for t in tactics_for(layer, "gpu")}
-    assert {"gpu:conv:im2col_gemm", "gpu:conv:pointwise_gemm", "gpu:conv:depthwise_nvrtc",
+    assert {"gpu:conv:im2col_gemm", "gpu:conv:pointwise_gemm", "gpu:conv:im2col_gemm_rows",
+            "gpu:conv:im2col_gemm_tf32", "gpu:conv:pointwise_gemm_tf32", "gpu:conv:im2col_gemm_rows_tf32",
+            "gpu:conv:depthwise_nvrtc",
             "gpu:conv:implicit_gemm_nvrtc", "gpu:matmul:cupy_matmul", "gpu:matmul:cublas_gemm_fp32",
             "gpu:matmul:cublas_gemm_tf32", "gpu:matmul:cublas_gemm_fp16", "gpu:matmul:gemm_bias_act_epilogue",
             "gpu:elementwise:elementwise_kernel", "gpu:activation:elementwise_kernel", "gpu:softmax:softmax_rows",
@@ -88,8 +90,11 @@ CONV_CASES = {  # name: (x shape, K, groups, kernel, stride, dilation, pre, post
     "pointwise": ((2, 40, 5, 6), 24, 1, (1, 1), (1, 1), (1, 1), (0, 0), (0, 0)),
     "pointwise_grouped_strided": ((2, 8, 5, 6), 4, 2, (1, 1), (2, 2), (1, 1), (0, 0), (0, 0)),
 }
-EXPECTED_CONV = {"3x3": {"im2col_gemm", "implicit_gemm_nvrtc"}, "depthwise": {"depthwise_nvrtc"},
-                 "pointwise": {"pointwise_gemm"}}
+EXPECTED_CONV = {"3x3": {"im2col_gemm", "im2col_gemm_rows", "implicit_gemm_nvrtc"},
+                 "3x3_asym_pad": {"im2col_gemm", "im2col_gemm_rows"},
+                 "grouped_strided_dilated": {"im2col_gemm"}, "depthwise": {"depthwise_nvrtc", "im2col_gemm"},
+                 "pointwise": {"pointwise_gemm", "im2col_gemm", "im2col_gemm_rows"},
+                 "pointwise_grouped_strided": {"im2col_gemm"}}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
@@ -128,8 +133,81 @@ def test_conv_supports_gives_reasons():
                                                       np.zeros((2, 2, 3, 3, 3), np.float32)), None],
                          [TensorInfo(layer.get_output(0).shape, from_numpy(np.float32))], "gpu")
     assert "2-D" in tactic("gpu:conv:implicit_gemm_nvrtc").supports(ctx3)
+    assert "3-D" in tactic("gpu:conv:im2col_gemm").supports(ctx3)
+    assert "TF32" in tactic("gpu:conv:im2col_gemm_tf32").supports(ctx)
+    grouped = conv_context(x, np.zeros((4, 2, 3, 3), np.float32), None, (1, 1), (1, 1), (1, 1), (1, 1), 2)
+    assert "ungrouped" in tactic("gpu:conv:im2col_gemm_rows").supports(grouped)
     doubles = conv_context(x.astype(np.float64), w3.astype(np.float64), None, (1, 1), (1, 1), (1, 1), (1, 1), 1)
     assert "float32" in tactic("gpu:conv:implicit_gemm_nvrtc").supports(doubles)
+
+
+GEMM_CONV_TACTICS = ("gpu:conv:im2col_gemm", "gpu:conv:pointwise_gemm", "gpu:conv:im2col_gemm_rows")
+
+
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("activation", ["RELU", "CLIP", "LEAKY_RELU", "SIGMOID"])
+def test_conv_gemm_epilogue_applies_bias_residual_and_fused_activation(activation, dtype, residual):
+    """The epilogue adds the bias and a fused residual and applies ReLU/Clip/LeakyReLU itself; the tactic applies
+    any other activation after it; either way exactly once and in that order (the runtime skips tactics that fuse
+    their residual and activation)."""
+    x = RNG.standard_normal((3, 16, 7, 7)).astype(dtype)
+    w = (RNG.standard_normal((24, 16, 1, 1)) / 4).astype(dtype)
+    b = RNG.standard_normal(24).astype(dtype)
+    r = RNG.standard_normal((3, 24, 7, 7)).astype(dtype)
+    ctx = conv_context(x, w, b, (1, 1), (1, 1), (0, 0), (0, 0), 1)
+    alpha, beta = (-0.5, 0.7) if activation == "CLIP" else (0.1, 0.0)
+    ctx.layer.params["fused_activation"] = {"activation_type": activation, "alpha": alpha, "beta": beta}
+    inputs = [x, w, b]
+    y = conv_reference(x, w, b, (1, 1), (1, 1), (0, 0), (0, 0), 1)
+    if residual:
+        ctx.layer.params["fused_residual"] = True
+        ctx.inputs.append(info(r))
+        inputs.append(r)
+        y = y + r.astype(np.float64)
+    want = {"RELU": np.maximum(y, 0), "CLIP": np.clip(y, alpha, beta), "LEAKY_RELU": np.where(y >= 0, y, alpha * y),
+            "SIGMOID": 1 / (1 + np.exp(-y))}[activation]
+    tolerance = 1e-2 if dtype == np.float16 else 1e-4
+    for name in GEMM_CONV_TACTICS:
+        t = tactic(name)
+        assert t.fuses_activation and t.fuses_residual and t.supports(ctx) is True
+        np.testing.assert_allclose(run_tactic(t, ctx, inputs), want, rtol=tolerance, atol=tolerance, err_msg=name)
+
+
+def test_conv_gemm_rows_pads_odd_tap_counts():
+    """A 7x7 stem over 3 channels has 147 taps per pixel: the rows layout pads them to 152 with zero weights."""
+    x = RNG.standard_normal((2, 3, 20, 18)).astype(np.float16)
+    w = (RNG.standard_normal((8, 3, 7, 7)) / 10).astype(np.float16)
+    ctx = conv_context(x, w, None, (2, 2), (1, 1), (3, 3), (3, 3), 1)
+    t = tactic("gpu:conv:im2col_gemm_rows")
+    assert t.row_length(t.geometry(ctx)) == 152
+    want = conv_reference(x, w, None, (2, 2), (1, 1), (3, 3), (3, 3), 1)
+    np.testing.assert_allclose(run_tactic(t, ctx, [x, w, None]), want, rtol=1e-2, atol=1e-2)
+
+
+def test_conv_gemm_runs_1d_convolutions_as_2d():
+    x = RNG.standard_normal((2, 5, 17)).astype(np.float32)
+    w = RNG.standard_normal((7, 5, 3)).astype(np.float32)
+    b = RNG.standard_normal(7).astype(np.float32)
+    net = NetworkDefinition()
+    layer = net.add_convolution_nd(net.add_input("x", from_numpy(x.dtype), x.shape), 7, (3,), w, b)
+    layer.stride_nd, layer.dilation_nd, layer.pre_padding, layer.post_padding = [2], [1], [1], [2]
+    ctx = TacticContext(layer, [info(x), info(w, True), info(b, True)],
+                        [TensorInfo(layer.get_output(0).shape, from_numpy(x.dtype))], "gpu")
+    want = conv_reference(x[:, :, None], w[:, :, None], b, (1, 2), (1, 1), (0, 1), (0, 2), 1)[:, :, 0]
+    for name in ("gpu:conv:im2col_gemm", "gpu:conv:im2col_gemm_rows"):
+        np.testing.assert_allclose(run_tactic(tactic(name), ctx, [x, w, b]), want, rtol=1e-4, atol=1e-4,
+                                   err_msg=name)
+
+
+def test_conv_gemm_tf32_follows_the_builder_flag():
+    x = RNG.standard_normal((2, 8, 9, 9)).astype(np.float32)
+    w = RNG.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    ctx = conv_context(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 1)
+    ctx.extra["tf32"] = True
+    want = conv_reference(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 1)
+    got = run_tactic(tactic("gpu:conv:im2col_gemm_tf32"), ctx, [x, w, None])
+    np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2)  # inputs rounded to 10 mantissa bits
 
 
 # ---------------------------------------------------------------------------------------------- matmul
@@ -375,3 +453,83 @@ def test_layer_norm_rows_rejects_groups_and_leading_axes():
     grouped = net.add_normalization(tx, None, None, [2])
     grouped.num_groups = 2
     assert "group" in t.supports(TacticContext(grouped, [info(x), None, None], [info(x)], "gpu"))
+
+
+# ---------------------------------------------------------------------------------------------- pooling
+def pool_context(x: np.ndarray, kind: str, window: tuple) -> TacticContext:
+    net = NetworkDefinition()
+    layer = net.add_pooling_nd(net.add_input("x", from_numpy(x.dtype), x.shape), kind, window)
+    return TacticContext(layer, [info(x)], [TensorInfo(layer.get_output(0).shape, from_numpy(x.dtype))], "gpu")
+
+
+def max_pool_reference(x, window, strides, dilations, pre, post):
+    """float64 max pooling with -inf padding, window by window."""
+    n = len(window)
+    padded = np.pad(x.astype(np.float64), [(0, 0)] * (x.ndim - n) + list(zip(pre, post)), constant_values=-np.inf)
+    out = [(padded.shape[x.ndim - n + i] - dilations[i] * (window[i] - 1) - 1) // strides[i] + 1 for i in range(n)]
+    y = np.empty(x.shape[:-n] + tuple(out))
+    for pos in np.ndindex(*out):
+        taps = tuple(slice(p * s, p * s + d * (k - 1) + 1, d) for p, s, d, k in zip(pos, strides, dilations, window))
+        y[(Ellipsis, *pos)] = padded[(Ellipsis, *taps)].reshape(*x.shape[:-n], -1).max(axis=-1)
+    return y
+
+
+POOL_CASES = {  # name: (x shape, window, strides, dilations, pre, post)
+    "resnet_stem": ((2, 3, 12, 11), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)),
+    "asym_pad_dilated": ((1, 2, 9, 10), (2, 3), (1, 2), (2, 1), (0, 2), (1, 0)),
+    "no_pad": ((3, 4, 8, 8), (2, 2), (2, 2), (1, 1), (0, 0), (0, 0)),
+    "1d": ((2, 5, 13), (4,), (3,), (1,), (2,), (1,)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("name", POOL_CASES)
+def test_max_pool_kernel_matches_float64(name, dtype):
+    shape, window, strides, dilations, pre, post = POOL_CASES[name]
+    x = RNG.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[5] = np.nan  # a NaN in a window propagates, as in the reference
+    ctx = pool_context(x, "MAX", window)
+    layer = ctx.layer
+    layer.stride_nd, layer.dilation_nd, layer.pre_padding, layer.post_padding = (list(v) for v in
+                                                                                 (strides, dilations, pre, post))
+    ctx.outputs[0] = TensorInfo(layer.get_output(0).shape, from_numpy(x.dtype))
+    t = tactic("gpu:pooling:max_pool_nvrtc")
+    assert t.supports(ctx) is True
+    want = max_pool_reference(x, window, strides, dilations, pre, post)
+    got = run_tactic(t, ctx, [x])
+    assert got.dtype == dtype and np.isnan(got).sum() == np.isnan(want).sum() > 0
+    np.testing.assert_array_equal(got, want.astype(dtype))  # a maximum is exact in any precision
+
+
+def test_max_pool_kernel_leaves_average_and_indices_to_the_reference():
+    ctx = pool_context(np.zeros((1, 2, 4, 4), np.float32), "AVERAGE", (2, 2))
+    assert "max pooling" in tactic("gpu:pooling:max_pool_nvrtc").supports(ctx)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("shape,window", [((4, 6, 7, 7), (-1, -1)), ((3, 5, 13, 1), (13, 1)), ((2, 3, 50), (-1,))])
+def test_global_avg_pool_kernel_matches_float64(shape, window, dtype):
+    x = RNG.standard_normal(shape).astype(dtype)
+    ctx = pool_context(x, "AVERAGE", window)
+    t = tactic("gpu:pooling:global_avg_pool_nvrtc")
+    assert t.supports(ctx) is True
+    n = len(window)
+    want = x.astype(np.float64).mean(axis=tuple(range(x.ndim - n, x.ndim)), keepdims=True)
+    tolerance = 1e-3 if dtype == np.float16 else 1e-6
+    np.testing.assert_allclose(run_tactic(t, ctx, [x]), want, rtol=tolerance, atol=tolerance)
+
+
+def test_global_avg_pool_kernel_leaves_windowed_pooling_to_the_reference():
+    ctx = pool_context(np.zeros((1, 2, 4, 4), np.float32), "AVERAGE", (2, 2))
+    assert "global" in tactic("gpu:pooling:global_avg_pool_nvrtc").supports(ctx)
+
+
+@pytest.mark.parametrize("source,target", [(np.float32, np.float16), (np.float16, np.float32)])
+def test_reformat_cast_copy_rounds_like_numpy(source, target):
+    x = (RNG.standard_normal((5, 7, 3)) * 100).astype(source)
+    net = NetworkDefinition()
+    layer = net.add_layer(LayerType.REFORMAT, [net.add_input("x", from_numpy(x.dtype), x.shape)],
+                          {"to_type": from_numpy(np.dtype(target)).value})
+    ctx = TacticContext(layer, [info(x)], [TensorInfo(x.shape, from_numpy(np.dtype(target)))], "gpu")
+    got = run_tactic(tactic("gpu:reformat:cast_copy"), ctx, [x], out_dtype=target)
+    np.testing.assert_array_equal(got, x.astype(target))

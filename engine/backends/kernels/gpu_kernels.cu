@@ -1,6 +1,8 @@
 // CUDA kernels of the GPU tactics, compiled once per process with NVRTC (engine/backends/nvrtc.py).
-// All take float32 tensors in NCHW / row-major layout and accumulate in float32; float16 layers are staged
-// through float32 buffers by the tactics. Integer arguments are 32-bit, element offsets 64-bit.
+// Tensors are NCHW / row-major and arithmetic is float32. The convolution kernels take float32 (float16 layers
+// are staged through float32 buffers by their tactics); the row kernels are instantiated for float32 and
+// float16 storage. Integer arguments are 32-bit, element offsets 64-bit.
+#include "storage.cuh"
 
 #define TILE 16
 
@@ -105,53 +107,68 @@ __device__ float block_reduce(float v, float* scratch, bool take_max)
 }
 
 // Softmax (or log-softmax) along the middle axis of an (outer, L, inner) tensor: one block per (outer, inner)
-// row. The row maximum is subtracted before exp, as the reference kernel does.
-extern "C" __global__ void softmax_rows(const float* __restrict__ x, float* __restrict__ y, int L, int inner,
-                                        int log_softmax)
+// row. The row maximum is subtracted before exp, as the reference kernel does. float32 or float16 storage
+// (storage.cuh), float32 arithmetic.
+template <typename T>
+__device__ void softmax_row(const T* __restrict__ x, T* __restrict__ y, int L, int inner, int log_softmax)
 {
     extern __shared__ float scratch[];
     const long long row = blockIdx.x;
     const long long base = (row / inner) * (long long)L * inner + row % inner;
-    const float* xr = x + base;
-    float* yr = y + base;
+    const T* xr = x + base;
+    T* yr = y + base;
     float local = __int_as_float(0xff800000);  // -inf
-    for (int j = threadIdx.x; j < L; j += blockDim.x) local = fmaxf(local, xr[(long long)j * inner]);
+    for (int j = threadIdx.x; j < L; j += blockDim.x) local = fmaxf(local, to_float(xr[(long long)j * inner]));
     const float row_max = block_reduce(local, scratch, true);
     local = 0.0f;
-    for (int j = threadIdx.x; j < L; j += blockDim.x) local += expf(xr[(long long)j * inner] - row_max);
+    for (int j = threadIdx.x; j < L; j += blockDim.x) local += expf(to_float(xr[(long long)j * inner]) - row_max);
     const float total = block_reduce(local, scratch, false);
-    if (log_softmax) {
-        const float log_total = logf(total);
-        for (int j = threadIdx.x; j < L; j += blockDim.x)
-            yr[(long long)j * inner] = xr[(long long)j * inner] - row_max - log_total;
-    } else {
-        for (int j = threadIdx.x; j < L; j += blockDim.x)
-            yr[(long long)j * inner] = expf(xr[(long long)j * inner] - row_max) / total;
+    const float log_total = logf(total);
+    for (int j = threadIdx.x; j < L; j += blockDim.x) {
+        const float shifted = to_float(xr[(long long)j * inner]) - row_max;
+        yr[(long long)j * inner] = from_float<T>(log_softmax ? shifted - log_total : expf(shifted) / total);
     }
 }
 
+#define SOFTMAX_ROWS(T, NAME)                                                                                  \
+extern "C" __global__ void NAME(const T* __restrict__ x, T* __restrict__ y, int L, int inner, int log_softmax)  \
+{                                                                                                               \
+    softmax_row(x, y, L, inner, log_softmax);                                                                   \
+}
+FOR_STORAGE_TYPES(SOFTMAX_ROWS, softmax_rows)
+
 // Layer normalization of each contiguous row of length L: mean, then the biased variance of the centred values
-// (two passes, as the reference), then (x - mean) / sqrt(var + eps) * scale[j] + bias[j].
-extern "C" __global__ void layer_norm_rows(const float* __restrict__ x, const float* __restrict__ scale,
-                                           int has_scale, const float* __restrict__ bias, int has_bias,
-                                           float* __restrict__ y, int L, float eps)
+// (two passes, as the reference), then (x - mean) / sqrt(var + eps) * scale[j] + bias[j]. Scale and bias are
+// float32 (the tactic converts them once at prepare time).
+template <typename T>
+__device__ void layer_norm_row(const T* __restrict__ x, const float* __restrict__ scale, int has_scale,
+                               const float* __restrict__ bias, int has_bias, T* __restrict__ y, int L, float eps)
 {
     extern __shared__ float scratch[];
-    const float* xr = x + (long long)blockIdx.x * L;
-    float* yr = y + (long long)blockIdx.x * L;
+    const T* xr = x + (long long)blockIdx.x * L;
+    T* yr = y + (long long)blockIdx.x * L;
     float local = 0.0f;
-    for (int j = threadIdx.x; j < L; j += blockDim.x) local += xr[j];
+    for (int j = threadIdx.x; j < L; j += blockDim.x) local += to_float(xr[j]);
     const float mean = block_reduce(local, scratch, false) / L;
     local = 0.0f;
     for (int j = threadIdx.x; j < L; j += blockDim.x) {
-        const float d = xr[j] - mean;
+        const float d = to_float(xr[j]) - mean;
         local += d * d;
     }
     const float std_dev = sqrtf(block_reduce(local, scratch, false) / L + eps);
     for (int j = threadIdx.x; j < L; j += blockDim.x) {
-        float v = (xr[j] - mean) / std_dev;
+        float v = (to_float(xr[j]) - mean) / std_dev;
         if (has_scale) v *= scale[j];
         if (has_bias) v += bias[j];
-        yr[j] = v;
+        yr[j] = from_float<T>(v);
     }
 }
+
+#define LAYER_NORM_ROWS(T, NAME)                                                                               \
+extern "C" __global__ void NAME(const T* __restrict__ x, const float* __restrict__ scale, int has_scale,       \
+                                const float* __restrict__ bias, int has_bias, T* __restrict__ y, int L,          \
+                                float eps)                                                                      \
+{                                                                                                               \
+    layer_norm_row(x, scale, has_scale, bias, has_bias, y, L, eps);                                             \
+}
+FOR_STORAGE_TYPES(LAYER_NORM_ROWS, layer_norm_rows)

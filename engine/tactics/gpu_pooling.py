@@ -1,0 +1,114 @@
+"""GPU pooling tactics, one NVRTC kernel each (kernels/pooling.cu), reading float32 or float16 directly:
+
+- max_pool_nvrtc: max pooling over 1-D and 2-D windows with no padded copy; one thread per output pixel.
+- global_avg_pool_nvrtc: average pooling over whole planes (GlobalAveragePool), one warp per plane summing in
+  float32.
+
+Windowed average and Lp pooling, and max pooling that also returns indices, stay with the reference kernel.
+CuPy is imported inside functions: this module is imported on every machine."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backends.kernel_sources import storage_kernel
+from ..dtypes import DataType
+from ..enums import LayerType, PoolingType
+from ..ops.pooling import pooling_geometry
+from .base import Tactic, TacticContext, register_tactic, stable_tactic_id
+
+_GRID_Y = 65535
+
+
+class _PoolingNvrtc(Tactic):
+    """Checks shared by the pooling kernels: float storage and a concrete input shape."""
+
+    layer_type = LayerType.POOLING
+    backend = "gpu"
+    heuristic_rank = 20
+
+    def supports(self, ctx: TacticContext) -> bool | str:
+        p, x = ctx.layer.params, ctx.inputs[0]
+        if x.dtype not in (DataType.FLOAT, DataType.HALF):
+            return f"the kernel takes FLOAT or HALF, not {x.dtype.value}"
+        if x.shape is None or any(d < 0 for d in x.shape) or len(x.shape) < len(p["window_size_nd"]) + 1:
+            return "the input shape is not concrete"
+        return self.supports_pooling(ctx.layer, x)
+
+    def supports_pooling(self, layer, x) -> bool | str:
+        raise NotImplementedError
+
+
+class MaxPoolNvrtc(_PoolingNvrtc):
+    name = "gpu:pooling:max_pool_nvrtc"
+    id = stable_tactic_id(name)
+
+    def supports_pooling(self, layer, x):
+        p = layer.params
+        if PoolingType(p["pooling_type"]) != PoolingType.MAX or p.get("return_indices"):
+            return "the kernel computes max pooling without indices"
+        if len(p["window_size_nd"]) not in (1, 2):
+            return f"the kernel handles 1-D and 2-D windows, not {len(p['window_size_nd'])}-D"
+        return True
+
+    def prepare(self, ctx: TacticContext) -> dict:
+        return {"layer": ctx.layer, "geometry": {}}
+
+    def run(self, state, inputs, outputs, workspace, xp) -> None:
+        from ..backends.nvrtc import kernel
+
+        x, y = xp.ascontiguousarray(inputs[0]), outputs[0]
+        args = state["geometry"].get(x.shape)
+        if args is None:
+            args = state["geometry"][x.shape] = self._launch(state["layer"], x.shape)
+        grid, block, sizes = args
+        target = y if y.flags.c_contiguous else xp.empty(y.shape, y.dtype)
+        kernel("pooling", storage_kernel("max_pool2d", x.dtype))(grid, block, (x, target, *sizes))
+        if target is not y:
+            xp.copyto(y, target)
+
+    @staticmethod
+    def _launch(layer, shape: tuple[int, ...]) -> tuple:
+        p = layer.params
+        n = len(p["window_size_nd"])
+        kernel_sizes, (out, pre, _) = pooling_geometry(layer, list(shape[-n:]))
+        pad = 2 - n  # 1-D pooling runs as a 2-D window of height 1
+        in_sizes, out = [1] * pad + list(shape[-n:]), [1] * pad + list(out)
+        window, pre = [1] * pad + list(kernel_sizes), [0] * pad + list(pre)
+        strides = [1] * pad + list(p["stride_nd"])
+        dilations = [1] * pad + list(p.get("dilation_nd") or [1] * n)
+        planes = int(np.prod(shape[:-n], dtype=np.int64))
+        pixels = out[0] * out[1]
+        threads = min(256, -(-pixels // 32) * 32)
+        sizes = tuple(np.int32(v) for v in (planes, *in_sizes, *out, *window, *strides, *pre, *dilations))
+        return (-(-pixels // threads), min(planes, _GRID_Y)), (threads,), sizes
+
+
+class GlobalAvgPoolNvrtc(_PoolingNvrtc):
+    name = "gpu:pooling:global_avg_pool_nvrtc"
+    id = stable_tactic_id(name)
+
+    def supports_pooling(self, layer, x):
+        p = layer.params
+        if PoolingType(p["pooling_type"]) != PoolingType.AVERAGE:
+            return "the kernel computes average pooling"
+        n = len(p["window_size_nd"])
+        one_window = pooling_geometry(layer, list(x.shape[-n:]))[1][0] == [1] * n
+        if not one_window or any(p["pre_padding"]) or any(p["post_padding"]):
+            return "not a global average pooling (one unpadded window per plane)"
+        return True
+
+    def run(self, state, inputs, outputs, workspace, xp) -> None:
+        from ..backends.nvrtc import kernel
+
+        x, y = xp.ascontiguousarray(inputs[0]), outputs[0]
+        planes = y.size
+        pixels = x.size // max(planes, 1)
+        target = y if y.flags.c_contiguous else xp.empty(y.shape, y.dtype)
+        kernel("pooling", storage_kernel("global_avg_pool", x.dtype))(
+            (min(-(-planes // 8), 1 << 20),), (32, 8), (x, target, np.int32(planes), np.int32(pixels)))
+        if target is not y:
+            xp.copyto(y, target)
+
+
+register_tactic(MaxPoolNvrtc())
+register_tactic(GlobalAvgPoolNvrtc())
