@@ -52,13 +52,17 @@ def test_static_shapes_fold_every_foldable_node(sanitized) -> None:
     assert report.nodes_after == len(model.graph.node) < report.nodes_before / 4
 
 
-def test_sanitized_outputs_are_onnxruntime_identical(sanitized) -> None:
+def test_sanitized_outputs_match_onnxruntime_to_the_last_bits(sanitized) -> None:
+    """Folding changes the graph onnxruntime optimizes, so its fused kernels may round differently: onnxruntime
+    1.32 gives identical outputs, 1.30 differs by up to 7e-7 on bert_tiny (outputs up to ~4). Allow 4 float32 ulps
+    of each output's largest magnitude, no more."""
     name, path, model, _ = sanitized
     feeds = text_feeds(STATIC_SHAPES[name], seed=3)
     expected, actual = run_ort(path, feeds), run_ort(model, feeds)
     assert expected.keys() == actual.keys()
     for key in expected:
-        np.testing.assert_array_equal(actual[key], expected[key])
+        scale = np.abs(expected[key]).max() if expected[key].size else 0.0
+        np.testing.assert_allclose(actual[key], expected[key], rtol=0, atol=4 * np.spacing(np.float32(scale)))
 
 
 def test_not_worse_than_graphsurgeon_baseline(sanitized) -> None:
