@@ -16,7 +16,9 @@ from .graph import LayerSpec, LoweredGraph, TensorSpec
 from .network import Layer
 
 MAGIC = b"POLYXPLN"
-FORMAT_VERSION = 2  # 2: per-profile tactics (tactic_ids, tactic_names)
+# 2: per-profile tactics (tactic_ids, tactic_names); 3: fused residuals (a layer with params.fused_residual adds its
+# last input to its output), which a version-2 reader would silently skip
+FORMAT_VERSION = 3
 
 
 def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
