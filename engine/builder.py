@@ -31,7 +31,7 @@ from .graph import (
 )
 from .logger import Logger, Severity
 from .network import NetworkDefinition
-from .ops.activation_post import apply_post_ops, residual_input
+from .ops.activation_post import apply_post_ops, pending_post_ops
 from .passes.memory import plan_activation_memory
 from .passes.pipeline import run_passes
 from .plan import serialize_plan
@@ -415,8 +415,7 @@ class _TacticSelection:
 
     def _run_once(self, spec, tactic, state, inputs, outputs, workspace) -> None:
         tactic.run(state, inputs, outputs, workspace, self.backend.xp)
-        activation = None if tactic.fuses_activation else spec.layer.params.get("fused_activation")
-        residual = None if tactic.fuses_residual else residual_input(spec.layer)
+        residual, activation = pending_post_ops(tactic, spec.layer)
         if activation is not None or residual is not None:
             apply_post_ops(outputs[0], None if residual is None else inputs[residual], activation, self.backend.xp)
         self.backend.synchronize()

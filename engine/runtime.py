@@ -22,7 +22,7 @@ from .enums import LayerType, TensorIOMode
 from .errors import ExecutionError, PlanFormatError, ShapeError
 from .graph import LoweredGraph, device_lifetimes, resolve_shapes, tactic_infos, tensor_nbytes
 from .logger import Logger, Severity
-from .ops.activation_post import apply_post_ops, residual_input
+from .ops.activation_post import apply_post_ops, pending_post_ops
 from .ops.base import layer_impl
 from .passes.memory import plan_activation_memory
 from .plan import deserialize_plan
@@ -369,8 +369,7 @@ class ExecutionContext:
             ins, outs = tactic_infos(graph, spec, shapes)
             workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(
                 TacticContext(spec.layer, ins, outs, engine.device))))
-            activation = None if tactic.fuses_activation else spec.layer.params.get("fused_activation")
-            residual = None if tactic.fuses_residual else residual_input(spec.layer)
+            residual, activation = pending_post_ops(tactic, spec.layer)
             host_operands = [(pos, resolved.host_values[i]) for pos, i in enumerate(spec.inputs)
                              if pos in layer_impl(spec.layer.type).host_operands and i in resolved.host_values]
             steps.append(_Step(spec.layer.name, tactic.run, prepared, spec.inputs, spec.outputs, activation,

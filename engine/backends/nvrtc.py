@@ -11,6 +11,8 @@ from .kernel_sources import kernel_source
 
 _lock = threading.Lock()
 
+GRID_YZ_LIMIT = 65535  # CUDA's limit on gridDim.y and gridDim.z; kernels with larger counts loop past it
+
 
 @functools.cache
 def _module(name: str) -> cupy.RawModule:
@@ -26,6 +28,11 @@ def kernel(module: str, function: str) -> cupy.RawKernel:
 def launch_1d(total: int, threads: int = 256) -> tuple[tuple[int], tuple[int]]:
     """(grid, block) for a grid-stride loop over `total` elements."""
     return (max(1, min(-(-total // threads), 1 << 16)),), (threads,)
+
+
+def plane_threads(pixels: int) -> int:
+    """Threads per block along the pixels of one image plane: a multiple of 32, at most 256."""
+    return min(256, -(-pixels // 32) * 32)
 
 
 def block_size(length: int) -> int:

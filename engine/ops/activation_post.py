@@ -32,6 +32,13 @@ def residual_input(layer: Any) -> int | None:
     return len(layer.inputs) - 1 if layer.params.get("fused_residual") else None
 
 
+def pending_post_ops(tactic: Any, layer: Any) -> tuple[int | None, dict[str, Any] | None]:
+    """(residual input index, fused activation) left to apply after `tactic` ran `layer`: what it does not fuse."""
+    residual = None if tactic.fuses_residual else residual_input(layer)
+    activation = None if tactic.fuses_activation else layer.params.get("fused_activation")
+    return residual, activation
+
+
 def apply_post_ops(out, residual, activation: dict[str, Any] | None, xp) -> None:
     """out += residual (when given), then the fused activation (when given), in place."""
     if residual is not None:

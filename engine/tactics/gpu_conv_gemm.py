@@ -31,17 +31,11 @@ from .scratch import BufferSpec, carve, total_bytes
 # Fused activations the epilogue applies itself (kernels/conv_gemm.cu `activate`); 0 = none.
 ACTIVATION_KINDS = {ActivationType.RELU: 1, ActivationType.CLIP: 2, ActivationType.LEAKY_RELU: 3}
 _STORAGE = {DataType.FLOAT: np.float32, DataType.HALF: np.float16}
-_GRID_YZ = 65535  # CUDA's limit on gridDim.y and gridDim.z; the kernels loop past it
 # Work per thread of the elementwise-shaped kernels: a block of a few hundred one-element threads costs more to
 # launch than its work, so threads loop over taps / planes.
 _TAPS_PER_THREAD = 16
 _PLANES_PER_THREAD = 8
 _TARGET_BLOCKS = 8192  # im2col_rows: tap chunks are spread over blocks until about this many
-
-
-def _threads_for(pixels: int) -> int:
-    """Threads per block along the pixels of one plane: a multiple of 32, at most 256."""
-    return min(256, -(-pixels // 32) * 32)
 
 
 def tap_table(g: ConvGeometry, length: int) -> np.ndarray:
@@ -154,16 +148,17 @@ class _ConvGemm(ConvTactic):
 
     @staticmethod
     def im2col(layout: str, x: Any, cols: Any, taps: Any, g: ConvGeometry) -> None:
-        from ..backends.nvrtc import kernel
+        from ..backends.nvrtc import GRID_YZ_LIMIT, kernel, plane_threads
 
         depth = taps.shape[1]
         if layout == "kp":
-            threads = _threads_for(g.out_pixels)
-            grid = (-(-g.out_pixels // threads), min(-(-depth // _TAPS_PER_THREAD), _GRID_YZ), min(g.batch, _GRID_YZ))
+            threads = plane_threads(g.out_pixels)
+            grid = (-(-g.out_pixels // threads), min(-(-depth // _TAPS_PER_THREAD), GRID_YZ_LIMIT),
+                    min(g.batch, GRID_YZ_LIMIT))
             block = (threads,)
         else:
             row_tiles, tap_tiles = -(-(g.batch * g.out_pixels) // 32), -(-depth // 32)
-            grid, block = (row_tiles, max(1, min(tap_tiles, -(-_TARGET_BLOCKS // row_tiles), _GRID_YZ))), (32, 8)
+            grid, block = (row_tiles, max(1, min(tap_tiles, -(-_TARGET_BLOCKS // row_tiles), GRID_YZ_LIMIT))), (32, 8)
         kernel("conv_gemm", storage_kernel(f"im2col_{layout}", x.dtype))(grid, block, (
             x, cols, taps, *(np.int32(v) for v in (g.batch, depth, g.channels * math.prod(g.in_sizes), *g.in_sizes,
                                                     *g.out_sizes, *g.strides, *g.pre))))
@@ -171,14 +166,14 @@ class _ConvGemm(ConvTactic):
     @staticmethod
     def bias_act_in_place(state: dict, y: Any, g: ConvGeometry, residual: Any) -> None:
         """The NCHW epilogue; skipped when there is no bias, residual or fused activation."""
-        from ..backends.nvrtc import kernel
+        from ..backends.nvrtc import GRID_YZ_LIMIT, kernel, plane_threads
 
         bias, (kind, alpha, beta) = state["bias"], state["epilogue"]
         if bias is None and residual is None and not kind:
             return
-        planes, threads = g.batch * g.maps, _threads_for(g.out_pixels)
+        planes, threads = g.batch * g.maps, plane_threads(g.out_pixels)
         kernel("conv_gemm", storage_kernel("bias_act_nchw", y.dtype))(
-            (-(-g.out_pixels // threads), min(-(-planes // _PLANES_PER_THREAD), _GRID_YZ)), (threads,), (
+            (-(-g.out_pixels // threads), min(-(-planes // _PLANES_PER_THREAD), GRID_YZ_LIMIT)), (threads,), (
                 y, state["w"] if bias is None else bias, np.int32(bias is not None),
                 y if residual is None else residual, np.int32(residual is not None), np.int32(planes),
                 np.int32(g.maps), np.int32(g.out_pixels), kind, alpha, beta))

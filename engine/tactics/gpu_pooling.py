@@ -16,8 +16,6 @@ from ..enums import LayerType, PoolingType
 from ..ops.pooling import pooling_geometry
 from .base import Tactic, TacticContext, register_tactic, stable_tactic_id
 
-_GRID_Y = 65535
-
 
 class _PoolingNvrtc(Tactic):
     """Checks shared by the pooling kernels: float storage and a concrete input shape."""
@@ -68,6 +66,8 @@ class MaxPoolNvrtc(_PoolingNvrtc):
 
     @staticmethod
     def _launch(layer, shape: tuple[int, ...]) -> tuple:
+        from ..backends.nvrtc import GRID_YZ_LIMIT, plane_threads
+
         p = layer.params
         n = len(p["window_size_nd"])
         kernel_sizes, (out, pre, _) = pooling_geometry(layer, list(shape[-n:]))
@@ -78,9 +78,9 @@ class MaxPoolNvrtc(_PoolingNvrtc):
         dilations = [1] * pad + list(p.get("dilation_nd") or [1] * n)
         planes = int(np.prod(shape[:-n], dtype=np.int64))
         pixels = out[0] * out[1]
-        threads = min(256, -(-pixels // 32) * 32)
+        threads = plane_threads(pixels)
         sizes = tuple(np.int32(v) for v in (planes, *in_sizes, *out, *window, *strides, *pre, *dilations))
-        return (-(-pixels // threads), min(planes, _GRID_Y)), (threads,), sizes
+        return (-(-pixels // threads), min(planes, GRID_YZ_LIMIT)), (threads,), sizes
 
 
 class GlobalAvgPoolNvrtc(_PoolingNvrtc):

@@ -1,6 +1,6 @@
 // Storage types of the templated kernels: float32 (float) and float16 (half16, the raw 16 bits; converted with
 // PTX cvt so no CUDA header is needed under NVRTC). Arithmetic is always float32.
-// nvrtc.py prepends this file to every kernel source that includes it by name.
+// engine/backends/kernel_sources.py inlines this file where a kernel source includes it by name.
 
 typedef unsigned short half16;
 
