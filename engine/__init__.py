@@ -5,8 +5,6 @@
     network = builder.create_network()
     parser = trt.OnnxParser(network, builder.logger)
 """
-__version__ = "0.1.0"
-
 from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmVariant, IAlgorithmSelector
 from .builder import Builder, NetworkDefinitionCreationFlag
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType, ProfilingVerbosity, TacticSource
@@ -41,6 +39,7 @@ from .profile import OptimizationProfile
 from .runtime import Engine, ExecutionContext, IProfiler, Runtime
 from .tactics import Tactic, TacticContext, register_tactic
 from .timing_cache import TimingCache
+from .version import __version__
 
 ICudaEngine = Engine
 IExecutionContext = ExecutionContext

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
 from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmIOInfo, AlgorithmVariant
 from .backends import get_backend
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType, resolve_device
@@ -40,6 +39,7 @@ from .shape_inference import infer_network
 from .tactics import TacticContext, tactics_for
 from .tactics.base import stable_tactic_id
 from .timing_cache import TimingCache, layer_signature
+from .version import __version__
 
 
 class NetworkDefinitionCreationFlag:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import __version__
 from .container import pack, unpack
 from .dtypes import DataType
 from .enums import LayerType
 from .graph import LayerSpec, LoweredGraph, TensorSpec
 from .network import Layer
+from .version import __version__
 
 MAGIC = b"POLYXPLN"
 # 2: per-profile tactics (tactic_ids, tactic_names); 3: fused residuals (a layer with params.fused_residual adds its

@@ -1,10 +1,9 @@
-"""Tactic base class and the public tactic registry.
+"""Tactic base class and the id every tactic is known by (the registry is registry.py, lookups catalog.py).
 
 A tactic is one implementation of one layer type on one backend. It has a stable integer id (recorded in plans,
 timing caches and tactic replay files), a readable name, a `supports` check, a workspace size, a build-time
 `prepare` (weight re-layout: Winograd transform, transposed/FP16 copies, ...) and `run`, which writes the layer's
-outputs into buffers the runtime planned. Users and tests register extra tactics through `register_tactic`;
-that is how a deliberately wrong kernel is injected to exercise `polyx debug tactics`.
+outputs into buffers the runtime planned.
 """
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..enums import LayerType
-from ..errors import EngineError
 
 
 @dataclass
@@ -74,46 +72,3 @@ class Tactic:
 def stable_tactic_id(name: str) -> int:
     """A 31-bit id derived from the tactic name: stable across processes and machines."""
     return zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF
-
-
-_REGISTRY: dict[tuple[LayerType, str], list[Tactic]] = {}
-_BY_ID: dict[int, Tactic] = {}
-
-
-def register_tactic(tactic: Tactic, replace: bool = False) -> Tactic:
-    """Add a tactic to the registry. Ids must be unique; `replace=True` swaps a tactic with the same id."""
-    if not tactic.id:
-        tactic.id = stable_tactic_id(f"{tactic.backend}:{tactic.layer_type.value}:{tactic.name}")
-    existing = _BY_ID.get(tactic.id)
-    if existing is not None:
-        if not replace:
-            raise EngineError(f"tactic id 0x{tactic.id:08x} is already used by {existing.name!r}")
-        unregister_tactic(existing)
-    _REGISTRY.setdefault((LayerType(tactic.layer_type), tactic.backend), []).append(tactic)
-    _BY_ID[tactic.id] = tactic
-    return tactic
-
-
-def unregister_tactic(tactic: Tactic) -> None:
-    """Remove a tactic (tests use this to clean up injected tactics)."""
-    bucket = _REGISTRY.get((LayerType(tactic.layer_type), tactic.backend), [])
-    if tactic in bucket:
-        bucket.remove(tactic)
-    if _BY_ID.get(tactic.id) is tactic:
-        del _BY_ID[tactic.id]
-
-
-def tactics_for(layer_type: LayerType, backend: str) -> list[Tactic]:
-    from . import builtin  # noqa: F401 - registers the built-in tactics on first use
-
-    return list(_REGISTRY.get((LayerType(layer_type), backend), []))
-
-
-def tactic_by_id(tactic_id: int) -> Tactic:
-    from . import builtin  # noqa: F401
-
-    try:
-        return _BY_ID[int(tactic_id)]
-    except KeyError:
-        raise EngineError(f"no tactic with id 0x{int(tactic_id):08x} is registered (a plan built with a plugin or "
-                          "custom tactic needs it registered before loading)") from None

@@ -8,14 +8,14 @@ import pkgutil
 
 from .. import ops  # noqa: F401 - layer implementations must be registered first
 from ..ops.base import LAYER_IMPLS
-from . import base
 from .reference import ReferenceTactic
+from .registry import register_tactic
 
 BACKENDS = ("cpu", "gpu")
 
 for _layer_type in LAYER_IMPLS:
     for _backend in BACKENDS:
-        base.register_tactic(ReferenceTactic(_layer_type, _backend))
+        register_tactic(ReferenceTactic(_layer_type, _backend))
 
 for _module in sorted(m.name for m in pkgutil.iter_modules([os.path.dirname(__file__)])):
     if _module.startswith(("cpu_", "gpu_")):

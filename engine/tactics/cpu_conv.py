@@ -25,7 +25,8 @@ import numpy as np
 from ..dtypes import DataType, nptype
 from ..enums import LayerType
 from ..ops.window import kernel_offsets, layer_window
-from .base import Tactic, TacticContext, register_tactic, stable_tactic_id
+from .base import Tactic, TacticContext, stable_tactic_id
+from .registry import register_tactic
 from .scratch import BufferSpec, carve, total_bytes
 
 FLOAT_TYPES = (DataType.FLOAT, DataType.HALF, DataType.DOUBLE)

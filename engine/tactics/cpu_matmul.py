@@ -19,7 +19,8 @@ import numpy as np
 from ..dtypes import DataType
 from ..enums import LayerType, MatrixOperation
 from ..ops.matmul import apply_matrix_op, drop_vector_dims
-from .base import Tactic, TacticContext, register_tactic, stable_tactic_id
+from .base import Tactic, TacticContext, stable_tactic_id
+from .registry import register_tactic
 
 FLOAT_TYPES = (DataType.FLOAT, DataType.HALF, DataType.DOUBLE)
 

@@ -11,8 +11,9 @@ import ctypes
 import numpy as np
 
 from ..backends.native import NativeUnavailable, load_kernel
-from .base import register_tactic, stable_tactic_id
+from .base import stable_tactic_id
 from .cpu_conv import ConvTactic
+from .registry import register_tactic
 
 _INT = ctypes.c_int
 _PTR = ctypes.c_void_p

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import DataType
-from .base import TacticContext, register_tactic, stable_tactic_id
+from .base import TacticContext, stable_tactic_id
 from .cpu_conv import ConvGeometry, ConvTactic
+from .registry import register_tactic
 
 
 class _OnDevice:

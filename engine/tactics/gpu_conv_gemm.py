@@ -24,8 +24,9 @@ from ..backends.kernel_sources import storage_kernel
 from ..dtypes import DataType
 from ..enums import ActivationType
 from ..ops.activation_post import apply_fused_activation
-from .base import TacticContext, register_tactic, stable_tactic_id
+from .base import TacticContext, stable_tactic_id
 from .cpu_conv import ConvGeometry, ConvTactic, conv_geometry
+from .registry import register_tactic
 from .scratch import BufferSpec, carve, total_bytes
 
 # Fused activations the epilogue applies itself (kernels/conv_gemm.cu `activate`); 0 = none.

@@ -19,8 +19,9 @@ from typing import Any
 from ..dtypes import DataType
 from ..enums import ActivationType, LayerType, MatrixOperation
 from ..ops.base import broadcast_shapes
-from .base import Tactic, TacticContext, register_tactic, stable_tactic_id
+from .base import Tactic, TacticContext, stable_tactic_id
 from .cpu_matmul import BatchedMatmul
+from .registry import register_tactic
 
 _COMPUTE_DTYPES = {"fp32": DataType.FLOAT, "tf32": DataType.FLOAT, "fp16": DataType.HALF}
 

@@ -11,7 +11,8 @@ from ..dtypes import DataType
 from ..enums import ActivationType as Act
 from ..enums import ElementWiseOperation as Op
 from ..enums import LayerType
-from .base import Tactic, TacticContext, register_tactic, stable_tactic_id
+from .base import Tactic, TacticContext, stable_tactic_id
+from .registry import register_tactic
 
 FLOATS = (DataType.FLOAT, DataType.HALF)
 

@@ -14,7 +14,8 @@ from ..backends.kernel_sources import storage_kernel
 from ..dtypes import DataType
 from ..enums import LayerType, PoolingType
 from ..ops.pooling import pooling_geometry
-from .base import Tactic, TacticContext, register_tactic, stable_tactic_id
+from .base import Tactic, TacticContext, stable_tactic_id
+from .registry import register_tactic
 
 
 class _PoolingNvrtc(Tactic):

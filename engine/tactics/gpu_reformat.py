@@ -4,7 +4,8 @@ functions: this module is imported on every machine."""
 from __future__ import annotations
 
 from ..enums import LayerType
-from .base import Tactic, register_tactic, stable_tactic_id
+from .base import Tactic, stable_tactic_id
+from .registry import register_tactic
 
 
 class CastCopy(Tactic):

@@ -21,7 +21,8 @@ from ..dtypes import DataType
 from ..enums import LayerType
 from ..ops.base import normalize_axis
 from ..ops.softmax import softmax_axis
-from .base import Tactic, TacticContext, register_tactic, stable_tactic_id
+from .base import Tactic, TacticContext, stable_tactic_id
+from .registry import register_tactic
 from .scratch import carve, total_bytes
 
 FLOATS = (DataType.FLOAT, DataType.HALF)

@@ -41,7 +41,7 @@ def version() -> None:
     """Print the polyx and engine versions."""
     import engine
 
-    from .. import __version__
+    from ..version import __version__
 
     typer.echo(f"polyx {__version__} (engine {engine.__version__})")
 

@@ -11,8 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import engine as trt
 from engine.config import resolve_device
-from engine.tactics import tactics_for
-from engine.tactics.base import unregister_tactic
+from engine.tactics import tactics_for, unregister_tactic
 
 
 class WrongTactic(trt.Tactic):

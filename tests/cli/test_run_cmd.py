@@ -11,8 +11,7 @@ import pytest
 from cli_test_models import make_mlp, run_cli, shared_model
 
 import engine as trt
-from engine.tactics import tactics_for
-from engine.tactics.base import unregister_tactic
+from engine.tactics import tactics_for, unregister_tactic
 from polyx.data.files import load_tensors, save_tensors
 from polyx.tactic_replay import save_replay
 

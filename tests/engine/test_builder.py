@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import engine as trt
 from engine.ops.base import layer_impl
-from engine.tactics.base import unregister_tactic
+from engine.tactics import unregister_tactic
 from engine.testing import parse_onnx
 
 RNG = np.random.default_rng(7)

@@ -10,7 +10,7 @@ import pytest
 import engine as trt
 from engine.container import unpack
 from engine.plan import FORMAT_VERSION, MAGIC
-from engine.tactics.base import unregister_tactic
+from engine.tactics import unregister_tactic
 
 BIAS = np.random.default_rng(3).standard_normal((1, 16)).astype(np.float32)
 # Overlapping batch ranges: batch 6 lies in both, so one shape can run with either profile's tactics.

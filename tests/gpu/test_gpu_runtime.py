@@ -12,8 +12,7 @@ import pytest
 import engine as trt
 from engine.builder import build_engine_for_feeds
 from engine.enums import ActivationType, LayerType, MatrixOperation
-from engine.tactics import Tactic, register_tactic
-from engine.tactics.base import unregister_tactic
+from engine.tactics import Tactic, register_tactic, unregister_tactic
 
 pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy")

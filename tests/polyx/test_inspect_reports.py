@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import engine as trt
-from engine.tactics.base import unregister_tactic
+from engine.tactics import unregister_tactic
 from polyx.errors import PolyxError
 from polyx.inspect.model_file import describe_model_file, parse_show
 from polyx.inspect.render import Fields, Preformatted, Table, format_bytes, plain_text, print_blocks, to_json

@@ -5,8 +5,7 @@ import pytest
 from fc_model import write_fc_tanh_model
 
 import engine as trt
-from engine.tactics import tactics_for
-from engine.tactics.base import unregister_tactic
+from engine.tactics import tactics_for, unregister_tactic
 from engine.timing_cache import TimingCache
 from polyx.build import BuildOptions, build_engine
 from polyx.errors import PolyxError

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import engine as trt
-from engine.tactics.base import unregister_tactic
+from engine.tactics import unregister_tactic
 from polyx.errors import PolyxError
 from polyx.tactic_replay import TacticRecorder, TacticReplayer, load_replay, save_replay
 
