@@ -493,31 +493,3 @@ def _copy_param(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _copy_param(v) for k, v in value.items()}
     return value
-
-
-def build_engine_for_feeds(network: NetworkDefinition, feeds: dict[str, np.ndarray], logger: Logger | None = None,
-                           **config_options):
-    """Test helper: one profile whose min = opt = max are the feeds' shapes; options set config attributes
-    (`fp16=True` sets the FP16 flag)."""
-    from .runtime import Runtime
-
-    logger = logger or Logger(Logger.ERROR)
-    builder = Builder(logger)
-    config = builder.create_builder_config()
-    config.builder_optimization_level = config_options.pop("optimization_level", 0)
-    config.device = config_options.pop("device", None)
-    if config_options.pop("fp16", False):
-        config.set_flag(BuilderFlag.FP16)
-    for key, value in config_options.items():
-        setattr(config, key, value)
-    profile = builder.create_optimization_profile()
-    shape_names = shape_input_names(network)
-    for tensor in network.inputs:
-        if tensor.name in feeds and (tensor.shape is None or any(d < 0 for d in tensor.shape)):
-            shape = np.shape(feeds[tensor.name])
-            profile.set_shape(tensor.name, shape, shape, shape)
-        if tensor.name in feeds and tensor.name in shape_names:
-            value = np.asarray(feeds[tensor.name]).ravel().tolist()
-            profile.set_shape_input(tensor.name, value, value, value)
-    config.add_optimization_profile(profile)
-    return Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))

@@ -148,3 +148,12 @@ def test_no_module_imports_a_face_of_its_own_package():
     offenders = [f"{module} -> {target}" for module, targets in sorted(graph.items()) for target in sorted(targets)
                  if module.startswith(target + ".")]
     assert not offenders, "modules importing their own package's face:\n" + "\n".join(offenders)
+
+
+def test_production_modules_do_not_import_the_conformance_harness():
+    """engine.conformance drives the builder and the runtime together, as a user would; the engine itself (and
+    the toolkit) must not depend on it."""
+    graph = import_graph()
+    offenders = [f"{module} -> {target}" for module, targets in sorted(graph.items()) for target in sorted(targets)
+                 if target.startswith("engine.conformance") and not module.startswith("engine.conformance")]
+    assert not offenders, "\n".join(offenders)

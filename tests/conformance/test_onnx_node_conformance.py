@@ -1,4 +1,4 @@
-"""The ONNX backend node conformance run (engine/conformance.py) as a test: every case of every supported op
+"""The ONNX backend node conformance run (engine/conformance/runner.py) as a test: every case of every supported op
 passes or is an explicitly listed expected failure, the list has no stale entry, and docs/operators.md matches
 the registry."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import conformance
-from engine.conformance import Status, run_conformance
-from engine.conformance_expected import EXPECTED_FAILURES
+from engine.conformance import runner
+from engine.conformance.expected import EXPECTED_FAILURES
+from engine.conformance.runner import Status, run_conformance
 from engine.enums import LayerType
 from engine.ops.base import LAYER_IMPLS
 
@@ -28,7 +28,7 @@ def test_every_case_of_every_supported_op_passes():
                 if r.status in (Status.FAILED, Status.STALE)]
     problems += [f"stale: {name}: no such case" for name in report.unknown_expected]
     assert not problems, f"{len(problems)} conformance problems:\n" + "\n".join(problems)
-    supported, _total = conformance.supported_op_count()
+    supported, _total = runner.supported_op_count()
     assert supported >= MIN_SUPPORTED_OPS
 
 
@@ -42,14 +42,14 @@ def _docs_support_column(text: str) -> list[tuple[str, bool]]:
 
 
 def test_operators_doc_matches_registry():
-    assert _docs_support_column(DOCS.read_text()) == conformance.support_table(), (
-        f"docs/operators.md is out of date: run `{conformance.DOCS_COMMAND}`")
+    assert _docs_support_column(DOCS.read_text()) == runner.support_table(), (
+        f"docs/operators.md is out of date: run `{runner.DOCS_COMMAND}`")
 
 
 def test_render_docs_lists_every_default_domain_op():
     report = run_conformance(ops=["Abs"])
-    text = conformance.render_docs(report)
-    assert _docs_support_column(text) == conformance.support_table()
+    text = runner.render_docs(report)
+    assert _docs_support_column(text) == runner.support_table()
     assert re.search(r"^\| Abs \| yes \| UNARY \| 1 / 1 \|", text, re.MULTILINE)
 
 
@@ -84,7 +84,7 @@ def test_unsupported_cases_are_not_failures():
 
 
 def test_case_attribution_handles_underscored_ops_and_expansions():
-    ops = conformance.attribute_cases(conformance.collect_cases())
+    ops = runner.attribute_cases(runner.collect_cases())
     assert ops["test_reduce_log_sum_exp_do_not_keepdims_example"] == "ReduceLogSumExp"
     assert ops["test_reduce_log_sum_exp_do_not_keepdims_example_expanded"] == "ReduceLogSumExp"
     assert ops["test_layer_normalization_2d_axis0_expanded_ver18"] == "LayerNormalization"
@@ -92,7 +92,7 @@ def test_case_attribution_handles_underscored_ops_and_expansions():
 
 
 def test_command_line_prints_totals(capsys):
-    assert conformance.main(["--ops", "Abs,Relu"]) == 0
+    assert runner.main(["--ops", "Abs,Relu"]) == 0
     out = capsys.readouterr().out
     assert "Abs: 1 passed, 0 failed, 0 expected-fail (of 1)" in out
     assert re.search(r"^\d+ passed, 0 failed$", out, re.MULTILINE)

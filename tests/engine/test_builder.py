@@ -12,9 +12,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import engine as trt
+from engine.conformance.harness import parse_onnx
 from engine.ops.base import layer_impl
 from engine.tactics import unregister_tactic
-from engine.testing import parse_onnx
 
 RNG = np.random.default_rng(7)
 TIMING_LINE = re.compile(r"^\[(?P<layer>[^\]]+)\] (?P<tactic>\S+) \(0x[0-9a-f]{8}\): [0-9.]+ ms$")

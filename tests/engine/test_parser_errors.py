@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from shared_model_cases import MODELS
 
 import engine as trt
-from engine.testing import parse_onnx
+from engine.conformance.harness import parse_onnx
 
 SHARED_MODEL = MODELS / "mobilenet_v2.onnx"
 # Real ONNX ops with one float input that the engine is unlikely to ever import; the test uses the first missing one.

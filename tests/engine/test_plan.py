@@ -13,8 +13,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import engine as trt
+from engine.conformance.harness import parse_onnx
 from engine.plan import FORMAT_VERSION
-from engine.testing import parse_onnx
 
 ENGINE_DIR = Path(__file__).resolve().parents[2] / "engine"
 RNG = np.random.default_rng(3)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import engine as trt
-from engine.builder import build_engine_for_feeds
+from engine.conformance.harness import build_engine_for_feeds
 from engine.enums import ActivationType, LayerType, MatrixOperation
 from engine.tactics import Tactic, register_tactic, unregister_tactic
 

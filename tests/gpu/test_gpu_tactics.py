@@ -315,7 +315,7 @@ def test_engine_with_fused_gemm_relu_applies_relu_once():
     act = net.add_activation(mm.get_output(0), ActivationType.LEAKY_RELU, alpha=0.25)
     act.get_output(0).name = "y"
     net.mark_output(act.get_output(0))
-    from engine.builder import build_engine_for_feeds
+    from engine.conformance.harness import build_engine_for_feeds
 
     engine = build_engine_for_feeds(net, {"x": x}, device="gpu")
     rows = {r["name"]: r for r in engine.layer_info()}

@@ -8,7 +8,7 @@ import pytest
 from surgeon_models import STATIC_SHAPES, run_ort, shared_model, text_feeds, with_outputs
 
 import engine
-from engine.testing import run_onnx
+from engine.conformance.harness import run_onnx
 from surgeon.errors import SurgeonError
 from surgeon.extract import extract
 from surgeon.insert import insert

@@ -13,7 +13,7 @@ from surgeon_models import (
 )
 
 import engine
-from engine.testing import parse_onnx, run_onnx
+from engine.conformance.harness import parse_onnx, run_onnx
 from surgeon.model_io import load_model
 from surgeon.partition import analyze_capability, write_capability
 from surgeon.sanitize import SanitizeOptions, sanitize

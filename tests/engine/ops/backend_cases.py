@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from engine.testing import run_onnx
+from engine.conformance.harness import run_onnx
 
 
 @functools.cache

@@ -9,7 +9,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from engine.testing import run_onnx
+from engine.conformance.harness import run_onnx
 
 
 def node_model(op_type: str, inputs: Sequence[str], values: dict[str, np.ndarray], *, constants: Sequence[str] = (),

@@ -11,7 +11,7 @@ from backend_cases import run_case
 from onnx import helper, numpy_helper
 from onnx_node_check import assert_same, run_ort
 
-from engine.testing import run_onnx
+from engine.conformance.harness import run_onnx
 
 
 def run_case_frozen(case) -> None:

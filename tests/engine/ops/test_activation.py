@@ -14,12 +14,12 @@ from onnx_node_check import (
     run_engine,
 )
 
+from engine.conformance.harness import parse_onnx
 from engine.dtypes import DataType
 from engine.enums import ActivationType, LayerType
 from engine.errors import EngineError, ParseError
 from engine.network import NetworkDefinition
 from engine.ops.base import TensorInfo, layer_impl
-from engine.testing import parse_onnx
 
 RNG = np.random.default_rng(1)
 FLOATS = [np.float32, np.float64, np.float16]

@@ -6,8 +6,8 @@ import pytest
 from backend_cases import cases_for, run_case
 from onnx_node_check import check_against_float64_reference, check_against_ort, node_model
 
+from engine.conformance.harness import parse_onnx
 from engine.errors import ParseError
-from engine.testing import parse_onnx
 
 RNG = np.random.default_rng(3)
 

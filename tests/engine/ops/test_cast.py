@@ -7,10 +7,10 @@ import pytest
 from onnx import helper
 from onnx_node_check import assert_same, check_against_ort, feeds_of, node_model, run_engine
 
+from engine.conformance.harness import parse_onnx
 from engine.dtypes import DataType
 from engine.errors import ParseError
 from engine.network import NetworkDefinition
-from engine.testing import parse_onnx
 
 RNG = np.random.default_rng(3)
 TYPES = [np.float32, np.float64, np.float16, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,

@@ -7,12 +7,12 @@ from backend_cases import cases_for, run_case
 from onnx import TensorProto, helper
 from shape_op_checks import check_model_against_ort, graph_model, run_case_frozen
 
+from engine.conformance.harness import parse_onnx
 from engine.dtypes import DataType
 from engine.enums import LayerType
 from engine.errors import ParseError
 from engine.network import NetworkDefinition
 from engine.shape_inference import known_value
-from engine.testing import parse_onnx
 
 RNG = np.random.default_rng(3)
 F = TensorProto.FLOAT

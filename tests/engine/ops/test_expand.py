@@ -7,10 +7,10 @@ from backend_cases import cases_for, run_case
 from onnx import TensorProto, helper
 from shape_op_checks import check_model_against_ort, graph_model
 
+from engine.conformance.harness import parse_onnx
 from engine.dtypes import DataType
 from engine.enums import LayerType
 from engine.ops.base import TensorInfo, layer_impl
-from engine.testing import parse_onnx
 
 RNG = np.random.default_rng(7)
 F = TensorProto.FLOAT

@@ -7,10 +7,10 @@ from backend_cases import cases_for
 from onnx import TensorProto, helper, numpy_helper
 from shape_op_checks import check_model_against_ort, graph_model, run_case_frozen
 
+from engine.conformance.harness import parse_onnx
 from engine.errors import ParseError
 from engine.network import NetworkDefinition
 from engine.shape_inference import known_value
-from engine.testing import parse_onnx
 
 F = TensorProto.FLOAT
 

@@ -9,8 +9,8 @@ from onnx.reference import ReferenceEvaluator
 from onnx_node_check import assert_same
 from shape_op_checks import graph_model, run_case_frozen
 
+from engine.conformance.harness import parse_onnx, run_onnx
 from engine.errors import ParseError
-from engine.testing import parse_onnx, run_onnx
 
 RNG = np.random.default_rng(9)
 

@@ -7,8 +7,8 @@ from backend_cases import cases_for, run_case
 from onnx import TensorProto, helper
 from shape_op_checks import check_model_against_ort, graph_model, run_case_frozen
 
+from engine.conformance.harness import parse_onnx
 from engine.errors import ParseError
-from engine.testing import parse_onnx
 
 RNG = np.random.default_rng(8)
 F = TensorProto.FLOAT

@@ -7,12 +7,12 @@ import pytest
 from backend_cases import cases_for, run_case
 from onnx_node_check import check_against_float64_reference, check_against_ort, node_model, run_engine
 
+from engine.conformance.harness import parse_onnx
 from engine.dtypes import DataType
 from engine.enums import LayerType, ReduceOperation
 from engine.errors import ParseError
 from engine.network import NetworkDefinition
 from engine.ops.base import TensorInfo, layer_impl
-from engine.testing import parse_onnx
 
 RNG = np.random.default_rng(7)
 ALL_OPS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",

@@ -11,8 +11,8 @@ from backend_cases import cases_for
 from onnx import numpy_helper
 from onnx_node_check import assert_same, check_against_ort, node_model
 
+from engine.conformance.harness import parse_onnx, run_onnx
 from engine.errors import ParseError
-from engine.testing import parse_onnx, run_onnx
 
 RNG = np.random.default_rng(16)
 

@@ -7,6 +7,7 @@ import pytest
 from backend_cases import cases_for, run_case
 from onnx_node_check import check_against_ort, node_model, run_engine
 
+from engine.conformance.harness import parse_onnx
 from engine.dtypes import DataType
 from engine.enums import LayerType, ScaleMode
 from engine.errors import ParseError, ShapeError
@@ -14,7 +15,6 @@ from engine.network import NetworkDefinition
 from engine.ops.base import layer_impl
 from engine.ops.scale import add_scale
 from engine.shape_inference import infer_layer
-from engine.testing import parse_onnx
 
 RNG = np.random.default_rng(13)
 BN_INPUTS = ["x", "gamma", "beta", "mean", "var"]

@@ -7,11 +7,11 @@ import pytest
 from backend_cases import cases_for, run_case
 from onnx_node_check import assert_same, check_against_float64_reference, check_against_ort, node_model, run_ort
 
+from engine.conformance.harness import parse_onnx, run_onnx
 from engine.dtypes import DataType
 from engine.errors import ParseError, ShapeError
 from engine.network import NetworkDefinition
 from engine.shape_inference import infer_layer
-from engine.testing import parse_onnx, run_onnx
 
 RNG = np.random.default_rng(5)
 OPS = ["Softmax", "LogSoftmax", "Hardmax"]

@@ -6,12 +6,12 @@ import pytest
 from backend_cases import cases_for, run_case
 from onnx_node_check import check_against_float64_reference, check_against_ort, node_model, run_engine
 
+from engine.conformance.harness import parse_onnx
 from engine.dtypes import DataType
 from engine.enums import LayerType, TopKOperation
 from engine.errors import EngineError, ParseError
 from engine.network import NetworkDefinition
 from engine.ops.base import TensorInfo, layer_impl
-from engine.testing import parse_onnx
 
 RNG = np.random.default_rng(17)
 

@@ -9,7 +9,7 @@ Expansions are counted under their op (they exercise the body's ops, which must 
 A case runs when the parser has an importer for every node of its model (in the opset the model imports) and its
 graph inputs/outputs are plain tensors; otherwise it is *unsupported*, with the reason. A case that runs either
 passes (every output has the expected dtype and shape, floats within the case's rtol/atol, everything else exactly
-equal) or fails; a failure is *expected* only when `engine.conformance_expected.EXPECTED_FAILURES` lists it with a
+equal) or fails; a failure is *expected* only when `engine.conformance.expected.EXPECTED_FAILURES` lists it with a
 reason. An expected failure that passes is a *stale* entry, which fails the run just as an unexpected failure does.
 
     python -m engine.conformance [--ops Add,Conv] [--verbose] [--write-docs docs/operators.md]
@@ -20,7 +20,6 @@ import argparse
 import functools
 import re
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -34,11 +33,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .conformance_expected import EXPECTED_FAILURES
-from .dtypes import is_supported_onnx
-from .onnx_parser import supported_onnx_ops
-from .ops.base import ONNX_IMPORTERS
-from .testing import parse_onnx, run_onnx
+from ..dtypes import is_supported_onnx
+from ..onnx_parser import supported_onnx_ops
+from ..ops.base import ONNX_IMPORTERS
+from .expected import EXPECTED_FAILURES
+from .harness import parse_onnx, run_onnx
 
 DOCS_COMMAND = "python -m engine.conformance --write-docs docs/operators.md"
 _EXPANDED = re.compile(r"_expanded(_ver\d+)?$")
@@ -382,7 +381,7 @@ def render_docs(report: ConformanceReport) -> str:
         "A case counts under the op it tests. *Cases* are the op's own cases; *Expanded* are its function "
         "expansions (`..._expanded`: the op's function body as a graph of other ops, run whenever those ops are "
         "supported, even when the op itself is not). Both read passed / total; a case that does not pass failed, is "
-        "an expected failure (reason in Notes, list in `engine/conformance_expected.py`), or does not run (its "
+        "an expected failure (reason in Notes, list in `engine/conformance/expected.py`), or does not run (its "
         "model uses an op or a value type the engine lacks).",
         "",
         "| ONNX op | Supported | Layer types | Cases | Expanded | Notes |",
@@ -454,6 +453,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.write_docs}")
     return 0 if report.ok else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

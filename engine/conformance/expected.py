@@ -1,4 +1,4 @@
-"""ONNX node conformance cases that are known to fail, each with its reason (see engine/conformance.py).
+"""ONNX node conformance cases that are known to fail, each with its reason (see engine/conformance/runner.py).
 
 Only genuine limitations belong here (a mode an inference engine does not implement, a precision limit), never a
 bug that can be fixed. An entry whose case passes (or no longer runs, or does not exist) is stale and fails the
