@@ -1,9 +1,9 @@
 """The lowered graph shared by the builder's tactic sweep, the plan file and the runtime.
 
-After the passes, the network becomes flat lists: tensors by index and layers by index, each layer knowing its
-input/output tensor indices, whether it runs on the host (shape arithmetic on small integer tensors, evaluated
-whenever input shapes change) or on the device (through its tactic), and the tactic chosen for it. Nothing here
-looks anything up by name on the hot path.
+After the passes, the builder's ir.Graph becomes flat lists: tensors by index and layers by index, each layer
+knowing its input/output tensor indices, whether it runs on the host (shape arithmetic on small integer tensors,
+evaluated whenever input shapes change) or on the device (through its tactic), and the tactic chosen for it.
+Nothing here looks anything up by name on the hot path.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import numpy as np
 from .dtypes import DataType, nptype
 from .enums import LayerType
 from .errors import ShapeError
-from .network import Layer, NetworkDefinition
-from .ops.base import TensorInfo, layer_impl
-from .shape_inference import _ShapeOnly
+from .evaluator import compute_host_layer, output_infos
+from .ir import Graph, Node, Value
+from .ops.base import TensorInfo
 
 HOST_DTYPES = (DataType.INT32, DataType.INT64, DataType.BOOL)
 # Network inputs this small, of static shape and rank <= 1, are *shape inputs* (TensorRT's shape tensors) when
@@ -35,17 +35,15 @@ def _small_static(tensor, limit: int) -> bool:
     return shape is not None and all(d >= 0 for d in shape) and int(np.prod(shape, dtype=np.int64)) <= limit
 
 
-def shape_input_names(network: NetworkDefinition) -> set[str]:
-    users = network.consumers()
+def shape_input_names(graph: Graph) -> set[str]:
     names = set()
-    for tensor in network.inputs:
-        if tensor.shape is None or len(tensor.shape) > 1 or not _small_static(tensor, MAX_SHAPE_INPUT_ELEMENTS):
+    for value in graph.inputs:
+        if value.shape is None or len(value.shape) > 1 or not _small_static(value, MAX_SHAPE_INPUT_ELEMENTS):
             continue
-        if tensor.dtype in (DataType.INT32, DataType.INT64) or (
-                tensor.dtype.is_floating and any(
-                    tensor in layer.inputs[VALUE_SHAPED_INPUTS[layer.type]:] for layer in users.get(id(tensor), [])
-                    if layer.type in VALUE_SHAPED_INPUTS)):
-            names.add(tensor.name)
+        if value.dtype in (DataType.INT32, DataType.INT64) or (value.dtype.is_floating and any(
+                node.type in VALUE_SHAPED_INPUTS and position >= VALUE_SHAPED_INPUTS[node.type]
+                for node, position in value.uses)):
+            names.add(value.name)
     return names
 
 
@@ -65,7 +63,7 @@ class TensorSpec:
 
 @dataclass
 class LayerSpec:
-    layer: Layer           # type, name, params, precision, metadata (its tensors are not used after lowering)
+    layer: Node            # type, name, params, precision, epilogue, metadata (its Values are not used after lowering)
     inputs: list[int | None]
     outputs: list[int]
     host: bool
@@ -89,38 +87,39 @@ class LoweredGraph:
         return [spec for spec in self.layers if not spec.host and spec.layer.type != LayerType.CONSTANT]
 
 
-def lower(network: NetworkDefinition) -> LoweredGraph:
+def lower(graph: Graph) -> LoweredGraph:
+    """Index the optimized graph: tensors and layers by position, each layer marked host or device."""
     index: dict[int, int] = {}
     tensors: list[TensorSpec] = []
 
-    def tid(t) -> int:
-        if id(t) not in index:
-            index[id(t)] = len(tensors)
-            tensors.append(TensorSpec(t.name, t.dtype, t.shape))
-        return index[id(t)]
+    def tid(value: Value) -> int:
+        if id(value) not in index:
+            index[id(value)] = len(tensors)
+            tensors.append(TensorSpec(value.name, value.dtype, value.shape))
+        return index[id(value)]
 
-    inputs = [tid(t) for t in network.inputs]
-    shape_names = shape_input_names(network)
-    shape_inputs = [tid(t) for t in network.inputs if t.name in shape_names]
+    inputs = [tid(v) for v in graph.inputs]
+    shape_names = shape_input_names(graph)
+    shape_inputs = [tid(v) for v in graph.inputs if v.name in shape_names]
     host_known: set[int] = set(shape_inputs)
     layers: list[LayerSpec] = []
     constants: dict[int, np.ndarray] = {}
-    for layer in network.layers:
-        ins = [None if t is None else tid(t) for t in layer.inputs]
-        outs = [tid(t) for t in layer.outputs]
-        if layer.type == LayerType.CONSTANT:
-            constants[outs[0]] = layer.params["weights"]
+    for node in graph.nodes:
+        ins = [None if v is None else tid(v) for v in node.inputs]
+        outs = [tid(v) for v in node.outputs]
+        if node.type == LayerType.CONSTANT:
+            constants[outs[0]] = node.params["weights"]
             host_known.add(outs[0])
-            layers.append(LayerSpec(layer, ins, outs, host=True))
+            layers.append(LayerSpec(node, ins, outs, host=True))
             continue
         present = [i for i in ins if i is not None]
-        host = layer.type == LayerType.SHAPE or (bool(present) and all(i in host_known for i in present)
-                                                  and all(_host_sized(t) for t in layer.outputs)
-                                                  and layer.type != LayerType.PLUGIN_V2)
+        host = node.type == LayerType.SHAPE or (bool(present) and all(i in host_known for i in present)
+                                                and all(_host_sized(v) for v in node.outputs)
+                                                and node.type != LayerType.PLUGIN_V2)
         if host:
             host_known.update(outs)
-        layers.append(LayerSpec(layer, ins, outs, host=host))
-    outputs = [tid(t) for t in network.outputs]
+        layers.append(LayerSpec(node, ins, outs, host=host))
+    outputs = [tid(v) for v in graph.outputs]
     return LoweredGraph(tensors, layers, inputs, outputs, constants, shape_inputs)
 
 
@@ -148,7 +147,7 @@ def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]]
         infos = [None if i is None else TensorInfo(shapes[i], graph.tensors[i].dtype, values.get(i))
                  for i in spec.inputs]
         try:
-            results = layer_impl(layer.type).infer(layer, infos)
+            results = output_infos(layer, infos)
         except Exception as exc:  # noqa: BLE001 - surfaced as a shape error naming the layer
             raise ShapeError(f"layer '{layer.name}' ({layer.type.value}): cannot compute output shape for these "
                              f"input shapes: {exc}") from None
@@ -158,34 +157,9 @@ def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]]
                                  f"has a data-dependent shape {shape}, which the engine cannot plan")
             shapes[out] = tuple(int(d) for d in shape)
         if spec.host:
-            ins = [None if i is None else (_ShapeOnly(shapes[i]) if layer.type == LayerType.SHAPE else values[i])
-                   for i in spec.inputs]
-            outs = layer_impl(layer.type).compute(layer, ins, np)
-            for out, value in zip(spec.outputs, outs):
+            for out, value in zip(spec.outputs, compute_host_layer(layer, infos)):
                 values[out] = np.asarray(value, dtype=nptype(graph.tensors[out].dtype)).reshape(shapes[out])
     return ResolvedShapes(shapes, values)
-
-
-def tensor_nbytes(graph: LoweredGraph, shapes, index: int) -> int:
-    shape = shapes[index]
-    return int(np.prod(shape, dtype=np.int64)) * np.dtype(nptype(graph.tensors[index].dtype)).itemsize
-
-
-def device_lifetimes(graph: LoweredGraph) -> dict[int, tuple[int, int]]:
-    """[first step, last step] of each device-resident intermediate tensor, by step index in `graph.layers`.
-    Network inputs and outputs live in user buffers and host/constant tensors live on the host: not planned."""
-    excluded = set(graph.inputs) | set(graph.outputs)
-    life: dict[int, list[int]] = {}
-    for step, spec in enumerate(graph.layers):
-        if spec.host or spec.layer.type == LayerType.CONSTANT:
-            continue
-        for out in spec.outputs:
-            if out not in excluded:
-                life[out] = [step, step]
-        for i in spec.inputs:
-            if i is not None and i in life:
-                life[i][1] = step
-    return {k: (v[0], v[1]) for k, v in life.items()}
 
 
 def tactic_infos(graph: LoweredGraph, spec: LayerSpec, shapes=None) -> tuple[list[Any], list[Any]]:

@@ -112,6 +112,12 @@ class Layer:
         self.inputs[index] = tensor
         _reinfer(self)
 
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Set several parameters at once (new keys allowed) and infer output shapes once: an importer's
+        parameters may only make sense together."""
+        self.params.update({k: _keep_weights(k, v) for k, v in params.items()})
+        _reinfer(self)
+
     def reset_precision(self) -> None:
         object.__setattr__(self, "precision", DataType.FLOAT)
         object.__setattr__(self, "precision_is_set", False)

@@ -12,13 +12,14 @@ from .container import pack, unpack
 from .dtypes import DataType
 from .enums import LayerType
 from .graph import LayerSpec, LoweredGraph, TensorSpec
-from .network import Layer
+from .ir import Epilogue, Node
 from .version import __version__
 
 MAGIC = b"POLYXPLN"
 # 2: per-profile tactics (tactic_ids, tactic_names); 3: fused residuals (a layer with params.fused_residual adds its
-# last input to its output), which a version-2 reader would silently skip
-FORMAT_VERSION = 3
+# last input to its output), which a version-2 reader would silently skip; 4: the typed epilogue (a layer's
+# residual and activation in its own "epilogue" field instead of params keys)
+FORMAT_VERSION = 4
 
 
 def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
@@ -28,7 +29,8 @@ def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
         layer = spec.layer
         params = {k: v for k, v in layer.params.items() if k != "weights"}
         layers.append({"name": layer.name, "type": layer.type.value, "params": params,
-                       "precision": layer.precision.value, "metadata": layer.metadata,
+                       "precision": layer.precision.value, "epilogue": layer.epilogue.to_json(),
+                       "metadata": layer.metadata,
                        "inputs": spec.inputs, "outputs": spec.outputs, "host": spec.host,
                        "tactic_id": spec.tactic_id, "tactic_name": spec.tactic_name,
                        "tactic_ids": spec.tactic_ids, "tactic_names": spec.tactic_names})
@@ -59,9 +61,9 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
             outputs = list(entry["outputs"])
             if entry["type"] == LayerType.CONSTANT.value:
                 params["weights"] = constants[outputs[0]]
-            layer = Layer(LayerType(entry["type"]), entry["name"], [], params)
-            object.__setattr__(layer, "precision", DataType(entry["precision"]))
-            layer.metadata.update(entry.get("metadata") or {})
+            layer = Node(LayerType(entry["type"]), entry["name"], params, precision=DataType(entry["precision"]),
+                         epilogue=Epilogue.from_json(entry["epilogue"], f"layer '{entry['name']}'"),
+                         metadata=entry.get("metadata") or {})
             layers.append(LayerSpec(layer, list(entry["inputs"]), outputs, bool(entry["host"]),
                                     int(entry["tactic_id"]), entry.get("tactic_name", ""),
                                     [int(t) for t in entry["tactic_ids"]], list(entry["tactic_names"])))

@@ -20,12 +20,11 @@ from .backends import get_backend
 from .dtypes import DataType, nptype
 from .enums import LayerType, TensorIOMode
 from .errors import ExecutionError, PlanFormatError, ShapeError
-from .graph import LoweredGraph, device_lifetimes, resolve_shapes, tactic_infos, tensor_nbytes
+from .graph import LoweredGraph, resolve_shapes, tactic_infos
 from .logger import Logger, Severity
-from .ops.activation_post import apply_post_ops, pending_post_ops
-from .ops.base import layer_impl
-from .passes.memory import plan_activation_memory
+from .memory_plan import device_lifetimes, plan_graph_memory
 from .plan import deserialize_plan
+from .steps import Step, compile_steps, run_step
 from .tactics import TacticContext, tactic_by_id
 
 # Bindings (resolved shapes + arena) kept per context; shape inputs whose values change every call would otherwise
@@ -180,22 +179,10 @@ class Engine:
 
 
 @dataclass
-class _Step:
-    name: str
-    run: Any
-    state: Any
-    inputs: list[int | None]
-    outputs: list[int]
-    activation: dict | None
-    host_operands: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (input position, host value)
-    residual: int | None = None  # input position the runtime adds to the output (a fused residual)
-
-
-@dataclass
 class _Binding:
     shapes: list
     slots: list[Any]            # tensor index -> array (host values, constants, arena views); IO set per call
-    steps: list[_Step]
+    steps: list[Step]
     workspace: Any
     arena_bytes: int
     staging: dict = field(default_factory=dict)  # execute()'s device/pinned IO buffers, by tensor index
@@ -353,27 +340,14 @@ class ExecutionContext:
         slots: list[Any] = [None] * len(graph.tensors)
         for i, value in resolved.host_values.items():
             slots[i] = engine._device_constants.get(i) if i in engine._device_constants else backend.to_device(value)
-        planned = sorted(engine._lifetimes)
-        plan = plan_activation_memory([tensor_nbytes(graph, shapes, i) for i in planned],
-                                      [engine._lifetimes[i] for i in planned])
+        planned, plan = plan_graph_memory(graph, shapes, engine._lifetimes)
         arena = backend.allocate(max(plan.peak_bytes, 1))
         for i, offset in zip(planned, plan.offsets):
             dtype = np.dtype(nptype(graph.tensors[i].dtype))
             count = int(np.prod(shapes[i], dtype=np.int64))
             slots[i] = arena[offset:offset + count * dtype.itemsize].view(dtype).reshape(shapes[i])
-        steps, workspace_bytes = [], 0
-        for spec, state in zip(graph.layers, engine._states[self._profile]):
-            if state is None:
-                continue
-            tactic, prepared = state
-            ins, outs = tactic_infos(graph, spec, shapes)
-            workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(
-                TacticContext(spec.layer, ins, outs, engine.device))))
-            residual, activation = pending_post_ops(tactic, spec.layer)
-            host_operands = [(pos, resolved.host_values[i]) for pos, i in enumerate(spec.inputs)
-                             if pos in layer_impl(spec.layer.type).host_operands and i in resolved.host_values]
-            steps.append(_Step(spec.layer.name, tactic.run, prepared, spec.inputs, spec.outputs, activation,
-                               host_operands, residual))
+        steps, workspace_bytes = compile_steps(graph, engine._states[self._profile], shapes, resolved.host_values,
+                                               engine.device)
         workspace = backend.allocate(workspace_bytes) if workspace_bytes else None
         engine.logger.log(Severity.VERBOSE, f"context bound shapes {[shapes[i] for i in graph.inputs]}: arena "
                                             f"{plan.peak_bytes} bytes (naive {plan.naive_bytes}), "
@@ -526,15 +500,8 @@ class ExecutionContext:
         xp, workspace = backend.xp, binding.workspace
         for step in binding.steps:
             start = time.perf_counter() if profiler is not None else 0.0
-            ins = [None if i is None else slots[i] for i in step.inputs]
-            for position, value in step.host_operands:
-                ins[position] = value
-            outs = [slots[o] for o in step.outputs]
             try:
-                step.run(step.state, ins, outs, workspace, xp)
-                if step.activation is not None or step.residual is not None:
-                    apply_post_ops(outs[0], None if step.residual is None else ins[step.residual], step.activation,
-                                   xp)
+                run_step(step, slots, workspace, xp)
             except Exception as exc:
                 raise ExecutionError(f"layer '{step.name}': {type(exc).__name__}: {exc}") from exc
             if profiler is not None:

@@ -11,7 +11,8 @@ import numpy as np
 from .dtypes import DataType
 from .enums import LayerType
 from .errors import EngineError, ShapeError
-from .ops.base import TensorInfo, layer_impl
+from .evaluator import known_outputs, output_infos
+from .ops.base import TensorInfo
 
 # Values larger than this are never propagated at build time (they are data, not shape arithmetic).
 MAX_PROPAGATED_ELEMENTS = 4096
@@ -33,47 +34,15 @@ def known_value(tensor, memo: dict[int, np.ndarray] | None = None) -> np.ndarray
     if key in memo:
         return memo[key]
     layer = tensor.producer
-    value = None
     if layer.type == LayerType.CONSTANT:
         value = layer.params["weights"]
-    elif layer.type == LayerType.SHAPE:
-        shape = layer.inputs[0].shape
-        if shape is not None and all(d >= 0 for d in shape):
-            value = _compute(layer, [_ShapeOnly(shape)])
-            value = value[0] if value is not None else None
-    elif tensor.shape is not None and all(d >= 0 for d in tensor.shape) and \
-            int(np.prod(tensor.shape, dtype=np.int64)) <= MAX_PROPAGATED_ELEMENTS and layer.inputs:
-        ins = []
-        for t in layer.inputs:
-            if t is None:
-                ins.append(None)
-                continue
-            v = known_value(t, memo)
-            if v is None or v.size > MAX_PROPAGATED_ELEMENTS:
-                memo[key] = None
-                return None
-            ins.append(v)
-        outs = _compute(layer, ins)
-        if outs is not None:
-            value = outs[layer.outputs.index(tensor)]
+    else:
+        infos = [None if t is None else TensorInfo(t.shape, t.dtype, None if layer.type == LayerType.SHAPE
+                                                   else known_value(t, memo)) for t in layer.inputs]
+        outs = known_outputs(layer, infos, [tensor.shape], MAX_PROPAGATED_ELEMENTS) if layer.inputs else None
+        value = None if outs is None else outs[layer.outputs.index(tensor)]
     memo[key] = value
     return value
-
-
-class _ShapeOnly:
-    """Stands in for an input whose values are unknown but whose shape is static (the Shape layer reads only that)."""
-
-    def __init__(self, shape):
-        self.shape = tuple(shape)
-        self.ndim = len(shape)
-
-
-def _compute(layer, inputs):
-    try:
-        outs = layer_impl(layer.type).compute(layer, inputs, np)
-    except Exception:  # noqa: BLE001 - a value we cannot fold is simply not known at build time
-        return None
-    return [np.asarray(o) for o in outs]
 
 
 def infer_layer(layer, strict: bool = False, memo: dict[int, np.ndarray] | None = None) -> None:
@@ -85,7 +54,7 @@ def infer_layer(layer, strict: bool = False, memo: dict[int, np.ndarray] | None 
             raise ShapeError(f"layer '{layer.name}': input '{bad.name}' has no known shape")
         return
     try:
-        results = layer_impl(layer.type).infer(layer, infos)
+        results = output_infos(layer, infos)
     except EngineError as exc:
         if strict:
             raise ShapeError(f"layer '{layer.name}' ({layer.type.value}): {exc}") from None
@@ -102,8 +71,30 @@ def infer_layer(layer, strict: bool = False, memo: dict[int, np.ndarray] | None 
         out.dtype = layer.output_types.get(index, DataType(dtype))
 
 
-def infer_network(network) -> None:
-    """Strictly re-infer every layer in order (the builder calls this after the user is done editing)."""
-    memo: dict[int, np.ndarray] = {}
-    for layer in network.layers:
-        infer_layer(layer, strict=True, memo=memo)
+def infer_graph(graph) -> None:
+    """Strictly infer every node's output shapes and dtypes in order, propagating build-time-known values (the
+    builder runs this once on its ir.Graph after lowering, so the user's network is never touched)."""
+    known: dict[int, np.ndarray] = {}
+    for node in graph.nodes:
+        infos = [None if v is None else TensorInfo(v.shape, v.dtype, known.get(id(v))) for v in node.inputs]
+        bad = next((v for v, i in zip(node.inputs, infos) if i is not None and i.shape is None), None)
+        if bad is not None:
+            raise ShapeError(f"layer '{node.name}': input '{bad.name}' has no known shape")
+        try:
+            results = output_infos(node, infos)
+        except EngineError as exc:
+            raise ShapeError(f"layer '{node.name}' ({node.type.value}): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - an infer function crashing on odd input is a user-facing error
+            raise ShapeError(f"layer '{node.name}' ({node.type.value}): cannot infer output shape ({exc})") from None
+        if len(results) != len(node.outputs):
+            raise EngineError(f"layer '{node.name}': shape inference returned {len(results)} outputs, "
+                              f"expected {len(node.outputs)}")
+        for index, (value, (shape, dtype)) in enumerate(zip(node.outputs, results)):
+            value.shape = None if shape is None else tuple(int(d) for d in shape)
+            value.dtype = node.output_types.get(index, DataType(dtype))
+        if node.type == LayerType.CONSTANT:
+            known[id(node.outputs[0])] = node.params["weights"]
+            continue
+        values = known_outputs(node, infos, [v.shape for v in node.outputs], MAX_PROPAGATED_ELEMENTS)
+        for value, array in zip(node.outputs, values or ()):
+            known[id(value)] = array

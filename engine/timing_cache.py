@@ -17,11 +17,13 @@ FORMAT_VERSION = 1
 
 
 def layer_signature(layer_type: str, params: dict[str, Any], input_infos: list[Any], precision: str,
-                    device: str) -> str:
-    """A stable hash of everything that affects which tactic is fastest (never the weight values)."""
+                    device: str, epilogue: dict[str, Any] | None = None) -> str:
+    """A stable hash of everything that affects which tactic is fastest (never the weight values); the epilogue
+    counts, since a tactic that absorbs it saves a pass over the output."""
     desc = {
         "type": str(layer_type),
         "params": {k: v for k, v in sorted(params.items()) if k != "weights"},
+        "epilogue": epilogue,
         "inputs": [None if i is None else [list(i.shape) if i.shape is not None else None, str(i.dtype),
                                            i.value is not None] for i in input_infos],
         "precision": str(precision),

@@ -12,6 +12,7 @@ from ..builder import Builder
 from ..config import BuilderFlag
 from ..errors import ParseError
 from ..graph import shape_input_names
+from ..ir import graph_from_network
 from ..logger import Logger
 from ..network import NetworkDefinition
 from ..onnx_parser import OnnxParser
@@ -47,7 +48,7 @@ def build_engine_for_feeds(network: NetworkDefinition, feeds: dict[str, np.ndarr
     for key, value in config_options.items():
         setattr(config, key, value)
     profile = builder.create_optimization_profile()
-    shape_names = shape_input_names(network)
+    shape_names = shape_input_names(graph_from_network(network))
     for tensor in network.inputs:
         if tensor.name in feeds and (tensor.shape is None or any(d < 0 for d in tensor.shape)):
             shape = np.shape(feeds[tensor.name])

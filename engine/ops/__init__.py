@@ -4,5 +4,5 @@ import importlib
 import pkgutil
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    if _module not in ("base", "activation_post"):
+    if _module != "base":
         importlib.import_module(f"{__name__}.{_module}")

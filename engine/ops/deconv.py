@@ -14,7 +14,6 @@ from typing import Any
 
 from ..enums import LayerType, PaddingMode
 from ..errors import EngineError
-from ..shape_inference import infer_layer
 from .base import TensorInfo, onnx_op, register_layer
 from .conv import check_float, checked_kernel_shape
 from .window import kernel_offsets, onnx_window_attrs
@@ -112,7 +111,5 @@ def import_conv_transpose(ctx):
         output_shape = list(output_shape)[-n:]  # some exporters include N and C
         if len(output_shape) != n:
             ctx.unsupported(f"output_shape {output_shape} does not give {n} spatial sizes")
-    layer.params.update(params)
-    layer.params["output_shape"] = output_shape
-    infer_layer(layer)
+    layer.set_params({**params, "output_shape": output_shape})
     return [layer.get_output(0)]

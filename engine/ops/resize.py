@@ -19,7 +19,6 @@ import numpy as np
 from ..dtypes import DataType
 from ..enums import LayerType
 from ..errors import EngineError
-from ..shape_inference import infer_layer
 from .base import TensorInfo, onnx_op, register_layer
 
 TRANSFORMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
@@ -209,16 +208,15 @@ def _add_resize(ctx, x, params: dict, scales, sizes, roi):
     if x.dtype not in RESIZE_TYPES:
         ctx.unsupported(f"input data type {x.dtype.value} is not supported")
     layer = ctx.network.add_resize(x, name=ctx.layer_name())
-    layer.params.update(params)
-    layer.params["roi"] = None
+    updates = {**params, "roi": None}
     for (value, tensor), key in ((scales, "scales"), (sizes, "shape")):
         empty_tensor = tensor is not None and tensor.shape is not None and 0 in tensor.shape
         if (value is None and tensor is None) or (value is not None and value.size == 0) or empty_tensor:
             continue
         if value is not None:
-            layer.params[key] = value.ravel().tolist()
+            updates[key] = value.ravel().tolist()
         else:
-            layer.params["input_is_scales"] = key == "scales"
+            updates["input_is_scales"] = key == "scales"
             layer.set_input(1, tensor)
         break
     else:
@@ -226,10 +224,10 @@ def _add_resize(ctx, x, params: dict, scales, sizes, roi):
     value, tensor = roi
     if params["coordinate_transformation"] == "tf_crop_and_resize" and tensor is not None:
         if value is not None:
-            layer.params["roi"] = value.ravel().tolist()
+            updates["roi"] = value.ravel().tolist()
         else:
             layer.set_input(2, tensor)
-    infer_layer(layer)
+    layer.set_params(updates)
     return [layer.get_output(0)]
 
 

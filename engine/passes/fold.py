@@ -1,77 +1,55 @@
-"""Constant folding: a layer whose inputs are all known at build time becomes a Constant layer.
+"""Constant folding: a node whose outputs are known at build time becomes Constant nodes holding them.
 
-Shape layers over static input shapes fold too, so static models lose their shape arithmetic entirely; on
-dynamic dims the arithmetic stays and runs on the host at run time (see runtime).
+Shape nodes over static shapes fold too, so static models lose their shape arithmetic entirely; on dynamic dims
+the arithmetic stays and runs on the host at run time (graph.resolve_shapes). Values come from the one build-time
+evaluator (engine/evaluator.py).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..dtypes import nptype
 from ..enums import LayerType
-from ..network import Layer, NetworkDefinition
-from ..ops.base import layer_impl
-from ..shape_inference import _ShapeOnly
+from ..evaluator import known_outputs
+from ..ir import Graph, Node
+from ..ops.base import TensorInfo
+from .base import Pass, PassContext
 
-# Folded results above this many elements stay as layers: folding them would bloat the plan.
+# Folded results above this many elements stay as nodes: folding them would bloat the plan.
 MAX_FOLDED_ELEMENTS = 1 << 24
 
 
-def fold_constants(network: NetworkDefinition, max_elements: int = MAX_FOLDED_ELEMENTS) -> list[str]:
-    """Fold in place; returns the names of the folded layers."""
-    values: dict[int, np.ndarray] = {}
-    folded: list[str] = []
-    new_layers: list[Layer] = []
-    for layer in network.layers:
-        if layer.type == LayerType.CONSTANT:
-            values[id(layer.outputs[0])] = layer.params["weights"]
-            new_layers.append(layer)
-            continue
-        results = _try_evaluate(layer, values, max_elements)
-        if results is None:
-            new_layers.append(layer)
-            continue
-        folded.append(layer.name)
-        for index, (tensor, value) in enumerate(zip(layer.outputs, results)):
-            value = np.asarray(value, order="C")  # not ascontiguousarray: it makes 0-D arrays 1-D
-            const = Layer(LayerType.CONSTANT, layer.name if index == 0 else f"{layer.name}/{index}", [],
-                          {"weights": value.astype(_np_dtype(tensor), copy=False), "shape": list(value.shape)})
-            const.outputs.append(tensor)
-            const.metadata.update(layer.metadata)
-            const.metadata["folded_from"] = [layer.name]
-            tensor.producer = const
-            tensor.shape = tuple(value.shape)
-            values[id(tensor)] = const.params["weights"]
-            new_layers.append(const)
-    network.layers = new_layers
-    network._layer_names = {layer.name for layer in new_layers}
-    return folded
+class ConstantFolding(Pass):
+    name = "constant_folding"
+
+    def __init__(self, max_elements: int = MAX_FOLDED_ELEMENTS):
+        self.max_elements = max_elements
+
+    def run(self, graph: Graph, ctx: PassContext) -> dict[str, list[str]]:
+        folded = []
+        for node in list(graph.nodes):
+            if node.type == LayerType.CONSTANT:
+                continue
+            infos = [None if v is None else TensorInfo(v.shape, v.dtype, v.constant) for v in node.inputs]
+            values = known_outputs(node, infos, [v.shape for v in node.outputs], self.max_elements)
+            if values is not None:
+                folded.append(node.name)
+                _replace_with_constants(graph, node, values)
+        return {self.name: folded}
 
 
-def _np_dtype(tensor):
-    from ..dtypes import nptype
-
-    return nptype(tensor.dtype)
-
-
-def _try_evaluate(layer: Layer, values: dict[int, np.ndarray], max_elements: int):
-    if layer.type in (LayerType.PLUGIN_V2, LayerType.REFORMAT):
-        return None
-    if layer.type == LayerType.SHAPE:
-        shape = layer.inputs[0].shape
-        if shape is None or any(d < 0 for d in shape):
-            return None
-        inputs = [_ShapeOnly(shape)]
-    else:
-        present = [t for t in layer.inputs if t is not None]
-        if not present or any(id(t) not in values for t in present):
-            return None
-        inputs = [None if t is None else values[id(t)] for t in layer.inputs]
-    for tensor in layer.outputs:
-        if tensor.shape is None or any(d < 0 for d in tensor.shape):
-            return None
-        if int(np.prod(tensor.shape, dtype=np.int64)) > max_elements:
-            return None
-    try:
-        return [np.asarray(r) for r in layer_impl(layer.type).compute(layer, inputs, np)]
-    except Exception:  # noqa: BLE001 - a layer that cannot be evaluated here simply stays a layer
-        return None
+def _replace_with_constants(graph: Graph, node: Node, values: list[np.ndarray]) -> None:
+    """Constant nodes take over the node's outputs, keeping its name (the first) and its output names."""
+    name, outputs = node.name, list(node.outputs)
+    constants = []
+    for index, (value, array) in enumerate(zip(outputs, values)):
+        array = np.asarray(array, order="C").astype(nptype(value.dtype), copy=False)  # 0-D stays 0-D
+        constant = graph.add_node(LayerType.CONSTANT, [], [(f"{value.name}#folded", value.dtype, array.shape)],
+                                  {"weights": array, "shape": list(array.shape)}, name=f"{name}#folded{index}",
+                                  before=node, metadata={**node.metadata, "folded_from": [name]})
+        graph.replace_all_uses_with(value, constant.outputs[0])
+        constants.append(constant)
+    graph.erase(node)
+    for index, (constant, value) in enumerate(zip(constants, outputs)):
+        graph.rename(constant.outputs[0], value.name)
+        graph.rename_node(constant, name if index == 0 else f"{name}/{index}")

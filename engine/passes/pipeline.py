@@ -1,41 +1,60 @@
-"""The builder's pass pipeline, in order. Each pass edits the (copied) network in place and reports what it did."""
+"""The builder's pass pipeline: the passes in order, dead nodes removed and order restored after each change.
+
+Dead-node elimination is graph maintenance (`Graph.cleanup`), run after every pass and reported under one key. With `lint=True` (tests, BuilderFlag.DEBUG, env POLYX_LINT_IR=1) the graph's invariants
+are checked after each pass, and a broken one names the pass that broke it.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from ..ir import Graph, IRError
 from ..logger import Severity
-from ..network import NetworkDefinition
-from ..shape_inference import infer_network
-from .eliminate import remove_dead_layers, remove_noop_layers
-from .fold import fold_constants
-from .fuse import fuse_activations, fuse_conv_scale
-from .fuse_patterns import fuse_conv_residual, fuse_gelu, fuse_matmul_bias
-from .precision import assign_precisions
+from .base import Pass, PassContext
+from .eliminate import NoopElimination
+from .fold import ConstantFolding
+from .fusion_rules import FusionPass
+from .precision import PrecisionAssignment
+
+DEAD_NODES = "dead_layer_elimination"
 
 
-def run_passes(network: NetworkDefinition, fp16: bool, constraints: str,
-               log: Callable[[int, str], None]) -> dict[str, int]:
-    report: dict[str, int] = {}
+def default_passes() -> list[Pass]:
+    return [ConstantFolding(), NoopElimination(), FusionPass(), PrecisionAssignment()]
 
-    def record(name: str, items) -> None:
-        count = items if isinstance(items, int) else len(items)
-        report[name] = count
-        log(Severity.VERBOSE if not count else Severity.INFO, f"pass {name}: {count}")
-        if not isinstance(items, int) and items:
-            log(Severity.VERBOSE, f"pass {name}: " + ", ".join(items[:50]) + (" ..." if len(items) > 50 else ""))
 
-    record("constant_folding", fold_constants(network))
-    record("dead_layer_elimination", remove_dead_layers(network))
-    record("noop_elimination", remove_noop_layers(network))
-    record("conv_scale_fusion", fuse_conv_scale(network))
-    record("matmul_bias_fusion", fuse_matmul_bias(network))
-    record("gelu_fusion", fuse_gelu(network))
-    record("conv_residual_fusion", fuse_conv_residual(network))
-    record("activation_fusion", fuse_activations(network))
-    record("dead_layer_elimination_2", remove_dead_layers(network))
-    infer_network(network)
-    record("reformats_inserted", assign_precisions(network, fp16, constraints,
-                                                   lambda msg: log(Severity.WARNING, msg)))
-    # FP32 weights whose FP16 copies replaced them would otherwise stay in the plan
-    record("dead_layer_elimination_3", remove_dead_layers(network))
-    return report
+class PassPipeline:
+    def __init__(self, passes: list[Pass] | None = None):
+        self.passes = default_passes() if passes is None else passes
+        done: set[str] = set()
+        for p in self.passes:
+            missing = [name for name in p.requires if name not in done]
+            if missing:
+                raise ValueError(f"pass '{p.name}' requires {missing} to run before it")
+            done.add(p.name)
+
+    def run(self, graph: Graph, ctx: PassContext, lint: bool = False) -> dict[str, int]:
+        """Run every pass once, in order; returns {summary key: count} for the build summary."""
+        report: dict[str, list[str]] = {DEAD_NODES: []}
+        if lint:
+            _lint(graph, "lowering")
+        for p in self.passes:
+            changes = p.run(graph, ctx)
+            for key, names in changes.items():
+                report.setdefault(key, []).extend(names)
+            report[DEAD_NODES] += graph.cleanup()
+            if any(changes.values()):
+                graph.toposort()
+            if lint:
+                _lint(graph, p.name)
+        counts = {}
+        for key, names in report.items():
+            counts[key] = len(names)
+            ctx.log(Severity.INFO if names else Severity.VERBOSE, f"pass {key}: {len(names)}")
+            if names:
+                ctx.log(Severity.VERBOSE, f"pass {key}: " + ", ".join(names[:50]) + (" ..." if len(names) > 50 else ""))
+        return counts
+
+
+def _lint(graph: Graph, after: str) -> None:
+    try:
+        graph.lint()
+    except IRError as exc:
+        raise IRError(f"after pass '{after}': {exc}") from None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..enums import LayerType
+from ..ir.epilogue import NO_EPILOGUE, Epilogue
 
 
 @dataclass
@@ -26,6 +27,12 @@ class TacticContext:
     outputs: Sequence[Any]
     backend: str = "cpu"
     extra: dict = field(default_factory=dict)
+
+    @property
+    def epilogue(self) -> Epilogue:
+        """What fusion appended to the layer (the builder's nodes carry one; a façade layer driven by hand
+        has none)."""
+        return getattr(self.layer, "epilogue", NO_EPILOGUE)
 
 
 class Tactic:
@@ -43,10 +50,9 @@ class Tactic:
     heuristic_rank: int = 100
     # Minimum builder_optimization_level at which this tactic is considered (slow-to-time ones ask for more).
     min_optimization_level: int = 0
-    # True when `run` applies the layer's `fused_activation` itself (an epilogue); the runtime then does not.
-    fuses_activation: bool = False
-    # True when `run` adds a fused residual (`params["fused_residual"]`: the last input) itself.
-    fuses_residual: bool = False
+    # Parts of the layer's epilogue (ir/epilogue.py: "residual", "activation") that `run` does itself; the step
+    # applies the rest after it.
+    absorbs: frozenset[str] = frozenset()
     # False when `run` calls an API that CUDA-graph capture refuses (CuPy's own cuBLAS wrappers): GPU builds pick
     # such a tactic only for layers no capturable tactic supports, so engines replay as CUDA graphs.
     capturable: bool = True

@@ -23,7 +23,7 @@ import numpy as np
 from ..backends.kernel_sources import storage_kernel
 from ..dtypes import DataType
 from ..enums import ActivationType
-from ..ops.activation_post import apply_fused_activation
+from ..ir.epilogue import ACTIVATION, RESIDUAL, Epilogue, apply_epilogue
 from .base import TacticContext, stable_tactic_id
 from .cpu_conv import ConvGeometry, ConvTactic, conv_geometry
 from .registry import register_tactic
@@ -63,8 +63,7 @@ class _ConvGemm(ConvTactic):
     """Shared plumbing: eligibility, weights in the storage type on the device, workspace, epilogue."""
 
     backend = "gpu"
-    fuses_activation = True
-    fuses_residual = True
+    absorbs = frozenset({RESIDUAL, ACTIVATION})
     algorithm = ""
     base_rank = 20  # heuristic rank of the IEEE variant; TF32 variants rank 5 ahead
 
@@ -102,17 +101,18 @@ class _ConvGemm(ConvTactic):
         storage = _STORAGE[ctx.inputs[0].dtype]
         w = np.asarray(ctx.inputs[1].value)
         bias = ctx.inputs[2].value if len(ctx.inputs) > 2 and ctx.inputs[2] is not None else None
-        activation = ctx.layer.params.get("fused_activation")
-        kind = ACTIVATION_KINDS.get(ActivationType(activation["activation_type"])) if activation else None
+        activation = ctx.epilogue.activation
+        kind = ACTIVATION_KINDS.get(activation.type) if activation else None
         return {
             "w": cupy.asarray(np.ascontiguousarray(w.reshape(w.shape[0], -1), dtype=storage)),
             "bias": None if bias is None else cupy.asarray(np.asarray(bias, dtype=np.float32).reshape(-1)),
             "layer": ctx.layer, "kernel_shape": w.shape, "storage": storage, "geometry": {},
             "compute": COMPUTE_32F_FAST_TF32 if self.tf32 else COMPUTE_32F,
-            "epilogue": (np.int32(kind or 0), np.float32(activation.get("alpha", 0.0) if kind else 0.0),
-                         np.float32(activation.get("beta", 0.0) if kind else 0.0)),
-            "after": activation if activation and kind is None else None,  # applied after the epilogue
-            "residual": bool(ctx.layer.params.get("fused_residual")),
+            "epilogue": (np.int32(kind or 0), np.float32(activation.alpha if kind else 0.0),
+                         np.float32(activation.beta if kind else 0.0)),
+            # an activation the kernel lacks runs after it
+            "after": Epilogue(activation=activation) if activation and kind is None else None,
+            "residual": ctx.epilogue.residual,  # input position, or None
         }
 
     def row_length(self, g: ConvGeometry) -> int:
@@ -135,11 +135,11 @@ class _ConvGemm(ConvTactic):
         g, specs, taps = cached
         y = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
         residual = None
-        if state["residual"]:  # the kernels read it elementwise in y's layout and type
-            residual = xp.ascontiguousarray(xp.broadcast_to(inputs[-1], y.shape), dtype=y.dtype)
+        if state["residual"] is not None:  # the kernels read it elementwise in y's layout and type
+            residual = xp.ascontiguousarray(xp.broadcast_to(inputs[state["residual"]], y.shape), dtype=y.dtype)
         self.convolve(state, g, x, y, carve(workspace, specs, xp), taps, residual)
         if state["after"] is not None:
-            apply_fused_activation(y, state["after"], xp)
+            apply_epilogue(state["after"], y, inputs, xp)
         if y is not out:
             xp.copyto(out, y)
 

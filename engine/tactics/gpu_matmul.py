@@ -18,6 +18,7 @@ from typing import Any
 
 from ..dtypes import DataType
 from ..enums import ActivationType, LayerType, MatrixOperation
+from ..ir.epilogue import ACTIVATION
 from ..ops.base import broadcast_shapes
 from .base import Tactic, TacticContext, stable_tactic_id
 from .cpu_matmul import BatchedMatmul
@@ -137,7 +138,7 @@ def _epilogue_kernel():
 
 
 class GemmBiasActEpilogue(CublasGemmEx):
-    fuses_activation = True
+    absorbs = frozenset({ACTIVATION})
 
     def __init__(self):
         super().__init__("fp32")
@@ -152,8 +153,8 @@ class GemmBiasActEpilogue(CublasGemmEx):
         return super().supports(ctx)
 
     def supports_epilogue(self, ctx: TacticContext) -> bool | str:
-        activation = ctx.layer.params.get("fused_activation")
-        kind = None if activation is None else ActivationType(activation["activation_type"])
+        activation = ctx.epilogue.activation
+        kind = None if activation is None else activation.type
         if kind not in _ACT_KIND:
             return f"the epilogue does not implement a fused {kind.value}"
         bias = ctx.inputs[2] if len(ctx.inputs) > 2 else None
@@ -169,10 +170,10 @@ class GemmBiasActEpilogue(CublasGemmEx):
         import cupy
 
         state = super().prepare(ctx)
-        activation = ctx.layer.params.get("fused_activation") or {}
-        kind = _ACT_KIND[None if not activation else ActivationType(activation["activation_type"])]
-        state.update(kind=kind, act_alpha=float(activation.get("alpha", 0.0)),
-                     act_beta=float(activation.get("beta", 0.0)),
+        activation = ctx.epilogue.activation
+        kind = _ACT_KIND[None if activation is None else activation.type]
+        state.update(kind=kind, act_alpha=0.0 if activation is None else activation.alpha,
+                     act_beta=0.0 if activation is None else activation.beta,
                      zero=cupy.zeros((), dtype="float16" if ctx.inputs[0].dtype == DataType.HALF else "float32"))
         return state
 

@@ -137,6 +137,8 @@ def _layers(graph: LoweredGraph, with_params: bool) -> list[dict[str, Any]]:
             "tactic": spec.tactic_name or ("host" if spec.host else ""), "tactic_id": spec.tactic_id,
             "tactics_per_profile": list(spec.tactic_names), "host": spec.host,
             "fused_from": list(layer.metadata.get("fused_from", [])),
+            # what fusion appended after the layer's own work: {residual input position, activation}
+            "epilogue": None if layer.epilogue.empty else layer.epilogue.to_json(),
             "inputs": [None if i is None else graph.tensors[i].name for i in spec.inputs],
             "outputs": [graph.tensors[o].name for o in spec.outputs],
         }

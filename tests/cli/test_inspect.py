@@ -208,7 +208,8 @@ def test_plan_weights_and_params(capsys, artifacts):
     params = {row["name"]: row["params"] for row in report["layers"]}
     # The ONNX attributes of the small model, as the engine's layer parameters.
     assert params["conv"]["kernel_size_nd"] == [3, 3] and params["conv"]["pre_padding"] == [1, 1]
-    assert params["conv"]["fused_activation"]["activation_type"] == "RELU"
+    epilogues = {row["name"]: row["epilogue"] for row in report["layers"]}
+    assert epilogues["conv"] == {"residual": None, "activation": {"type": "RELU", "alpha": 0.0, "beta": 0.0}}
     assert params["fc"]["op1"] == "TRANSPOSE" and params["fc"]["alpha"] == 1.0
     graph = artifacts["engine"].graph
     constants = {graph.tensors[i].name: array for i, array in graph.constants.items()}

@@ -10,6 +10,7 @@ import pytest
 
 from engine.dtypes import from_numpy
 from engine.enums import ActivationType, ElementWiseOperation, LayerType, MatrixOperation
+from engine.ir import Activation, Epilogue, Node
 from engine.network import NetworkDefinition
 from engine.ops.base import TensorInfo
 from engine.tactics import TacticContext, tactic_by_id, tactics_for
@@ -76,8 +77,13 @@ def conv_context(x, w, b, stride, dilation, pre, post, groups):
     layer = net.add_convolution_nd(net.add_input("x", from_numpy(x.dtype), x.shape), w.shape[0], w.shape[2:], w, b)
     layer.stride_nd, layer.dilation_nd, layer.num_groups = list(stride), list(dilation), groups
     layer.pre_padding, layer.post_padding = list(pre), list(post)
-    return TacticContext(layer, [info(x), info(w, True), info(b, True)],
+    return TacticContext(as_node(layer), [info(x), info(w, True), info(b, True)],
                          [TensorInfo(layer.get_output(0).shape, from_numpy(x.dtype))], "gpu")
+
+
+def as_node(layer) -> Node:
+    """The builder hands tactics graph nodes (which carry the typed epilogue), not the façade's layers."""
+    return Node(layer.type, layer.name, layer.params, precision=layer.precision)
 
 
 CONV_CASES = {  # name: (x shape, K, groups, kernel, stride, dilation, pre, post)
@@ -157,11 +163,11 @@ def test_conv_gemm_epilogue_applies_bias_residual_and_fused_activation(activatio
     r = RNG.standard_normal((3, 24, 7, 7)).astype(dtype)
     ctx = conv_context(x, w, b, (1, 1), (1, 1), (0, 0), (0, 0), 1)
     alpha, beta = (-0.5, 0.7) if activation == "CLIP" else (0.1, 0.0)
-    ctx.layer.params["fused_activation"] = {"activation_type": activation, "alpha": alpha, "beta": beta}
+    ctx.layer.epilogue = Epilogue(activation=Activation(activation, alpha, beta))
     inputs = [x, w, b]
     y = conv_reference(x, w, b, (1, 1), (1, 1), (0, 0), (0, 0), 1)
     if residual:
-        ctx.layer.params["fused_residual"] = True
+        ctx.layer.epilogue = Epilogue(residual=3, activation=ctx.layer.epilogue.activation)
         ctx.inputs.append(info(r))
         inputs.append(r)
         y = y + r.astype(np.float64)
@@ -170,7 +176,7 @@ def test_conv_gemm_epilogue_applies_bias_residual_and_fused_activation(activatio
     tolerance = 1e-2 if dtype == np.float16 else 1e-4
     for name in GEMM_CONV_TACTICS:
         t = tactic(name)
-        assert t.fuses_activation and t.fuses_residual and t.supports(ctx) is True
+        assert t.absorbs == {"residual", "activation"} and t.supports(ctx) is True
         np.testing.assert_allclose(run_tactic(t, ctx, inputs), want, rtol=tolerance, atol=tolerance, err_msg=name)
 
 
@@ -218,9 +224,11 @@ def matmul_context(a, b, bias=None, op0=MatrixOperation.NONE, op1=MatrixOperatio
     tb = net.add_constant(b.shape, b).get_output(0)
     inputs = [ta, tb] if bias is None else [ta, tb, net.add_constant(bias.shape, bias).get_output(0)]
     layer = net.add_layer(LayerType.MATRIX_MULTIPLY, inputs, {"op0": op0, "op1": op1, "alpha": alpha, "beta": beta})
+    node = as_node(layer)
     if activation is not None:
-        layer.params["fused_activation"] = activation
-    return TacticContext(layer, [info(a), info(b, constant_b), info(bias, True)][:len(inputs)],
+        node.epilogue = Epilogue(activation=Activation(activation["activation_type"], activation["alpha"],
+                                                       activation["beta"]))
+    return TacticContext(node, [info(a), info(b, constant_b), info(bias, True)][:len(inputs)],
                          [TensorInfo(layer.get_output(0).shape, from_numpy(a.dtype))], "gpu", {"tf32": tf32})
 
 
@@ -285,7 +293,7 @@ def test_gemm_epilogue_applies_bias_and_activation_once(activation, dtype):
         fused["alpha"] = 0.1
     ctx = matmul_context(a, b, bias, beta=1.5, activation=fused)
     epilogue = tactic("gpu:matmul:gemm_bias_act_epilogue")
-    assert epilogue.fuses_activation and epilogue.supports(ctx) is True
+    assert epilogue.absorbs == {"activation"} and epilogue.supports(ctx) is True
     y = matmul_reference(a, b, bias, MatrixOperation.NONE, MatrixOperation.NONE, 1.0, 1.5)
     if activation == "RELU":
         y = np.maximum(y, 0)

@@ -1,0 +1,36 @@
+"""What a builder pass is: an object that edits the Graph, says whether it changed it, and names what it did.
+
+`requires` lists the passes that must have run before this one (a fusion that reads a folded constant needs
+folding first); the pipeline checks that order once, when it is made.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..ir import Graph
+from ..logger import Severity
+
+
+@dataclass
+class PassContext:
+    """Build settings the passes read. `constraints`: 'obey' | 'prefer' | 'none' (precision constraints)."""
+
+    fp16: bool = False
+    constraints: str = "none"
+    log: Callable[[int, str], None] = field(default=lambda severity, message: None)
+
+    def warn(self, message: str) -> None:
+        self.log(Severity.WARNING, message)
+
+
+class Pass:
+    """Subclasses set `name` (the build summary's key) and implement `run`."""
+
+    name: str = "pass"
+    requires: tuple[str, ...] = ()
+
+    def run(self, graph: Graph, ctx: PassContext) -> dict[str, list[str]]:
+        """Edit `graph`; return {summary key: names of the nodes it changed} (all lists empty: nothing changed).
+        Most passes report under their own name; a pass applying several rules reports one key per rule."""
+        raise NotImplementedError

@@ -1,0 +1,66 @@
+"""The step list: what running a device layer means, written once for the builder's timing sweep and the runtime.
+
+A Step is one device layer with its chosen tactic and prepared state, the tensor slots it reads and writes, the
+host values it takes instead of device tensors (shape operands known on the host: the layer reads nothing back from
+the GPU, so the execution can be captured into a CUDA graph) and the part of its epilogue the tactic leaves undone.
+`run_step` runs the tactic, then that rest; `compile_steps` makes the runtime's list for one set of input shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .graph import LayerSpec, LoweredGraph, tactic_infos
+from .ir.epilogue import Epilogue, apply_epilogue
+from .ops.base import layer_impl
+from .tactics import TacticContext
+
+
+@dataclass
+class Step:
+    name: str
+    run: Any                    # the tactic's bound run(state, inputs, outputs, workspace, xp)
+    state: Any                  # the tactic's prepared state
+    inputs: list[int | None]    # tensor slots read
+    outputs: list[int]          # tensor slots written
+    epilogue: Epilogue | None   # what the tactic leaves to apply after it (None: nothing)
+    host_operands: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (input position, host value)
+
+
+def make_step(spec: LayerSpec, tactic: Any, state: Any, host_values: dict[int, np.ndarray]) -> Step:
+    """The step running `spec` with `tactic`; `host_values` are the host-known tensors of this binding."""
+    rest = spec.layer.epilogue.without(tactic.absorbs)
+    operands = layer_impl(spec.layer.type).host_operands
+    host = [(position, host_values[i]) for position, i in enumerate(spec.inputs)
+            if position in operands and i in host_values]
+    return Step(spec.layer.name, tactic.run, state, spec.inputs, spec.outputs, None if rest.empty else rest, host)
+
+
+def run_step(step: Step, slots: list[Any], workspace: Any, xp: Any) -> None:
+    """Run one step on the tensors in `slots` (by tensor index). The runtime's hot loop inlines this."""
+    ins = [None if i is None else slots[i] for i in step.inputs]
+    for position, value in step.host_operands:
+        ins[position] = value
+    outs = [slots[o] for o in step.outputs]
+    step.run(step.state, ins, outs, workspace, xp)
+    if step.epilogue is not None:
+        apply_epilogue(step.epilogue, outs[0], ins, xp)
+
+
+def compile_steps(graph: LoweredGraph, tactic_states: list[Any], shapes: list, host_values: dict[int, np.ndarray],
+                  device: str) -> tuple[list[Step], int]:
+    """The step list for one binding (input shapes): one Step per device layer, with the workspace size the
+    largest tactic needs at these shapes. `tactic_states`: per layer (tactic, prepared state), None for host
+    layers."""
+    steps, workspace_bytes = [], 0
+    for spec, chosen in zip(graph.layers, tactic_states):
+        if chosen is None:
+            continue
+        tactic, state = chosen
+        ins, outs = tactic_infos(graph, spec, shapes)
+        workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(TacticContext(spec.layer, ins, outs,
+                                                                                         device))))
+        steps.append(make_step(spec, tactic, state, host_values))
+    return steps, workspace_bytes

@@ -1,0 +1,256 @@
+"""Tactic selection: time every eligible tactic of every device layer on real inputs, per optimization profile.
+
+TensorRT tunes each profile separately (tactics tuned for batch 32 can be several times slower at batch 1), so the
+sweep runs the network once per profile at that profile's opt shapes, choosing each device layer's tactic on the
+way; the chosen tactic's outputs feed the next layers. Candidates run as Steps (engine/steps.py), the same code the
+ExecutionContext runs, host operands and epilogue included. The timing cache, the algorithm selector, the
+workspace limit and the tactic-source mask are honoured here.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+
+from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmIOInfo, AlgorithmVariant
+from .config import BuilderConfig, BuilderFlag, MemoryPoolType
+from .dtypes import DataType, nptype
+from .enums import LayerType
+from .errors import BuildError
+from .graph import LayerSpec, LoweredGraph, resolve_shapes, tactic_infos
+from .logger import Severity
+from .steps import make_step, run_step
+from .tactics import Tactic, TacticContext, tactics_for
+from .tactics.base import stable_tactic_id
+from .timing_cache import TimingCache, layer_signature
+
+
+class TacticSelection:
+    def __init__(self, config: BuilderConfig, log, graph: LoweredGraph, profiles: list[dict[str, tuple]],
+                 shape_values: list[dict[str, tuple]], backend, device: str, cache: TimingCache | None):
+        self.config = config
+        self.log = log
+        self.graph = graph
+        self.profiles = profiles
+        self.shape_values = shape_values
+        self.backend = backend
+        self.device = device
+        self.cache = cache
+        self.max_workspace = 0
+        self.max_shapes: Any = None  # tensor shapes at the max of the profile being swept
+        self.contexts: list[AlgorithmContext] = []
+        self.chosen: list[Algorithm] = []
+        self.timed_layers = 0
+        # TF32 tensor-core math for FP32 layers only when asked for (BuilderFlag.TF32): it rounds inputs to 10
+        # mantissa bits, which FP32 accuracy checks against onnxruntime (1e-4) do not tolerate.
+        self.build_options = {"tf32": config.get_flag(BuilderFlag.TF32)}
+
+    def run(self) -> None:
+        for spec in self.graph.layers:
+            spec.tactic_ids, spec.tactic_names = [], []
+        with np.errstate(all="ignore"):  # the sweep runs on synthetic inputs: overflow or NaN there means nothing
+            for index in range(len(self.profiles)):
+                self._sweep(index)
+        for spec in self.graph.device_layers:
+            spec.tactic_id, spec.tactic_name = spec.tactic_ids[0], spec.tactic_names[0]
+        selector = self.config.algorithm_selector
+        if selector is not None:
+            selector.report_algorithms(self.contexts, self.chosen)
+        if self.cache is not None:
+            self.log(Severity.VERBOSE, f"timing cache: {self.cache.hits} hits, {self.cache.misses} misses")
+        profiles = f" in each of {len(self.profiles)} profiles" if len(self.profiles) > 1 else ""
+        self.log(Severity.INFO, f"tactic selection: {len(self.graph.device_layers)} layers{profiles}, "
+                                f"{self.timed_layers} timed")
+
+    def _sweep(self, profile_index: int) -> None:
+        """Run the network at profile `profile_index`'s opt shapes, appending each device layer's tactic choice."""
+        graph, backend = self.graph, self.backend
+        by_which = [resolve_shapes(graph, input_shapes(graph, self.profiles[profile_index], which),
+                                   input_values(graph, self.shape_values[profile_index], which)) for which in (0, 1, 2)]
+        resolved = by_which[1]
+        shapes, self.max_shapes = resolved.shapes, by_which[2].shapes
+        slots: list[Any] = [None] * len(graph.tensors)
+        for i, value in resolved.host_values.items():
+            slots[i] = backend.to_device(value)
+        rng = np.random.default_rng(0)
+        for i in graph.inputs:
+            if slots[i] is None:  # shape inputs already hold their profile values
+                slots[i] = backend.to_device(_sample(rng, shapes[i], graph.tensors[i].dtype))
+        last_use = {i: step for step, spec in enumerate(graph.layers) for i in spec.inputs if i is not None}
+        keep = set(graph.outputs) | set(resolved.host_values)
+        for step, spec in enumerate(graph.layers):
+            if spec.host or spec.layer.type == LayerType.CONSTANT:
+                continue
+            tactic, state = self._choose(spec, profile_index, by_which, slots, resolved.host_values)
+            for o in spec.outputs:
+                slots[o] = backend.xp.empty(shapes[o], dtype=nptype(graph.tensors[o].dtype))
+            self._run_once(make_step(spec, tactic, state, resolved.host_values), slots, self._workspace(tactic, spec,
+                                                                                                       shapes))
+            for i in spec.inputs:
+                if i is not None and last_use.get(i) == step and i not in keep:
+                    slots[i] = None
+
+    def _choose(self, spec: LayerSpec, profile_index: int, by_which, slots, host_values) -> tuple[Tactic, Any]:
+        """Time the candidates for one layer, ask the selector, record and return the choice (prepared)."""
+        shapes = by_which[1].shapes
+        ins_info, outs_info = tactic_infos(self.graph, spec, shapes)
+        tctx = TacticContext(spec.layer, ins_info, outs_info, self.device, dict(self.build_options))
+        level = int(self.config.builder_optimization_level)
+        candidates = self._candidates(spec, tctx, level)
+        timings = self._time(spec, tctx, candidates, level, slots, host_values, shapes)
+        algorithms = [self._algorithm(t, timings.get(t.id, 0.0), tctx) for t in candidates]
+        context = AlgorithmContext(
+            spec.layer.name, spec.layer.type.value,
+            tuple(tuple(tuple(r.shapes[i]) if i is not None else () for r in by_which) for i in spec.inputs),
+            tuple(tuple(tuple(r.shapes[o]) for r in by_which) for o in spec.outputs),
+            spec.layer.precision.value, profile_index)
+        selector = self.config.algorithm_selector
+        allowed = list(range(len(candidates))) if selector is None else self._ask_selector(selector, context,
+                                                                                            algorithms)
+        best = min(allowed, key=lambda k: (timings.get(candidates[k].id, 0.0) if timings else
+                                           candidates[k].heuristic_rank, candidates[k].heuristic_rank,
+                                           candidates[k].id))
+        tactic = candidates[best]
+        spec.tactic_ids.append(tactic.id)
+        spec.tactic_names.append(tactic.name)
+        self.max_workspace = max(self.max_workspace, self._workspace_need(tactic, spec, tctx))
+        self.contexts.append(context)
+        self.chosen.append(algorithms[best])
+        return tactic, tactic.prepare(tctx)
+
+    def _candidates(self, spec: LayerSpec, tctx: TacticContext, level: int) -> list[Tactic]:
+        limit = self.config.get_memory_pool_limit(MemoryPoolType.WORKSPACE)
+        eligible = []
+        for tactic in sorted(tactics_for(spec.layer.type, self.device), key=lambda t: (t.heuristic_rank, t.id)):
+            if tactic.min_optimization_level > level:
+                continue
+            try:
+                ok = tactic.supports(tctx)
+            except Exception as exc:  # noqa: BLE001 - a crashing supports() only removes that tactic
+                ok = f"supports() raised {exc!r}"
+            if ok is not True:
+                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: {ok or 'no'}")
+                continue
+            workspace = self._workspace_need(tactic, spec, tctx)
+            if workspace > limit:
+                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: workspace "
+                                           f"{workspace} bytes exceeds the limit of {limit}")
+                continue
+            eligible.append(tactic)
+        if not eligible:
+            raise BuildError(f"layer '{spec.layer.name}' ({spec.layer.type.value}): no tactic can run it within the "
+                             f"workspace limit of {limit} bytes")
+        capturable = [tactic for tactic in eligible if tactic.capturable]
+        if self.device == "gpu" and capturable and len(capturable) < len(eligible):
+            self.log(Severity.VERBOSE, f"[{spec.layer.name}] left out, CUDA graphs cannot capture them: "
+                                       + ", ".join(t.name for t in eligible if not t.capturable))
+            eligible = capturable
+        return eligible
+
+    def _time(self, spec: LayerSpec, tctx: TacticContext, candidates: list[Tactic], level: int, slots, host_values,
+              shapes) -> dict[int, float]:
+        """Median time (ms) of each candidate; {} when not timed (single candidate or optimization level 0)."""
+        if level == 0 or len(candidates) < 2:
+            return {}
+        key = layer_signature(spec.layer.type.value, spec.layer.params, tctx.inputs, spec.layer.precision.value,
+                              f"{self.device}:{self.backend.device_name}", spec.layer.epilogue.to_json())
+        if self.cache is not None:
+            entry = self.cache.query(key)
+            if entry is not None and all(str(t.id) in entry["timings_ms"] for t in candidates):
+                self.log(Severity.VERBOSE, f"[{spec.layer.name}] timing cache hit")
+                return {t.id: entry["timings_ms"][str(t.id)] for t in candidates}
+            self.log(Severity.VERBOSE, f"[{spec.layer.name}] timing cache miss")
+        iterations = max(3, int(self.config.avg_timing_iterations)) + (2 if level >= 4 else 0)
+        timings: dict[int, float] = {}
+        failures = []
+        trial = list(slots)  # candidates write into their own output buffers
+        for tactic in candidates:
+            for o in spec.outputs:
+                trial[o] = self.backend.xp.empty(shapes[o], dtype=nptype(self.graph.tensors[o].dtype))
+            try:
+                step = make_step(spec, tactic, tactic.prepare(tctx), host_values)
+                workspace = self._workspace(tactic, spec, shapes)
+                self._run_once(step, trial, workspace)  # warm-up
+                samples = []
+                for _ in range(iterations):
+                    with self.backend.timer() as timer:
+                        self._run_once(step, trial, workspace)
+                    samples.append(timer.elapsed_ms)
+            except Exception as exc:  # noqa: BLE001 - a failing candidate is dropped, not fatal
+                failures.append(f"{tactic.name}: {exc}")
+                continue
+            timings[tactic.id] = statistics.median(samples)
+            self.log(Severity.VERBOSE, f"[{spec.layer.name}] {tactic.name} (0x{tactic.id:08x}): "
+                                       f"{timings[tactic.id]:.4f} ms")
+        if not timings:
+            raise BuildError(f"layer '{spec.layer.name}' ({spec.layer.type.value}): every tactic failed: "
+                             + "; ".join(failures))
+        candidates[:] = [t for t in candidates if t.id in timings]
+        self.timed_layers += 1
+        if self.cache is not None:
+            self.cache.update(key, timings, min(timings, key=timings.get))
+        return timings
+
+    def _workspace_need(self, tactic: Tactic, spec: LayerSpec, tctx: TacticContext) -> int:
+        """Workspace at the opt shape and at the max shape of the profile being swept: the runtime runs this
+        profile's tactic only on shapes inside the profile and sizes the workspace by them."""
+        at_max = TacticContext(spec.layer, *tactic_infos(self.graph, spec, self.max_shapes), self.device, tctx.extra)
+        return max(int(tactic.workspace_bytes(c)) for c in (tctx, at_max))
+
+    def _workspace(self, tactic: Tactic, spec: LayerSpec, shapes) -> Any:
+        """Tactics are timed and run with the workspace they ask for at these shapes, as the runtime gives it."""
+        ins, outs = tactic_infos(self.graph, spec, shapes)
+        nbytes = int(tactic.workspace_bytes(TacticContext(spec.layer, ins, outs, self.device, self.build_options)))
+        return self.backend.allocate(nbytes) if nbytes else None
+
+    def _run_once(self, step, slots: list[Any], workspace: Any) -> None:
+        run_step(step, slots, workspace, self.backend.xp)
+        self.backend.synchronize()
+
+    def _algorithm(self, tactic: Tactic, timing: float, tctx: TacticContext) -> Algorithm:
+        return Algorithm(
+            AlgorithmVariant(stable_tactic_id(f"{tactic.backend}:{tactic.layer_type.value}"), tactic.id),
+            tactic.name, float(timing), int(tactic.workspace_bytes(tctx)),
+            tuple(AlgorithmIOInfo(i.dtype, tuple(i.shape)) for i in tctx.inputs if i is not None),
+            tuple(AlgorithmIOInfo(o.dtype, tuple(o.shape)) for o in tctx.outputs))
+
+    def _ask_selector(self, selector, context: AlgorithmContext, algorithms: list[Algorithm]) -> list[int]:
+        try:
+            chosen = list(selector.select_algorithms(context, list(algorithms)))
+        except Exception as exc:
+            raise BuildError(f"layer '{context.name}': the algorithm selector raised {type(exc).__name__}: {exc}") \
+                from exc
+        if not chosen:
+            raise BuildError(f"layer '{context.name}': the algorithm selector returned no algorithm "
+                             f"(choices: {[a.tactic_name for a in algorithms]})")
+        for index in chosen:
+            if not isinstance(index, (int, np.integer)) or not 0 <= int(index) < len(algorithms):
+                raise BuildError(f"layer '{context.name}': the algorithm selector returned index {index!r}, valid "
+                                 f"indices are 0..{len(algorithms) - 1}")
+        return [int(i) for i in chosen]
+
+
+def input_shapes(graph: LoweredGraph, profile: dict[str, tuple], which: int) -> dict[int, tuple[int, ...]]:
+    """Input shapes at min (0), opt (1) or max (2) of a profile; static inputs use their shape."""
+    shapes = {}
+    for i in graph.inputs:
+        spec = graph.tensors[i]
+        shapes[i] = tuple(profile[spec.name][which]) if spec.name in profile else tuple(spec.shape)
+    return shapes
+
+
+def input_values(graph: LoweredGraph, values: dict[str, tuple], which: int) -> dict[int, np.ndarray]:
+    """Values of the shape inputs at min (0), opt (1) or max (2) of a profile."""
+    result = {}
+    for i in graph.shape_inputs:
+        spec = graph.tensors[i]
+        result[i] = np.asarray(values[spec.name][which], dtype=nptype(spec.dtype)).reshape(spec.shape)
+    return result
+
+
+def _sample(rng: np.random.Generator, shape, dtype: DataType) -> np.ndarray:
+    """Timing inputs: standard normal floats; zeros for integers and booleans (always valid as indices)."""
+    if DataType(dtype).is_floating:
+        return rng.standard_normal(shape).astype(nptype(dtype))
+    return np.zeros(shape, dtype=nptype(dtype))
