@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from engine.onnx_file import load_onnx_file
 from surgeon.model_io import check_output_path
 
 from ..build import BuildOptions
@@ -29,7 +30,6 @@ from ..debug.reduce import ModelReducer
 from ..debug.repeated_build import RepeatedBuilder, parse_until
 from ..debug.tactics import TacticDebugger
 from ..errors import PolyxError
-from ..onnx_model import load_onnx
 from ..tactic_replay import save_replay
 from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_tolerances, parse_value_ranges, with_build_options
 from .multi_value_options import multi_value_command
@@ -264,7 +264,7 @@ def reduce(
         raise PolyxError("debug reduce needs a check: --check \"CMD\" (with {model}) or --engine --onnxrt")
     with surgeon_errors():
         check_output_path(output, model)
-    original = load_onnx(model)
+    original = load_onnx_file(model)
     if check is not None:
         command = CommandCheck(check, show_output)
 
