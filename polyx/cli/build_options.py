@@ -24,7 +24,8 @@ from ..build import BuildOptions
 from ..errors import PolyxError
 
 _SHAPE_SPEC = re.compile(r"\s*(?P<name>.+?):\s*\[(?P<dims>[^\]]*)\]\s*")
-_SIZE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+# 4096, 4096B, 64K, 64KB, 64KiB, 64Ki, 1.5M, 2GiB, 1T (powers of 1024, any case)
+_SIZE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?:(?P<unit>[KMGT])I?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 PANEL = "Build options"
 
@@ -65,13 +66,14 @@ def parse_shapes(values: list[str] | None, flag: str) -> dict[str, tuple[int, ..
 
 
 def parse_size(value: str | None, flag: str) -> int | None:
-    """`1G` -> 1073741824 (binary units)."""
+    """`1G` -> 1073741824 (binary units); None stays None. Every size flag (--workspace, surgeon's
+    --size-threshold) parses here, so they accept the same spellings."""
     if value is None:
         return None
     match = _SIZE.match(value)
     if match is None:
         raise PolyxError(f"{flag} '{value}': expected a size such as 1G, 512M, 64K or a number of bytes")
-    return int(float(match["number"]) * _UNITS[match["unit"].upper()])
+    return int(float(match["number"]) * _UNITS[(match["unit"] or "").upper()])
 
 
 def parse_name_value(value: str, flag: str, example: str) -> tuple[str, str]:

@@ -32,6 +32,15 @@ def test_sizes_are_binary_units():
         parse_size("-1G", "--workspace")
 
 
+def test_size_spellings_of_every_size_flag():
+    """surgeon --size-threshold and --workspace share parse_size: each accepts the other's spellings."""
+    assert [parse_size(v, "--size-threshold") for v in ("1Ki", "7B", " 16m ", "1KiB", "1T")] == \
+        [1024, 7, 16 << 20, 1024, 1 << 40]
+    assert parse_size(None, "--size-threshold") is None
+    with pytest.raises(PolyxError, match=r"^--size-threshold '12Q': expected a size"):
+        parse_size("12Q", "--size-threshold")
+
+
 def test_layer_precisions_from_file_and_flags(tmp_path):
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"conv1": "fp16", "conv2": "fp16"}))
