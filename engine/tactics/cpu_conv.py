@@ -28,8 +28,6 @@ from ..ops.window import kernel_offsets, layer_window
 from .base import Tactic, TacticContext, register_tactic, stable_tactic_id
 from .scratch import BufferSpec, carve, total_bytes
 
-FLOAT_TYPES = (DataType.FLOAT, DataType.HALF, DataType.DOUBLE)
-
 
 @dataclass(frozen=True)
 class ConvGeometry:
@@ -98,7 +96,7 @@ class ConvTactic(Tactic):
 
     def supports(self, ctx: TacticContext) -> bool | str:
         x, w = ctx.inputs[0], ctx.inputs[1]
-        if x.dtype not in FLOAT_TYPES:
+        if not x.dtype.is_floating:
             return f"input data type {x.dtype.value} is not float"
         if w.value is None:
             return "the kernel is not a build-time constant"

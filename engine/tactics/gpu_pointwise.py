@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import functools
 
-from ..dtypes import DataType
+from ..dtypes import GPU_KERNEL_FLOAT_TYPES
 from ..enums import ActivationType as Act
 from ..enums import ElementWiseOperation as Op
 from ..enums import LayerType
 from .base import Tactic, TacticContext, register_tactic, stable_tactic_id
-
-FLOATS = (DataType.FLOAT, DataType.HALF)
 
 # Binary operations on floats a, b. MAX/MIN propagate NaN as NumPy's maximum/minimum do.
 _BINARY = {
@@ -86,7 +84,7 @@ class ElementwiseKernelTactic(Tactic):
         if op not in _BINARY:
             return f"{op.value} has no elementwise kernel here"
         dtypes = {ctx.inputs[0].dtype, ctx.inputs[1].dtype, ctx.outputs[0].dtype}
-        if len(dtypes) != 1 or dtypes.pop() not in FLOATS:
+        if len(dtypes) != 1 or dtypes.pop() not in GPU_KERNEL_FLOAT_TYPES:
             return "inputs and output must all be FLOAT or all HALF"
         return True
 
@@ -108,7 +106,7 @@ class ActivationKernelTactic(Tactic):
         kind = Act(ctx.layer.params["activation_type"])
         if kind not in _ACTIVATIONS:
             return f"{kind.value} has no activation kernel here"
-        if ctx.inputs[0].dtype not in FLOATS:
+        if ctx.inputs[0].dtype not in GPU_KERNEL_FLOAT_TYPES:
             return f"the kernel takes FLOAT or HALF, not {ctx.inputs[0].dtype.value}"
         return True
 
