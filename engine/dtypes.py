@@ -36,8 +36,13 @@ class DataType(str, Enum):
 
     @property
     def is_floating(self) -> bool:
+        """The one definition of "a float type" (FLOAT, HALF, DOUBLE) that op importers and tactics check."""
         return self in (DataType.FLOAT, DataType.HALF, DataType.DOUBLE)
 
+
+# The float types the GPU tactics' kernels and cuBLAS calls read and write (float32 and float16 storage); DOUBLE
+# layers on the GPU run the reference tactic.
+GPU_KERNEL_FLOAT_TYPES = frozenset({DataType.FLOAT, DataType.HALF})
 
 _TO_NUMPY = {
     DataType.FLOAT: np.float32,

@@ -20,6 +20,7 @@ from .dtypes import DataType, from_onnx, is_supported_onnx
 from .errors import EngineError, ParseError, UnsupportedError
 from .logger import Logger, Severity
 from .network import NetworkDefinition, Tensor
+from .onnx_file import load_onnx_bytes, load_onnx_file
 from .ops.base import ONNX_IMPORTERS, OnnxImporter
 from .plugin import get_plugin_registry
 from .shape_inference import known_value
@@ -150,22 +151,18 @@ class OnnxParser:
     # ------------------------------------------------------------------ entry points
     def parse_from_file(self, path: str | os.PathLike) -> bool:
         path = os.fspath(path)
-        if not os.path.isfile(path):
-            self._error(f"{path}: no such file")
-            return False
         try:
-            model = onnx.load(path, load_external_data=False)
-            onnx.external_data_helper.load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
-        except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a damaged file
-            self._error(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})")
+            model = load_onnx_file(path)
+        except ParseError as exc:
+            self._error(str(exc))
             return False
         return self.parse_model(model, source=path)
 
     def parse(self, model_bytes: bytes, path: str | None = None) -> bool:
         try:
-            model = onnx.load_from_string(model_bytes)
-        except Exception as exc:  # noqa: BLE001
-            self._error(f"{path or '<bytes>'}: not a readable ONNX model ({type(exc).__name__}: {exc})")
+            model = load_onnx_bytes(model_bytes, path or "<bytes>")
+        except ParseError as exc:
+            self._error(str(exc))
             return False
         if path:
             onnx.external_data_helper.load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))

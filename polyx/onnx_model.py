@@ -1,23 +1,9 @@
-"""Reading ONNX models the way every polyx command does: one-line errors naming the file, and the graph inputs'
-declared shapes and dtypes (what the data loader generates inputs for)."""
+"""The graph inputs' declared shapes and dtypes (what the data loader generates inputs for). ONNX files are read
+with engine.onnx_file.load_onnx_file, whose ParseError the CLI prints as one line naming the file."""
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import onnx
-
-from .errors import PolyxError
-
-
-def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
-    if not Path(path).is_file():
-        raise PolyxError(f"{path}: no such file")
-    try:
-        return onnx.load(os.fspath(path))
-    except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a damaged file
-        raise PolyxError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
 
 
 def graph_inputs(model: onnx.ModelProto) -> dict[str, tuple[tuple, np.dtype]]:

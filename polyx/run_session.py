@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 
 import engine as trt
+from engine.onnx_file import load_onnx_file
+from engine.plan_file import is_plan_file
 
 from .build import BuildOptions, BuildReport, build_engine, load_engine
 from .compare import Comparator, LayerwiseReport, TensorComparison, Tolerances, analyze_layers
@@ -24,13 +26,12 @@ from .data.files import check_writable, load_tensors, save_tensors
 from .data.loader import DataLoader
 from .errors import PolyxError
 from .marking import mark_onnx_outputs
-from .onnx_model import graph_inputs, load_onnx
+from .onnx_model import graph_inputs
 from .runners import EngineRunner, OnnxrtRunner, Runner
 
 Feeds = dict[str, np.ndarray]
 # progress(description, total) -> context manager yielding advance(); total None for a spinner
 ProgressFactory = Callable[[str, int | None], contextlib.AbstractContextManager[Callable[[], None]]]
-PLAN_SUFFIXES = (".plan", ".engine", ".trt")
 
 
 @dataclass
@@ -98,8 +99,8 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
     """Run and compare as `options` say; raises PolyxError (or an engine error) for unusable input."""
     _check_options(options)
     logger = logger or trt.Logger(trt.Logger.WARNING)
-    model_is_plan = options.model.suffix.lower() in PLAN_SUFFIXES
-    model = None if model_is_plan else load_onnx(options.model)
+    model_is_plan = is_plan_file(options.model)
+    model = None if model_is_plan else load_onnx_file(options.model)
     feeds = _feeds(options, graph_inputs(model)) if model is not None else None
     runners: list[Runner] = []
     engine, build_report = None, None
@@ -175,7 +176,7 @@ def _check_options(options: RunOptions) -> None:
         raise PolyxError("nothing to run: pass --engine and/or --onnxrt")
     if not options.model.is_file():
         raise PolyxError(f"{options.model}: no such file")
-    if options.model.suffix.lower() in PLAN_SUFFIXES and options.use_onnxrt:
+    if options.use_onnxrt and is_plan_file(options.model):
         raise PolyxError(f"{options.model}: --onnxrt needs an ONNX model, not an engine plan")
     if options.iterations < 1:
         raise PolyxError(f"--iterations must be >= 1, got {options.iterations}")

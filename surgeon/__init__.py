@@ -1,5 +1,6 @@
 """surgeon: ONNX graph surgery on onnx-graphsurgeon (sanitize, extract, insert, lint) and engine capability
-partitioning. Depends on onnx and onnx-graphsurgeon; asks `engine` only which nodes it can take."""
+partitioning. Depends on onnx and onnx-graphsurgeon; from `engine` it takes the one ONNX file reader
+(engine/onnx_file.py) and asks which nodes the engine can take."""
 from .errors import SurgeonError
 from .extract import extract
 from .insert import insert

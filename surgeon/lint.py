@@ -10,8 +10,8 @@ from pathlib import Path
 
 import onnx
 
-from .errors import SurgeonError
 from .graph_order import node_reads
+from .model_io import load_model
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,7 @@ class Finding:
 def lint(path: Path) -> list[Finding]:
     """All findings for the model file at `path` (empty when it is clean)."""
     path = Path(path)
-    if not path.is_file():
-        raise SurgeonError(f"{path}: no such file")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a damaged file
-        raise SurgeonError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from exc
+    model = load_model(path, check=False, load_external_data=False)
     findings = _checker(path, model)
     findings += _names(model.graph)
     findings += _onnxruntime(path, model)

@@ -11,6 +11,9 @@ from pathlib import Path
 import onnx
 from onnx import external_data_helper
 
+from engine.errors import ParseError
+from engine.onnx_file import load_onnx_file
+
 from .errors import SurgeonError
 from .graph_order import find_cycle, is_topologically_sorted, toposorted_nodes
 
@@ -18,15 +21,14 @@ from .graph_order import find_cycle, is_topologically_sorted, toposorted_nodes
 PROTOBUF_LIMIT_BYTES = 2**31 - 64 * 2**20
 
 
-def load_model(path: Path, check: bool = True) -> onnx.ModelProto:
-    """Read `path` (and its external data); with `check`, reject cyclic graphs and models onnx.checker rejects."""
+def load_model(path: Path, check: bool = True, load_external_data: bool = True) -> onnx.ModelProto:
+    """Read `path` (and its external data unless told not to); with `check`, reject cyclic graphs and models
+    onnx.checker rejects. The engine's reader decides what is unreadable; surgeon reports it as a SurgeonError."""
     path = Path(path)
-    if not path.is_file():
-        raise SurgeonError(f"{path}: no such file")
     try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - protobuf and onnx raise many types for a damaged file
-        raise SurgeonError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
+        model = load_onnx_file(path, load_external_data=load_external_data)
+    except ParseError as exc:
+        raise SurgeonError(str(exc)) from exc
     if check:
         check_model(model, path)
     return model
@@ -59,8 +61,8 @@ def uses_external_data(model: onnx.ModelProto) -> bool:
 
 def _file_uses_external_data(path: Path) -> bool:
     try:
-        return uses_external_data(onnx.load(str(path), load_external_data=False))
-    except Exception:  # noqa: BLE001 - an unreadable input was reported when it was loaded
+        return uses_external_data(load_onnx_file(path, load_external_data=False))
+    except ParseError:  # an unreadable input was reported when it was loaded
         return False
 
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dtypes import DataType
 from ..enums import LayerType
 from ..errors import EngineError
 from .base import TensorInfo, onnx_op, register_layer
 from .window import layer_window, onnx_window_attrs, pad_spatial
 
-FLOAT_TYPES = (DataType.FLOAT, DataType.HALF, DataType.DOUBLE)
 _LETTERS = "abdefhijklmpqrstuvwxyz"
 
 
@@ -73,7 +71,7 @@ register_layer(LayerType.CONVOLUTION, _infer_conv, _compute_conv)
 
 def check_float(ctx: Any, *tensors: Any) -> None:
     for t in tensors:
-        if t is not None and t.dtype not in FLOAT_TYPES:
+        if t is not None and not t.dtype.is_floating:
             ctx.unsupported(f"input '{t.name}' has data type {t.dtype.value}; only float16/float32/float64 are "
                             "supported")
 

@@ -9,7 +9,6 @@ ONNX: LRN (size, alpha, beta, bias).
 """
 from __future__ import annotations
 
-from ..dtypes import DataType
 from ..enums import LayerType
 from ..errors import EngineError
 from .base import onnx_op, register_layer
@@ -24,7 +23,7 @@ def add_lrn(network, x, window_size: int, alpha: float, beta: float, k: float, n
 
 def _infer(layer, inputs):
     x = inputs[0]
-    if x.dtype not in (DataType.FLOAT, DataType.HALF, DataType.DOUBLE):
+    if not x.dtype.is_floating:
         raise EngineError(f"LRN needs a floating-point input, got {x.dtype.value}")
     if len(x.shape) < 2:
         raise EngineError(f"LRN needs an (N, C, ...) input, got rank {len(x.shape)}")
@@ -57,7 +56,7 @@ register_layer(LayerType.LRN, _infer, _compute)
 @onnx_op("LRN")
 def import_lrn(ctx):
     x = ctx.input(0)
-    if x.dtype not in (DataType.FLOAT, DataType.HALF, DataType.DOUBLE):
+    if not x.dtype.is_floating:
         ctx.unsupported(f"LRN needs a floating-point input, got {x.dtype.value}")
     size = ctx.attr("size")
     if size is None or size < 1:

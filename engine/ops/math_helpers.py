@@ -23,5 +23,6 @@ def erf(x: Any, xp: Any) -> Any:
 
 
 def upcast_half(x: Any, xp: Any) -> Any:
-    """float16 → float32 (the precision kernels compute in); other dtypes unchanged."""
-    return x.astype(xp.float32) if x.dtype == xp.float16 else x
+    """float16 → float32 (the precision kernels compute in, the way tensor cores accumulate); other dtypes, None
+    (an omitted optional input) and non-arrays unchanged."""
+    return x.astype(xp.float32) if getattr(x, "dtype", None) == xp.float16 else x

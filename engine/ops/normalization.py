@@ -21,8 +21,6 @@ from ..errors import EngineError
 from .base import normalize_axis, onnx_op, register_layer
 from .math_helpers import upcast_half
 
-_FLOAT_TYPES = frozenset({DataType.FLOAT, DataType.HALF, DataType.DOUBLE})
-
 
 def _statistic_axes(layer, shape) -> tuple[int, ...]:
     """Axes of the (grouped, when num_groups > 1) input the statistics are taken over."""
@@ -40,7 +38,7 @@ def _statistic_axes(layer, shape) -> tuple[int, ...]:
 
 def _infer(layer, inputs):
     x = inputs[0]
-    if x.dtype not in _FLOAT_TYPES:
+    if not x.dtype.is_floating:
         raise EngineError(f"normalization needs a floating-point input, got {x.dtype.value}")
     _statistic_axes(layer, x.shape)
     return [(x.shape, x.dtype)]
@@ -76,7 +74,7 @@ def _add_normalization(ctx, x, scale, bias, axes: list[int], epsilon: float, num
 
 
 def _check_float(ctx, x) -> None:
-    if x.dtype not in _FLOAT_TYPES:
+    if not x.dtype.is_floating:
         ctx.unsupported(f"{ctx.op_type} needs a floating-point input, got {x.dtype.value}")
 
 

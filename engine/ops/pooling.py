@@ -20,7 +20,6 @@ from ..dtypes import DataType
 from ..enums import LayerType, PaddingMode, PoolingType
 from ..errors import EngineError
 from .base import TensorInfo, onnx_op, register_layer
-from .conv import FLOAT_TYPES
 from .window import kernel_offsets, onnx_window_attrs, pad_spatial, window_geometry, window_slice
 
 
@@ -157,8 +156,9 @@ def _spatial_rank(ctx, x) -> int:
     return len(x.shape) - 2
 
 
-def _check_dtype(ctx, x, allowed):
-    if x.dtype not in allowed:
+def _check_dtype(ctx, x, also: tuple[DataType, ...] = ()):
+    """Float types always; `also` names the further types one pooling op accepts."""
+    if not (x.dtype.is_floating or x.dtype in also):
         ctx.unsupported(f"input data type {x.dtype.value} is not supported by {ctx.op_type}")
 
 
@@ -185,7 +185,7 @@ def _pooling(ctx, kind: PoolingType, num_outputs: int = 1, **extra):
 
 @onnx_op("MaxPool")
 def import_max_pool(ctx):
-    _check_dtype(ctx, ctx.input(0), FLOAT_TYPES + (DataType.INT8, DataType.UINT8))
+    _check_dtype(ctx, ctx.input(0), also=(DataType.INT8, DataType.UINT8))
     with_indices = ctx.num_outputs > 1 and bool(ctx.node.output[1])
     storage_order = int(ctx.attr("storage_order", 0))
     return _pooling(ctx, PoolingType.MAX, 2 if with_indices else 1, storage_order=storage_order,
@@ -194,13 +194,13 @@ def import_max_pool(ctx):
 
 @onnx_op("AveragePool")
 def import_average_pool(ctx):
-    _check_dtype(ctx, ctx.input(0), FLOAT_TYPES)
+    _check_dtype(ctx, ctx.input(0))
     return _pooling(ctx, PoolingType.AVERAGE, average_count_excludes_padding=not ctx.attr("count_include_pad", 0))
 
 
 @onnx_op("LpPool")
 def import_lp_pool(ctx):
-    _check_dtype(ctx, ctx.input(0), FLOAT_TYPES)
+    _check_dtype(ctx, ctx.input(0))
     return _pooling(ctx, PoolingType.LP, p=_lp_order(ctx))
 
 
@@ -213,7 +213,7 @@ def _lp_order(ctx) -> float:
 
 def _global(ctx, kind: PoolingType, **extra):
     x = ctx.input(0)
-    _check_dtype(ctx, x, FLOAT_TYPES)
+    _check_dtype(ctx, x)
     n = _spatial_rank(ctx, x)
     layer = ctx.network.add_pooling_nd(x, kind, [-1] * n, name=ctx.layer_name())
     layer.params.update(stride_nd=[1] * n, **extra)

@@ -74,7 +74,7 @@ register_layer(LayerType.SCALE, _infer, _compute)
 @onnx_op("BatchNormalization")
 def import_batch_normalization(ctx):
     x = ctx.input(0)
-    if x.dtype not in (DataType.FLOAT, DataType.HALF, DataType.DOUBLE):
+    if not x.dtype.is_floating:
         ctx.unsupported(f"BatchNormalization needs a floating-point input, got {x.dtype.value}")
     if ctx.attr("training_mode", 0):
         ctx.unsupported("training_mode=1 is not supported (inference only)")

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dtypes import DataType
 from ..enums import ElementWiseOperation, LayerType, TopKOperation
 from ..errors import EngineError
 from .arg_reduce import add_arg_reduce
 from .base import normalize_axis, onnx_op, register_layer
 from .math_helpers import upcast_half
-
-_FLOAT_TYPES = frozenset({DataType.FLOAT, DataType.HALF, DataType.DOUBLE})
 
 
 def softmax_axis(layer, rank: int) -> int:
@@ -32,7 +29,7 @@ def softmax_axis(layer, rank: int) -> int:
 
 def _infer(layer, inputs):
     x = inputs[0]
-    if x.dtype not in _FLOAT_TYPES:
+    if not x.dtype.is_floating:
         raise EngineError(f"softmax needs a floating-point input, got {x.dtype.value}")
     softmax_axis(layer, len(x.shape))
     return [(x.shape, x.dtype)]
@@ -60,7 +57,7 @@ register_layer(LayerType.SOFTMAX, _infer, _compute)
 @onnx_op("Softmax", "LogSoftmax", "Hardmax")
 def import_softmax(ctx):
     x = ctx.input(0)
-    if x.dtype not in _FLOAT_TYPES:
+    if not x.dtype.is_floating:
         ctx.unsupported(f"{ctx.op_type} needs a floating-point input, got {x.dtype.value}")
     rank = len(x.shape)
     try:

@@ -1,7 +1,8 @@
 """The builder's pass pipeline: the passes in order, dead nodes removed and order restored after each change.
 
-Dead-node elimination is graph maintenance (`Graph.cleanup`), run after every pass and reported under one key. With `lint=True` (tests, BuilderFlag.DEBUG, env POLYX_LINT_IR=1) the graph's invariants
-are checked after each pass, and a broken one names the pass that broke it.
+Dead-node elimination is graph maintenance (`Graph.cleanup`), run after every pass and reported under one key.
+With `lint=True` (tests, BuilderFlag.DEBUG, env POLYX_LINT_IR=1) the graph's invariants are checked after each
+pass, and a broken one names the pass that broke it.
 """
 from __future__ import annotations
 

@@ -29,8 +29,6 @@ from .base import Tactic, TacticContext, stable_tactic_id
 from .registry import register_tactic
 from .scratch import BufferSpec, carve, total_bytes
 
-FLOAT_TYPES = (DataType.FLOAT, DataType.HALF, DataType.DOUBLE)
-
 
 @dataclass(frozen=True)
 class ConvGeometry:
@@ -99,7 +97,7 @@ class ConvTactic(Tactic):
 
     def supports(self, ctx: TacticContext) -> bool | str:
         x, w = ctx.inputs[0], ctx.inputs[1]
-        if x.dtype not in FLOAT_TYPES:
+        if not x.dtype.is_floating:
             return f"input data type {x.dtype.value} is not float"
         if w.value is None:
             return "the kernel is not a build-time constant"

@@ -22,15 +22,13 @@ from ..ops.matmul import apply_matrix_op, drop_vector_dims
 from .base import Tactic, TacticContext, stable_tactic_id
 from .registry import register_tactic
 
-FLOAT_TYPES = (DataType.FLOAT, DataType.HALF, DataType.DOUBLE)
-
 
 class MatmulTactic(Tactic):
     layer_type = LayerType.MATRIX_MULTIPLY
     backend = "cpu"
 
     def supports(self, ctx: TacticContext) -> bool | str:
-        if ctx.inputs[0].dtype not in FLOAT_TYPES:
+        if not ctx.inputs[0].dtype.is_floating:
             return f"data type {ctx.inputs[0].dtype.value} is not float"
         return self.supports_shapes(ctx)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import DataType
+from ..dtypes import GPU_KERNEL_FLOAT_TYPES
 from .base import TacticContext, stable_tactic_id
 from .cpu_conv import ConvGeometry, ConvTactic
 from .registry import register_tactic
@@ -37,7 +37,7 @@ class _NvrtcConv(_OnDevice, ConvTactic):
     """2-D float32 kernels; float16 layers are staged to float32 by ConvTactic.run."""
 
     def supports(self, ctx: TacticContext) -> bool | str:
-        if ctx.inputs[0].dtype not in (DataType.FLOAT, DataType.HALF):
+        if ctx.inputs[0].dtype not in GPU_KERNEL_FLOAT_TYPES:
             return f"the kernel computes float32 (and float16 staged), not {ctx.inputs[0].dtype.value}"
         return super().supports(ctx)
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import functools
 
-from ..dtypes import DataType
+from ..dtypes import GPU_KERNEL_FLOAT_TYPES
 from ..enums import ActivationType as Act
 from ..enums import ElementWiseOperation as Op
 from ..enums import LayerType
 from .base import Tactic, TacticContext, stable_tactic_id
 from .registry import register_tactic
-
-FLOATS = (DataType.FLOAT, DataType.HALF)
 
 # Binary operations on floats a, b. MAX/MIN propagate NaN as NumPy's maximum/minimum do.
 _BINARY = {
@@ -87,7 +85,7 @@ class ElementwiseKernelTactic(Tactic):
         if op not in _BINARY:
             return f"{op.value} has no elementwise kernel here"
         dtypes = {ctx.inputs[0].dtype, ctx.inputs[1].dtype, ctx.outputs[0].dtype}
-        if len(dtypes) != 1 or dtypes.pop() not in FLOATS:
+        if len(dtypes) != 1 or dtypes.pop() not in GPU_KERNEL_FLOAT_TYPES:
             return "inputs and output must all be FLOAT or all HALF"
         return True
 
@@ -109,7 +107,7 @@ class ActivationKernelTactic(Tactic):
         kind = Act(ctx.layer.params["activation_type"])
         if kind not in _ACTIVATIONS:
             return f"{kind.value} has no activation kernel here"
-        if ctx.inputs[0].dtype not in FLOATS:
+        if ctx.inputs[0].dtype not in GPU_KERNEL_FLOAT_TYPES:
             return f"the kernel takes FLOAT or HALF, not {ctx.inputs[0].dtype.value}"
         return True
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends.kernel_sources import storage_kernel
-from ..dtypes import DataType
+from ..dtypes import GPU_KERNEL_FLOAT_TYPES
 from ..enums import LayerType, PoolingType
 from ..ops.pooling import pooling_geometry
 from .base import Tactic, TacticContext, stable_tactic_id
@@ -27,7 +27,7 @@ class _PoolingNvrtc(Tactic):
 
     def supports(self, ctx: TacticContext) -> bool | str:
         p, x = ctx.layer.params, ctx.inputs[0]
-        if x.dtype not in (DataType.FLOAT, DataType.HALF):
+        if x.dtype not in GPU_KERNEL_FLOAT_TYPES:
             return f"the kernel takes FLOAT or HALF, not {x.dtype.value}"
         if x.shape is None or any(d < 0 for d in x.shape) or len(x.shape) < len(p["window_size_nd"]) + 1:
             return "the input shape is not concrete"

@@ -17,15 +17,13 @@ from typing import Any
 import numpy as np
 
 from ..backends.kernel_sources import storage_kernel
-from ..dtypes import DataType
+from ..dtypes import GPU_KERNEL_FLOAT_TYPES, DataType
 from ..enums import LayerType
 from ..ops.base import normalize_axis
 from ..ops.softmax import softmax_axis
 from .base import Tactic, TacticContext, stable_tactic_id
 from .registry import register_tactic
 from .scratch import carve, total_bytes
-
-FLOATS = (DataType.FLOAT, DataType.HALF)
 
 
 def _as_float32(value: Any, buffer: Any, xp: Any) -> Any:
@@ -46,7 +44,7 @@ class SoftmaxRows(Tactic):
     heuristic_rank = 20
 
     def supports(self, ctx: TacticContext) -> bool | str:
-        if ctx.inputs[0].dtype not in FLOATS or ctx.outputs[0].dtype != ctx.inputs[0].dtype:
+        if ctx.inputs[0].dtype not in GPU_KERNEL_FLOAT_TYPES or ctx.outputs[0].dtype != ctx.inputs[0].dtype:
             return f"the kernel takes FLOAT or HALF to the same type, not {ctx.inputs[0].dtype.value}"
         return True
 
@@ -80,7 +78,7 @@ class LayerNormRows(Tactic):
 
     def supports(self, ctx: TacticContext) -> bool | str:
         x = ctx.inputs[0]
-        if x.dtype not in FLOATS or ctx.outputs[0].dtype != x.dtype:
+        if x.dtype not in GPU_KERNEL_FLOAT_TYPES or ctx.outputs[0].dtype != x.dtype:
             return f"the kernel takes FLOAT or HALF to the same type, not {x.dtype.value}"
         if int(ctx.layer.params["num_groups"]) > 1:
             return "group normalization is left to the reference kernel"

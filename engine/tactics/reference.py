@@ -6,6 +6,7 @@ from typing import Any
 
 from ..dtypes import DataType
 from ..enums import LayerType, UnaryOperation
+from ..ops.math_helpers import upcast_half
 from .base import Tactic, TacticContext
 
 # Layers that only move, select or compare values: exact in float16, so HALF layers skip the float32 round trip
@@ -29,12 +30,6 @@ def computes_in_float32(layer) -> bool:
     return not (layer.type == LayerType.UNARY and UnaryOperation(layer.params["op"]) in EXACT_UNARY_IN_HALF)
 
 
-def upcast_half(arrays: list[Any], xp: Any) -> list[Any]:
-    """FP16 layers read float16 tensors but accumulate in float32, the way tensor cores do."""
-    return [a.astype(xp.float32) if a is not None and getattr(a, "dtype", None) == xp.float16 else a
-            for a in arrays]
-
-
 class ReferenceTactic(Tactic):
     heuristic_rank = 50
 
@@ -52,7 +47,7 @@ class ReferenceTactic(Tactic):
 
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         layer, compute, half = state
-        results = compute(layer, upcast_half(inputs, xp) if half else inputs, xp)
+        results = compute(layer, [upcast_half(a, xp) for a in inputs] if half else inputs, xp)
         for out, result in zip(outputs, results):
             if out is not None:
                 xp.copyto(out, result, casting="unsafe")

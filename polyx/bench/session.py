@@ -9,7 +9,7 @@ from pathlib import Path
 
 import engine as trt
 from engine.config import resolve_device
-from engine.plan import MAGIC as PLAN_MAGIC
+from engine.plan_file import is_plan_file
 
 from ..build import BuildOptions, build_engine, load_engine
 from ..data.files import check_writable
@@ -21,7 +21,6 @@ from .result import BenchResult
 from .timing import TimingSettings, time_workers
 from .worker import create_workers
 
-PLAN_SUFFIXES = (".plan", ".engine", ".trt")
 ProgressFactory = Callable[[str, int | None], contextlib.AbstractContextManager]
 
 
@@ -48,10 +47,7 @@ class BenchOptions:
 
     @property
     def model_is_plan(self) -> bool:
-        if self.model.suffix.lower() in PLAN_SUFFIXES:
-            return True
-        with open(self.model, "rb") as file:
-            return file.read(len(PLAN_MAGIC)) == PLAN_MAGIC
+        return is_plan_file(self.model)
 
 
 def _no_progress(description: str, total: int | None) -> contextlib.AbstractContextManager:

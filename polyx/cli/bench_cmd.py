@@ -20,7 +20,7 @@ OUTPUT = "Output"
 
 
 def bench(
-    model: Annotated[Path, typer.Argument(help="ONNX model, or an engine plan (.plan/.engine/.trt).")],
+    model: Annotated[Path, typer.Argument(help="ONNX model, or a polyx plan (recognized by its contents).")],
     build_options: BuildOptions,
     shapes: Annotated[list[str] | None, typer.Option(
         "--shapes", help="Input shape NAME:[1,3,224,224] (repeatable); the same as --input-shapes.",

@@ -21,10 +21,13 @@ from typing import Annotated
 import typer
 
 from ..build import BuildOptions
+from ..compare import Tolerances
+from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 from ..errors import PolyxError
 
 _SHAPE_SPEC = re.compile(r"\s*(?P<name>.+?):\s*\[(?P<dims>[^\]]*)\]\s*")
-_SIZE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+# 4096, 4096B, 64K, 64KB, 64KiB, 64Ki, 1.5M, 2GiB, 1T (powers of 1024, any case)
+_SIZE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?:(?P<unit>[KMGT])I?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 PANEL = "Build options"
 
@@ -65,13 +68,14 @@ def parse_shapes(values: list[str] | None, flag: str) -> dict[str, tuple[int, ..
 
 
 def parse_size(value: str | None, flag: str) -> int | None:
-    """`1G` -> 1073741824 (binary units)."""
+    """`1G` -> 1073741824 (binary units); None stays None. Every size flag (--workspace, surgeon's
+    --size-threshold) parses here, so they accept the same spellings."""
     if value is None:
         return None
     match = _SIZE.match(value)
     if match is None:
         raise PolyxError(f"{flag} '{value}': expected a size such as 1G, 512M, 64K or a number of bytes")
-    return int(float(match["number"]) * _UNITS[match["unit"].upper()])
+    return int(float(match["number"]) * _UNITS[(match["unit"] or "").upper()])
 
 
 def parse_name_value(value: str, flag: str, example: str) -> tuple[str, str]:
@@ -138,6 +142,17 @@ def parse_tolerances(values: list[str] | None, flag: str) -> tuple[float | None,
         else:
             per_output[name] = number
     return default, per_output
+
+
+def tolerances_from_flags(atol: list[str] | None, rtol: list[str] | None,
+                          check_error_stat: str = "elemwise") -> Tolerances:
+    """The Tolerances of `--atol`/`--rtol` flags (run and debug take the same ones); unset globals get the defaults."""
+    default_atol, per_output_atol = parse_tolerances(atol, "--atol")
+    default_rtol, per_output_rtol = parse_tolerances(rtol, "--rtol")
+    return Tolerances(atol=DEFAULT_ATOL if default_atol is None else default_atol,
+                      rtol=DEFAULT_RTOL if default_rtol is None else default_rtol,
+                      per_output_atol=per_output_atol, per_output_rtol=per_output_rtol,
+                      check_error_stat=check_error_stat)
 
 
 def _option(*names: str, help: str, **kwargs) -> typer.models.OptionInfo:

@@ -17,10 +17,10 @@ from typing import Annotated
 
 import typer
 
+from engine.onnx_file import load_onnx_file
 from surgeon.model_io import check_output_path
 
 from ..build import BuildOptions
-from ..compare import Tolerances
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 from ..data.files import check_writable
 from ..debug.checks import Artifacts, CommandCheck, EngineJudge, ReferenceCheck, SessionModelCheck
@@ -29,9 +29,8 @@ from ..debug.reduce import ModelReducer
 from ..debug.repeated_build import RepeatedBuilder, parse_until
 from ..debug.tactics import TacticDebugger
 from ..errors import PolyxError
-from ..onnx_model import load_onnx
 from ..tactic_replay import save_replay
-from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_tolerances, parse_value_ranges, with_build_options
+from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_value_ranges, tolerances_from_flags, with_build_options
 from .multi_value_options import multi_value_command
 from .run_cmd import engine_logger
 from .surgeon_errors import surgeon_errors
@@ -77,14 +76,6 @@ Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More 
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")]
 
 
-def _tolerances(atol: list[str] | None, rtol: list[str] | None) -> Tolerances:
-    default_atol, per_output_atol = parse_tolerances(atol, "--atol")
-    default_rtol, per_output_rtol = parse_tolerances(rtol, "--rtol")
-    return Tolerances(atol=DEFAULT_ATOL if default_atol is None else default_atol,
-                      rtol=DEFAULT_RTOL if default_rtol is None else default_rtol,
-                      per_output_atol=per_output_atol, per_output_rtol=per_output_rtol)
-
-
 def _engine_check(model: Path, build_options: BuildOptions, check: str | None, show_output: bool, seed: int,
                   val_range: list[str] | None, load_inputs: Path | None, load_outputs: Path | None,
                   atol: list[str] | None, rtol: list[str] | None) -> tuple[CommandCheck | ReferenceCheck, BuildOptions]:
@@ -99,7 +90,7 @@ def _engine_check(model: Path, build_options: BuildOptions, check: str | None, s
     for path in (load_inputs, load_outputs):
         if path is not None and not path.is_file():
             raise PolyxError(f"{path}: no such file")
-    reference = ReferenceCheck.create(model, build_options, _tolerances(atol, rtol), seed,
+    reference = ReferenceCheck.create(model, build_options, tolerances_from_flags(atol, rtol), seed,
                                       parse_value_ranges(val_range), load_inputs, load_outputs)
     return reference, reference.build_options(build_options)
 
@@ -264,14 +255,15 @@ def reduce(
         raise PolyxError("debug reduce needs a check: --check \"CMD\" (with {model}) or --engine --onnxrt")
     with surgeon_errors():
         check_output_path(output, model)
-    original = load_onnx(model)
+    original = load_onnx_file(model)
     if check is not None:
         command = CommandCheck(check, show_output)
 
         def judge(candidate, path):
             return not command.judge(Artifacts(model=path)).passed
     else:
-        judge = SessionModelCheck(build_options, _tolerances(atol, rtol), seed, parse_value_ranges(val_range)).fails
+        judge = SessionModelCheck(build_options, tolerances_from_flags(atol, rtol), seed,
+                                  parse_value_ranges(val_range)).fails
     with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, surgeon_errors():
         result = ModelReducer(original, output, judge, Path(workdir), refine=refine,
                               progress=_progress("reduce", quiet)).run()

@@ -10,13 +10,12 @@ import typer
 import engine as trt
 
 from ..build import BuildOptions
-from ..compare import Tolerances
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 from ..data.files import check_writable
 from ..errors import PolyxError
 from ..report import format_build_report, format_run_result, progress_factory, write_html
 from ..run_session import RunOptions, run_session
-from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_tolerances, parse_value_ranges, with_build_options
+from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_value_ranges, tolerances_from_flags, with_build_options
 from .multi_value_options import multi_value_command
 
 DATA = "Data"
@@ -114,12 +113,7 @@ def run(
         raise PolyxError(f"unexpected extra argument(s): {' '.join(extra)}")
     build_options.mark_all = mark_all or engine_mark_all
     build_options.mark_outputs = engine_names
-    default_atol, per_output_atol = parse_tolerances(atol, "--atol")
-    default_rtol, per_output_rtol = parse_tolerances(rtol, "--rtol")
-    tolerances = Tolerances(atol=DEFAULT_ATOL if default_atol is None else default_atol,
-                            rtol=DEFAULT_RTOL if default_rtol is None else default_rtol,
-                            per_output_atol=per_output_atol, per_output_rtol=per_output_rtol,
-                            check_error_stat=check_error_stat.value)
+    tolerances = tolerances_from_flags(atol, rtol, check_error_stat.value)
     if report is not None:
         check_writable(report)
     options = RunOptions(model=model, use_engine=use_engine, use_onnxrt=use_onnxrt, build=build_options,

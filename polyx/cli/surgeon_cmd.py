@@ -5,7 +5,6 @@ checks the output folder before doing any work.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +17,7 @@ from surgeon.sanitize import SanitizeOptions
 from surgeon.sanitize import sanitize as sanitize_model
 from surgeon.tensor_specs import parse_attribute, parse_shape_override, parse_tensor_spec
 
-from ..errors import PolyxError
+from .build_options import parse_size
 from .multi_value_options import multi_value_command
 from .surgeon_errors import surgeon_errors
 
@@ -28,16 +27,6 @@ surgeon_app = typer.Typer(name="surgeon", help="Rewrite ONNX graphs: sanitize, e
 ModelArgument = Annotated[Path, typer.Argument(help="The ONNX model to read (never modified).")]
 OutputOption = Annotated[Path, typer.Option("-o", "--output", help="Where to write the new model (its folder must "
                                                                   "exist; an existing file there is overwritten).")]
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """Bytes from `1048576`, `512K`, `16M`, `1G` (powers of 1024)."""
-    match = _SIZE.match(text.strip())
-    if not match:
-        raise PolyxError(f"--size-threshold: expected a size such as 1048576, 512K, 16M or 1G, got '{text}'")
-    scale = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[(match.group(2) or "")[:1].upper()]
-    return int(float(match.group(1)) * scale)
 
 
 @surgeon_app.command("sanitize", cls=multi_value_command("--override-input-shapes"))
@@ -67,7 +56,7 @@ def sanitize(
         check_output_path(output, model)
         shapes = dict(parse_shape_override(text) for text in override_input_shapes or [])
         options = SanitizeOptions(fold_constants=fold_constants, num_passes=num_passes, fold_shapes=fold_shapes,
-                                  size_threshold=parse_size(size_threshold) if size_threshold else None,
+                                  size_threshold=parse_size(size_threshold or None, "--size-threshold"),
                                   simplify=simplify, cleanup=cleanup, toposort=toposort, infer_shapes=infer_shapes,
                                   input_shapes=shapes)
         result, report = sanitize_model(load_model(model), options)

@@ -18,13 +18,14 @@ import numpy as np
 import onnx
 
 import engine as trt
+from engine.onnx_file import load_onnx_file
 
 from ..build import BuildOptions, build_engine
 from ..compare import Comparator, Tolerances
 from ..data.files import load_tensors
 from ..data.loader import DataLoader
 from ..errors import PolyxError
-from ..onnx_model import graph_inputs, load_onnx
+from ..onnx_model import graph_inputs
 from ..run_session import RunOptions, run_session
 from ..runners import EngineRunner, OnnxrtRunner
 from ..tactic_replay import TacticRecorder, save_replay
@@ -96,7 +97,7 @@ class ReferenceCheck:
                val_ranges: dict[str, tuple[float, float]] | None = None, load_inputs: Path | None = None,
                load_outputs: Path | None = None) -> ReferenceCheck:
         """Inputs: loaded, or seeded like `polyx run` (same seed, same inputs); reference: loaded, or onnxruntime."""
-        model = load_onnx(model_path)
+        model = load_onnx_file(model_path)
         if load_inputs is not None:
             feeds = load_tensors(load_inputs)
             if not feeds:

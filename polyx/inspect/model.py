@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
 from onnx import numpy_helper
-from onnx.checker import ValidationError
 
-from ..errors import PolyxError
+from engine.onnx_file import load_onnx_file
+
 from .render import Block, Fields, Table, format_bytes, format_shape
 from .stats import tensor_stats
 from .views import attribute_text, histogram, io_rows, ops_table, stats_table
@@ -20,22 +19,9 @@ LARGEST_INITIALIZERS = 5
 DEFAULT_DOMAIN = "ai.onnx"
 
 
-def load_onnx(path: Path) -> onnx.ModelProto:
-    """Load a model with its external data; a file that is not one becomes a PolyxError naming it."""
-    try:
-        model = onnx.load(str(path))
-    except DecodeError as exc:
-        raise PolyxError(f"{path}: not an ONNX model or polyx plan ({exc})") from None
-    except (ValidationError, OSError) as exc:
-        raise PolyxError(f"{path}: cannot load the model's external data: {exc}") from None
-    if model.ir_version <= 0 or not model.HasField("graph"):
-        raise PolyxError(f"{path}: not an ONNX model or polyx plan (no graph in the file)")
-    return model
-
-
 def describe_onnx(path: Path, show: set[str]) -> dict[str, Any]:
     """A JSON-ready report. `show`: 'layers' adds nodes, 'attrs' their attributes, 'weights' initializer stats."""
-    model = load_onnx(path)
+    model = load_onnx_file(path)
     graph = model.graph
     initializer_names = {t.name for t in graph.initializer}
     sizes = sorted(({"name": t.name, "dtype": onnx_dtype_name(t.data_type), "shape": list(t.dims),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.plan import MAGIC as PLAN_MAGIC
+from engine.plan_file import is_plan_file
 from engine.timing_cache import MAGIC as TIMING_CACHE_MAGIC
 
 from ..errors import PolyxError
@@ -13,7 +13,6 @@ from .plan import describe_plan, plan_blocks
 from .render import Block
 
 SHOW_CHOICES = ("layers", "attrs", "weights")
-PLAN_SUFFIXES = (".plan", ".engine")
 
 
 def parse_show(values: list[str]) -> set[str]:
@@ -37,10 +36,10 @@ def require_file(path: Path) -> Path:
 def describe_model_file(path: str | Path, show: set[str]) -> dict[str, Any]:
     path = require_file(Path(path))
     with open(path, "rb") as f:
-        head = f.read(len(PLAN_MAGIC))
-    if head == TIMING_CACHE_MAGIC:
+        is_timing_cache = f.read(len(TIMING_CACHE_MAGIC)) == TIMING_CACHE_MAGIC
+    if is_timing_cache:
         raise PolyxError(f"{path}: is a polyx timing cache, not an ONNX model or plan")
-    if head == PLAN_MAGIC or path.suffix.lower() in PLAN_SUFFIXES:
+    if is_plan_file(path):
         return describe_plan(path, show)
     return describe_onnx(path, show)
 

@@ -9,7 +9,10 @@ from polyx.cli.build_options import (
     parse_size,
     parse_tolerances,
     parse_value_ranges,
+    tolerances_from_flags,
 )
+from polyx.compare import Tolerances
+from polyx.compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 from polyx.errors import PolyxError
 
 
@@ -32,6 +35,15 @@ def test_sizes_are_binary_units():
         parse_size("-1G", "--workspace")
 
 
+def test_size_spellings_of_every_size_flag():
+    """surgeon --size-threshold and --workspace share parse_size: each accepts the other's spellings."""
+    assert [parse_size(v, "--size-threshold") for v in ("1Ki", "7B", " 16m ", "1KiB", "1T")] == \
+        [1024, 7, 16 << 20, 1024, 1 << 40]
+    assert parse_size(None, "--size-threshold") is None
+    with pytest.raises(PolyxError, match=r"^--size-threshold '12Q': expected a size"):
+        parse_size("12Q", "--size-threshold")
+
+
 def test_layer_precisions_from_file_and_flags(tmp_path):
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"conv1": "fp16", "conv2": "fp16"}))
@@ -48,6 +60,15 @@ def test_value_ranges_and_tolerances():
     assert parse_tolerances(["1e-3", "out:0:0.5"], "--atol") == (1e-3, {"out:0": 0.5})
     with pytest.raises(PolyxError, match=">= 0"):
         parse_tolerances(["-1"], "--atol")
+
+
+def test_tolerances_from_flags_keeps_defaults_for_unset_globals():
+    """run and debug build their Tolerances here: a per-output value leaves the global default in place."""
+    assert tolerances_from_flags(None, None) == Tolerances(atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL)
+    assert tolerances_from_flags(["y:0.5"], ["2e-2"], "median") == \
+        Tolerances(atol=DEFAULT_ATOL, rtol=2e-2, per_output_atol={"y": 0.5}, check_error_stat="median")
+    with pytest.raises(PolyxError, match="^--rtol 'y:x': 'x' is not a number"):
+        tolerances_from_flags(None, ["y:x"])
 
 
 def test_build_options_from_cli_validates():

@@ -221,16 +221,34 @@ def test_plan_weights_and_params(capsys, artifacts):
             assert entry["mean"] == pytest.approx(float64_stats(array)["mean"], abs=1e-12)
 
 
+def test_plan_or_onnx_is_decided_by_contents_not_name(capsys, artifacts, tmp_path):
+    """inspect and run share engine.plan_file.is_plan_file: a renamed plan is a plan, ONNX named .plan is ONNX."""
+    renamed_plan = tmp_path / "small.bin"
+    renamed_plan.write_bytes(artifacts["plan"].read_bytes())
+    onnx_named_plan = tmp_path / "small.plan"
+    onnx_named_plan.write_bytes(artifacts["onnx"].read_bytes())
+    assert run_json(capsys, "inspect", "model", renamed_plan)["kind"] == "plan"
+    assert run_json(capsys, "inspect", "model", onnx_named_plan)["kind"] == "onnx"
+    code, _, err = run(capsys, "run", renamed_plan, "--engine")
+    assert code == 0, err
+    code, _, err = run(capsys, "run", renamed_plan, "--onnxrt")
+    assert_one_line_error(code, err, str(renamed_plan), "--onnxrt needs an ONNX model, not an engine plan")
+    code, _, err = run(capsys, "run", onnx_named_plan, "--onnxrt")
+    assert code == 0, err
+
+
 # ---------------------------------------------------------------- errors
 def test_model_errors_are_one_line(capsys, artifacts, tmp_path):
     missing = tmp_path / "missing.onnx"
     assert_one_line_error(*run(capsys, "inspect", "model", missing)[::2], str(missing), "no such file")
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
-    assert_one_line_error(*run(capsys, "inspect", "model", garbage)[::2], str(garbage), "not an ONNX model")
+    assert_one_line_error(*run(capsys, "inspect", "model", garbage)[::2], str(garbage),
+                          "not a readable ONNX model (DecodeError")
     empty = tmp_path / "empty.bin"
     empty.write_bytes(b"")
-    assert_one_line_error(*run(capsys, "inspect", "model", empty)[::2], str(empty), "not an ONNX model")
+    assert_one_line_error(*run(capsys, "inspect", "model", empty)[::2], str(empty),
+                          "not a readable ONNX model (no graph in the file)")
     truncated = tmp_path / "truncated.plan"
     truncated.write_bytes(artifacts["plan"].read_bytes()[:-100])
     assert_one_line_error(*run(capsys, "inspect", "model", truncated)[::2], str(truncated), "truncated")
