@@ -332,9 +332,16 @@ class _TacticSelection:
                     values.pop(i, None)
 
     def _candidates(self, spec, tctx: TacticContext, level: int, limit: int):
+        from .enums import allowed_by_sources
+
         eligible = []
+        sources = self.config.get_tactic_sources()
         for tactic in sorted(tactics_for(spec.layer.type, self.device), key=lambda t: (t.heuristic_rank, t.id)):
             if tactic.min_optimization_level > level:
+                continue
+            if not allowed_by_sources(tactic, sources):
+                self.build.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: tactic source "
+                                                 f"{tactic.source.name} is disabled (set_tactic_sources)")
                 continue
             try:
                 ok = tactic.supports(tctx)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..backends.kernel_sources import storage_kernel
 from ..dtypes import DataType
-from ..enums import ActivationType
+from ..enums import ActivationType, TacticSource
 from ..ops.activation_post import apply_fused_activation
 from .base import TacticContext, register_tactic, stable_tactic_id
 from .cpu_conv import ConvGeometry, ConvTactic, conv_geometry
@@ -62,6 +62,7 @@ class _ConvGemm(ConvTactic):
     """Shared plumbing: eligibility, weights in the storage type on the device, workspace, epilogue."""
 
     backend = "gpu"
+    source = TacticSource.CUBLAS  # the GEMM is cuBLAS; the im2col and epilogue kernels are ours
     fuses_activation = True
     fuses_residual = True
     algorithm = ""
