@@ -31,6 +31,7 @@ from .errors import (
     ParseError,
     PlanFormatError,
     ShapeError,
+    UnsupportedCategory,
     UnsupportedError,
 )
 from .logger import CapturingLogger, Logger, Severity

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..enums import LayerType, PaddingMode
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from ..shape_inference import infer_layer
 from .base import TensorInfo, onnx_op, register_layer
 from .conv import check_float, checked_kernel_shape
@@ -111,7 +111,7 @@ def import_conv_transpose(ctx):
     if output_shape is not None:
         output_shape = list(output_shape)[-n:]  # some exporters include N and C
         if len(output_shape) != n:
-            ctx.unsupported(f"output_shape {output_shape} does not give {n} spatial sizes")
+            ctx.unsupported(f"output_shape {output_shape} does not give {n} spatial sizes", UnsupportedCategory.OTHER)
     layer.params.update(params)
     layer.params["output_shape"] = output_shape
     infer_layer(layer)
