@@ -29,6 +29,7 @@ from .errors import (
     ParseError,
     PlanFormatError,
     ShapeError,
+    UnsupportedCategory,
     UnsupportedError,
 )
 from .logger import CapturingLogger, Logger, Severity

@@ -1,15 +1,32 @@
-"""BuilderConfig: precision flags, memory limits, profiles, timing cache, algorithm selector (TensorRT 8.6 names)."""
+"""BuilderConfig: precision flags, memory limits, profiles, timing cache, algorithm selector (TensorRT 8.6 names).
+
+TacticSource and `allowed_by_sources` live in enums.py (tactics import them; this module only re-exports them)."""
 from __future__ import annotations
 
 import os
 from enum import Enum, IntEnum
 
+from .enums import ALL_TACTIC_SOURCES, TacticSource, allowed_by_sources  # noqa: F401 - allowed_by_sources re-exported
 from .errors import BuildError
 from .profile import OptimizationProfile
 from .timing_cache import TimingCache
 
 
 class BuilderFlag(IntEnum):
+    """Build options (TensorRT 8.6 values). A flag either takes effect or `set_flag` refuses it (BuildError naming
+    the flag and why), so no flag is silently ignored:
+
+    - FP16, TF32, OBEY/PREFER_PRECISION_CONSTRAINTS, DISABLE_TIMING_CACHE: read by the builder.
+    - INT8: accepted; the builder warns that INT8 is not used (no INT8 kernels yet; an INT8 calibrator cannot be
+      set, so that warning always comes).
+    - REJECT_EMPTY_ALGORITHMS: accepted; it is always in effect, since an algorithm selector that returns no
+      algorithm fails the build whether or not it is set.
+    - DEBUG: the builder checks its graph's invariants after every pass (naming a pass that broke one), and
+      execution contexts of the engine synchronize after every layer, so an asynchronous GPU fault is reported
+      at the layer that caused it.
+    - GPU_FALLBACK, REFIT, SPARSE_WEIGHTS, SAFETY_SCOPE, DIRECT_IO: refused; see REFUSED_FLAGS.
+    """
+
     FP16 = 0
     INT8 = 1
     DEBUG = 2
@@ -25,25 +42,30 @@ class BuilderFlag(IntEnum):
     REJECT_EMPTY_ALGORITHMS = 13
 
 
+# Flags that would need a feature the engine lacks: accepting them would build an engine that ignores them.
+REFUSED_FLAGS = {
+    BuilderFlag.GPU_FALLBACK: "it lets DLA layers fall back to the GPU, and the engine has no DLA",
+    BuilderFlag.REFIT: "engines cannot be refitted (there is no Refitter yet)",
+    BuilderFlag.SPARSE_WEIGHTS: "no tactic implements structured-sparsity (2:4) kernels",
+    BuilderFlag.SAFETY_SCOPE: "there is no safety runtime or safety-certified tactic set",
+    BuilderFlag.DIRECT_IO: "the builder does not check that network inputs and outputs avoid reformats (FP16 "
+                           "builds convert them with REFORMAT layers)",
+}
+
+
 class MemoryPoolType(IntEnum):
     WORKSPACE = 0
-
-
-class TacticSource(IntEnum):
-    """Families of kernels the builder may time. CPU: BLAS-backed GEMM tactics and the NumPy kernels;
-    GPU: cuBLAS, NVRTC-compiled kernels, CuPy elementwise/reduction kernels."""
-
-    CUBLAS = 0
-    CUBLAS_LT = 1
-    CUDNN = 2
-    EDGE_MASK_CONVOLUTIONS = 3
-    JIT_CONVOLUTIONS = 4
 
 
 class ProfilingVerbosity(str, Enum):
     LAYER_NAMES_ONLY = "LAYER_NAMES_ONLY"
     NONE = "NONE"
     DETAILED = "DETAILED"
+
+
+def _check_flag(flag: BuilderFlag) -> None:
+    if flag in REFUSED_FLAGS:
+        raise BuildError(f"BuilderFlag.{flag.name} is not supported: {REFUSED_FLAGS[flag]}")
 
 
 def resolve_device(requested: str | None) -> str:
@@ -65,28 +87,55 @@ def resolve_device(requested: str | None) -> str:
 
 class BuilderConfig:
     def __init__(self):
-        self.flags = 0
+        self._flags = 0
         self._pool_limits: dict[MemoryPoolType, int] = {}
         self.profiles: list[OptimizationProfile] = []
         self.builder_optimization_level = 3
         self.avg_timing_iterations = 4
         self.algorithm_selector = None
-        self.int8_calibrator = None
         self.profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY
         self.device: str | None = None
         self._timing_cache: TimingCache | None = None
-        self._tactic_sources = sum(1 << int(s) for s in TacticSource)
+        self._tactic_sources = ALL_TACTIC_SOURCES
         self.plugins_to_serialize: list[str] = []
 
     # flags
+    @property
+    def flags(self) -> int:
+        return self._flags
+
+    @flags.setter
+    def flags(self, mask: int) -> None:
+        """Bit mask of BuilderFlag; refused flags are refused here too, so the mask cannot sneak them past."""
+        mask = int(mask)
+        known = sum(1 << int(flag) for flag in BuilderFlag)
+        if mask < 0 or mask & ~known:
+            raise BuildError(f"builder flags 0x{mask:x}: bits 0x{mask & ~known:x} are not BuilderFlag values")
+        for flag in BuilderFlag:
+            if mask >> int(flag) & 1:
+                _check_flag(flag)
+        self._flags = mask
+
     def set_flag(self, flag: BuilderFlag) -> None:
-        self.flags |= 1 << int(flag)
+        _check_flag(BuilderFlag(flag))
+        self._flags |= 1 << int(flag)
 
     def clear_flag(self, flag: BuilderFlag) -> None:
-        self.flags &= ~(1 << int(flag))
+        self._flags &= ~(1 << int(flag))
 
     def get_flag(self, flag: BuilderFlag) -> bool:
-        return bool(self.flags >> int(flag) & 1)
+        return bool(self._flags >> int(flag) & 1)
+
+    # INT8 calibration
+    @property
+    def int8_calibrator(self):
+        """Always None: there is no INT8 calibration, so the builder's "INT8 is not used" warning always comes."""
+        return None
+
+    @int8_calibrator.setter
+    def int8_calibrator(self, calibrator) -> None:
+        if calibrator is not None:
+            raise BuildError("int8_calibrator: INT8 calibration is not implemented (INT8 is not used by the builder)")
 
     # memory
     def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:
@@ -108,7 +157,13 @@ class BuilderConfig:
 
     # tactic sources
     def set_tactic_sources(self, sources: int) -> bool:
-        self._tactic_sources = int(sources)
+        """Bit mask of TacticSource (`1 << TacticSource.CUBLAS | ...`); the builder skips tactics of cleared
+        sources. Unknown bits are refused rather than ignored."""
+        sources = int(sources)
+        if sources < 0 or sources & ~ALL_TACTIC_SOURCES:
+            raise BuildError(f"tactic sources 0x{sources:x}: bits 0x{sources & ~ALL_TACTIC_SOURCES:x} name no "
+                             f"TacticSource (valid: {', '.join(f'{s.name}={int(s)}' for s in TacticSource)})")
+        self._tactic_sources = sources
         return True
 
     def get_tactic_sources(self) -> int:

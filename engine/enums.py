@@ -5,7 +5,8 @@ Every enum is a `str` Enum so layer parameters stay JSON-serializable in the pla
 """
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, IntEnum
+from typing import Any
 
 
 class _StrEnum(str, Enum):
@@ -179,3 +180,27 @@ class TensorIOMode(_StrEnum):
     NONE = "NONE"
     INPUT = "INPUT"
     OUTPUT = "OUTPUT"
+
+
+class TacticSource(IntEnum):
+    """Kernel libraries a tactic depends on; `BuilderConfig.set_tactic_sources` takes a bit mask of them and the
+    builder skips tactics whose source is cleared. TensorRT 8.6 values. Here: CUBLAS marks the GPU GEMM tactics
+    (matmul and the im2col/pointwise GEMM convolutions, cuBLAS directly or through CuPy), JIT_CONVOLUTIONS the
+    NVRTC-compiled convolution kernels; CUBLAS_LT, CUDNN and EDGE_MASK_CONVOLUTIONS mark no tactic yet. Tactics
+    with no source (reference kernels, every CPU tactic, the GPU pointwise/pooling/softmax kernels) are always
+    available, as TensorRT's built-in kernels are, so every layer stays buildable whatever the mask."""
+
+    CUBLAS = 0
+    CUBLAS_LT = 1
+    CUDNN = 2
+    EDGE_MASK_CONVOLUTIONS = 3
+    JIT_CONVOLUTIONS = 4
+
+
+ALL_TACTIC_SOURCES = sum(1 << int(source) for source in TacticSource)
+
+
+def allowed_by_sources(tactic: Any, sources: int) -> bool:
+    """Whether `tactic` may run under the tactic-source bit mask `sources` (a tactic without a source always may)."""
+    source = getattr(tactic, "source", None)
+    return source is None or bool(int(sources) >> int(source) & 1)

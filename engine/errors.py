@@ -1,4 +1,19 @@
 """Exception types raised across the engine. Each carries a message that names the file, node, layer or tensor."""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class UnsupportedCategory(str, Enum):
+    """Why the parser cannot take a node, as a field: `inspect capability` and surgeon partitioning report it
+    instead of guessing from the message's wording."""
+
+    OPERATOR = "operator"            # no importer for the op type (or its domain)
+    OPSET = "opset"                  # the op exists, but not at the model's opset
+    ATTRIBUTE = "attribute"          # an attribute value or mode that is not implemented, or a needed one missing
+    DTYPE = "dtype"                  # a data type the op (or the engine) does not take
+    DYNAMIC_SHAPE = "dynamic shape"  # needs a shape or value known when the model is parsed
+    OTHER = "other"                  # anything else, e.g. a node that is inconsistent with its inputs
 
 
 class EngineError(Exception):
@@ -16,7 +31,12 @@ class ParseError(EngineError):
 
 
 class UnsupportedError(ParseError):
-    """The parser met an op, attribute value or dtype it does not support."""
+    """The parser met an op, attribute value or dtype it does not support; `category` says which kind of problem."""
+
+    def __init__(self, message: str, node: str | None = None, op: str | None = None, *,
+                 category: UnsupportedCategory):
+        self.category = UnsupportedCategory(category)
+        super().__init__(message, node, op)
 
 
 class ShapeError(EngineError):

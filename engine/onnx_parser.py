@@ -17,7 +17,7 @@ from onnx import helper, numpy_helper
 
 from . import ops  # noqa: F401 - importing registers every op module
 from .dtypes import DataType, from_onnx, is_supported_onnx
-from .errors import EngineError, ParseError, UnsupportedError
+from .errors import EngineError, ParseError, UnsupportedCategory, UnsupportedError
 from .logger import Logger, Severity
 from .network import NetworkDefinition, Tensor
 from .onnx_file import load_onnx_bytes, load_onnx_file
@@ -30,12 +30,14 @@ MIN_OPSET = 1
 
 @dataclass(frozen=True)
 class ParserError:
-    """One parse failure: `desc` is the full message; `node` / `op` name the culprit when it is a node."""
+    """One parse failure: `desc` is the full message; `node` / `op` name the culprit when it is a node;
+    `category` says which kind of problem it is (OTHER for errors that are not an unsupported feature)."""
 
     desc: str
     node: str | None = None
     op: str | None = None
     node_index: int = -1
+    category: UnsupportedCategory = UnsupportedCategory.OTHER
 
     def __str__(self) -> str:
         return self.desc
@@ -88,11 +90,12 @@ class ImportContext:
             return default
         attr = self._attrs[name]
         if attr.type == onnx.AttributeProto.GRAPH or attr.type == onnx.AttributeProto.GRAPHS:
-            self.unsupported(f"attribute '{name}' holds a subgraph, which is not supported")
+            self.unsupported(f"attribute '{name}' holds a subgraph, which is not supported",
+                             UnsupportedCategory.ATTRIBUTE)
         if attr.type == onnx.AttributeProto.TENSOR:
             return numpy_helper.to_array(attr.t)
         if attr.ref_attr_name:
-            self.unsupported(f"attribute '{name}' references a function attribute")
+            self.unsupported(f"attribute '{name}' references a function attribute", UnsupportedCategory.ATTRIBUTE)
         value = helper.get_attribute_value(attr)
         if isinstance(value, bytes):
             return value.decode("utf-8")
@@ -100,8 +103,8 @@ class ImportContext:
             return [v.decode("utf-8") for v in value]
         return value
 
-    def unsupported(self, reason: str):
-        raise UnsupportedError(reason, node=self.name, op=self.op_type)
+    def unsupported(self, reason: str, category: UnsupportedCategory):
+        raise UnsupportedError(reason, node=self.name, op=self.op_type, category=category)
 
     def layer_name(self, suffix: str | None = None) -> str:
         """Names for the layers a node expands into: the node name, then node name + '/suffix'."""
@@ -144,8 +147,9 @@ class OnnxParser:
     def errors_text(self) -> str:
         return "\n".join(e.desc for e in self._errors)
 
-    def _error(self, desc: str, node: str | None = None, op: str | None = None, index: int = -1) -> None:
-        self._errors.append(ParserError(desc, node, op, index))
+    def _error(self, desc: str, node: str | None = None, op: str | None = None, index: int = -1,
+               category: UnsupportedCategory = UnsupportedCategory.OTHER) -> None:
+        self._errors.append(ParserError(desc, node, op, index, UnsupportedCategory(category)))
         self.logger.log(Severity.ERROR, desc)
 
     # ------------------------------------------------------------------ entry points
@@ -177,7 +181,7 @@ class OnnxParser:
             return False
         if opset > onnx.defs.onnx_opset_version():
             self._error(f"{source}: opset {opset} is newer than the newest supported "
-                        f"({onnx.defs.onnx_opset_version()})")
+                        f"({onnx.defs.onnx_opset_version()})", category=UnsupportedCategory.OPSET)
             return False
         domains = {imp.domain: imp.version for imp in model.opset_import}
         self.network.name = graph.name or self.network.name
@@ -218,7 +222,7 @@ class OnnxParser:
             return False
         if not is_supported_onnx(ttype.elem_type):
             self._error(f"input '{inp.name}': unsupported data type "
-                        f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}")
+                        f"{onnx.TensorProto.DataType.Name(ttype.elem_type)}", category=UnsupportedCategory.DTYPE)
             self._failed.add(inp.name)
             return False
         if not ttype.HasField("shape"):
@@ -237,7 +241,8 @@ class OnnxParser:
             init = self._initializers[name]
             if not is_supported_onnx(init.data_type):
                 raise UnsupportedError(f"initializer '{name}' has unsupported data type "
-                                       f"{onnx.TensorProto.DataType.Name(init.data_type)}")
+                                       f"{onnx.TensorProto.DataType.Name(init.data_type)}",
+                                       category=UnsupportedCategory.DTYPE)
             array = numpy_helper.to_array(init)
             layer = self.network.add_constant(array.shape, array, name=name)
             tensor = layer.get_output(0)
@@ -258,13 +263,14 @@ class OnnxParser:
             importer = OnnxImporter(node.op_type, domain, _import_plugin)
         if importer is None:
             where = f" in domain '{node.domain}'" if domain else ""
-            self._error(f"node '{name}' ({node.op_type}): unsupported operator{where}", name, node.op_type, index)
+            self._error(f"node '{name}' ({node.op_type}): unsupported operator{where}", name, node.op_type, index,
+                        UnsupportedCategory.OPERATOR)
             self._failed.update(node.output)
             return
         if opset < importer.min_opset or (importer.max_opset is not None and opset > importer.max_opset):
             self._error(f"node '{name}' ({node.op_type}): opset {opset} is not supported for this op "
                         f"(supported: {importer.min_opset}..{importer.max_opset or 'newest'})", name, node.op_type,
-                        index)
+                        index, UnsupportedCategory.OPSET)
             self._failed.update(node.output)
             return
         ctx = ImportContext(self, node, index, opset)
@@ -272,7 +278,9 @@ class OnnxParser:
         try:
             outputs = list(importer.fn(ctx))
         except ParseError as exc:
-            self._error(str(exc) if exc.node else f"node '{name}' ({node.op_type}): {exc}", name, node.op_type, index)
+            category = exc.category if isinstance(exc, UnsupportedError) else UnsupportedCategory.OTHER
+            self._error(str(exc) if exc.node else f"node '{name}' ({node.op_type}): {exc}", name, node.op_type, index,
+                        category)
             self._failed.update(node.output)
             return
         except EngineError as exc:

@@ -195,7 +195,8 @@ class ExecutionContext:
         self.engine = engine
         self.profiler: IProfiler | None = None
         self.name = ""
-        self.debug_sync = False
+        # Synchronize after every layer (engines built with BuilderFlag.DEBUG): a GPU fault names its layer.
+        self.debug_sync = bool(engine.meta.get("flags", {}).get("DEBUG", False))
         self._profile = 0
         self._input_shapes: dict[int, tuple[int, ...]] = {}
         self._input_values: dict[int, np.ndarray] = {}  # host values of shape inputs
@@ -496,12 +497,14 @@ class ExecutionContext:
 
     def _run_steps(self, binding: _Binding, slots: list[Any], host_outputs: list, stream: Any) -> None:
         """The hot loop: no name lookups, one call per device layer. A failing layer is named in the error."""
-        backend, profiler = self.engine.backend, self.profiler
+        backend, profiler, debug_sync = self.engine.backend, self.profiler, self.debug_sync
         xp, workspace = backend.xp, binding.workspace
         for step in binding.steps:
             start = time.perf_counter() if profiler is not None else 0.0
             try:
                 run_step(step, slots, workspace, xp)
+                if debug_sync:
+                    backend.synchronize(stream)
             except Exception as exc:
                 raise ExecutionError(f"layer '{step.name}': {type(exc).__name__}: {exc}") from exc
             if profiler is not None:

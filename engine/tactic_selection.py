@@ -16,7 +16,7 @@ import numpy as np
 from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmIOInfo, AlgorithmVariant
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType
 from .dtypes import DataType, nptype
-from .enums import LayerType
+from .enums import LayerType, allowed_by_sources
 from .errors import BuildError
 from .graph import LayerSpec, LoweredGraph, resolve_shapes, tactic_infos
 from .logger import Severity
@@ -122,8 +122,13 @@ class TacticSelection:
     def _candidates(self, spec: LayerSpec, tctx: TacticContext, level: int) -> list[Tactic]:
         limit = self.config.get_memory_pool_limit(MemoryPoolType.WORKSPACE)
         eligible = []
+        sources = self.config.get_tactic_sources()
         for tactic in sorted(tactics_for(spec.layer.type, self.device), key=lambda t: (t.heuristic_rank, t.id)):
             if tactic.min_optimization_level > level:
+                continue
+            if not allowed_by_sources(tactic, sources):
+                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: tactic source "
+                                           f"{tactic.source.name} is disabled (set_tactic_sources)")
                 continue
             try:
                 ok = tactic.supports(tctx)

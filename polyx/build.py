@@ -45,6 +45,7 @@ class BuildOptions:
     layer_precisions: dict[str, str] = field(default_factory=dict)
     workspace_bytes: int | None = None
     optimization_level: int = 3
+    tactic_sources: list[str] | None = None  # TacticSource names (any case) the builder may use; None: all
     device: str = "auto"
     timing_cache: Path | None = None
     save_tactics: Path | None = None
@@ -66,6 +67,10 @@ class BuildOptions:
                              f"got '{self.precision_constraints}'")
         if not 0 <= self.optimization_level <= 5:
             raise PolyxError(f"builder optimization level must be 0..5, got {self.optimization_level}")
+        unknown = [name for name in self.tactic_sources or [] if name.upper() not in trt.TacticSource.__members__]
+        if unknown:
+            raise PolyxError(f"unknown tactic source(s) {', '.join(unknown)} (valid: "
+                             f"{', '.join(s.name.lower() for s in trt.TacticSource)})")
         for layer, precision in self.layer_precisions.items():
             if precision.lower() == "int8":
                 raise PolyxError(f"layer precision for '{layer}': INT8 is not supported yet")
@@ -165,6 +170,8 @@ def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOpti
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     elif constraints == "prefer":
         config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    if options.tactic_sources is not None:
+        config.set_tactic_sources(sum(1 << int(trt.TacticSource[name.upper()]) for name in set(options.tactic_sources)))
     if options.workspace_bytes is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
     config.add_optimization_profile(_profile(builder, network, options))

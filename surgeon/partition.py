@@ -141,6 +141,8 @@ def node_support(model: onnx.ModelProto) -> list[NodeVerdict]:
     failures: dict[int, tuple[str, str]] = {}
     while True:
         kept = [i for i in range(len(graph.node)) if i not in failures]
+        if not kept:  # every node failed: nothing is left to parse
+            break
         new = _untyped_boundaries(graph, kept, failures, types)
         if not new:
             new = _parse_failures(model, kept, failures, types, index_of, readers)
@@ -190,36 +192,21 @@ def _parse_failures(model, kept, failures, types, index_of, readers) -> dict[int
 
 def _parser_failures(parser, index_of: dict[str, int], readers: dict[str, list[int]], skip=(),
                      prefix: str = "") -> dict[int, tuple[str, str]]:
-    """Map parser errors to node indices: errors naming a node, and readers of a graph input the parser rejected."""
+    """Map parser errors to node indices: errors naming a node, and readers of a graph input the parser rejected.
+    Each keeps the category the parser recorded (engine.errors.UnsupportedCategory), never one read from wording."""
     found: dict[int, tuple[str, str]] = {}
     for k in range(parser.num_errors):
         error = parser.get_error(k)
         if error.node in index_of and index_of[error.node] not in skip:
-            found[index_of[error.node]] = (_category(error.desc), prefix + _strip_node_prefix(error.desc, error.node))
+            found[index_of[error.node]] = (error.category.value, prefix + _strip_node_prefix(error.desc, error.node))
             continue
         bad_input = re.match(r"input '([^']+)': (.*)", error.desc)
         if bad_input:
             for i in readers.get(bad_input.group(1), []):
                 if i not in skip and i in index_of.values():
-                    found[i] = (_category(bad_input.group(2)),
+                    found[i] = (error.category.value,
                                 f"{prefix}reads '{bad_input.group(1)}': {bad_input.group(2)}")
     return found
-
-
-_CATEGORIES = [
-    ("unsupported operator", "operator"),
-    ("opset", "opset"),
-    ("data type", "dtype"),
-    ("dtype", "dtype"),
-    ("dynamic", "dynamic shape"),
-    ("shape", "dynamic shape"),
-    ("attribute", "attribute"),
-]
-
-
-def _category(desc: str) -> str:
-    lowered = desc.lower()
-    return next((category for key, category in _CATEGORIES if key in lowered), "other")
 
 
 def _strip_node_prefix(desc: str, node: str) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 from ..dtypes import DataType, nptype
 from ..enums import ActivationType as Act
 from ..enums import ElementWiseOperation, LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from ..network import Tensor
 from .base import broadcast_shapes, onnx_op, register_layer, same_as_input
 from .elementwise import add_binary
@@ -141,7 +141,7 @@ def import_gelu(ctx):
     approximate = ctx.attr("approximate", "none")
     kinds = {"none": Act.GELU_ERF, "tanh": Act.GELU_TANH}
     if approximate not in kinds:
-        ctx.unsupported(f"approximate={approximate!r} is not supported (none or tanh)")
+        ctx.unsupported(f"approximate={approximate!r} is not supported (none or tanh)", UnsupportedCategory.ATTRIBUTE)
     return [add_activation(ctx, ctx.input(0), kinds[approximate])]
 
 

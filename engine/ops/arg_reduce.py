@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..dtypes import DataType
 from ..enums import LayerType, TopKOperation
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import normalize_axis, onnx_op, register_layer
 
 
@@ -56,7 +56,7 @@ def import_arg_reduce(ctx):
     try:
         axis = normalize_axis(ctx.attr("axis", 0), len(x.shape))
     except EngineError as exc:
-        ctx.unsupported(str(exc))
+        ctx.unsupported(str(exc), UnsupportedCategory.OTHER)
     op = TopKOperation.MAX if ctx.op_type == "ArgMax" else TopKOperation.MIN
     layer = add_arg_reduce(ctx.network, x, op, axis, bool(ctx.attr("keepdims", 1)),
                            bool(ctx.attr("select_last_index", 0)), name=ctx.layer_name())

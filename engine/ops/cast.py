@@ -12,6 +12,7 @@ import onnx
 
 from ..dtypes import DataType, from_onnx, is_supported_onnx, nptype
 from ..enums import LayerType
+from ..errors import UnsupportedCategory
 from .base import onnx_op, register_layer
 
 
@@ -36,12 +37,12 @@ def _add_cast(ctx, to_type: DataType):
 def import_cast(ctx):
     to = ctx.attr("to")
     if to is None:
-        ctx.unsupported("the 'to' attribute is missing")
+        ctx.unsupported("the 'to' attribute is missing", UnsupportedCategory.ATTRIBUTE)
     if isinstance(to, str):  # Cast-1 named the type
         to = onnx.TensorProto.DataType.Value(to.upper())
     if not is_supported_onnx(to):
         name = onnx.TensorProto.DataType.Name(to) if to in onnx.TensorProto.DataType.values() else str(to)
-        ctx.unsupported(f"cast to {name} is not supported")
+        ctx.unsupported(f"cast to {name} is not supported", UnsupportedCategory.DTYPE)
     return _add_cast(ctx, from_onnx(to))
 
 

@@ -8,7 +8,7 @@ from optional input 1 (a runtime size tensor), or else are ceil(dim / num_output
 from __future__ import annotations
 
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import normalize_axis, onnx_op, register_layer
 from .shape_values import host_ints
 
@@ -106,7 +106,7 @@ def import_split(ctx):
         if ctx.opset < 13 and ctx.input(1) is not None:  # Split-2..11 took the sizes as an optional input (v1)
             split = ctx.const(1)
             if split is None:
-                ctx.unsupported("the split input must be a constant")
+                ctx.unsupported("the split input must be a constant", UnsupportedCategory.DYNAMIC_SHAPE)
         sizes = None if split is None else host_ints(split)
     elif ctx.const(1) is not None:
         sizes = host_ints(ctx.const(1))
@@ -115,9 +115,10 @@ def import_split(ctx):
     if ctx.opset >= 18 and sizes is None and len(inputs) == 1:
         num_outputs = ctx.attr("num_outputs")
         if num_outputs is None:
-            ctx.unsupported("Split-18 needs either the split input or the num_outputs attribute")
+            ctx.unsupported("Split-18 needs either the split input or the num_outputs attribute",
+                            UnsupportedCategory.ATTRIBUTE)
         if int(num_outputs) != n:
-            ctx.unsupported(f"num_outputs={num_outputs} but the node has {n} outputs")
+            ctx.unsupported(f"num_outputs={num_outputs} but the node has {n} outputs", UnsupportedCategory.OTHER)
     params = {"axis": axis, "num_outputs": n, "split": sizes}
     layer = ctx.network.add_layer(LayerType.SPLIT, inputs, params, num_outputs=n, name=ctx.layer_name())
     return list(layer.outputs)

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..dtypes import from_numpy
 from ..enums import LayerType
+from ..errors import UnsupportedCategory
 from .base import onnx_op, register_layer, same_as_input
 
 
@@ -35,8 +36,8 @@ def import_constant(ctx):
                      "value_int": np.int64, "value_ints": np.int64}.get(key)
             return [ctx.constant(np.asarray(value, dtype=dtype), name=ctx.layer_name())]
     if ctx.has_attr("sparse_value"):
-        ctx.unsupported("sparse_value constants are not supported")
-    ctx.unsupported("string constants are not supported")
+        ctx.unsupported("sparse_value constants are not supported", UnsupportedCategory.ATTRIBUTE)
+    ctx.unsupported("string constants are not supported", UnsupportedCategory.DTYPE)
 
 
 @onnx_op("Identity")
@@ -50,7 +51,7 @@ def import_dropout(ctx):
     if ctx.input(2) is not None:
         training = ctx.const(2)
         if training is None or bool(training):
-            ctx.unsupported("training_mode must be a constant false for inference")
+            ctx.unsupported("training_mode must be a constant false for inference", UnsupportedCategory.OTHER)
     out = ctx.network.add_identity(ctx.input(0), name=ctx.layer_name()).get_output(0)
     if ctx.num_outputs > 1 and ctx.node.output[1]:
         from ..enums import ElementWiseOperation

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import TensorInfo, onnx_op, register_layer
 from .window import layer_window, onnx_window_attrs, pad_spatial
 
@@ -73,17 +73,19 @@ def check_float(ctx: Any, *tensors: Any) -> None:
     for t in tensors:
         if t is not None and not t.dtype.is_floating:
             ctx.unsupported(f"input '{t.name}' has data type {t.dtype.value}; only float16/float32/float64 are "
-                            "supported")
+                            "supported", UnsupportedCategory.DTYPE)
 
 
 def checked_kernel_shape(ctx, w, layout: str) -> list[int]:
     """The spatial kernel shape of Conv/ConvTranspose weights `w` (static, matching any kernel_shape attribute);
     `layout` names the weight dims in the error, e.g. "K, C/group"."""
     if w.shape is None or len(w.shape) < 3 or any(d < 0 for d in w.shape):
-        ctx.unsupported(f"the weight tensor W needs a static shape ({layout}, k1, ...)")
+        ctx.unsupported(f"the weight tensor W needs a static shape ({layout}, k1, ...)",
+                        UnsupportedCategory.DYNAMIC_SHAPE)
     kernel = list(ctx.attr("kernel_shape", w.shape[2:]))
     if kernel != list(w.shape[2:]):
-        ctx.unsupported(f"kernel_shape {kernel} does not match the weights' shape {list(w.shape)}")
+        ctx.unsupported(f"kernel_shape {kernel} does not match the weights' shape {list(w.shape)}",
+                        UnsupportedCategory.OTHER)
     return kernel
 
 

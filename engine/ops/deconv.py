@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..enums import LayerType, PaddingMode
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import TensorInfo, onnx_op, register_layer
 from .conv import check_float, checked_kernel_shape
 from .window import kernel_offsets, onnx_window_attrs
@@ -110,6 +110,6 @@ def import_conv_transpose(ctx):
     if output_shape is not None:
         output_shape = list(output_shape)[-n:]  # some exporters include N and C
         if len(output_shape) != n:
-            ctx.unsupported(f"output_shape {output_shape} does not give {n} spatial sizes")
+            ctx.unsupported(f"output_shape {output_shape} does not give {n} spatial sizes", UnsupportedCategory.OTHER)
     layer.set_params({**params, "output_shape": output_shape})
     return [layer.get_output(0)]

@@ -7,7 +7,7 @@ same mode (SpaceToDepth before opset 26 has no mode attribute and is DCR).
 from __future__ import annotations
 
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import onnx_op, register_layer
 
 
@@ -68,7 +68,7 @@ register_layer(LayerType.SPACE_TO_DEPTH, _infer_space_to_depth, _compute_space_t
 def _blocksize(ctx) -> int:
     b = ctx.attr("blocksize")
     if b is None or int(b) < 1:
-        ctx.unsupported("blocksize must be a positive integer")
+        ctx.unsupported("blocksize must be a positive integer", UnsupportedCategory.OTHER)
     return int(b)
 
 
@@ -76,7 +76,7 @@ def _blocksize(ctx) -> int:
 def import_depth_to_space(ctx):
     mode = ctx.attr("mode", "DCR")
     if mode not in ("DCR", "CRD"):
-        ctx.unsupported(f"mode '{mode}' is not supported")
+        ctx.unsupported(f"mode '{mode}' is not supported", UnsupportedCategory.ATTRIBUTE)
     layer_type = LayerType.DEPTH_TO_SPACE if ctx.op_type == "DepthToSpace" else LayerType.SPACE_TO_DEPTH
     params = {"blocksize": _blocksize(ctx), "mode": mode}
     return [ctx.network.add_layer(layer_type, [ctx.input(0)], params, name=ctx.layer_name()).get_output(0)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..dtypes import DataType
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import TensorInfo, broadcast_shapes, onnx_op, register_layer
 
 
@@ -67,11 +67,12 @@ def import_einsum(ctx):
     inputs = ctx.inputs()
     for t in inputs:
         if t.dtype not in EINSUM_TYPES:
-            ctx.unsupported(f"input '{t.name}' has data type {t.dtype.value}, which Einsum does not take")
+            ctx.unsupported(f"input '{t.name}' has data type {t.dtype.value}, which Einsum does not take",
+                            UnsupportedCategory.DTYPE)
     equation = ctx.attr("equation")
     try:
         parse_equation(equation, len(inputs))
     except EngineError as exc:
-        ctx.unsupported(str(exc))
+        ctx.unsupported(str(exc), UnsupportedCategory.OTHER)
     layer = ctx.network.add_layer(LayerType.EINSUM, inputs, {"equation": equation}, name=ctx.layer_name())
     return [layer.get_output(0)]

@@ -19,7 +19,7 @@ import numpy as np
 from ..dtypes import DataType, nptype
 from ..enums import ElementWiseOperation as Op
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import broadcast_shapes, onnx_op, register_layer
 
 _BOOL_RESULT = frozenset({Op.EQUAL, Op.GREATER, Op.LESS, Op.GREATER_OR_EQUAL, Op.LESS_OR_EQUAL, Op.AND, Op.OR,
@@ -160,7 +160,8 @@ def _legacy_broadcast_operand(ctx):
     axis = ctx.attr("axis") % rank_a if rank_a else 0
     trailing = rank_a - axis - rank_b
     if trailing < 0:
-        ctx.unsupported(f"legacy broadcast axis {ctx.attr('axis')} does not fit B of rank {rank_b}")
+        ctx.unsupported(f"legacy broadcast axis {ctx.attr('axis')} does not fit B of rank {rank_b}",
+                        UnsupportedCategory.OTHER)
     if trailing == 0:
         return b
     shuffle = ctx.network.add_shuffle(b, name=ctx.layer_name("broadcast_reshape"))
@@ -183,7 +184,7 @@ def import_bitshift(ctx):
     direction = ctx.attr("direction")
     ops = {"LEFT": Op.BIT_SHIFT_LEFT, "RIGHT": Op.BIT_SHIFT_RIGHT}
     if direction not in ops:
-        ctx.unsupported(f"direction must be LEFT or RIGHT, got {direction!r}")
+        ctx.unsupported(f"direction must be LEFT or RIGHT, got {direction!r}", UnsupportedCategory.OTHER)
     return [add_binary(ctx, ctx.input(0), ctx.input(1), ops[direction])]
 
 
@@ -195,7 +196,7 @@ def import_variadic(ctx):
     """Max/Min/Sum/Mean of N broadcast inputs: a left fold of binary layers (Mean divides the sum by N)."""
     operands = [t for t in ctx.inputs() if t is not None]
     if not operands:
-        ctx.unsupported("needs at least one input")
+        ctx.unsupported("needs at least one input", UnsupportedCategory.OTHER)
     if len(operands) == 1:
         result = ctx.network.add_identity(operands[0], name=ctx.layer_name()).get_output(0)
     else:

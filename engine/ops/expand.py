@@ -8,7 +8,7 @@ runtime shape tensors; when their value is unknown at build time the output keep
 from __future__ import annotations
 
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import broadcast_shapes, onnx_op, register_layer
 from .shape_values import dims_from_value, host_ints
 
@@ -58,6 +58,7 @@ def import_expand(ctx):
 @onnx_op("Tile")
 def import_tile(ctx):
     if ctx.opset < 6:
-        ctx.unsupported("Tile-1 (tiles and axis inputs) is not supported; use opset 6 or newer")
+        ctx.unsupported("Tile-1 (tiles and axis inputs) is not supported; use opset 6 or newer",
+                        UnsupportedCategory.OPSET)
     layer = ctx.network.add_layer(LayerType.TILE, [ctx.input(0), ctx.input(1)], {}, name=ctx.layer_name())
     return [layer.get_output(0)]

@@ -10,7 +10,7 @@ ONNX: LRN (size, alpha, beta, bias).
 from __future__ import annotations
 
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import onnx_op, register_layer
 from .math_helpers import upcast_half
 
@@ -57,10 +57,10 @@ register_layer(LayerType.LRN, _infer, _compute)
 def import_lrn(ctx):
     x = ctx.input(0)
     if not x.dtype.is_floating:
-        ctx.unsupported(f"LRN needs a floating-point input, got {x.dtype.value}")
+        ctx.unsupported(f"LRN needs a floating-point input, got {x.dtype.value}", UnsupportedCategory.DTYPE)
     size = ctx.attr("size")
     if size is None or size < 1:
-        ctx.unsupported(f"LRN needs a positive size, got {size}")
+        ctx.unsupported(f"LRN needs a positive size, got {size}", UnsupportedCategory.OTHER)
     layer = add_lrn(ctx.network, x, size, ctx.attr("alpha", 1e-4), ctx.attr("beta", 0.75), ctx.attr("bias", 1.0),
                     name=ctx.layer_name())
     return [layer.get_output(0)]

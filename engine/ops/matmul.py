@@ -12,7 +12,7 @@ from typing import Any
 
 from ..dtypes import DataType
 from ..enums import LayerType, MatrixOperation
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import TensorInfo, broadcast_shapes, onnx_op, register_layer
 
 MATMUL_TYPES = (DataType.FLOAT, DataType.HALF, DataType.DOUBLE, DataType.INT32, DataType.INT64, DataType.UINT32,
@@ -90,7 +90,8 @@ register_layer(LayerType.MATRIX_MULTIPLY, _infer_matmul, _compute_matmul)
 def _check(ctx, *tensors):
     for t in tensors:
         if t is not None and t.dtype not in MATMUL_TYPES:
-            ctx.unsupported(f"input '{t.name}' has data type {t.dtype.value}, which {ctx.op_type} does not take")
+            ctx.unsupported(f"input '{t.name}' has data type {t.dtype.value}, which {ctx.op_type} does not take",
+                            UnsupportedCategory.DTYPE)
 
 
 @onnx_op("MatMul")
@@ -108,7 +109,7 @@ def import_gemm(ctx):
     _check(ctx, a, b, c)
     for t in (a, b):
         if t.shape is None or len(t.shape) != 2:
-            ctx.unsupported(f"Gemm input '{t.name}' must be a matrix")
+            ctx.unsupported(f"Gemm input '{t.name}' must be a matrix", UnsupportedCategory.OTHER)
     params = {"op0": MatrixOperation.TRANSPOSE if ctx.attr("transA", 0) else MatrixOperation.NONE,
               "op1": MatrixOperation.TRANSPOSE if ctx.attr("transB", 0) else MatrixOperation.NONE,
               "alpha": float(ctx.attr("alpha", 1.0)), "beta": float(ctx.attr("beta", 1.0))}

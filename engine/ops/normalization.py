@@ -17,7 +17,7 @@ import numpy as np
 
 from ..dtypes import DataType, nptype
 from ..enums import ElementWiseOperation, LayerType, ReduceOperation, UnaryOperation
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import normalize_axis, onnx_op, register_layer
 from .math_helpers import upcast_half
 
@@ -75,14 +75,14 @@ def _add_normalization(ctx, x, scale, bias, axes: list[int], epsilon: float, num
 
 def _check_float(ctx, x) -> None:
     if not x.dtype.is_floating:
-        ctx.unsupported(f"{ctx.op_type} needs a floating-point input, got {x.dtype.value}")
+        ctx.unsupported(f"{ctx.op_type} needs a floating-point input, got {x.dtype.value}", UnsupportedCategory.DTYPE)
 
 
 def _axis(ctx, default: int, rank: int) -> int:
     try:
         return normalize_axis(ctx.attr("axis", default), rank)
     except EngineError as exc:
-        ctx.unsupported(str(exc))
+        ctx.unsupported(str(exc), UnsupportedCategory.OTHER)
 
 
 @onnx_op("LayerNormalization")
@@ -138,7 +138,8 @@ def import_instance_normalization(ctx):
     _check_float(ctx, x)
     rank = len(x.shape)
     if rank < 3:
-        ctx.unsupported(f"InstanceNormalization needs an input of rank >= 3, got rank {rank}")
+        ctx.unsupported(f"InstanceNormalization needs an input of rank >= 3, got rank {rank}",
+                        UnsupportedCategory.OTHER)
     scale = _per_channel(ctx, ctx.input(1), rank, "scale")
     bias = _per_channel(ctx, ctx.input(2), rank, "bias")
     return [_add_normalization(ctx, x, scale, bias, list(range(2, rank)), ctx.attr("epsilon", 1e-5))]
@@ -150,11 +151,12 @@ def import_group_normalization(ctx):
     _check_float(ctx, x)
     rank = len(x.shape)
     if not ctx.has_attr("num_groups"):
-        ctx.unsupported("GroupNormalization needs the num_groups attribute")
+        ctx.unsupported("GroupNormalization needs the num_groups attribute", UnsupportedCategory.ATTRIBUTE)
     groups = int(ctx.attr("num_groups"))
     channels = x.shape[1] if rank >= 2 else -1
     if rank < 2 or groups < 1 or channels >= 0 and channels % groups:
-        ctx.unsupported(f"cannot split the channels of a {list(x.shape)} input into {groups} groups")
+        ctx.unsupported(f"cannot split the channels of a {list(x.shape)} input into {groups} groups",
+                        UnsupportedCategory.OTHER)
     scale, bias = ctx.input(1), ctx.input(2)
     if ctx.opset < 21:
         scale, bias = (_group_to_channel(ctx, i, channels, groups) for i in (1, 2))
@@ -170,7 +172,8 @@ def _group_to_channel(ctx, index: int, channels: int, groups: int):
     """Opset 18 gives one scale/bias per group: repeat it for the channels of the group."""
     value = ctx.const(index)
     if value is None or channels < 0:
-        ctx.unsupported("GroupNormalization before opset 21 needs constant scale and bias and a static channel count")
+        ctx.unsupported("GroupNormalization before opset 21 needs constant scale and bias and a static channel count",
+                        UnsupportedCategory.DYNAMIC_SHAPE)
     return ctx.constant(np.repeat(value.reshape(-1), channels // groups), name=ctx.layer_name(f"channel_{index}"))
 
 
@@ -182,7 +185,7 @@ def import_mean_variance_normalization(ctx):
     try:
         axes = sorted({normalize_axis(a, rank) for a in ctx.attr("axes", [0, 2, 3])})
     except EngineError as exc:
-        ctx.unsupported(str(exc))
+        ctx.unsupported(str(exc), UnsupportedCategory.OTHER)
     return [_add_normalization(ctx, x, None, None, axes, 1e-9)]
 
 
@@ -192,7 +195,7 @@ def import_lp_normalization(ctx):
     _check_float(ctx, x)
     p = ctx.attr("p", 2)
     if p not in (1, 2):
-        ctx.unsupported(f"p must be 1 or 2, got {p}")
+        ctx.unsupported(f"p must be 1 or 2, got {p}", UnsupportedCategory.OTHER)
     net = ctx.network
     axis = _axis(ctx, -1, len(x.shape))
     if p == 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..dtypes import nptype
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import normalize_axis, onnx_op, register_layer
 from .shape_values import host_ints, host_scalar
 
@@ -80,7 +80,7 @@ def import_pad(ctx):
     x = ctx.input(0)
     mode = ctx.attr("mode", "constant")
     if mode not in MODES or (mode == "wrap" and ctx.opset < 19):
-        ctx.unsupported(f"pad mode '{mode}' is not supported")
+        ctx.unsupported(f"pad mode '{mode}' is not supported", UnsupportedCategory.ATTRIBUTE)
     inputs = [x]
     if ctx.opset < 11:
         pads = [int(p) for p in ctx.attr("pads" if ctx.opset >= 2 else "paddings")]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..dtypes import DataType
 from ..enums import LayerType, PaddingMode, PoolingType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import TensorInfo, onnx_op, register_layer
 from .window import kernel_offsets, onnx_window_attrs, pad_spatial, window_geometry, window_slice
 
@@ -152,14 +152,14 @@ register_layer(LayerType.POOLING, _infer_pooling, _compute_pooling)
 
 def _spatial_rank(ctx, x) -> int:
     if x.shape is None or len(x.shape) < 3:
-        ctx.unsupported("pooling needs an input of rank >= 3 (N, C, spatial...)")
+        ctx.unsupported("pooling needs an input of rank >= 3 (N, C, spatial...)", UnsupportedCategory.OTHER)
     return len(x.shape) - 2
 
 
 def _check_dtype(ctx, x, also: tuple[DataType, ...] = ()):
     """Float types always; `also` names the further types one pooling op accepts."""
     if not (x.dtype.is_floating or x.dtype in also):
-        ctx.unsupported(f"input data type {x.dtype.value} is not supported by {ctx.op_type}")
+        ctx.unsupported(f"input data type {x.dtype.value} is not supported by {ctx.op_type}", UnsupportedCategory.DTYPE)
 
 
 def _pooling(ctx, kind: PoolingType, num_outputs: int = 1, **extra):
@@ -167,14 +167,14 @@ def _pooling(ctx, kind: PoolingType, num_outputs: int = 1, **extra):
     n = _spatial_rank(ctx, x)
     kernel = ctx.attr("kernel_shape")
     if kernel is None or len(kernel) != n:
-        ctx.unsupported(f"kernel_shape must give {n} sizes")
+        ctx.unsupported(f"kernel_shape must give {n} sizes", UnsupportedCategory.OTHER)
     params = {"pooling_type": kind, "window_size_nd": list(kernel), "average_count_excludes_padding": True, "p": 2}
     params.update(onnx_window_attrs(ctx, n))
     if not ctx.has_attr("strides"):
         params["stride_nd"] = [1] * n
     if ctx.attr("ceil_mode", 0):
         if params["padding_mode"] != PaddingMode.EXPLICIT_ROUND_DOWN:
-            ctx.unsupported("ceil_mode with auto_pad SAME_* is not supported")
+            ctx.unsupported("ceil_mode with auto_pad SAME_* is not supported", UnsupportedCategory.ATTRIBUTE)
         params["padding_mode"] = PaddingMode.EXPLICIT_ROUND_UP
     params.update(extra)
     dtypes = [x.dtype, DataType.INT64][:num_outputs]
@@ -207,7 +207,7 @@ def import_lp_pool(ctx):
 def _lp_order(ctx) -> float:
     p = ctx.attr("p", 2)
     if p <= 0:
-        ctx.unsupported(f"p={p} must be positive")
+        ctx.unsupported(f"p={p} must be positive", UnsupportedCategory.OTHER)
     return int(p) if float(p).is_integer() else float(p)
 
 

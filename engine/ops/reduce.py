@@ -19,7 +19,7 @@ import numpy as np
 
 from ..dtypes import DataType
 from ..enums import ElementWiseOperation, LayerType, ReduceOperation, UnaryOperation
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import TensorInfo, normalize_axis, onnx_op, register_layer
 
 _INTEGER_TYPES = frozenset({DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64, DataType.UINT8,
@@ -156,7 +156,8 @@ def reduce_spec(ctx, axes_input_since: int) -> ReduceSpec | None:
     value = ctx.const(1) if tensor is not None else np.zeros(0, np.int64)
     if value is None:
         if tensor.shape is None or len(tensor.shape) != 1 or tensor.shape[0] < 0:
-            ctx.unsupported("axes must be a constant or a 1-D tensor of static length")
+            ctx.unsupported("axes must be a constant or a 1-D tensor of static length",
+                            UnsupportedCategory.DYNAMIC_SHAPE)
         if tensor.shape[0] > 0:
             return ReduceSpec([], tensor, keep_dims)
         value = np.zeros(0, np.int64)
@@ -171,15 +172,15 @@ def _static_axes(ctx, axes, rank: int) -> list[int]:
     try:
         normalized = sorted({normalize_axis(int(a), rank, "axis") for a in axes})
     except EngineError as exc:
-        ctx.unsupported(str(exc))
+        ctx.unsupported(str(exc), UnsupportedCategory.OTHER)
     if len(normalized) != len(axes):
-        ctx.unsupported(f"axes {list(axes)} repeat an axis")
+        ctx.unsupported(f"axes {list(axes)} repeat an axis", UnsupportedCategory.OTHER)
     return normalized
 
 
 def _check_dtype(ctx, dtype: DataType) -> None:
     if dtype == DataType.BOOL and not (ctx.op_type in ("ReduceMax", "ReduceMin") and ctx.opset >= 20):
-        ctx.unsupported(f"{ctx.op_type} does not take BOOL input at opset {ctx.opset}")
+        ctx.unsupported(f"{ctx.op_type} does not take BOOL input at opset {ctx.opset}", UnsupportedCategory.DTYPE)
 
 
 @onnx_op(*_DIRECT)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..dtypes import DataType
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import TensorInfo, onnx_op, register_layer
 
 TRANSFORMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
@@ -206,7 +206,7 @@ RESIZE_TYPES = (DataType.FLOAT, DataType.HALF, DataType.DOUBLE, DataType.INT8, D
 def _add_resize(ctx, x, params: dict, scales, sizes, roi):
     """One RESIZE layer; scales/sizes/roi are (constant value, tensor) pairs, a value of None meaning runtime."""
     if x.dtype not in RESIZE_TYPES:
-        ctx.unsupported(f"input data type {x.dtype.value} is not supported")
+        ctx.unsupported(f"input data type {x.dtype.value} is not supported", UnsupportedCategory.DTYPE)
     layer = ctx.network.add_resize(x, name=ctx.layer_name())
     updates = {**params, "roi": None}
     for (value, tensor), key in ((scales, "scales"), (sizes, "shape")):
@@ -220,7 +220,7 @@ def _add_resize(ctx, x, params: dict, scales, sizes, roi):
             layer.set_input(1, tensor)
         break
     else:
-        ctx.unsupported("neither scales nor sizes is given")
+        ctx.unsupported("neither scales nor sizes is given", UnsupportedCategory.OTHER)
     value, tensor = roi
     if params["coordinate_transformation"] == "tf_crop_and_resize" and tensor is not None:
         if value is not None:
@@ -239,9 +239,9 @@ def _pair(ctx, index: int):
 def import_resize(ctx):
     mode = ctx.attr("mode", "nearest")
     if mode not in MODES:
-        ctx.unsupported(f"mode={mode!r} is not supported")
+        ctx.unsupported(f"mode={mode!r} is not supported", UnsupportedCategory.ATTRIBUTE)
     if ctx.attr("antialias", 0):
-        ctx.unsupported("antialias=1 is not supported")
+        ctx.unsupported("antialias=1 is not supported", UnsupportedCategory.ATTRIBUTE)
     x = ctx.input(0)
     if ctx.opset < 11:
         params = {"resize_mode": MODES[mode], "coordinate_transformation": "asymmetric", "nearest_rounding": "simple"}
@@ -250,9 +250,10 @@ def import_resize(ctx):
     rounding = ctx.attr("nearest_mode", "round_prefer_floor")
     policy = ctx.attr("keep_aspect_ratio_policy", "stretch")
     if transform not in TRANSFORMS or rounding not in NEAREST_ROUNDINGS[:-1]:
-        ctx.unsupported(f"coordinate_transformation_mode={transform!r} / nearest_mode={rounding!r} is not supported")
+        ctx.unsupported(f"coordinate_transformation_mode={transform!r} / nearest_mode={rounding!r} is not supported",
+                        UnsupportedCategory.ATTRIBUTE)
     if policy not in ("stretch", "not_larger", "not_smaller"):
-        ctx.unsupported(f"keep_aspect_ratio_policy={policy!r} is not supported")
+        ctx.unsupported(f"keep_aspect_ratio_policy={policy!r} is not supported", UnsupportedCategory.ATTRIBUTE)
     axes = ctx.attr("axes")
     params = {"resize_mode": MODES[mode], "coordinate_transformation": transform, "nearest_rounding": rounding,
               "cubic_coeff": float(ctx.attr("cubic_coeff_a", -0.75)),
@@ -266,7 +267,7 @@ def import_resize(ctx):
 def import_upsample(ctx):
     mode = ctx.attr("mode", "nearest")
     if mode not in MODES or mode == "cubic":
-        ctx.unsupported(f"mode={mode!r} is not supported")
+        ctx.unsupported(f"mode={mode!r} is not supported", UnsupportedCategory.ATTRIBUTE)
     params = {"resize_mode": MODES[mode], "coordinate_transformation": "asymmetric", "nearest_rounding": "simple"}
     if ctx.opset < 9:
         scales = np.asarray(ctx.attr("scales"), dtype=np.float32)

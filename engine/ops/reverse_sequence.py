@@ -6,7 +6,7 @@ sequence_lens[b] steps along the time axis are reversed and the rest are copied 
 from __future__ import annotations
 
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import onnx_op, register_layer, same_as_input
 
 
@@ -37,6 +37,6 @@ register_layer(LayerType.REVERSE_SEQUENCE, _infer_reverse_sequence, _compute_rev
 def import_reverse_sequence(ctx):
     params = {"batch_axis": int(ctx.attr("batch_axis", 1)), "time_axis": int(ctx.attr("time_axis", 0))}
     if sorted(params.values()) != [0, 1]:
-        ctx.unsupported(f"batch_axis/time_axis {params} must be 0 and 1 (in either order)")
+        ctx.unsupported(f"batch_axis/time_axis {params} must be 0 and 1 (in either order)", UnsupportedCategory.OTHER)
     return [ctx.network.add_layer(LayerType.REVERSE_SEQUENCE, [ctx.input(0), ctx.input(1)], params,
                                   name=ctx.layer_name()).get_output(0)]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..dtypes import DataType, nptype
 from ..enums import ElementWiseOperation, LayerType, ScaleMode
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import normalize_axis, onnx_op, register_layer
 from .math_helpers import upcast_half
 
@@ -75,13 +75,15 @@ register_layer(LayerType.SCALE, _infer, _compute)
 def import_batch_normalization(ctx):
     x = ctx.input(0)
     if not x.dtype.is_floating:
-        ctx.unsupported(f"BatchNormalization needs a floating-point input, got {x.dtype.value}")
+        ctx.unsupported(f"BatchNormalization needs a floating-point input, got {x.dtype.value}",
+                        UnsupportedCategory.DTYPE)
     if ctx.attr("training_mode", 0):
-        ctx.unsupported("training_mode=1 is not supported (inference only)")
+        ctx.unsupported("training_mode=1 is not supported (inference only)", UnsupportedCategory.ATTRIBUTE)
     if any(ctx.node.output[1:]):
-        ctx.unsupported("the running mean/variance outputs (training) are not supported")
+        ctx.unsupported("the running mean/variance outputs (training) are not supported", UnsupportedCategory.OTHER)
     if len(x.shape) < 2:
-        ctx.unsupported(f"BatchNormalization needs an (N, C, ...) input, got rank {len(x.shape)}")
+        ctx.unsupported(f"BatchNormalization needs an (N, C, ...) input, got rank {len(x.shape)}",
+                        UnsupportedCategory.OTHER)
     mode = ScaleMode.ELEMENTWISE if ctx.opset < 9 and ctx.attr("spatial", 1) == 0 else ScaleMode.CHANNEL
     epsilon = float(ctx.attr("epsilon", 1e-5))
     values = [ctx.const(i) for i in range(1, 5)]
@@ -106,7 +108,7 @@ def _runtime_coefficients(ctx, epsilon: float):
     """The folded coefficients as layers, for statistics that are not constants."""
     gamma, beta, mean, var = (ctx.input(i) for i in range(1, 5))
     if len({t.dtype for t in (gamma, beta, mean, var)}) != 1:
-        ctx.unsupported("non-constant scale, bias, mean and var must share one data type")
+        ctx.unsupported("non-constant scale, bias, mean and var must share one data type", UnsupportedCategory.DTYPE)
     net = ctx.network
     dtype = nptype(var.dtype)
 

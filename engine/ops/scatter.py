@@ -11,7 +11,7 @@ Negative indices count from the back of the indexed dim.
 from __future__ import annotations
 
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import normalize_axis, onnx_op, register_layer, same_as_input
 
 ELEMENT, ND = "ELEMENT", "ND"
@@ -88,7 +88,7 @@ register_layer(LayerType.SCATTER, same_as_input(0), _compute_scatter)
 def _add_scatter(ctx, mode: str, axis: int):
     reduction = ctx.attr("reduction", "none")
     if reduction not in REDUCTIONS:
-        ctx.unsupported(f"reduction '{reduction}' is not supported")
+        ctx.unsupported(f"reduction '{reduction}' is not supported", UnsupportedCategory.ATTRIBUTE)
     params = {"mode": mode, "axis": axis, "reduction": reduction}
     inputs = [ctx.input(0), ctx.input(1), ctx.input(2)]
     return [ctx.network.add_layer(LayerType.SCATTER, inputs, params, name=ctx.layer_name()).get_output(0)]

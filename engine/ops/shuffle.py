@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import TensorInfo, normalize_axis, onnx_op, register_layer
 from .shape_values import dims_from_value, host_ints
 
@@ -186,7 +186,7 @@ def import_flatten(ctx):
     rank = len(x.shape)
     axis = int(ctx.attr("axis", 1))
     if not -rank <= axis <= rank:
-        ctx.unsupported(f"flatten axis {axis} is out of range for rank {rank}")
+        ctx.unsupported(f"flatten axis {axis} is out of range for rank {rank}", UnsupportedCategory.OTHER)
     axis = axis + rank if axis < 0 else axis
     static = _flatten_dims(list(x.shape), axis) if _is_static(x.shape) else None
     return _static_or_axes_op(ctx, x, static, FLATTEN, params={"axis": axis})
@@ -197,12 +197,12 @@ def _axes_input(ctx, required: bool):
     if ctx.opset < 13:
         axes = ctx.attr("axes")
         if axes is None and required:
-            ctx.unsupported("Unsqueeze needs the 'axes' attribute")
+            ctx.unsupported("Unsqueeze needs the 'axes' attribute", UnsupportedCategory.ATTRIBUTE)
         return (None if axes is None else [int(a) for a in axes]), None
     tensor = ctx.input(1)
     if tensor is None:
         if required:
-            ctx.unsupported("Unsqueeze needs the axes input")
+            ctx.unsupported("Unsqueeze needs the axes input", UnsupportedCategory.OTHER)
         return None, None
     value = ctx.const(1)
     return (None if value is None else host_ints(value)), tensor
@@ -213,7 +213,8 @@ def import_squeeze(ctx):
     x = ctx.input(0)
     axes, tensor = _axes_input(ctx, required=False)
     if axes is None and tensor is None and not _is_static(x.shape):
-        ctx.unsupported(f"Squeeze without axes needs a static input shape, got {x.shape}")
+        ctx.unsupported(f"Squeeze without axes needs a static input shape, got {x.shape}",
+                        UnsupportedCategory.DYNAMIC_SHAPE)
     if _is_static(x.shape) and (axes is not None or tensor is None):
         return _static_or_axes_op(ctx, x, _squeeze_dims(list(x.shape), axes), SQUEEZE)
     if tensor is None:

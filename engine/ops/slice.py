@@ -14,7 +14,7 @@ mean "to the end". The importer emits the TensorRT form whenever the data shape 
 from __future__ import annotations
 
 from ..enums import LayerType
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import normalize_axis, onnx_op, register_layer
 from .shape_values import dims_from_value, host_ints, vector_length
 
@@ -196,5 +196,5 @@ def _default_bound(ctx, tensors, index):
     """An omitted axes input (index 2) before a given steps input: the first len(starts) axes."""
     count = ctx.const(1)
     if count is None:
-        ctx.unsupported("Slice with steps but without axes needs constant starts")
+        ctx.unsupported("Slice with steps but without axes needs constant starts", UnsupportedCategory.DYNAMIC_SHAPE)
     return ctx.constant(list(range(len(host_ints(count)))), dtype="int64")

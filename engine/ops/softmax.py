@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..enums import ElementWiseOperation, LayerType, TopKOperation
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .arg_reduce import add_arg_reduce
 from .base import normalize_axis, onnx_op, register_layer
 from .math_helpers import upcast_half
@@ -58,12 +58,12 @@ register_layer(LayerType.SOFTMAX, _infer, _compute)
 def import_softmax(ctx):
     x = ctx.input(0)
     if not x.dtype.is_floating:
-        ctx.unsupported(f"{ctx.op_type} needs a floating-point input, got {x.dtype.value}")
+        ctx.unsupported(f"{ctx.op_type} needs a floating-point input, got {x.dtype.value}", UnsupportedCategory.DTYPE)
     rank = len(x.shape)
     try:
         axis = normalize_axis(ctx.attr("axis", -1 if ctx.opset >= 13 else 1), rank)
     except EngineError as exc:
-        ctx.unsupported(str(exc))
+        ctx.unsupported(str(exc), UnsupportedCategory.OTHER)
     flatten = ctx.opset < 13 and axis < rank - 1
     source = _flatten_from(ctx, x, axis) if flatten else x
     if ctx.op_type == "Hardmax":
@@ -99,7 +99,8 @@ def _hardmax(ctx, x, axis: int):
     """1 at the first maximum along `axis`, 0 elsewhere."""
     size = x.shape[axis]
     if size < 0:
-        ctx.unsupported("Hardmax needs the size of its axis to be known when the model is parsed")
+        ctx.unsupported("Hardmax needs the size of its axis to be known when the model is parsed",
+                        UnsupportedCategory.DYNAMIC_SHAPE)
     net = ctx.network
     index = add_arg_reduce(net, x, TopKOperation.MAX, axis, keep_dims=True, name=ctx.layer_name("argmax"))
     iota = np.arange(size, dtype=np.int64).reshape((size,) + (1,) * (len(x.shape) - axis - 1))

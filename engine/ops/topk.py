@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..dtypes import DataType
 from ..enums import LayerType, TopKOperation
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 from .base import TensorInfo, normalize_axis, onnx_op, register_layer
 
 
@@ -61,14 +61,14 @@ def import_topk(ctx):
     try:
         axis = normalize_axis(ctx.attr("axis", -1), len(x.shape))
     except EngineError as exc:
-        ctx.unsupported(str(exc))
+        ctx.unsupported(str(exc), UnsupportedCategory.OTHER)
     op = TopKOperation.MAX if ctx.attr("largest", 1) else TopKOperation.MIN
     if ctx.opset < 10:
         if not ctx.has_attr("k"):
-            ctx.unsupported("TopK before opset 10 needs the k attribute")
+            ctx.unsupported("TopK before opset 10 needs the k attribute", UnsupportedCategory.ATTRIBUTE)
         k, k_tensor = int(ctx.attr("k")), None
     elif ctx.input(1) is None:
-        ctx.unsupported("TopK needs the K input")
+        ctx.unsupported("TopK needs the K input", UnsupportedCategory.OTHER)
     else:
         value = ctx.const(1)
         k, k_tensor = (int(value.reshape(-1)[0]), None) if value is not None else (0, ctx.input(1))

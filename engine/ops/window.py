@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..enums import PaddingMode
-from ..errors import EngineError
+from ..errors import EngineError, UnsupportedCategory
 
 
 def window_geometry(in_sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
@@ -96,16 +96,17 @@ def onnx_window_attrs(ctx: Any, n: int) -> dict[str, Any]:
     auto_pad = ctx.attr("auto_pad", "NOTSET")
     pads = list(ctx.attr("pads", [0] * (2 * n)))
     if len(pads) != 2 * n:
-        ctx.unsupported(f"pads has {len(pads)} values, expected {2 * n}")
+        ctx.unsupported(f"pads has {len(pads)} values, expected {2 * n}", UnsupportedCategory.OTHER)
     modes = {"NOTSET": PaddingMode.EXPLICIT_ROUND_DOWN, "VALID": PaddingMode.EXPLICIT_ROUND_DOWN,
              "SAME_UPPER": PaddingMode.SAME_UPPER, "SAME_LOWER": PaddingMode.SAME_LOWER}
     if auto_pad not in modes:
-        ctx.unsupported(f"auto_pad={auto_pad!r} is not supported")
+        ctx.unsupported(f"auto_pad={auto_pad!r} is not supported", UnsupportedCategory.ATTRIBUTE)
     if auto_pad != "NOTSET":
         pads = [0] * (2 * n)
     params = {"stride_nd": list(ctx.attr("strides", [1] * n)), "dilation_nd": list(ctx.attr("dilations", [1] * n)),
               "pre_padding": pads[:n], "post_padding": pads[n:], "padding_mode": modes[auto_pad]}
     for key in ("stride_nd", "dilation_nd"):
         if len(params[key]) != n or min(params[key]) < 1:
-            ctx.unsupported(f"{key.split('_')[0]}s {params[key]} must be {n} positive values")
+            ctx.unsupported(f"{key.split('_')[0]}s {params[key]} must be {n} positive values",
+                            UnsupportedCategory.OTHER)
     return params

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..enums import LayerType
+from ..enums import LayerType, TacticSource
 from ..ir.epilogue import NO_EPILOGUE, Epilogue
 
 
@@ -56,6 +56,9 @@ class Tactic:
     # False when `run` calls an API that CUDA-graph capture refuses (CuPy's own cuBLAS wrappers): GPU builds pick
     # such a tactic only for layers no capturable tactic supports, so engines replay as CUDA graphs.
     capturable: bool = True
+    # The kernel library this tactic depends on (TacticSource); the builder skips it when
+    # BuilderConfig.set_tactic_sources clears that source. None: always available (reference and CPU kernels).
+    source: TacticSource | None = None
 
     def supports(self, ctx: TacticContext) -> bool | str:
         """True when this tactic can run the layer; otherwise False or a string saying why not."""

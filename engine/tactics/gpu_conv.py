@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import GPU_KERNEL_FLOAT_TYPES
+from ..enums import TacticSource
 from .base import TacticContext, stable_tactic_id
 from .cpu_conv import ConvGeometry, ConvTactic
 from .registry import register_tactic
@@ -35,6 +36,8 @@ class _OnDevice:
 
 class _NvrtcConv(_OnDevice, ConvTactic):
     """2-D float32 kernels; float16 layers are staged to float32 by ConvTactic.run."""
+
+    source = TacticSource.JIT_CONVOLUTIONS  # compiled at run time by NVRTC
 
     def supports(self, ctx: TacticContext) -> bool | str:
         if ctx.inputs[0].dtype not in GPU_KERNEL_FLOAT_TYPES:

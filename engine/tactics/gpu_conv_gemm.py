@@ -22,7 +22,7 @@ import numpy as np
 
 from ..backends.kernel_sources import storage_kernel
 from ..dtypes import DataType
-from ..enums import ActivationType
+from ..enums import ActivationType, TacticSource
 from ..ir.epilogue import ACTIVATION, RESIDUAL, Epilogue, apply_epilogue
 from .base import TacticContext, stable_tactic_id
 from .cpu_conv import ConvGeometry, ConvTactic, conv_geometry
@@ -64,6 +64,7 @@ class _ConvGemm(ConvTactic):
 
     backend = "gpu"
     absorbs = frozenset({RESIDUAL, ACTIVATION})
+    source = TacticSource.CUBLAS  # the GEMM is cuBLAS; the im2col and epilogue kernels are ours
     algorithm = ""
     base_rank = 20  # heuristic rank of the IEEE variant; TF32 variants rank 5 ahead
 

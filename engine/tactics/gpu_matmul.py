@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from ..dtypes import DataType
-from ..enums import ActivationType, LayerType, MatrixOperation
+from ..enums import ActivationType, LayerType, MatrixOperation, TacticSource
 from ..ir.epilogue import ACTIVATION
 from ..ops.base import broadcast_shapes
 from .base import Tactic, TacticContext, stable_tactic_id
@@ -33,6 +33,7 @@ class CupyMatmul(BatchedMatmul):
     name = "gpu:matmul:cupy_matmul"
     id = stable_tactic_id(name)
     backend = "gpu"
+    source = TacticSource.CUBLAS
     heuristic_rank = 30
     capturable = False  # CuPy's cuBLAS wrapper refuses to run while a stream is capturing
 
@@ -44,6 +45,7 @@ def _batch(shape: tuple[int, ...]) -> int:
 class CublasGemmEx(Tactic):
     layer_type = LayerType.MATRIX_MULTIPLY
     backend = "gpu"
+    source = TacticSource.CUBLAS
     heuristic_rank = 10
 
     def __init__(self, mode: str):

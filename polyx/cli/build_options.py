@@ -5,7 +5,8 @@ adds the flags below to the command's signature and hands the command one parsed
 
 Value formats (Polygraphy's spelling): shapes `NAME:[1,3,224,224]` (repeat the flag, or give several specs in
 one quoted value); sizes `1G`, `512M`, `64K`, `1073741824` (binary units: 1K = 1024 bytes; `MiB`/`MB` read
-the same); layer precisions `NAME:fp32` or a JSON file `{"NAME": "fp16"}`.
+the same); layer precisions `NAME:fp32` or a JSON file `{"NAME": "fp16"}`; tactic sources `cublas cudnn ...`
+(TacticSource names, any case).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from engine import TacticSource
 
 from ..build import BuildOptions
 from ..compare import Tolerances
@@ -84,6 +87,22 @@ def parse_name_value(value: str, flag: str, example: str) -> tuple[str, str]:
     if not sep or not name.strip() or not rest.strip():
         raise PolyxError(f"{flag} '{value}': expected NAME:VALUE (e.g. {example})")
     return name.strip(), rest.strip()
+
+
+def parse_tactic_sources(values: list[str] | None) -> list[str] | None:
+    """`["cublas", "JIT_convolutions"]` -> ["CUBLAS", "JIT_CONVOLUTIONS"]; None (flag not given) allows every source."""
+    if values is None:
+        return None
+    valid = [source.name for source in TacticSource]
+    names = []
+    for value in values:
+        name = value.strip().upper()
+        if name not in valid:
+            raise PolyxError(f"--tactic-sources '{value}': unknown tactic source (valid: "
+                             f"{', '.join(v.lower() for v in valid)})")
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def parse_layer_precisions(values: list[str] | None, file: Path | None) -> dict[str, str]:
@@ -190,6 +209,9 @@ _BUILD_PARAMETERS = [
     ("builder_optimization_level", Annotated[int, _option(
         "--builder-optimization-level", help="0 (no timing, heuristic choice) .. 5 (most timing).",
         min=0, max=5)], 3),
+    ("tactic_sources", Annotated[list[str] | None, _option(
+        "--tactic-sources", help="Allow only these tactic sources, e.g. cublas jit_convolutions (case-insensitive; "
+                                 "several values after one flag). Default: all.")], None),
     ("device", Annotated[Device, _option("--device", help="Engine device.", case_sensitive=False)], Device.auto),
 ]
 BUILD_PARAMETER_NAMES = [name for name, _, _ in _BUILD_PARAMETERS]
@@ -198,7 +220,8 @@ BUILD_PARAMETER_NAMES = [name for name, _, _ in _BUILD_PARAMETERS]
 def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, max_shapes=None, fp16=False,
                            tf32=False, int8=False, precision_constraints=None, layer_precisions=None,
                            layer_precisions_file=None, workspace=None, timing_cache=None, save_tactics=None,
-                           load_tactics=None, builder_optimization_level=3, device=Device.auto) -> BuildOptions:
+                           load_tactics=None, builder_optimization_level=3, tactic_sources=None,
+                           device=Device.auto) -> BuildOptions:
     """The flags' raw values -> a validated BuildOptions (PolyxError names the flag at fault)."""
     options = BuildOptions(
         input_shapes=parse_shapes(input_shapes, "--input-shapes"),
@@ -209,7 +232,8 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
         precision_constraints=precision_constraints.value if precision_constraints is not None else None,
         layer_precisions=parse_layer_precisions(layer_precisions, layer_precisions_file),
         workspace_bytes=parse_size(workspace, "--workspace"),
-        optimization_level=builder_optimization_level, device=Device(device).value,
+        optimization_level=builder_optimization_level, tactic_sources=parse_tactic_sources(tactic_sources),
+        device=Device(device).value,
         timing_cache=timing_cache, save_tactics=save_tactics, load_tactics=load_tactics)
     options.validate()
     return options
@@ -235,4 +259,5 @@ def with_build_options(command: typing.Callable) -> typing.Callable:
 
 
 # Build flags that take several values after one flag, Polygraphy style: `--input-shapes a:[1,3] b:[1]`.
-MULTI_VALUE_BUILD_OPTIONS = ("--input-shapes", "--min-shapes", "--opt-shapes", "--max-shapes", "--layer-precisions")
+MULTI_VALUE_BUILD_OPTIONS = ("--input-shapes", "--min-shapes", "--opt-shapes", "--max-shapes", "--layer-precisions",
+                             "--tactic-sources")

@@ -77,3 +77,13 @@ def test_build_options_from_cli_validates():
     assert options.data_shapes() == {"x": (2, 3)}
     with pytest.raises(PolyxError, match="INT8 is not supported yet"):
         build_options_from_cli(int8=True)
+
+
+def test_tactic_sources_any_case_and_unknown_names_listed():
+    from polyx.cli.build_options import parse_tactic_sources
+
+    assert parse_tactic_sources(None) is None
+    assert parse_tactic_sources(["cuBLAS", "jit_convolutions", "CUBLAS"]) == ["CUBLAS", "JIT_CONVOLUTIONS"]
+    with pytest.raises(PolyxError, match=r"--tactic-sources 'cublt': unknown tactic source \(valid: cublas, "
+                                         r"cublas_lt, cudnn, edge_mask_convolutions, jit_convolutions\)"):
+        parse_tactic_sources(["cublas", "cublt"])
