@@ -8,7 +8,7 @@ from cli_test_models import make_mlp, run_cli
 
 import engine as trt
 from engine.ops.base import layer_impl
-from engine.tactics.base import unregister_tactic
+from engine.tactics import unregister_tactic
 
 
 class CudnnSourcedMatmul(trt.Tactic):

@@ -11,7 +11,7 @@ import engine as trt
 from engine.config import REFUSED_FLAGS
 from engine.enums import ALL_TACTIC_SOURCES, allowed_by_sources
 from engine.ops.base import layer_impl
-from engine.tactics.base import unregister_tactic
+from engine.tactics import unregister_tactic
 
 ACCEPTED_FLAGS = {trt.BuilderFlag.FP16, trt.BuilderFlag.INT8, trt.BuilderFlag.TF32,
                   trt.BuilderFlag.DISABLE_TIMING_CACHE, trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
