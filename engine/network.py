@@ -446,16 +446,7 @@ class NetworkDefinition:
         params, num_outputs = plugin_layer_params(plugin)
         return self.add_layer(LayerType.PLUGIN_V2, list(inputs), params, num_outputs=num_outputs, name=name)
 
-    # ------------------------------------------------------------------ graph queries used by passes
-    def consumers(self) -> dict[int, list[Layer]]:
-        """Map id(tensor) -> layers reading it."""
-        users: dict[int, list[Layer]] = {}
-        for layer in self.layers:
-            for t in layer.inputs:
-                if t is not None:
-                    users.setdefault(id(t), []).append(layer)
-        return users
-
+    # ------------------------------------------------------------------ queries
     def tensors(self) -> list[Tensor]:
         seen: dict[int, Tensor] = {id(t): t for t in self._inputs}
         for layer in self.layers:
@@ -474,30 +465,6 @@ class NetworkDefinition:
             if layer.name == name:
                 return layer
         return None
-
-    def replace_uses(self, old: Tensor, new: Tensor) -> None:
-        """Make every reader of `old` read `new`; network outputs keep their name by renaming."""
-        for layer in self.layers:
-            for i, t in enumerate(layer.inputs):
-                if t is old:
-                    layer.inputs[i] = new
-        if old.is_network_output:
-            idx = self._outputs.index(old)
-            self._outputs[idx] = new
-            old.is_network_output = False
-            new.is_network_output = True
-
-    def remove_layers(self, doomed: set[int]) -> None:
-        """Drop layers by id(); their names become free again."""
-        kept = []
-        for layer in self.layers:
-            if id(layer) in doomed:
-                self._layer_names.discard(layer.name)
-                for t in layer.outputs:
-                    self._tensor_names.discard(t.name)
-            else:
-                kept.append(layer)
-        self.layers = kept
 
     def validate(self) -> None:
         """Raise BuildError for structural mistakes: no outputs, tensors from another network, cycles."""

@@ -4,14 +4,19 @@
   nothing GPU-only runs or is imported there.
 - Models the tests build are read by onnxruntime. onnx 1.23 writes IR version 14, which the onnxruntime on the
   GPU machine (1.30) refuses, so test models are written with IR version 13 at most.
+- Every build in the suite checks the builder graph's invariants after each pass (POLYX_LINT_IR=1), so a pass
+  that breaks the graph fails the test that built through it, naming the pass.
 """
 from __future__ import annotations
+
+import os
 
 import onnx
 import pytest
 
 from engine.backends import gpu_available
 
+os.environ.setdefault("POLYX_LINT_IR", "1")
 TEST_IR_VERSION = min(onnx.IR_VERSION, 13)
 _make_model = onnx.helper.make_model
 

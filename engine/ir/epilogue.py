@@ -19,7 +19,7 @@ ACTIVATION = "activation"
 PARTS = frozenset({RESIDUAL, ACTIVATION})
 
 
-@dataclass(frozen=True)
+@dataclass
 class Activation:
     """An activation applied to a node's output (ActivationType with its alpha/beta, as add_activation takes)."""
 
@@ -28,9 +28,8 @@ class Activation:
     beta: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "type", ActivationType(self.type))
-        object.__setattr__(self, "alpha", float(self.alpha))
-        object.__setattr__(self, "beta", float(self.beta))
+        self.type = ActivationType(self.type)
+        self.alpha, self.beta = float(self.alpha), float(self.beta)
 
     @property
     def params(self) -> dict[str, Any]:

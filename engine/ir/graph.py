@@ -264,7 +264,7 @@ class Graph:
         """Fusion's common edit: `host` now also does `consumer`'s work, so its output takes over the consumer's
         output (its readers, graph-output role and name: the fused layer's output keeps the tensor name users and
         comparisons know) and the consumer goes."""
-        old, new = host._outputs[0], consumer._outputs[0]
+        old, new = host.outputs[0], consumer.outputs[0]
         self.replace_all_uses_with(new, old)
         name = new.name
         self.erase(consumer)
