@@ -71,8 +71,10 @@ def known_outputs(layer: Any, inputs: list[TensorInfo | None], output_shapes: Se
 
 def compute_host_layer(layer: Any, inputs: list[TensorInfo | None]) -> list[np.ndarray]:
     """Run a host (shape-arithmetic) layer on known values; raises EngineError naming the layer on failure."""
-    args = [ShapeOnly(i.shape) if layer.type == LayerType.SHAPE else (None if i is None else i.value)
-            for i in inputs[:1 if layer.type == LayerType.SHAPE else len(inputs)]]
+    if layer.type == LayerType.SHAPE:
+        args: list[Any] = [ShapeOnly(inputs[0].shape)]
+    else:
+        args = [None if i is None else i.value for i in inputs]
     try:
         return [np.asarray(o) for o in layer_impl(layer.type).compute(layer, args, np)]
     except Exception as exc:  # noqa: BLE001 - surfaced naming the layer

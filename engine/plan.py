@@ -61,9 +61,12 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
             outputs = list(entry["outputs"])
             if entry["type"] == LayerType.CONSTANT.value:
                 params["weights"] = constants[outputs[0]]
+            epilogue = Epilogue.from_json(entry["epilogue"], f"layer '{entry['name']}'")
+            if epilogue.residual is not None and epilogue.residual >= len(entry["inputs"]):
+                raise ValueError(f"layer '{entry['name']}': epilogue residual {epilogue.residual} is not one of its "
+                                 f"{len(entry['inputs'])} inputs")
             layer = Node(LayerType(entry["type"]), entry["name"], params, precision=DataType(entry["precision"]),
-                         epilogue=Epilogue.from_json(entry["epilogue"], f"layer '{entry['name']}'"),
-                         metadata=entry.get("metadata") or {})
+                         epilogue=epilogue, metadata=entry.get("metadata") or {})
             layers.append(LayerSpec(layer, list(entry["inputs"]), outputs, bool(entry["host"]),
                                     int(entry["tactic_id"]), entry.get("tactic_name", ""),
                                     [int(t) for t in entry["tactic_ids"]], list(entry["tactic_names"])))

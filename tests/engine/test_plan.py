@@ -177,8 +177,28 @@ def _unknown_layer_type(header):
     header["layers"][-1]["type"] = "NO_SUCH_LAYER"
 
 
+def _negative_residual(header):
+    header["layers"][-1]["epilogue"] = {"residual": -1, "activation": None}
+
+
+def _residual_past_the_inputs(header):
+    header["layers"][-1]["epilogue"] = {"residual": 5, "activation": None}
+
+
+def _unknown_activation(header):
+    header["layers"][-1]["epilogue"] = {"residual": None, "activation": {"type": "NOPE", "alpha": 0, "beta": 0}}
+
+
+def _epilogue_with_extra_field(header):
+    header["layers"][-1]["epilogue"] = {"residual": None, "activation": None, "bias": 1}
+
+
 @pytest.mark.parametrize("edit, message", [
     (_drop_layers, r"plan: header is malformed \(KeyError: 'layers'\)"),
+    (_negative_residual, r"layer 'softmax': epilogue residual must be an input position or null, got -1"),
+    (_residual_past_the_inputs, r"layer 'softmax': epilogue residual 5 is not one of its 1 inputs"),
+    (_unknown_activation, r"'NOPE' is not a valid ActivationType"),
+    (_epilogue_with_extra_field, r"layer 'softmax': epilogue must be an object with 'residual' and 'activation'"),
     (_object_dtype, r"has an object dtype, which is never allowed"),
     (_buffer_outside, r"lies outside the file"),
     (_unknown_layer_type, r"plan: header is malformed \(ValueError: 'NO_SUCH_LAYER' is not a valid LayerType\)"),

@@ -1,0 +1,231 @@
+"""Each fusion rule alone: what it matches, what it refuses, and that the rewritten graph computes what the
+original computes (checked against float64 NumPy written here). A rule added to FUSION_RULES without a case
+here fails `test_every_rule_has_cases`."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from graph_runner import run_graph
+
+import engine as trt
+from engine.enums import ActivationType, ElementWiseOperation, LayerType, ScaleMode, UnaryOperation
+from engine.ir import Activation, Epilogue, Graph, graph_from_network
+from engine.ops.scale import add_scale
+from engine.passes.fusion_rules import FUSION_RULES, apply_rule
+from engine.shape_inference import infer_graph
+
+RNG = np.random.default_rng(3)
+F = trt.DataType.FLOAT
+RULES = {rule.name: rule for rule in FUSION_RULES}
+
+
+def lowered(build) -> tuple[Graph, dict[str, np.ndarray]]:
+    net = trt.NetworkDefinition()
+    feeds = build(net)
+    graph = graph_from_network(net)
+    infer_graph(graph)
+    return graph, feeds
+
+
+def rewrite(rule: str, graph: Graph) -> list[str]:
+    fused = apply_rule(graph, RULES[rule])
+    graph.cleanup()
+    graph.toposort()
+    graph.lint()
+    return fused
+
+
+def const(net, array, name):
+    return net.add_constant(array.shape, array, name=name).get_output(0)
+
+
+def conv_reference(x, w, b):
+    """3x3 convolution, stride 1, no padding, float64."""
+    n, c, h, wd = x.shape
+    k = w.shape[0]
+    out = np.zeros((n, k, h - 2, wd - 2))
+    for i in range(h - 2):
+        for j in range(wd - 2):
+            out[:, :, i, j] = np.einsum("ncij,kcij->nk", x[:, :, i:i + 3, j:j + 3].astype(np.float64), w)
+    return out + b.reshape(1, k, 1, 1)
+
+
+# ---------------------------------------------------------------------------------------------- conv + scale
+W = RNG.standard_normal((4, 2, 3, 3)).astype(np.float32)
+B = RNG.standard_normal(4).astype(np.float32)
+SHIFT = RNG.standard_normal(4).astype(np.float32)
+SCALE = RNG.uniform(0.5, 2, 4).astype(np.float32)
+
+
+def conv_scale(net, power=1.0, marked=False):
+    x = net.add_input("x", F, (2, 2, 6, 6))
+    conv = net.add_convolution_nd(x, 4, (3, 3), W, B, name="conv")
+    scaled = add_scale(net, conv.get_output(0), ScaleMode.CHANNEL, const(net, SHIFT, "shift"),
+                       const(net, SCALE, "scale"), const(net, np.full(4, power, np.float32), "power"), name="bn")
+    net.mark_output(scaled.get_output(0))
+    if marked:
+        net.mark_output(conv.get_output(0))
+    return {"x": RNG.standard_normal((2, 2, 6, 6)).astype(np.float32)}
+
+
+def test_conv_scale_folds_into_the_weights() -> None:
+    graph, feeds = lowered(conv_scale)
+    assert rewrite("conv_scale_fusion", graph) == ["bn"]
+    conv = graph.nodes[-1]
+    assert [n.type for n in graph.nodes].count(LayerType.SCALE) == 0 and conv.metadata["fused_from"] == ["conv", "bn"]
+    want = conv_reference(feeds["x"], W, B) * SCALE.reshape(1, 4, 1, 1) + SHIFT.reshape(1, 4, 1, 1)
+    (got,) = run_graph(graph, feeds).values()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["power_not_one", "conv_output_marked"])
+def test_conv_scale_refusals(variant) -> None:
+    graph, _ = lowered(lambda net: conv_scale(net, power=2.0) if variant == "power_not_one" else
+                       conv_scale(net, marked=True))
+    assert rewrite("conv_scale_fusion", graph) == []
+
+
+# ---------------------------------------------------------------------------------------------- matmul + bias
+MW = RNG.standard_normal((8, 5)).astype(np.float32)
+
+
+def matmul_add(net, bias_shape=(5,), bias_first=True):
+    x = net.add_input("x", F, (3, 4, 8))
+    mm = net.add_matrix_multiply(x, trt.MatrixOperation.NONE, const(net, MW, "w"), trt.MatrixOperation.NONE,
+                                 name="fc")
+    bias = const(net, RNG.standard_normal(bias_shape).astype(np.float32), "b")
+    pair = (bias, mm.get_output(0)) if bias_first else (mm.get_output(0), bias)
+    net.mark_output(net.add_elementwise(*pair, ElementWiseOperation.SUM, name="fc.bias").get_output(0))
+    return {"x": RNG.standard_normal((3, 4, 8)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("bias_shape, bias_first", [((5,), True), ((1, 1, 5), False), ((1,), True)])
+def test_matmul_bias_becomes_the_bias_operand(bias_shape, bias_first) -> None:
+    graph, feeds = lowered(lambda net: matmul_add(net, bias_shape, bias_first))
+    bias = graph.value("b_output_0").constant
+    assert rewrite("matmul_bias_fusion", graph) == ["fc.bias"]
+    fc = graph.nodes[-1]
+    assert fc.name == "fc" and fc.inputs[2].name == "b_output_0" and fc.params["beta"] == 1.0
+    assert fc.outputs[0].name == graph.outputs[0].name
+    want = feeds["x"].astype(np.float64) @ MW + bias
+    np.testing.assert_allclose(run_graph(graph, feeds)[graph.outputs[0].name], want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_bias_per_row_is_not_a_matmul_bias() -> None:
+    graph, _ = lowered(lambda net: matmul_add(net, (4, 1)))
+    assert rewrite("matmul_bias_fusion", graph) == []
+
+
+# ---------------------------------------------------------------------------------------------- erf GELU
+def gelu_chain(net, form: str):
+    x = net.add_input("x", F, (2, 7))
+    c = {name: const(net, np.array(v, np.float32), name) for name, v in
+         (("sqrt2", math.sqrt(2)), ("inv_sqrt2", 1 / math.sqrt(2)), ("one", 1.0), ("half", 0.5), ("two", 2.0))}
+    prod, add, div = ElementWiseOperation.PROD, ElementWiseOperation.SUM, ElementWiseOperation.DIV
+
+    def ew(a, b, op, name):
+        return net.add_elementwise(a, b, op, name=name).get_output(0)
+
+    if form == "half_first":
+        scaled = ew(c["inv_sqrt2"], x, prod, "scale")
+    else:
+        scaled = ew(x, c["two" if form == "wrong_constant" else "sqrt2"], div, "scale")
+    erf = net.add_unary(scaled, UnaryOperation.ERF, name="erf").get_output(0)
+    one_plus = ew(erf, c["one"], add, "one_plus")
+    if form == "half_first":
+        y = ew(ew(x, c["half"], prod, "half"), one_plus, prod, "y")
+    elif form == "scaled_gate":
+        y = ew(x, ew(one_plus, c["half"], prod, "gate"), prod, "y")
+    else:
+        y = ew(ew(x, one_plus, prod, "times_x"), c["half"], prod, "y")
+    net.mark_output(y)
+    return {"x": RNG.standard_normal((2, 7)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("form", ["mul_then_half", "half_first", "scaled_gate"])
+def test_erf_gelu_forms_become_one_activation(form) -> None:
+    graph, feeds = lowered(lambda net: gelu_chain(net, form))
+    assert len(rewrite("gelu_fusion", graph)) == 5
+    (gelu,) = [n for n in graph.nodes if n.type != LayerType.CONSTANT]
+    assert gelu.params["activation_type"] == ActivationType.GELU_ERF and gelu.outputs[0].name == "y_output_0"
+    x = feeds["x"].astype(np.float64)
+    want = x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    np.testing.assert_allclose(run_graph(graph, feeds)["y_output_0"], want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_chain_dividing_by_two_is_not_gelu() -> None:
+    graph, _ = lowered(lambda net: gelu_chain(net, "wrong_constant"))
+    assert rewrite("gelu_fusion", graph) == []
+
+
+# ---------------------------------------------------------------------------------------------- conv + residual
+def conv_residual(net, residual_shape=(2, 4, 4, 4), two_convs=False):
+    x = net.add_input("x", F, (2, 2, 6, 6))
+    conv = net.add_convolution_nd(x, 4, (3, 3), W, B, name="conv")
+    if two_convs:
+        other = net.add_convolution_nd(x, 4, (3, 3), W[::-1].copy(), B, name="shortcut").get_output(0)
+    else:
+        other = net.add_input("r", F, residual_shape)
+    net.mark_output(net.add_elementwise(other, conv.get_output(0), ElementWiseOperation.SUM,
+                                        name="add").get_output(0))
+    feeds = {"x": RNG.standard_normal((2, 2, 6, 6)).astype(np.float32)}
+    if not two_convs:
+        feeds["r"] = RNG.standard_normal(residual_shape).astype(np.float32)
+    return feeds
+
+
+def test_conv_residual_add_becomes_the_epilogue_residual() -> None:
+    graph, feeds = lowered(conv_residual)
+    assert rewrite("conv_residual_fusion", graph) == ["add"]
+    conv = graph.nodes[-1]
+    assert conv.epilogue == Epilogue(residual=3) and conv.inputs[3].name == "r"
+    want = conv_reference(feeds["x"], W, B) + feeds["r"]
+    np.testing.assert_allclose(run_graph(graph, feeds)["add_output_0"], want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_later_of_two_convolutions_takes_the_residual() -> None:
+    graph, _ = lowered(lambda net: conv_residual(net, two_convs=True))
+    rewrite("conv_residual_fusion", graph)
+    assert [n.name for n in graph.nodes if n.epilogue.residual is not None] == ["shortcut"]
+
+
+def test_a_broadcast_residual_is_refused() -> None:
+    graph, _ = lowered(lambda net: conv_residual(net, residual_shape=(1, 4, 1, 1)))
+    assert rewrite("conv_residual_fusion", graph) == []
+
+
+# ---------------------------------------------------------------------------------------------- activation
+def host_then_activation(net, host: str, marked=False):
+    x = net.add_input("x", F, (2, 2, 6, 6))
+    if host == "conv":
+        out = net.add_convolution_nd(x, 4, (3, 3), W, B, name="host").get_output(0)
+    else:
+        out = net.add_unary(x, UnaryOperation.ABS, name="host").get_output(0)
+    act = net.add_activation(out, ActivationType.CLIP, alpha=-0.5, beta=0.75, name="clip")
+    net.mark_output(act.get_output(0))
+    if marked:
+        net.mark_output(out)
+    return {"x": RNG.standard_normal((2, 2, 6, 6)).astype(np.float32)}
+
+
+def test_activation_becomes_the_producers_epilogue() -> None:
+    graph, feeds = lowered(lambda net: host_then_activation(net, "conv"))
+    assert rewrite("activation_fusion", graph) == ["clip"]
+    conv = graph.nodes[-1]
+    assert conv.epilogue == Epilogue(activation=Activation(ActivationType.CLIP, -0.5, 0.75))
+    want = np.clip(conv_reference(feeds["x"], W, B), -0.5, 0.75)
+    np.testing.assert_allclose(run_graph(graph, feeds)["clip_output_0"], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("host, marked", [("unary", False), ("conv", True)])
+def test_activation_refusals(host, marked) -> None:
+    """A unary layer has no epilogue; a marked producer output must stay observable."""
+    graph, _ = lowered(lambda net: host_then_activation(net, host, marked))
+    assert rewrite("activation_fusion", graph) == []
+
+
+def test_every_rule_has_cases() -> None:
+    tested = {"conv_scale_fusion", "matmul_bias_fusion", "gelu_fusion", "conv_residual_fusion", "activation_fusion"}
+    assert set(RULES) == tested
