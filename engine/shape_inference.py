@@ -11,7 +11,7 @@ import numpy as np
 from .dtypes import DataType
 from .enums import LayerType
 from .errors import EngineError, ShapeError
-from .evaluator import known_outputs, output_infos
+from .evaluator import is_static, known_outputs, output_infos
 from .ops.base import TensorInfo
 
 # Values larger than this are never propagated at build time (they are data, not shape arithmetic).
@@ -36,6 +36,8 @@ def known_value(tensor, memo: dict[int, np.ndarray] | None = None) -> np.ndarray
     layer = tensor.producer
     if layer.type == LayerType.CONSTANT:
         value = layer.params["weights"]
+    elif not is_static(tensor.shape) or int(np.prod(tensor.shape, dtype=np.int64)) > MAX_PROPAGATED_ELEMENTS:
+        value = None  # decided before looking upstream: data tensors never recurse through their producers
     else:
         infos = [None if t is None else TensorInfo(t.shape, t.dtype, None if layer.type == LayerType.SHAPE
                                                    else known_value(t, memo)) for t in layer.inputs]
