@@ -191,6 +191,11 @@ class _Binding:
 
 
 class ExecutionContext:
+    """Runs an engine. Thread safety (docs/guarantees.md): `execute` and `execute_async_v3` are each atomic under
+    the context's lock (the input shapes they set and the run that reads them cannot interleave with another
+    thread's call); a sequence of separate calls (set_input_shape, then set_tensor_address, then
+    execute_async_v3) is not, so threads that drive a context that way need a context each, as in TensorRT."""
+
     def __init__(self, engine: Engine):
         self.engine = engine
         self.profiler: IProfiler | None = None
@@ -361,21 +366,21 @@ class ExecutionContext:
         cudaStream_t, a CuPy or torch stream) with the buffers given by set_tensor_address. On the GPU it returns
         once the work is enqueued: outputs are valid after that stream synchronizes. CPU execution is synchronous.
         """
-        graph = self.engine.graph
-        for i in graph.inputs + graph.outputs:
-            if i not in self._addresses:
-                raise ExecutionError(f"no address set for '{graph.tensors[i].name}' (call set_tensor_address)")
-        inputs = {}
-        for i in graph.inputs:
-            name = graph.tensors[i].name
-            if i in graph.shape_inputs:  # host values; the binding holds their device copy
-                self.set_input_values(name, self._addresses[i])
-                continue
-            array = self._wrap(i, self._addresses[i], self._input_shapes.get(i))
-            if self._input_shapes.get(i) != tuple(array.shape):
-                self.set_input_shape(name, array.shape)
-            inputs[i] = array
-        with self._lock:
+        with self._lock:  # the shapes set below and the run that reads them are one atomic step
+            graph = self.engine.graph
+            for i in graph.inputs + graph.outputs:
+                if i not in self._addresses:
+                    raise ExecutionError(f"no address set for '{graph.tensors[i].name}' (call set_tensor_address)")
+            inputs = {}
+            for i in graph.inputs:
+                name = graph.tensors[i].name
+                if i in graph.shape_inputs:  # host values; the binding holds their device copy
+                    self.set_input_values(name, self._addresses[i])
+                    continue
+                array = self._wrap(i, self._addresses[i], self._input_shapes.get(i))
+                if self._input_shapes.get(i) != tuple(array.shape):
+                    self.set_input_shape(name, array.shape)
+                inputs[i] = array
             binding = self._binding()
             outputs = {i: self._wrap(i, self._addresses[i], tuple(binding.shapes[i])) for i in graph.outputs}
             self._enqueue(binding, inputs, outputs, stream_handle)
@@ -399,22 +404,24 @@ class ExecutionContext:
         if unknown:
             raise ExecutionError(f"unknown input(s) {unknown}; the engine's inputs are "
                                  f"{[graph.tensors[i].name for i in graph.inputs]}")
-        arrays = {}
-        for i in graph.inputs:
-            name = graph.tensors[i].name
-            if name not in feeds:
-                raise ExecutionError(f"missing input '{name}'")
-            array = feeds[name]
-            if not hasattr(array, "dtype"):
-                array = np.asarray(array)
-            self._check_dtype(i, array, "input")
-            self.set_input_shape(name, array.shape)
-            if i in graph.shape_inputs:
-                self.set_input_values(name, array)
-            else:
-                arrays[i] = array
-        stream = backend.current_stream()
+        # One lock from setting the shapes to fetching the outputs: two threads sharing this context at different
+        # shapes each get their own results (the calls run one after the other).
         with self._lock:
+            arrays = {}
+            for i in graph.inputs:
+                name = graph.tensors[i].name
+                if name not in feeds:
+                    raise ExecutionError(f"missing input '{name}'")
+                array = feeds[name]
+                if not hasattr(array, "dtype"):
+                    array = np.asarray(array)
+                self._check_dtype(i, array, "input")
+                self.set_input_shape(name, array.shape)
+                if i in graph.shape_inputs:
+                    self.set_input_values(name, array)
+                else:
+                    arrays[i] = array
+            stream = backend.current_stream()
             binding = self._binding()
             inputs = {i: backend.stage_input(binding.staging, i, a, stream) for i, a in arrays.items()}
             outputs = {i: backend.stage_output(binding.staging, i, binding.shapes[i], nptype(graph.tensors[i].dtype))

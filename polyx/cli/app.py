@@ -1,12 +1,13 @@
 """`polyx` entry point. Every command group lives in its own module and is registered here.
 
-Exit codes: 0 success, 1 a comparison or check failed, 2 a usage error or unusable input (one line
-`polyx: error: ...` on stderr; `--debug` shows the traceback).
+Exit codes (docs/guarantees.md): 0 success, 1 a comparison or check failed, 2 a usage error, unusable input or
+an internal error (one line `polyx: error: ...` on stderr; `--debug` adds the traceback and keeps the exit code).
 """
 from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 
 import typer
 
@@ -57,7 +58,8 @@ for _module, _hook in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors become one line on stderr and exit code 2."""
+    """Run the CLI. Every error, expected or not, becomes one line on stderr and exit code 2 (`--debug` prints
+    the traceback first and keeps the code), so scripts never read a crash as exit 1, "the check failed"."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if debug:
@@ -67,12 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         code = app(args=args, prog_name="polyx", standalone_mode=False)
         if isinstance(code, int):
             return code
-    except (PolyxError, EngineError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        if debug:
-            raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"polyx: error: {message}", file=sys.stderr)
-        return 2
+    except (PolyxError, EngineError, OSError) as exc:
+        return _report(exc, _first_line(exc), debug)
     except typer.Exit as exc:
         return exc.exit_code
     except SystemExit as exc:
@@ -83,15 +81,28 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # Usage errors of the click layer typer is built on (typer may vendor its own copy of click).
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
-            if debug:
-                raise
-            print(f"polyx: error: {exc.format_message()}", file=sys.stderr)
-            return 2
+            return _report(exc, exc.format_message(), debug)
         if type(exc).__name__ == "Abort":
             print("polyx: aborted", file=sys.stderr)
             return 130
-        raise
+        # A bug or an input no check caught: still one line, still exit 2; the type names what went wrong.
+        return _report(exc, f"internal error: {type(exc).__name__}: {_first_line(exc)} "
+                            "(rerun with --debug for the traceback)", debug)
     return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _report(exc: BaseException, message: str, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"polyx: error: {message}", file=sys.stderr)
+    return 2
 
 
 def entry() -> None:

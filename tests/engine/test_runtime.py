@@ -3,6 +3,7 @@ plan, profiler. Values are checked against a float64 NumPy reference."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -206,6 +207,40 @@ def test_contexts_run_concurrently_in_threads(engine: trt.Engine) -> None:
                 failures.append(f"thread {thread} run {run}: {type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_one_context_shared_by_two_threads_at_different_batch_sizes(engine: trt.Engine) -> None:
+    """execute() is atomic: the shape one thread sets cannot leak into the other thread's run. A pause right after
+    each set_input_shape widens the window in which an unlocked shape would be overwritten by the other thread."""
+    context = engine.create_execution_context()
+    set_input_shape = context.set_input_shape
+
+    def slow_set_input_shape(name: str, shape) -> bool:
+        result = set_input_shape(name, shape)
+        time.sleep(0.005)
+        return result
+
+    context.set_input_shape = slow_set_input_shape
+    failures: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def worker(batch: int) -> None:
+        barrier.wait()
+        for run in range(15):
+            x = sample(batch, seed=100 * batch + run)
+            try:
+                outputs = context.execute({"x": x})
+                assert outputs["y"].shape == (batch, FEATURES)
+                assert_matches(outputs, x)
+            except Exception as exc:  # noqa: BLE001 - collected and reported by the main thread
+                failures.append(f"batch {batch} run {run}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=worker, args=(batch,)) for batch in (1, 7)]
     for t in threads:
         t.start()
     for t in threads:
