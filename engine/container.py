@@ -57,20 +57,66 @@ def unpack(data: bytes, magic: bytes, version: int, what: str) -> tuple[dict[str
                             object_hook=_decode_nonfinite)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PlanFormatError(f"{what}: header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise PlanFormatError(f"{what}: header must be a JSON object, got {type(header).__name__}")
     start = _PREFIX.size + header_len
     start += (-start) % _ALIGN
+    if start > len(payload):
+        raise PlanFormatError(f"{what}: header length {header_len} runs past the end of the file")
+    table = header.get("buffers", {})
+    if not isinstance(table, dict):
+        raise PlanFormatError(f"{what}: 'buffers' must be an object, got {type(table).__name__}")
     arrays = {}
-    for name, entry in header.get("buffers", {}).items():
-        lo = start + entry["offset"]
-        hi = lo + entry["nbytes"]
-        if hi > len(payload):
-            raise PlanFormatError(f"{what}: buffer {name!r} lies outside the file")
-        dtype = np.dtype(entry["dtype"])
-        if dtype.hasobject:
-            raise PlanFormatError(f"{what}: buffer {name!r} has an object dtype, which is never allowed")
-        arrays[name] = np.frombuffer(payload, dtype=dtype, count=entry["nbytes"] // max(dtype.itemsize, 1),
-                                     offset=lo).reshape(entry["shape"])
+    data_size, previous_end, previous = len(payload) - start, 0, None
+    entries = sorted(((_check_buffer_entry(name, entry, what), name) for name, entry in table.items()),
+                     key=lambda item: item[0]["offset"])
+    for entry, name in entries:
+        offset, nbytes, dtype = entry["offset"], entry["nbytes"], np.dtype(entry["dtype"])
+        if offset + nbytes > data_size:
+            raise PlanFormatError(f"{what}: buffer {name!r} (offset {offset}, {nbytes} bytes) lies outside the data "
+                                  f"area of {data_size} bytes")
+        if offset < previous_end:
+            raise PlanFormatError(f"{what}: buffer {name!r} at offset {offset} overlaps buffer {previous!r}, which "
+                                  f"ends at {previous_end}")
+        previous_end, previous = offset + nbytes, name
+        arrays[name] = np.frombuffer(payload, dtype=dtype, count=nbytes // dtype.itemsize,
+                                     offset=start + offset).reshape(entry["shape"])
     return header, arrays
+
+
+# Array dtypes a container may hold: numbers and booleans, little-endian (or byte-sized); never objects.
+_ALLOWED_DTYPES = frozenset(np.dtype(t).str for t in (
+    np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
+    np.float16, np.float32, np.float64))
+
+
+def _check_buffer_entry(name: str, entry: Any, what: str) -> dict[str, Any]:
+    """One entry of the buffers table, field by field: exactly offset, nbytes, dtype and shape; the offset
+    aligned; a known dtype; nbytes equal to the shape's element count times the item size."""
+    if not isinstance(entry, dict) or set(entry) != {"offset", "nbytes", "dtype", "shape"}:
+        raise PlanFormatError(f"{what}: buffer {name!r} must be an object with offset, nbytes, dtype and shape, "
+                              f"got {entry!r:.200}")
+    for key in ("offset", "nbytes"):
+        value = entry[key]
+        if not _is_int(value) or value < 0:
+            raise PlanFormatError(f"{what}: buffer {name!r}: {key} must be a non-negative integer, got {value!r}")
+    if entry["offset"] % _ALIGN:
+        raise PlanFormatError(f"{what}: buffer {name!r}: offset {entry['offset']} is not aligned to {_ALIGN} bytes")
+    if entry["dtype"] not in _ALLOWED_DTYPES:
+        raise PlanFormatError(f"{what}: buffer {name!r}: dtype {entry['dtype']!r} is not one of "
+                              f"{sorted(_ALLOWED_DTYPES)}")
+    shape = entry["shape"]
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise PlanFormatError(f"{what}: buffer {name!r}: shape must be a list of non-negative integers, got {shape!r}")
+    expected = math.prod(shape) * np.dtype(entry["dtype"]).itemsize
+    if entry["nbytes"] != expected:
+        raise PlanFormatError(f"{what}: buffer {name!r}: nbytes {entry['nbytes']} does not match shape {shape} of "
+                              f"{entry['dtype']} ({expected} bytes)")
+    return entry
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _encode_nonfinite(value: Any) -> Any:

@@ -21,11 +21,36 @@ def load_onnx_file(path: str | os.PathLike, load_external_data: bool = True) -> 
         raise ParseError(_unreadable(path, exc)) from None
     _require_graph(model, path)
     if load_external_data:
-        try:
-            onnx.external_data_helper.load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
-        except Exception as exc:  # noqa: BLE001 - a missing or short data file raises OSError or ValidationError
-            raise ParseError(f"{path}: cannot load the model's external data ({_describe(exc)})") from None
+        read_external_data(model, path)
     return model
+
+
+def external_data_paths(model: onnx.ModelProto, model_path: str | os.PathLike) -> list[str]:
+    """Resolved paths of the external-data files `model` (stored at `model_path`) refers to. A location that
+    leaves the model's folder (an absolute path, '..', a link out) is a ParseError naming the tensor."""
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(model_path)))
+    paths = []
+    for tensor in onnx.external_data_helper._get_all_tensors(model):  # initializers and Constant attributes
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        if not location:
+            raise ParseError(f"{model_path}: tensor '{tensor.name}' is stored externally but names no location")
+        resolved = os.path.realpath(os.path.join(folder, location))
+        if os.path.isabs(location) or os.path.commonpath([folder, resolved]) != folder:
+            raise ParseError(f"{model_path}: tensor '{tensor.name}': external data location {location!r} lies "
+                             "outside the model's folder")
+        paths.append(resolved)
+    return paths
+
+
+def read_external_data(model: onnx.ModelProto, model_path: str | os.PathLike) -> None:
+    """Load the external data of `model` (stored at `model_path`) in place; every failure is a ParseError."""
+    external_data_paths(model, model_path)
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, os.path.dirname(os.path.abspath(model_path)))
+    except Exception as exc:  # noqa: BLE001 - a missing or short data file raises OSError or ValidationError
+        raise ParseError(f"{model_path}: cannot load the model's external data ({describe_exception(exc)})") from None
 
 
 def load_onnx_bytes(data: bytes, source: str = "<bytes>") -> onnx.ModelProto:
@@ -45,10 +70,10 @@ def _require_graph(model: onnx.ModelProto, source: str | os.PathLike) -> None:
 
 
 def _unreadable(source: str | os.PathLike, exc: Exception) -> str:
-    return f"{source}: not a readable ONNX model ({_describe(exc)})"
+    return f"{source}: not a readable ONNX model ({describe_exception(exc)})"
 
 
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
     """'Type: first line of the message': the whole message may span many lines, the CLI prints one."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -6,6 +6,7 @@ silently, so the error list names root causes. Network tensors keep their ONNX n
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,12 +21,16 @@ from .dtypes import DataType, from_onnx, is_supported_onnx
 from .errors import EngineError, ParseError, UnsupportedCategory, UnsupportedError
 from .logger import Logger, Severity
 from .network import NetworkDefinition, Tensor
-from .onnx_file import load_onnx_bytes, load_onnx_file
+from .onnx_file import describe_exception, load_onnx_bytes, load_onnx_file, read_external_data
 from .ops.base import ONNX_IMPORTERS, OnnxImporter
 from .plugin import get_plugin_registry
 from .shape_inference import known_value
 
 MIN_OPSET = 1
+
+# Attributes that ONNX defines as positive wherever they occur (Conv, ConvTranspose, the pooling ops, Col2Im, ...):
+# a 0 would build and compute nonsense (a MaxPool with kernel [0, 0] returns an output larger than its input).
+POSITIVE_INTS_ATTRIBUTES = frozenset({"kernel_shape", "strides", "dilations"})
 
 
 @dataclass(frozen=True)
@@ -86,21 +91,34 @@ class ImportContext:
         return name in self._attrs
 
     def attr(self, name: str, default: Any = None) -> Any:
+        """The attribute's value, checked against the op's ONNX schema: a value of the wrong type (strides as
+        floats, a perm given as one int) or a non-positive kernel/stride/dilation raises a ParseError."""
         if name not in self._attrs:
             return default
         attr = self._attrs[name]
         if attr.type == onnx.AttributeProto.GRAPH or attr.type == onnx.AttributeProto.GRAPHS:
             self.unsupported(f"attribute '{name}' holds a subgraph, which is not supported",
                              UnsupportedCategory.ATTRIBUTE)
-        if attr.type == onnx.AttributeProto.TENSOR:
-            return numpy_helper.to_array(attr.t)
         if attr.ref_attr_name:
             self.unsupported(f"attribute '{name}' references a function attribute", UnsupportedCategory.ATTRIBUTE)
+        expected = _schema_attribute_types(self.node.domain or "", self.op_type, self.opset).get(name)
+        if expected is not None and attr.type != expected:
+            raise ParseError(f"attribute '{name}' must be {_attr_type_name(expected)}, got "
+                             f"{_attr_type_name(attr.type)}", node=self.name, op=self.op_type)
+        if attr.type == onnx.AttributeProto.TENSOR:
+            try:
+                return numpy_helper.to_array(attr.t)
+            except Exception as exc:  # noqa: BLE001 - a damaged tensor raises ValueError, TypeError, ...
+                raise ParseError(f"attribute '{name}': cannot read its tensor ({describe_exception(exc)})",
+                                 node=self.name, op=self.op_type) from None
         value = helper.get_attribute_value(attr)
         if isinstance(value, bytes):
-            return value.decode("utf-8")
+            return value.decode("utf-8", errors="replace")
         if isinstance(value, list) and value and isinstance(value[0], bytes):
-            return [v.decode("utf-8") for v in value]
+            return [v.decode("utf-8", errors="replace") for v in value]
+        if name in POSITIVE_INTS_ATTRIBUTES and isinstance(value, list) and any(v < 1 for v in value):
+            raise ParseError(f"attribute '{name}' must hold positive values, got {value}", node=self.name,
+                             op=self.op_type)
         return value
 
     def unsupported(self, reason: str, category: UnsupportedCategory):
@@ -169,7 +187,11 @@ class OnnxParser:
             self._error(str(exc))
             return False
         if path:
-            onnx.external_data_helper.load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
+            try:
+                read_external_data(model, path)
+            except ParseError as exc:
+                self._error(str(exc))
+                return False
         return self.parse_model(model, source=path or "<bytes>")
 
     def parse_model(self, model: onnx.ModelProto, source: str = "<model>") -> bool:
@@ -199,7 +221,11 @@ class OnnxParser:
                 continue
             tensor = self._tensors.get(out.name)
             if tensor is None and out.name in self._initializers:
-                tensor = self._tensor(out.name)
+                try:
+                    tensor = self._tensor(out.name)
+                except ParseError as exc:
+                    self._error(f"{source}: {exc}")
+                    continue
             if tensor is None:
                 self._error(f"{source}: graph output '{out.name}' is not produced by any node")
                 continue
@@ -230,6 +256,13 @@ class OnnxParser:
             self._failed.add(inp.name)
             return False
         shape = [d.dim_value if d.HasField("dim_value") else -1 for d in ttype.shape.dim]
+        negative = [(axis, d) for axis, d in enumerate(ttype.shape.dim) if d.HasField("dim_value") and d.dim_value < 0]
+        if negative:
+            axis, dim = negative[0]
+            self._error(f"input '{inp.name}': dim {axis} is {dim.dim_value}; an ONNX dim_value must be >= 0 "
+                        "(a dynamic dim has a dim_param or no value)")
+            self._failed.add(inp.name)
+            return False
         tensor = self.network.add_input(inp.name, from_onnx(ttype.elem_type), shape)
         self._tensors[inp.name] = tensor
         return True
@@ -243,7 +276,7 @@ class OnnxParser:
                 raise UnsupportedError(f"initializer '{name}' has unsupported data type "
                                        f"{onnx.TensorProto.DataType.Name(init.data_type)}",
                                        category=UnsupportedCategory.DTYPE)
-            array = numpy_helper.to_array(init)
+            array = _initializer_array(init)
             layer = self.network.add_constant(array.shape, array, name=name)
             tensor = layer.get_output(0)
             self.network.rename_tensor(tensor, name)
@@ -287,6 +320,11 @@ class OnnxParser:
             self._error(f"node '{name}' ({node.op_type}): {exc}", name, node.op_type, index)
             self._failed.update(node.output)
             return
+        except Exception as exc:  # noqa: BLE001 - a malformed node must not escape parse() as a raw exception
+            self._error(f"node '{name}' ({node.op_type}): cannot import this node ({describe_exception(exc)})", name,
+                        node.op_type, index)
+            self._failed.update(node.output)
+            return
         for layer in self.network.layers[first_new_layer:]:
             layer.metadata.setdefault("onnx_node", name)
         self._bind_outputs(node, outputs, ctx)
@@ -319,6 +357,36 @@ def _import_plugin(ctx: ImportContext) -> list[Tensor]:
     fields = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in fields.items()}
     layer = ctx.network.add_plugin([t for t in ctx.inputs()], cls(**fields), name=ctx.layer_name())
     return list(layer.outputs)
+
+
+def _initializer_array(init: onnx.TensorProto) -> np.ndarray:
+    """The initializer's value; data that does not match its dims or dtype is a ParseError naming it."""
+    if any(d < 0 for d in init.dims):
+        raise ParseError(f"initializer '{init.name}': negative dim in dims {list(init.dims)}")
+    try:
+        array = numpy_helper.to_array(init)
+    except Exception as exc:  # noqa: BLE001 - short raw_data, values in the wrong field, ...: ValueError, TypeError
+        raise ParseError(f"initializer '{init.name}': its data does not match dims {list(init.dims)} and type "
+                         f"{onnx.TensorProto.DataType.Name(init.data_type)} ({describe_exception(exc)})") from None
+    if array.shape != tuple(init.dims):
+        raise ParseError(f"initializer '{init.name}': holds {array.size} values of shape {array.shape}, its dims "
+                         f"say {list(init.dims)}")
+    return array
+
+
+@functools.cache
+def _schema_attribute_types(domain: str, op_type: str, opset: int) -> dict[str, int]:
+    """{attribute name: AttributeProto type} from the ONNX schema of the op at `opset` ({} when unknown)."""
+    try:
+        schema = onnx.defs.get_schema(op_type, opset, "" if domain == "ai.onnx" else domain)
+    except onnx.defs.SchemaError:
+        return {}
+    return {name: int(attr.type.value) for name, attr in schema.attributes.items()}
+
+
+def _attr_type_name(attr_type: int) -> str:
+    return onnx.AttributeProto.AttributeType.Name(attr_type) if attr_type in \
+        onnx.AttributeProto.AttributeType.values() else str(attr_type)
 
 
 def _default_opset(model: onnx.ModelProto) -> int | None:

@@ -17,7 +17,7 @@ from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmIOInfo, Al
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType
 from .dtypes import DataType, nptype
 from .enums import LayerType, allowed_by_sources
-from .errors import BuildError
+from .errors import BuildError, EngineError
 from .graph import LayerSpec, LoweredGraph, resolve_shapes, tactic_infos
 from .logger import Severity
 from .steps import make_step, run_step
@@ -82,11 +82,17 @@ class TacticSelection:
         for step, spec in enumerate(graph.layers):
             if spec.host or spec.layer.type == LayerType.CONSTANT:
                 continue
-            tactic, state = self._choose(spec, profile_index, by_which, slots, resolved.host_values)
-            for o in spec.outputs:
-                slots[o] = backend.xp.empty(shapes[o], dtype=nptype(graph.tensors[o].dtype))
-            self._run_once(make_step(spec, tactic, state, resolved.host_values), slots, self._workspace(tactic, spec,
-                                                                                                       shapes))
+            try:
+                tactic, state = self._choose(spec, profile_index, by_which, slots, resolved.host_values)
+                for o in spec.outputs:
+                    slots[o] = backend.xp.empty(shapes[o], dtype=nptype(graph.tensors[o].dtype))
+                self._run_once(make_step(spec, tactic, state, resolved.host_values), slots,
+                               self._workspace(tactic, spec, shapes))
+            except EngineError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. a constant Gather index out of range: name the layer
+                raise BuildError(f"layer '{spec.layer.name}' ({spec.layer.type.value}) failed in the trial run at "
+                                 f"the opt shapes: {type(exc).__name__}: {exc}") from exc
             for i in spec.inputs:
                 if i is not None and last_use.get(i) == step and i not in keep:
                     slots[i] = None
