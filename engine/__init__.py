@@ -26,6 +26,7 @@ from .errors import (
     BuildError,
     EngineError,
     ExecutionError,
+    OutputFileError,
     ParseError,
     PlanFormatError,
     ShapeError,

@@ -53,3 +53,8 @@ class PlanFormatError(EngineError):
 
 class ExecutionError(EngineError):
     """An execution context was used wrongly (missing input, wrong dtype, unset shape, ...)."""
+
+
+class OutputFileError(EngineError):
+    """An output path cannot be written: its folder is missing, it is a directory, or it is one of the command's
+    own inputs (a model, its external data, a data file, a plan), which no command ever overwrites."""

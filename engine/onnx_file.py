@@ -7,6 +7,7 @@ import os
 import onnx
 
 from .errors import ParseError
+from .output_files import note_input
 
 
 def load_onnx_file(path: str | os.PathLike, load_external_data: bool = True) -> onnx.ModelProto:
@@ -15,6 +16,7 @@ def load_onnx_file(path: str | os.PathLike, load_external_data: bool = True) -> 
         raise ParseError(f"{path}: is a directory, expected an ONNX model file")
     if not os.path.isfile(path):
         raise ParseError(f"{path}: no such file")
+    note_input(path)
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises many types for a damaged file
@@ -44,9 +46,20 @@ def external_data_paths(model: onnx.ModelProto, model_path: str | os.PathLike) -
     return paths
 
 
+def model_files(path: str | os.PathLike) -> list[str]:
+    """The files a command reads for the model at `path`: the model and its external data (just the model when
+    it cannot be read; loading it reports that)."""
+    try:
+        return [os.path.realpath(path), *external_data_paths(onnx.load(os.fspath(path), load_external_data=False),
+                                                               path)]
+    except Exception:  # noqa: BLE001 - unreadable or not ONNX (a plan): only the file itself is known
+        return [os.path.realpath(path)]
+
+
 def read_external_data(model: onnx.ModelProto, model_path: str | os.PathLike) -> None:
     """Load the external data of `model` (stored at `model_path`) in place; every failure is a ParseError."""
-    external_data_paths(model, model_path)
+    for data_path in external_data_paths(model, model_path):
+        note_input(data_path)
     try:
         onnx.external_data_helper.load_external_data_for_model(model, os.path.dirname(os.path.abspath(model_path)))
     except Exception as exc:  # noqa: BLE001 - a missing or short data file raises OSError or ValidationError

@@ -18,8 +18,9 @@ from typing import Any
 import engine as trt
 from engine.algorithm_selector import IAlgorithmSelector
 from engine.network import NetworkDefinition
+from engine.output_files import note_input
 
-from .data.files import check_writable
+from .data.files import check_writable, write_file
 from .errors import PolyxError
 from .marking import mark_network_outputs
 from .tactic_replay import TacticRecorder, TacticReplayer, load_replay, save_replay
@@ -141,7 +142,7 @@ def build_engine(model_path: str | os.PathLike, options: BuildOptions,
     engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
     seconds = time.perf_counter() - start
     if options.timing_cache is not None:
-        check_writable(options.timing_cache).write_bytes(cache.serialize())
+        write_file(options.timing_cache, cache.serialize())
     if recorder is not None and options.save_tactics is not None:
         save_replay(options.save_tactics, recorder.replay)
     cache_note = f"{cache.hits} hits, {cache.misses} misses, {len(cache)} entries" if cache is not None else ""
@@ -153,6 +154,7 @@ def load_engine(plan_path: str | os.PathLike, logger: trt.Logger | None = None) 
     path = Path(plan_path)
     if not path.is_file():
         raise PolyxError(f"{path}: no such file (engine plan)")
+    note_input(path)
     plan = path.read_bytes()
     return trt.Runtime(logger or trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan), plan
 

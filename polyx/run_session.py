@@ -16,13 +16,13 @@ import numpy as np
 import onnx
 
 import engine as trt
-from engine.onnx_file import load_onnx_file
+from engine.onnx_file import load_onnx_file, model_files
 from engine.plan_file import is_plan_file
 
 from .build import BuildOptions, BuildReport, build_engine, load_engine
 from .compare import Comparator, LayerwiseReport, TensorComparison, Tolerances, analyze_layers
 from .compare.layerwise import GraphNode, nodes_from_engine, nodes_from_onnx
-from .data.files import check_writable, load_tensors, save_tensors
+from .data.files import check_outputs_apart, load_tensors, save_tensors, write_file
 from .data.loader import DataLoader
 from .errors import PolyxError
 from .marking import mark_onnx_outputs
@@ -150,7 +150,7 @@ def _engine(options: RunOptions, plan_path: Path | None, feeds: list[Feeds] | No
         with progress("Building engine", None):
             engine, plan, report = build_engine(options.model, _profile_for(options.build, feeds), logger)
     if options.save_engine is not None:
-        check_writable(options.save_engine).write_bytes(plan)
+        write_file(options.save_engine, plan)
     return engine, report
 
 
@@ -186,8 +186,12 @@ def _check_options(options: RunOptions) -> None:
         if path is not None and not Path(path).is_file():
             raise PolyxError(f"{path}: no such file")
     options.build.validate()
-    for path in options.output_paths():
-        check_writable(path)
+    inputs = [*model_files(options.model), options.load_inputs, options.load_outputs, options.load_engine,
+              options.build.load_tactics, options.build.timing_cache,
+              options.data_loader_script.rpartition(":")[0] if options.data_loader_script else None]
+    for path in options.output_paths() + [options.build.save_tactics]:
+        if path is not None:
+            check_outputs_apart(path, inputs)
 
 
 def _engine_outputs(engine: trt.Engine) -> list[str]:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.algorithm_selector import Algorithm, AlgorithmContext, IAlgorithmSelector
+from engine.output_files import note_input
 
-from .data.files import check_writable
+from .data.files import write_file
 from .errors import PolyxError
 
 FORMAT = "polyx-tactics"
@@ -73,14 +74,14 @@ class TacticReplayer(IAlgorithmSelector):
 
 
 def save_replay(path: str | os.PathLike, replay: Replay) -> None:
-    path = check_writable(path)
-    path.write_text(json.dumps({"format": FORMAT, "version": VERSION, "layers": replay}, indent=1, sort_keys=True))
+    write_file(path, json.dumps({"format": FORMAT, "version": VERSION, "layers": replay}, indent=1, sort_keys=True))
 
 
 def load_replay(path: str | os.PathLike) -> Replay:
     path = Path(path)
     if not path.is_file():
         raise PolyxError(f"{path}: no such file")
+    note_input(path)
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -11,8 +11,9 @@ from pathlib import Path
 import onnx
 from onnx import external_data_helper
 
-from engine.errors import ParseError
-from engine.onnx_file import load_onnx_file
+from engine.errors import OutputFileError, ParseError
+from engine.onnx_file import load_onnx_file, model_files
+from engine.output_files import check_output, note_output, write_output
 
 from .errors import SurgeonError
 from .graph_order import find_cycle, is_topologically_sorted, toposorted_nodes
@@ -70,34 +71,44 @@ def save_model(model: onnx.ModelProto, path: Path, *, input_path: Path | None = 
                external_data: bool | None = None) -> Path | None:
     """Write `model` to `path` (overwriting it: it is the explicit target) and return the external data file, if any.
 
-    The folder must exist; `path` may not be the input model. Weights go to `<path>.data` when `external_data`
-    is True, or when it is None and the model is above the protobuf limit.
+    The folder must exist; neither `path` nor its data file may be the input model or one of the input's
+    external-data files (or any file the command read). Weights go to `<path>.data` when `external_data` is
+    True, or when it is None and the model is above the protobuf limit. Everything is written under temporary
+    names beside the target and renamed into place at the end, so a failure leaves the old files as they were.
     """
     path = Path(path)
+    inputs = model_files(input_path) if input_path is not None else []
     check_output_path(path, input_path)
     if external_data is None:
         external_data = (input_path is not None and _file_uses_external_data(Path(input_path))) \
             or uses_external_data(model) or model.ByteSize() > PROTOBUF_LIMIT_BYTES
-    if external_data:
-        data_path = path.with_name(path.name + ".data")
-        if data_path.exists():
-            data_path.unlink()  # onnx appends to an existing data file
-        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_path.name, size_threshold=1024)
-        return data_path
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(model.SerializeToString())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return None
+        if not external_data:
+            write_output(path, model.SerializeToString(), inputs, "output model")
+            return None
+        data_path = path.with_name(path.name + ".data")
+        check_output(data_path, inputs, "output model's external data")
+        # onnx writes the data file next to the model under the name it records: write both in a fresh folder
+        # beside the target, then move them into place (data first, so the model never points at missing data).
+        with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as folder:
+            staged = Path(folder) / path.name
+            onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_path.name, size_threshold=1024)
+            staged_data = staged.with_name(data_path.name)
+            if not staged_data.exists():  # no tensor above the threshold: an empty data file keeps the pair
+                staged_data.write_bytes(b"")
+            os.replace(staged_data, data_path)
+            os.replace(staged, path)
+            note_output(data_path)
+            note_output(path)
+        return data_path
+    except OutputFileError as exc:
+        raise SurgeonError(str(exc)) from None
 
 
 def check_output_path(path: Path, input_path: Path | None = None) -> None:
-    """Fail before any work when `path` cannot be written: missing folder, a directory, or the input model itself."""
+    """Fail before any work when `path` cannot be written: missing folder, a directory, not writable, or one of
+    the input model's files (the model or its external data)."""
     path = Path(path)
     if path.is_dir():
         raise SurgeonError(f"{path}: is a directory, expected an output .onnx file path")
@@ -107,6 +118,12 @@ def check_output_path(path: Path, input_path: Path | None = None) -> None:
         raise SurgeonError(f"{path}: not writable")
     if input_path is not None and path.resolve() == Path(input_path).resolve():
         raise SurgeonError(f"{path}: refusing to overwrite the input model; choose another output path")
+    inputs = model_files(input_path) if input_path is not None else []
+    try:
+        check_output(path, inputs, "output model")
+        check_output(path.with_name(path.name + ".data"), inputs, "output model's external data")
+    except OutputFileError as exc:
+        raise SurgeonError(str(exc)) from None
 
 
 def _first_line(exc: BaseException) -> str:

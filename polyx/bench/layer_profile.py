@@ -11,7 +11,7 @@ import numpy as np
 
 import engine as trt
 
-from ..data.files import check_writable
+from ..data.files import write_file
 from ..report.text import format_table
 
 SCHEMA = "polyx-layer-profile/1"
@@ -53,7 +53,7 @@ class LayerProfile:
                 "layers": [asdict(layer) for layer in self.layers]}
 
     def save(self, path: str | Path) -> None:
-        check_writable(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        write_file(path, json.dumps(self.to_json(), indent=1) + "\n")
 
 
 def profile_layers(engine: trt.Engine, worker, runs: int) -> LayerProfile:

@@ -12,6 +12,7 @@ import traceback
 import typer
 
 from engine.errors import EngineError
+from engine.output_files import reading_inputs
 
 from ..errors import PolyxError
 
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         args.remove("--debug")
     try:
         # Without standalone mode, click returns a typer.Exit's code instead of raising it.
-        code = app(args=args, prog_name="polyx", standalone_mode=False)
+        with reading_inputs():  # no output of the command may replace a file it read
+            code = app(args=args, prog_name="polyx", standalone_mode=False)
         if isinstance(code, int):
             return code
     except (PolyxError, EngineError, OSError) as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import re
 import typing
 from enum import Enum
@@ -135,6 +136,8 @@ def parse_value_ranges(values: list[str] | None) -> dict[str, tuple[float, float
             lo, hi = float(match[1]), float(match[2])
         except (TypeError, ValueError):
             raise PolyxError(f"--val-range '{value}': expected NAME:[lo,hi] or [lo,hi] (e.g. input:[0,1])") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise PolyxError(f"--val-range '{value}': bounds must be finite numbers, got [{lo}, {hi}]")
         if lo > hi:
             raise PolyxError(f"--val-range '{value}': low {lo} is above high {hi}")
         ranges[name.strip()] = (lo, hi)

@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
+from engine.onnx_file import model_files
+
 from ..build import BuildOptions, build_engine
-from ..data.files import check_writable
+from ..data.files import check_outputs_apart, write_file
 from ..errors import PolyxError
 from ..report import format_build_report, progress_factory
 from .build_options import MULTI_VALUE_BUILD_OPTIONS, with_build_options
@@ -23,12 +25,14 @@ def convert(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success.")] = False,
 ) -> None:
     """Build MODEL into an engine plan (-o) and print the build summary."""
-    check_writable(output)
     if not model.is_file():
         raise PolyxError(f"{model}: no such file")
+    for path in (output, build_options.save_tactics):
+        if path is not None:
+            check_outputs_apart(path, [*model_files(model), build_options.load_tactics, build_options.timing_cache])
     with progress_factory(enabled=not quiet)("Building engine", None):
         _, plan, report = build_engine(model, build_options, engine_logger(verbose, quiet))
-    output.write_bytes(plan)
+    write_file(output, plan)
     if not quiet:
         for line in format_build_report(report):
             typer.echo(line)

@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 import engine as trt
+from engine.onnx_file import model_files
 
 from ..build import BuildOptions
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
-from ..data.files import check_writable
+from ..data.files import check_outputs_apart
 from ..errors import PolyxError
 from ..report import format_build_report, format_run_result, progress_factory, write_html
 from ..run_session import RunOptions, run_session
@@ -114,8 +115,6 @@ def run(
     build_options.mark_all = mark_all or engine_mark_all
     build_options.mark_outputs = engine_names
     tolerances = tolerances_from_flags(atol, rtol, check_error_stat.value)
-    if report is not None:
-        check_writable(report)
     options = RunOptions(model=model, use_engine=use_engine, use_onnxrt=use_onnxrt, build=build_options,
                          load_engine=load_engine, save_engine=save_engine, seed=seed,
                          val_ranges=parse_value_ranges(val_range), data_loader_script=data_loader_script,
@@ -123,6 +122,8 @@ def run(
                          load_outputs=load_outputs, save_outputs=save_outputs, tolerances=tolerances,
                          onnx_mark_all=mark_all or onnx_mark_all, onnx_outputs=onnx_names, validate=validate,
                          fail_fast=fail_fast, histograms=verbose > 0, worst_count=worst)
+    if report is not None:
+        check_outputs_apart(report, [*model_files(model), load_inputs, load_outputs, load_engine])
     result = run_session(options, progress=progress_factory(enabled=not quiet), logger=engine_logger(verbose, quiet))
     if result.build_report is not None and verbose:
         _echo(format_build_report(result.build_report))

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import OutputFileError
+from engine.output_files import check_output, note_input, write_output
+
 from ..errors import PolyxError
 
 Iterations = list[dict[str, np.ndarray]]
@@ -23,15 +26,27 @@ FORMAT = "polyx-tensors"
 VERSION = 1
 
 
+# Arrays a tensor file may hold (numbers and booleans; never objects, strings or structured records).
+_NUMERIC_KINDS = "biuf"
+# More iterations than any real run has: an __index__ claiming more is damaged or crafted.
+MAX_ITERATIONS = 1_000_000
+
+
 def check_writable(path: str | os.PathLike) -> Path:
-    """An output path must sit in an existing directory; we never create directories silently."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise PolyxError(f"{path}: directory '{parent}' does not exist")
-    if path.is_dir():
-        raise PolyxError(f"{path}: is a directory, expected a file path")
-    return path
+    """An output path must sit in an existing directory (we never create directories silently) and must not be
+    a file the command reads (engine.output_files)."""
+    try:
+        return check_output(path)
+    except OutputFileError as exc:
+        raise PolyxError(str(exc)) from None
+
+
+def check_outputs_apart(path: str | os.PathLike, inputs: list) -> Path:
+    """Before any work: `path` can be written and is none of `inputs` (paths or None)."""
+    try:
+        return check_output(path, inputs)
+    except OutputFileError as exc:
+        raise PolyxError(str(exc)) from None
 
 
 def save_tensors(path: str | os.PathLike, iterations: Iterations) -> None:
@@ -42,7 +57,7 @@ def save_tensors(path: str | os.PathLike, iterations: Iterations) -> None:
         doc = {"format": FORMAT, "version": VERSION, "iterations": [
             {name: {"dtype": np.asarray(a).dtype.str, "shape": list(np.shape(a)),
                     "data": np.asarray(a).ravel().tolist()} for name, a in it.items()} for it in iterations]}
-        path.write_text(json.dumps(doc))
+        write_file(path, json.dumps(doc).encode())
         return
     arrays, index = {}, {}
     for i, it in enumerate(iterations):
@@ -52,28 +67,72 @@ def save_tensors(path: str | os.PathLike, iterations: Iterations) -> None:
             index[key] = [i, name]
     arrays["__index__"] = np.frombuffer(json.dumps({"format": FORMAT, "version": VERSION, "iterations":
                                                     len(iterations), "index": index}).encode(), dtype=np.uint8)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_file(path, buffer.getvalue())
+
+
+def write_file(path: str | os.PathLike, data: bytes | str) -> None:
+    """Every polyx output goes through here: written to a temporary file beside `path` and renamed into place,
+    never over a file the command reads (a PolyxError naming the path, before anything is written)."""
+    try:
+        write_output(path, data)
+    except OutputFileError as exc:
+        raise PolyxError(str(exc)) from None
 
 
 def load_tensors(path: str | os.PathLike) -> Iterations:
+    """The iterations saved in `path`; anything unreadable or inconsistent is one PolyxError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise PolyxError(f"{path}: no such file")
+    note_input(path)
     if path.suffix == ".json":
         return _load_json(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             if "__index__" not in data.files:
                 # A plain .npz from np.savez: one iteration, array names as tensor names.
-                return [{name: data[name] for name in data.files}]
-            meta = json.loads(data["__index__"].tobytes().decode())
-            iterations: Iterations = [{} for _ in range(int(meta["iterations"]))]
-            for key, (i, name) in meta["index"].items():
-                iterations[i][name] = data[key]
-            return iterations
-    except (ValueError, OSError, KeyError, json.JSONDecodeError) as exc:
-        raise PolyxError(f"{path}: not a readable tensor file (.npz or .json): {exc}") from None
+                return [{name: _checked(data[name], path, name) for name in data.files}]
+            return _indexed(data, path)
+    except PolyxError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile/zlib/numpy raise many types for a damaged file
+        raise PolyxError(f"{path}: not a readable tensor file (.npz or .json): {_describe(exc)}") from None
+
+
+def _indexed(data, path: Path) -> Iterations:
+    """A polyx .npz: `__index__` maps every array key to [iteration, tensor name]."""
+    try:
+        meta = json.loads(data["__index__"].tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolyxError(f"{path}: __index__ is not valid JSON ({exc})") from None
+    count, index = (meta.get("iterations"), meta.get("index")) if isinstance(meta, dict) else (None, None)
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_ITERATIONS or \
+            not isinstance(index, dict):
+        raise PolyxError(f"{path}: __index__ must be {{\"iterations\": 1..{MAX_ITERATIONS}, \"index\": {{key: "
+                         f"[iteration, name]}}}}, got {str(meta)[:120]}")
+    iterations: Iterations = [{} for _ in range(count)]
+    for key, entry in index.items():
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int) and
+                0 <= entry[0] < count and isinstance(entry[1], str)):
+            raise PolyxError(f"{path}: __index__ entry {key!r} must be [iteration 0..{count - 1}, tensor name], "
+                             f"got {entry!r}")
+        if key not in data.files or key == "__index__":
+            raise PolyxError(f"{path}: __index__ names array {key!r}, which the file does not hold")
+        iterations[entry[0]][entry[1]] = _checked(data[key], path, entry[1])
+    return iterations
+
+
+def _checked(array: np.ndarray, path: Path, name: str) -> np.ndarray:
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise PolyxError(f"{path}: tensor '{name}' has dtype {array.dtype}; only numbers and booleans are allowed")
+    return array
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _load_json(path: Path) -> Iterations:
@@ -84,12 +143,14 @@ def _load_json(path: Path) -> Iterations:
     raw = doc.get("iterations") if isinstance(doc, dict) else doc
     if isinstance(raw, dict):
         raw = [raw]
-    if not isinstance(raw, list):
+    if not isinstance(raw, list) or not all(isinstance(it, dict) for it in raw):
         raise PolyxError(f"{path}: expected a list of iterations ({{tensor name: array}} objects)")
     try:
-        return [{name: _decode(entry) for name, entry in it.items()} for it in raw]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PolyxError(f"{path}: malformed tensor entry: {exc}") from None
+        return [{name: _checked(_decode(entry), path, name) for name, entry in it.items()} for it in raw]
+    except PolyxError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - base64, numpy and the entry's fields raise many types
+        raise PolyxError(f"{path}: malformed tensor entry: {_describe(exc)}") from None
 
 
 def _decode(entry) -> np.ndarray:

@@ -7,11 +7,14 @@ input with `val_ranges` ({name: (lo, hi)}; the name "" sets the default for all 
 from __future__ import annotations
 
 import importlib.util
+import math
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from engine.output_files import note_input
 
 from ..errors import PolyxError
 
@@ -31,6 +34,9 @@ class DataLoader:
             if name and name not in self.input_meta:
                 raise PolyxError(f"'{name}' is not an input of the model (inputs: {', '.join(self.input_meta)})")
         for name, (lo, hi) in self.val_ranges.items():
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise PolyxError(f"value range for '{name or 'all inputs'}': bounds must be finite numbers, got "
+                                 f"[{lo}, {hi}]")
             if lo > hi:
                 raise PolyxError(f"value range for '{name or 'all inputs'}': low {lo} is above high {hi}")
         if self.iterations < 1:
@@ -72,6 +78,7 @@ class DataLoader:
         path = Path(path_text)
         if not path.is_file():
             raise PolyxError(f"data loader script {path}: no such file")
+        note_input(path)
         spec = importlib.util.spec_from_file_location(f"polyx_data_loader_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)  # the user asked to run this script

@@ -10,7 +10,7 @@ import math
 import os
 
 from ..compare.layerwise import TensorVerdict
-from ..data.files import check_writable
+from ..data.files import write_file
 from ..run_session import RunResult
 from .text import format_build_report, format_comparison, num
 
@@ -63,7 +63,7 @@ def render_html(result: RunResult, title: str) -> str:
 
 
 def write_html(path: str | os.PathLike, result: RunResult, title: str) -> None:
-    check_writable(path).write_text(render_html(result, title), encoding="utf-8")
+    write_file(path, render_html(result, title))
 
 
 def error_chart(tensors: list[TensorVerdict], width: int = 960, height: int = 340) -> str:
