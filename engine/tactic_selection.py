@@ -114,16 +114,32 @@ class TacticSelection:
         selector = self.config.algorithm_selector
         allowed = list(range(len(candidates))) if selector is None else self._ask_selector(selector, context,
                                                                                             algorithms)
-        best = min(allowed, key=lambda k: (timings.get(candidates[k].id, 0.0) if timings else
-                                           candidates[k].heuristic_rank, candidates[k].heuristic_rank,
-                                           candidates[k].id))
-        tactic = candidates[best]
+        ranked = sorted(allowed, key=lambda k: (timings.get(candidates[k].id, 0.0) if timings else
+                                                candidates[k].heuristic_rank, candidates[k].heuristic_rank,
+                                                candidates[k].id))
+        # The runtime prepares a layer's tactic from the plan's build-time shapes (dynamic dims as -1), not from
+        # the opt shapes it was timed at: prepare it that way here, so the trial run uses the very state the
+        # runtime will, and a tactic that cannot prepare from those shapes is never chosen.
+        runtime_ctx = TacticContext(spec.layer, *tactic_infos(self.graph, spec), self.device)
+        failures = []
+        for best in ranked:
+            tactic = candidates[best]
+            try:
+                state = tactic.prepare(runtime_ctx)
+                break
+            except Exception as exc:  # noqa: BLE001 - the next-best candidate is tried
+                failures.append(f"{tactic.name}: {type(exc).__name__}: {exc}")
+                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} dropped: it cannot prepare "
+                                           f"from the plan's shapes ({failures[-1]})")
+        else:
+            raise BuildError(f"layer '{spec.layer.name}' ({spec.layer.type.value}): no allowed tactic can prepare "
+                             "from the plan's shapes: " + "; ".join(failures))
         spec.tactic_ids.append(tactic.id)
         spec.tactic_names.append(tactic.name)
         self.max_workspace = max(self.max_workspace, self._workspace_need(tactic, spec, tctx))
         self.contexts.append(context)
         self.chosen.append(algorithms[best])
-        return tactic, tactic.prepare(tctx)
+        return tactic, state
 
     def _candidates(self, spec: LayerSpec, tctx: TacticContext, level: int) -> list[Tactic]:
         limit = self.config.get_memory_pool_limit(MemoryPoolType.WORKSPACE)

@@ -55,6 +55,17 @@ class ConvGeometry:
         return math.prod(self.out_sizes)
 
 
+@dataclass(frozen=True)
+class KernelGeometry:
+    """What laying out the weights needs: the kernel alone (maps, input channels = kernel C/G x groups). Not the
+    input's shape: the runtime prepares from the plan's build-time shapes, where the input's channel dim may be
+    dynamic (after a ShuffleNet channel shuffle's Reshape), so a layout read from it would fail at load."""
+
+    maps: int
+    channels: int
+    groups: int
+
+
 def conv_geometry(layer: Any, x_shape: tuple[int, ...], kernel_shape: tuple[int, ...]) -> ConvGeometry:
     kernel = tuple(kernel_shape[2:])
     out, pre, post = layer_window(layer, kernel, x_shape[2:])
@@ -119,10 +130,11 @@ class ConvTactic(Tactic):
         bias = ctx.inputs[2].value if len(ctx.inputs) > 2 and ctx.inputs[2] is not None else None
         state = {"dtype": dtype, "kernel_shape": w.shape, "layer": ctx.layer, "geometry": {},
                  "bias": None if bias is None else np.asarray(bias, dtype=dtype).reshape(-1)}
-        state.update(self.prepare_weights(w, self.geometry(ctx)))
+        groups = int(ctx.layer.params["num_groups"])
+        state.update(self.prepare_weights(w, KernelGeometry(w.shape[0], w.shape[1] * groups, groups)))
         return state
 
-    def prepare_weights(self, w: np.ndarray, g: ConvGeometry) -> dict:
+    def prepare_weights(self, w: np.ndarray, g: KernelGeometry) -> dict:
         return {}
 
     def scratch(self, g: ConvGeometry, dtype: Any) -> list[BufferSpec]:
