@@ -137,8 +137,9 @@ class Layer:
 def _reinfer(layer: Layer) -> None:
     """Parameters set after creation (TensorRT style) change output shapes: infer them again."""
     if layer.outputs:
-        from .shape_inference import infer_layer
+        from .shape_inference import forget_known_values, infer_layer
 
+        forget_known_values()
         infer_layer(layer)
 
 

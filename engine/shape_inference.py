@@ -6,6 +6,8 @@ kernels, so Reshape/Expand/Slice driven by shape arithmetic get static output sh
 """
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .dtypes import DataType
@@ -17,6 +19,26 @@ from .ops.base import TensorInfo
 # Values larger than this are never propagated at build time (they are data, not shape arithmetic).
 MAX_PROPAGATED_ELEMENTS = 4096
 
+# Values found by known_value, kept across calls so that importing a graph walks each tensor's ancestry once, not
+# once per node downstream (a 10k-node chain was quadratic). An entry holds while the tensor keeps its producer,
+# shape and dtype and no layer was changed after creation (`forget_known_values`, called by the façade when it
+# re-infers a changed layer, whose downstream values may change).
+_known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_generation = 0
+
+
+def forget_known_values() -> None:
+    """Invalidate every cached build-time value (a layer's params or inputs changed after it was created)."""
+    global _generation
+    _generation += 1
+
+
+def _cached(tensor) -> tuple[bool, np.ndarray | None]:
+    entry = _known.get(tensor)
+    if entry is not None and entry[:4] == (_generation, tensor.producer, tensor.shape, tensor.dtype):
+        return True, entry[4]
+    return False, None
+
 
 def tensor_info(tensor, values: dict[int, np.ndarray] | None = None) -> TensorInfo | None:
     if tensor is None:
@@ -25,26 +47,49 @@ def tensor_info(tensor, values: dict[int, np.ndarray] | None = None) -> TensorIn
 
 
 def known_value(tensor, memo: dict[int, np.ndarray] | None = None) -> np.ndarray | None:
-    """The tensor's value if it is computable at build time (constant or shape arithmetic), else None."""
+    """The tensor's value if it is computable at build time (constant or shape arithmetic), else None.
+
+    Walks upstream with an explicit stack, not recursion: a chain of thousands of small shape tensors must not
+    hit Python's recursion limit (a tensor met again while its own inputs are pending, i.e. a cycle, is unknown)."""
     if tensor is None or tensor.producer is None:
         return None
     if memo is None:
         memo = {}
-    key = id(tensor)
-    if key in memo:
-        return memo[key]
-    layer = tensor.producer
-    if layer.type == LayerType.CONSTANT:
-        value = layer.params["weights"]
-    elif not is_static(tensor.shape) or int(np.prod(tensor.shape, dtype=np.int64)) > MAX_PROPAGATED_ELEMENTS:
-        value = None  # decided before looking upstream: data tensors never recurse through their producers
-    else:
-        infos = [None if t is None else TensorInfo(t.shape, t.dtype, None if layer.type == LayerType.SHAPE
-                                                   else known_value(t, memo)) for t in layer.inputs]
-        outs = known_outputs(layer, infos, [tensor.shape], MAX_PROPAGATED_ELEMENTS) if layer.inputs else None
-        value = None if outs is None else outs[layer.outputs.index(tensor)]
-    memo[key] = value
-    return value
+    stack, expanding = [tensor], set()
+    while stack:
+        current = stack[-1]
+        key = id(current)
+        if key in memo:
+            stack.pop()
+            continue
+        found, value = _cached(current)
+        if found:
+            memo[key] = value
+            stack.pop()
+            continue
+        layer = current.producer
+        if layer is None:
+            value = None
+        elif layer.type == LayerType.CONSTANT:
+            value = layer.params["weights"]
+        elif not is_static(current.shape) or int(np.prod(current.shape, dtype=np.int64)) > MAX_PROPAGATED_ELEMENTS:
+            value = None  # decided before looking upstream: data tensors never walk through their producers
+        else:
+            if layer.type != LayerType.SHAPE and key not in expanding:
+                pending = [t for t in layer.inputs if t is not None and id(t) not in memo and id(t) not in expanding]
+                if pending:
+                    expanding.add(key)
+                    stack.extend(pending)
+                    continue
+            infos = [None if t is None else TensorInfo(t.shape, t.dtype, None if layer.type == LayerType.SHAPE
+                                                       else memo.get(id(t))) for t in layer.inputs]
+            outs = known_outputs(layer, infos, [current.shape], MAX_PROPAGATED_ELEMENTS) if layer.inputs else None
+            value = None if outs is None else outs[layer.outputs.index(current)]
+        memo[key] = value
+        _known[current] = (_generation, current.producer, current.shape, current.dtype, value)
+        expanding.discard(key)
+        stack.pop()
+    return memo[id(tensor)]
 
 
 def infer_layer(layer, strict: bool = False, memo: dict[int, np.ndarray] | None = None) -> None:
