@@ -101,7 +101,6 @@ def lower(graph: Graph) -> LoweredGraph:
     inputs = [tid(v) for v in graph.inputs]
     shape_names = shape_input_names(graph)
     shape_inputs = [tid(v) for v in graph.inputs if v.name in shape_names]
-    host_known: set[int] = set(shape_inputs)
     layers: list[LayerSpec] = []
     constants: dict[int, np.ndarray] = {}
     for node in graph.nodes:
@@ -109,18 +108,29 @@ def lower(graph: Graph) -> LoweredGraph:
         outs = [tid(v) for v in node.outputs]
         if node.type == LayerType.CONSTANT:
             constants[outs[0]] = node.params["weights"]
-            host_known.add(outs[0])
-            layers.append(LayerSpec(node, ins, outs, host=True))
-            continue
-        present = [i for i in ins if i is not None]
-        host = node.type == LayerType.SHAPE or (bool(present) and all(i in host_known for i in present)
-                                                and all(_host_sized(v) for v in node.outputs)
-                                                and node.type != LayerType.PLUGIN_V2)
-        if host:
-            host_known.update(outs)
-        layers.append(LayerSpec(node, ins, outs, host=host))
+        layers.append(LayerSpec(node, ins, outs, host=False))
     outputs = [tid(v) for v in graph.outputs]
-    return LoweredGraph(tensors, layers, inputs, outputs, constants, shape_inputs)
+    lowered = LoweredGraph(tensors, layers, inputs, outputs, constants, shape_inputs)
+    for spec, host in zip(layers, host_flags(lowered)):
+        spec.host = host
+    return lowered
+
+
+def host_flags(graph: LoweredGraph) -> list[bool]:
+    """Which layers run on the host: constants, Shape, and layers whose inputs are all host-known and whose
+    outputs are host-sized (not plugins). The one definition: `lower` sets it, plan loading checks it."""
+    host_known: set[int] = set(graph.shape_inputs)
+    flags = []
+    for spec in graph.layers:
+        layer_type = spec.layer.type
+        present = [i for i in spec.inputs if i is not None]
+        host = layer_type in (LayerType.CONSTANT, LayerType.SHAPE) or (
+            bool(present) and all(i in host_known for i in present)
+            and all(_host_sized(graph.tensors[o]) for o in spec.outputs) and layer_type != LayerType.PLUGIN_V2)
+        if host:
+            host_known.update(spec.outputs)
+        flags.append(host)
+    return flags
 
 
 @dataclass

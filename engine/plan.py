@@ -15,7 +15,7 @@ from .dtypes import DataType, nptype
 from .enums import LayerType
 from .errors import PlanFormatError
 from .evaluator import output_infos
-from .graph import LayerSpec, LoweredGraph, TensorSpec
+from .graph import LayerSpec, LoweredGraph, TensorSpec, host_flags
 from .ir import Epilogue, Node
 from .ops.base import TensorInfo
 from .version import __version__
@@ -86,6 +86,11 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
         graph = LoweredGraph(tensors, layers, list(header["inputs"]), list(header["outputs"]), constants,
                              list(header.get("shape_inputs", [])))
         _check_layers(graph)
+        for spec, host in zip(graph.layers, host_flags(graph)):
+            if spec.host != host:
+                raise _fail(f"layer '{spec.layer.name}' host", f"{spec.host} in the plan, but the layer runs on the "
+                                                               f"{'host' if host else 'device'}")
+        _check_profiles(header.get("meta"), graph)
     except PlanFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -221,3 +226,23 @@ def _check_layers(graph: LoweredGraph) -> None:
                                                       for a, b in zip(shape, tensor.shape)):
                 raise _fail(f"{field} output '{tensor.name}'", f"shape {list(tensor.shape)} in the plan, the layer "
                                                                f"makes {list(shape)}")
+
+
+def _check_profiles(meta: Any, graph: LoweredGraph) -> None:
+    """meta.profiles: per profile, {input name: [min, opt, max]}, each a shape of the input's rank."""
+    profiles = meta.get("profiles", []) if isinstance(meta, dict) else []
+    if not isinstance(profiles, list):
+        raise _fail("meta 'profiles'", f"must be a list, got {type(profiles).__name__}")
+    ranks = {graph.tensors[i].name: None if graph.tensors[i].shape is None else len(graph.tensors[i].shape)
+             for i in graph.inputs}
+    for position, profile in enumerate(profiles):
+        if not isinstance(profile, dict):
+            raise _fail(f"meta profiles[{position}]", f"must be an object, got {profile!r:.100}")
+        for name, shapes in profile.items():
+            field = f"meta profiles[{position}] '{name}'"
+            if name not in ranks:
+                raise _fail(field, "is not an input of the plan")
+            if not (isinstance(shapes, list) and len(shapes) == 3 and all(
+                    isinstance(s, list) and all(_is_int(d) and d >= 0 for d in s) and
+                    (ranks[name] is None or len(s) == ranks[name]) for s in shapes)):
+                raise _fail(field, f"must be [min, opt, max] shapes of rank {ranks[name]}, got {shapes!r:.100}")

@@ -106,6 +106,14 @@ CASES = [
     (setter("layers", "@conv", "tactic_names", value=[]),
      r"^plan: layer 'conv' tactic_names: must be a list as long as tactic_ids$"),
     (setter("meta", value=[]), r"^plan: 'meta' must be an object, got list$"),
+    (setter("layers", "@conv", "host", value=True),
+     r"^plan: layer 'conv' host: True in the plan, but the layer runs on the device$"),
+    (setter("meta", "profiles", value=[{"x": 3}]), r"^plan: meta profiles\[0\] 'x': must be \[min, opt, max\] shapes"),
+    (setter("meta", "profiles", value=[{"z": [[1], [1], [1]]}]), r"^plan: meta profiles\[0\] 'z': is not an input"),
+    (setter("layers", "@conv", "params", "num_groups", value=3),
+     r"^plan: layer 'conv' \(CONVOLUTION\): its params or inputs are invalid \(EngineError: input has 2 channels"),
+    (setter("layers", "@conv", "params", "pre_padding", value=[-3, -3]),
+     r"^plan: layer 'conv' \(CONVOLUTION\) output 'c': shape \[-1, 3, 5, 5\] in the plan, the layer makes "),
 ]
 
 
