@@ -8,6 +8,8 @@ step list's buffers, after tactics are chosen.
 """
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +17,7 @@ import numpy as np
 
 from .dtypes import nptype
 from .enums import LayerType
+from .errors import EngineError
 from .graph import LoweredGraph
 
 ALIGNMENT = 256
@@ -79,3 +82,55 @@ def plan_graph_memory(graph: LoweredGraph, shapes, lifetimes: dict[int, tuple[in
     planned = sorted(lifetimes)
     return planned, plan_activation_memory([tensor_nbytes(graph, shapes, i) for i in planned],
                                            [lifetimes[i] for i in planned])
+
+
+# Bytes a build's trial run (or polyx's generated inputs) may allocate on the host; unset: the memory available
+# now. Oversize work is refused with an error naming the layer or tensor before anything is allocated.
+MEMORY_LIMIT_ENV = "POLYX_MEMORY_LIMIT"
+
+
+def host_memory_limit() -> int:
+    """$POLYX_MEMORY_LIMIT (bytes) when set, else MemAvailable from /proc/meminfo, else the free physical pages
+    (no limit where neither can be read)."""
+    text = os.environ.get(MEMORY_LIMIT_ENV)
+    if text:
+        try:
+            return int(text)
+        except ValueError:
+            raise EngineError(f"{MEMORY_LIMIT_ENV}={text!r}: expected a number of bytes") from None
+    try:
+        with open("/proc/meminfo") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return sys.maxsize
+
+
+def tensor_bytes(graph: LoweredGraph, index: int, shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.float64)) * np.dtype(nptype(graph.tensors[index].dtype)).itemsize
+
+
+def trial_run_peak(graph: LoweredGraph, shapes: Sequence[Sequence[int] | None]) -> tuple[int, int]:
+    """(peak bytes, layer index at the peak) of a run that allocates each device layer's outputs (twice: the
+    timing sweep gives candidates buffers of their own) and frees tensors after their last use. Computed in
+    float64 element counts, so absurd shapes cannot overflow."""
+    last_use = {i: step for step, spec in enumerate(graph.layers) for i in spec.inputs if i is not None}
+    keep = set(graph.outputs)
+    live = sum(tensor_bytes(graph, i, shapes[i]) for i in graph.inputs if shapes[i] is not None)
+    peak, at = live, 0
+    for step, spec in enumerate(graph.layers):
+        if spec.host or spec.layer.type == LayerType.CONSTANT:
+            continue
+        outputs = sum(tensor_bytes(graph, o, shapes[o]) for o in spec.outputs if shapes[o] is not None)
+        live += outputs
+        if live + outputs > peak:
+            peak, at = live + outputs, step
+        for i in spec.inputs:
+            if i is not None and last_use.get(i) == step and i not in keep and shapes[i] is not None:
+                live -= tensor_bytes(graph, i, shapes[i])
+    return peak, at

@@ -20,6 +20,7 @@ from .enums import LayerType, allowed_by_sources
 from .errors import BuildError, EngineError
 from .graph import LayerSpec, LoweredGraph, resolve_shapes, tactic_infos
 from .logger import Severity
+from .memory_plan import MEMORY_LIMIT_ENV, host_memory_limit, tensor_bytes, trial_run_peak
 from .steps import make_step, run_step
 from .tactics import Tactic, TacticContext, tactics_for
 from .tactics.base import stable_tactic_id
@@ -70,6 +71,8 @@ class TacticSelection:
                                    input_values(graph, self.shape_values[profile_index], which)) for which in (0, 1, 2)]
         resolved = by_which[1]
         shapes, self.max_shapes = resolved.shapes, by_which[2].shapes
+        if self.device == "cpu":
+            self._check_trial_memory(shapes, profile_index)
         slots: list[Any] = [None] * len(graph.tensors)
         for i, value in resolved.host_values.items():
             slots[i] = backend.to_device(value)
@@ -96,6 +99,22 @@ class TacticSelection:
             for i in spec.inputs:
                 if i is not None and last_use.get(i) == step and i not in keep:
                     slots[i] = None
+
+    def _check_trial_memory(self, shapes, profile_index: int) -> None:
+        """Refuse, before allocating, a trial run that cannot fit in host memory (a [2**40, 4] input, an Expand
+        to [100000, 100000]), naming the layer where it would peak and its largest output."""
+        peak, step = trial_run_peak(self.graph, shapes)
+        limit = host_memory_limit()
+        if peak <= limit:
+            return
+        spec = self.graph.layers[step]
+        largest = max(spec.outputs, key=lambda o: tensor_bytes(self.graph, o, shapes[o]))
+        tensor = self.graph.tensors[largest]
+        raise BuildError(f"layer '{spec.layer.name}' ({spec.layer.type.value}): the trial run at optimization "
+                         f"profile {profile_index}'s opt shapes would hold {peak:,} bytes there (output "
+                         f"'{tensor.name}' of shape {list(shapes[largest])} alone is "
+                         f"{tensor_bytes(self.graph, largest, shapes[largest]):,}), more than the {limit:,} bytes "
+                         f"available; use smaller opt shapes or set {MEMORY_LIMIT_ENV}")
 
     def _choose(self, spec: LayerSpec, profile_index: int, by_which, slots, host_values) -> tuple[Tactic, Any]:
         """Time the candidates for one layer, ask the selector, record and return the choice (prepared)."""

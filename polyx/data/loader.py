@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.memory_plan import MEMORY_LIMIT_ENV, host_memory_limit
 from engine.output_files import note_input
 
 from ..errors import PolyxError
@@ -63,6 +64,12 @@ class DataLoader:
 
     def _generate(self, name: str, iteration: int) -> np.ndarray:
         shape, dtype = self.shape_of(name), self.input_meta[name][1]
+        # NumPy draws in 64-bit before the cast: count both, and refuse before allocating.
+        needed = int(np.prod(shape, dtype=np.float64)) * (8 + dtype.itemsize)
+        limit = host_memory_limit()
+        if needed > limit:
+            raise PolyxError(f"input '{name}': generating shape {list(shape)} of {dtype} needs {needed:,} bytes, more "
+                             f"than the {limit:,} available (pass smaller shapes, or set {MEMORY_LIMIT_ENV})")
         rng = np.random.default_rng([self.seed, zlib.crc32(name.encode()), iteration])
         lo, hi = self.val_ranges.get(name, self.val_ranges.get("", (0.0, 1.0) if dtype.kind == "f" else (0, 1)))
         if dtype.kind == "f":

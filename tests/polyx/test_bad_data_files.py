@@ -110,3 +110,14 @@ def test_non_finite_value_ranges(text: str) -> None:
         parse_value_ranges([text])
     with pytest.raises(PolyxError, match="bounds must be finite numbers"):
         DataLoader({"x": ((2,), np.float32)}, val_ranges={"x": (float("nan"), 1.0)})
+
+
+def test_generating_an_input_past_the_memory_limit_is_refused(monkeypatch) -> None:
+    loader = DataLoader({"x": ((2**40, 4), np.float32)})
+    with pytest.raises(PolyxError, match=r"^input 'x': generating shape \[1099511627776, 4\] of float32 needs "
+                                         r"52,776,558,133,248 bytes, more than the [\d,]+ available \(pass smaller "
+                                         r"shapes, or set POLYX_MEMORY_LIMIT\)$"):
+        next(iter(loader))
+    monkeypatch.setenv("POLYX_MEMORY_LIMIT", "100")
+    with pytest.raises(PolyxError, match=r"needs 120 bytes, more than the 100 available"):
+        next(iter(DataLoader({"x": ((10,), np.float32)})))
