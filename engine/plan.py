@@ -12,7 +12,17 @@ import numpy as np
 
 from .container import pack, unpack
 from .dtypes import DataType, nptype
-from .enums import LayerType
+from .enums import (
+    ActivationType,
+    ElementWiseOperation,
+    LayerType,
+    MatrixOperation,
+    PaddingMode,
+    PoolingType,
+    ReduceOperation,
+    TopKOperation,
+    UnaryOperation,
+)
 from .errors import PlanFormatError
 from .evaluator import output_infos
 from .graph import LayerSpec, LoweredGraph, TensorSpec, host_flags
@@ -103,6 +113,24 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
     return graph, meta
 
 
+# Params that hold an enum value (as NetworkDefinition's add_* methods store them), checked at load: a value the
+# kernels do not know would otherwise fall through to a default branch (an unknown padding_mode pads as explicit).
+# Keyed by param name, or by (layer type, name) where the name means different things per layer type.
+ENUM_PARAMS: dict[Any, type] = {
+    "padding_mode": PaddingMode, "activation_type": ActivationType, "pooling_type": PoolingType,
+    "op0": MatrixOperation, "op1": MatrixOperation, "to_type": DataType,
+    (LayerType.ELEMENTWISE.value, "op"): ElementWiseOperation, (LayerType.UNARY.value, "op"): UnaryOperation,
+    (LayerType.REDUCE.value, "op"): ReduceOperation, (LayerType.TOPK.value, "op"): TopKOperation,
+}
+
+
+def _check_enum_params(layer: dict[str, Any]) -> None:
+    for key, value in layer["params"].items():
+        enum = ENUM_PARAMS.get((layer["type"], key), ENUM_PARAMS.get(key))
+        if enum is not None and value not in {member.value for member in enum}:
+            raise _fail(f"layer '{layer['name']}' params.{key}", f"{value!r} is not a {enum.__name__}")
+
+
 def _fail(field: str, problem: str) -> PlanFormatError:
     return PlanFormatError(f"plan: {field}: {problem}")
 
@@ -156,6 +184,7 @@ def _check_header(header: dict[str, Any]) -> None:
             raise _fail(f"{field} precision", f"{layer.get('precision')!r} is not a known data type")
         if not isinstance(layer.get("params"), dict):
             raise _fail(f"{field} params", "must be an object")
+        _check_enum_params(layer)
         _check_indices(f"{field} inputs", layer.get("inputs"), count, optional=True)
         _check_indices(f"{field} outputs", layer.get("outputs"), count)
         for output in layer["outputs"]:

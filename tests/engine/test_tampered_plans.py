@@ -112,6 +112,8 @@ CASES = [
     (setter("meta", "profiles", value=[{"z": [[1], [1], [1]]}]), r"^plan: meta profiles\[0\] 'z': is not an input"),
     (setter("layers", "@conv", "params", "num_groups", value=3),
      r"^plan: layer 'conv' \(CONVOLUTION\): its params or inputs are invalid \(EngineError: input has 2 channels"),
+    (setter("layers", "@conv", "params", "padding_mode", value="NOPE"),
+     r"^plan: layer 'conv' params\.padding_mode: 'NOPE' is not a PaddingMode$"),
     (setter("layers", "@conv", "params", "pre_padding", value=[-3, -3]),
      r"^plan: layer 'conv' \(CONVOLUTION\) output 'c': shape \[-1, 3, 5, 5\] in the plan, the layer makes "),
 ]
