@@ -82,9 +82,9 @@ register_layer(LayerType.DEQUANTIZE, _infer_dequantize, _compute_dequantize)
 
 
 def _check_coefficients(ctx, scale, zero_point, quantized: DataType | None) -> tuple[Any, Any]:
-    """The scale and zero point, validated where they are constants (positive finite scales; zero points of the
-    quantized type — the importers check that type — and the scale's shape); runtime scales are taken as they come (the layer then runs as a scale
-    layer and is never fused)."""
+    """The scale and zero point, validated where they are constants: positive finite scales, zero points of the
+    quantized type and as many values as the scale. Runtime scales are taken as they come (the layer then runs as
+    a scale layer and is never fused)."""
     if ctx.has_attr("block_size") and int(ctx.attr("block_size", 0)) != 0:
         ctx.unsupported("block quantization (block_size) is not supported", UnsupportedCategory.ATTRIBUTE)
     if scale.dtype not in SCALE_TYPES:
