@@ -31,6 +31,9 @@ from .tactic_selection import TacticSelection, input_shapes, input_values
 from .timing_cache import TimingCache
 from .version import __version__
 
+# Explicit quantization: INT8 layers come from these (passes/int8_fusion.py).
+QDQ_TYPES = (LayerType.QUANTIZE, LayerType.DEQUANTIZE)
+
 
 class NetworkDefinitionCreationFlag:
     EXPLICIT_BATCH = 0
@@ -88,10 +91,11 @@ class _Build:
         device = resolve_device(config.device)
         if not 0 <= int(config.builder_optimization_level) <= 5:
             raise BuildError(f"builder_optimization_level must be 0..5, got {config.builder_optimization_level}")
-        if config.get_flag(BuilderFlag.INT8) and config.int8_calibrator is None:
-            self.log(Severity.WARNING, "INT8 flag set without a calibrator or Q/DQ layers: INT8 is not used")
         self.source.validate()  # before lowering: a misordered network must fail with a message, not a KeyError
         ir_graph = graph_from_network(self.source)
+        if config.get_flag(BuilderFlag.INT8) and not any(n.type in QDQ_TYPES for n in ir_graph.nodes):
+            self.log(Severity.WARNING, "INT8 flag set, but the network has no Q/DQ layers and INT8 calibration is "
+                                       "not implemented yet: the engine runs in FP32/FP16")
         infer_graph(ir_graph)
         profiles = self._profiles(ir_graph)
         self.shape_values = self._shape_input_values(ir_graph)

@@ -17,8 +17,9 @@ class BuilderFlag(IntEnum):
     the flag and why), so no flag is silently ignored:
 
     - FP16, TF32, OBEY/PREFER_PRECISION_CONSTRAINTS, DISABLE_TIMING_CACHE: read by the builder.
-    - INT8: accepted; the builder warns that INT8 is not used (no INT8 kernels yet; an INT8 calibrator cannot be
-      set, so that warning always comes).
+    - INT8: accepted. Q/DQ networks (explicit quantization) get INT8 layers with or without it; on a network
+      without Q/DQ layers the builder warns that INT8 is not used (calibration is not implemented yet, so an INT8
+      calibrator cannot be set).
     - REJECT_EMPTY_ALGORITHMS: accepted; it is always in effect, since an algorithm selector that returns no
       algorithm fails the build whether or not it is set.
     - DEBUG: the builder checks its graph's invariants after every pass (naming a pass that broke one), and

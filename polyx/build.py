@@ -60,8 +60,6 @@ class BuildOptions:
 
     def validate(self) -> None:
         """Checks that need no model: raise PolyxError for option values that cannot work."""
-        if self.int8:
-            raise PolyxError("INT8 is not supported yet (build with FP32, --fp16 or --tf32)")
         if self.precision_constraints not in (None, *CONSTRAINTS):
             raise PolyxError(f"precision constraints must be one of {', '.join(CONSTRAINTS)}, "
                              f"got '{self.precision_constraints}'")
@@ -73,7 +71,8 @@ class BuildOptions:
                              f"{', '.join(s.name.lower() for s in trt.TacticSource)})")
         for layer, precision in self.layer_precisions.items():
             if precision.lower() == "int8":
-                raise PolyxError(f"layer precision for '{layer}': INT8 is not supported yet")
+                raise PolyxError(f"layer precision for '{layer}': INT8 comes from the model's Q/DQ nodes (INT8 "
+                                 "calibration is not implemented yet); choose float32 or float16 for a layer")
             if precision.lower() not in PRECISIONS:
                 raise PolyxError(f"layer precision for '{layer}': unknown precision '{precision}' "
                                  f"(expected one of {', '.join(PRECISIONS)})")
@@ -163,6 +162,8 @@ def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOpti
     config.builder_optimization_level = options.optimization_level
     if options.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    if options.int8:
+        config.set_flag(trt.BuilderFlag.INT8)
     if options.tf32:
         config.set_flag(trt.BuilderFlag.TF32)
     constraints = options.precision_constraints or ("obey" if options.layer_precisions else "none")

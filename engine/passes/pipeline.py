@@ -18,7 +18,8 @@ DEAD_NODES = "dead_layer_elimination"
 
 
 def default_passes() -> list[Pass]:
-    return [ConstantFolding(), NoopElimination(), FusionPass(), PrecisionAssignment()]
+    return [ConstantFolding(keep_quantized_weights=True), NoopElimination(), FusionPass(), ConstantFolding(),
+            PrecisionAssignment()]
 
 
 class PassPipeline:

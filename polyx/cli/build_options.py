@@ -190,7 +190,9 @@ _BUILD_PARAMETERS = [
         "--max-shapes", help="Profile maximum shape NAME:[...] (repeatable).")], None),
     ("fp16", Annotated[bool, _option("--fp16", help="Allow FP16 layers.")], False),
     ("tf32", Annotated[bool, _option("--tf32", help="Allow TF32 math (GPU).")], False),
-    ("int8", Annotated[bool, _option("--int8", help="Allow INT8 (not supported yet).")], False),
+    ("int8", Annotated[bool, _option("--int8", help="Allow INT8 (BuilderFlag.INT8). Q/DQ models run their "
+                                                    "quantized layers in INT8 with or without it; calibration of "
+                                                    "float models is not implemented yet.")], False),
     ("precision_constraints", Annotated[PrecisionConstraints | None, _option(
         "--precision-constraints", help="obey | prefer | none. Default: obey when layer precisions are given, "
                                         "else none.", case_sensitive=False)], None),
