@@ -138,10 +138,10 @@ class _Build:
         self.build_time_ms = build_ms
         return plan
 
-    def _profiles(self, network: Graph) -> list[dict[str, tuple]]:
-        dynamic = {t.name: t for t in network.inputs if t.shape is None or any(d < 0 for d in t.shape)}
+    def _profiles(self, graph: Graph) -> list[dict[str, tuple]]:
+        dynamic = {t.name: t for t in graph.inputs if t.shape is None or any(d < 0 for d in t.shape)}
         user = [p for p in self.config.profiles if p]
-        names = {t.name for t in network.inputs}
+        names = {t.name for t in graph.inputs}
         profiles = []
         for index, profile in enumerate(user or [OptimizationProfile()]):
             shapes = {}
@@ -149,7 +149,7 @@ class _Build:
                 if name not in names:
                     raise BuildError(f"optimization profile {index} names '{name}', which is not a network input "
                                      f"(inputs: {sorted(names)})")
-            for tensor in network.inputs:
+            for tensor in graph.inputs:
                 entry = profile.get_shape(tensor.name)
                 if entry is None:
                     if tensor.name in dynamic:
@@ -168,13 +168,13 @@ class _Build:
             profiles.append(shapes)
         return profiles
 
-    def _shape_input_values(self, network: Graph) -> list[dict[str, tuple]]:
+    def _shape_input_values(self, graph: Graph) -> list[dict[str, tuple]]:
         """Per profile, (min, opt, max) values of each shape input (set_shape_input); zeros when not given."""
         result = []
         for index, profile in enumerate([p for p in self.config.profiles if p] or [OptimizationProfile()]):
             values = {}
-            shape_names = shape_input_names(network)
-            for tensor in network.inputs:
+            shape_names = shape_input_names(graph)
+            for tensor in graph.inputs:
                 if tensor.name not in shape_names:
                     continue
                 given = profile.get_shape_input(tensor.name)

@@ -455,7 +455,7 @@ class ExecutionContext:
         def enqueue() -> None:
             self._run_steps(binding, slots, host_outputs, stream)
 
-        if self.use_cuda_graph and backend.supports_cuda_graphs and self.profiler is None:
+        if self.use_cuda_graph and backend.supports_cuda_graphs and self.profiler is None and not self.debug_sync:
             self._enqueue_graph(binding, enqueue, [*inputs.values(), *outputs.values()], stream)
             return
         with backend.stream_scope(stream):
