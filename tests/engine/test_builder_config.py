@@ -190,3 +190,22 @@ def test_cleared_tactic_source_removes_its_tactics_from_the_candidates(cublas_so
     x = np.ones((2, 3), np.float32)
     (out,) = engine.create_execution_context().execute({"x": x}).values()
     np.testing.assert_array_equal(out, [[1, 2, 3], [1, 2, 3]])
+
+
+def test_debug_flag_engines_synchronize_after_every_layer() -> None:
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    network = builder.create_network()
+    x = network.add_input("x", trt.DataType.FLOAT, (2, 4))
+    network.mark_output(network.add_activation(x, trt.ActivationType.RELU, name="relu").get_output(0))
+    runtime = trt.Runtime(builder.logger)
+    contexts = []
+    for debug in (False, True):
+        config = builder.create_builder_config()
+        config.device = "cpu"
+        if debug:
+            config.set_flag(trt.BuilderFlag.DEBUG)
+        contexts.append(runtime.deserialize_cuda_engine(builder.build_serialized_network(network, config))
+                        .create_execution_context())
+    assert [c.debug_sync for c in contexts] == [False, True]
+    values = np.array([[-1, 2, -3, 4], [5, -6, 7, -8]], np.float32)
+    np.testing.assert_array_equal(contexts[1].execute({"x": values})["relu_output_0"], np.maximum(values, 0))
