@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from .backends import get_backend
+from .calibration import DynamicRanges, calibrate
+from .calibrator import read_cache, write_cache
 from .config import BuilderConfig, BuilderFlag, resolve_device
 from .enums import LayerType
 from .errors import BuildError, EngineError
@@ -21,7 +23,7 @@ from .graph import LoweredGraph, lower, resolve_shapes, shape_input_names
 from .ir import Graph, graph_from_network
 from .logger import Logger, Severity
 from .memory_plan import device_lifetimes, plan_graph_memory
-from .network import NetworkDefinition
+from .network import NetworkDefinition, max_abs
 from .passes.base import PassContext
 from .passes.pipeline import PassPipeline
 from .plan import serialize_plan
@@ -93,19 +95,21 @@ class _Build:
             raise BuildError(f"builder_optimization_level must be 0..5, got {config.builder_optimization_level}")
         self.source.validate()  # before lowering: a misordered network must fail with a message, not a KeyError
         ir_graph = graph_from_network(self.source)
-        if config.get_flag(BuilderFlag.INT8) and not any(n.type in QDQ_TYPES for n in ir_graph.nodes):
-            self.log(Severity.WARNING, "INT8 flag set, but the network has no Q/DQ layers and INT8 calibration is "
-                                       "not implemented yet: the engine runs in FP32/FP16")
         infer_graph(ir_graph)
+        ranges = self._dynamic_ranges(ir_graph)
         profiles = self._profiles(ir_graph)
         self.shape_values = self._shape_input_values(ir_graph)
         layers_before = len(ir_graph.nodes)
         constraints = "obey" if config.get_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS) else \
             "prefer" if config.get_flag(BuilderFlag.PREFER_PRECISION_CONSTRAINTS) else "none"
-        context = PassContext(fp16=config.get_flag(BuilderFlag.FP16), constraints=constraints, log=self.log)
+        context = PassContext(fp16=config.get_flag(BuilderFlag.FP16), constraints=constraints, log=self.log,
+                              dynamic_ranges=ranges)
         lint = config.get_flag(BuilderFlag.DEBUG) or os.environ.get("POLYX_LINT_IR") == "1"
         report = PassPipeline().run(ir_graph, context, lint=lint)
         graph = lower(ir_graph)
+        if ranges is not None and ranges.histograms and config.int8_calibrator is not None:
+            algorithm = config.int8_calibrator.get_algorithm()
+            config.int8_calibrator.write_calibration_cache(write_cache(algorithm, ranges.used))
         host_layers = sum(1 for s in graph.layers if s.host and s.layer.type != LayerType.CONSTANT)
         self.log(Severity.INFO, f"optimized network: {layers_before} layers -> {len(graph.device_layers)} device "
                                 f"layers, {host_layers} host shape layers, {len(graph.constants)} constants")
@@ -137,6 +141,30 @@ class _Build:
                                 f"{memory['planned_peak_bytes']} bytes planned vs {memory['naive_bytes']} naive")
         self.build_time_ms = build_ms
         return plan
+
+    def _dynamic_ranges(self, graph: Graph) -> DynamicRanges | None:
+        """INT8 ranges for implicit quantization: the calibration cache if the calibrator has one, else a
+        calibration run, plus ranges set on tensors; None when the build is not implicitly quantized."""
+        config = self.config
+        if not config.get_flag(BuilderFlag.INT8) or any(n.type in QDQ_TYPES for n in graph.nodes):
+            return None  # Q/DQ networks carry their own scales
+        fixed = {t.name: max_abs(*t.dynamic_range) for t in self.source.tensors() if t.dynamic_range is not None}
+        calibrator = config.int8_calibrator
+        if calibrator is None and not fixed:
+            self.log(Severity.WARNING, "INT8 flag set, but the network has no Q/DQ layers, no int8_calibrator and "
+                                       "no tensor dynamic ranges: INT8 is not used")
+            return None
+        if calibrator is None:
+            return DynamicRanges(fixed)
+        cache = calibrator.read_calibration_cache()
+        if cache:
+            self.log(Severity.INFO, "INT8 ranges from the calibrator's calibration cache (no calibration run)")
+            return DynamicRanges({**read_cache(cache), **fixed})
+        start = time.perf_counter()
+        histograms = calibrate(graph, calibrator)
+        self.log(Severity.INFO, f"INT8 calibration: {len(histograms)} tensors in "
+                                f"{time.perf_counter() - start:.1f} s")
+        return DynamicRanges(fixed, histograms, calibrator)
 
     def _profiles(self, graph: Graph) -> list[dict[str, tuple]]:
         dynamic = {t.name: t for t in graph.inputs if t.shape is None or any(d < 0 for d in t.shape)}
