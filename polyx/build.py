@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import engine as trt
 from engine.algorithm_selector import IAlgorithmSelector
 from engine.network import NetworkDefinition
 
+from .calibration import calibrator_class, make_calibrator
 from .data.files import check_writable
 from .errors import PolyxError
 from .marking import mark_network_outputs
@@ -28,6 +31,7 @@ Shape = tuple[int, ...]
 PRECISIONS = {"fp32": trt.DataType.FLOAT, "float32": trt.DataType.FLOAT, "float": trt.DataType.FLOAT,
               "fp16": trt.DataType.HALF, "float16": trt.DataType.HALF, "half": trt.DataType.HALF}
 CONSTRAINTS = ("obey", "prefer", "none")
+CALIBRATION_BATCHES = 8  # generated calibration batches when the command has no data of its own
 
 
 @dataclass
@@ -53,6 +57,10 @@ class BuildOptions:
     mark_all: bool = False
     mark_outputs: list[str] = field(default_factory=list)
     algorithm_selector: IAlgorithmSelector | None = None
+    calibration_cache: Path | None = None  # INT8: read when it exists (no calibration), written otherwise
+    calib_base_cls: str = "EntropyCalibrator2"
+    # INT8 calibration batches ({input name: array}); None: generated inputs at the data shapes
+    calibration_data: list[dict[str, np.ndarray]] | None = None
 
     def data_shapes(self) -> dict[str, Shape]:
         """Input shapes for generated data: `input_shapes`, else the profile's opt shapes."""
@@ -63,6 +71,7 @@ class BuildOptions:
         if self.precision_constraints not in (None, *CONSTRAINTS):
             raise PolyxError(f"precision constraints must be one of {', '.join(CONSTRAINTS)}, "
                              f"got '{self.precision_constraints}'")
+        calibrator_class(self.calib_base_cls)  # an unknown name fails before anything is built
         if not 0 <= self.optimization_level <= 5:
             raise PolyxError(f"builder optimization level must be 0..5, got {self.optimization_level}")
         unknown = [name for name in self.tactic_sources or [] if name.upper() not in trt.TacticSource.__members__]
@@ -156,6 +165,27 @@ def load_engine(plan_path: str | os.PathLike, logger: trt.Logger | None = None) 
     return trt.Runtime(logger or trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan), plan
 
 
+def _calibration_batches(network: NetworkDefinition, options: BuildOptions):
+    """The run's data, else seeded standard-normal inputs at the data shapes (the opt shapes), read lazily: a
+    cached build never asks for them."""
+    if options.calibration_data is not None:
+        yield from options.calibration_data
+        return
+    rng = np.random.default_rng(1)
+    shapes = options.data_shapes()
+    for _ in range(CALIBRATION_BATCHES):
+        batch = {}
+        for tensor in network.inputs:
+            shape = shapes.get(tensor.name, tensor.shape)
+            if shape is None or any(d < 0 for d in shape):
+                raise PolyxError(f"INT8 calibration needs the shape of input '{tensor.name}': give --input-shapes or "
+                                 "--opt-shapes, or calibration data (--load-inputs)")
+            dtype = trt.dtypes.nptype(tensor.dtype)
+            batch[tensor.name] = rng.standard_normal(shape).astype(dtype) if np.dtype(dtype).kind == "f" else \
+                np.zeros(shape, dtype)
+        yield batch
+
+
 def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOptions) -> trt.BuilderConfig:
     config = builder.create_builder_config()
     config.device = options.device
@@ -164,6 +194,8 @@ def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOpti
         config.set_flag(trt.BuilderFlag.FP16)
     if options.int8:
         config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = make_calibrator(options.calib_base_cls, _calibration_batches(network, options),
+                                                 options.calibration_cache)
     if options.tf32:
         config.set_flag(trt.BuilderFlag.TF32)
     constraints = options.precision_constraints or ("obey" if options.layer_precisions else "none")

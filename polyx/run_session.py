@@ -148,7 +148,10 @@ def _engine(options: RunOptions, plan_path: Path | None, feeds: list[Feeds] | No
         engine, plan = load_engine(plan_path, logger)
     else:
         with progress("Building engine", None):
-            engine, plan, report = build_engine(options.model, _profile_for(options.build, feeds), logger)
+            build = _profile_for(options.build, feeds)
+            if build.int8 and feeds:  # calibrate on the data this run compares with
+                build = replace(build, calibration_data=list(feeds))
+            engine, plan, report = build_engine(options.model, build, logger)
     if options.save_engine is not None:
         check_writable(options.save_engine).write_bytes(plan)
     return engine, report

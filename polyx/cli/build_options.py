@@ -190,9 +190,15 @@ _BUILD_PARAMETERS = [
         "--max-shapes", help="Profile maximum shape NAME:[...] (repeatable).")], None),
     ("fp16", Annotated[bool, _option("--fp16", help="Allow FP16 layers.")], False),
     ("tf32", Annotated[bool, _option("--tf32", help="Allow TF32 math (GPU).")], False),
-    ("int8", Annotated[bool, _option("--int8", help="Allow INT8 (BuilderFlag.INT8). Q/DQ models run their "
-                                                    "quantized layers in INT8 with or without it; calibration of "
-                                                    "float models is not implemented yet.")], False),
+    ("int8", Annotated[bool, _option("--int8", help="Allow INT8 (BuilderFlag.INT8): Q/DQ models run their "
+                                                    "quantized layers in INT8 (with or without it); other models "
+                                                    "are calibrated on the run's input data.")], False),
+    ("calibration_cache", Annotated[Path | None, _option(
+        "--calibration-cache", help="INT8 calibration cache (TensorRT's format): read when it exists (no "
+                                    "calibration), written after calibrating otherwise.")], None),
+    ("calib_base_cls", Annotated[str, _option(
+        "--calib-base-cls", help="INT8 calibrator: EntropyCalibrator2, EntropyCalibrator, MinMaxCalibrator or "
+                                 "LegacyCalibrator.")], "EntropyCalibrator2"),
     ("precision_constraints", Annotated[PrecisionConstraints | None, _option(
         "--precision-constraints", help="obey | prefer | none. Default: obey when layer precisions are given, "
                                         "else none.", case_sensitive=False)], None),
@@ -220,7 +226,8 @@ BUILD_PARAMETER_NAMES = [name for name, _, _ in _BUILD_PARAMETERS]
 
 
 def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, max_shapes=None, fp16=False,
-                           tf32=False, int8=False, precision_constraints=None, layer_precisions=None,
+                           tf32=False, int8=False, calibration_cache=None, calib_base_cls="EntropyCalibrator2",
+                           precision_constraints=None, layer_precisions=None,
                            layer_precisions_file=None, workspace=None, timing_cache=None, save_tactics=None,
                            load_tactics=None, builder_optimization_level=3, tactic_sources=None,
                            device=Device.auto) -> BuildOptions:
@@ -230,7 +237,7 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
         min_shapes=parse_shapes(min_shapes, "--min-shapes"),
         opt_shapes=parse_shapes(opt_shapes, "--opt-shapes"),
         max_shapes=parse_shapes(max_shapes, "--max-shapes"),
-        fp16=fp16, tf32=tf32, int8=int8,
+        fp16=fp16, tf32=tf32, int8=int8, calibration_cache=calibration_cache, calib_base_cls=calib_base_cls,
         precision_constraints=precision_constraints.value if precision_constraints is not None else None,
         layer_precisions=parse_layer_precisions(layer_precisions, layer_precisions_file),
         workspace_bytes=parse_size(workspace, "--workspace"),
