@@ -29,7 +29,7 @@ class ImplicitQuantization(Pass):
         for node in graph.nodes_of(LayerType.CONVOLUTION, LayerType.MATRIX_MULTIPLY):
             x = node.inputs[0]
             axis = _weight_axis(node)
-            if axis is None or x.dtype != DataType.FLOAT:
+            if axis is None or x.dtype != DataType.FLOAT or _kept_in_float(node, ctx):
                 continue
             if not _is_dequantized(x):
                 amax = ranges.get(x.name)
@@ -46,6 +46,13 @@ class ImplicitQuantization(Pass):
                     graph.set_input(reader, position, requantized)
             quantized.append(node.name)
         return {self.name: quantized}
+
+
+def _kept_in_float(node: Node, ctx: PassContext) -> bool:
+    """A layer whose precision the user set to FLOAT or HALF under OBEY/PREFER_PRECISION_CONSTRAINTS stays out of
+    INT8 (as in TensorRT; without the constraint flags the precision pass warns that the setting is ignored)."""
+    return node.precision_is_set and node.precision in (DataType.FLOAT, DataType.HALF) and \
+        ctx.constraints in ("obey", "prefer")
 
 
 def _weight_axis(node: Node) -> int | None:

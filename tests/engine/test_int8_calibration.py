@@ -198,3 +198,20 @@ def test_entropy_calibration_of_mobilenet_keeps_its_top1() -> None:
     x = RNG.standard_normal((1, 3, 224, 224)).astype(np.float32)
     int8, fp32 = (engine.create_execution_context().execute({"input": x})["output"] for engine in plans)
     assert int8.argmax() == fp32.argmax() and np.abs(int8 - fp32).max() < 0.05 * np.abs(fp32).max()
+
+
+def test_a_layer_kept_in_fp32_under_obey_stays_out_of_int8() -> None:
+    network = parse_onnx(conv_model())
+    next(layer for layer in network.layers if layer.name == "conv2").precision = trt.DataType.FLOAT
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    config = builder.create_builder_config()
+    config.device, config.builder_optimization_level = "cpu", 0
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    config.int8_calibrator = MinMax(2)
+    profile = builder.create_optimization_profile()
+    profile.set_shape("x", (1, 3, 10, 10), (2, 3, 10, 10), (4, 3, 10, 10))
+    config.add_optimization_profile(profile)
+    _, layers = run(builder.build_serialized_network(network, config), np.ones((1, 3, 10, 10), np.float32))
+    assert {r["name"]: r["precision"] for r in layers if r["type"] == "CONVOLUTION"} == {"conv1": "INT8",
+                                                                                        "conv2": "FLOAT"}
