@@ -56,3 +56,20 @@ def test_unknown_calibrator_is_one_line(capsys, tmp_path):
                            "Percentile")
     assert code == 2 and err.startswith("polyx: error: --calib-base-cls 'Percentile': unknown calibrator")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_inspect_lists_int8_tensors_with_their_scales(capsys, tmp_path):
+    import json
+
+    model = make_mlp(tmp_path / "mlp.onnx")
+    plan, cache = tmp_path / "mlp.plan", tmp_path / "mlp.cache"
+    code, out, err = run_cli(capsys, "convert", model, "-o", plan, *FAST, "--input-shapes", "x:[4,32]", "--int8",
+                             "--calibration-cache", cache)
+    assert code == 0, out + err
+    code, out, err = run_cli(capsys, "inspect", "model", plan, "--format", "json")
+    assert code == 0, err
+    tensors = {role: t for t in json.loads(out)["int8_tensors"] for role in t["roles"]}
+    ranges = trt.calibrator.read_cache(cache.read_bytes())
+    assert set(tensors) == {"input of fc1", "output of fc1", "input of fc2", "output of fc2"}  # logits: softmax reads
+    assert tensors["output of fc1"] is tensors["input of fc2"]  # fc1 writes the INT8 tensor fc2 reads
+    assert tensors["input of fc1"]["scale"] == np.float32(ranges["x"] / 127)
