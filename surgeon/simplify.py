@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 import numpy as np
 import onnx_graphsurgeon as gs
+
+from .symbolic_shapes import Dim, SymbolicValue, dims_of, evaluate
 
 # Ops that return their first input unchanged when the output shape and dtype equal the input's.
 _SHAPE_NOOPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Tile"}
@@ -30,19 +34,29 @@ _NONDETERMINISTIC = {"RandomNormal", "RandomNormalLike", "RandomUniform", "Rando
                      "Bernoulli", "Dropout"}
 
 
-def simplify(graph: gs.Graph) -> Counter:
-    """Run every rewrite once; returns how many of each kind happened (graph is cleaned up afterwards)."""
+@dataclass(frozen=True)
+class Rewrite:
+    """One named rewrite: `run(graph)` applies it everywhere once and returns how many times it did."""
+
+    name: str  # what `--skip` takes and the report prints
+    summary: str
+    run: Callable[[gs.Graph], int]
+
+
+def simplify(graph: gs.Graph, skip: Collection[str] = ()) -> Counter:
+    """Run every rewrite not in `skip` once, in table order; returns how many times each ran (by name)."""
     done: Counter = Counter()
-    graph.toposort()
-    done["no-op node removed"] += _remove_noops(graph)
-    done["transpose pair fused"] += _fuse_transposes(graph)
-    done["reshape chain fused"] += _fuse_reshapes(graph)
-    done["reshape pair cancelled"] += _cancel_reshape_sandwiches(graph)
-    graph.cleanup()
-    graph.toposort()
-    done["duplicate node merged"] += _merge_duplicates(graph)
-    graph.cleanup()
+    for rewrite in REWRITES:
+        if rewrite.name in skip:
+            continue
+        graph.toposort()
+        done[rewrite.name] += rewrite.run(graph)
+        graph.cleanup()
     return +done
+
+
+def rewrite_names() -> list[str]:
+    return [rewrite.name for rewrite in REWRITES]
 
 
 def _static_shape(tensor: gs.Tensor) -> tuple[int, ...] | None:
@@ -55,6 +69,26 @@ def _static_shape(tensor: gs.Tensor) -> tuple[int, ...] | None:
 def _same_type(a: gs.Tensor, b: gs.Tensor) -> bool:
     shape = _static_shape(a)
     return shape is not None and shape == _static_shape(b) and a.dtype is not None and a.dtype == b.dtype
+
+
+def _broadcast_keeps(data: gs.Tensor, operand_shape: tuple[int, ...]) -> bool:
+    """Whether broadcasting `data` with an operand of `operand_shape` leaves data's shape as it is: every operand
+    dim (aligned from the right) is 1 or equals data's known dim; data's other dims may be symbolic."""
+    shape = data.shape
+    if shape is None or len(operand_shape) > len(shape):
+        return False
+    for dim, operand_dim in zip(reversed(list(shape)), reversed(operand_shape)):
+        if operand_dim != 1 and not (isinstance(dim, (int, np.integer)) and dim == operand_dim):
+            return False
+    return True
+
+
+def _reshape_keeps(data: gs.Tensor, target: np.ndarray, allowzero: int) -> bool:
+    """Whether Reshape(data, target) returns data's shape: each target dim copies (0) or equals data's dim."""
+    dims = dims_of(data)
+    if dims is None or target.ndim != 1 or len(target) != len(dims):
+        return False
+    return all((d == 0 and not allowzero) or (d > 0 and dim == d) for d, dim in zip(target.tolist(), dims))
 
 
 def _bypass(graph: gs.Graph, node: gs.Node, out: gs.Tensor, keep: gs.Tensor) -> bool:
@@ -100,6 +134,12 @@ def _noop_source(node: gs.Node) -> gs.Tensor | None:
         return first
     if node.op in _SHAPE_NOOPS and _same_type(first, out):
         return first
+    target = _constant_value(node.inputs[1]) if len(node.inputs) == 2 else None
+    if node.op == "Expand" and target is not None and target.ndim == 1 \
+            and _broadcast_keeps(first, tuple(int(d) for d in target)):
+        return first
+    if node.op == "Reshape" and target is not None and _reshape_keeps(first, target, node.attrs.get("allowzero", 0)):
+        return first
     perm = node.attrs.get("perm")
     if node.op == "Transpose" and perm is not None and list(perm) == list(range(len(perm))):
         return first
@@ -110,7 +150,7 @@ def _noop_source(node: gs.Node) -> gs.Tensor | None:
         for data, operand in candidates:
             value = _constant_value(operand)
             if value is not None and value.size and np.all(value == _NEUTRAL_OPERAND[node.op]) \
-                    and _same_type(data, out):
+                    and _broadcast_keeps(data, value.shape) and data.dtype == out.dtype:
                 return data
     return None
 
@@ -266,3 +306,139 @@ def _merge_duplicates(graph: gs.Graph) -> int:
         node.outputs.clear()
         merged += 1
     return merged
+
+
+def _fold_batchnorm_into_conv(graph: gs.Graph) -> int:
+    """`Conv → BatchNormalization` (inference) becomes one Conv with scaled weights and a shifted bias.
+
+    The folded parameters are computed in float32 in the order onnxruntime's own Conv+BN fusion uses, so the
+    result equals onnxruntime's optimized original up to its kernels' summation order (a few float32 ulps)."""
+    fused = 0
+    for bn in list(graph.nodes):
+        if bn.op != "BatchNormalization" or len(bn.outputs) != 1 or bn.attrs.get("training_mode"):
+            continue
+        source = bn.inputs[0]
+        conv = source.inputs[0] if source.inputs else None
+        if conv is None or conv.op != "Conv" or not _single_reader(graph, source) or len(conv.outputs) != 1:
+            continue
+        params = [_constant_value(t) for t in bn.inputs[1:5]]
+        weight = _constant_value(conv.inputs[1])
+        bias = _constant_value(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2].name else None
+        if weight is None or any(p is None for p in params) or weight.dtype != np.float32 \
+                or (len(conv.inputs) > 2 and conv.inputs[2].name and bias is None):
+            continue
+        gamma, beta, mean, var = (np.asarray(p, np.float32).reshape(-1) for p in params)
+        if any(p.size != weight.shape[0] for p in (gamma, beta, mean, var)):
+            continue
+        alpha = gamma / np.sqrt(var + np.float32(bn.attrs.get("epsilon", 1e-5)))
+        new_weight = (weight * alpha.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(np.float32)
+        new_bias = ((bias.astype(np.float32) - mean) * alpha + beta if bias is not None
+                    else beta - mean * alpha).astype(np.float32)
+        base = conv.name or conv.outputs[0].name
+        while len(conv.inputs) > 1:
+            conv.inputs.pop()
+        conv.inputs.extend([gs.Constant(f"{base}_bn_folded_weight", new_weight),
+                            gs.Constant(f"{base}_bn_folded_bias", new_bias)])
+        out = bn.outputs[0]
+        bn.outputs.clear()
+        conv.outputs[0] = out
+        fused += 1
+    return fused
+
+
+def _simplify_shape_arithmetic(graph: gs.Graph) -> int:
+    """Shape arithmetic on partially known shapes (see symbolic_shapes): a value known in full becomes a
+    constant; a value equal to one computed earlier reuses it; a Reshape target becomes a constant with 0 (copy
+    that dim) and -1 (the one dim left); an Expand target becomes a constant with 1 where it repeats the input's
+    dim, and the Expand goes when it broadcasts nothing."""
+    values = evaluate(graph)
+    seen: dict[tuple, gs.Tensor] = {}
+    changed = 0
+    for node in list(graph.nodes):
+        if len(node.outputs) != 1:
+            continue
+        out = node.outputs[0]
+        value = values.get(id(out))
+        if value is not None and out not in graph.outputs and out.outputs:
+            if value.known:
+                _redirect(out, gs.Constant(f"{out.name}_value", value.array()))
+                changed += 1
+                continue
+            key = (value.dtype.str, value.scalar, value.elements)
+            earlier = seen.setdefault(key, out)
+            if earlier is not out:
+                _redirect(out, earlier)
+                changed += 1
+                continue
+        if node.op == "Reshape" and len(node.inputs) == 2 and not node.attrs.get("allowzero"):
+            changed += _constant_reshape_target(graph, node, values.get(id(node.inputs[1])))
+        elif node.op == "Expand" and len(node.inputs) == 2:
+            changed += _constant_expand_target(graph, node, values.get(id(node.inputs[1])))
+    return changed
+
+
+def _redirect(out: gs.Tensor, replacement: gs.Tensor) -> None:
+    for consumer in list(out.outputs):
+        _replace_input(consumer, out, replacement)
+
+
+def _constant_reshape_target(graph: gs.Graph, node: gs.Node, target: SymbolicValue | None) -> int:
+    if target is None or target.scalar or isinstance(node.inputs[1], gs.Constant):
+        return 0
+    dims = dims_of(node.inputs[0]) or []
+    shape: list[int | None] = []
+    for axis, element in enumerate(target.elements):
+        if _is_int(element):
+            shape.append(int(element))
+        elif isinstance(element, Dim) and axis < len(dims) and dims[axis] == element:
+            shape.append(0)  # allowzero=0: copy the input's dim at this axis
+        else:
+            shape.append(None)
+    if shape.count(None) + shape.count(-1) > 1:
+        return 0
+    shape = [-1 if d is None else d for d in shape]
+    if shape == [0] * len(dims) and node.outputs[0] not in graph.outputs:
+        return int(_bypass(graph, node, node.outputs[0], node.inputs[0]))
+    node.inputs[1] = gs.Constant(f"{node.outputs[0].name}_target", np.asarray(shape, np.int64))
+    return 1
+
+
+def _constant_expand_target(graph: gs.Graph, node: gs.Node, target: SymbolicValue | None) -> int:
+    if target is None or target.scalar or isinstance(node.inputs[1], gs.Constant):
+        return 0
+    dims = dims_of(node.inputs[0])
+    if dims is None:
+        return 0
+    shape = []
+    offset = len(target.elements) - len(dims)
+    for axis, element in enumerate(target.elements):
+        if _is_int(element):
+            shape.append(int(element))
+        elif isinstance(element, Dim) and axis >= offset and dims[axis - offset] == element:
+            shape.append(1)  # broadcasting 1 keeps the input's dim
+        else:
+            return 0
+    if offset <= 0 and all(d == 1 for d in shape) and node.outputs[0] not in graph.outputs:
+        return int(_bypass(graph, node, node.outputs[0], node.inputs[0]))
+    node.inputs[1] = gs.Constant(f"{node.outputs[0].name}_target", np.asarray(shape, np.int64))
+    return 1
+
+
+def _is_int(element) -> bool:
+    return isinstance(element, (int, np.integer)) and not isinstance(element, (bool, np.bool_))
+
+
+REWRITES: tuple[Rewrite, ...] = (
+    Rewrite("conv-batchnorm", "Conv followed by an inference BatchNormalization folded into the Conv",
+            _fold_batchnorm_into_conv),
+    Rewrite("shape-arithmetic", "shape computations on partially known shapes replaced by constants or an equal "
+            "tensor; Reshape/Expand targets made constant (0/-1 and 1 for symbolic dims)",
+            _simplify_shape_arithmetic),
+    Rewrite("noop", "no-op nodes removed (Identity, Dropout, same-type Cast, Reshape to the same shape, "
+            "Add/Sub 0, Mul/Div 1 that broadcast nothing, identity Transpose, one-input Concat/Sum)", _remove_noops),
+    Rewrite("transpose-chain", "Transpose of a Transpose fused into one", _fuse_transposes),
+    Rewrite("reshape-chain", "Reshape-like op of a Reshape-like op fused into one Reshape", _fuse_reshapes),
+    Rewrite("reshape-sandwich", "Reshape → pointwise ops → Reshape back: both Reshapes removed",
+            _cancel_reshape_sandwiches),
+    Rewrite("cse", "duplicate subexpressions (same op, attributes and inputs) merged", _merge_duplicates),
+)

@@ -1,0 +1,170 @@
+"""sanitize's named rewrites: each against onnxruntime on the original model, opt-out by `skip`, idempotent, and
+the node count against onnxslim on the shared models."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from surgeon_models import run_ort, shared_model, text_feeds
+
+from surgeon.errors import SurgeonError
+from surgeon.model_io import load_model
+from surgeon.sanitize import SanitizeOptions, sanitize
+from surgeon.shapes import override_input_shapes
+
+# Static shapes for the static variant of each shared model; the dynamic variant keeps the exported axes.
+SHAPES = {"mobilenet_v2": {"input": [1, 3, 224, 224]}, "gpt2_tiny": {"input_ids": [2, 16]},
+          "bert_tiny": {"input_ids": [2, 16], "attention_mask": [2, 16]}}
+# Run shapes for the dynamic variants: none of them the shape onnx would guess.
+RUN_SHAPES = {"mobilenet_v2": [[2, 3, 224, 224]], "gpt2_tiny": [[1, 5], [3, 11]], "bert_tiny": [[1, 5], [3, 11]]}
+
+
+def _feeds(model_name: str, shape: list[int]) -> dict[str, np.ndarray]:
+    if model_name == "mobilenet_v2":
+        return {"input": np.random.default_rng(5).standard_normal(shape).astype(np.float32)}
+    return text_feeds({name: shape for name in SHAPES[model_name]}, seed=4)
+
+
+def _assert_within_float32_rounding(actual: dict, expected: dict) -> None:
+    """Identical up to 4 float32 ulps of each output's largest magnitude (folding BatchNormalization into a Conv
+    rounds its weights once; onnxruntime's own fusion does the same)."""
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        scale = np.abs(expected[key]).max() if expected[key].size else 0.0
+        np.testing.assert_allclose(actual[key], expected[key], rtol=0, atol=4 * np.spacing(np.float32(scale)))
+
+
+def _model(nodes, inputs, outputs, inits=(), opset: int = 17) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "rewrite", inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def _ops(model: onnx.ModelProto) -> list[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+def _sanitize(model: onnx.ModelProto, **options) -> tuple[onnx.ModelProto, Counter]:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    result, report = sanitize(copy, SanitizeOptions(fold_constants=True, **options))
+    onnx.checker.check_model(result)
+    return result, report.rewrites
+
+
+@pytest.fixture(scope="module", params=[(name, static) for name in SHAPES for static in (False, True)],
+                ids=lambda p: f"{p[0]}-{'static' if p[1] else 'dynamic'}")
+def shared_case(request):
+    name, static = request.param
+    path = shared_model(name)
+    shapes = SHAPES[name] if static else {}
+    model, report = sanitize(load_model(path), SanitizeOptions(fold_constants=True, input_shapes=shapes))
+    return name, static, path, model, report
+
+
+def test_shared_models_match_the_original(shared_case) -> None:
+    name, static, path, model, _ = shared_case
+    for shape in ([list(SHAPES[name].values())[0]] if static else RUN_SHAPES[name]):
+        feeds = _feeds(name, shape)
+        _assert_within_float32_rounding(run_ort(model, feeds), run_ort(path, feeds))
+
+
+def test_shared_models_no_larger_than_onnxslim(shared_case) -> None:
+    onnxslim = pytest.importorskip("onnxslim")
+    name, static, path, model, _ = shared_case
+    original = onnx.load(path)
+    if static:
+        override_input_shapes(original, SHAPES[name])
+    slimmed = onnxslim.slim(original)
+    assert len(model.graph.node) <= len(slimmed.graph.node), (Counter(_ops(model)) - Counter(_ops(slimmed)))
+
+
+def test_sanitizing_twice_changes_nothing(shared_case) -> None:
+    _, _, _, model, first = shared_case
+    assert first.rewrites
+    again, report = sanitize(onnx.load_from_string(model.SerializeToString()), SanitizeOptions(fold_constants=True))
+    assert report.rewrites == Counter() and len(report.passes) == 1
+    assert _ops(again) == _ops(model)
+
+
+def _conv_bn_model(with_bias: bool) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    conv_inputs = ["x", "w", "b"] if with_bias else ["x", "w"]
+    nodes = [helper.make_node("Conv", conv_inputs, ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["y"], epsilon=1e-3)]
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b"),
+             numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "gamma"),
+             numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "beta"),
+             numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "mean"),
+             numpy_helper.from_array(rng.uniform(0.5, 2, 8).astype(np.float32), "var")]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 10, 10])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8, 10, 10])],
+                  inits if with_bias else inits[:1] + inits[2:])
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_conv_batchnorm_folds_into_the_conv(with_bias: bool) -> None:
+    model = _conv_bn_model(with_bias)
+    folded, rewrites = _sanitize(model)
+    assert _ops(folded) == ["Conv"] and rewrites["conv-batchnorm"] == 1
+    x = {"x": np.random.default_rng(1).standard_normal((2, 3, 10, 10)).astype(np.float32)}
+    _assert_within_float32_rounding(run_ort(folded, x), run_ort(model, x))
+    kept, rewrites = _sanitize(model, skip=frozenset({"conv-batchnorm"}))
+    assert _ops(kept) == ["Conv", "BatchNormalization"] and "conv-batchnorm" not in rewrites
+
+
+def _dynamic_reshape_model() -> onnx.ModelProto:
+    """x[b, s, 8] → Reshape(x, Concat(b, s, -1, 2)) → Expand(·, Where(Equal(Shape, -1), 1, Shape)) + Add 0."""
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "zero"], ["b"], axis=0),
+             helper.make_node("Gather", ["shape", "one"], ["s"], axis=0),
+             helper.make_node("Unsqueeze", ["b", "axes"], ["b1"]),
+             helper.make_node("Unsqueeze", ["s", "axes"], ["s1"]),
+             helper.make_node("Concat", ["b1", "s1", "minus_one", "two"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["r"]),
+             helper.make_node("Shape", ["r"], ["r_shape"]),
+             helper.make_node("Equal", ["r_shape", "minus_one"], ["is_minus_one"]),
+             helper.make_node("Where", ["is_minus_one", "one_1d", "r_shape"], ["expand_to"]),
+             helper.make_node("Expand", ["r", "expand_to"], ["e"]),
+             helper.make_node("Add", ["e", "zeros"], ["y"])]
+    inits = [numpy_helper.from_array(np.array(v, np.int64), name) for name, v in
+             (("zero", 0), ("one", 1), ("axes", [0]), ("minus_one", [-1]), ("two", [2]), ("one_1d", [1]))]
+    inits.append(numpy_helper.from_array(np.zeros((1, 2), np.float32), "zeros"))
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", 8])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", 4, 2])], inits)
+
+
+def test_shape_arithmetic_on_symbolic_dims_becomes_constant() -> None:
+    model = _dynamic_reshape_model()
+    simplified, rewrites = _sanitize(model)
+    assert _ops(simplified) == ["Reshape"]
+    target = numpy_helper.to_array(next(i for i in simplified.graph.initializer
+                                        if i.name == simplified.graph.node[0].input[1]))
+    assert target.tolist() == [0, 0, -1, 2]
+    assert rewrites["shape-arithmetic"] >= 2 and rewrites["noop"] == 2  # the Expand and the Add
+    for shape in ((1, 3, 8), (4, 5, 8)):
+        x = {"x": np.random.default_rng(2).standard_normal(shape).astype(np.float32)}
+        np.testing.assert_array_equal(run_ort(simplified, x)["y"], run_ort(model, x)["y"])
+    kept, _ = _sanitize(model, skip=frozenset({"shape-arithmetic"}))
+    assert "Shape" in _ops(kept) and "Concat" in _ops(kept)
+
+
+def test_add_zero_that_broadcasts_stays() -> None:
+    """x[b, 1] + zeros[3] is x broadcast to [b, 3]: not a no-op, so it stays."""
+    model = _model([helper.make_node("Add", ["x", "zeros"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 1])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 3])],
+                   [numpy_helper.from_array(np.zeros(3, np.float32), "zeros")])
+    kept, _ = _sanitize(model)
+    assert _ops(kept) == ["Add"]
+
+
+def test_unknown_skip_name_is_refused() -> None:
+    with pytest.raises(SurgeonError, match="no rewrite named 'fold-everything'.*conv-batchnorm"):
+        _sanitize(_conv_bn_model(True), skip=frozenset({"fold-everything"}))
+
