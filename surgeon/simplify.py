@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx_graphsurgeon as gs
+from onnx import TensorProto, helper
 
 from .symbolic_shapes import Dim, SymbolicValue, dims_of, evaluate
 
@@ -83,6 +84,41 @@ def _broadcast_keeps(data: gs.Tensor, operand_shape: tuple[int, ...]) -> bool:
     return True
 
 
+def _resize_is_identity(node: gs.Node) -> bool:
+    """Scales all 1 (or sizes equal to the input's static shape): every mode samples exactly the input pixels."""
+    if node.attrs.get("coordinate_transformation_mode") == "tf_crop_and_resize" or node.attrs.get("axes"):
+        return False
+    scales = _constant_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name else None
+    sizes = _constant_value(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3].name else None
+    if scales is not None and scales.size:
+        return bool(np.all(scales == 1))
+    shape = _static_shape(node.inputs[0])
+    return sizes is not None and shape is not None and tuple(int(d) for d in sizes.reshape(-1)) == shape
+
+
+_UNBOUNDED = 1 << 31  # a Slice end at least this large reaches the end of any dim that fits in memory
+
+
+def _slice_is_full(node: gs.Node) -> bool:
+    """Every sliced axis starts at 0 (or before), ends at or past its end, step 1."""
+    values = [_constant_value(t) if t.name else None for t in node.inputs[1:]]
+    if len(values) < 2 or any(v is None for v in values):
+        return False
+    starts, ends = values[0].reshape(-1), values[1].reshape(-1)
+    axes = values[2].reshape(-1) if len(values) > 2 else np.arange(len(starts))
+    steps = values[3].reshape(-1) if len(values) > 3 else np.ones(len(starts), np.int64)
+    dims = dims_of(node.inputs[0])
+    if dims is None:
+        return False
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        dim = dims[int(axis) % len(dims)]
+        reaches_end = end >= _UNBOUNDED or (_is_int(dim) and end >= dim)
+        starts_at_zero = start == 0 or (_is_int(dim) and start <= -dim)
+        if step != 1 or not reaches_end or not starts_at_zero:
+            return False
+    return True
+
+
 def _reshape_keeps(data: gs.Tensor, target: np.ndarray, allowzero: int) -> bool:
     """Whether Reshape(data, target) returns data's shape: each target dim copies (0) or equals data's dim."""
     dims = dims_of(data)
@@ -133,6 +169,10 @@ def _noop_source(node: gs.Node) -> gs.Tensor | None:
     if node.op == "Cast" and first.dtype is not None and first.dtype == out.dtype:
         return first
     if node.op in _SHAPE_NOOPS and _same_type(first, out):
+        return first
+    if node.op == "Resize" and _resize_is_identity(node):
+        return first
+    if node.op == "Slice" and _slice_is_full(node):
         return first
     target = _constant_value(node.inputs[1]) if len(node.inputs) == 2 else None
     if node.op == "Expand" and target is not None and target.ndim == 1 \
@@ -204,16 +244,46 @@ def _fuse_reshapes(graph: gs.Graph) -> int:
         if node.op not in _RESHAPES or not node.outputs or not node.inputs:
             continue
         shape = _static_shape(node.outputs[0])
+        if shape is None or 0 in shape:
+            # A Reshape to a constant target without 0 (copy) depends only on the element count, not on the
+            # shape it is given: on dynamic shapes it still absorbs the reshape before it.
+            target = _constant_value(node.inputs[1]) if node.op == "Reshape" and len(node.inputs) == 2 else None
+            if target is None or target.ndim != 1 or (0 in target.tolist() and not node.attrs.get("allowzero")):
+                continue
+            shape = tuple(int(d) for d in target)
         source = node.inputs[0]
         first = source.inputs[0] if source.inputs else None
-        if shape is None or 0 in shape or first is None or first.op not in _RESHAPES:
-            continue
-        if not _single_reader(graph, source):
+        if first is None or first.op not in _RESHAPES or not _single_reader(graph, source):
             continue
         _reshape_to(node, first.inputs[0], shape)
         first.outputs.clear()
         fused += 1
     return fused
+
+
+def _cancel_squeeze_pairs(graph: gs.Graph) -> int:
+    """`Squeeze(Unsqueeze(x, axes), axes)` and `Unsqueeze(Squeeze(x, axes), axes)` are x (Squeeze only removes
+    dims of size 1, so putting them back restores x), whatever x's shape."""
+    cancelled = 0
+    for node in list(graph.nodes):
+        if node.op not in ("Squeeze", "Unsqueeze") or len(node.inputs) != 2 or not node.outputs:
+            continue
+        source = node.inputs[0]
+        first = source.inputs[0] if source.inputs else None
+        pair = {"Squeeze": "Unsqueeze", "Unsqueeze": "Squeeze"}[node.op]
+        if first is None or first.op != pair or len(first.inputs) != 2:
+            continue
+        axes, first_axes = _constant_value(node.inputs[1]), _constant_value(first.inputs[1])
+        rank = len(node.outputs[0].shape) if node.outputs[0].shape is not None else None
+        if axes is None or first_axes is None or rank is None:
+            continue
+        outer_rank = rank + len(axes) if node.op == "Squeeze" else rank
+        if sorted(int(a) % outer_rank for a in axes.reshape(-1)) \
+                != sorted(int(a) % outer_rank for a in first_axes.reshape(-1)):
+            continue
+        if _bypass(graph, node, node.outputs[0], first.inputs[0]):
+            cancelled += 1
+    return cancelled
 
 
 def _cancel_reshape_sandwiches(graph: gs.Graph) -> int:
@@ -428,9 +498,196 @@ def _is_int(element) -> bool:
     return isinstance(element, (int, np.integer)) and not isinstance(element, (bool, np.bool_))
 
 
+# Element types whose every value another type holds exactly: a Cast through the wider type loses nothing.
+_EXACT_WIDENINGS = {
+    TensorProto.BOOL: {TensorProto.INT8, TensorProto.UINT8, TensorProto.INT16, TensorProto.UINT16,
+                       TensorProto.INT32, TensorProto.UINT32, TensorProto.INT64, TensorProto.UINT64,
+                       TensorProto.FLOAT16, TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.INT8: {TensorProto.INT16, TensorProto.INT32, TensorProto.INT64, TensorProto.FLOAT16,
+                       TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.UINT8: {TensorProto.INT16, TensorProto.UINT16, TensorProto.INT32, TensorProto.UINT32,
+                        TensorProto.INT64, TensorProto.UINT64, TensorProto.FLOAT16, TensorProto.FLOAT,
+                        TensorProto.DOUBLE},
+    TensorProto.INT16: {TensorProto.INT32, TensorProto.INT64, TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.INT32: {TensorProto.INT64, TensorProto.DOUBLE},
+    TensorProto.FLOAT16: {TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.BFLOAT16: {TensorProto.FLOAT, TensorProto.DOUBLE},
+    TensorProto.FLOAT: {TensorProto.DOUBLE},
+}
+
+
+def _element_type(tensor: gs.Tensor) -> int | None:
+    if tensor.dtype is None:
+        return None
+    try:
+        return int(helper.np_dtype_to_tensor_dtype(np.dtype(tensor.dtype)))
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _fuse_casts(graph: gs.Graph) -> int:
+    """`Cast(Cast(x, A), B)` where A holds every value of x's type exactly: `Cast(x, B)`, or x when B is x's type."""
+    fused = 0
+    for node in list(graph.nodes):
+        if node.op != "Cast" or not node.inputs or not node.outputs:
+            continue
+        source = node.inputs[0]
+        first = source.inputs[0] if source.inputs else None
+        if first is None or first.op != "Cast" or not first.inputs:
+            continue
+        original = _element_type(first.inputs[0])
+        if original is None or first.attrs.get("to") not in _EXACT_WIDENINGS.get(original, ()):
+            continue
+        if node.attrs.get("to") == original:
+            if _bypass(graph, node, node.outputs[0], first.inputs[0]):
+                fused += 1
+            continue
+        node.inputs[0] = first.inputs[0]
+        fused += 1
+    return fused
+
+
+def _fold_pad_into_conv(graph: gs.Graph) -> int:
+    """A zero constant Pad of spatial axes only, read by a Conv (or an AveragePool that counts padding), becomes
+    the reader's own padding."""
+    folded = 0
+    for node in list(graph.nodes):
+        if node.op not in ("Conv", "AveragePool") or not node.inputs or node.attrs.get("auto_pad", "NOTSET") \
+                not in ("NOTSET", b"NOTSET"):
+            continue
+        source = node.inputs[0]
+        pad = source.inputs[0] if source.inputs else None
+        if pad is None or pad.op != "Pad" or not _single_reader(graph, source):
+            continue
+        spatial = _spatial_pads(pad, source)
+        if spatial is None:
+            continue
+        rank = len(spatial) // 2
+        own = list(node.attrs.get("pads", [0] * (2 * rank)))
+        if node.op == "AveragePool" and (node.attrs.get("ceil_mode") or (any(own) and
+                                                                        not node.attrs.get("count_include_pad"))):
+            continue
+        node.attrs["pads"] = [a + b for a, b in zip(own, spatial)]
+        if node.op == "AveragePool":
+            node.attrs["count_include_pad"] = 1
+        node.inputs[0] = pad.inputs[0]
+        pad.outputs.clear()
+        folded += 1
+    return folded
+
+
+def _spatial_pads(pad: gs.Node, padded: gs.Tensor) -> list[int] | None:
+    """The Pad's begin/end pads of the axes after N and C, when it only adds zeros there; else None."""
+    if pad.attrs.get("mode", "constant") not in ("constant", b"constant") or len(pad.inputs) > 3:
+        return None
+    pads = _constant_value(pad.inputs[1]) if len(pad.inputs) > 1 else None
+    value = _constant_value(pad.inputs[2]) if len(pad.inputs) > 2 and pad.inputs[2].name else None
+    if pads is None or (len(pad.inputs) > 2 and pad.inputs[2].name and (value is None or np.any(value != 0))):
+        return None
+    pads = [int(p) for p in pads.reshape(-1)]
+    rank = len(pads) // 2
+    begins, ends = pads[:rank], pads[rank:]
+    if rank < 3 or any(p < 0 for p in pads) or begins[:2] != [0, 0] or ends[:2] != [0, 0]:
+        return None
+    return begins[2:] + ends[2:]
+
+
+def _fold_affine_into_conv(graph: gs.Graph) -> int:
+    """`Conv → Mul by a per-channel constant` and `Conv → Add of one` fold into the Conv's weights and bias
+    (computed in float32: one rounding of the folded weights, as BatchNormalization folding)."""
+    folded = 0
+    for node in list(graph.nodes):
+        if node.op not in ("Mul", "Add") or len(node.inputs) != 2 or len(node.outputs) != 1:
+            continue
+        for data, operand in ((node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])):
+            conv = data.inputs[0] if data.inputs else None
+            value = _constant_value(operand)
+            if conv is None or conv.op != "Conv" or value is None or not _single_reader(graph, data):
+                continue
+            weight = _constant_value(conv.inputs[1])
+            bias = _constant_value(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2].name else None
+            if weight is None or weight.dtype != np.float32 or value.dtype != np.float32 \
+                    or (len(conv.inputs) > 2 and conv.inputs[2].name and bias is None):
+                continue
+            channels = _per_channel(value, weight.shape[0], weight.ndim)
+            if channels is None:
+                continue
+            bias = np.zeros(weight.shape[0], np.float32) if bias is None else bias.astype(np.float32)
+            if node.op == "Mul":
+                weight = (weight * channels.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(np.float32)
+                bias = (bias * channels).astype(np.float32)
+            else:
+                bias = (bias + channels).astype(np.float32)
+            base = conv.name or conv.outputs[0].name
+            while len(conv.inputs) > 1:
+                conv.inputs.pop()
+            conv.inputs.extend([gs.Constant(f"{base}_{node.op.lower()}_folded_weight", weight),
+                                gs.Constant(f"{base}_{node.op.lower()}_folded_bias", bias)])
+            out = node.outputs[0]
+            node.outputs.clear()
+            conv.outputs[0] = out
+            folded += 1
+            break
+    return folded
+
+
+def _per_channel(value: np.ndarray, channels: int, rank: int) -> np.ndarray | None:
+    """`value` as one number per output channel of a rank-`rank` Conv output, when it broadcasts only along the
+    channel axis (shape [C,1,..], [1,C,1,..], a scalar or [1]); else None."""
+    if value.ndim > rank:
+        return None
+    shape = (1,) * (rank - value.ndim) + value.shape
+    if shape[0] != 1 or any(d != 1 for d in shape[2:]) or shape[1] not in (1, channels):
+        return None
+    return np.broadcast_to(value.reshape(-1), (channels,)).astype(np.float32)
+
+
+def _merge_concat_of_slices(graph: gs.Graph) -> int:
+    """`Concat(axis=a)` of step-1 Slices of one tensor along a that tile it from its start to its end: the
+    tensor itself."""
+    merged = 0
+    for node in list(graph.nodes):
+        if node.op != "Concat" or len(node.inputs) < 2 or not node.outputs:
+            continue
+        pieces = [_slice_range(t) for t in node.inputs]
+        if any(p is None for p in pieces) or len({id(p[0]) for p in pieces}) != 1:
+            continue
+        source = pieces[0][0]
+        dims = dims_of(source)
+        if dims is None or any(p[1] != node.attrs.get("axis", 0) % len(dims) for p in pieces):
+            continue
+        bounds = [(p[2], p[3]) for p in pieces]
+        axis_dim = dims[pieces[0][1]]
+        contiguous = all(bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1))
+        ends_at_end = bounds[-1][1] >= _UNBOUNDED or (_is_int(axis_dim) and bounds[-1][1] == axis_dim)
+        if contiguous and bounds[0][0] == 0 and ends_at_end and _bypass(graph, node, node.outputs[0], source):
+            merged += 1
+    return merged
+
+
+def _slice_range(tensor: gs.Tensor) -> tuple[gs.Tensor, int, int, int] | None:
+    """(source, axis, start, end) of a tensor made by a one-axis, step-1, non-negative-bounds Slice."""
+    node = tensor.inputs[0] if len(tensor.inputs) == 1 else None
+    if node is None or node.op != "Slice" or len(node.inputs) < 4 or node.inputs[0].shape is None:
+        return None
+    values = [_constant_value(t) if t.name else None for t in node.inputs[1:]]
+    if any(v is None or v.size != 1 for v in values):
+        return None
+    start, end, axis = (int(v.reshape(-1)[0]) for v in values[:3])
+    step = int(values[3].reshape(-1)[0]) if len(values) > 3 else 1
+    if step != 1 or start < 0 or end < 0:
+        return None
+    return node.inputs[0], axis % len(node.inputs[0].shape), start, end
+
+
 REWRITES: tuple[Rewrite, ...] = (
     Rewrite("conv-batchnorm", "Conv followed by an inference BatchNormalization folded into the Conv",
             _fold_batchnorm_into_conv),
+    Rewrite("conv-affine", "Mul/Add by a per-channel constant after a Conv folded into its weights and bias",
+            _fold_affine_into_conv),
+    Rewrite("pad-into-conv", "zero Pad of spatial axes before Conv/AveragePool folded into their pads",
+            _fold_pad_into_conv),
+    Rewrite("cast-chain", "Cast through an exactly wider type merged into one Cast (or removed)", _fuse_casts),
     Rewrite("shape-arithmetic", "shape computations on partially known shapes replaced by constants or an equal "
             "tensor; Reshape/Expand targets made constant (0/-1 and 1 for symbolic dims)",
             _simplify_shape_arithmetic),
@@ -438,6 +695,8 @@ REWRITES: tuple[Rewrite, ...] = (
             "Add/Sub 0, Mul/Div 1 that broadcast nothing, identity Transpose, one-input Concat/Sum)", _remove_noops),
     Rewrite("transpose-chain", "Transpose of a Transpose fused into one", _fuse_transposes),
     Rewrite("reshape-chain", "Reshape-like op of a Reshape-like op fused into one Reshape", _fuse_reshapes),
+    Rewrite("concat-slices", "Concat of Slices that tile a tensor replaced by the tensor", _merge_concat_of_slices),
+    Rewrite("squeeze-pair", "Unsqueeze/Squeeze of the same axes undone", _cancel_squeeze_pairs),
     Rewrite("reshape-sandwich", "Reshape → pointwise ops → Reshape back: both Reshapes removed",
             _cancel_reshape_sandwiches),
     Rewrite("cse", "duplicate subexpressions (same op, attributes and inputs) merged", _merge_duplicates),

@@ -168,3 +168,115 @@ def test_unknown_skip_name_is_refused() -> None:
     with pytest.raises(SurgeonError, match="no rewrite named 'fold-everything'.*conv-batchnorm"):
         _sanitize(_conv_bn_model(True), skip=frozenset({"fold-everything"}))
 
+
+
+def _wrapped(nodes, x_type: int, x_shape: list, inits=(), y_type: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    """x → Relu (for float x) → `nodes` (reading 'x_in', writing 'y_out') → Relu → y, so the nodes under test
+    touch neither a graph input nor a graph output."""
+    pre = [helper.make_node("Relu", ["x"], ["x_in"])] if x_type == TensorProto.FLOAT else \
+        [helper.make_node("Identity", ["x"], ["x_in"])]
+    post = [helper.make_node("Relu", ["y_out"], ["y"])] if y_type == TensorProto.FLOAT else \
+        [helper.make_node("Neg", ["y_out"], ["y"])]
+    graph = helper.make_graph(pre + list(nodes) + post, "wrapped",
+                              [helper.make_tensor_value_info("x", x_type, x_shape)],
+                              [helper.make_tensor_value_info("y", y_type, None)], list(inits))
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    onnx.checker.check_model(model)
+    return model
+
+
+def _const(name: str, value) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value), name)
+
+
+_RNG = np.random.default_rng(11)
+_W = _RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+_CASES = {
+    "pad-into-conv": (
+        [helper.make_node("Pad", ["x_in", "pads"], ["p"]), helper.make_node("Conv", ["p", "w"], ["y_out"])],
+        TensorProto.FLOAT, ["n", 3, 8, 8], [_const("pads", np.array([0, 0, 1, 2, 0, 0, 1, 0], np.int64)),
+                                            _const("w", _W)], ["Relu", "Conv", "Relu"]),
+    "pad-into-avgpool": (
+        [helper.make_node("Pad", ["x_in", "pads"], ["p"]),
+         helper.make_node("AveragePool", ["p"], ["y_out"], kernel_shape=[3, 3])],
+        TensorProto.FLOAT, ["n", 3, 8, 8], [_const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))],
+        ["Relu", "AveragePool", "Relu"]),
+    "conv-affine": (
+        [helper.make_node("Conv", ["x_in", "w", "b"], ["c"]), helper.make_node("Mul", ["c", "s"], ["m"]),
+         helper.make_node("Add", ["t", "m"], ["y_out"])],
+        TensorProto.FLOAT, ["n", 3, 8, 8],
+        [_const("w", _W), _const("b", _RNG.standard_normal(4).astype(np.float32)),
+         _const("s", _RNG.standard_normal((4, 1, 1)).astype(np.float32)),
+         _const("t", _RNG.standard_normal((1, 4, 1, 1)).astype(np.float32))], ["Relu", "Conv", "Relu"]),
+    "cast-chain": (
+        [helper.make_node("Cast", ["x_in"], ["a"], to=TensorProto.INT64),
+         helper.make_node("Cast", ["a"], ["y_out"], to=TensorProto.FLOAT)],
+        TensorProto.INT32, ["n", 5], [], ["Cast", "Relu"]),
+    "cast-roundtrip": (
+        [helper.make_node("Cast", ["x_in"], ["a"], to=TensorProto.DOUBLE),
+         helper.make_node("Cast", ["a"], ["y_out"], to=TensorProto.FLOAT)],
+        TensorProto.FLOAT, ["n", 5], [], ["Relu", "Relu"]),
+    "identity-resize": (
+        [helper.make_node("Resize", ["x_in", "", "scales"], ["y_out"], mode="linear")],
+        TensorProto.FLOAT, ["n", 3, 4, 4], [_const("scales", np.ones(4, np.float32))], ["Relu", "Relu"]),
+    "full-slice": (
+        [helper.make_node("Slice", ["x_in", "starts", "ends"], ["y_out"])],
+        TensorProto.FLOAT, ["n", 5], [_const("starts", np.array([0], np.int64)),
+                                      _const("ends", np.array([2**63 - 1], np.int64))], ["Relu", "Relu"]),
+    "concat-slices": (
+        [helper.make_node("Slice", ["x_in", "s0", "e0", "axis"], ["a"]),
+         helper.make_node("Slice", ["x_in", "e0", "e1", "axis"], ["b"]),
+         helper.make_node("Concat", ["a", "b"], ["y_out"], axis=-1)],
+        TensorProto.FLOAT, ["n", 6], [_const("s0", np.array([0], np.int64)), _const("e0", np.array([2], np.int64)),
+                                      _const("e1", np.array([6], np.int64)), _const("axis", np.array([1], np.int64))],
+        ["Relu", "Relu"]),
+    "squeeze-pair": (
+        [helper.make_node("Unsqueeze", ["x_in", "axes"], ["a"]), helper.make_node("Squeeze", ["a", "axes"], ["y_out"])],
+        TensorProto.FLOAT, ["n", "m"], [_const("axes", np.array([1], np.int64))], ["Relu", "Relu"]),
+    "cse": (
+        [helper.make_node("Sigmoid", ["x_in"], ["a"]), helper.make_node("Sigmoid", ["x_in"], ["b"]),
+         helper.make_node("Sub", ["a", "b"], ["y_out"])],
+        TensorProto.FLOAT, ["n", 5], [], ["Relu", "Sigmoid", "Sub", "Relu"]),
+}
+# The rewrite each case exercises (where it differs from the case's name).
+_REWRITE = {"pad-into-avgpool": "pad-into-conv", "cast-roundtrip": "cast-chain", "identity-resize": "noop",
+            "full-slice": "noop"}
+_INEXACT = {"conv-affine"}  # folded weights are rounded once
+
+
+@pytest.mark.parametrize("case", sorted(_CASES))
+def test_rewrite_matches_onnxruntime_and_can_be_skipped(case: str) -> None:
+    nodes, x_type, x_shape, inits, expected_ops = _CASES[case]
+    model = _wrapped(nodes, x_type, x_shape, inits)
+    rewrite = _REWRITE.get(case, case)
+    simplified, rewrites = _sanitize(model)
+    assert _ops(simplified) == expected_ops and rewrites[rewrite] >= 1, rewrites
+    shape = [2 if isinstance(d, str) else d for d in x_shape]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32) if x_type == TensorProto.FLOAT else \
+        rng.integers(-2**31, 2**31 - 1, shape, dtype=np.int64).astype(np.int32)
+    expected, actual = run_ort(model, {"x": x}), run_ort(simplified, {"x": x})
+    if case in _INEXACT:
+        _assert_within_float32_rounding(actual, expected)
+    else:
+        np.testing.assert_array_equal(actual["y"], expected["y"])
+    kept, rewrites = _sanitize(model, skip=frozenset({rewrite}))
+    assert rewrite not in rewrites and len(kept.graph.node) > len(simplified.graph.node)
+
+
+def test_cast_through_a_narrower_type_stays() -> None:
+    """float → int32 → float truncates: not a no-op."""
+    model = _wrapped([helper.make_node("Cast", ["x_in"], ["a"], to=TensorProto.INT32),
+                      helper.make_node("Cast", ["a"], ["y_out"], to=TensorProto.FLOAT)], TensorProto.FLOAT, [3])
+    kept, _ = _sanitize(model)
+    assert _ops(kept) == ["Relu", "Cast", "Cast", "Relu"]
+
+
+def test_nonzero_pad_and_partial_slices_stay() -> None:
+    padded = _wrapped([helper.make_node("Pad", ["x_in", "pads", "value"], ["p"]),
+                       helper.make_node("Conv", ["p", "w"], ["y_out"])], TensorProto.FLOAT, [1, 3, 8, 8],
+                      [_const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)),
+                       _const("value", np.array(1.0, np.float32)), _const("w", _W)])
+    assert "Pad" in _ops(_sanitize(padded)[0])
+    partial = _wrapped(_CASES["concat-slices"][0], TensorProto.FLOAT, ["n", 7], _CASES["concat-slices"][3])
+    assert "Concat" in _ops(_sanitize(partial)[0])
