@@ -280,3 +280,20 @@ def test_nonzero_pad_and_partial_slices_stay() -> None:
     assert "Pad" in _ops(_sanitize(padded)[0])
     partial = _wrapped(_CASES["concat-slices"][0], TensorProto.FLOAT, ["n", 7], _CASES["concat-slices"][3])
     assert "Concat" in _ops(_sanitize(partial)[0])
+
+
+def test_cli_reports_rewrite_counts_and_honours_skip(tmp_path, capsys) -> None:
+    from polyx.cli.app import main
+
+    source, out = tmp_path / "conv_bn.onnx", tmp_path / "out.onnx"
+    onnx.save(_conv_bn_model(True), source)
+    assert main(["surgeon", "sanitize", str(source), "-o", str(out), "--fold-constants"]) == 0
+    assert "rewrites: conv-batchnorm x1" in capsys.readouterr().out
+    assert _ops(onnx.load(out)) == ["Conv"]
+    assert main(["surgeon", "sanitize", str(source), "-o", str(out), "--fold-constants", "--skip", "conv-batchnorm",
+                 "cse"]) == 0
+    assert "rewrites:" not in capsys.readouterr().out
+    assert _ops(onnx.load(out)) == ["Conv", "BatchNormalization"]
+    assert main(["surgeon", "sanitize", str(source), "-o", str(out), "--fold-constants", "--skip", "bogus"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no rewrite named 'bogus'" in err[0] and "shape-arithmetic" in err[0]
