@@ -455,7 +455,8 @@ def _redirect(out: gs.Tensor, replacement: gs.Tensor) -> None:
 def _constant_reshape_target(graph: gs.Graph, node: gs.Node, target: SymbolicValue | None) -> int:
     if target is None or target.scalar or isinstance(node.inputs[1], gs.Constant):
         return 0
-    dims = dims_of(node.inputs[0]) or []
+    known_dims = dims_of(node.inputs[0])
+    dims = known_dims or []
     shape: list[int | None] = []
     for axis, element in enumerate(target.elements):
         if _is_int(element):
@@ -467,7 +468,7 @@ def _constant_reshape_target(graph: gs.Graph, node: gs.Node, target: SymbolicVal
     if shape.count(None) + shape.count(-1) > 1:
         return 0
     shape = [-1 if d is None else d for d in shape]
-    if shape == [0] * len(dims) and node.outputs[0] not in graph.outputs:
+    if known_dims is not None and shape == [0] * len(dims) and node.outputs[0] not in graph.outputs:
         return int(_bypass(graph, node, node.outputs[0], node.inputs[0]))
     node.inputs[1] = gs.Constant(f"{node.outputs[0].name}_target", np.asarray(shape, np.int64))
     return 1
@@ -631,6 +632,67 @@ def _fold_affine_into_conv(graph: gs.Graph) -> int:
     return folded
 
 
+def _fold_scale_into_matmul(graph: gs.Graph) -> int:
+    """`MatMul(x, W) → Mul by a per-column constant` (W constant, 2-D) becomes `MatMul(x, W * scale)`, and
+    `Gemm → Mul`/`Gemm → Add` of a per-column constant fold into its B and C (rounded once, in float32)."""
+    folded = 0
+    for node in list(graph.nodes):
+        if node.op not in ("Mul", "Add") or len(node.inputs) != 2 or len(node.outputs) != 1:
+            continue
+        for data, operand in ((node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])):
+            producer = data.inputs[0] if data.inputs else None
+            value = _constant_value(operand)
+            if producer is None or producer.op not in ("MatMul", "Gemm") or value is None \
+                    or value.dtype != np.float32 or not _single_reader(graph, data) or data.shape is None:
+                continue
+            if _fold_columns(producer, node.op, value, len(data.shape)):
+                out = node.outputs[0]
+                node.outputs.clear()
+                producer.outputs[0] = out
+                folded += 1
+                break
+    return folded
+
+
+def _fold_columns(producer: gs.Node, op: str, value: np.ndarray, rank: int) -> bool:
+    weight = _constant_value(producer.inputs[1])
+    if weight is None or weight.dtype != np.float32 or weight.ndim != 2 or value.ndim > rank \
+            or any(d != 1 for d in value.shape[:-1]):
+        return False
+    transposed = producer.op == "Gemm" and producer.attrs.get("transB", 0)
+    columns = weight.shape[0] if transposed else weight.shape[1]
+    if value.shape and value.shape[-1] not in (1, columns):
+        return False
+    scale = np.broadcast_to(value.reshape(-1), (columns,)).astype(np.float32)
+    base = producer.name or producer.outputs[0].name
+    if producer.op == "MatMul":
+        if op != "Mul":
+            return False
+        producer.inputs[1] = gs.Constant(f"{base}_scaled_weight", (weight * scale).astype(np.float32))
+        return True
+    if producer.attrs.get("transA", 0) not in (0, 1) or rank != 2:
+        return False
+    bias = _constant_value(producer.inputs[2]) if len(producer.inputs) > 2 and producer.inputs[2].name else None
+    if len(producer.inputs) > 2 and producer.inputs[2].name and (bias is None or bias.dtype != np.float32):
+        return False
+    bias = np.zeros(columns, np.float32) if bias is None else bias.astype(np.float32)
+    beta = np.float32(producer.attrs.get("beta", 1.0))
+    if bias.ndim == 2 and bias.shape[0] != 1:
+        return False
+    bias = np.broadcast_to(bias.reshape(-1), (columns,)) * beta
+    if op == "Mul":
+        axis_scale = scale.reshape(-1, 1) if transposed else scale.reshape(1, -1)
+        producer.inputs[1] = gs.Constant(f"{base}_scaled_weight", (weight * axis_scale).astype(np.float32))
+        bias = bias * scale
+    else:
+        bias = bias + scale
+    while len(producer.inputs) > 2:
+        producer.inputs.pop()
+    producer.inputs.append(gs.Constant(f"{base}_{op.lower()}_folded_bias", bias.astype(np.float32)))
+    producer.attrs["beta"] = 1.0
+    return True
+
+
 def _per_channel(value: np.ndarray, channels: int, rank: int) -> np.ndarray | None:
     """`value` as one number per output channel of a rank-`rank` Conv output, when it broadcasts only along the
     channel axis (shape [C,1,..], [1,C,1,..], a scalar or [1]); else None."""
@@ -685,6 +747,8 @@ REWRITES: tuple[Rewrite, ...] = (
             _fold_batchnorm_into_conv),
     Rewrite("conv-affine", "Mul/Add by a per-channel constant after a Conv folded into its weights and bias",
             _fold_affine_into_conv),
+    Rewrite("matmul-affine", "Mul by a per-column constant after MatMul (constant 2-D weight), and Mul/Add after "
+            "Gemm, folded into the weight and bias", _fold_scale_into_matmul),
     Rewrite("pad-into-conv", "zero Pad of spatial axes before Conv/AveragePool folded into their pads",
             _fold_pad_into_conv),
     Rewrite("cast-chain", "Cast through an exactly wider type merged into one Cast (or removed)", _fuse_casts),

@@ -208,6 +208,19 @@ _CASES = {
         [_const("w", _W), _const("b", _RNG.standard_normal(4).astype(np.float32)),
          _const("s", _RNG.standard_normal((4, 1, 1)).astype(np.float32)),
          _const("t", _RNG.standard_normal((1, 4, 1, 1)).astype(np.float32))], ["Relu", "Conv", "Relu"]),
+    "matmul-affine": (
+        [helper.make_node("MatMul", ["x_in", "w"], ["c"]), helper.make_node("Mul", ["c", "s"], ["y_out"])],
+        TensorProto.FLOAT, ["n", 5, 8], [_const("w", _RNG.standard_normal((8, 6)).astype(np.float32)),
+                                         _const("s", _RNG.standard_normal(6).astype(np.float32))],
+        ["Relu", "MatMul", "Relu"]),
+    "gemm-affine": (
+        [helper.make_node("Gemm", ["x_in", "w", "b"], ["c"], transB=1, beta=0.5),
+         helper.make_node("Mul", ["c", "s"], ["m"]), helper.make_node("Add", ["m", "t"], ["y_out"])],
+        TensorProto.FLOAT, ["n", 8], [_const("w", _RNG.standard_normal((6, 8)).astype(np.float32)),
+                                      _const("b", _RNG.standard_normal(6).astype(np.float32)),
+                                      _const("s", _RNG.standard_normal((1, 6)).astype(np.float32)),
+                                      _const("t", _RNG.standard_normal(6).astype(np.float32))],
+        ["Relu", "Gemm", "Relu"]),
     "cast-chain": (
         [helper.make_node("Cast", ["x_in"], ["a"], to=TensorProto.INT64),
          helper.make_node("Cast", ["a"], ["y_out"], to=TensorProto.FLOAT)],
@@ -239,9 +252,9 @@ _CASES = {
         TensorProto.FLOAT, ["n", 5], [], ["Relu", "Sigmoid", "Sub", "Relu"]),
 }
 # The rewrite each case exercises (where it differs from the case's name).
-_REWRITE = {"pad-into-avgpool": "pad-into-conv", "cast-roundtrip": "cast-chain", "identity-resize": "noop",
-            "full-slice": "noop"}
-_INEXACT = {"conv-affine"}  # folded weights are rounded once
+_REWRITE = {"pad-into-avgpool": "pad-into-conv", "gemm-affine": "matmul-affine", "cast-roundtrip": "cast-chain",
+            "identity-resize": "noop", "full-slice": "noop"}
+_INEXACT = {"conv-affine", "matmul-affine", "gemm-affine"}  # folded weights are rounded once
 
 
 @pytest.mark.parametrize("case", sorted(_CASES))
