@@ -237,8 +237,12 @@ def _boundary_type(model, producer, name: str, readers, types) -> tuple[int, int
     source = next((types[t] for t in producer.input if t and _has_rank(types.get(t))), None)
     source_elem = source.tensor_type.elem_type if source is not None else None
     source_rank = len(source.tensor_type.shape.dim) if source is not None else None
-    elem_order = [source_elem] if source_elem else []
-    elem_order += [e for e in _CANDIDATE_ELEM_TYPES if e != source_elem]
+    declared = types.get(name)
+    if declared is not None and declared.tensor_type.elem_type:  # the element type is known, only the shape not
+        elem_order = [declared.tensor_type.elem_type]
+    else:
+        elem_order = [source_elem] if source_elem else []
+        elem_order += [e for e in _CANDIDATE_ELEM_TYPES if e != source_elem]
     opsets = {imp.domain: imp.version for imp in model.opset_import}
     for elem_type in elem_order:
         ranks = set(range(_MAX_RANK + 1))

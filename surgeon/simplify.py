@@ -354,7 +354,15 @@ def _input_key(tensor: gs.Tensor):
 
 
 def _merge_duplicates(graph: gs.Graph) -> int:
-    """Common subexpressions: a node equal to an earlier one (op, attributes, inputs) reuses its outputs."""
+    """Common subexpressions: a node equal to an earlier one (op, attributes, inputs) reuses its outputs. Equal
+    constants are shared first (not counted), so nodes reading equal constants compare equal."""
+    shared: dict = {}
+    for node in graph.nodes:
+        for index, tensor in enumerate(node.inputs):
+            if isinstance(tensor, gs.Constant) and tensor not in graph.outputs:
+                keep = shared.setdefault(_input_key(tensor), tensor)
+                if keep is not tensor:
+                    node.inputs[index] = keep
     seen: dict = {}
     merged = 0
     for node in list(graph.nodes):
