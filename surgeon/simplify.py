@@ -1,9 +1,11 @@
-"""Graph simplifications that constant folding alone leaves behind, once shapes are static.
+"""Graph simplifications that constant folding alone leaves behind: the named rewrites of `sanitize`.
 
 Folding a PyTorch export leaves no-op Reshapes/Concats/Casts, zero-bias Adds, Transpose pairs, Reshape chains,
-`Reshape → pointwise ops → Reshape back` sandwiches and duplicated subexpressions. Each rewrite here keeps
-the values of every graph output bit-for-bit (up to the sign of zero) and needs only shapes the graph already
-states; none of them invents a value.
+`Reshape → pointwise ops → Reshape back` sandwiches, duplicated subexpressions, and shape arithmetic on dims
+known only by name. `REWRITES` lists every rewrite by the name `--skip` takes, in the order one pass runs them.
+The rewrites here keep the values of every graph output bit-for-bit (up to the sign of zero) and rely only on
+shapes the graph states (static dims, or symbolic dims shape inference propagated); those that fold into
+weights (weight_folding) round the folded weights once.
 """
 from __future__ import annotations
 
@@ -16,7 +18,14 @@ import numpy as np
 import onnx_graphsurgeon as gs
 from onnx import TensorProto, helper
 
+from .rewrite_tools import bypass, constant_value, is_int, replace_input, single_reader, static_shape
 from .symbolic_shapes import Dim, SymbolicValue, dims_of, evaluate
+from .weight_folding import (
+    fold_affine_into_conv,
+    fold_batchnorm_into_conv,
+    fold_pad_into_conv,
+    fold_scale_into_matmul,
+)
 
 # Ops that return their first input unchanged when the output shape and dtype equal the input's.
 _SHAPE_NOOPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Tile"}
@@ -60,16 +69,9 @@ def rewrite_names() -> list[str]:
     return [rewrite.name for rewrite in REWRITES]
 
 
-def _static_shape(tensor: gs.Tensor) -> tuple[int, ...] | None:
-    shape = tensor.shape
-    if shape is None or any(not isinstance(d, (int, np.integer)) or d < 0 for d in shape):
-        return None
-    return tuple(int(d) for d in shape)
-
-
 def _same_type(a: gs.Tensor, b: gs.Tensor) -> bool:
-    shape = _static_shape(a)
-    return shape is not None and shape == _static_shape(b) and a.dtype is not None and a.dtype == b.dtype
+    shape = static_shape(a)
+    return shape is not None and shape == static_shape(b) and a.dtype is not None and a.dtype == b.dtype
 
 
 def _broadcast_keeps(data: gs.Tensor, operand_shape: tuple[int, ...]) -> bool:
@@ -88,11 +90,11 @@ def _resize_is_identity(node: gs.Node) -> bool:
     """Scales all 1 (or sizes equal to the input's static shape): every mode samples exactly the input pixels."""
     if node.attrs.get("coordinate_transformation_mode") == "tf_crop_and_resize" or node.attrs.get("axes"):
         return False
-    scales = _constant_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name else None
-    sizes = _constant_value(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3].name else None
+    scales = constant_value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name else None
+    sizes = constant_value(node.inputs[3]) if len(node.inputs) > 3 and node.inputs[3].name else None
     if scales is not None and scales.size:
         return bool(np.all(scales == 1))
-    shape = _static_shape(node.inputs[0])
+    shape = static_shape(node.inputs[0])
     return sizes is not None and shape is not None and tuple(int(d) for d in sizes.reshape(-1)) == shape
 
 
@@ -101,7 +103,7 @@ _UNBOUNDED = 1 << 31  # a Slice end at least this large reaches the end of any d
 
 def _slice_is_full(node: gs.Node) -> bool:
     """Every sliced axis starts at 0 (or before), ends at or past its end, step 1."""
-    values = [_constant_value(t) if t.name else None for t in node.inputs[1:]]
+    values = [constant_value(t) if t.name else None for t in node.inputs[1:]]
     if len(values) < 2 or any(v is None for v in values):
         return False
     starts, ends = values[0].reshape(-1), values[1].reshape(-1)
@@ -112,8 +114,8 @@ def _slice_is_full(node: gs.Node) -> bool:
         return False
     for start, end, axis, step in zip(starts, ends, axes, steps):
         dim = dims[int(axis) % len(dims)]
-        reaches_end = end >= _UNBOUNDED or (_is_int(dim) and end >= dim)
-        starts_at_zero = start == 0 or (_is_int(dim) and start <= -dim)
+        reaches_end = end >= _UNBOUNDED or (is_int(dim) and end >= dim)
+        starts_at_zero = start == 0 or (is_int(dim) and start <= -dim)
         if step != 1 or not reaches_end or not starts_at_zero:
             return False
     return True
@@ -125,34 +127,6 @@ def _reshape_keeps(data: gs.Tensor, target: np.ndarray, allowzero: int) -> bool:
     if dims is None or target.ndim != 1 or len(target) != len(dims):
         return False
     return all((d == 0 and not allowzero) or (d > 0 and dim == d) for d, dim in zip(target.tolist(), dims))
-
-
-def _bypass(graph: gs.Graph, node: gs.Node, out: gs.Tensor, keep: gs.Tensor) -> bool:
-    """Make every reader of `out` read `keep` instead, so `node` (producing `out`) becomes dead."""
-    if out in graph.outputs:
-        # Graph outputs keep their names: let `keep`'s producer produce `out` instead.
-        if isinstance(keep, gs.Constant) or not keep.inputs or keep in graph.outputs or keep in graph.inputs:
-            return False
-        producer = keep.inputs[0]
-        for consumer in list(keep.outputs):
-            _replace_input(consumer, keep, out)
-        node.outputs.clear()
-        producer.outputs[producer.outputs.index(keep)] = out
-        return True
-    for consumer in list(out.outputs):
-        _replace_input(consumer, out, keep)
-    node.outputs.clear()
-    return True
-
-
-def _replace_input(node: gs.Node, old: gs.Tensor, new: gs.Tensor) -> None:
-    for index, tensor in enumerate(node.inputs):
-        if tensor is old:
-            node.inputs[index] = new
-
-
-def _constant_value(tensor: gs.Tensor) -> np.ndarray | None:
-    return tensor.values if isinstance(tensor, gs.Constant) else None
 
 
 def _noop_source(node: gs.Node) -> gs.Tensor | None:
@@ -174,7 +148,7 @@ def _noop_source(node: gs.Node) -> gs.Tensor | None:
         return first
     if node.op == "Slice" and _slice_is_full(node):
         return first
-    target = _constant_value(node.inputs[1]) if len(node.inputs) == 2 else None
+    target = constant_value(node.inputs[1]) if len(node.inputs) == 2 else None
     if node.op == "Expand" and target is not None and target.ndim == 1 \
             and _broadcast_keeps(first, tuple(int(d) for d in target)):
         return first
@@ -188,7 +162,7 @@ def _noop_source(node: gs.Node) -> gs.Tensor | None:
         if node.op in _COMMUTATIVE:
             candidates.append((node.inputs[1], node.inputs[0]))
         for data, operand in candidates:
-            value = _constant_value(operand)
+            value = constant_value(operand)
             if value is not None and value.size and np.all(value == _NEUTRAL_OPERAND[node.op]) \
                     and _broadcast_keeps(data, value.shape) and data.dtype == out.dtype:
                 return data
@@ -199,13 +173,9 @@ def _remove_noops(graph: gs.Graph) -> int:
     removed = 0
     for node in list(graph.nodes):
         source = _noop_source(node)
-        if source is not None and node.outputs and _bypass(graph, node, node.outputs[0], source):
+        if source is not None and node.outputs and bypass(graph, node, node.outputs[0], source):
             removed += 1
     return removed
-
-
-def _single_reader(graph: gs.Graph, tensor: gs.Tensor) -> bool:
-    return len(tensor.outputs) == 1 and tensor not in graph.outputs
 
 
 def _fuse_transposes(graph: gs.Graph) -> int:
@@ -215,7 +185,7 @@ def _fuse_transposes(graph: gs.Graph) -> int:
             continue
         source = node.inputs[0]
         first = source.inputs[0] if source.inputs else None
-        if first is None or first.op != "Transpose" or not _single_reader(graph, source):
+        if first is None or first.op != "Transpose" or not single_reader(graph, source):
             continue
         rank = len(source.shape) if source.shape is not None else None
         if rank is None:
@@ -243,17 +213,17 @@ def _fuse_reshapes(graph: gs.Graph) -> int:
     for node in list(graph.nodes):
         if node.op not in _RESHAPES or not node.outputs or not node.inputs:
             continue
-        shape = _static_shape(node.outputs[0])
+        shape = static_shape(node.outputs[0])
         if shape is None or 0 in shape:
             # A Reshape to a constant target without 0 (copy) depends only on the element count, not on the
             # shape it is given: on dynamic shapes it still absorbs the reshape before it.
-            target = _constant_value(node.inputs[1]) if node.op == "Reshape" and len(node.inputs) == 2 else None
+            target = constant_value(node.inputs[1]) if node.op == "Reshape" and len(node.inputs) == 2 else None
             if target is None or target.ndim != 1 or (0 in target.tolist() and not node.attrs.get("allowzero")):
                 continue
             shape = tuple(int(d) for d in target)
         source = node.inputs[0]
         first = source.inputs[0] if source.inputs else None
-        if first is None or first.op not in _RESHAPES or not _single_reader(graph, source):
+        if first is None or first.op not in _RESHAPES or not single_reader(graph, source):
             continue
         _reshape_to(node, first.inputs[0], shape)
         first.outputs.clear()
@@ -273,7 +243,7 @@ def _cancel_squeeze_pairs(graph: gs.Graph) -> int:
         pair = {"Squeeze": "Unsqueeze", "Unsqueeze": "Squeeze"}[node.op]
         if first is None or first.op != pair or len(first.inputs) != 2:
             continue
-        axes, first_axes = _constant_value(node.inputs[1]), _constant_value(first.inputs[1])
+        axes, first_axes = constant_value(node.inputs[1]), constant_value(first.inputs[1])
         rank = len(node.outputs[0].shape) if node.outputs[0].shape is not None else None
         if axes is None or first_axes is None or rank is None:
             continue
@@ -281,7 +251,7 @@ def _cancel_squeeze_pairs(graph: gs.Graph) -> int:
         if sorted(int(a) % outer_rank for a in axes.reshape(-1)) \
                 != sorted(int(a) % outer_rank for a in first_axes.reshape(-1)):
             continue
-        if _bypass(graph, node, node.outputs[0], first.inputs[0]):
+        if bypass(graph, node, node.outputs[0], first.inputs[0]):
             cancelled += 1
     return cancelled
 
@@ -293,7 +263,7 @@ def _cancel_reshape_sandwiches(graph: gs.Graph) -> int:
         if node.op not in _RESHAPES or not node.outputs or not node.inputs:
             continue
         data, reshaped = node.inputs[0], node.outputs[0]
-        inner_shape, outer_shape = _static_shape(data), _static_shape(reshaped)
+        inner_shape, outer_shape = static_shape(data), static_shape(reshaped)
         if inner_shape is None or outer_shape is None or inner_shape == outer_shape or reshaped in graph.outputs:
             continue
         region = _pointwise_region(graph, reshaped, outer_shape, inner_shape)
@@ -301,14 +271,14 @@ def _cancel_reshape_sandwiches(graph: gs.Graph) -> int:
             continue
         region_nodes, exits = region
         for member in region_nodes:
-            _replace_input(member, reshaped, data)
+            replace_input(member, reshaped, data)
             for index, operand in enumerate(member.inputs):
-                value = _constant_value(operand)
+                value = constant_value(operand)
                 if value is not None and value.ndim > len(inner_shape):
                     member.inputs[index] = gs.Constant(f"{operand.name}_scalar", value.reshape(()))
             member.outputs[0].shape = list(inner_shape)
         for exit_node in exits:
-            _bypass(graph, exit_node, exit_node.outputs[0], exit_node.inputs[0])
+            bypass(graph, exit_node, exit_node.outputs[0], exit_node.inputs[0])
         cancelled += 1
     return cancelled
 
@@ -324,12 +294,12 @@ def _pointwise_region(graph: gs.Graph, start: gs.Tensor, shape: tuple[int, ...],
         for consumer in tensor.outputs:
             if consumer in members or consumer in exits:
                 continue
-            if consumer.op in _RESHAPES and _static_shape(consumer.outputs[0]) == back \
+            if consumer.op in _RESHAPES and static_shape(consumer.outputs[0]) == back \
                     and consumer.inputs[0] is tensor:
                 exits.append(consumer)
                 continue
             if consumer.op not in _POINTWISE or len(consumer.outputs) != 1 \
-                    or _static_shape(consumer.outputs[0]) != shape or consumer.outputs[0] in graph.outputs:
+                    or static_shape(consumer.outputs[0]) != shape or consumer.outputs[0] in graph.outputs:
                 return None
             members.append(consumer)
             tensors.add(id(consumer.outputs[0]))
@@ -338,14 +308,14 @@ def _pointwise_region(graph: gs.Graph, start: gs.Tensor, shape: tuple[int, ...],
         return None
     for member in members:
         for operand in member.inputs:
-            value = _constant_value(operand)
+            value = constant_value(operand)
             if id(operand) not in tensors and (value is None or value.size != 1):
                 return None
     return members, exits
 
 
 def _input_key(tensor: gs.Tensor):
-    value = _constant_value(tensor)
+    value = constant_value(tensor)
     if value is None:
         return id(tensor)
     if value.size > 1 << 20:
@@ -380,48 +350,10 @@ def _merge_duplicates(graph: gs.Graph) -> int:
             continue
         for dup, keep in zip(list(node.outputs), list(original.outputs)):
             for consumer in list(dup.outputs):
-                _replace_input(consumer, dup, keep)
+                replace_input(consumer, dup, keep)
         node.outputs.clear()
         merged += 1
     return merged
-
-
-def _fold_batchnorm_into_conv(graph: gs.Graph) -> int:
-    """`Conv → BatchNormalization` (inference) becomes one Conv with scaled weights and a shifted bias.
-
-    The folded parameters are computed in float32 in the order onnxruntime's own Conv+BN fusion uses, so the
-    result equals onnxruntime's optimized original up to its kernels' summation order (a few float32 ulps)."""
-    fused = 0
-    for bn in list(graph.nodes):
-        if bn.op != "BatchNormalization" or len(bn.outputs) != 1 or bn.attrs.get("training_mode"):
-            continue
-        source = bn.inputs[0]
-        conv = source.inputs[0] if source.inputs else None
-        if conv is None or conv.op != "Conv" or not _single_reader(graph, source) or len(conv.outputs) != 1:
-            continue
-        params = [_constant_value(t) for t in bn.inputs[1:5]]
-        weight = _constant_value(conv.inputs[1])
-        bias = _constant_value(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2].name else None
-        if weight is None or any(p is None for p in params) or weight.dtype != np.float32 \
-                or (len(conv.inputs) > 2 and conv.inputs[2].name and bias is None):
-            continue
-        gamma, beta, mean, var = (np.asarray(p, np.float32).reshape(-1) for p in params)
-        if any(p.size != weight.shape[0] for p in (gamma, beta, mean, var)):
-            continue
-        alpha = gamma / np.sqrt(var + np.float32(bn.attrs.get("epsilon", 1e-5)))
-        new_weight = (weight * alpha.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(np.float32)
-        new_bias = ((bias.astype(np.float32) - mean) * alpha + beta if bias is not None
-                    else beta - mean * alpha).astype(np.float32)
-        base = conv.name or conv.outputs[0].name
-        while len(conv.inputs) > 1:
-            conv.inputs.pop()
-        conv.inputs.extend([gs.Constant(f"{base}_bn_folded_weight", new_weight),
-                            gs.Constant(f"{base}_bn_folded_bias", new_bias)])
-        out = bn.outputs[0]
-        bn.outputs.clear()
-        conv.outputs[0] = out
-        fused += 1
-    return fused
 
 
 def _simplify_shape_arithmetic(graph: gs.Graph) -> int:
@@ -457,7 +389,7 @@ def _simplify_shape_arithmetic(graph: gs.Graph) -> int:
 
 def _redirect(out: gs.Tensor, replacement: gs.Tensor) -> None:
     for consumer in list(out.outputs):
-        _replace_input(consumer, out, replacement)
+        replace_input(consumer, out, replacement)
 
 
 def _constant_reshape_target(graph: gs.Graph, node: gs.Node, target: SymbolicValue | None) -> int:
@@ -467,7 +399,7 @@ def _constant_reshape_target(graph: gs.Graph, node: gs.Node, target: SymbolicVal
     dims = known_dims or []
     shape: list[int | None] = []
     for axis, element in enumerate(target.elements):
-        if _is_int(element):
+        if is_int(element):
             shape.append(int(element))
         elif isinstance(element, Dim) and axis < len(dims) and dims[axis] == element:
             shape.append(0)  # allowzero=0: copy the input's dim at this axis
@@ -477,7 +409,7 @@ def _constant_reshape_target(graph: gs.Graph, node: gs.Node, target: SymbolicVal
         return 0
     shape = [-1 if d is None else d for d in shape]
     if known_dims is not None and shape == [0] * len(dims) and node.outputs[0] not in graph.outputs:
-        return int(_bypass(graph, node, node.outputs[0], node.inputs[0]))
+        return int(bypass(graph, node, node.outputs[0], node.inputs[0]))
     node.inputs[1] = gs.Constant(f"{node.outputs[0].name}_target", np.asarray(shape, np.int64))
     return 1
 
@@ -491,20 +423,16 @@ def _constant_expand_target(graph: gs.Graph, node: gs.Node, target: SymbolicValu
     shape = []
     offset = len(target.elements) - len(dims)
     for axis, element in enumerate(target.elements):
-        if _is_int(element):
+        if is_int(element):
             shape.append(int(element))
         elif isinstance(element, Dim) and axis >= offset and dims[axis - offset] == element:
             shape.append(1)  # broadcasting 1 keeps the input's dim
         else:
             return 0
     if offset <= 0 and all(d == 1 for d in shape) and node.outputs[0] not in graph.outputs:
-        return int(_bypass(graph, node, node.outputs[0], node.inputs[0]))
+        return int(bypass(graph, node, node.outputs[0], node.inputs[0]))
     node.inputs[1] = gs.Constant(f"{node.outputs[0].name}_target", np.asarray(shape, np.int64))
     return 1
-
-
-def _is_int(element) -> bool:
-    return isinstance(element, (int, np.integer)) and not isinstance(element, (bool, np.bool_))
 
 
 # Element types whose every value another type holds exactly: a Cast through the wider type loses nothing.
@@ -548,168 +476,12 @@ def _fuse_casts(graph: gs.Graph) -> int:
         if original is None or first.attrs.get("to") not in _EXACT_WIDENINGS.get(original, ()):
             continue
         if node.attrs.get("to") == original:
-            if _bypass(graph, node, node.outputs[0], first.inputs[0]):
+            if bypass(graph, node, node.outputs[0], first.inputs[0]):
                 fused += 1
             continue
         node.inputs[0] = first.inputs[0]
         fused += 1
     return fused
-
-
-def _fold_pad_into_conv(graph: gs.Graph) -> int:
-    """A zero constant Pad of spatial axes only, read by a Conv (or an AveragePool that counts padding), becomes
-    the reader's own padding."""
-    folded = 0
-    for node in list(graph.nodes):
-        if node.op not in ("Conv", "AveragePool") or not node.inputs or node.attrs.get("auto_pad", "NOTSET") \
-                not in ("NOTSET", b"NOTSET"):
-            continue
-        source = node.inputs[0]
-        pad = source.inputs[0] if source.inputs else None
-        if pad is None or pad.op != "Pad" or not _single_reader(graph, source):
-            continue
-        spatial = _spatial_pads(pad, source)
-        if spatial is None:
-            continue
-        rank = len(spatial) // 2
-        own = list(node.attrs.get("pads", [0] * (2 * rank)))
-        if node.op == "AveragePool" and (node.attrs.get("ceil_mode") or (any(own) and
-                                                                        not node.attrs.get("count_include_pad"))):
-            continue
-        node.attrs["pads"] = [a + b for a, b in zip(own, spatial)]
-        if node.op == "AveragePool":
-            node.attrs["count_include_pad"] = 1
-        node.inputs[0] = pad.inputs[0]
-        pad.outputs.clear()
-        folded += 1
-    return folded
-
-
-def _spatial_pads(pad: gs.Node, padded: gs.Tensor) -> list[int] | None:
-    """The Pad's begin/end pads of the axes after N and C, when it only adds zeros there; else None."""
-    if pad.attrs.get("mode", "constant") not in ("constant", b"constant") or len(pad.inputs) > 3:
-        return None
-    pads = _constant_value(pad.inputs[1]) if len(pad.inputs) > 1 else None
-    value = _constant_value(pad.inputs[2]) if len(pad.inputs) > 2 and pad.inputs[2].name else None
-    if pads is None or (len(pad.inputs) > 2 and pad.inputs[2].name and (value is None or np.any(value != 0))):
-        return None
-    pads = [int(p) for p in pads.reshape(-1)]
-    rank = len(pads) // 2
-    begins, ends = pads[:rank], pads[rank:]
-    if rank < 3 or any(p < 0 for p in pads) or begins[:2] != [0, 0] or ends[:2] != [0, 0]:
-        return None
-    return begins[2:] + ends[2:]
-
-
-def _fold_affine_into_conv(graph: gs.Graph) -> int:
-    """`Conv → Mul by a per-channel constant` and `Conv → Add of one` fold into the Conv's weights and bias
-    (computed in float32: one rounding of the folded weights, as BatchNormalization folding)."""
-    folded = 0
-    for node in list(graph.nodes):
-        if node.op not in ("Mul", "Add") or len(node.inputs) != 2 or len(node.outputs) != 1:
-            continue
-        for data, operand in ((node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])):
-            conv = data.inputs[0] if data.inputs else None
-            value = _constant_value(operand)
-            if conv is None or conv.op != "Conv" or value is None or not _single_reader(graph, data):
-                continue
-            weight = _constant_value(conv.inputs[1])
-            bias = _constant_value(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2].name else None
-            if weight is None or weight.dtype != np.float32 or value.dtype != np.float32 \
-                    or (len(conv.inputs) > 2 and conv.inputs[2].name and bias is None):
-                continue
-            channels = _per_channel(value, weight.shape[0], weight.ndim)
-            if channels is None:
-                continue
-            bias = np.zeros(weight.shape[0], np.float32) if bias is None else bias.astype(np.float32)
-            if node.op == "Mul":
-                weight = (weight * channels.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(np.float32)
-                bias = (bias * channels).astype(np.float32)
-            else:
-                bias = (bias + channels).astype(np.float32)
-            base = conv.name or conv.outputs[0].name
-            while len(conv.inputs) > 1:
-                conv.inputs.pop()
-            conv.inputs.extend([gs.Constant(f"{base}_{node.op.lower()}_folded_weight", weight),
-                                gs.Constant(f"{base}_{node.op.lower()}_folded_bias", bias)])
-            out = node.outputs[0]
-            node.outputs.clear()
-            conv.outputs[0] = out
-            folded += 1
-            break
-    return folded
-
-
-def _fold_scale_into_matmul(graph: gs.Graph) -> int:
-    """`MatMul(x, W) → Mul by a per-column constant` (W constant, 2-D) becomes `MatMul(x, W * scale)`, and
-    `Gemm → Mul`/`Gemm → Add` of a per-column constant fold into its B and C (rounded once, in float32)."""
-    folded = 0
-    for node in list(graph.nodes):
-        if node.op not in ("Mul", "Add") or len(node.inputs) != 2 or len(node.outputs) != 1:
-            continue
-        for data, operand in ((node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])):
-            producer = data.inputs[0] if data.inputs else None
-            value = _constant_value(operand)
-            if producer is None or producer.op not in ("MatMul", "Gemm") or value is None \
-                    or value.dtype != np.float32 or not _single_reader(graph, data) or data.shape is None:
-                continue
-            if _fold_columns(producer, node.op, value, len(data.shape)):
-                out = node.outputs[0]
-                node.outputs.clear()
-                producer.outputs[0] = out
-                folded += 1
-                break
-    return folded
-
-
-def _fold_columns(producer: gs.Node, op: str, value: np.ndarray, rank: int) -> bool:
-    weight = _constant_value(producer.inputs[1])
-    if weight is None or weight.dtype != np.float32 or weight.ndim != 2 or value.ndim > rank \
-            or any(d != 1 for d in value.shape[:-1]):
-        return False
-    transposed = producer.op == "Gemm" and producer.attrs.get("transB", 0)
-    columns = weight.shape[0] if transposed else weight.shape[1]
-    if value.shape and value.shape[-1] not in (1, columns):
-        return False
-    scale = np.broadcast_to(value.reshape(-1), (columns,)).astype(np.float32)
-    base = producer.name or producer.outputs[0].name
-    if producer.op == "MatMul":
-        if op != "Mul":
-            return False
-        producer.inputs[1] = gs.Constant(f"{base}_scaled_weight", (weight * scale).astype(np.float32))
-        return True
-    if producer.attrs.get("transA", 0) not in (0, 1) or rank != 2:
-        return False
-    bias = _constant_value(producer.inputs[2]) if len(producer.inputs) > 2 and producer.inputs[2].name else None
-    if len(producer.inputs) > 2 and producer.inputs[2].name and (bias is None or bias.dtype != np.float32):
-        return False
-    bias = np.zeros(columns, np.float32) if bias is None else bias.astype(np.float32)
-    beta = np.float32(producer.attrs.get("beta", 1.0))
-    if bias.ndim == 2 and bias.shape[0] != 1:
-        return False
-    bias = np.broadcast_to(bias.reshape(-1), (columns,)) * beta
-    if op == "Mul":
-        axis_scale = scale.reshape(-1, 1) if transposed else scale.reshape(1, -1)
-        producer.inputs[1] = gs.Constant(f"{base}_scaled_weight", (weight * axis_scale).astype(np.float32))
-        bias = bias * scale
-    else:
-        bias = bias + scale
-    while len(producer.inputs) > 2:
-        producer.inputs.pop()
-    producer.inputs.append(gs.Constant(f"{base}_{op.lower()}_folded_bias", bias.astype(np.float32)))
-    producer.attrs["beta"] = 1.0
-    return True
-
-
-def _per_channel(value: np.ndarray, channels: int, rank: int) -> np.ndarray | None:
-    """`value` as one number per output channel of a rank-`rank` Conv output, when it broadcasts only along the
-    channel axis (shape [C,1,..], [1,C,1,..], a scalar or [1]); else None."""
-    if value.ndim > rank:
-        return None
-    shape = (1,) * (rank - value.ndim) + value.shape
-    if shape[0] != 1 or any(d != 1 for d in shape[2:]) or shape[1] not in (1, channels):
-        return None
-    return np.broadcast_to(value.reshape(-1), (channels,)).astype(np.float32)
 
 
 def _merge_concat_of_slices(graph: gs.Graph) -> int:
@@ -729,8 +501,8 @@ def _merge_concat_of_slices(graph: gs.Graph) -> int:
         bounds = [(p[2], p[3]) for p in pieces]
         axis_dim = dims[pieces[0][1]]
         contiguous = all(bounds[i][1] == bounds[i + 1][0] for i in range(len(bounds) - 1))
-        ends_at_end = bounds[-1][1] >= _UNBOUNDED or (_is_int(axis_dim) and bounds[-1][1] == axis_dim)
-        if contiguous and bounds[0][0] == 0 and ends_at_end and _bypass(graph, node, node.outputs[0], source):
+        ends_at_end = bounds[-1][1] >= _UNBOUNDED or (is_int(axis_dim) and bounds[-1][1] == axis_dim)
+        if contiguous and bounds[0][0] == 0 and ends_at_end and bypass(graph, node, node.outputs[0], source):
             merged += 1
     return merged
 
@@ -740,7 +512,7 @@ def _slice_range(tensor: gs.Tensor) -> tuple[gs.Tensor, int, int, int] | None:
     node = tensor.inputs[0] if len(tensor.inputs) == 1 else None
     if node is None or node.op != "Slice" or len(node.inputs) < 4 or node.inputs[0].shape is None:
         return None
-    values = [_constant_value(t) if t.name else None for t in node.inputs[1:]]
+    values = [constant_value(t) if t.name else None for t in node.inputs[1:]]
     if any(v is None or v.size != 1 for v in values):
         return None
     start, end, axis = (int(v.reshape(-1)[0]) for v in values[:3])
@@ -752,13 +524,13 @@ def _slice_range(tensor: gs.Tensor) -> tuple[gs.Tensor, int, int, int] | None:
 
 REWRITES: tuple[Rewrite, ...] = (
     Rewrite("conv-batchnorm", "Conv followed by an inference BatchNormalization folded into the Conv",
-            _fold_batchnorm_into_conv),
+            fold_batchnorm_into_conv),
     Rewrite("conv-affine", "Mul/Add by a per-channel constant after a Conv folded into its weights and bias",
-            _fold_affine_into_conv),
+            fold_affine_into_conv),
     Rewrite("matmul-affine", "Mul by a per-column constant after MatMul (constant 2-D weight), and Mul/Add after "
-            "Gemm, folded into the weight and bias", _fold_scale_into_matmul),
+            "Gemm, folded into the weight and bias", fold_scale_into_matmul),
     Rewrite("pad-into-conv", "zero Pad of spatial axes before Conv/AveragePool folded into their pads",
-            _fold_pad_into_conv),
+            fold_pad_into_conv),
     Rewrite("cast-chain", "Cast through an exactly wider type merged into one Cast (or removed)", _fuse_casts),
     Rewrite("shape-arithmetic", "shape computations on partially known shapes replaced by constants or an equal "
             "tensor; Reshape/Expand targets made constant (0/-1 and 1 for symbolic dims)",

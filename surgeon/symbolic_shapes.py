@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from .rewrite_tools import constant_value, is_int
+
 # Largest vector tracked: shape vectors are short; longer int tensors are data, not shapes.
 _MAX_ELEMENTS = 16
 
@@ -82,16 +84,12 @@ def _sliced_axes(node: gs.Node) -> set[int] | None:
     if rank is None:
         return None
     if len(node.inputs) > 3 and node.inputs[3].name:
-        axes = _constant(node.inputs[3])
+        axes = constant_value(node.inputs[3])
         return None if axes is None else {int(a) % rank for a in axes.reshape(-1)}
     starts = node.inputs[1]
     if starts.shape is None or len(starts.shape) != 1 or not isinstance(starts.shape[0], (int, np.integer)):
         return None
     return set(range(int(starts.shape[0])))
-
-
-def _constant(tensor: gs.Tensor) -> np.ndarray | None:
-    return tensor.values if isinstance(tensor, gs.Constant) else None
 
 
 def evaluate(graph: gs.Graph) -> dict[int, SymbolicValue]:
@@ -101,7 +99,7 @@ def evaluate(graph: gs.Graph) -> dict[int, SymbolicValue]:
     def value_of(tensor: gs.Tensor) -> SymbolicValue | None:
         if id(tensor) in values:
             return values[id(tensor)]
-        array = _constant(tensor)
+        array = constant_value(tensor)
         if array is None or array.ndim > 1 or array.size > _MAX_ELEMENTS \
                 or not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
             return None
@@ -188,30 +186,26 @@ def _elementwise(op: str, a: SymbolicValue, b: SymbolicValue, origin: int) -> Sy
                          a.dtype)
 
 
-def _is_int(element: Element) -> bool:
-    return isinstance(element, (int, np.integer)) and not isinstance(element, (bool, np.bool_))
-
-
 def _equal(x: Element, y: Element, origin: int, index: int) -> Element:
-    if _is_int(x) and _is_int(y):
+    if is_int(x) and is_int(y):
         return int(x) == int(y)
     if isinstance(x, Dim) and isinstance(y, Dim) and x == y:
         return True
     for dim, other in ((x, y), (y, x)):
-        if isinstance(dim, Dim) and _is_int(other) and other < 0:
+        if isinstance(dim, Dim) and is_int(other) and other < 0:
             return False  # dims are never negative
     return Unknown(origin, index)
 
 
 def _arith(op: str, x: Element, y: Element, origin: int, index: int) -> Element:
-    if _is_int(x) and _is_int(y):
+    if is_int(x) and is_int(y):
         return {"Add": int(x) + int(y), "Sub": int(x) - int(y), "Mul": int(x) * int(y)}[op]
-    if op in ("Add", "Sub") and _is_int(y) and y == 0:
+    if op in ("Add", "Sub") and is_int(y) and y == 0:
         return x
-    if op == "Add" and _is_int(x) and x == 0:
+    if op == "Add" and is_int(x) and x == 0:
         return y
-    if op == "Mul" and _is_int(y) and y == 1:
+    if op == "Mul" and is_int(y) and y == 1:
         return x
-    if op == "Mul" and _is_int(x) and x == 1:
+    if op == "Mul" and is_int(x) and x == 1:
         return y
     return Unknown(origin, index)
