@@ -310,3 +310,24 @@ def test_cli_reports_rewrite_counts_and_honours_skip(tmp_path, capsys) -> None:
     assert main(["surgeon", "sanitize", str(source), "-o", str(out), "--fold-constants", "--skip", "bogus"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no rewrite named 'bogus'" in err[0] and "shape-arithmetic" in err[0]
+
+
+def test_reshape_target_of_swapped_symbolic_dims_stays_computed() -> None:
+    """Reshape(x[b, s, 8], [s, b, 8]): neither dim copies the input's dim at its axis, and one -1 cannot stand for
+    two unknown dims, so the target stays computed (and the model still swaps them correctly)."""
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "first_two"], ["bs"], axis=0),
+             helper.make_node("Gather", ["bs", "swap"], ["sb"], axis=0),
+             helper.make_node("Concat", ["sb", "eight"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["r"]),
+             helper.make_node("Relu", ["r"], ["y"])]
+    inits = [_const("first_two", np.array([0, 1], np.int64)), _const("swap", np.array([1, 0], np.int64)),
+             _const("eight", np.array([8], np.int64))]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "s", 8])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["s", "b", 8])], inits)
+    simplified, _ = _sanitize(model)
+    assert "Shape" in _ops(simplified) and "Reshape" in _ops(simplified)
+    x = {"x": np.random.default_rng(4).standard_normal((2, 3, 8)).astype(np.float32)}
+    result = run_ort(simplified, x)["y"]
+    assert result.shape == (3, 2, 8)
+    np.testing.assert_array_equal(result, run_ort(model, x)["y"])
