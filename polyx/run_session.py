@@ -101,20 +101,21 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
     logger = logger or trt.Logger(trt.Logger.WARNING)
     model_is_plan = is_plan_file(options.model)
     model = None if model_is_plan else load_onnx_file(options.model)
-    feeds = _feeds(options, graph_inputs(model)) if model is not None else None
+    plan_path = (options.model if model_is_plan else options.load_engine) if options.use_engine else None
+    # Data for a loaded plan waits for the plan (its profile's opt shapes); a build waits for the data.
+    feeds = _feeds(options, graph_inputs(model)) if model is not None and plan_path is None else None
     runners: list[Runner] = []
     engine, build_report = None, None
     if options.use_engine:
-        engine, build_report = _engine(options, options.model if model_is_plan else options.load_engine, feeds,
-                                       progress, logger)
-        runners.append(EngineRunner(engine))
+        engine, build_report = _engine(options, plan_path, feeds, progress, logger)
+        runners.append(EngineRunner(engine, profile_index=options.build.profile_index))
     if options.use_onnxrt:
         marks = options.onnx_mark_all or options.onnx_outputs
         runners.append(OnnxrtRunner(mark_onnx_outputs(model, options.onnx_outputs, options.onnx_mark_all)
                                     if marks else options.model))
     input_meta = graph_inputs(model) if model is not None else EngineRunner(engine).input_metadata()
     if feeds is None:
-        feeds = _feeds(options, input_meta)
+        feeds = _feeds(replace(options, build=_plan_data_shapes(options.build, engine)), input_meta)
     if options.save_inputs is not None:
         save_tensors(options.save_inputs, feeds)
     model_outputs = [o.name for o in model.graph.output] if model is not None else _engine_outputs(engine)
@@ -225,6 +226,17 @@ def _feeds(options: RunOptions, input_meta: dict[str, tuple[tuple, np.dtype]]) -
                 raise PolyxError(f"{where}: input '{name}' has shape {list(array.shape)}, the model expects "
                                  f"{[d if d >= 0 else '?' for d in shape]}")
     return feeds
+
+
+def _plan_data_shapes(build: BuildOptions, engine: trt.Engine) -> BuildOptions:
+    """Data for a loaded plan: inputs without a given shape take the opt shape of the profile the run uses."""
+    if not 0 <= build.profile_index < max(engine.num_optimization_profiles, 1):
+        raise PolyxError(f"--optimization-profile {build.profile_index}: the plan has "
+                         f"{engine.num_optimization_profiles} profile(s)")
+    given = build.data_shapes()
+    opt = {name: tuple(engine.get_tensor_profile_shape(name, build.profile_index)[1])
+           for name in EngineRunner(engine).input_metadata() if name not in given}
+    return replace(build, input_shapes={**opt, **build.input_shapes})
 
 
 def _profile_for(build: BuildOptions, feeds: list[Feeds] | None) -> BuildOptions:
