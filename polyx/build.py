@@ -60,7 +60,9 @@ class BuildOptions:
     optimization_level: int = 3
     tactic_sources: list[str] | None = None  # TacticSource names (any case) the builder may use; None: all
     device: str = "auto"
-    timing_cache: Path | None = None
+    timing_cache: Path | None = None  # read when it exists, written after the build
+    load_timing_cache: Path | None = None  # read (must exist); overrides timing_cache for reading
+    save_timing_cache: Path | None = None  # written after the build; overrides timing_cache for writing
     save_tactics: Path | None = None
     load_tactics: Path | None = None
     mark_all: bool = False
@@ -112,8 +114,11 @@ class BuildOptions:
         for path in (self.save_tactics,):
             if path is not None:
                 check_writable(path)
-        if self.timing_cache is not None:
-            check_writable(self.timing_cache)
+        for path in (self.timing_cache, self.save_timing_cache):
+            if path is not None:
+                check_writable(path)
+        if self.load_timing_cache is not None and not Path(self.load_timing_cache).is_file():
+            raise PolyxError(f"{self.load_timing_cache}: no such file (--load-timing-cache)")
         if self.load_tactics is not None and not Path(self.load_tactics).is_file():
             raise PolyxError(f"{self.load_tactics}: no such file (--load-tactics)")
 
@@ -168,8 +173,9 @@ def build_engine(model_path: str | os.PathLike, options: BuildOptions,
         raise PolyxError(f"--optimization-profile {options.profile_index}: the engine has "
                          f"{engine.num_optimization_profiles} profile(s)")
     seconds = time.perf_counter() - start
-    if options.timing_cache is not None:
-        check_writable(options.timing_cache).write_bytes(cache.serialize())
+    cache_target = options.save_timing_cache or options.timing_cache
+    if cache_target is not None:
+        check_writable(cache_target).write_bytes(cache.serialize())
     if recorder is not None and options.save_tactics is not None:
         save_replay(options.save_tactics, recorder.replay)
     cache_note = f"{cache.hits} hits, {cache.misses} misses, {len(cache)} entries" if cache is not None else ""
@@ -204,7 +210,7 @@ def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOpti
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
     for profile in options.profiles():
         config.add_optimization_profile(_profile(builder, network, options, profile))
-    cache = config.create_timing_cache(_read_timing_cache(options.timing_cache))
+    cache = config.create_timing_cache(_read_timing_cache(options.load_timing_cache or options.timing_cache))
     config.set_timing_cache(cache)
     selector = options.algorithm_selector
     if options.load_tactics is not None:

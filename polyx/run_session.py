@@ -53,6 +53,7 @@ class RunOptions:
     tolerances: Tolerances = field(default_factory=Tolerances)
     onnx_mark_all: bool = False
     onnx_outputs: list[str] = field(default_factory=list)
+    onnxrt_providers: list[str] | None = None  # onnxruntime's provider names; None: CPU
     validate: bool = False
     fail_fast: bool = False
     histograms: bool = False
@@ -112,7 +113,8 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
     if options.use_onnxrt:
         marks = options.onnx_mark_all or options.onnx_outputs
         runners.append(OnnxrtRunner(mark_onnx_outputs(model, options.onnx_outputs, options.onnx_mark_all)
-                                    if marks else options.model))
+                                    if marks else options.model,
+                                    providers=tuple(options.onnxrt_providers or ("CPUExecutionProvider",))))
     input_meta = graph_inputs(model) if model is not None else EngineRunner(engine).input_metadata()
     if feeds is None:
         feeds = _feeds(replace(options, build=_plan_data_shapes(options.build, engine)), input_meta)

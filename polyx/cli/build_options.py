@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from engine import TacticSource
+from engine import MemoryPoolType, TacticSource
 
 from ..build import BuildOptions, ProfileShapes
 from ..compare import Tolerances
@@ -231,8 +231,15 @@ _BUILD_PARAMETERS = [
         "--layer-precisions-file", help="JSON file {\"layer\": \"fp32\"}.")], None),
     ("workspace", Annotated[str | None, _option(
         "--workspace", help="Workspace limit for tactics, e.g. 1G, 512M (binary units).")], None),
+    ("pool_limit", Annotated[list[str] | None, _option(
+        "--pool-limit", "--memory-pool-limit", help="Memory pool limit POOL:SIZE, e.g. workspace:1G "
+                                                    "(Polygraphy's spelling of --workspace).")], None),
     ("timing_cache", Annotated[Path | None, _option(
         "--timing-cache", help="Timing cache file: read when it exists, written after the build.")], None),
+    ("load_timing_cache", Annotated[Path | None, _option(
+        "--load-timing-cache", help="Read the timing cache from this file (it must exist).")], None),
+    ("save_timing_cache", Annotated[Path | None, _option(
+        "--save-timing-cache", help="Write the timing cache to this file after the build.")], None),
     ("save_tactics", Annotated[Path | None, _option(
         "--save-tactics", help="Write the tactic chosen for every layer (JSON replay file).")], None),
     ("load_tactics", Annotated[Path | None, _option(
@@ -251,7 +258,8 @@ BUILD_PARAMETER_NAMES = [name for name, _, _ in _BUILD_PARAMETERS]
 def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, max_shapes=None,
                            optimization_profile=0, fp16=False,
                            tf32=False, int8=False, precision_constraints=None, layer_precisions=None,
-                           layer_precisions_file=None, workspace=None, timing_cache=None, save_tactics=None,
+                           layer_precisions_file=None, workspace=None, pool_limit=None, timing_cache=None,
+                           load_timing_cache=None, save_timing_cache=None, save_tactics=None,
                            load_tactics=None, builder_optimization_level=3, tactic_sources=None,
                            device=Device.auto) -> BuildOptions:
     """The flags' raw values -> a validated BuildOptions (PolyxError names the flag at fault)."""
@@ -263,12 +271,36 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
         fp16=fp16, tf32=tf32, int8=int8,
         precision_constraints=precision_constraints.value if precision_constraints is not None else None,
         layer_precisions=parse_layer_precisions(layer_precisions, layer_precisions_file),
-        workspace_bytes=parse_size(workspace, "--workspace"),
+        workspace_bytes=_workspace_bytes(workspace, pool_limit),
         optimization_level=builder_optimization_level, tactic_sources=parse_tactic_sources(tactic_sources),
         device=Device(device).value,
-        timing_cache=timing_cache, save_tactics=save_tactics, load_tactics=load_tactics)
+        timing_cache=timing_cache, load_timing_cache=load_timing_cache, save_timing_cache=save_timing_cache,
+        save_tactics=save_tactics, load_tactics=load_tactics)
     options.validate()
     return options
+
+
+def parse_pool_limits(values: list[str] | None) -> dict[str, int]:
+    """`["workspace:1G"]` -> {"WORKSPACE": 1073741824}; pools the engine lacks (TensorRT's DLA and tactic pools)
+    are refused rather than ignored."""
+    pools = {pool.name for pool in MemoryPoolType}
+    limits: dict[str, int] = {}
+    for value in values or []:
+        name, size = parse_name_value(value, "--pool-limit", "workspace:1G")
+        pool = name.upper()
+        if pool not in pools:
+            raise PolyxError(f"--pool-limit '{value}': the engine has no memory pool '{name}' "
+                             f"(pools: {', '.join(p.lower() for p in sorted(pools))})")
+        limits[pool] = parse_size(size, "--pool-limit")
+    return limits
+
+
+def _workspace_bytes(workspace: str | None, pool_limit: list[str] | None) -> int | None:
+    from_pool = parse_pool_limits(pool_limit).get("WORKSPACE")
+    from_flag = parse_size(workspace, "--workspace")
+    if from_pool is not None and from_flag is not None and from_pool != from_flag:
+        raise PolyxError(f"--workspace {workspace} and --pool-limit workspace:{from_pool} disagree; pass one")
+    return from_flag if from_pool is None else from_pool
 
 
 def with_build_options(command: typing.Callable) -> typing.Callable:
@@ -292,4 +324,5 @@ def with_build_options(command: typing.Callable) -> typing.Callable:
 
 # Build flags that take several values after one flag, Polygraphy style: `--input-shapes a:[1,3] b:[1]`.
 MULTI_VALUE_BUILD_OPTIONS = ("--input-shapes", "--min-shapes", "--opt-shapes", "--max-shapes", "--trt-min-shapes",
-                             "--trt-opt-shapes", "--trt-max-shapes", "--layer-precisions", "--tactic-sources")
+                             "--trt-opt-shapes", "--trt-max-shapes", "--layer-precisions", "--tactic-sources",
+                             "--pool-limit", "--memory-pool-limit")

@@ -15,7 +15,9 @@ from ..data.files import check_writable
 from ..errors import PolyxError
 from ..report import format_build_report, format_run_result, progress_factory, write_html
 from ..run_session import RunOptions, run_session
+from ..runners.onnxrt_runner import resolve_providers
 from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_value_ranges, tolerances_from_flags, with_build_options
+from .logging_options import engine_severity
 from .multi_value_options import multi_value_command
 
 DATA = "Data"
@@ -31,7 +33,9 @@ class ErrorStat(str, Enum):
 
 
 def engine_logger(verbose: int, quiet: bool) -> trt.Logger:
-    """-q: errors only; default and -v: warnings; -vv: info; -vvv: verbose (tactic timings)."""
+    """-q: errors only; default and -v: warnings; -vv: info; -vvv: verbose (tactic timings); --verbosity overrides."""
+    if engine_severity() is not None:
+        return trt.Logger(engine_severity())
     levels = (trt.Logger.WARNING, trt.Logger.WARNING, trt.Logger.INFO, trt.Logger.VERBOSE)
     severity = trt.Logger.ERROR if quiet else levels[min(verbose, 3)]
     return trt.Logger(severity)
@@ -51,8 +55,11 @@ def run(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="ONNX model (or an engine plan with --engine only).")],
     build_options: BuildOptions,
-    use_engine: Annotated[bool, typer.Option("--engine", help="Run the polyx engine.")] = False,
+    use_engine: Annotated[bool, typer.Option("--engine", "--trt", help="Run the polyx engine.")] = False,
     use_onnxrt: Annotated[bool, typer.Option("--onnxrt", help="Run onnxruntime (CPU).")] = False,
+    providers: Annotated[list[str] | None, typer.Option(
+        "--providers", help="onnxruntime execution providers in priority order, e.g. cuda cpu (default cpu).")
+                         ] = None,
     mark_all: Annotated[bool, typer.Option(
         "--mark-all", help="Compare every intermediate tensor (= --onnx-outputs mark all --engine-outputs mark all).",
         rich_help_panel=OUTPUTS)] = False,
@@ -60,7 +67,7 @@ def run(
         "--onnx-outputs", help="Extra onnxruntime output tensor (repeatable), or `mark all`.",
         rich_help_panel=OUTPUTS)] = None,
     engine_outputs: Annotated[list[str] | None, typer.Option(
-        "--engine-outputs", help="Extra engine output tensor (repeatable), or `mark all`.",
+        "--engine-outputs", "--trt-outputs", help="Extra engine output tensor (repeatable), or `mark all`.",
         rich_help_panel=OUTPUTS)] = None,
     save_engine: Annotated[Path | None, typer.Option("--save-engine", help="Write the built plan.")] = None,
     load_engine: Annotated[Path | None, typer.Option("--load-engine", help="Run this plan instead of building.")
@@ -122,6 +129,7 @@ def run(
                          iterations=iterations, load_inputs=load_inputs, save_inputs=save_inputs,
                          load_outputs=load_outputs, save_outputs=save_outputs, tolerances=tolerances,
                          onnx_mark_all=mark_all or onnx_mark_all, onnx_outputs=onnx_names, validate=validate,
+                         onnxrt_providers=resolve_providers(providers) if providers else None,
                          fail_fast=fail_fast, histograms=verbose > 0, worst_count=worst)
     result = run_session(options, progress=progress_factory(enabled=not quiet), logger=engine_logger(verbose, quiet))
     if result.build_report is not None and verbose:
@@ -144,6 +152,7 @@ def _echo(lines: list[str]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    options = (*MULTI_VALUE_BUILD_OPTIONS, "--val-range", "--atol", "--rtol", "--onnx-outputs", "--engine-outputs")
+    options = (*MULTI_VALUE_BUILD_OPTIONS, "--val-range", "--atol", "--rtol", "--onnx-outputs", "--engine-outputs",
+               "--trt-outputs", "--providers")
     app.command("run", context_settings={"allow_extra_args": True},
                 cls=multi_value_command(*options))(with_build_options(run))
