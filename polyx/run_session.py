@@ -24,6 +24,7 @@ from .compare import Comparator, LayerwiseReport, TensorComparison, Tolerances, 
 from .compare.layerwise import GraphNode, nodes_from_engine, nodes_from_onnx
 from .data.files import check_writable, load_tensors, save_tensors
 from .data.loader import DataLoader
+from .data.polygraphy_format import save_input_list, save_run_results
 from .errors import PolyxError
 from .marking import mark_onnx_outputs
 from .onnx_model import graph_inputs
@@ -46,10 +47,12 @@ class RunOptions:
     val_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     data_loader_script: str | None = None
     iterations: int = 1
-    load_inputs: Path | None = None
+    load_inputs: Path | list[Path] | None = None  # several files: their iterations chained
     save_inputs: Path | None = None
-    load_outputs: Path | None = None
+    load_outputs: Path | list[Path] | None = None
+    load_outputs_runner: str | None = None  # the runner of Polygraphy RunResults that is the golden reference
     save_outputs: Path | None = None
+    save_format: str = "polyx"  # "polygraphy": Polygraphy's input list and RunResults (every runner)
     tolerances: Tolerances = field(default_factory=Tolerances)
     onnx_mark_all: bool = False
     onnx_outputs: list[str] = field(default_factory=list)
@@ -119,14 +122,20 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
     if feeds is None:
         feeds = _feeds(replace(options, build=_plan_data_shapes(options.build, engine)), input_meta)
     if options.save_inputs is not None:
-        save_tensors(options.save_inputs, feeds)
+        if options.save_format == "polygraphy":
+            save_input_list(options.save_inputs, feeds)
+        else:
+            save_tensors(options.save_inputs, feeds)
     model_outputs = [o.name for o in model.graph.output] if model is not None else _engine_outputs(engine)
     result = RunResult(feeds=feeds, outputs=[_run(runner, feeds, progress) for runner in runners],
                        build_report=build_report, model_outputs=model_outputs)
     reference, candidates = _reference_and_candidates(options, result.outputs, len(feeds))
     if options.validate:
         result.validation_failures = [f for run in result.outputs for f in _non_finite(run)]
-    if options.save_outputs is not None:
+    if options.save_outputs is not None and options.save_format == "polygraphy":
+        save_run_results(options.save_outputs, [(r.runner, r.iterations, [ms / 1000 for ms in r.inference_ms])
+                                                for r in result.outputs])
+    elif options.save_outputs is not None:
         golden = next((r for r in result.outputs if r.runner == "onnxrt"), result.outputs[0])
         save_tensors(options.save_outputs, golden.iterations)
     if reference is None:
@@ -185,7 +194,11 @@ def _check_options(options: RunOptions) -> None:
         raise PolyxError(f"--iterations must be >= 1, got {options.iterations}")
     if options.load_inputs is not None and options.data_loader_script is not None:
         raise PolyxError("--load-inputs and --data-loader-script both supply inputs; pass one of them")
-    for path in (options.load_inputs, options.load_outputs, options.load_engine):
+    if options.load_outputs_runner is not None and options.load_outputs is None:
+        raise PolyxError("--load-outputs-runner picks a runner of --load-outputs files; pass --load-outputs too")
+    if options.save_format not in ("polyx", "polygraphy"):
+        raise PolyxError(f"--save-format must be polyx or polygraphy, got '{options.save_format}'")
+    for path in (*_paths(options.load_inputs), *_paths(options.load_outputs), options.load_engine):
         if path is not None and not Path(path).is_file():
             raise PolyxError(f"{path}: no such file")
     options.build.validate()
@@ -210,11 +223,11 @@ def _feeds(options: RunOptions, input_meta: dict[str, tuple[tuple, np.dtype]]) -
                             iterations=options.iterations, shapes=options.build.data_shapes(),
                             script=options.data_loader_script)
         return list(loader)
-    feeds = load_tensors(options.load_inputs)
+    feeds, source = _load_chain(options.load_inputs)
     if not feeds:
-        raise PolyxError(f"{options.load_inputs}: holds no iterations")
+        raise PolyxError(f"{source}: holds no iterations")
     for index, iteration in enumerate(feeds):
-        where = f"{options.load_inputs}: iteration {index}"
+        where = f"{source}: iteration {index}"
         for name in iteration:
             if name not in input_meta:
                 raise PolyxError(f"{where}: '{name}' is not an input of the model (inputs: {', '.join(input_meta)})")
@@ -270,14 +283,25 @@ def _run(runner: Runner, feeds: list[Feeds], progress: ProgressFactory) -> Runne
     return outputs
 
 
+def _paths(value: Path | list[Path] | None) -> list[Path]:
+    return [] if value is None else [Path(value)] if isinstance(value, (str, Path)) else [Path(p) for p in value]
+
+
+def _load_chain(value: Path | list[Path], runner: str | None = None) -> tuple[list[Feeds], str]:
+    """The iterations of one file, or of several files one after another; and the files' names for messages."""
+    paths = _paths(value)
+    return [it for path in paths for it in load_tensors(path, runner)], ", ".join(str(p) for p in paths)
+
+
 def _reference_and_candidates(options: RunOptions, runs: list[RunnerOutputs],
                               iterations: int) -> tuple[RunnerOutputs | None, list[RunnerOutputs]]:
     if options.load_outputs is not None:
-        golden = load_tensors(options.load_outputs)
+        golden, source = _load_chain(options.load_outputs, options.load_outputs_runner)
         if len(golden) != iterations:
-            raise PolyxError(f"{options.load_outputs}: holds {len(golden)} iteration(s) of outputs, this run has "
+            raise PolyxError(f"{source}: holds {len(golden)} iteration(s) of outputs, this run has "
                              f"{iterations} iteration(s) of inputs")
-        return RunnerOutputs(f"golden ({options.load_outputs.name})", golden, []), runs
+        names = ", ".join(path.name for path in _paths(options.load_outputs))
+        return RunnerOutputs(f"golden ({names})", golden, []), runs
     if len(runs) < 2:
         return None, []
     reference = next(r for r in runs if r.runner == "onnxrt")

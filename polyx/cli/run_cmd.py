@@ -25,6 +25,11 @@ COMPARE = "Comparison"
 OUTPUTS = "Outputs to compare"
 
 
+class SaveFormat(str, Enum):
+    polyx = "polyx"
+    polygraphy = "polygraphy"
+
+
 class ErrorStat(str, Enum):
     elemwise = "elemwise"
     max = "max"
@@ -82,13 +87,23 @@ def run(
                                             rich_help_panel=DATA, min=1)] = 1,
     save_inputs: Annotated[Path | None, typer.Option("--save-inputs", help=".npz or .json",
                                                         rich_help_panel=DATA)] = None,
-    load_inputs: Annotated[Path | None, typer.Option("--load-inputs", help=".npz or .json",
-                                                        rich_help_panel=DATA)] = None,
+    load_inputs: Annotated[list[Path] | None, typer.Option(
+        "--load-inputs", help=".npz or .json (ours or Polygraphy's); several files chain their iterations.",
+        rich_help_panel=DATA)] = None,
     save_outputs: Annotated[Path | None, typer.Option(
         "--save-outputs", help="Save onnxruntime's outputs (the engine's when onnxruntime does not run).",
         rich_help_panel=DATA)] = None,
-    load_outputs: Annotated[Path | None, typer.Option(
-        "--load-outputs", help="Compare against these saved (golden) outputs.", rich_help_panel=DATA)] = None,
+    load_outputs: Annotated[list[Path] | None, typer.Option(
+        "--load-outputs", help="Compare against these saved (golden) outputs (ours or Polygraphy's RunResults); "
+                               "several files chain their iterations.", rich_help_panel=DATA)] = None,
+    load_outputs_runner: Annotated[str | None, typer.Option(
+        "--load-outputs-runner", help="The runner of Polygraphy RunResults to compare against (its name or the "
+                                      "start of it); needed when the file holds several.", rich_help_panel=DATA)
+                                   ] = None,
+    save_format: Annotated[SaveFormat, typer.Option(
+        "--save-format", help="polyx (.npz/.json by suffix) or polygraphy (Polygraphy's JSON: input list and "
+                              "RunResults of every runner).", case_sensitive=False, rich_help_panel=DATA)
+                           ] = SaveFormat.polyx,
     atol: Annotated[list[str] | None, typer.Option(
         "--atol", help=f"Absolute tolerance, global or per output NAME:VALUE (default {DEFAULT_ATOL:g}).",
         rich_help_panel=COMPARE)] = None,
@@ -126,8 +141,9 @@ def run(
     options = RunOptions(model=model, use_engine=use_engine, use_onnxrt=use_onnxrt, build=build_options,
                          load_engine=load_engine, save_engine=save_engine, seed=seed,
                          val_ranges=parse_value_ranges(val_range), data_loader_script=data_loader_script,
-                         iterations=iterations, load_inputs=load_inputs, save_inputs=save_inputs,
-                         load_outputs=load_outputs, save_outputs=save_outputs, tolerances=tolerances,
+                         iterations=iterations, load_inputs=load_inputs or None, save_inputs=save_inputs,
+                         load_outputs=load_outputs or None, load_outputs_runner=load_outputs_runner,
+                         save_outputs=save_outputs, save_format=save_format.value, tolerances=tolerances,
                          onnx_mark_all=mark_all or onnx_mark_all, onnx_outputs=onnx_names, validate=validate,
                          onnxrt_providers=resolve_providers(providers) if providers else None,
                          fail_fast=fail_fast, histograms=verbose > 0, worst_count=worst)
@@ -153,6 +169,6 @@ def _echo(lines: list[str]) -> None:
 
 def register(app: typer.Typer) -> None:
     options = (*MULTI_VALUE_BUILD_OPTIONS, "--val-range", "--atol", "--rtol", "--onnx-outputs", "--engine-outputs",
-               "--trt-outputs", "--providers")
+               "--trt-outputs", "--providers", "--load-inputs", "--load-outputs")
     app.command("run", context_settings={"allow_extra_args": True},
                 cls=multi_value_command(*options))(with_build_options(run))
