@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     ("check_cmd", "register"),
     ("debug_cmd", "register"),
     ("bench_cmd", "register"),
+    ("data_cmd", "register"),
 ]
 
 

@@ -64,6 +64,11 @@ def runner_names(doc: Any) -> list[str]:
     return [str(entry[0]) for entry in doc.get("lst", []) if isinstance(entry, list) and entry]
 
 
+def load_run_results(doc: Any, path: Path) -> list[tuple[str, Iterations]]:
+    """Every runner of a RunResults document with its iterations, in file order."""
+    return [(name, load_iterations(doc, path, runner=name)) for name in dict.fromkeys(runner_names(doc))]
+
+
 def load_iterations(doc: Any, path: Path, runner: str | None = None) -> Iterations:
     """An input list or one runner's iterations of a RunResults document; PolyxError names the file and place."""
     kind = polygraphy_class(doc)
