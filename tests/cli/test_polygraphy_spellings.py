@@ -37,16 +37,17 @@ def test_trt_is_engine_and_trt_outputs_marks_a_tensor(capsys, tmp_path):
 def test_pool_limit_is_the_workspace_limit(capsys, tmp_path):
     assert build_options_from_cli(pool_limit=["workspace:1G"]).workspace_bytes == 1 << 30
     assert build_options_from_cli(pool_limit=["WORKSPACE:512M"], workspace="512M").workspace_bytes == 512 << 20
+    assert build_options_from_cli(pool_limit=["workspace:64K", "workspace:2M"]).workspace_bytes == 2 << 20
     with pytest.raises(PolyxError, match="disagree"):
         build_options_from_cli(pool_limit=["workspace:1G"], workspace="1M")
     with pytest.raises(PolyxError, match="no memory pool 'dla_managed_sram' \\(pools: workspace\\)"):
         build_options_from_cli(pool_limit=["dla_managed_sram:1M"])
     model = EXAMPLES / "cnn.onnx"  # its convolutions have tactics that need workspace
     plans = {}
-    for limit in ("0", "1G"):
+    for limit, flag in (("0", "--pool-limit"), ("1G", "--memory-pool-limit")):
         plans[limit] = tmp_path / f"w{limit}.plan"
         code, _, err = run_cli(capsys, "convert", model, "--save-engine", plans[limit], "--device", "cpu",
-                               "--input-shapes", "input:[2,3,32,32]", "--pool-limit", f"workspace:{limit}")
+                               "--input-shapes", "input:[2,3,32,32]", flag, f"workspace:{limit}")
         assert code == 0, err
     assert _plan_meta(capsys, plans["0"])["memory"]["workspace_bytes"] == 0
     assert _plan_meta(capsys, plans["1G"])["memory"]["workspace_bytes"] > 0
@@ -112,8 +113,8 @@ def test_unknown_polygraphy_flag_names_our_equivalent(capsys, tmp_path):
     code, _, err = run_cli(capsys, "run", model, "--trt", "--save-results", tmp_path / "r.json")
     assert code == 2
     assert "No such option: --save-results" in err and "(Polygraphy's --save-results: use --save-outputs FILE)" in err
-    code, _, err = run_cli(capsys, "convert", model, "-o", tmp_path / "m.plan", "--strict-types")
-    assert code == 2 and "use --precision-constraints obey" in err
+    code, _, err = run_cli(capsys, "convert", model, "-o", tmp_path / "m.plan", "--load-tactic-replay", "t.json")
+    assert code == 2 and "(Polygraphy's --load-tactic-replay: use --load-tactics FILE)" in err
     code, _, err = run_cli(capsys, "run", model, "--no-such-flag-anywhere")
     assert code == 2 and "Polygraphy" not in err
 
