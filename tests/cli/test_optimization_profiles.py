@@ -84,3 +84,17 @@ def test_bad_profiles_are_refused(capsys, tmp_path, args, message):
                            *args)
     assert code == 2 and message in err, err
     assert not (tmp_path / "m.plan").exists()
+
+
+def test_bench_times_the_chosen_profile_of_a_build_or_a_plan(capsys, tmp_path):
+    model, plan = make_mlp(tmp_path / "mlp.onnx"), tmp_path / "two.plan"
+    timing = ["--warmup", "0", "--duration", "0", "--iterations", "3", "--json"]
+    code, out, err = run_cli(capsys, "bench", model, *FAST, *timing, *TWO_PROFILES, "--optimization-profile", "1")
+    assert code == 0, err
+    assert json.loads(out)["batch"] == 12  # profile 1's opt shape, run on profile 1
+    assert run_cli(capsys, "convert", model, "-o", plan, *FAST, *TWO_PROFILES)[0] == 0
+    code, out, err = run_cli(capsys, "bench", plan, *timing, "--optimization-profile", "1")
+    assert code == 0, err
+    assert json.loads(out)["batch"] == 12
+    code, _, err = run_cli(capsys, "bench", plan, *timing, "--optimization-profile", "2")
+    assert code == 2 and "--optimization-profile 2: the engine has 2 profile(s)" in err
