@@ -3,6 +3,7 @@ every quick-start command (and the Python example) runs from the repository root
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shlex
 from pathlib import Path
@@ -87,6 +88,8 @@ def test_quick_start_commands_run_as_written(clone_root, capsys):
     assert "unsupported" in outputs[("inspect", "capability")] and "ClipNorm" in outputs[("inspect", "capability")]
     for written in ("report.html", "cnn.plan", "tc.cache", "clean.onnx", "good.json", "fp32_layers.json", "min.onnx"):
         assert (clone_root / written).is_file(), written
+    saved = json.loads((clone_root / "results.json").read_text())
+    assert saved["polygraphy_class"] == "RunResults" and [runner for runner, _ in saved["lst"]] == ["engine", "onnxrt"]
     assert any(p.name.startswith("supported") for p in (clone_root / "parts").iterdir())
 
 
