@@ -57,10 +57,12 @@ def data(
     file: Annotated[Path, typer.Argument(help="A tensor file (.npz or .json) from --save-inputs/--save-outputs.")],
     show_values: Annotated[bool, typer.Option("--show-values", help="Print the tensors' values too.")] = False,
     all_values: Annotated[bool, typer.Option("--all", help="With --show-values: print every value, no '...'.")] = False,
+    runner: Annotated[str | None, typer.Option(
+        "--runner", help="The runner of a Polygraphy RunResults file to show (name or its start).")] = None,
     output_format: FormatOption = OutputFormat.text,
 ) -> None:
     """Per iteration and tensor: shape, dtype, mean/std/min/max/median (and NaN/inf counts)."""
-    iterations = load_tensors(require_file(file))
+    iterations = load_tensors(require_file(file), runner=runner)
     report = describe_data(file, iterations, show_values=show_values and output_format == OutputFormat.json)
     _emit(report, lambda: data_blocks(report, iterations if show_values else None, all_values), output_format)
 

@@ -141,7 +141,7 @@ def _select_runner(doc: dict, path: Path, runner: str | None) -> tuple[str, list
     if runner is None:
         if len(entries) > 1:
             raise PolyxError(f"{path}: holds the results of {len(entries)} runners ({', '.join(names)}); pick one "
-                             "with --load-outputs-runner NAME")
+                             "by name (run: --load-outputs-runner NAME; inspect data: --runner NAME)")
         matches = entries
     else:
         matches = [entry for entry in entries if str(entry[0]) == runner] or \

@@ -67,3 +67,13 @@ def test_save_format_polygraphy_writes_every_runner_and_reads_back(capsys, tmp_p
     code, out, err = run_cli(capsys, "run", CNN, "--trt", *FAST, "--load-inputs", inputs, "--load-outputs", outputs,
                              "--load-outputs-runner", "onnxrt")
     assert code == 0 and "compared over 2 iteration(s)" in out, out + err
+
+
+def test_inspect_data_shows_one_runner_of_run_results(capsys):
+    code, out, err = run_cli(capsys, "inspect", "data", DATA / "two_runners.json", "--runner", "onnxrt-runner-N1",
+                             "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert len(report["iterations"]) == 2
+    code, _, err = run_cli(capsys, "inspect", "data", DATA / "two_runners.json")
+    assert code == 2 and "inspect data: --runner NAME" in err
