@@ -24,7 +24,7 @@ from .compare import Comparator, LayerwiseReport, TensorComparison, Tolerances, 
 from .compare.layerwise import GraphNode, nodes_from_engine, nodes_from_onnx
 from .data.files import check_writable, load_tensors, save_tensors
 from .data.loader import DataLoader
-from .data.polygraphy_format import save_input_list, save_run_results
+from .data.polygraphy_format import iteration_files, save_input_list, save_run_results
 from .errors import PolyxError
 from .marking import mark_onnx_outputs
 from .onnx_model import graph_inputs
@@ -198,7 +198,7 @@ def _check_options(options: RunOptions) -> None:
         raise PolyxError("--load-outputs-runner picks a runner of --load-outputs files; pass --load-outputs too")
     if options.save_format not in ("polyx", "polygraphy"):
         raise PolyxError(f"--save-format must be polyx or polygraphy, got '{options.save_format}'")
-    for path in (*_paths(options.load_inputs), *_paths(options.load_outputs), options.load_engine):
+    for path in (*_files(options.load_inputs), *_files(options.load_outputs), options.load_engine):
         if path is not None and not Path(path).is_file():
             raise PolyxError(f"{path}: no such file")
     options.build.validate()
@@ -287,10 +287,15 @@ def _paths(value: Path | list[Path] | None) -> list[Path]:
     return [] if value is None else [Path(value)] if isinstance(value, (str, Path)) else [Path(p) for p in value]
 
 
+def _files(value: Path | list[Path] | None) -> list[Path]:
+    """The files of the paths, a directory standing for its per-iteration files (Polygraphy's streamed form)."""
+    return [file for path in _paths(value) for file in iteration_files(path)]
+
+
 def _load_chain(value: Path | list[Path], runner: str | None = None) -> tuple[list[Feeds], str]:
     """The iterations of one file, or of several files one after another; and the files' names for messages."""
-    paths = _paths(value)
-    return [it for path in paths for it in load_tensors(path, runner)], ", ".join(str(p) for p in paths)
+    files = _files(value)
+    return [it for file in files for it in load_tensors(file, runner)], ", ".join(str(p) for p in _paths(value))
 
 
 def _reference_and_candidates(options: RunOptions, runs: list[RunnerOutputs],

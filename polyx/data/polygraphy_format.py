@@ -4,7 +4,9 @@ What `polygraphy run --save-inputs/--save-outputs` writes (Polygraphy's JSON enc
 with `"polygraphy_class": TYPE`; files of older releases carry `"__polygraphy_encoded_TYPE":
 "polygraphy_serialized_json_type"` instead):
 
-- an input list: `[{input name: ndarray}, ...]`, one dict per iteration;
+- an input list: `[{input name: ndarray}, ...]`, one dict per iteration (or, streamed to a directory, one
+  `{input name: ndarray}` per file: `0000000000.json`, `0000000001.json`, ...; RunResults likewise hold one
+  iteration per file);
 - RunResults: `{"lst": [[runner name, [IterationResult, ...]], ...], "polygraphy_class": "RunResults"}` with
   `IterationResult = {"outputs": {name: LazyArray}, "runtime": seconds, "runner_name": ..., "polygraphy_class":
   "IterationResult"}` and `LazyArray = {"values": ndarray, "polygraphy_class": "LazyArray"}` ("LazyNumpyArray"
@@ -50,11 +52,27 @@ def polygraphy_class(value: Any) -> str | None:
 
 
 def is_polygraphy_document(doc: Any) -> bool:
-    """RunResults, or an input list whose iterations hold Polygraphy-encoded arrays."""
-    if polygraphy_class(doc) is not None:
+    """RunResults, an input list whose iterations hold Polygraphy-encoded arrays, or one such iteration (the
+    per-iteration files of a directory Polygraphy streams to)."""
+    if polygraphy_class(doc) is not None or _is_feed_dict(doc):
         return True
-    return isinstance(doc, list) and any(isinstance(it, dict) and any(polygraphy_class(v) for v in it.values())
-                                         for it in doc)
+    return isinstance(doc, list) and any(_is_feed_dict(it) for it in doc)
+
+
+def _is_feed_dict(value: Any) -> bool:
+    return isinstance(value, dict) and any(polygraphy_class(v) for v in value.values())
+
+
+def iteration_files(path: str | os.PathLike) -> list[Path]:
+    """A file, or the `*.json` files of a directory in lexical (= iteration) order, as Polygraphy streams them
+    (`--save-inputs DIR` writes 0000000000.json, 0000000001.json, ...)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    files = sorted(path.glob("*.json"))
+    if not files:
+        raise PolyxError(f"{path}: a directory without any per-iteration .json file")
+    return files
 
 
 def runner_names(doc: Any) -> list[str]:
@@ -81,6 +99,8 @@ def load_iterations(doc: Any, path: Path, runner: str | None = None) -> Iteratio
                          "to pick")
     if kind is not None:
         raise PolyxError(f"{path}: holds a Polygraphy {kind}; expected RunResults or a list of input dicts")
+    if _is_feed_dict(doc):
+        return [_tensors(doc, path, "iteration 0")]
     if not isinstance(doc, list):
         raise PolyxError(f"{path}: expected a list of iterations ({{tensor name: array}} objects)")
     return [_tensors(iteration, path, f"iteration {index}") for index, iteration in enumerate(doc)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import PolyxError
 from .files import Iterations, load_tensors
-from .polygraphy_format import is_polygraphy_document, load_run_results, polygraphy_class
+from .polygraphy_format import is_polygraphy_document, iteration_files, load_run_results, polygraphy_class
 
 
 def iterations_of_every_runner(path: Path) -> list[Iterations]:
@@ -25,13 +25,20 @@ def iterations_of_every_runner(path: Path) -> list[Iterations]:
     return [load_tensors(path)]
 
 
+def _chain(per_file: list[list[Iterations]]) -> list[Iterations]:
+    """The files of a directory one after another, runner by runner (runner k of every file)."""
+    runners = max(len(lists) for lists in per_file)
+    return [[it for lists in per_file if k < len(lists) for it in lists[k]] for k in range(runners)]
+
+
 def merge_to_input(paths: list[Path]) -> Iterations:
     """Iteration-wise union of the tensors of every file (and runner), later ones winning on equal names."""
     if not paths:
         raise PolyxError("data to-input: give at least one input or output file")
     merged: Iterations = []
     for path in paths:
-        for iterations in iterations_of_every_runner(path):
+        per_runner = _chain([iterations_of_every_runner(file) for file in iteration_files(path)])
+        for iterations in per_runner:
             merged.extend({} for _ in range(len(iterations) - len(merged)))
             for index, tensors in enumerate(iterations):
                 merged[index].update(tensors)

@@ -77,3 +77,19 @@ def test_inspect_data_shows_one_runner_of_run_results(capsys):
     assert len(report["iterations"]) == 2
     code, _, err = run_cli(capsys, "inspect", "data", DATA / "two_runners.json")
     assert code == 2 and "inspect data: --runner NAME" in err
+
+
+def test_polygraphys_streamed_directories_load_in_iteration_order(capsys, tmp_path):
+    """`polygraphy run ... --save-inputs cnn_in_dir --save-outputs cnn_out_dir --iterations 2` (one file per
+    iteration), with the same default seed as the single-file pair."""
+    code, out, err = run_cli(capsys, "run", CNN, "--trt", *FAST, "--load-inputs", DATA / "cnn_in_dir",
+                             "--load-outputs", DATA / "cnn_out_dir", "--save-inputs", tmp_path / "in.npz")
+    assert code == 0 and "compared over 2 iteration(s)" in out, out + err
+    streamed, single = load_tensors(tmp_path / "in.npz"), load_tensors(DATA / "cnn_in.json")
+    for a, b in zip(streamed, single, strict=True):
+        np.testing.assert_array_equal(a["input"], b["input"])
+    code, out, err = run_cli(capsys, "data", "to-input", DATA / "cnn_in_dir", DATA / "cnn_out_dir",
+                             "-o", tmp_path / "merged.npz")
+    assert code == 0 and "Wrote 2 iteration(s) of 2 tensor(s)" in out, err
+    code, _, err = run_cli(capsys, "run", CNN, "--trt", "--load-inputs", tmp_path)
+    assert code == 2 and "without any per-iteration .json file" in err

@@ -1,6 +1,7 @@
 """Polygraphy's JSON files without Polygraphy: the golden files in tests/data/polygraphy were written by
 Polygraphy 0.53.6 itself (`polygraphy run examples/models/cnn.onnx --onnxrt --save-inputs cnn_in.json
---save-outputs cnn_out.json --iterations 2`; `two_runners.json`: `--onnxrt --onnxrt --iterations 2`). Nothing
+--save-outputs cnn_out.json --iterations 2`; `two_runners.json`: `--onnxrt --onnxrt --iterations 2`;
+`cnn_in_dir`/`cnn_out_dir`: `--save-inputs cnn_in_dir --save-outputs cnn_out_dir --iterations 2`). Nothing
 is ever unpickled: object arrays, raw pickles and torch tensors are refused with a clear error."""
 import base64
 import io
