@@ -198,6 +198,9 @@ def _check_options(options: RunOptions) -> None:
         raise PolyxError("--load-outputs-runner picks a runner of --load-outputs files; pass --load-outputs too")
     if options.save_format not in ("polyx", "polygraphy"):
         raise PolyxError(f"--save-format must be polyx or polygraphy, got '{options.save_format}'")
+    for path in (options.save_inputs, options.save_outputs):
+        if options.save_format == "polygraphy" and path is not None and Path(path).suffix != ".json":
+            raise PolyxError(f"{path}: --save-format polygraphy writes JSON; name the file *.json")
     for path in (*_files(options.load_inputs), *_files(options.load_outputs), options.load_engine):
         if path is not None and not Path(path).is_file():
             raise PolyxError(f"{path}: no such file")

@@ -33,6 +33,8 @@ def to_input(
     check_writable(output)
     if output.resolve() in {path.resolve() for path in files}:
         raise PolyxError(f"{output} is also an input; write the merged file elsewhere")
+    if save_format == FileFormat.polygraphy and output.suffix != ".json":
+        raise PolyxError(f"{output}: --save-format polygraphy writes JSON; name the file *.json")
     merged = merge_to_input(files)
     if save_format == FileFormat.polygraphy:
         save_input_list(output, merged)

@@ -67,6 +67,10 @@ def test_save_format_polygraphy_writes_every_runner_and_reads_back(capsys, tmp_p
     code, out, err = run_cli(capsys, "run", CNN, "--trt", *FAST, "--load-inputs", inputs, "--load-outputs", outputs,
                              "--load-outputs-runner", "onnxrt")
     assert code == 0 and "compared over 2 iteration(s)" in out, out + err
+    code, _, err = run_cli(capsys, "run", CNN, "--trt", "--save-format", "polygraphy", "--save-outputs",
+                           tmp_path / "out.npz")
+    assert code == 2 and "--save-format polygraphy writes JSON; name the file *.json" in err
+    assert not (tmp_path / "out.npz").exists()
 
 
 def test_inspect_data_shows_one_runner_of_run_results(capsys):
