@@ -13,6 +13,8 @@ import typer
 from engine.errors import EngineError
 
 from ..errors import PolyxError
+from .logging_options import take_logging_flags
+from .polygraphy_hints import with_polygraphy_hint
 
 app = typer.Typer(name="polyx", help="Debug and compare ONNX models on the polyx engine.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -27,6 +29,7 @@ COMMAND_MODULES = [
     ("check_cmd", "register"),
     ("debug_cmd", "register"),
     ("bench_cmd", "register"),
+    ("data_cmd", "register"),
 ]
 
 
@@ -58,7 +61,16 @@ for _module, _hook in COMMAND_MODULES:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors become one line on stderr and exit code 2."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, logging_settings = take_logging_flags(list(sys.argv[1:] if argv is None else argv))
+    except PolyxError as exc:
+        print(f"polyx: error: {exc}", file=sys.stderr)
+        return 2
+    with logging_settings.applied():
+        return _main(args)
+
+
+def _main(args: list[str]) -> int:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
@@ -85,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             if debug:
                 raise
-            print(f"polyx: error: {exc.format_message()}", file=sys.stderr)
+            print(f"polyx: error: {with_polygraphy_hint(exc.format_message())}", file=sys.stderr)
             return 2
         if type(exc).__name__ == "Abort":
             print("polyx: aborted", file=sys.stderr)

@@ -3,13 +3,11 @@
 `.npz`: arrays `t0`, `t1`, ... plus `__index__`, a JSON string mapping each array key to its iteration and
 tensor name (so any tensor name is allowed). Loaded with allow_pickle=False.
 `.json`: `{"format": "polyx-tensors", "version": 1, "iterations": [{name: {"dtype", "shape", "data"}}]}` with
-`data` a flat list. Polygraphy-style JSON (a list of {name: {"polygraphy_class": "ndarray", "array": base64 of
-a .npy}}) loads too; its .npy payloads are read with allow_pickle=False.
+`data` a flat list. Polygraphy's JSON (input lists and RunResults, see `polygraphy_format.py`) loads too; its
+.npy payloads are read with allow_pickle=False.
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 from pathlib import Path
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PolyxError
+from .polygraphy_format import is_polygraphy_document, load_iterations
 
 Iterations = list[dict[str, np.ndarray]]
 FORMAT = "polyx-tensors"
@@ -56,12 +55,15 @@ def save_tensors(path: str | os.PathLike, iterations: Iterations) -> None:
         np.savez(f, **arrays)
 
 
-def load_tensors(path: str | os.PathLike) -> Iterations:
+def load_tensors(path: str | os.PathLike, runner: str | None = None) -> Iterations:
+    """Iterations of a tensor file; `runner` picks one runner of a Polygraphy RunResults file."""
     path = Path(path)
     if not path.is_file():
         raise PolyxError(f"{path}: no such file")
     if path.suffix == ".json":
-        return _load_json(path)
+        return _load_json(path, runner)
+    if runner is not None:
+        raise PolyxError(f"{path}: a runner ('{runner}') can only be picked from Polygraphy's JSON RunResults")
     try:
         with np.load(path, allow_pickle=False) as data:
             if "__index__" not in data.files:
@@ -76,11 +78,13 @@ def load_tensors(path: str | os.PathLike) -> Iterations:
         raise PolyxError(f"{path}: not a readable tensor file (.npz or .json): {exc}") from None
 
 
-def _load_json(path: Path) -> Iterations:
+def _load_json(path: Path, runner: str | None) -> Iterations:
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PolyxError(f"{path}: not valid JSON: {exc}") from None
+    if runner is not None or is_polygraphy_document(doc):
+        return load_iterations(doc, path, runner)
     raw = doc.get("iterations") if isinstance(doc, dict) else doc
     if isinstance(raw, dict):
         raw = [raw]
@@ -93,8 +97,6 @@ def _load_json(path: Path) -> Iterations:
 
 
 def _decode(entry) -> np.ndarray:
-    if isinstance(entry, dict) and "polygraphy_class" in entry:
-        return np.load(io.BytesIO(base64.b64decode(entry["array"])), allow_pickle=False)
     if isinstance(entry, dict):
         return np.asarray(entry["data"], dtype=np.dtype(entry["dtype"])).reshape(entry["shape"])
     return np.asarray(entry)
