@@ -7,6 +7,14 @@
 """
 from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmVariant, IAlgorithmSelector
 from .builder import Builder, NetworkDefinitionCreationFlag
+from .calibrator import (
+    CalibrationAlgoType,
+    IInt8Calibrator,
+    IInt8EntropyCalibrator,
+    IInt8EntropyCalibrator2,
+    IInt8LegacyCalibrator,
+    IInt8MinMaxCalibrator,
+)
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType, ProfilingVerbosity, TacticSource
 from .dtypes import DataType
 from .enums import (

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from .backends import get_backend
+from .calibration import DynamicRanges, calibrate
+from .calibrator import read_cache, write_cache
 from .config import BuilderConfig, BuilderFlag, resolve_device
 from .enums import LayerType
 from .errors import BuildError, EngineError
@@ -21,7 +23,7 @@ from .graph import LoweredGraph, lower, resolve_shapes, shape_input_names
 from .ir import Graph, graph_from_network
 from .logger import Logger, Severity
 from .memory_plan import device_lifetimes, plan_graph_memory
-from .network import NetworkDefinition
+from .network import NetworkDefinition, max_abs
 from .passes.base import PassContext
 from .passes.pipeline import PassPipeline
 from .plan import serialize_plan
@@ -30,6 +32,9 @@ from .shape_inference import infer_graph
 from .tactic_selection import TacticSelection, input_shapes, input_values
 from .timing_cache import TimingCache
 from .version import __version__
+
+# Explicit quantization: INT8 layers come from these (passes/int8_fusion.py).
+QDQ_TYPES = (LayerType.QUANTIZE, LayerType.DEQUANTIZE)
 
 
 class NetworkDefinitionCreationFlag:
@@ -88,20 +93,23 @@ class _Build:
         device = resolve_device(config.device)
         if not 0 <= int(config.builder_optimization_level) <= 5:
             raise BuildError(f"builder_optimization_level must be 0..5, got {config.builder_optimization_level}")
-        if config.get_flag(BuilderFlag.INT8) and config.int8_calibrator is None:
-            self.log(Severity.WARNING, "INT8 flag set without a calibrator or Q/DQ layers: INT8 is not used")
         self.source.validate()  # before lowering: a misordered network must fail with a message, not a KeyError
         ir_graph = graph_from_network(self.source)
         infer_graph(ir_graph)
+        ranges = self._dynamic_ranges(ir_graph)
         profiles = self._profiles(ir_graph)
         self.shape_values = self._shape_input_values(ir_graph)
         layers_before = len(ir_graph.nodes)
         constraints = "obey" if config.get_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS) else \
             "prefer" if config.get_flag(BuilderFlag.PREFER_PRECISION_CONSTRAINTS) else "none"
-        context = PassContext(fp16=config.get_flag(BuilderFlag.FP16), constraints=constraints, log=self.log)
+        context = PassContext(fp16=config.get_flag(BuilderFlag.FP16), constraints=constraints, log=self.log,
+                              dynamic_ranges=ranges)
         lint = config.get_flag(BuilderFlag.DEBUG) or os.environ.get("POLYX_LINT_IR") == "1"
         report = PassPipeline().run(ir_graph, context, lint=lint)
         graph = lower(ir_graph)
+        if ranges is not None and ranges.histograms and config.int8_calibrator is not None:
+            algorithm = config.int8_calibrator.get_algorithm()
+            config.int8_calibrator.write_calibration_cache(write_cache(algorithm, ranges.used))
         host_layers = sum(1 for s in graph.layers if s.host and s.layer.type != LayerType.CONSTANT)
         self.log(Severity.INFO, f"optimized network: {layers_before} layers -> {len(graph.device_layers)} device "
                                 f"layers, {host_layers} host shape layers, {len(graph.constants)} constants")
@@ -134,10 +142,34 @@ class _Build:
         self.build_time_ms = build_ms
         return plan
 
-    def _profiles(self, network: Graph) -> list[dict[str, tuple]]:
-        dynamic = {t.name: t for t in network.inputs if t.shape is None or any(d < 0 for d in t.shape)}
+    def _dynamic_ranges(self, graph: Graph) -> DynamicRanges | None:
+        """INT8 ranges for implicit quantization: the calibration cache if the calibrator has one, else a
+        calibration run, plus ranges set on tensors; None when the build is not implicitly quantized."""
+        config = self.config
+        if not config.get_flag(BuilderFlag.INT8) or any(n.type in QDQ_TYPES for n in graph.nodes):
+            return None  # Q/DQ networks carry their own scales
+        fixed = {t.name: max_abs(*t.dynamic_range) for t in self.source.tensors() if t.dynamic_range is not None}
+        calibrator = config.int8_calibrator
+        if calibrator is None and not fixed:
+            self.log(Severity.WARNING, "INT8 flag set, but the network has no Q/DQ layers, no int8_calibrator and "
+                                       "no tensor dynamic ranges: INT8 is not used")
+            return None
+        if calibrator is None:
+            return DynamicRanges(fixed)
+        cache = calibrator.read_calibration_cache()
+        if cache:
+            self.log(Severity.INFO, "INT8 ranges from the calibrator's calibration cache (no calibration run)")
+            return DynamicRanges({**read_cache(cache), **fixed})
+        start = time.perf_counter()
+        histograms = calibrate(graph, calibrator)
+        self.log(Severity.INFO, f"INT8 calibration: {len(histograms)} tensors in "
+                                f"{time.perf_counter() - start:.1f} s")
+        return DynamicRanges(fixed, histograms, calibrator)
+
+    def _profiles(self, graph: Graph) -> list[dict[str, tuple]]:
+        dynamic = {t.name: t for t in graph.inputs if t.shape is None or any(d < 0 for d in t.shape)}
         user = [p for p in self.config.profiles if p]
-        names = {t.name for t in network.inputs}
+        names = {t.name for t in graph.inputs}
         profiles = []
         for index, profile in enumerate(user or [OptimizationProfile()]):
             shapes = {}
@@ -145,7 +177,7 @@ class _Build:
                 if name not in names:
                     raise BuildError(f"optimization profile {index} names '{name}', which is not a network input "
                                      f"(inputs: {sorted(names)})")
-            for tensor in network.inputs:
+            for tensor in graph.inputs:
                 entry = profile.get_shape(tensor.name)
                 if entry is None:
                     if tensor.name in dynamic:
@@ -164,13 +196,13 @@ class _Build:
             profiles.append(shapes)
         return profiles
 
-    def _shape_input_values(self, network: Graph) -> list[dict[str, tuple]]:
+    def _shape_input_values(self, graph: Graph) -> list[dict[str, tuple]]:
         """Per profile, (min, opt, max) values of each shape input (set_shape_input); zeros when not given."""
         result = []
         for index, profile in enumerate([p for p in self.config.profiles if p] or [OptimizationProfile()]):
             values = {}
-            shape_names = shape_input_names(network)
-            for tensor in network.inputs:
+            shape_names = shape_input_names(graph)
+            for tensor in graph.inputs:
                 if tensor.name not in shape_names:
                     continue
                 given = profile.get_shape_input(tensor.name)

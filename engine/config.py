@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from enum import Enum, IntEnum
 
+from .calibrator import IInt8Calibrator
 from .enums import ALL_TACTIC_SOURCES, TacticSource, allowed_by_sources  # noqa: F401 - allowed_by_sources re-exported
 from .errors import BuildError
 from .profile import OptimizationProfile
@@ -17,8 +18,9 @@ class BuilderFlag(IntEnum):
     the flag and why), so no flag is silently ignored:
 
     - FP16, TF32, OBEY/PREFER_PRECISION_CONSTRAINTS, DISABLE_TIMING_CACHE: read by the builder.
-    - INT8: accepted; the builder warns that INT8 is not used (no INT8 kernels yet; an INT8 calibrator cannot be
-      set, so that warning always comes).
+    - INT8: Q/DQ networks (explicit quantization) get INT8 layers with or without it; with it, a network
+      without Q/DQ layers is quantized implicitly from dynamic ranges (`int8_calibrator`, its cache, or
+      `tensor.set_dynamic_range`), and without any range the builder warns that INT8 is not used.
     - REJECT_EMPTY_ALGORITHMS: accepted; it is always in effect, since an algorithm selector that returns no
       algorithm fails the build whether or not it is set.
     - DEBUG: the builder checks its graph's invariants after every pass (naming a pass that broke one), and
@@ -93,6 +95,7 @@ class BuilderConfig:
         self.builder_optimization_level = 3
         self.avg_timing_iterations = 4
         self.algorithm_selector = None
+        self._int8_calibrator: IInt8Calibrator | None = None
         self.profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY
         self.device: str | None = None
         self._timing_cache: TimingCache | None = None
@@ -129,13 +132,15 @@ class BuilderConfig:
     # INT8 calibration
     @property
     def int8_calibrator(self):
-        """Always None: there is no INT8 calibration, so the builder's "INT8 is not used" warning always comes."""
-        return None
+        """The IInt8Calibrator whose batches (or cache) give INT8 dynamic ranges for BuilderFlag.INT8 builds."""
+        return self._int8_calibrator
 
     @int8_calibrator.setter
     def int8_calibrator(self, calibrator) -> None:
-        if calibrator is not None:
-            raise BuildError("int8_calibrator: INT8 calibration is not implemented (INT8 is not used by the builder)")
+        if calibrator is not None and not isinstance(calibrator, IInt8Calibrator):
+            raise BuildError(f"int8_calibrator must subclass one of engine's IInt8...Calibrator classes, got "
+                             f"{type(calibrator).__name__}")
+        self._int8_calibrator = calibrator
 
     # memory
     def set_memory_pool_limit(self, pool: MemoryPoolType, pool_size: int) -> None:

@@ -42,6 +42,17 @@ class Tensor:
         self.producer: Layer | None = None
         self.is_network_input = False
         self.is_network_output = False
+        self.dynamic_range: tuple[float, float] | None = None  # INT8 (min, max), set_dynamic_range
+
+    def set_dynamic_range(self, min: float, max: float) -> bool:
+        """The tensor's INT8 range (TensorRT's ITensor.set_dynamic_range): with BuilderFlag.INT8 the builder
+        quantizes Conv/MatMul layers reading or writing it with scale max(|min|, |max|) / 127 (symmetric)."""
+        low, high = float(min), float(max)
+        if not (np.isfinite(low) and np.isfinite(high)) or low > high or max_abs(low, high) == 0:
+            raise EngineError(f"tensor '{self.name}': dynamic range must be finite with min <= max and not all zero, "
+                              f"got [{min}, {max}]")
+        self.dynamic_range = (low, high)
+        return True
 
     def __repr__(self) -> str:
         return f"Tensor({self.name!r}, {self.dtype.value}, {self.shape})"
@@ -132,6 +143,10 @@ class Layer:
         ins = ", ".join(t.name if t is not None else "None" for t in self.inputs)
         outs = ", ".join(t.name for t in self.outputs)
         return f"Layer({self.name!r}, {self.type.value}, [{ins}] -> [{outs}])"
+
+
+def max_abs(low: float, high: float) -> float:
+    return max(abs(low), abs(high))
 
 
 def _reinfer(layer: Layer) -> None:

@@ -33,8 +33,10 @@ from .version import __version__
 MAGIC = b"POLYXPLN"
 # 2: per-profile tactics (tactic_ids, tactic_names); 3: fused residuals (a layer with params.fused_residual adds its
 # last input to its output), which a version-2 reader would silently skip; 4: the typed epilogue (a layer's
-# residual and activation in its own "epilogue" field instead of params keys)
-FORMAT_VERSION = 4
+# residual and activation in its own "epilogue" field instead of params keys); 5: a layer's forced output types
+# ("output_types": {output position: dtype}, set_output_type or INT8 outputs), which loading checks the recorded
+# tensor dtypes against (a version-4 plan gives no way to tell a forced dtype from a tampered one)
+FORMAT_VERSION = 5
 
 
 def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
@@ -45,6 +47,7 @@ def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
         params = {k: v for k, v in layer.params.items() if k != "weights"}
         layers.append({"name": layer.name, "type": layer.type.value, "params": params,
                        "precision": layer.precision.value, "epilogue": layer.epilogue.to_json(),
+                       "output_types": {str(k): DataType(v).value for k, v in sorted(layer.output_types.items())},
                        "metadata": layer.metadata,
                        "inputs": spec.inputs, "outputs": spec.outputs, "host": spec.host,
                        "tactic_id": spec.tactic_id, "tactic_name": spec.tactic_name,
@@ -89,7 +92,8 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
                 raise ValueError(f"layer '{entry['name']}': epilogue residual {epilogue.residual} is not one of its "
                                  f"{len(entry['inputs'])} inputs")
             layer = Node(LayerType(entry["type"]), entry["name"], params, precision=DataType(entry["precision"]),
-                         epilogue=epilogue, metadata=entry.get("metadata") or {})
+                         epilogue=epilogue, metadata=entry.get("metadata") or {},
+                         output_types={int(k): DataType(v) for k, v in entry["output_types"].items()})
             layers.append(LayerSpec(layer, list(entry["inputs"]), outputs, bool(entry["host"]),
                                     int(entry["tactic_id"]), entry.get("tactic_name", ""),
                                     [int(t) for t in entry["tactic_ids"]], list(entry["tactic_names"])))
@@ -185,6 +189,11 @@ def _check_header(header: dict[str, Any]) -> None:
         if not isinstance(layer.get("params"), dict):
             raise _fail(f"{field} params", "must be an object")
         _check_enum_params(layer)
+        forced = layer.get("output_types")
+        if not isinstance(forced, dict) or not all(
+                isinstance(k, str) and k.isdigit() and int(k) < len(layer.get("outputs") or []) and v in dtypes
+                for k, v in forced.items()):
+            raise _fail(f"{field} output_types", f"must map output positions to known data types, got {forced!r:.100}")
         _check_indices(f"{field} inputs", layer.get("inputs"), count, optional=True)
         _check_indices(f"{field} outputs", layer.get("outputs"), count)
         for output in layer["outputs"]:
@@ -244,9 +253,12 @@ def _check_layers(graph: LoweredGraph) -> None:
         if len(results) != len(spec.outputs):
             raise _fail(f"{field} outputs", f"the layer makes {len(results)} outputs, the plan lists "
                                             f"{len(spec.outputs)}")
-        for out, (shape, dtype) in zip(spec.outputs, results):
+        for position, (out, (shape, dtype)) in enumerate(zip(spec.outputs, results)):
             tensor = graph.tensors[out]
-            if DataType(dtype) != tensor.dtype:
+            dtype = layer.output_types.get(position, DataType(dtype))
+            # An INT8 layer's output type is set by the fusion that made it (INT8 with an output scale, else the
+            # dequantized float), not by its op's inference: only its shape is checked.
+            if DataType(dtype) != tensor.dtype and not layer.params.get("int8"):
                 raise _fail(f"{field} output '{tensor.name}'", f"dtype {tensor.dtype.value} in the plan, the layer "
                                                                f"makes {DataType(dtype).value}")
             if shape is None or tensor.shape is None:

@@ -162,7 +162,7 @@ class Engine:
 
     def layer_info(self) -> list[dict[str, Any]]:
         """Per layer: name, type, precision, tactic (profile 0's; `tactics_per_profile` has every profile's),
-        fused-from names, inputs/outputs (what `inspect` shows)."""
+        fused-from names, epilogue, inputs/outputs (what `inspect` shows)."""
         rows = []
         for spec in self.graph.layers:
             if spec.layer.type == LayerType.CONSTANT:
@@ -172,6 +172,7 @@ class Engine:
                 "tactic_id": spec.tactic_id, "tactic": spec.tactic_name or ("host" if spec.host else ""),
                 "tactics_per_profile": list(spec.tactic_names), "tactic_ids_per_profile": list(spec.tactic_ids),
                 "host": spec.host, "fused_from": spec.layer.metadata.get("fused_from", []),
+                "epilogue": None if spec.layer.epilogue.empty else spec.layer.epilogue.to_json(),
                 "inputs": [None if i is None else self.graph.tensors[i].name for i in spec.inputs],
                 "outputs": [self.graph.tensors[o].name for o in spec.outputs],
             })
@@ -462,7 +463,7 @@ class ExecutionContext:
         def enqueue() -> None:
             self._run_steps(binding, slots, host_outputs, stream)
 
-        if self.use_cuda_graph and backend.supports_cuda_graphs and self.profiler is None:
+        if self.use_cuda_graph and backend.supports_cuda_graphs and self.profiler is None and not self.debug_sync:
             self._enqueue_graph(binding, enqueue, [*inputs.values(), *outputs.values()], stream)
             return
         with backend.stream_scope(stream):

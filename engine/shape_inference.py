@@ -94,10 +94,31 @@ def known_value(tensor, memo: dict[int, np.ndarray] | None = None) -> np.ndarray
 
 def infer_layer(layer, strict: bool = False, memo: dict[int, np.ndarray] | None = None) -> None:
     """Set shape/dtype of the layer's outputs. Non-strict (while the user builds) leaves unknown shapes as None."""
-    infos = [tensor_info(t, memo) for t in layer.inputs]
-    if any(i is not None and i.shape is None for i in infos):
+    _set_outputs(layer, [tensor_info(t, memo) for t in layer.inputs], strict)
+
+
+def infer_graph(graph) -> None:
+    """Strictly infer every node's output shapes and dtypes in order, propagating build-time-known values (the
+    builder runs this once on its ir.Graph after lowering, so the user's network is never touched)."""
+    known: dict[int, np.ndarray] = {}
+    for node in graph.nodes:
+        infos = [None if v is None else TensorInfo(v.shape, v.dtype, known.get(id(v))) for v in node.inputs]
+        _set_outputs(node, infos, strict=True)
+        if node.type == LayerType.CONSTANT:
+            known[id(node.outputs[0])] = node.params["weights"]
+            continue
+        values = known_outputs(node, infos, [v.shape for v in node.outputs], MAX_PROPAGATED_ELEMENTS)
+        for value, array in zip(node.outputs, values or ()):
+            known[id(value)] = array
+
+
+def _set_outputs(layer, infos: list[TensorInfo | None], strict: bool) -> None:
+    """Infer the outputs of `layer` (a façade Layer or a graph Node) from `infos` and set their shapes and dtypes
+    (forced output types kept). Strict: a failure is a ShapeError naming the layer; otherwise outputs stay as
+    they were."""
+    bad = next((t for t, i in zip(layer.inputs, infos) if i is not None and i.shape is None), None)
+    if bad is not None:
         if strict:
-            bad = next(t for t, i in zip(layer.inputs, infos) if i is not None and i.shape is None)
             raise ShapeError(f"layer '{layer.name}': input '{bad.name}' has no known shape")
         return
     try:
@@ -116,32 +137,3 @@ def infer_layer(layer, strict: bool = False, memo: dict[int, np.ndarray] | None 
     for index, (out, (shape, dtype)) in enumerate(zip(layer.outputs, results)):
         out.shape = None if shape is None else tuple(int(d) for d in shape)
         out.dtype = layer.output_types.get(index, DataType(dtype))
-
-
-def infer_graph(graph) -> None:
-    """Strictly infer every node's output shapes and dtypes in order, propagating build-time-known values (the
-    builder runs this once on its ir.Graph after lowering, so the user's network is never touched)."""
-    known: dict[int, np.ndarray] = {}
-    for node in graph.nodes:
-        infos = [None if v is None else TensorInfo(v.shape, v.dtype, known.get(id(v))) for v in node.inputs]
-        bad = next((v for v, i in zip(node.inputs, infos) if i is not None and i.shape is None), None)
-        if bad is not None:
-            raise ShapeError(f"layer '{node.name}': input '{bad.name}' has no known shape")
-        try:
-            results = output_infos(node, infos)
-        except EngineError as exc:
-            raise ShapeError(f"layer '{node.name}' ({node.type.value}): {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - an infer function crashing on odd input is a user-facing error
-            raise ShapeError(f"layer '{node.name}' ({node.type.value}): cannot infer output shape ({exc})") from None
-        if len(results) != len(node.outputs):
-            raise EngineError(f"layer '{node.name}': shape inference returned {len(results)} outputs, "
-                              f"expected {len(node.outputs)}")
-        for index, (value, (shape, dtype)) in enumerate(zip(node.outputs, results)):
-            value.shape = None if shape is None else tuple(int(d) for d in shape)
-            value.dtype = node.output_types.get(index, DataType(dtype))
-        if node.type == LayerType.CONSTANT:
-            known[id(node.outputs[0])] = node.params["weights"]
-            continue
-        values = known_outputs(node, infos, [v.shape for v in node.outputs], MAX_PROPAGATED_ELEMENTS)
-        for value, array in zip(node.outputs, values or ()):
-            known[id(value)] = array

@@ -167,6 +167,8 @@ class TacticSelection:
         for tactic in sorted(tactics_for(spec.layer.type, self.device), key=lambda t: (t.heuristic_rank, t.id)):
             if tactic.min_optimization_level > level:
                 continue
+            if tactic.runs_int8 != (spec.layer.precision == DataType.INT8):
+                continue  # INT8 layers run only on INT8 tactics, and those only on INT8 layers
             if not allowed_by_sources(tactic, sources):
                 self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: tactic source "
                                            f"{tactic.source.name} is disabled (set_tactic_sources)")

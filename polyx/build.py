@@ -2,6 +2,8 @@
 
 Shapes: a dynamic input takes its profile from `min/opt/max_shapes` when given, else from `input_shapes`
 (min = opt = max), else every dynamic dimension is 1 (the data loader's default, so generated inputs fit).
+`extra_profiles` adds profiles 1, 2, ... to the same plan (TensorRT's several optimization profiles); an input
+that a profile does not name takes its shapes as in profile 0. `profile_index` is the profile a run uses.
 Layer precisions name engine layers or ONNX nodes (a node's layers all take the precision); they are obeyed
 when `precision_constraints` is None and any are given, like passing `--precision-constraints obey`.
 """
@@ -15,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import engine as trt
 from engine.algorithm_selector import IAlgorithmSelector
 from engine.network import NetworkDefinition
 from engine.output_files import note_input
 
+from .calibration import calibrator_class, make_calibrator
 from .data.files import check_writable, write_file
 from .errors import PolyxError
 from .marking import mark_network_outputs
@@ -29,6 +34,16 @@ Shape = tuple[int, ...]
 PRECISIONS = {"fp32": trt.DataType.FLOAT, "float32": trt.DataType.FLOAT, "float": trt.DataType.FLOAT,
               "fp16": trt.DataType.HALF, "float16": trt.DataType.HALF, "half": trt.DataType.HALF}
 CONSTRAINTS = ("obey", "prefer", "none")
+CALIBRATION_BATCHES = 8  # generated calibration batches when the command has no data of its own
+
+
+@dataclass
+class ProfileShapes:
+    """One optimization profile's shapes per input name (every name in all three)."""
+
+    min: dict[str, Shape] = field(default_factory=dict)
+    opt: dict[str, Shape] = field(default_factory=dict)
+    max: dict[str, Shape] = field(default_factory=dict)
 
 
 @dataclass
@@ -39,6 +54,8 @@ class BuildOptions:
     min_shapes: dict[str, Shape] = field(default_factory=dict)
     opt_shapes: dict[str, Shape] = field(default_factory=dict)
     max_shapes: dict[str, Shape] = field(default_factory=dict)
+    extra_profiles: list[ProfileShapes] = field(default_factory=list)  # profiles 1, 2, ... of the plan
+    profile_index: int = 0  # the profile a run uses (and whose opt shapes generated data takes)
     fp16: bool = False
     tf32: bool = False
     int8: bool = False
@@ -48,24 +65,35 @@ class BuildOptions:
     optimization_level: int = 3
     tactic_sources: list[str] | None = None  # TacticSource names (any case) the builder may use; None: all
     device: str = "auto"
-    timing_cache: Path | None = None
+    timing_cache: Path | None = None  # read when it exists, written after the build
+    load_timing_cache: Path | None = None  # read (must exist); overrides timing_cache for reading
+    save_timing_cache: Path | None = None  # written after the build; overrides timing_cache for writing
     save_tactics: Path | None = None
     load_tactics: Path | None = None
     mark_all: bool = False
     mark_outputs: list[str] = field(default_factory=list)
     algorithm_selector: IAlgorithmSelector | None = None
+    calibration_cache: Path | None = None  # INT8: read when it exists (no calibration), written otherwise
+    calib_base_cls: str = "EntropyCalibrator2"
+    # INT8 calibration batches ({input name: array}); None: generated inputs at the data shapes
+    calibration_data: list[dict[str, np.ndarray]] | None = None
+
+    def profiles(self) -> list[ProfileShapes]:
+        """Every profile the plan gets: profile 0 from min/opt/max_shapes, then `extra_profiles`."""
+        return [ProfileShapes(self.min_shapes, self.opt_shapes, self.max_shapes), *self.extra_profiles]
 
     def data_shapes(self) -> dict[str, Shape]:
-        """Input shapes for generated data: `input_shapes`, else the profile's opt shapes."""
-        return {**self.opt_shapes, **self.input_shapes}
+        """Input shapes for generated data: `input_shapes`, else the opt shapes of the profile the run uses."""
+        profiles = self.profiles()
+        selected = profiles[self.profile_index].opt if self.profile_index < len(profiles) else {}
+        return {**self.opt_shapes, **selected, **self.input_shapes}
 
     def validate(self) -> None:
         """Checks that need no model: raise PolyxError for option values that cannot work."""
-        if self.int8:
-            raise PolyxError("INT8 is not supported yet (build with FP32, --fp16 or --tf32)")
         if self.precision_constraints not in (None, *CONSTRAINTS):
             raise PolyxError(f"precision constraints must be one of {', '.join(CONSTRAINTS)}, "
                              f"got '{self.precision_constraints}'")
+        calibrator_class(self.calib_base_cls)  # an unknown name fails before anything is built
         if not 0 <= self.optimization_level <= 5:
             raise PolyxError(f"builder optimization level must be 0..5, got {self.optimization_level}")
         unknown = [name for name in self.tactic_sources or [] if name.upper() not in trt.TacticSource.__members__]
@@ -74,22 +102,32 @@ class BuildOptions:
                              f"{', '.join(s.name.lower() for s in trt.TacticSource)})")
         for layer, precision in self.layer_precisions.items():
             if precision.lower() == "int8":
-                raise PolyxError(f"layer precision for '{layer}': INT8 is not supported yet")
+                raise PolyxError(f"layer precision for '{layer}': INT8 comes from the model's Q/DQ nodes (INT8 "
+                                 "calibration is not implemented yet); choose float32 or float16 for a layer")
             if precision.lower() not in PRECISIONS:
                 raise PolyxError(f"layer precision for '{layer}': unknown precision '{precision}' "
                                  f"(expected one of {', '.join(PRECISIONS)})")
-        given = [set(self.min_shapes), set(self.opt_shapes), set(self.max_shapes)]
-        for name in set().union(*given):
-            missing = [flag for flag, names in zip(("--min-shapes", "--opt-shapes", "--max-shapes"), given)
-                       if name not in names]
-            if missing:
-                raise PolyxError(f"input '{name}': a profile needs min, opt and max shapes; "
-                                 f"missing {', '.join(missing)}")
+        profiles = self.profiles()
+        for index, profile in enumerate(profiles):
+            given = [set(profile.min), set(profile.opt), set(profile.max)]
+            where = f"profile {index}: " if len(profiles) > 1 else ""
+            for name in sorted(set().union(*given)):
+                missing = [flag for flag, names in zip(("--min-shapes", "--opt-shapes", "--max-shapes"), given)
+                           if name not in names]
+                if missing:
+                    raise PolyxError(f"{where}input '{name}': a profile needs min, opt and max shapes; "
+                                     f"missing {', '.join(missing)}")
+        if self.profile_index < 0 or (self.min_shapes and self.profile_index >= len(profiles)):
+            raise PolyxError(f"--optimization-profile {self.profile_index}: the shape flags define "
+                             f"{len(profiles)} profile(s) (0..{len(profiles) - 1})")
         for path in (self.save_tactics,):
             if path is not None:
                 check_writable(path)
-        if self.timing_cache is not None:
-            check_writable(self.timing_cache)
+        for path in (self.timing_cache, self.save_timing_cache):
+            if path is not None:
+                check_writable(path)
+        if self.load_timing_cache is not None and not Path(self.load_timing_cache).is_file():
+            raise PolyxError(f"{self.load_timing_cache}: no such file (--load-timing-cache)")
         if self.load_tactics is not None and not Path(self.load_tactics).is_file():
             raise PolyxError(f"{self.load_tactics}: no such file (--load-tactics)")
 
@@ -140,9 +178,13 @@ def build_engine(model_path: str | os.PathLike, options: BuildOptions,
     recorder = config.algorithm_selector if isinstance(config.algorithm_selector, TacticRecorder) else None
     plan = builder.build_serialized_network(network, config)
     engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    if options.profile_index >= max(engine.num_optimization_profiles, 1):
+        raise PolyxError(f"--optimization-profile {options.profile_index}: the engine has "
+                         f"{engine.num_optimization_profiles} profile(s)")
     seconds = time.perf_counter() - start
-    if options.timing_cache is not None:
-        write_file(options.timing_cache, cache.serialize())
+    cache_target = options.save_timing_cache or options.timing_cache
+    if cache_target is not None:
+        write_file(cache_target, cache.serialize())
     if recorder is not None and options.save_tactics is not None:
         save_replay(options.save_tactics, recorder.replay)
     cache_note = f"{cache.hits} hits, {cache.misses} misses, {len(cache)} entries" if cache is not None else ""
@@ -159,12 +201,37 @@ def load_engine(plan_path: str | os.PathLike, logger: trt.Logger | None = None) 
     return trt.Runtime(logger or trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan), plan
 
 
+def _calibration_batches(network: NetworkDefinition, options: BuildOptions):
+    """The run's data, else seeded standard-normal inputs at the data shapes (the opt shapes), read lazily: a
+    cached build never asks for them."""
+    if options.calibration_data is not None:
+        yield from options.calibration_data
+        return
+    rng = np.random.default_rng(1)
+    shapes = options.data_shapes()
+    for _ in range(CALIBRATION_BATCHES):
+        batch = {}
+        for tensor in network.inputs:
+            shape = shapes.get(tensor.name, tensor.shape)
+            if shape is None or any(d < 0 for d in shape):
+                raise PolyxError(f"INT8 calibration needs the shape of input '{tensor.name}': give --input-shapes or "
+                                 "--opt-shapes, or calibration data (--load-inputs)")
+            dtype = trt.dtypes.nptype(tensor.dtype)
+            batch[tensor.name] = rng.standard_normal(shape).astype(dtype) if np.dtype(dtype).kind == "f" else \
+                np.zeros(shape, dtype)
+        yield batch
+
+
 def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOptions) -> trt.BuilderConfig:
     config = builder.create_builder_config()
     config.device = options.device
     config.builder_optimization_level = options.optimization_level
     if options.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    if options.int8:
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = make_calibrator(options.calib_base_cls, _calibration_batches(network, options),
+                                                 options.calibration_cache)
     if options.tf32:
         config.set_flag(trt.BuilderFlag.TF32)
     constraints = options.precision_constraints or ("obey" if options.layer_precisions else "none")
@@ -176,8 +243,9 @@ def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOpti
         config.set_tactic_sources(sum(1 << int(trt.TacticSource[name.upper()]) for name in set(options.tactic_sources)))
     if options.workspace_bytes is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
-    config.add_optimization_profile(_profile(builder, network, options))
-    cache = config.create_timing_cache(_read_timing_cache(options.timing_cache))
+    for profile in options.profiles():
+        config.add_optimization_profile(_profile(builder, network, options, profile))
+    cache = config.create_timing_cache(_read_timing_cache(options.load_timing_cache or options.timing_cache))
     config.set_timing_cache(cache)
     selector = options.algorithm_selector
     if options.load_tactics is not None:
@@ -197,9 +265,11 @@ def _read_timing_cache(path: Path | None) -> bytes:
     return Path(path).read_bytes()
 
 
-def _profile(builder: trt.Builder, network: NetworkDefinition, options: BuildOptions) -> trt.OptimizationProfile:
+def _profile(builder: trt.Builder, network: NetworkDefinition, options: BuildOptions,
+             shapes_given: ProfileShapes) -> trt.OptimizationProfile:
+    """One profile: an input `shapes_given` does not name takes its profile-0 shapes (or the defaults)."""
     inputs = {t.name: t for t in network.inputs}
-    named = {**options.input_shapes, **options.min_shapes, **options.opt_shapes, **options.max_shapes}
+    named = {**options.input_shapes, **shapes_given.min, **shapes_given.opt, **shapes_given.max}
     for name in named:
         if name not in inputs:
             raise PolyxError(f"shape given for '{name}', which is not an input of the model "
@@ -207,7 +277,9 @@ def _profile(builder: trt.Builder, network: NetworkDefinition, options: BuildOpt
     profile = builder.create_optimization_profile()
     for name, tensor in inputs.items():
         declared = tuple(tensor.shape or ())
-        if name in options.min_shapes:
+        if name in shapes_given.min:
+            shapes = (shapes_given.min[name], shapes_given.opt[name], shapes_given.max[name])
+        elif name in options.min_shapes:
             shapes = (options.min_shapes[name], options.opt_shapes[name], options.max_shapes[name])
         elif name in options.input_shapes:
             shapes = (options.input_shapes[name],) * 3

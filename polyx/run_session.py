@@ -24,6 +24,7 @@ from .compare import Comparator, LayerwiseReport, TensorComparison, Tolerances, 
 from .compare.layerwise import GraphNode, nodes_from_engine, nodes_from_onnx
 from .data.files import check_outputs_apart, load_tensors, save_tensors, write_file
 from .data.loader import DataLoader
+from .data.polygraphy_format import iteration_files, save_input_list, save_run_results
 from .errors import PolyxError
 from .marking import mark_onnx_outputs
 from .onnx_model import graph_inputs
@@ -46,24 +47,37 @@ class RunOptions:
     val_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     data_loader_script: str | None = None
     iterations: int = 1
-    load_inputs: Path | None = None
+    load_inputs: Path | list[Path] | None = None  # several files: their iterations chained
     save_inputs: Path | None = None
-    load_outputs: Path | None = None
+    load_outputs: Path | list[Path] | None = None
+    load_outputs_runner: str | None = None  # the runner of Polygraphy RunResults that is the golden reference
     save_outputs: Path | None = None
+    save_format: str = "polyx"  # "polygraphy": Polygraphy's input list and RunResults (every runner)
     tolerances: Tolerances = field(default_factory=Tolerances)
     onnx_mark_all: bool = False
     onnx_outputs: list[str] = field(default_factory=list)
+    onnxrt_providers: list[str] | None = None  # onnxruntime's provider names; None: CPU
     validate: bool = False
     fail_fast: bool = False
     histograms: bool = False
     worst_count: int = 10
+    report: Path | None = None  # written by the command after the run; checked with the other outputs
 
     @property
     def marks_intermediates(self) -> bool:
         return bool(self.onnx_mark_all or self.onnx_outputs or self.build.mark_all or self.build.mark_outputs)
 
     def output_paths(self) -> list[Path]:
-        return [p for p in (self.save_engine, self.save_inputs, self.save_outputs) if p is not None]
+        return [p for p in (self.save_engine, self.save_inputs, self.save_outputs, self.report,
+                            self.build.save_tactics) if p is not None]
+
+    def input_paths(self) -> list[Path | str]:
+        """Every file the run reads (the model and its external data, loaded data, plan, replay, timing cache,
+        data-loader script): no output may be one of them."""
+        script = self.data_loader_script.rpartition(":")[0] if self.data_loader_script else None
+        return [p for p in (*model_files(self.model), *_files(self.load_inputs), *_files(self.load_outputs),
+                            self.load_engine, self.build.load_tactics, self.build.timing_cache, script)
+                if p is not None]
 
 
 @dataclass
@@ -101,29 +115,37 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
     logger = logger or trt.Logger(trt.Logger.WARNING)
     model_is_plan = is_plan_file(options.model)
     model = None if model_is_plan else load_onnx_file(options.model)
-    feeds = _feeds(options, graph_inputs(model)) if model is not None else None
+    plan_path = (options.model if model_is_plan else options.load_engine) if options.use_engine else None
+    # Data for a loaded plan waits for the plan (its profile's opt shapes); a build waits for the data.
+    feeds = _feeds(options, graph_inputs(model)) if model is not None and plan_path is None else None
     runners: list[Runner] = []
     engine, build_report = None, None
     if options.use_engine:
-        engine, build_report = _engine(options, options.model if model_is_plan else options.load_engine, feeds,
-                                       progress, logger)
-        runners.append(EngineRunner(engine))
+        engine, build_report = _engine(options, plan_path, feeds, progress, logger)
+        runners.append(EngineRunner(engine, profile_index=options.build.profile_index))
     if options.use_onnxrt:
         marks = options.onnx_mark_all or options.onnx_outputs
         runners.append(OnnxrtRunner(mark_onnx_outputs(model, options.onnx_outputs, options.onnx_mark_all)
-                                    if marks else options.model))
+                                    if marks else options.model,
+                                    providers=tuple(options.onnxrt_providers or ("CPUExecutionProvider",))))
     input_meta = graph_inputs(model) if model is not None else EngineRunner(engine).input_metadata()
     if feeds is None:
-        feeds = _feeds(options, input_meta)
+        feeds = _feeds(replace(options, build=_plan_data_shapes(options.build, engine)), input_meta)
     if options.save_inputs is not None:
-        save_tensors(options.save_inputs, feeds)
+        if options.save_format == "polygraphy":
+            save_input_list(options.save_inputs, feeds)
+        else:
+            save_tensors(options.save_inputs, feeds)
     model_outputs = [o.name for o in model.graph.output] if model is not None else _engine_outputs(engine)
     result = RunResult(feeds=feeds, outputs=[_run(runner, feeds, progress) for runner in runners],
                        build_report=build_report, model_outputs=model_outputs)
     reference, candidates = _reference_and_candidates(options, result.outputs, len(feeds))
     if options.validate:
         result.validation_failures = [f for run in result.outputs for f in _non_finite(run)]
-    if options.save_outputs is not None:
+    if options.save_outputs is not None and options.save_format == "polygraphy":
+        save_run_results(options.save_outputs, [(r.runner, r.iterations, [ms / 1000 for ms in r.inference_ms])
+                                                for r in result.outputs])
+    elif options.save_outputs is not None:
         golden = next((r for r in result.outputs if r.runner == "onnxrt"), result.outputs[0])
         save_tensors(options.save_outputs, golden.iterations)
     if reference is None:
@@ -148,7 +170,10 @@ def _engine(options: RunOptions, plan_path: Path | None, feeds: list[Feeds] | No
         engine, plan = load_engine(plan_path, logger)
     else:
         with progress("Building engine", None):
-            engine, plan, report = build_engine(options.model, _profile_for(options.build, feeds), logger)
+            build = _profile_for(options.build, feeds)
+            if build.int8 and feeds:  # calibrate on the data this run compares with
+                build = replace(build, calibration_data=list(feeds))
+            engine, plan, report = build_engine(options.model, build, logger)
     if options.save_engine is not None:
         write_file(options.save_engine, plan)
     return engine, report
@@ -182,16 +207,20 @@ def _check_options(options: RunOptions) -> None:
         raise PolyxError(f"--iterations must be >= 1, got {options.iterations}")
     if options.load_inputs is not None and options.data_loader_script is not None:
         raise PolyxError("--load-inputs and --data-loader-script both supply inputs; pass one of them")
-    for path in (options.load_inputs, options.load_outputs, options.load_engine):
+    if options.load_outputs_runner is not None and options.load_outputs is None:
+        raise PolyxError("--load-outputs-runner picks a runner of --load-outputs files; pass --load-outputs too")
+    if options.save_format not in ("polyx", "polygraphy"):
+        raise PolyxError(f"--save-format must be polyx or polygraphy, got '{options.save_format}'")
+    for path in (options.save_inputs, options.save_outputs):
+        if options.save_format == "polygraphy" and path is not None and Path(path).suffix != ".json":
+            raise PolyxError(f"{path}: --save-format polygraphy writes JSON; name the file *.json")
+    for path in (*_files(options.load_inputs), *_files(options.load_outputs), options.load_engine):
         if path is not None and not Path(path).is_file():
             raise PolyxError(f"{path}: no such file")
     options.build.validate()
-    inputs = [*model_files(options.model), options.load_inputs, options.load_outputs, options.load_engine,
-              options.build.load_tactics, options.build.timing_cache,
-              options.data_loader_script.rpartition(":")[0] if options.data_loader_script else None]
-    for path in options.output_paths() + [options.build.save_tactics]:
-        if path is not None:
-            check_outputs_apart(path, inputs)
+    inputs = options.input_paths()
+    for path in options.output_paths():
+        check_outputs_apart(path, inputs)
 
 
 def _engine_outputs(engine: trt.Engine) -> list[str]:
@@ -211,11 +240,11 @@ def _feeds(options: RunOptions, input_meta: dict[str, tuple[tuple, np.dtype]]) -
                             iterations=options.iterations, shapes=options.build.data_shapes(),
                             script=options.data_loader_script)
         return list(loader)
-    feeds = load_tensors(options.load_inputs)
+    feeds, source = _load_chain(options.load_inputs)
     if not feeds:
-        raise PolyxError(f"{options.load_inputs}: holds no iterations")
+        raise PolyxError(f"{source}: holds no iterations")
     for index, iteration in enumerate(feeds):
-        where = f"{options.load_inputs}: iteration {index}"
+        where = f"{source}: iteration {index}"
         for name in iteration:
             if name not in input_meta:
                 raise PolyxError(f"{where}: '{name}' is not an input of the model (inputs: {', '.join(input_meta)})")
@@ -229,6 +258,17 @@ def _feeds(options: RunOptions, input_meta: dict[str, tuple[tuple, np.dtype]]) -
                 raise PolyxError(f"{where}: input '{name}' has shape {list(array.shape)}, the model expects "
                                  f"{[d if d >= 0 else '?' for d in shape]}")
     return feeds
+
+
+def _plan_data_shapes(build: BuildOptions, engine: trt.Engine) -> BuildOptions:
+    """Data for a loaded plan: inputs without a given shape take the opt shape of the profile the run uses."""
+    if not 0 <= build.profile_index < max(engine.num_optimization_profiles, 1):
+        raise PolyxError(f"--optimization-profile {build.profile_index}: the plan has "
+                         f"{engine.num_optimization_profiles} profile(s)")
+    given = build.data_shapes()
+    opt = {name: tuple(engine.get_tensor_profile_shape(name, build.profile_index)[1])
+           for name in EngineRunner(engine).input_metadata() if name not in given}
+    return replace(build, input_shapes={**opt, **build.input_shapes})
 
 
 def _profile_for(build: BuildOptions, feeds: list[Feeds] | None) -> BuildOptions:
@@ -260,14 +300,30 @@ def _run(runner: Runner, feeds: list[Feeds], progress: ProgressFactory) -> Runne
     return outputs
 
 
+def _paths(value: Path | list[Path] | None) -> list[Path]:
+    return [] if value is None else [Path(value)] if isinstance(value, (str, Path)) else [Path(p) for p in value]
+
+
+def _files(value: Path | list[Path] | None) -> list[Path]:
+    """The files of the paths, a directory standing for its per-iteration files (Polygraphy's streamed form)."""
+    return [file for path in _paths(value) for file in iteration_files(path)]
+
+
+def _load_chain(value: Path | list[Path], runner: str | None = None) -> tuple[list[Feeds], str]:
+    """The iterations of one file, or of several files one after another; and the files' names for messages."""
+    files = _files(value)
+    return [it for file in files for it in load_tensors(file, runner)], ", ".join(str(p) for p in _paths(value))
+
+
 def _reference_and_candidates(options: RunOptions, runs: list[RunnerOutputs],
                               iterations: int) -> tuple[RunnerOutputs | None, list[RunnerOutputs]]:
     if options.load_outputs is not None:
-        golden = load_tensors(options.load_outputs)
+        golden, source = _load_chain(options.load_outputs, options.load_outputs_runner)
         if len(golden) != iterations:
-            raise PolyxError(f"{options.load_outputs}: holds {len(golden)} iteration(s) of outputs, this run has "
+            raise PolyxError(f"{source}: holds {len(golden)} iteration(s) of outputs, this run has "
                              f"{iterations} iteration(s) of inputs")
-        return RunnerOutputs(f"golden ({options.load_outputs.name})", golden, []), runs
+        names = ", ".join(path.name for path in _paths(options.load_outputs))
+        return RunnerOutputs(f"golden ({names})", golden, []), runs
     if len(runs) < 2:
         return None, []
     reference = next(r for r in runs if r.runner == "onnxrt")

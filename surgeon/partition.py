@@ -7,6 +7,12 @@ inputs, exactly as they will be at a partition boundary), parse again, until no 
 import needs a value (a Reshape's shape, say) computed by an unsupported node therefore fails as it would in its
 partition. Finally every supported subgraph is parsed on its own and, when its input shapes are static, built;
 nodes that fail there are marked unsupported and the graph is partitioned again.
+
+A node is judged for what it is, not for what is unknown about its input: when an unsupported node's output has
+no inferred type (a custom op without shape inference), the boundary is given an assumed type (element type and
+rank that its readers' ONNX schemas accept, every dim dynamic), types are inferred again past it, and the report
+says what was missing and what was assumed. Only when no reader constrains the rank are the readers marked
+unsupported ("type unknown").
 """
 from __future__ import annotations
 
@@ -16,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
-from onnx import helper
+from onnx import defs, helper
+from onnx import shape_inference as onnx_shape_inference
 
 from .errors import SurgeonError
 from .graph_order import node_reads, toposorted_nodes
@@ -56,6 +63,8 @@ class CapabilityReport:
     source: str
     verdicts: list[NodeVerdict]
     subgraphs: list[Subgraph]  # in an order that can execute: every input is a model input or an earlier output
+    # boundary tensor → what shape information was missing and the type written for it instead
+    assumed_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def fully_supported(self) -> bool:
@@ -76,6 +85,7 @@ class CapabilityReport:
             "subgraphs": [{"file": s.file_name, "supported": s.supported, "num_nodes": len(s.node_indices),
                            "nodes": [self.verdicts[i].name for i in s.node_indices], "inputs": s.inputs,
                            "outputs": s.outputs} for s in self.subgraphs],
+            "assumed_types": [{"tensor": name, "note": note} for name, note in self.assumed_types.items()],
         }
 
     def to_text(self) -> str:
@@ -85,6 +95,9 @@ class CapabilityReport:
         if self.unsupported:
             lines.append("unsupported nodes:")
             lines += [f"  [{v.index}] {v.name} ({v.op}): {v.category}: {v.reason}" for v in self.unsupported]
+        if self.assumed_types:
+            lines.append("missing shape information (the boundary is written as a dynamic input):")
+            lines += [f"  {name}: {note}" for name, note in self.assumed_types.items()]
         if self.subgraphs:
             lines.append("subgraphs, in execution order:")
             for sub in self.subgraphs:
@@ -97,14 +110,15 @@ def analyze_capability(model: onnx.ModelProto, source: str = "<model>", verify_b
                        ) -> CapabilityReport:
     """Per-node engine support and the supported/unsupported partition of `model`."""
     model = prepare_model(model)
-    verdicts = node_support(model)
+    assumed: dict[str, str] = {}
+    verdicts = node_support(model, assumed)
     if all(v.supported for v in verdicts):
-        return CapabilityReport(source, verdicts, [])
+        return CapabilityReport(source, verdicts, [], assumed)
     while True:
         subgraphs = partition(model, verdicts)
         failed = _verify_supported(model, subgraphs, verify_build)
         if not failed:
-            return CapabilityReport(source, verdicts, subgraphs)
+            return CapabilityReport(source, verdicts, subgraphs, assumed)
         for index, (category, reason) in failed.items():
             old = verdicts[index]
             verdicts[index] = NodeVerdict(old.index, old.name, old.op, False, category, reason)
@@ -132,9 +146,12 @@ def prepare_model(model: onnx.ModelProto) -> onnx.ModelProto:
     return infer_shapes(prepared)
 
 
-def node_support(model: onnx.ModelProto) -> list[NodeVerdict]:
-    """Verdict per node of a prepared model (see `prepare_model`), by repeated parsing (module docstring)."""
+def node_support(model: onnx.ModelProto, assumed: dict[str, str] | None = None) -> list[NodeVerdict]:
+    """Verdict per node of a prepared model (see `prepare_model`), by repeated parsing (module docstring).
+
+    Untyped boundaries get an assumed type stored in `model`'s value_info; `assumed` receives a note for each."""
     graph = model.graph
+    assumed = {} if assumed is None else assumed
     types = value_types(model)
     index_of = {node.name: i for i, node in enumerate(graph.node)}
     readers = _readers(model)
@@ -143,6 +160,8 @@ def node_support(model: onnx.ModelProto) -> list[NodeVerdict]:
         kept = [i for i in range(len(graph.node)) if i not in failures]
         if not kept:  # every node failed: nothing is left to parse
             break
+        if _assume_boundary_types(model, kept, failures, types, assumed):
+            types = value_types(model)
         new = _untyped_boundaries(graph, kept, failures, types)
         if not new:
             new = _parse_failures(model, kept, failures, types, index_of, readers)
@@ -171,6 +190,94 @@ def _untyped_boundaries(graph, kept, failures, types) -> dict[int, tuple[str, st
                 found[i] = ("type unknown", f"reads '{name}' from unsupported node '{failed_outputs[name]}', whose "
                                             "type/shape inference cannot determine")
     return found
+
+
+def _assume_boundary_types(model, kept, failures, types, assumed: dict[str, str]) -> bool:
+    """Give each untyped output of a failed node that kept nodes read a dynamic type its readers accept; re-infer.
+
+    Returns whether any type was assumed (then `model`'s value_info holds it and what follows from it)."""
+    graph = model.graph
+    kept_set = set(kept)
+    added = False
+    for i in failures:
+        producer = graph.node[i]
+        for name in producer.output:
+            if not name or _has_rank(types.get(name)) or name in assumed:
+                continue
+            readers = [graph.node[k] for k in kept_set if name in node_reads(graph.node[k])]
+            if not readers:
+                continue
+            guess = _boundary_type(model, producer, name, readers, types)
+            if guess is None:
+                continue
+            elem_type, rank, why = guess
+            info = helper.make_tensor_value_info(name, elem_type, [f"{name}_dim{d}" for d in range(rank)])
+            graph.value_info.append(info)
+            op = f"{producer.domain}.{producer.op_type}" if producer.domain else producer.op_type
+            assumed[name] = (f"output of unsupported node '{producer.name}' ({op}), whose type/shape inference "
+                             f"gives nothing; assumed {onnx.helper.tensor_dtype_to_np_dtype(elem_type)} of rank "
+                             f"{rank} with dynamic dims ({why})")
+            added = True
+    if added:
+        kept_infos = list(graph.value_info)
+        infer_shapes(model)
+        inferred = {info.name for info in graph.value_info}
+        graph.value_info.extend(info for info in kept_infos if info.name in assumed and info.name not in inferred)
+    return added
+
+
+_CANDIDATE_ELEM_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT64,
+                         onnx.TensorProto.INT32, onnx.TensorProto.BOOL)
+_MAX_RANK = 8
+
+
+def _boundary_type(model, producer, name: str, readers, types) -> tuple[int, int, str] | None:
+    """(element type, rank, why) for an untyped tensor: ranks every reader's ONNX schema accepts, preferring the
+    producer's first typed input's element type and rank; None when the readers leave the rank open."""
+    source = next((types[t] for t in producer.input if t and _has_rank(types.get(t))), None)
+    source_elem = source.tensor_type.elem_type if source is not None else None
+    source_rank = len(source.tensor_type.shape.dim) if source is not None else None
+    declared = types.get(name)
+    if declared is not None and declared.tensor_type.elem_type:  # the element type is known, only the shape not
+        elem_order = [declared.tensor_type.elem_type]
+    else:
+        elem_order = [source_elem] if source_elem else []
+        elem_order += [e for e in _CANDIDATE_ELEM_TYPES if e != source_elem]
+    opsets = {imp.domain: imp.version for imp in model.opset_import}
+    for elem_type in elem_order:
+        ranks = set(range(_MAX_RANK + 1))
+        for reader in readers:
+            ranks &= _accepted_ranks(reader, name, elem_type, types, opsets)
+        if not ranks:
+            continue
+        if len(ranks) == 1:
+            names = ", ".join(f"'{r.name}'" for r in readers)
+            return elem_type, ranks.pop(), f"the only rank its readers accept: {names}"
+        if source_rank in ranks and elem_type == source_elem:
+            return elem_type, source_rank, "element type and rank of its producer's input, which its readers accept"
+        return None
+    return None
+
+
+def _accepted_ranks(reader, name: str, elem_type: int, types, opsets: dict[str, int]) -> set[int]:
+    """Ranks of `name` for which `reader`'s schema inference succeeds (all ranks when it has no schema)."""
+    everything = set(range(_MAX_RANK + 1))
+    domain = reader.domain if reader.domain != "ai.onnx" else ""
+    try:
+        schema = defs.get_schema(reader.op_type, opsets.get(domain, 1), domain)
+    except defs.SchemaError:
+        return everything
+    accepted = set()
+    for rank in everything:
+        given = dict(types)
+        given[name] = helper.make_tensor_type_proto(elem_type, [None] * rank)
+        known = {t: given[t] for t in reader.input if t in given}
+        try:
+            onnx_shape_inference.infer_node_outputs(schema, reader, known)
+        except Exception:  # noqa: BLE001 - inference rejects the rank or type with several exception types
+            continue
+        accepted.add(rank)
+    return accepted
 
 
 def _has_rank(type_proto: onnx.TypeProto | None) -> bool:

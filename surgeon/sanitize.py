@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 import onnx
 import onnx_graphsurgeon as gs
 
+from .errors import SurgeonError
 from .graph_tools import export_model, import_graph, toposort
 from .shapes import infer_shapes, override_input_shapes
-from .simplify import simplify
+from .simplify import rewrite_names, simplify
 
 
 @dataclass
@@ -27,6 +28,7 @@ class SanitizeOptions:
     fold_shapes: bool = True
     size_threshold: int | None = None  # bytes; larger folded tensors are left computed
     simplify: bool = True  # applies with fold_constants
+    skip: frozenset[str] = frozenset()  # names of simplify rewrites not to run (simplify.REWRITES)
     cleanup: bool = False
     toposort: bool = False
     infer_shapes: bool = False
@@ -49,6 +51,11 @@ class SanitizeReport:
     passes: list[PassResult] = field(default_factory=list)
     removed_ops: Counter = field(default_factory=Counter)  # op type → how many nodes of it are gone
 
+    @property
+    def rewrites(self) -> Counter:
+        """How many times each simplify rewrite ran, over all passes (rewrite name → count)."""
+        return sum((result.simplified for result in self.passes), Counter())
+
     def lines(self) -> list[str]:
         out = [f"nodes: {self.nodes_before} -> {self.nodes_after}",
                f"initializers: {self.initializers_before} -> {self.initializers_after}"]
@@ -56,6 +63,8 @@ class SanitizeReport:
             extra = ", ".join(f"{n} {kind}" for kind, n in sorted(result.simplified.items()))
             out.append(f"pass {index}: {result.nodes_before} -> {result.nodes_after} nodes"
                        + (f" ({extra})" if extra else ""))
+        if self.rewrites:
+            out.append("rewrites: " + ", ".join(f"{name} x{n}" for name, n in sorted(self.rewrites.items())))
         if self.removed_ops:
             out.append("removed: " + ", ".join(f"{op} x{n}" for op, n in self.removed_ops.most_common()))
         return out
@@ -63,6 +72,10 @@ class SanitizeReport:
 
 def sanitize(model: onnx.ModelProto, options: SanitizeOptions) -> tuple[onnx.ModelProto, SanitizeReport]:
     """Return the sanitized model (the input proto may be modified) and what changed."""
+    unknown = sorted(set(options.skip) - set(rewrite_names()))
+    if unknown:
+        raise SurgeonError(f"--skip: no rewrite named {', '.join(map(repr, unknown))} "
+                           f"(rewrites: {', '.join(rewrite_names())})")
     report = SanitizeReport(len(model.graph.node), _initializer_count(model))
     ops_before = Counter(n.op_type for n in model.graph.node)
     if options.input_shapes:
@@ -94,7 +107,9 @@ def _fold_until_stable(graph: gs.Graph, original: onnx.ModelProto, options: Sani
             graph.cleanup(remove_unused_graph_inputs=False)
             done = Counter()
             if options.simplify:
-                done = simplify(graph)
+                # Without fold_shapes, shape computations stay computed: symbolic shape folding is off too.
+                skip = options.skip if options.fold_shapes else options.skip | {"shape-arithmetic"}
+                done = simplify(graph, skip)
             report.passes.append(PassResult(before[0], len(graph.nodes), done))
             graph = import_graph(infer_shapes(export_model(graph, original)))
             if _signature(graph) == before:

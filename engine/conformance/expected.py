@@ -12,7 +12,13 @@ _ANTIALIAS = "Resize antialias=1 (a low-pass filter when downscaling) is not imp
 _FP16_ROUNDING = ("float16 rounding: the expected values round every step to float16; 2 of 192 outputs differ by 2 "
                   "float16 ULPs (closer to the float64 result), and rtol=1e-3 is about 1 ULP")
 
+_BLOCKED = ("block quantization (opset 21's block_size: one scale per block of an axis) is not implemented; TensorRT "
+            "8.6 has no such mode and the importer refuses it")
+
 EXPECTED_FAILURES: dict[str, str] = {
+    "test_dequantizelinear_blocked": _BLOCKED,
+    "test_quantizelinear_blocked_asymmetric": _BLOCKED,
+    "test_quantizelinear_blocked_symmetric": _BLOCKED,
     "test_batchnorm_epsilon_training_mode": _TRAINING,
     "test_batchnorm_example_training_mode": _TRAINING,
     "test_training_dropout": _TRAINING,

@@ -2,11 +2,13 @@
 
 Fusion rules fill it (a convolution that absorbed the residual Add after it, a producer that absorbed the
 activation after it); a tactic says which parts it does itself (`Tactic.absorbs`) and `apply_epilogue` does the
-rest in place on the output, in a fixed order: residual first, then activation. Bias is not part of it: a bias is
-an operand of the layer itself (Conv's bias, Gemm's C), which every tactic of that layer handles.
+rest in place on the output, in a fixed order: residual first, then activation, then (INT8 layers) quantization
+of the output by `output_scale`. Bias is not part of it: a bias is an operand of the layer itself (Conv's bias,
+Gemm's C), which every tactic of that layer handles.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,7 +18,8 @@ from ..ops.base import layer_impl
 # Names of the parts a tactic may absorb (Tactic.absorbs).
 RESIDUAL = "residual"
 ACTIVATION = "activation"
-PARTS = frozenset({RESIDUAL, ACTIVATION})
+OUTPUT_SCALE = "output_scale"
+PARTS = frozenset({RESIDUAL, ACTIVATION, OUTPUT_SCALE})
 
 
 @dataclass
@@ -39,39 +42,43 @@ class Activation:
 
 @dataclass(frozen=True)
 class Epilogue:
-    """`residual`: position of the node input added to its output; `activation`: applied after that."""
+    """`residual`: position of the node input added to its output; `activation`: applied after that;
+    `output_scale`: the output is quantized to INT8 by it (a QuantizeLinear the INT8 layer absorbed)."""
 
     residual: int | None = None
     activation: Activation | None = None
+    output_scale: float | None = None
 
     @property
     def empty(self) -> bool:
-        return self.residual is None and self.activation is None
+        return not self.parts()
 
     def parts(self) -> frozenset[str]:
-        present = set()
-        if self.residual is not None:
-            present.add(RESIDUAL)
-        if self.activation is not None:
-            present.add(ACTIVATION)
-        return frozenset(present)
+        present = {RESIDUAL: self.residual, ACTIVATION: self.activation, OUTPUT_SCALE: self.output_scale}
+        return frozenset(name for name, value in present.items() if value is not None)
 
     def without(self, absorbed: frozenset[str]) -> Epilogue:
         """What is left to apply after a tactic that does the `absorbed` parts itself."""
         return replace(self, residual=None if RESIDUAL in absorbed else self.residual,
-                       activation=None if ACTIVATION in absorbed else self.activation)
+                       activation=None if ACTIVATION in absorbed else self.activation,
+                       output_scale=None if OUTPUT_SCALE in absorbed else self.output_scale)
 
     def to_json(self) -> dict[str, Any]:
         activation = None if self.activation is None else {
             "type": self.activation.type.value, "alpha": self.activation.alpha, "beta": self.activation.beta}
-        return {"residual": self.residual, "activation": activation}
+        return {"residual": self.residual, "activation": activation, "output_scale": self.output_scale}
 
     @staticmethod
     def from_json(data: Any, what: str) -> Epilogue:
         """Validated field by field: plans are user files."""
-        if not isinstance(data, dict) or set(data) != {"residual", "activation"}:
-            raise ValueError(f"{what}: epilogue must be an object with 'residual' and 'activation', got {data!r}")
-        residual, activation = data["residual"], data["activation"]
+        if not isinstance(data, dict) or set(data) != {"residual", "activation", "output_scale"}:
+            raise ValueError(f"{what}: epilogue must be an object with 'residual', 'activation' and 'output_scale', "
+                             f"got {data!r}")
+        residual, activation, output_scale = data["residual"], data["activation"], data["output_scale"]
+        if output_scale is not None and (not isinstance(output_scale, (int, float)) or isinstance(output_scale, bool)
+                                         or not math.isfinite(output_scale) or output_scale <= 0):
+            raise ValueError(f"{what}: epilogue output_scale must be a positive finite number or null, "
+                             f"got {output_scale!r}")
         if residual is not None and (not isinstance(residual, int) or isinstance(residual, bool) or residual < 0):
             raise ValueError(f"{what}: epilogue residual must be an input position or null, got {residual!r}")
         if activation is not None:
@@ -80,7 +87,7 @@ class Epilogue:
             if not all(isinstance(activation[k], (int, float)) for k in ("alpha", "beta")):
                 raise ValueError(f"{what}: epilogue activation alpha/beta must be numbers, got {activation!r}")
             activation = Activation(ActivationType(activation["type"]), activation["alpha"], activation["beta"])
-        return Epilogue(residual, activation)
+        return Epilogue(residual, activation, None if output_scale is None else float(output_scale))
 
 
 NO_EPILOGUE = Epilogue()
@@ -97,7 +104,10 @@ class _ActivationLayer:
 
 def apply_epilogue(epilogue: Epilogue, out: Any, inputs: list[Any], xp: Any) -> None:
     """out += inputs[residual], then the activation, in place. ReLU and Clip (the activations fused most often)
-    need no temporary; the others go through the ACTIVATION layer's kernel."""
+    need no temporary; the others go through the ACTIVATION layer's kernel. Output quantization needs the float
+    result before it is stored as INT8, so only an INT8 tactic can do it (it absorbs `output_scale`)."""
+    if epilogue.output_scale is not None:
+        raise ValueError("an INT8 output scale can only be applied by the INT8 tactic that computes the layer")
     if epilogue.residual is not None:
         xp.add(out, inputs[epilogue.residual], out=out, casting="unsafe")
     activation = epilogue.activation

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..ir import Graph
 from ..logger import Severity
@@ -19,6 +20,8 @@ class PassContext:
     fp16: bool = False
     constraints: str = "none"
     log: Callable[[int, str], None] = field(default=lambda severity, message: None)
+    # INT8 dynamic ranges by tensor name (calibration.DynamicRanges) for implicit quantization; None: no INT8
+    dynamic_ranges: Any = None
 
     def warn(self, message: str) -> None:
         self.log(Severity.WARNING, message)

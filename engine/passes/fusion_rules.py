@@ -15,6 +15,7 @@ its producer). A tensor the user marked as an output is never fused away (`sole_
   a ResNet block's conv → add → ReLU becomes one node, and on the GPU one epilogue pass.
 - activation_fusion: {Convolution, Deconvolution, MatMul, ElementWise, Scale, Normalization} + Activation → the
   activation part of the producer's epilogue (applied in place right after its kernel).
+- int8_fusion: DequantizeLinear → Convolution/MatMul (→ QuantizeLinear) → one INT8 layer (int8_fusion.py).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import numpy as np
 from ..enums import ActivationType, ElementWiseOperation, LayerType, ScaleMode, UnaryOperation
 from ..ir import Activation, Graph, Node, Value
 from .base import Pass, PassContext
+from .int8_fusion import make_int8_layer, match_int8_layer
 from .match import close, is_elementwise, other_input, record_fusion, scalar, sole_reader
 
 _SQRT2 = math.sqrt(2.0)
@@ -253,6 +255,7 @@ FUSION_RULES: tuple[FusionRule, ...] = (
     FusionRule("gelu_fusion", (LayerType.UNARY,), match_gelu, replace_with_gelu),
     FusionRule("conv_residual_fusion", (LayerType.ELEMENTWISE,), match_conv_residual, add_residual_epilogue),
     FusionRule("activation_fusion", ACTIVATION_HOSTS, match_activation, add_activation_epilogue),
+    FusionRule("int8_fusion", (LayerType.CONVOLUTION, LayerType.MATRIX_MULTIPLY), match_int8_layer, make_int8_layer),
 )
 
 

@@ -12,13 +12,15 @@ from .base import Pass, PassContext
 from .eliminate import NoopElimination
 from .fold import ConstantFolding
 from .fusion_rules import FusionPass
+from .implicit_quantization import ImplicitQuantization
 from .precision import PrecisionAssignment
 
 DEAD_NODES = "dead_layer_elimination"
 
 
 def default_passes() -> list[Pass]:
-    return [ConstantFolding(), NoopElimination(), FusionPass(), PrecisionAssignment()]
+    return [ConstantFolding(keep_quantized_weights=True), NoopElimination(), FusionPass(), ImplicitQuantization(),
+            FusionPass(), ConstantFolding(), PrecisionAssignment()]
 
 
 class PassPipeline:

@@ -54,8 +54,8 @@ def _target(node: Node, ctx: PassContext) -> DataType | None:
     """The precision a node runs in, None for nodes precision does not apply to."""
     floating = any(v.dtype == DataType.FLOAT for v in node.outputs) or \
         any(v is not None and v.dtype == DataType.FLOAT for v in node.inputs)
-    if node.type in UNTYPED_LAYERS or not floating:
-        return None
+    if node.type in UNTYPED_LAYERS or not floating or node.precision == DataType.INT8:
+        return None  # an INT8 layer's float operands (bias, residual) are read as they are
     if node.precision_is_set and node.precision in FLOATS:
         if ctx.constraints in ("obey", "prefer"):
             return node.precision

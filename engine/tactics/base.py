@@ -53,6 +53,9 @@ class Tactic:
     # Parts of the layer's epilogue (ir/epilogue.py: "residual", "activation") that `run` does itself; the step
     # applies the rest after it.
     absorbs: frozenset[str] = frozenset()
+    # True for tactics that run INT8 layers (quantized operands, int32 accumulation); the builder gives INT8 layers
+    # only to them and every other layer only to the others.
+    runs_int8: bool = False
     # False when `run` calls an API that CUDA-graph capture refuses (CuPy's own cuBLAS wrappers): GPU builds pick
     # such a tactic only for layers no capturable tactic supports, so engines replay as CUDA graphs.
     capturable: bool = True

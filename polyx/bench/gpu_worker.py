@@ -21,10 +21,12 @@ from .timing import IterationTimes
 
 
 class GpuWorker:
-    def __init__(self, engine: trt.Engine, feeds: dict[str, np.ndarray], data_transfers: bool, use_cuda_graph: bool):
+    def __init__(self, engine: trt.Engine, feeds: dict[str, np.ndarray], data_transfers: bool, use_cuda_graph: bool,
+                 profile_index: int = 0):
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self.data_transfers = data_transfers
         self.context = engine.create_execution_context()
+        self.context.set_optimization_profile_async(profile_index)
         self.context.use_cuda_graph = use_cuda_graph
         self._inputs = []   # (device, pinned host)
         with self.stream:

@@ -68,7 +68,8 @@ def run_bench(options: BenchOptions, logger: trt.Logger | None = None,
         with progress("Building engine", None):
             engine, _, build_report = build_engine(options.model, options.build, logger)
     feeds = next(iter(DataLoader(input_meta(engine), seed=options.seed, shapes=_data_shapes(engine, options.build))))
-    workers = create_workers(engine, feeds, options.streams, options.data_transfers, options.use_cuda_graph)
+    workers = create_workers(engine, feeds, options.streams, options.data_transfers, options.use_cuda_graph,
+                             options.build.profile_index)
     with progress(f"Benchmarking on {options.streams} stream(s)", None):
         timed = time_workers(workers, options.timing)
     profile = None
@@ -91,14 +92,18 @@ def _check_cuda_graph(options: BenchOptions, device: str) -> None:
 
 
 def _data_shapes(engine: trt.Engine, build: BuildOptions) -> dict[str, tuple[int, ...]]:
-    """The shape options (`--shapes`/`--input-shapes`, else `--opt-shapes`); else the profile's opt shape."""
+    """The shape options (`--shapes`/`--input-shapes`, else `--opt-shapes`); else the opt shape of the profile the
+    run uses (`--optimization-profile`)."""
+    if build.profile_index >= max(engine.num_optimization_profiles, 1):
+        raise PolyxError(f"--optimization-profile {build.profile_index}: the engine has "
+                         f"{engine.num_optimization_profiles} profile(s)")
     given = build.data_shapes()
     shapes = {}
     for name, (shape, _) in input_meta(engine).items():
         if name in given:
             shapes[name] = given[name]
         elif any(d < 0 for d in shape) and engine.num_optimization_profiles:
-            shapes[name] = tuple(engine.get_tensor_profile_shape(name, 0)[1])
+            shapes[name] = tuple(engine.get_tensor_profile_shape(name, build.profile_index)[1])
     unknown = sorted(set(given) - set(shapes))
     if unknown:
         raise PolyxError(f"shape given for '{unknown[0]}', which is not an input of the engine "

@@ -18,8 +18,9 @@ from .timing import IterationTimes
 class CpuWorker:
     cuda_graph_active = False
 
-    def __init__(self, engine: trt.Engine, feeds: dict[str, np.ndarray]):
+    def __init__(self, engine: trt.Engine, feeds: dict[str, np.ndarray], profile_index: int = 0):
         self.context = engine.create_execution_context()
+        self.context.set_optimization_profile_async(profile_index)
         for name, array in feeds.items():
             self.context.set_input_shape(name, array.shape)
             self.context.set_tensor_address(name, np.array(array, order="C"))
@@ -40,11 +41,12 @@ class CpuWorker:
 
 
 def create_workers(engine: trt.Engine, feeds: dict[str, np.ndarray], count: int, data_transfers: bool = True,
-                   use_cuda_graph: bool = False) -> list:
-    """`count` workers, each with its own execution context (and, on a GPU, its own stream and buffers). CPU
-    workers ignore `data_transfers` (nothing to transfer) and `use_cuda_graph` (callers reject it first)."""
+                   use_cuda_graph: bool = False, profile_index: int = 0) -> list:
+    """`count` workers, each with its own execution context on optimization profile `profile_index` (and, on a GPU,
+    its own stream and buffers). CPU workers ignore `data_transfers` (nothing to transfer) and `use_cuda_graph`
+    (callers reject it first)."""
     if engine.device == "gpu":
         from .gpu_worker import GpuWorker
 
-        return [GpuWorker(engine, feeds, data_transfers, use_cuda_graph) for _ in range(count)]
-    return [CpuWorker(engine, feeds) for _ in range(count)]
+        return [GpuWorker(engine, feeds, data_transfers, use_cuda_graph, profile_index) for _ in range(count)]
+    return [CpuWorker(engine, feeds, profile_index) for _ in range(count)]

@@ -15,6 +15,8 @@ from engine.errors import EngineError
 from engine.output_files import reading_inputs
 
 from ..errors import PolyxError
+from .logging_options import take_logging_flags
+from .polygraphy_hints import with_polygraphy_hint
 
 app = typer.Typer(name="polyx", help="Debug and compare ONNX models on the polyx engine.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -29,6 +31,7 @@ COMMAND_MODULES = [
     ("check_cmd", "register"),
     ("debug_cmd", "register"),
     ("bench_cmd", "register"),
+    ("data_cmd", "register"),
 ]
 
 
@@ -61,7 +64,16 @@ for _module, _hook in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI. Every error, expected or not, becomes one line on stderr and exit code 2 (`--debug` prints
     the traceback first and keeps the code), so scripts never read a crash as exit 1, "the check failed"."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, logging_settings = take_logging_flags(list(sys.argv[1:] if argv is None else argv))
+    except PolyxError as exc:
+        print(f"polyx: error: {exc}", file=sys.stderr)
+        return 2
+    with logging_settings.applied():
+        return _main(args)
+
+
+def _main(args: list[str]) -> int:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
@@ -83,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # Usage errors of the click layer typer is built on (typer may vendor its own copy of click).
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
-            return _report(exc, exc.format_message(), debug)
+            return _report(exc, with_polygraphy_hint(exc.format_message()), debug)
         if type(exc).__name__ == "Abort":
             print("polyx: aborted", file=sys.stderr)
             return 130

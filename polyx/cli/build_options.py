@@ -22,9 +22,9 @@ from typing import Annotated
 
 import typer
 
-from engine import TacticSource
+from engine import MemoryPoolType, TacticSource
 
-from ..build import BuildOptions
+from ..build import BuildOptions, ProfileShapes
 from ..compare import Tolerances
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 from ..errors import PolyxError
@@ -48,9 +48,8 @@ class Device(str, Enum):
     auto = "auto"
 
 
-def parse_shapes(values: list[str] | None, flag: str) -> dict[str, tuple[int, ...]]:
-    """`["x:[1,3,224,224]", "y:[2] z:[]"]` -> {"x": (1, 3, 224, 224), "y": (2,), "z": ()}."""
-    shapes: dict[str, tuple[int, ...]] = {}
+def _shape_specs(values: list[str] | None, flag: str) -> typing.Iterator[tuple[str, str, tuple[int, ...]]]:
+    """(value, name, shape) for every NAME:[d0,...] spec of the flag's values, in order."""
     for value in values or []:
         position = 0
         while position < len(value):
@@ -64,11 +63,39 @@ def parse_shapes(values: list[str] | None, flag: str) -> dict[str, tuple[int, ..
                 raise PolyxError(f"{flag} '{value}': dimensions of '{name}' must be integers, got [{dims}]") from None
             if any(d < 0 for d in shape):
                 raise PolyxError(f"{flag} '{value}': dimensions of '{name}' must be >= 0, got {list(shape)}")
-            if name in shapes:
-                raise PolyxError(f"{flag}: '{name}' is given twice")
-            shapes[name] = shape
+            yield value, name, shape
             position = match.end()
+
+
+def parse_shapes(values: list[str] | None, flag: str) -> dict[str, tuple[int, ...]]:
+    """`["x:[1,3,224,224]", "y:[2] z:[]"]` -> {"x": (1, 3, 224, 224), "y": (2,), "z": ()}."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for _, name, shape in _shape_specs(values, flag):
+        if name in shapes:
+            raise PolyxError(f"{flag}: '{name}' is given twice")
+        shapes[name] = shape
     return shapes
+
+
+def parse_profile_shapes(values: list[str] | None, flag: str) -> list[dict[str, tuple[int, ...]]]:
+    """Shapes per optimization profile: the k-th spec of an input name belongs to profile k, so repeating the
+    min/opt/max group starts a new profile (Polygraphy) while `--min-shapes a:[1] --min-shapes b:[1]` stays one."""
+    profiles: list[dict[str, tuple[int, ...]]] = []
+    for _, name, shape in _shape_specs(values, flag):
+        index = next((i for i, profile in enumerate(profiles) if name not in profile), len(profiles))
+        if index == len(profiles):
+            profiles.append({})
+        profiles[index][name] = shape
+    return profiles
+
+
+def parse_profiles(min_shapes: list[str] | None, opt_shapes: list[str] | None,
+                   max_shapes: list[str] | None) -> list[ProfileShapes]:
+    """The optimization profiles of the --min/--opt/--max-shapes flags (none when no flag is given)."""
+    per_flag = [parse_profile_shapes(values, flag) for values, flag in
+                ((min_shapes, "--min-shapes"), (opt_shapes, "--opt-shapes"), (max_shapes, "--max-shapes"))]
+    count = max(len(profiles) for profiles in per_flag)
+    return [ProfileShapes(*(profiles[i] if i < len(profiles) else {} for profiles in per_flag)) for i in range(count)]
 
 
 def parse_size(value: str | None, flag: str) -> int | None:
@@ -186,14 +213,26 @@ _BUILD_PARAMETERS = [
     ("input_shapes", Annotated[list[str] | None, _option(
         "--input-shapes", help="Input shape NAME:[1,3,224,224] (repeatable); min = opt = max for the engine.")], None),
     ("min_shapes", Annotated[list[str] | None, _option(
-        "--min-shapes", help="Profile minimum shape NAME:[...] (repeatable).")], None),
+        "--min-shapes", "--trt-min-shapes", help="Profile minimum shape NAME:[...] (repeatable; an input named "
+                                                 "again starts the next profile).")], None),
     ("opt_shapes", Annotated[list[str] | None, _option(
-        "--opt-shapes", help="Profile optimum shape NAME:[...] (repeatable); also the generated data's shape.")], None),
+        "--opt-shapes", "--trt-opt-shapes", help="Profile optimum shape NAME:[...] (repeatable); also the "
+                                                 "generated data's shape.")], None),
     ("max_shapes", Annotated[list[str] | None, _option(
-        "--max-shapes", help="Profile maximum shape NAME:[...] (repeatable).")], None),
+        "--max-shapes", "--trt-max-shapes", help="Profile maximum shape NAME:[...] (repeatable).")], None),
+    ("optimization_profile", Annotated[int, _option(
+        "--optimization-profile", help="Index of the optimization profile a run uses (default 0).", min=0)], 0),
     ("fp16", Annotated[bool, _option("--fp16", help="Allow FP16 layers.")], False),
     ("tf32", Annotated[bool, _option("--tf32", help="Allow TF32 math (GPU).")], False),
-    ("int8", Annotated[bool, _option("--int8", help="Allow INT8 (not supported yet).")], False),
+    ("int8", Annotated[bool, _option("--int8", help="Allow INT8 (BuilderFlag.INT8): Q/DQ models run their "
+                                                    "quantized layers in INT8 (with or without it); other models "
+                                                    "are calibrated on the run's input data.")], False),
+    ("calibration_cache", Annotated[Path | None, _option(
+        "--calibration-cache", help="INT8 calibration cache (TensorRT's format): read when it exists (no "
+                                    "calibration), written after calibrating otherwise.")], None),
+    ("calib_base_cls", Annotated[str, _option(
+        "--calib-base-cls", help="INT8 calibrator: EntropyCalibrator2, EntropyCalibrator, MinMaxCalibrator or "
+                                 "LegacyCalibrator.")], "EntropyCalibrator2"),
     ("precision_constraints", Annotated[PrecisionConstraints | None, _option(
         "--precision-constraints", help="obey | prefer | none. Default: obey when layer precisions are given, "
                                         "else none.", case_sensitive=False)], None),
@@ -203,8 +242,15 @@ _BUILD_PARAMETERS = [
         "--layer-precisions-file", help="JSON file {\"layer\": \"fp32\"}.")], None),
     ("workspace", Annotated[str | None, _option(
         "--workspace", help="Workspace limit for tactics, e.g. 1G, 512M (binary units).")], None),
+    ("pool_limit", Annotated[list[str] | None, _option(
+        "--pool-limit", "--memory-pool-limit", help="Memory pool limit POOL:SIZE, e.g. workspace:1G "
+                                                    "(Polygraphy's spelling of --workspace).")], None),
     ("timing_cache", Annotated[Path | None, _option(
         "--timing-cache", help="Timing cache file: read when it exists, written after the build.")], None),
+    ("load_timing_cache", Annotated[Path | None, _option(
+        "--load-timing-cache", help="Read the timing cache from this file (it must exist).")], None),
+    ("save_timing_cache", Annotated[Path | None, _option(
+        "--save-timing-cache", help="Write the timing cache to this file after the build.")], None),
     ("save_tactics", Annotated[Path | None, _option(
         "--save-tactics", help="Write the tactic chosen for every layer (JSON replay file).")], None),
     ("load_tactics", Annotated[Path | None, _option(
@@ -220,26 +266,53 @@ _BUILD_PARAMETERS = [
 BUILD_PARAMETER_NAMES = [name for name, _, _ in _BUILD_PARAMETERS]
 
 
-def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, max_shapes=None, fp16=False,
-                           tf32=False, int8=False, precision_constraints=None, layer_precisions=None,
-                           layer_precisions_file=None, workspace=None, timing_cache=None, save_tactics=None,
+def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, max_shapes=None,
+                           optimization_profile=0, fp16=False,
+                           tf32=False, int8=False, calibration_cache=None, calib_base_cls="EntropyCalibrator2",
+                           precision_constraints=None, layer_precisions=None,
+                           layer_precisions_file=None, workspace=None, pool_limit=None, timing_cache=None,
+                           load_timing_cache=None, save_timing_cache=None, save_tactics=None,
                            load_tactics=None, builder_optimization_level=3, tactic_sources=None,
                            device=Device.auto) -> BuildOptions:
     """The flags' raw values -> a validated BuildOptions (PolyxError names the flag at fault)."""
+    profiles = parse_profiles(min_shapes, opt_shapes, max_shapes) or [ProfileShapes()]
     options = BuildOptions(
         input_shapes=parse_shapes(input_shapes, "--input-shapes"),
-        min_shapes=parse_shapes(min_shapes, "--min-shapes"),
-        opt_shapes=parse_shapes(opt_shapes, "--opt-shapes"),
-        max_shapes=parse_shapes(max_shapes, "--max-shapes"),
-        fp16=fp16, tf32=tf32, int8=int8,
+        min_shapes=profiles[0].min, opt_shapes=profiles[0].opt, max_shapes=profiles[0].max,
+        extra_profiles=profiles[1:], profile_index=optimization_profile,
+        fp16=fp16, tf32=tf32, int8=int8, calibration_cache=calibration_cache, calib_base_cls=calib_base_cls,
         precision_constraints=precision_constraints.value if precision_constraints is not None else None,
         layer_precisions=parse_layer_precisions(layer_precisions, layer_precisions_file),
-        workspace_bytes=parse_size(workspace, "--workspace"),
+        workspace_bytes=_workspace_bytes(workspace, pool_limit),
         optimization_level=builder_optimization_level, tactic_sources=parse_tactic_sources(tactic_sources),
         device=Device(device).value,
-        timing_cache=timing_cache, save_tactics=save_tactics, load_tactics=load_tactics)
+        timing_cache=timing_cache, load_timing_cache=load_timing_cache, save_timing_cache=save_timing_cache,
+        save_tactics=save_tactics, load_tactics=load_tactics)
     options.validate()
     return options
+
+
+def parse_pool_limits(values: list[str] | None) -> dict[str, int]:
+    """`["workspace:1G"]` -> {"WORKSPACE": 1073741824}; pools the engine lacks (TensorRT's DLA and tactic pools)
+    are refused rather than ignored."""
+    pools = {pool.name for pool in MemoryPoolType}
+    limits: dict[str, int] = {}
+    for value in values or []:
+        name, size = parse_name_value(value, "--pool-limit", "workspace:1G")
+        pool = name.upper()
+        if pool not in pools:
+            raise PolyxError(f"--pool-limit '{value}': the engine has no memory pool '{name}' "
+                             f"(pools: {', '.join(p.lower() for p in sorted(pools))})")
+        limits[pool] = parse_size(size, "--pool-limit")
+    return limits
+
+
+def _workspace_bytes(workspace: str | None, pool_limit: list[str] | None) -> int | None:
+    from_pool = parse_pool_limits(pool_limit).get("WORKSPACE")
+    from_flag = parse_size(workspace, "--workspace")
+    if from_pool is not None and from_flag is not None and from_pool != from_flag:
+        raise PolyxError(f"--workspace {workspace} and --pool-limit workspace:{from_pool} disagree; pass one")
+    return from_flag if from_pool is None else from_pool
 
 
 def with_build_options(command: typing.Callable) -> typing.Callable:
@@ -262,5 +335,6 @@ def with_build_options(command: typing.Callable) -> typing.Callable:
 
 
 # Build flags that take several values after one flag, Polygraphy style: `--input-shapes a:[1,3] b:[1]`.
-MULTI_VALUE_BUILD_OPTIONS = ("--input-shapes", "--min-shapes", "--opt-shapes", "--max-shapes", "--layer-precisions",
-                             "--tactic-sources")
+MULTI_VALUE_BUILD_OPTIONS = ("--input-shapes", "--min-shapes", "--opt-shapes", "--max-shapes", "--trt-min-shapes",
+                             "--trt-opt-shapes", "--trt-max-shapes", "--layer-precisions", "--tactic-sources",
+                             "--pool-limit", "--memory-pool-limit")

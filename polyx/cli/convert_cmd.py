@@ -20,7 +20,8 @@ from .run_cmd import engine_logger
 def convert(
     model: Annotated[Path, typer.Argument(help="ONNX model.")],
     build_options: BuildOptions,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Plan file to write (overwritten if it exists).")],
+    output: Annotated[Path, typer.Option("-o", "--output", "--save-engine",
+                                                   help="Plan file to write (overwritten if it exists).")],
     verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail (-vv: engine logs).")] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success.")] = False,
 ) -> None:

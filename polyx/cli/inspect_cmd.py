@@ -18,6 +18,7 @@ from ..inspect.data import data_blocks, describe_data
 from ..inspect.model_file import SHOW_CHOICES, describe_model_file, model_blocks, parse_show, require_file
 from ..inspect.render import Block, print_blocks, to_json
 from ..inspect.tactics import describe_tactics, tactics_blocks
+from .multi_value_options import multi_value_command
 
 inspect_app = typer.Typer(name="inspect", help="Show what is inside a model, plan, tensor file or tactic replay file.",
                           no_args_is_help=True)
@@ -38,11 +39,12 @@ def _emit(report: dict[str, Any], text_blocks: Callable[[], list[Block]], output
         print_blocks(text_blocks())
 
 
-@inspect_app.command("model")
+@inspect_app.command("model", cls=multi_value_command("--show"))
 def model(
     file: Annotated[Path, typer.Argument(help="An ONNX model (.onnx) or a polyx plan (.plan).")],
     show: Annotated[list[str] | None, typer.Option(
-        "--show", help=f"Details to add to the summary: {', '.join(SHOW_CHOICES)} (repeat or comma-separate).")] = None,
+        "--show", help=f"Details to add to the summary: {', '.join(SHOW_CHOICES)} (several values after one "
+                       "flag, repeat or comma-separate).")] = None,
     output_format: FormatOption = OutputFormat.text,
 ) -> None:
     """Summarize an ONNX model (opsets, IO, initializers, ops) or a plan (profiles, bindings, tactics, memory)."""
@@ -55,10 +57,12 @@ def data(
     file: Annotated[Path, typer.Argument(help="A tensor file (.npz or .json) from --save-inputs/--save-outputs.")],
     show_values: Annotated[bool, typer.Option("--show-values", help="Print the tensors' values too.")] = False,
     all_values: Annotated[bool, typer.Option("--all", help="With --show-values: print every value, no '...'.")] = False,
+    runner: Annotated[str | None, typer.Option(
+        "--runner", help="The runner of a Polygraphy RunResults file to show (name or its start).")] = None,
     output_format: FormatOption = OutputFormat.text,
 ) -> None:
     """Per iteration and tensor: shape, dtype, mean/std/min/max/median (and NaN/inf counts)."""
-    iterations = load_tensors(require_file(file))
+    iterations = load_tensors(require_file(file), runner=runner)
     report = describe_data(file, iterations, show_values=show_values and output_format == OutputFormat.json)
     _emit(report, lambda: data_blocks(report, iterations if show_values else None, all_values), output_format)
 

@@ -8,20 +8,25 @@ from typing import Annotated
 import typer
 
 import engine as trt
-from engine.onnx_file import model_files
 
 from ..build import BuildOptions
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
-from ..data.files import check_outputs_apart
 from ..errors import PolyxError
 from ..report import format_build_report, format_run_result, progress_factory, write_html
 from ..run_session import RunOptions, run_session
+from ..runners.onnxrt_runner import resolve_providers
 from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_value_ranges, tolerances_from_flags, with_build_options
+from .logging_options import engine_severity
 from .multi_value_options import multi_value_command
 
 DATA = "Data"
 COMPARE = "Comparison"
 OUTPUTS = "Outputs to compare"
+
+
+class SaveFormat(str, Enum):
+    polyx = "polyx"
+    polygraphy = "polygraphy"
 
 
 class ErrorStat(str, Enum):
@@ -32,7 +37,9 @@ class ErrorStat(str, Enum):
 
 
 def engine_logger(verbose: int, quiet: bool) -> trt.Logger:
-    """-q: errors only; default and -v: warnings; -vv: info; -vvv: verbose (tactic timings)."""
+    """-q: errors only; default and -v: warnings; -vv: info; -vvv: verbose (tactic timings); --verbosity overrides."""
+    if engine_severity() is not None:
+        return trt.Logger(engine_severity())
     levels = (trt.Logger.WARNING, trt.Logger.WARNING, trt.Logger.INFO, trt.Logger.VERBOSE)
     severity = trt.Logger.ERROR if quiet else levels[min(verbose, 3)]
     return trt.Logger(severity)
@@ -52,8 +59,11 @@ def run(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="ONNX model (or an engine plan with --engine only).")],
     build_options: BuildOptions,
-    use_engine: Annotated[bool, typer.Option("--engine", help="Run the polyx engine.")] = False,
+    use_engine: Annotated[bool, typer.Option("--engine", "--trt", help="Run the polyx engine.")] = False,
     use_onnxrt: Annotated[bool, typer.Option("--onnxrt", help="Run onnxruntime (CPU).")] = False,
+    providers: Annotated[list[str] | None, typer.Option(
+        "--providers", help="onnxruntime execution providers in priority order, e.g. cuda cpu (default cpu).")
+                         ] = None,
     mark_all: Annotated[bool, typer.Option(
         "--mark-all", help="Compare every intermediate tensor (= --onnx-outputs mark all --engine-outputs mark all).",
         rich_help_panel=OUTPUTS)] = False,
@@ -61,7 +71,7 @@ def run(
         "--onnx-outputs", help="Extra onnxruntime output tensor (repeatable), or `mark all`.",
         rich_help_panel=OUTPUTS)] = None,
     engine_outputs: Annotated[list[str] | None, typer.Option(
-        "--engine-outputs", help="Extra engine output tensor (repeatable), or `mark all`.",
+        "--engine-outputs", "--trt-outputs", help="Extra engine output tensor (repeatable), or `mark all`.",
         rich_help_panel=OUTPUTS)] = None,
     save_engine: Annotated[Path | None, typer.Option("--save-engine", help="Write the built plan.")] = None,
     load_engine: Annotated[Path | None, typer.Option("--load-engine", help="Run this plan instead of building.")
@@ -76,13 +86,23 @@ def run(
                                             rich_help_panel=DATA, min=1)] = 1,
     save_inputs: Annotated[Path | None, typer.Option("--save-inputs", help=".npz or .json",
                                                         rich_help_panel=DATA)] = None,
-    load_inputs: Annotated[Path | None, typer.Option("--load-inputs", help=".npz or .json",
-                                                        rich_help_panel=DATA)] = None,
+    load_inputs: Annotated[list[Path] | None, typer.Option(
+        "--load-inputs", help=".npz or .json (ours or Polygraphy's); several files chain their iterations.",
+        rich_help_panel=DATA)] = None,
     save_outputs: Annotated[Path | None, typer.Option(
         "--save-outputs", help="Save onnxruntime's outputs (the engine's when onnxruntime does not run).",
         rich_help_panel=DATA)] = None,
-    load_outputs: Annotated[Path | None, typer.Option(
-        "--load-outputs", help="Compare against these saved (golden) outputs.", rich_help_panel=DATA)] = None,
+    load_outputs: Annotated[list[Path] | None, typer.Option(
+        "--load-outputs", help="Compare against these saved (golden) outputs (ours or Polygraphy's RunResults); "
+                               "several files chain their iterations.", rich_help_panel=DATA)] = None,
+    load_outputs_runner: Annotated[str | None, typer.Option(
+        "--load-outputs-runner", help="The runner of Polygraphy RunResults to compare against (its name or the "
+                                      "start of it); needed when the file holds several.", rich_help_panel=DATA)
+                                   ] = None,
+    save_format: Annotated[SaveFormat, typer.Option(
+        "--save-format", help="polyx (.npz/.json by suffix) or polygraphy (Polygraphy's JSON: input list and "
+                              "RunResults of every runner).", case_sensitive=False, rich_help_panel=DATA)
+                           ] = SaveFormat.polyx,
     atol: Annotated[list[str] | None, typer.Option(
         "--atol", help=f"Absolute tolerance, global or per output NAME:VALUE (default {DEFAULT_ATOL:g}).",
         rich_help_panel=COMPARE)] = None,
@@ -118,12 +138,12 @@ def run(
     options = RunOptions(model=model, use_engine=use_engine, use_onnxrt=use_onnxrt, build=build_options,
                          load_engine=load_engine, save_engine=save_engine, seed=seed,
                          val_ranges=parse_value_ranges(val_range), data_loader_script=data_loader_script,
-                         iterations=iterations, load_inputs=load_inputs, save_inputs=save_inputs,
-                         load_outputs=load_outputs, save_outputs=save_outputs, tolerances=tolerances,
+                         iterations=iterations, load_inputs=load_inputs or None, save_inputs=save_inputs,
+                         load_outputs=load_outputs or None, load_outputs_runner=load_outputs_runner,
+                         save_outputs=save_outputs, save_format=save_format.value, tolerances=tolerances,
                          onnx_mark_all=mark_all or onnx_mark_all, onnx_outputs=onnx_names, validate=validate,
-                         fail_fast=fail_fast, histograms=verbose > 0, worst_count=worst)
-    if report is not None:
-        check_outputs_apart(report, [*model_files(model), load_inputs, load_outputs, load_engine])
+                         onnxrt_providers=resolve_providers(providers) if providers else None,
+                         fail_fast=fail_fast, histograms=verbose > 0, worst_count=worst, report=report)
     result = run_session(options, progress=progress_factory(enabled=not quiet), logger=engine_logger(verbose, quiet))
     if result.build_report is not None and verbose:
         _echo(format_build_report(result.build_report))
@@ -145,6 +165,7 @@ def _echo(lines: list[str]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    options = (*MULTI_VALUE_BUILD_OPTIONS, "--val-range", "--atol", "--rtol", "--onnx-outputs", "--engine-outputs")
+    options = (*MULTI_VALUE_BUILD_OPTIONS, "--val-range", "--atol", "--rtol", "--onnx-outputs", "--engine-outputs",
+               "--trt-outputs", "--providers", "--load-inputs", "--load-outputs")
     app.command("run", context_settings={"allow_extra_args": True},
                 cls=multi_value_command(*options))(with_build_options(run))

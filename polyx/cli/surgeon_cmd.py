@@ -15,6 +15,7 @@ from surgeon.insert import insert as insert_node
 from surgeon.model_io import check_output_path, load_model, save_model
 from surgeon.sanitize import SanitizeOptions
 from surgeon.sanitize import sanitize as sanitize_model
+from surgeon.simplify import rewrite_names
 from surgeon.tensor_specs import parse_attribute, parse_shape_override, parse_tensor_spec
 
 from .build_options import parse_size
@@ -29,7 +30,7 @@ OutputOption = Annotated[Path, typer.Option("-o", "--output", help="Where to wri
                                                                   "exist; an existing file there is overwritten).")]
 
 
-@surgeon_app.command("sanitize", cls=multi_value_command("--override-input-shapes"))
+@surgeon_app.command("sanitize", cls=multi_value_command("--override-input-shapes", "--skip"))
 def sanitize(
     model: ModelArgument,
     output: OutputOption,
@@ -43,6 +44,8 @@ def sanitize(
                               "this (bytes; K/M/G suffixes).")] = None,
     simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="With --fold-constants: also remove "
                         "no-op nodes, fuse Transpose/Reshape chains, merge duplicate nodes.")] = True,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="Rewrites not to run (one or more names: "
+                    f"{', '.join(rewrite_names())}).")] = None,
     cleanup: Annotated[bool, typer.Option("--cleanup", help="Remove nodes and tensors no output needs.")] = False,
     toposort: Annotated[bool, typer.Option("--toposort", help="Sort the nodes topologically.")] = False,
     infer_shapes: Annotated[bool, typer.Option("--infer-shapes", help="Store inferred shapes in the model.")] = False,
@@ -57,8 +60,8 @@ def sanitize(
         shapes = dict(parse_shape_override(text) for text in override_input_shapes or [])
         options = SanitizeOptions(fold_constants=fold_constants, num_passes=num_passes, fold_shapes=fold_shapes,
                                   size_threshold=parse_size(size_threshold or None, "--size-threshold"),
-                                  simplify=simplify, cleanup=cleanup, toposort=toposort, infer_shapes=infer_shapes,
-                                  input_shapes=shapes)
+                                  simplify=simplify, skip=frozenset(skip or ()), cleanup=cleanup, toposort=toposort,
+                                  infer_shapes=infer_shapes, input_shapes=shapes)
         result, report = sanitize_model(load_model(model), options)
         data_file = save_model(result, output, input_path=model, external_data=external_data)
     for line in report.lines():

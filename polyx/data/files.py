@@ -3,12 +3,11 @@
 `.npz`: arrays `t0`, `t1`, ... plus `__index__`, a JSON string mapping each array key to its iteration and
 tensor name (so any tensor name is allowed). Loaded with allow_pickle=False.
 `.json`: `{"format": "polyx-tensors", "version": 1, "iterations": [{name: {"dtype", "shape", "data"}}]}` with
-`data` a flat list. Polygraphy-style JSON (a list of {name: {"polygraphy_class": "ndarray", "array": base64 of
-a .npy}}) loads too; its .npy payloads are read with allow_pickle=False.
+`data` a flat list. Polygraphy's JSON (input lists and RunResults, see `polygraphy_format.py`) loads too; its
+.npy payloads are read with allow_pickle=False.
 """
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -20,6 +19,7 @@ from engine.errors import OutputFileError
 from engine.output_files import check_output, note_input, write_output
 
 from ..errors import PolyxError
+from .polygraphy_format import is_polygraphy_document, load_iterations
 
 Iterations = list[dict[str, np.ndarray]]
 FORMAT = "polyx-tensors"
@@ -81,14 +81,17 @@ def write_file(path: str | os.PathLike, data: bytes | str) -> None:
         raise PolyxError(str(exc)) from None
 
 
-def load_tensors(path: str | os.PathLike) -> Iterations:
-    """The iterations saved in `path`; anything unreadable or inconsistent is one PolyxError naming the file."""
+def load_tensors(path: str | os.PathLike, runner: str | None = None) -> Iterations:
+    """Iterations of a tensor file (`runner` picks one runner of a Polygraphy RunResults file); anything
+    unreadable or inconsistent is one PolyxError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise PolyxError(f"{path}: no such file")
     note_input(path)
     if path.suffix == ".json":
-        return _load_json(path)
+        return _load_json(path, runner)
+    if runner is not None:
+        raise PolyxError(f"{path}: a runner ('{runner}') can only be picked from Polygraphy's JSON RunResults")
     try:
         with np.load(path, allow_pickle=False) as data:
             if "__index__" not in data.files:
@@ -135,11 +138,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-def _load_json(path: Path) -> Iterations:
+def _load_json(path: Path, runner: str | None) -> Iterations:
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PolyxError(f"{path}: not valid JSON: {exc}") from None
+    if runner is not None or is_polygraphy_document(doc):
+        return load_iterations(doc, path, runner)
     raw = doc.get("iterations") if isinstance(doc, dict) else doc
     if isinstance(raw, dict):
         raw = [raw]
@@ -154,8 +159,6 @@ def _load_json(path: Path) -> Iterations:
 
 
 def _decode(entry) -> np.ndarray:
-    if isinstance(entry, dict) and "polygraphy_class" in entry:
-        return np.load(io.BytesIO(base64.b64decode(entry["array"])), allow_pickle=False)
     if isinstance(entry, dict):
         return np.asarray(entry["data"], dtype=np.dtype(entry["dtype"])).reshape(entry["shape"])
     return np.asarray(entry)

@@ -62,6 +62,7 @@ def describe_plan(path: Path, show: set[str]) -> dict[str, Any]:
         "tactics": [{"tactic": name, "tactic_id": tactic_id, "count": count}
                     for (name, tactic_id), count in sorted(tactics.items(), key=lambda i: (-i[1], i[0][0]))],
         "reformat_layers": [{"name": r["name"], **r["reformat"]} for r in rows if "reformat" in r],
+        "int8_tensors": _int8_tensors(graph),
         "memory": memory,
         "passes": dict(meta.get("passes", {})),
     }
@@ -104,6 +105,9 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
               [[t["tactic"], str(t["tactic_id"]), str(t["count"])] for t in report["tactics"]]),
         Table("reformat layers", ["name", "from", "to"],
               [[r["name"], r["from"], r["to"]] for r in report["reformat_layers"]]),
+        Table("INT8 tensors", ["tensor", "scale", "dynamic range", "used as"],
+              [[t["tensor"], f"{t['scale']:.6g}", f"±{127 * t['scale']:.6g}", ", ".join(t["roles"])]
+               for t in report["int8_tensors"]]),
     ]
     if "layers" in report:
         with_params = any("params" in row for row in report["layers"])
@@ -149,6 +153,24 @@ def _layers(graph: LoweredGraph, with_params: bool) -> list[dict[str, Any]]:
             row["params"] = {k: v for k, v in layer.params.items() if k != "weights"}
         rows.append(row)
     return rows
+
+
+def _int8_tensors(graph: LoweredGraph) -> list[dict[str, Any]]:
+    """Every INT8 tensor an INT8 layer reads or writes, with its scale (dynamic range = 127 x scale) and roles."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def note(index: int, scale: float, role: str) -> None:
+        name = graph.tensors[index].name
+        found.setdefault(name, {"tensor": name, "scale": scale, "roles": []})["roles"].append(role)
+
+    for spec in graph.layers:
+        quantization = spec.layer.params.get("int8")
+        if quantization is None:
+            continue
+        note(spec.inputs[0], quantization["input_scale"], f"input of {spec.layer.name}")
+        if spec.layer.epilogue.output_scale is not None:
+            note(spec.outputs[0], spec.layer.epilogue.output_scale, f"output of {spec.layer.name}")
+    return list(found.values())
 
 
 def _shape(shape: tuple[int, ...] | None) -> list[int] | None:

@@ -12,10 +12,11 @@ from .base import InputMeta, Runner
 class EngineRunner(Runner):
     name = "engine"
 
-    def __init__(self, engine: trt.Engine, name: str = "engine"):
+    def __init__(self, engine: trt.Engine, name: str = "engine", profile_index: int = 0):
         super().__init__()
         self.engine = engine
         self.name = name
+        self.profile_index = profile_index  # the optimization profile every inference uses
         self.context: trt.ExecutionContext | None = None
 
     def input_metadata(self) -> InputMeta:
@@ -29,6 +30,7 @@ class EngineRunner(Runner):
 
     def _activate(self) -> None:
         self.context = self.engine.create_execution_context()
+        self.context.set_optimization_profile_async(self.profile_index)
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         inputs = self.input_metadata()

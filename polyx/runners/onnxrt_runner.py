@@ -15,6 +15,31 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
               "tensor(uint64)": np.uint64, "tensor(bool)": np.bool_}
 
 
+def resolve_providers(names: list[str]) -> list[str]:
+    """Execution provider names as Polygraphy takes them (`cuda`, `cpu`, `tensorrt`, or the full
+    `CUDAExecutionProvider`, any case) -> onnxruntime's names; refused unless the installed onnxruntime has them."""
+    import onnxruntime as ort
+
+    known = {p.lower().removesuffix("executionprovider"): p for p in ort.get_all_providers()}
+    available = ort.get_available_providers()
+    resolved = []
+    for name in names:
+        provider = known.get(name.strip().lower().removesuffix("executionprovider"))
+        if provider is None:
+            raise PolyxError(f"--providers '{name}': not an onnxruntime execution provider (available here: "
+                             f"{', '.join(_short(p) for p in available)})")
+        if provider not in available:
+            raise PolyxError(f"--providers '{name}': this onnxruntime ({ort.__version__}) has no {provider} "
+                             f"(available here: {', '.join(_short(p) for p in available)})")
+        if provider not in resolved:
+            resolved.append(provider)
+    return resolved
+
+
+def _short(provider: str) -> str:
+    return provider.removesuffix("ExecutionProvider").lower()
+
+
 class OnnxrtRunner(Runner):
     name = "onnxrt"
 

@@ -209,7 +209,8 @@ def test_plan_weights_and_params(capsys, artifacts):
     # The ONNX attributes of the small model, as the engine's layer parameters.
     assert params["conv"]["kernel_size_nd"] == [3, 3] and params["conv"]["pre_padding"] == [1, 1]
     epilogues = {row["name"]: row["epilogue"] for row in report["layers"]}
-    assert epilogues["conv"] == {"residual": None, "activation": {"type": "RELU", "alpha": 0.0, "beta": 0.0}}
+    assert epilogues["conv"] == {"residual": None, "activation": {"type": "RELU", "alpha": 0.0, "beta": 0.0},
+                                 "output_scale": None}
     assert params["fc"]["op1"] == "TRANSPOSE" and params["fc"]["alpha"] == 1.0
     graph = artifacts["engine"].graph
     constants = {graph.tensors[i].name: array for i, array in graph.constants.items()}

@@ -127,3 +127,10 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_the_log_file_is_never_a_file_named_on_the_command_line(model: Path, capsys) -> None:
+    before = snapshot(model.parent)
+    code, _, err = run_cli(capsys, "run", model, "--engine", "--log-file", model)
+    assert code == 2 and refused(err, model)
+    assert snapshot(model.parent) == before

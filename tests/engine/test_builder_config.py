@@ -56,10 +56,11 @@ def test_flags_mask_rejects_bits_that_are_no_flag() -> None:
     assert config.get_flag(trt.BuilderFlag.TF32) and not config.get_flag(trt.BuilderFlag.FP16)
 
 
-def test_int8_calibrator_is_refused_so_the_int8_warning_always_comes() -> None:
+def test_int8_calibrator_must_be_a_calibrator() -> None:
     config = trt.BuilderConfig()
-    with pytest.raises(trt.BuildError, match="int8_calibrator: INT8 calibration is not implemented"):
+    with pytest.raises(trt.BuildError, match="int8_calibrator must subclass one of engine's IInt8...Calibrator"):
         config.int8_calibrator = object()
+    config.int8_calibrator = trt.IInt8MinMaxCalibrator()
     config.int8_calibrator = None
     assert config.int8_calibrator is None
 
@@ -74,8 +75,8 @@ def test_int8_flag_builds_in_fp32_with_a_warning() -> None:
     config.device = "cpu"
     config.set_flag(trt.BuilderFlag.INT8)
     builder.build_serialized_network(network, config)
-    assert (trt.Severity.WARNING, "INT8 flag set without a calibrator or Q/DQ layers: INT8 is not used") \
-        in logger.messages
+    assert (trt.Severity.WARNING, "INT8 flag set, but the network has no Q/DQ layers, no int8_calibrator and no "
+                                  "tensor dynamic ranges: INT8 is not used") in logger.messages
 
 
 # ---------------------------------------------------------------------------------------------- tactic sources
@@ -190,3 +191,22 @@ def test_cleared_tactic_source_removes_its_tactics_from_the_candidates(cublas_so
     x = np.ones((2, 3), np.float32)
     (out,) = engine.create_execution_context().execute({"x": x}).values()
     np.testing.assert_array_equal(out, [[1, 2, 3], [1, 2, 3]])
+
+
+def test_debug_flag_engines_synchronize_after_every_layer() -> None:
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    network = builder.create_network()
+    x = network.add_input("x", trt.DataType.FLOAT, (2, 4))
+    network.mark_output(network.add_activation(x, trt.ActivationType.RELU, name="relu").get_output(0))
+    runtime = trt.Runtime(builder.logger)
+    contexts = []
+    for debug in (False, True):
+        config = builder.create_builder_config()
+        config.device = "cpu"
+        if debug:
+            config.set_flag(trt.BuilderFlag.DEBUG)
+        contexts.append(runtime.deserialize_cuda_engine(builder.build_serialized_network(network, config))
+                        .create_execution_context())
+    assert [c.debug_sync for c in contexts] == [False, True]
+    values = np.array([[-1, 2, -3, 4], [5, -6, 7, -8]], np.float32)
+    np.testing.assert_array_equal(contexts[1].execute({"x": values})["relu_output_0"], np.maximum(values, 0))

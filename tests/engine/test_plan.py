@@ -178,19 +178,21 @@ def _unknown_layer_type(header):
 
 
 def _negative_residual(header):
-    header["layers"][-1]["epilogue"] = {"residual": -1, "activation": None}
+    header["layers"][-1]["epilogue"] = {"residual": -1, "activation": None, "output_scale": None}
 
 
 def _residual_past_the_inputs(header):
-    header["layers"][-1]["epilogue"] = {"residual": 5, "activation": None}
+    header["layers"][-1]["epilogue"] = {"residual": 5, "activation": None, "output_scale": None}
 
 
 def _unknown_activation(header):
-    header["layers"][-1]["epilogue"] = {"residual": None, "activation": {"type": "NOPE", "alpha": 0, "beta": 0}}
+    header["layers"][-1]["epilogue"] = {"residual": None, "activation": {"type": "NOPE", "alpha": 0, "beta": 0},
+                                         "output_scale": None}
 
 
 def _epilogue_with_extra_field(header):
-    header["layers"][-1]["epilogue"] = {"residual": None, "activation": None, "bias": 1}
+    header["layers"][-1]["epilogue"] = {"residual": None, "activation": None, "output_scale": None,
+                                         "bias": 1}
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -198,7 +200,8 @@ def _epilogue_with_extra_field(header):
     (_negative_residual, r"layer 'softmax': epilogue residual must be an input position or null, got -1"),
     (_residual_past_the_inputs, r"layer 'softmax': epilogue residual 5 is not one of its 1 inputs"),
     (_unknown_activation, r"'NOPE' is not a valid ActivationType"),
-    (_epilogue_with_extra_field, r"layer 'softmax': epilogue must be an object with 'residual' and 'activation'"),
+    (_epilogue_with_extra_field,
+     r"layer 'softmax': epilogue must be an object with 'residual', 'activation' and 'output_scale'"),
     (_object_dtype, r"plan: buffer 'const\d+': dtype '\|O' is not one of \["),
     (_buffer_outside, r"plan: buffer 'const\d+' \(offset 1073741824, \d+ bytes\) lies outside the data area"),
     (_unknown_layer_type, r"plan: layer 'softmax' type: 'NO_SUCH_LAYER' is not a known layer type"),

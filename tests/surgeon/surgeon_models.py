@@ -114,3 +114,21 @@ def make_checker_failing_model() -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "bad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def make_conv_custom_conv_model() -> onnx.ModelProto:
+    """x[1,3,8,8] → Conv → Relu → custom.Mystery (no schema, so no shape inference) → Conv → Relu → y."""
+    rng = np.random.default_rng(7)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Mystery", ["r1"], ["f1"], name="mystery", domain="custom"),
+             helper.make_node("Conv", ["f1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["y"], name="relu2")]
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+             for name, shape in (("w1", (4, 3, 3, 3)), ("b1", (4,)), ("w2", (2, 4, 3, 3)), ("b2", (2,)))]
+    graph = helper.make_graph(nodes, "conv_custom_conv",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
+    onnx.checker.check_model(model)
+    return model

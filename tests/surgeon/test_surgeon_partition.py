@@ -5,6 +5,7 @@ import numpy as np
 import onnx
 from surgeon_models import (
     STATIC_SHAPES,
+    make_conv_custom_conv_model,
     make_custom_op_model,
     make_nonzero_model,
     run_ort,
@@ -94,6 +95,56 @@ def test_registered_plugin_makes_a_custom_op_supported() -> None:
     finally:
         engine.get_plugin_registry().deregister(Swizzle)
     assert report.fully_supported and report.subgraphs == []
+
+
+def test_custom_op_without_shape_inference_splits_into_three_subgraphs(tmp_path) -> None:
+    """Conv → Relu → custom op (nothing known about its output) → Conv → Relu: supported, unsupported, supported;
+    the later Conv is judged for itself, reading a dynamic input whose missing shape the report names."""
+    model = make_conv_custom_conv_model()
+    report = analyze_capability(model, "cc.onnx")
+    assert [(v.name, v.category) for v in report.unsupported] == [("mystery", "operator")]
+    kinds = [(s.supported, [report.verdicts[i].name for i in s.node_indices]) for s in report.subgraphs]
+    assert kinds == [(True, ["conv1", "relu1"]), (False, ["mystery"]), (True, ["conv2", "relu2"])]
+    assert list(report.assumed_types) == ["f1"] and "rank 4" in report.assumed_types["f1"]
+    assert "f1: output of unsupported node 'mystery'" in report.to_text()
+    written = write_capability(report, tmp_path / "cap")
+    files = [p for p in written if p.suffix == ".onnx"]
+    assert len(files) == 3
+    covered = []
+    for path in files:
+        onnx.checker.check_model(str(path), full_check=True)
+        covered += [n.name for n in onnx.load(path).graph.node]
+    assert sorted(covered) == sorted(n.name for n in model.graph.node)
+    later = onnx.load(files[2])
+    (boundary,) = later.graph.input
+    dims = boundary.type.tensor_type.shape.dim
+    assert boundary.name == "f1" and len(dims) == 4 and all(not d.HasField("dim_value") for d in dims)
+    # The later subgraph runs in the engine for any shape of f1 and matches onnxruntime on the same subgraph.
+    f1 = np.random.default_rng(2).standard_normal((2, 4, 5, 6)).astype(np.float32)
+    np.testing.assert_allclose(run_onnx(later, {"f1": f1})["y"], run_ort(later, {"f1": f1})["y"], rtol=1e-5,
+                               atol=1e-5)
+    x = np.random.default_rng(3).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    first = report.subgraphs[0].model
+    np.testing.assert_allclose(run_onnx(first, {"x": x})["r1"], run_ort(first, {"x": x})["r1"], rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_registered_plugin_for_the_unknown_op_makes_all_five_supported() -> None:
+    class Mystery(engine.Plugin):
+        plugin_type = "Mystery"
+
+        def infer(self, inputs):
+            return [(inputs[0].shape, inputs[0].dtype)]
+
+        def compute(self, inputs, xp):
+            return [inputs[0]]
+
+    engine.register_plugin(Mystery)
+    try:
+        report = analyze_capability(make_conv_custom_conv_model())
+    finally:
+        engine.get_plugin_registry().deregister(Mystery)
+    assert report.fully_supported and report.subgraphs == [] and report.assumed_types == {}
 
 
 def test_sanitized_real_model_is_fully_supported() -> None:

@@ -26,6 +26,11 @@ def test_residual_is_added_before_the_activation(activation, reference) -> None:
     np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
 
 
+def test_output_quantization_is_left_to_the_int8_tactic() -> None:
+    with pytest.raises(ValueError, match="only be applied by the INT8 tactic"):
+        apply_epilogue(Epilogue(output_scale=0.1), np.zeros(3, np.float32), [], np)
+
+
 def test_a_tactic_absorbing_parts_leaves_the_rest() -> None:
     full = Epilogue(residual=3, activation=Activation("RELU"))
     assert full.parts() == {RESIDUAL, ACTIVATION}
@@ -37,10 +42,15 @@ def test_a_tactic_absorbing_parts_leaves_the_rest() -> None:
 def test_json_round_trip_and_field_checks() -> None:
     epilogue = Epilogue(residual=2, activation=Activation(ActivationType.CLIP, -1, 6))
     assert Epilogue.from_json(epilogue.to_json(), "layer 'c'") == epilogue
-    assert Epilogue.from_json({"residual": None, "activation": None}, "x").empty
-    for bad, message in [({"residual": True, "activation": None}, "residual must be an input position"),
-                         ({"residual": None}, "must be an object with 'residual' and 'activation'"),
-                         ({"residual": None, "activation": {"type": "RELU", "alpha": "0", "beta": 0}},
-                          "alpha/beta must be numbers")]:
+    assert Epilogue.from_json({"residual": None, "activation": None, "output_scale": None}, "x").empty
+    quantized = Epilogue(activation=Activation(ActivationType.RELU), output_scale=0.05)
+    assert Epilogue.from_json(quantized.to_json(), "x") == quantized
+    none = {"residual": None, "activation": None, "output_scale": None}
+    for bad, message in [({**none, "residual": True}, "residual must be an input position"),
+                         ({"residual": None}, "must be an object with 'residual', 'activation' and 'output_scale'"),
+                         ({**none, "activation": {"type": "RELU", "alpha": "0", "beta": 0}},
+                          "alpha/beta must be numbers"),
+                         ({**none, "output_scale": 0.0}, "output_scale must be a positive finite number"),
+                         ({**none, "output_scale": float("nan")}, "output_scale must be a positive finite number")]:
         with pytest.raises(ValueError, match=rf"^layer 'c': epilogue .*{message}"):
             Epilogue.from_json(bad, "layer 'c'")

@@ -226,6 +226,47 @@ def test_activation_refusals(host, marked) -> None:
     assert rewrite("activation_fusion", graph) == []
 
 
+# ---------------------------------------------------------------------------------------------- int8
+def qdq_conv(net, activation_zero=0, output_q=True):
+    """x_q (INT8 input) → DQ → Conv(DQ(int8 weights, per channel)) → Q → y_q."""
+    x_q = net.add_input("x_q", trt.DataType.INT8, (2, 2, 6, 6))
+    sx, zx = const(net, np.array(0.05, np.float32), "sx"), const(net, np.array(activation_zero, np.int8), "zx")
+    x = net.add_layer(LayerType.DEQUANTIZE, [x_q, sx, zx], {}, name="dq_x").get_output(0)
+    w_q = const(net, RNG.integers(-127, 128, (4, 2, 3, 3)).astype(np.int8), "w_q")
+    w = net.add_layer(LayerType.DEQUANTIZE, [w_q, const(net, SCALE / 100, "sw"), const(net, np.zeros(4, np.int8),
+                                                                                        "zw")],
+                      {"axis": 0}, name="dq_w").get_output(0)
+    conv = net.add_convolution_nd(x, 4, (3, 3), w, B, name="conv")
+    out = conv.get_output(0)
+    if output_q:
+        out = net.add_layer(LayerType.QUANTIZE, [out, const(net, np.array(0.1, np.float32), "sy"),
+                                                 const(net, np.array(0, np.int8), "zy")],
+                            {"output_type": trt.DataType.INT8}, name="q_y").get_output(0)
+    net.mark_output(out)
+    return {"x_q": RNG.integers(-128, 128, (2, 2, 6, 6)).astype(np.int8)}
+
+
+@pytest.mark.parametrize("output_q", [True, False], ids=["int8_output", "float_output"])
+def test_dq_conv_q_becomes_one_int8_layer(output_q) -> None:
+    graph, _ = lowered(lambda net: qdq_conv(net, output_q=output_q))
+    fused = rewrite("int8_fusion", graph)
+    assert fused == ["dq_x", "dq_w"] + (["q_y"] if output_q else [])
+    conv = graph.nodes[-1]
+    assert conv.name == "conv" and conv.precision == trt.DataType.INT8
+    assert conv.inputs[0].name == "x_q" and conv.inputs[1].dtype == trt.DataType.INT8
+    assert conv.params["int8"]["input_scale"] == pytest.approx(0.05)
+    np.testing.assert_allclose(conv.params["int8"]["weight_scales"], SCALE / 100)
+    assert conv.epilogue.output_scale == (pytest.approx(0.1) if output_q else None)
+    assert conv.outputs[0].dtype == (trt.DataType.INT8 if output_q else trt.DataType.FLOAT)
+    assert graph.outputs == [conv.outputs[0]]
+
+
+def test_an_asymmetric_activation_is_not_made_int8() -> None:
+    graph, _ = lowered(lambda net: qdq_conv(net, activation_zero=3))
+    assert rewrite("int8_fusion", graph) == []
+
+
 def test_every_rule_has_cases() -> None:
-    tested = {"conv_scale_fusion", "matmul_bias_fusion", "gelu_fusion", "conv_residual_fusion", "activation_fusion"}
+    tested = {"conv_scale_fusion", "matmul_bias_fusion", "gelu_fusion", "conv_residual_fusion", "activation_fusion",
+              "int8_fusion"}
     assert set(RULES) == tested
