@@ -53,6 +53,9 @@ class BuildOptions:
     mark_all: bool = False
     mark_outputs: list[str] = field(default_factory=list)
     algorithm_selector: IAlgorithmSelector | None = None
+    # One in-memory cache for several builds (a debug search): only the first build of a layer times its
+    # tactics. The `timing_cache` file, when given, is merged into it and written from it.
+    shared_timing_cache: trt.TimingCache | None = None
 
     def data_shapes(self) -> dict[str, Shape]:
         """Input shapes for generated data: `input_shapes`, else the profile's opt shapes."""
@@ -176,6 +179,9 @@ def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOpti
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
     config.add_optimization_profile(_profile(builder, network, options))
     cache = config.create_timing_cache(_read_timing_cache(options.timing_cache))
+    if options.shared_timing_cache is not None:
+        options.shared_timing_cache.combine(cache)
+        cache = options.shared_timing_cache
     config.set_timing_cache(cache)
     selector = options.algorithm_selector
     if options.load_tactics is not None:

@@ -11,21 +11,24 @@ import json
 import shlex
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+import engine as trt
 from engine.onnx_file import load_onnx_file
-from surgeon.model_io import check_output_path
+from surgeon.model_io import check_output_path, save_model
 
 from ..build import BuildOptions
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 from ..data.files import check_writable
+from ..debug import checks
 from ..debug.checks import Artifacts, CommandCheck, EngineJudge, ReferenceCheck, SessionModelCheck
 from ..debug.precision import PrecisionDebugger
-from ..debug.reduce import ModelReducer
+from ..debug.reduce import ModelReducer, identity_model
 from ..debug.repeated_build import RepeatedBuilder, parse_until
 from ..debug.tactics import TacticDebugger
 from ..errors import PolyxError
@@ -55,9 +58,22 @@ class Direction(str, Enum):
 ModelArgument = Annotated[Path, typer.Argument(help="ONNX model.")]
 CheckOption = Annotated[str | None, typer.Option(
     "--check", help="Shell command that judges each candidate: {model}, {engine} and {tactics} are replaced by its "
-                    "file paths; exit code 0 = good, anything else = bad.", rich_help_panel=CHECK)]
+                    "file paths (also in $POLYX_DEBUG_MODEL, $POLYX_DEBUG_ENGINE, $POLYX_DEBUG_TACTICS); exit code 0 "
+                    "= good, other = bad, except 2 (usage error) and 126/127 (not run), never bad.",
+    rich_help_panel=CHECK)]
 ShowOutput = Annotated[bool, typer.Option("--show-output", help="Let the --check command print to the terminal.",
                                           rich_help_panel=CHECK)]
+FailCode = Annotated[list[int] | None, typer.Option(
+    "--fail-code", help="Only these exit codes of --check are failures (any other passes); one or more.",
+    rich_help_panel=CHECK)]
+IgnoreFailCode = Annotated[list[int] | None, typer.Option(
+    "--ignore-fail-code", help="These exit codes of --check pass; one or more.", rich_help_panel=CHECK)]
+FailRegex = Annotated[list[str] | None, typer.Option(
+    "--fail-regex", help="A failing exit code counts only when one of these regular expressions matches the "
+                         "command's stdout or stderr (distinguishes kinds of failure); one or more.",
+    rich_help_panel=CHECK)]
+ENGINE_PLACEHOLDERS = ("{engine}", "{tactics}")
+ENGINE_WHY = "every candidate is an engine built from the same model"
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the generated inputs (as in `polyx run`).",
                                    rich_help_panel=CHECK)]
 ValRange = Annotated[list[str] | None, typer.Option(
@@ -76,17 +92,36 @@ Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More 
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")]
 
 
-def _engine_check(model: Path, build_options: BuildOptions, check: str | None, show_output: bool, seed: int,
+def _user_check(check: str | None, show_output: bool, fail_code: list[int] | None, ignore_fail_code: list[int] | None,
+                fail_regex: list[str] | None, placeholders: tuple[str, ...], why: str) -> CommandCheck | None:
+    """The --check command with its controls, refused before anything runs when it names no candidate file."""
+    if check is None:
+        if fail_code or ignore_fail_code or fail_regex or show_output:
+            raise PolyxError("--fail-code, --ignore-fail-code, --fail-regex and --show-output apply to a --check "
+                             "command")
+        return None
+    command = CommandCheck(check, show_output, list(fail_code or []), list(ignore_fail_code or []),
+                           list(fail_regex or []))
+    if placeholders:
+        command.require(placeholders, why)
+    return command
+
+
+def _engine_check(model: Path, build_options: BuildOptions, check: CommandCheck | None, seed: int,
                   val_range: list[str] | None, load_inputs: Path | None, load_outputs: Path | None,
-                  atol: list[str] | None, rtol: list[str] | None) -> tuple[CommandCheck | ReferenceCheck, BuildOptions]:
-    """The user's command, or the reference comparison; and the build options that fit its inputs."""
+                  atol: list[str] | None, rtol: list[str] | None,
+                  share_timing_cache: bool = True) -> tuple[CommandCheck | ReferenceCheck, BuildOptions]:
+    """The user's command, or the reference comparison; and the build options that fit its inputs. Every build
+    of a search shares one in-memory timing cache, so only the first build of a layer times its tactics."""
     if not model.is_file():
         raise PolyxError(f"{model}: no such file")
+    if share_timing_cache:
+        build_options = replace(build_options, shared_timing_cache=trt.TimingCache())
     if check is not None:
         if load_inputs is not None or load_outputs is not None:
             raise PolyxError("--check judges candidates itself; --load-inputs/--load-outputs belong to the "
                              "built-in comparison")
-        return CommandCheck(check, show_output), build_options
+        return check, build_options
     for path in (load_inputs, load_outputs):
         if path is not None and not path.is_file():
             raise PolyxError(f"{path}: no such file")
@@ -118,6 +153,9 @@ def tactics(
     build_options: BuildOptions,
     check: CheckOption = None,
     show_output: ShowOutput = False,
+    fail_code: FailCode = None,
+    ignore_fail_code: IgnoreFailCode = None,
+    fail_regex: FailRegex = None,
     per_layer: Annotated[bool, typer.Option(
         "--per-layer", help="Also find which of the layers that picked a bad tactic fail with it on their own "
                             "(more builds; the replay then avoids the tactic only there).")] = False,
@@ -137,8 +175,9 @@ def tactics(
     Exit code 0 when the search explains the failure (or the engine passes), 1 when no tactic choice explains it.
     """
     save = build_options.save_tactics
-    judge, options = _engine_check(model, build_options, check, show_output, seed, val_range, load_inputs,
-                                   load_outputs, atol, rtol)
+    command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, ENGINE_PLACEHOLDERS, ENGINE_WHY)
+    judge, options = _engine_check(model, build_options, command, seed, val_range, load_inputs, load_outputs, atol,
+                                   rtol)
     with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir:
         debugger = TacticDebugger(model, options, EngineJudge(judge, Path(workdir)), per_layer=per_layer,
                                   progress=_progress("tactics", quiet), logger=engine_logger(verbose, quiet))
@@ -157,11 +196,16 @@ def tactics(
     lines += [f"Note: {note}" for note in result.notes]
     if result.unexplained:
         lines.append(f"No bad tactic found: {result.unexplained}.")
-    lines.append(f"Builds: {result.builds} ({result.layers} layers, {result.suspects} with a choice of tactics)")
+    lines.append(f"Builds: {result.builds} ({result.layers} layers used {result.tactics} distinct tactic(s); "
+                 f"{result.suspects} layer(s) had a choice of tactics)")
+    passed = result.initial is not None and result.initial.passed
     if save is not None and result.good_replay is not None:
         save_replay(save, result.good_replay)
-        verified = "verified by a passing build" if not result.interrupted else "the last passing build's"
-        lines.append(f"Saved a tactic replay that avoids them to {save} ({verified}; use --load-tactics {save})")
+        if passed:
+            lines.append(f"Saved the passing build's tactic replay to {save} (use --load-tactics {save})")
+        else:
+            verified = "verified by a passing build" if not result.interrupted else "the last passing build's"
+            lines.append(f"Saved a tactic replay that avoids them to {save} ({verified}; use --load-tactics {save})")
     _echo(lines)
     _stop_if_interrupted(result.interrupted, f"stopped after {result.builds} builds; the bad tactics above were "
                                              "found so far")
@@ -181,6 +225,9 @@ def precision(
         "--save", help="Write the layers found as JSON {layer: \"fp32\"} for --layer-precisions-file.")] = None,
     check: CheckOption = None,
     show_output: ShowOutput = False,
+    fail_code: FailCode = None,
+    ignore_fail_code: IgnoreFailCode = None,
+    fail_regex: FailRegex = None,
     seed: Seed = 1,
     val_range: ValRange = None,
     load_inputs: LoadInputs = None,
@@ -196,8 +243,9 @@ def precision(
     """
     if save is not None:
         check_writable(save)
-    judge, options = _engine_check(model, build_options, check, show_output, seed, val_range, load_inputs,
-                                   load_outputs, atol, rtol)
+    command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, ENGINE_PLACEHOLDERS, ENGINE_WHY)
+    judge, options = _engine_check(model, build_options, command, seed, val_range, load_inputs, load_outputs, atol,
+                                   rtol)
     with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir:
         debugger = PrecisionDebugger(model, options, EngineJudge(judge, Path(workdir)), mode=mode.value,
                                      direction=direction.value, progress=_progress("precision", quiet),
@@ -235,8 +283,22 @@ def reduce(
                                              rich_help_panel=CHECK)] = False,
     use_onnxrt: Annotated[bool, typer.Option("--onnxrt", help="See --engine.", rich_help_panel=CHECK)] = False,
     show_output: ShowOutput = False,
+    fail_code: FailCode = None,
+    ignore_fail_code: IgnoreFailCode = None,
+    fail_regex: FailRegex = None,
+    mode: Annotated[Mode, typer.Option("--mode", help="bisect: bisect the outputs, then the inputs, then drop single "
+                                                      "nodes (see --refine); linear: only drop single nodes, one "
+                                                      "check each.", case_sensitive=False)] = Mode.bisect,
     refine: Annotated[bool, typer.Option("--refine/--no-refine", help="After bisecting, drop single nodes at the "
                                                                       "ends while the model still fails.")] = True,
+    reduce_inputs: Annotated[bool, typer.Option("--reduce-inputs/--no-reduce-inputs",
+                                                help="Remove nodes from the input side (cut points become the "
+                                                     "model's inputs).")] = True,
+    reduce_outputs: Annotated[bool, typer.Option("--reduce-outputs/--no-reduce-outputs",
+                                                 help="Remove nodes from the output side (keep the original "
+                                                      "outputs with --no-reduce-outputs).")] = True,
+    min_good: Annotated[Path | None, typer.Option(
+        "--min-good", help="Also write the passing candidate closest in size to the reduced model.")] = None,
     seed: Seed = 1,
     val_range: ValRange = None,
     atol: Atol = None,
@@ -245,7 +307,8 @@ def reduce(
 ) -> None:
     """Shrink a failing MODEL to a small subgraph that still fails (bisect, then linear refinement).
 
-    Needs --check "CMD" (its {model} is each candidate) or --engine --onnxrt.
+    Needs --check "CMD" (its {model} is each candidate) or --engine --onnxrt. A --check command first runs on MODEL
+    (it must fail) and on a model that only copies its inputs (it must not fail the same way).
 
     Every smaller failing model is written to -o at once, so an interruption leaves the smallest one found.
     """
@@ -253,27 +316,57 @@ def reduce(
         raise PolyxError("pass either --check or --engine --onnxrt, not both")
     if check is None and not (use_engine and use_onnxrt):
         raise PolyxError("debug reduce needs a check: --check \"CMD\" (with {model}) or --engine --onnxrt")
+    command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, ("{model}",),
+                          "every candidate is a different model")
     with surgeon_errors():
         check_output_path(output, model)
+        if min_good is not None:
+            check_output_path(min_good, model)
+    if min_good is not None and min_good.resolve() == output.resolve():
+        raise PolyxError("--min-good and -o name the same file")
     original = load_onnx_file(model)
-    if check is not None:
-        command = CommandCheck(check, show_output)
-
+    progress = _progress("reduce", quiet)
+    if command is not None:
         def judge(candidate, path):
-            return not command.judge(Artifacts(model=path)).passed
+            verdict = command.judge(Artifacts(model=path))
+            return None if verdict.unusable else not verdict.passed
     else:
-        judge = SessionModelCheck(build_options, tolerances_from_flags(atol, rtol), seed,
-                                  parse_value_ranges(val_range)).fails
+        judge = SessionModelCheck(replace(build_options, shared_timing_cache=trt.TimingCache()),
+                                  tolerances_from_flags(atol, rtol), seed, parse_value_ranges(val_range)).fails
     with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, surgeon_errors():
-        result = ModelReducer(original, output, judge, Path(workdir), refine=refine,
-                              progress=_progress("reduce", quiet)).run()
+        if command is not None:
+            _reduce_baseline(command, model, original, Path(workdir), progress)
+        result = ModelReducer(original, output, judge, Path(workdir), refine=refine, progress=progress,
+                              mode=mode.value, reduce_inputs=reduce_inputs, reduce_outputs=reduce_outputs,
+                              min_good=min_good).run()
     if result.written:
         typer.echo(f"Reduced {result.original_nodes} -> {len(result.nodes)} node(s) in {result.checks} checks"
                    + (f" ({result.skipped} candidates could not run)" if result.skipped else "") + ":")
         _echo([f"  {name}" for name in result.nodes])
         typer.echo(f"Saved {output}")
+    if result.min_good_nodes is not None:
+        typer.echo(f"Saved a passing model of {result.min_good_nodes} node(s) to {min_good}")
+    elif min_good is not None and result.written:
+        typer.echo(f"No candidate passed, so nothing was written to {min_good}")
     _stop_if_interrupted(result.interrupted, f"stopped after {result.checks} checks; {output} holds the smallest "
                                              "failing model found so far" if result.written else "nothing written")
+
+
+def _reduce_baseline(command: CommandCheck, model: Path, original, workdir: Path,
+                     progress: Callable[[str], None]) -> None:
+    """The check must fail on the original model and must not fail the same way on a trivially good one."""
+    verdict = command.judge(Artifacts(model=model))
+    progress(f"baseline: the original model -> {'passes' if verdict.passed else 'fails'} ({verdict.summary})")
+    if verdict.unusable:
+        raise PolyxError(f"the check cannot judge the original model: {verdict.summary}")
+    if verdict.passed:
+        checks.refuse_passing_original(verdict, "the original model")
+    trivial = workdir / "identity.onnx"
+    save_model(identity_model(original), trivial)
+    good = command.judge(Artifacts(model=trivial))
+    progress(f"baseline: a model that copies its inputs to its outputs -> "
+             f"{'passes' if good.passed else 'fails'} ({good.summary})")
+    checks.refuse_same_failure(verdict, good, "a model that only copies its inputs to its outputs")
 
 
 def build(
@@ -290,6 +383,9 @@ def build(
         "--artifacts", help="More files to sort after each build (e.g. a --save-tactics file), one or more.")] = None,
     check: CheckOption = None,
     show_output: ShowOutput = False,
+    fail_code: FailCode = None,
+    ignore_fail_code: IgnoreFailCode = None,
+    fail_regex: FailRegex = None,
     seed: Seed = 1,
     val_range: ValRange = None,
     load_inputs: LoadInputs = None,
@@ -308,8 +404,11 @@ def build(
         raise PolyxError(f"--artifacts-dir {artifacts_dir}: folder '{artifacts_dir.parent}' does not exist")
     if artifacts_dir.exists() and not artifacts_dir.is_dir():
         raise PolyxError(f"--artifacts-dir {artifacts_dir}: is a file, expected a folder")
-    judge, options = _engine_check(model, build_options, check, show_output, seed, val_range, load_inputs,
-                                   load_outputs, atol, rtol)
+    # No placeholder is required: each build's files also lie at fixed paths in the artifacts folder.
+    command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, (), "")
+    # No shared timing cache here: timing noise between builds is what `debug build` looks for.
+    judge, options = _engine_check(model, build_options, command, seed, val_range, load_inputs, load_outputs, atol,
+                                   rtol, share_timing_cache=False)
     artifacts_dir.mkdir(exist_ok=True)
     builder = RepeatedBuilder(model, options, judge, artifacts_dir, goal, max_iterations,
                               [Path(p) for p in artifacts or []], progress=_progress("build", quiet),

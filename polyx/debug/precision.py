@@ -17,7 +17,7 @@ import engine as trt
 from ..build import BuildOptions, parse_onnx
 from ..errors import PolyxError
 from ..tactic_replay import TacticRecorder
-from .checks import Candidate, Verdict, build_candidate
+from .checks import Candidate, Verdict, build_candidate, refuse_passing_original, refuse_same_failure
 from .group_testing import CulpritSearch, Step
 
 DIRECTIONS = ("forward", "reverse")
@@ -68,6 +68,7 @@ class PrecisionDebugger:
         self.logger = logger or trt.Logger(trt.Logger.ERROR)
         self.result = PrecisionDebugResult()
         self.last: tuple[str, Verdict] = ("", Verdict(False, ""))
+        self.strict = bool(getattr(judge, "is_command", False))  # a user's command: refuse checks that cannot work
 
     def run(self) -> PrecisionDebugResult:
         """The search; Ctrl-C stops it and returns what was found so far (`interrupted` set)."""
@@ -87,9 +88,13 @@ class PrecisionDebugger:
         self._announce()
         result.fp16_verdict = self.last[1]
         if not fp16_fails:
+            if self.strict:
+                refuse_passing_original(result.fp16_verdict, "the FP16 engine")
             return
         all_fp32_fails = self._fails([], layers, "every layer in FP32")
         self._announce()
+        if self.strict:
+            refuse_same_failure(result.fp16_verdict, self.last[1], "the engine with every layer in FP32")
         if all_fp32_fails:
             result.unexplained = ("the engine fails even with every layer in FP32, so FP16 is not the cause "
                                   "(check the tolerances)")
@@ -117,6 +122,7 @@ class PrecisionDebugger:
     def _announce(self, step: Step | None = None) -> None:
         description, verdict = self.last
         builds = self.result.builds
-        bound = f" of <= {builds + step.bound - step.index}" if step is not None else ""
+        bound = "" if step is None else (f" of <= {builds + step.bound - step.index} (about "
+                                         f"{builds + step.expected - step.index} if no other culprit)")
         self.progress(f"build {builds}{bound}: {description} -> {'good' if verdict.passed else 'bad'} "
                       f"({verdict.summary})")

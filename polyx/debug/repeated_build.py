@@ -105,6 +105,8 @@ class RepeatedBuilder:
         save_replay(tactics_path, recorder.replay)
         if isinstance(self.check, CommandCheck):
             verdict = self.check.judge(Artifacts(model=self.model, engine=engine_path, tactics=tactics_path))
+            if verdict.unusable:
+                raise PolyxError(f"--check could not judge build {index}: {verdict.summary}")
         else:
             verdict = self.check.judge_engine(engine)
         files = [self._sort(path, index, verdict) for path in [engine_path, tactics_path, *self.extra]]

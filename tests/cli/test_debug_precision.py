@@ -10,6 +10,8 @@ import pytest
 from cli_test_models import make_mlp, run_cli
 from debug_test_models import make_overflow_model
 
+import engine as trt
+
 TOLERANCE = ("--atol", "1e-2", "--rtol", "1e-2")
 LEVEL0 = ("--builder-optimization-level", "0")
 # Independently of the debugger: fc_big's outputs (~1e5) overflow FP16 (max 65504); softmax reads them, so it
@@ -95,3 +97,38 @@ def test_usage_errors(capsys, tmp_path, overflow_model):
     code, _, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", "--save",
                            tmp_path / "missing" / "x.json")
     assert code == 2 and "does not exist" in err
+
+
+def test_builds_of_one_search_share_one_timing_cache(capsys, tmp_path, overflow_model, monkeypatch):
+    """Only the all-FP16 and the all-FP32 builds time tactics (each layer in each precision once); every later
+    build finds its timings in the shared cache. --timing-cache FILE is filled from it."""
+    import polyx.debug.checks as checks_module
+
+    real_build, caches, new_misses = checks_module.build_engine, [], []
+
+    def counting_build(model, options, logger):
+        cache = options.shared_timing_cache
+        before = cache.misses
+        built = real_build(model, options, logger)
+        caches.append(cache)
+        new_misses.append(cache.misses - before)
+        return built
+
+    monkeypatch.setattr(checks_module, "build_engine", counting_build)
+    cache_file = tmp_path / "tc.cache"
+    code, out, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *TOLERANCE, "-q",
+                             "--timing-cache", cache_file)
+    assert code == 0, out + err
+    assert len(caches) >= 4 and all(cache is caches[0] for cache in caches)
+    assert new_misses[0] > 0 and new_misses[1] > 0 and new_misses[2:] == [0] * (len(new_misses) - 2)
+    assert len(trt.TimingCache.deserialize(cache_file.read_bytes())) == len(caches[0])
+
+
+def test_a_check_that_cannot_tell_builds_apart_exits_2(capsys, overflow_model):
+    code, _, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *LEVEL0, "-q",
+                           "--check", "test -s {engine} && echo 'bad engine' >&2 && exit 1")
+    assert code == 2
+    assert "fails the same way on the original and on the engine with every layer in FP32 (exit 1: bad engine)" in err
+    code, _, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *LEVEL0, "-q",
+                           "--check", "test -s {engine}")
+    assert code == 2 and "the check passes on the FP16 engine" in err

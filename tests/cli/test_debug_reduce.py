@@ -94,23 +94,65 @@ def test_ctrl_c_leaves_the_smallest_failing_model_so_far(capsys, tmp_path, monke
 def test_a_passing_model_and_usage_errors(capsys, tmp_path):
     model = make_mlp(tmp_path / "mlp.onnx")
     output = tmp_path / "min.onnx"
-    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "true", "-o", output, "-q")
-    assert code == 2 and "passes the check, so there is nothing to reduce" in err
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "true {model}", "-o", output, "-q")
+    assert code == 2 and "the check passes on the original model" in err
     assert not output.exists()
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "--engine", "--onnxrt", "-o", output, "-q")
+    assert code == 2 and "passes the check, so there is nothing to reduce" in err
     code, _, err = run_cli(capsys, "debug", "reduce", model, "-o", output)
     assert code == 2 and "needs a check" in err
-    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "false", "--engine", "--onnxrt", "-o", output)
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "false {model}", "--engine", "--onnxrt",
+                           "-o", output)
     assert code == 2 and "not both" in err
-    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "false", "-o", model)
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "false {model}", "-o", model)
     assert code == 2 and err.startswith("polyx: error:")
-    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "false", "-o", tmp_path / "no" / "m.onnx")
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", "false {model}", "-o",
+                           tmp_path / "no" / "m.onnx")
     assert code == 2 and "does not exist" in err
 
 
-@pytest.mark.parametrize("refine", ["--refine", "--no-refine"])
-def test_always_failing_check_reduces_to_one_node(capsys, tmp_path, refine):
+def test_a_check_without_the_candidate_is_refused_before_anything_runs(capsys, tmp_path):
+    """Polygraphy's file name instead of {model}: refused at once (no check runs, nothing is written)."""
     model = make_chain_model(tmp_path / "chain.onnx")
-    code, out, _ = run_cli(capsys, "debug", "reduce", model, "--check", "false", "-o", tmp_path / "m.onnx", "-q",
-                           refine)
-    assert code == 0
-    assert len(onnx.load(tmp_path / "m.onnx").graph.node) == 1
+    marker = tmp_path / "ran"
+    code, out, err = run_cli(capsys, "debug", "reduce", model, "--check",
+                             f"touch {marker}; polyx run polygraphy_debug.onnx --engine --onnxrt",
+                             "-o", tmp_path / "m.onnx")
+    assert code == 2 and "names no candidate file: put {model}" in err
+    assert not marker.exists() and not (tmp_path / "m.onnx").exists() and out == ""
+
+
+@pytest.mark.parametrize("check, message", [
+    ("test -f {model} && exit 2", "the check cannot judge the original model: check exited 2 (a usage error"),
+    ("test -f {model} && echo broken >&2 && exit 1", "fails the same way on the original and on a model that only "
+                                                     "copies its inputs to its outputs (exit 1: broken)"),
+])
+def test_checks_that_cannot_tell_candidates_apart_stop_with_exit_2(capsys, tmp_path, check, message):
+    model = make_chain_model(tmp_path / "chain.onnx")
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", check, "-o", tmp_path / "m.onnx")
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_linear_mode_min_good_and_fixed_outputs(capsys, tmp_path):
+    model = make_chain_model(tmp_path / "chain.onnx")
+    check = _has_node_check(tmp_path, "softmax")
+    output, good = tmp_path / "min.onnx", tmp_path / "good.onnx"
+    code, out, err = run_cli(capsys, "debug", "reduce", model, "--check", check, "-o", output, "--mode", "linear",
+                             "--min-good", good)
+    assert code == 0, out + err
+    assert [node.name for node in onnx.load(output).graph.node] == ["softmax"]
+    assert "outputs after node" not in err and "inputs from node" not in err  # no bisection in linear mode
+    passing = [node.name for node in onnx.load(good).graph.node]
+    assert "softmax" not in passing and passing  # a model the check passes
+    assert f"Saved a passing model of {len(passing)} node(s) to {good}" in out
+
+    code, out, err = run_cli(capsys, "debug", "reduce", model, "--check", check, "-o", output, "-q",
+                             "--no-reduce-outputs")
+    assert code == 0, out + err
+    reduced = onnx.load(output)
+    assert [o.name for o in reduced.graph.output] == ["y"]  # the original output stays
+    assert reduced.graph.node[0].name == "softmax"
+    code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", check, "-o", output,
+                           "--no-reduce-outputs", "--no-reduce-inputs")
+    assert code == 2 and "nothing to reduce" in err
