@@ -29,7 +29,7 @@ from ..debug import checks
 from ..debug.checks import Artifacts, CommandCheck, EngineJudge, ReferenceCheck, SessionModelCheck
 from ..debug.precision import PrecisionDebugger
 from ..debug.reduce import ModelReducer, identity_model
-from ..debug.repeated_build import RepeatedBuilder, parse_until
+from ..debug.repeated_build import RepeatedBuilder, RepeatedCommand, parse_until
 from ..debug.tactics import TacticDebugger
 from ..errors import PolyxError
 from ..tactic_replay import save_replay
@@ -400,10 +400,7 @@ def build(
     Exit code 0 when the --until goal was met (always for a number of builds), 1 when it was not.
     """
     goal = parse_until(until)
-    if not artifacts_dir.parent.is_dir():
-        raise PolyxError(f"--artifacts-dir {artifacts_dir}: folder '{artifacts_dir.parent}' does not exist")
-    if artifacts_dir.exists() and not artifacts_dir.is_dir():
-        raise PolyxError(f"--artifacts-dir {artifacts_dir}: is a file, expected a folder")
+    _artifacts_folder(artifacts_dir)
     # No placeholder is required: each build's files also lie at fixed paths in the artifacts folder.
     command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, (), "")
     # No shared timing cache here: timing noise between builds is what `debug build` looks for.
@@ -425,9 +422,59 @@ def build(
         raise typer.Exit(1)
 
 
+def _artifacts_folder(artifacts_dir: Path) -> None:
+    if not artifacts_dir.parent.is_dir():
+        raise PolyxError(f"--artifacts-dir {artifacts_dir}: folder '{artifacts_dir.parent}' does not exist")
+    if artifacts_dir.exists() and not artifacts_dir.is_dir():
+        raise PolyxError(f"--artifacts-dir {artifacts_dir}: is a file, expected a folder")
+
+
+def repeat(
+    check: Annotated[str, typer.Option("--check", help="Shell command run each iteration; exit code 0 = good, "
+                                                       "other = bad (2, 126 and 127 never bad).",
+                                       rich_help_panel=CHECK)],
+    until: Annotated[str, typer.Option("--until", help="good | bad: stop at the first such run; N: run N "
+                                                       "times.")] = "bad",
+    max_iterations: Annotated[int, typer.Option("--max-iterations", min=1, help="Most runs for --until "
+                                                                                "good|bad.")] = 50,
+    artifacts_dir: Annotated[Path, typer.Option(
+        "--artifacts-dir", help="Folder for the artifacts, sorted into good/ and bad/ (created if missing; its "
+                                "parent must exist).")] = Path("polyx_artifacts"),
+    artifacts: Annotated[list[str] | None, typer.Option(
+        "--artifacts", help="Files the command writes, moved into good/ or bad/ after each run; one or more.")] = None,
+    show_output: ShowOutput = False,
+    fail_code: FailCode = None,
+    ignore_fail_code: IgnoreFailCode = None,
+    fail_regex: FailRegex = None,
+    quiet: Quiet = False,
+) -> None:
+    """Run a --check command repeatedly and sort the files it writes into good/ and bad/ (Polygraphy's repeat).
+
+    Exit code 0 when the --until goal was met (always for a number of runs), 1 when it was not.
+    """
+    goal = parse_until(until)
+    _artifacts_folder(artifacts_dir)
+    command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, (), "")
+    artifacts_dir.mkdir(exist_ok=True)
+    runner = RepeatedCommand(command, artifacts_dir, goal, max_iterations, [Path(p) for p in artifacts or []],
+                             progress=_progress("repeat", quiet))
+    result = runner.run()
+    lines = [f"Runs: {len(result.iterations)} ({result.good} good, {result.bad} bad); artifacts in "
+             f"{artifacts_dir / 'good'} and {artifacts_dir / 'bad'}"]
+    lines += [f"Note: artifact {path} did not exist after a run" for path in result.missing_artifacts]
+    if not isinstance(goal, int) and not runner.found():
+        lines.append(f"No {goal} run in {len(result.iterations)} runs")
+    _echo(lines)
+    _stop_if_interrupted(result.interrupted, "artifacts of the finished runs are sorted")
+    if not runner.found():
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     multi = (*MULTI_VALUE_BUILD_OPTIONS, "--val-range", "--atol", "--rtol")
+    fail_controls = ("--fail-code", "--ignore-fail-code", "--fail-regex")
     for name, command, extra in (("tactics", tactics, ()), ("precision", precision, ()), ("reduce", reduce, ()),
                                  ("build", build, ("--artifacts",))):
-        debug_app.command(name, cls=multi_value_command(*multi, *extra))(with_build_options(command))
+        debug_app.command(name, cls=multi_value_command(*multi, *fail_controls, *extra))(with_build_options(command))
+    debug_app.command("repeat", cls=multi_value_command("--artifacts", *fail_controls))(repeat)
     app.add_typer(debug_app, name="debug")
