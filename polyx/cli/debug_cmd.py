@@ -24,14 +24,16 @@ from surgeon.model_io import check_output_path, save_model
 
 from ..build import BuildOptions
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
-from ..data.files import check_writable
+from ..data.files import check_writable, load_tensors
+from ..data.loader import DataLoader
 from ..debug import checks
 from ..debug.checks import Artifacts, CommandCheck, EngineJudge, ReferenceCheck, SessionModelCheck
 from ..debug.precision import PrecisionDebugger
-from ..debug.reduce import ModelReducer, identity_model
+from ..debug.reduce import CutPointValues, ModelReducer, identity_model
 from ..debug.repeated_build import RepeatedBuilder, RepeatedCommand, parse_until
 from ..debug.tactics import TacticDebugger
 from ..errors import PolyxError
+from ..onnx_model import graph_inputs
 from ..tactic_replay import save_replay
 from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_value_ranges, tolerances_from_flags, with_build_options
 from .multi_value_options import multi_value_command
@@ -301,6 +303,9 @@ def reduce(
         "--min-good", help="Also write the passing candidate closest in size to the reduced model.")] = None,
     seed: Seed = 1,
     val_range: ValRange = None,
+    load_inputs: Annotated[Path | None, typer.Option(
+        "--load-inputs", help="The real inputs (.npz/.json, first iteration); the original model runs on them "
+                              "once to give every cut point its value.", rich_help_panel=CHECK)] = None,
     atol: Atol = None,
     rtol: Rtol = None,
     quiet: Quiet = False,
@@ -326,19 +331,22 @@ def reduce(
         raise PolyxError("--min-good and -o name the same file")
     original = load_onnx_file(model)
     progress = _progress("reduce", quiet)
-    if command is not None:
-        def judge(candidate, path):
-            verdict = command.judge(Artifacts(model=path))
-            return None if verdict.unusable else not verdict.passed
-    else:
-        judge = SessionModelCheck(replace(build_options, shared_timing_cache=trt.TimingCache()),
-                                  tolerances_from_flags(atol, rtol), seed, parse_value_ranges(val_range)).fails
+    ranges = parse_value_ranges(val_range)
+    cut_values = _cut_point_values(original, build_options, seed, ranges, load_inputs, progress)
     with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, surgeon_errors():
+        inputs_path = Path(workdir) / "candidate_inputs.npz"
         if command is not None:
-            _reduce_baseline(command, model, original, Path(workdir), progress)
+            def judge(candidate, path):
+                verdict = command.judge(Artifacts(model=path, inputs=inputs_path if cut_values else None))
+                return None if verdict.unusable else not verdict.passed
+
+            _reduce_baseline(command, model, original, Path(workdir), progress, cut_values, inputs_path)
+        else:
+            judge = SessionModelCheck(replace(build_options, shared_timing_cache=trt.TimingCache()),
+                                      tolerances_from_flags(atol, rtol), seed, ranges, inputs=inputs_path).fails
         result = ModelReducer(original, output, judge, Path(workdir), refine=refine, progress=progress,
                               mode=mode.value, reduce_inputs=reduce_inputs, reduce_outputs=reduce_outputs,
-                              min_good=min_good).run()
+                              min_good=min_good, cut_values=cut_values, inputs_path=inputs_path).run()
     if result.written:
         typer.echo(f"Reduced {result.original_nodes} -> {len(result.nodes)} node(s) in {result.checks} checks"
                    + (f" ({result.skipped} candidates could not run)" if result.skipped else "") + ":")
@@ -352,10 +360,32 @@ def reduce(
                                              "failing model found so far" if result.written else "nothing written")
 
 
-def _reduce_baseline(command: CommandCheck, model: Path, original, workdir: Path,
-                     progress: Callable[[str], None]) -> None:
+def _cut_point_values(original, build_options: BuildOptions, seed: int, ranges, load_inputs: Path | None,
+                      progress: Callable[[str], None]) -> CutPointValues | None:
+    """Every tensor of the original model on the real inputs (loaded, else seeded like `polyx run`); None, said
+    so, when onnxruntime cannot run the original (cut points then get generated data)."""
+    if load_inputs is not None:
+        feeds = load_tensors(load_inputs)
+        if not feeds:
+            raise PolyxError(f"{load_inputs}: holds no iterations")
+        feeds = feeds[0]
+    else:
+        feeds = next(iter(DataLoader(graph_inputs(original), seed=seed, val_ranges=ranges,
+                                     shapes=build_options.data_shapes())))
+    try:
+        return CutPointValues(original, feeds)
+    except PolyxError as exc:
+        progress(f"cut points get generated data: onnxruntime could not run the original model ({exc})")
+        return None
+
+
+def _reduce_baseline(command: CommandCheck, model: Path, original, workdir: Path, progress: Callable[[str], None],
+                     cut_values: CutPointValues | None, inputs_path: Path) -> None:
     """The check must fail on the original model and must not fail the same way on a trivially good one."""
-    verdict = command.judge(Artifacts(model=model))
+    if cut_values is not None:
+        cut_values.write_inputs(original, inputs_path)
+    inputs = inputs_path if cut_values is not None else None
+    verdict = command.judge(Artifacts(model=model, inputs=inputs))
     progress(f"baseline: the original model -> {'passes' if verdict.passed else 'fails'} ({verdict.summary})")
     if verdict.unusable:
         raise PolyxError(f"the check cannot judge the original model: {verdict.summary}")
@@ -363,7 +393,7 @@ def _reduce_baseline(command: CommandCheck, model: Path, original, workdir: Path
         checks.refuse_passing_original(verdict, "the original model")
     trivial = workdir / "identity.onnx"
     save_model(identity_model(original), trivial)
-    good = command.judge(Artifacts(model=trivial))
+    good = command.judge(Artifacts(model=trivial, inputs=inputs))
     progress(f"baseline: a model that copies its inputs to its outputs -> "
              f"{'passes' if good.passed else 'fails'} ({good.summary})")
     checks.refuse_same_failure(verdict, good, "a model that only copies its inputs to its outputs")

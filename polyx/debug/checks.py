@@ -32,11 +32,11 @@ from ..run_session import RunOptions, run_session
 from ..runners import EngineRunner, OnnxrtRunner
 from ..tactic_replay import TacticRecorder, save_replay
 
-PLACEHOLDERS = ("{model}", "{engine}", "{tactics}")
+PLACEHOLDERS = ("{model}", "{engine}", "{tactics}", "{inputs}")
 # Each placeholder may instead be read from this environment variable, which every check command gets
 # (Polygraphy passes fixed file names; a variable works in scripts that cannot take arguments).
 PLACEHOLDER_VARIABLES = {"{model}": "POLYX_DEBUG_MODEL", "{engine}": "POLYX_DEBUG_ENGINE",
-                         "{tactics}": "POLYX_DEBUG_TACTICS"}
+                         "{tactics}": "POLYX_DEBUG_TACTICS", "{inputs}": "POLYX_DEBUG_INPUTS"}
 USAGE_ERROR = 2           # a usage error of the command (polyx, argparse, most tools): says nothing of the candidate
 CANNOT_EXECUTE = 126      # the shell found the command but could not run it
 COMMAND_NOT_FOUND = 127   # the shell could not find the command
@@ -61,6 +61,7 @@ class Artifacts:
     model: Path | None = None
     engine: Path | None = None
     tactics: Path | None = None
+    inputs: Path | None = None      # debug reduce: the candidate's input values from the original model (.npz)
 
 
 def _first_error_line(stdout: str, stderr: str) -> str:
@@ -114,7 +115,7 @@ class CommandCheck:
     def judge(self, artifacts: Artifacts) -> Verdict:
         command, environment = self.command, dict(os.environ)
         for placeholder, path in (("{model}", artifacts.model), ("{engine}", artifacts.engine),
-                                  ("{tactics}", artifacts.tactics)):
+                                  ("{tactics}", artifacts.tactics), ("{inputs}", artifacts.inputs)):
             if self.uses(placeholder) and path is None:
                 usable = [p for p in PLACEHOLDERS if getattr(artifacts, p[1:-1]) is not None]
                 raise PolyxError(f"--check: {placeholder} names no file in this command (usable here: "
@@ -300,6 +301,8 @@ class SessionModelCheck:
     seed: int = 1
     val_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
+    inputs: Path | None = None   # the candidate's input values (written by the reducer before each check)
+
     def fails(self, model: onnx.ModelProto, path: Path) -> bool | None:
         inputs = set(graph_inputs(model))
         nodes = {node.name for node in model.graph.node}
@@ -309,7 +312,8 @@ class SessionModelCheck:
                         save_tactics=None, timing_cache=None)
         options = RunOptions(model=Path(path), use_engine=True, use_onnxrt=True, build=build, seed=self.seed,
                              val_ranges={k: v for k, v in self.val_ranges.items() if k == "" or k in inputs},
-                             tolerances=self.tolerances)
+                             tolerances=self.tolerances,
+                             load_inputs=self.inputs if self.inputs is not None and self.inputs.is_file() else None)
         try:
             return not run_session(options, logger=trt.Logger(trt.Logger.ERROR)).passed
         except (PolyxError, trt.EngineError):

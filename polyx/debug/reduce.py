@@ -10,6 +10,11 @@ meaningful shapes and indices. Three phases, each keeping the failure:
 3. linear refinement: drop a last node (its float inputs become outputs) or a first node (its outputs become
    inputs) one at a time, while the result still fails.
 Every smaller failing candidate is written to the output path at once, so an interruption leaves the best so far.
+
+Cut points get real values: the original model runs once in onnxruntime on the real inputs (loaded, or seeded as
+`polyx run` generates them), every tensor kept; before each check the candidate's inputs are written from those
+values (`{inputs}` of a check command; the built-in check loads them), so a reduced model fails for the reason
+the original did, not on random data.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from surgeon.errors import SurgeonError
@@ -27,6 +33,7 @@ from surgeon.model_io import save_model
 from surgeon.shapes import infer_shapes
 from surgeon.tensor_specs import TensorSpec
 
+from ..data.files import save_tensors
 from ..errors import PolyxError
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
@@ -52,10 +59,31 @@ class ReduceResult:
     min_good_nodes: int | None = None   # node count of the passing model written to `min_good`, when one was
 
 
+class CutPointValues:
+    """Every tensor of a model as computed by onnxruntime from one set of input values."""
+
+    def __init__(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray]):
+        from ..marking import mark_onnx_outputs
+        from ..runners import OnnxrtRunner
+
+        with OnnxrtRunner(mark_onnx_outputs(model, [], mark_all=True)) as runner:
+            self.values = {**feeds, **runner.infer(feeds)}
+
+    def write_inputs(self, candidate: onnx.ModelProto, path: Path) -> None:
+        """The candidate's graph inputs, from the original run (a .npz for --load-inputs)."""
+        initializers = {init.name for init in candidate.graph.initializer}
+        names = [value.name for value in candidate.graph.input if value.name not in initializers]
+        missing = [name for name in names if name not in self.values]
+        if missing:
+            raise PolyxError(f"no value for cut point '{missing[0]}' in the original model's run")
+        save_tensors(path, [{name: self.values[name] for name in names}])
+
+
 class ModelReducer:
     def __init__(self, model: onnx.ModelProto, output: Path, judge: ModelJudge, workdir: Path,
                  refine: bool = True, progress: Callable[[str], None] | None = None, mode: str = "bisect",
-                 reduce_inputs: bool = True, reduce_outputs: bool = True, min_good: Path | None = None):
+                 reduce_inputs: bool = True, reduce_outputs: bool = True, min_good: Path | None = None,
+                 cut_values: CutPointValues | None = None, inputs_path: Path | None = None):
         if mode not in ("bisect", "linear"):
             raise PolyxError(f"--mode must be bisect or linear, got '{mode}'")
         if not (reduce_inputs or reduce_outputs):
@@ -70,6 +98,8 @@ class ModelReducer:
         self.reduce_outputs = reduce_outputs
         self.min_good = Path(min_good) if min_good is not None else None
         self.passing: list[tuple[Subgraph, int]] = []   # candidates that passed and their sizes, for --min-good
+        self.cut_values = cut_values
+        self.inputs_path = Path(inputs_path) if inputs_path is not None else Path(workdir) / "candidate_inputs.npz"
         self.progress = progress or (lambda line: None)
         self.result = ReduceResult(original_nodes=len(self.model.graph.node))
         self.verdicts: dict[Subgraph, Subgraph | None] = {}
@@ -241,6 +271,8 @@ class ModelReducer:
             self.result.skipped += 1
             return None
         save_model(model, self.candidate_path)
+        if self.cut_values is not None:
+            self.cut_values.write_inputs(model, self.inputs_path)
         verdict = self.judge(model, self.candidate_path)
         self.result.checks += 1
         size = len(model.graph.node)

@@ -44,12 +44,9 @@ def umask_022():
 
 def test_reduce_and_surgeon_outputs_follow_the_umask(capsys, tmp_path, umask_022):
     model = make_mlp(tmp_path / "mlp.onnx")
-    script = tmp_path / "has_fc2.py"
-    script.write_text("import sys, onnx\nsys.exit(1 if 'fc2' in {n.name for n in onnx.load(sys.argv[1]).graph.node} "
-                      "else 0)\n")
     reduced = tmp_path / "min.onnx"
-    code, out, err = run_cli(capsys, "debug", "reduce", model, "--check", f"{sys.executable} {script} {{model}}",
-                             "-o", reduced, "-q")
+    code, out, err = run_cli(capsys, "debug", "reduce", model, "--check", "! grep -q fc2 {model}", "-o", reduced,
+                             "-q")
     assert code == 0, out + err
     sanitized = tmp_path / "clean.onnx"
     code, _, err = run_cli(capsys, "surgeon", "sanitize", model, "-o", sanitized)

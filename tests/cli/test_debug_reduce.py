@@ -3,6 +3,7 @@ valid ONNX model that still fails."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,6 +13,8 @@ from cli_test_models import make_mlp, run_cli, shared_model
 from debug_test_models import WrongTactic, make_chain_model, registered, reverse_last_axis
 
 import engine as trt
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _has_node_check(tmp_path, node_name: str) -> str:
@@ -136,7 +139,7 @@ def test_checks_that_cannot_tell_candidates_apart_stop_with_exit_2(capsys, tmp_p
 
 def test_linear_mode_min_good_and_fixed_outputs(capsys, tmp_path):
     model = make_chain_model(tmp_path / "chain.onnx")
-    check = _has_node_check(tmp_path, "softmax")
+    check = "! grep -q softmax {model}"  # only the node is named "softmax" (its op is "Softmax"): fast, no Python
     output, good = tmp_path / "min.onnx", tmp_path / "good.onnx"
     code, out, err = run_cli(capsys, "debug", "reduce", model, "--check", check, "-o", output, "--mode", "linear",
                              "--min-good", good)
@@ -156,3 +159,34 @@ def test_linear_mode_min_good_and_fixed_outputs(capsys, tmp_path):
     code, _, err = run_cli(capsys, "debug", "reduce", model, "--check", check, "-o", output,
                            "--no-reduce-outputs", "--no-reduce-inputs")
     assert code == 2 and "nothing to reduce" in err
+
+
+def test_cut_points_get_the_original_models_values_on_the_real_inputs(capsys, tmp_path):
+    """Every candidate's inputs ({inputs}) hold what the original model computes there from --load-inputs,
+    checked against onnx's reference evaluator; the reduced model fails for the original's reason."""
+    from onnx.reference import ReferenceEvaluator
+
+    from polyx.data.files import save_tensors
+
+    model = make_chain_model(tmp_path / "chain.onnx")
+    x = np.random.default_rng(7).standard_normal((2, 16)).astype(np.float32)
+    save_tensors(tmp_path / "x.npz", [{"x": x}])
+    expected = ReferenceEvaluator(onnx.load(model)).run(None, {"x": x}, intermediate=True)
+    np.savez(tmp_path / "expected.npz", **expected)
+    seen = tmp_path / "seen.txt"
+    script = tmp_path / "check.py"
+    script.write_text(  # numpy only (no onnx import): each check stays fast
+        "import sys\nimport numpy as np\nfrom polyx.data.files import load_tensors\n"
+        f"expected = np.load({str(tmp_path / 'expected.npz')!r})\n"
+        "fed = load_tensors(sys.argv[2])[0]\n"
+        "for name, value in fed.items():\n"
+        "    np.testing.assert_allclose(value, expected[name], rtol=1e-5, atol=1e-6)\n"
+        f"    open({str(seen)!r}, 'a').write(name + '\\n')\n"
+        "sys.exit(1 if b'softmax' in open(sys.argv[1], 'rb').read() else 0)\n")
+    env_path = f"PYTHONPATH={REPO}"
+    code, out, err = run_cli(capsys, "debug", "reduce", model, "--check",
+                             f"{env_path} {sys.executable} {script} {{model}} {{inputs}}", "--load-inputs",
+                             tmp_path / "x.npz", "-o", tmp_path / "min.onnx")
+    assert code == 0, out + err
+    assert [node.name for node in onnx.load(tmp_path / "min.onnx").graph.node] == ["softmax"]
+    assert "a1" in set(seen.read_text().split())  # softmax's input, a cut point, got relu1's real output
