@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -132,11 +133,41 @@ def _engine_check(model: Path, build_options: BuildOptions, check: CommandCheck 
     return reference, reference.build_options(build_options)
 
 
-def _progress(command: str, quiet: bool) -> Callable[[str], None]:
-    def show(line: str) -> None:
-        if not quiet:
-            typer.echo(f"[debug {command}] {line}", err=True)
-    return show
+class DebugProgress:
+    """Progress on stderr: one line per build or check; on a terminal also a rich bar, whose total is the bound
+    the search states (never exceeded), or unknown ("?") where no bound covers the whole search."""
+
+    def __init__(self, command: str, quiet: bool, console=None):
+        self.command, self.quiet = command, quiet
+        self.console = console  # a rich Console; None: stderr, with a bar only when it is a terminal
+        self.bar = None
+        self.task = None
+
+    def __call__(self, line: str, done: int | None = None, total: int | None = None) -> None:
+        if self.quiet:
+            return
+        text = f"[debug {self.command}] {line}"
+        if self.console is None and not sys.stderr.isatty():
+            typer.echo(text, err=True)
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn(f"debug {self.command}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=self.console or Console(stderr=True))
+            self.bar.start()
+            self.task = self.bar.add_task(self.command, total=None)
+        self.bar.console.print(text, markup=False, highlight=False)
+        if done is not None:
+            self.bar.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> DebugProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _echo(lines: list[str]) -> None:
@@ -180,9 +211,9 @@ def tactics(
     command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, ENGINE_PLACEHOLDERS, ENGINE_WHY)
     judge, options = _engine_check(model, build_options, command, seed, val_range, load_inputs, load_outputs, atol,
                                    rtol)
-    with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir:
+    with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, DebugProgress("tactics", quiet) as progress:
         debugger = TacticDebugger(model, options, EngineJudge(judge, Path(workdir)), per_layer=per_layer,
-                                  progress=_progress("tactics", quiet), logger=engine_logger(verbose, quiet))
+                                  progress=progress, logger=engine_logger(verbose, quiet))
         result = debugger.run()
     lines = []
     if result.initial is not None and result.initial.passed:
@@ -248,9 +279,9 @@ def precision(
     command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, ENGINE_PLACEHOLDERS, ENGINE_WHY)
     judge, options = _engine_check(model, build_options, command, seed, val_range, load_inputs, load_outputs, atol,
                                    rtol)
-    with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir:
+    with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, DebugProgress("precision", quiet) as progress:
         debugger = PrecisionDebugger(model, options, EngineJudge(judge, Path(workdir)), mode=mode.value,
-                                     direction=direction.value, progress=_progress("precision", quiet),
+                                     direction=direction.value, progress=progress,
                                      logger=engine_logger(verbose, quiet))
         result = debugger.run()
     lines = []
@@ -330,10 +361,10 @@ def reduce(
     if min_good is not None and min_good.resolve() == output.resolve():
         raise PolyxError("--min-good and -o name the same file")
     original = load_onnx_file(model)
-    progress = _progress("reduce", quiet)
+    progress = DebugProgress("reduce", quiet)
     ranges = parse_value_ranges(val_range)
     cut_values = _cut_point_values(original, build_options, seed, ranges, load_inputs, progress)
-    with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, surgeon_errors():
+    with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, surgeon_errors(), progress:
         inputs_path = Path(workdir) / "candidate_inputs.npz"
         if command is not None:
             def judge(candidate, path):
@@ -437,10 +468,11 @@ def build(
     judge, options = _engine_check(model, build_options, command, seed, val_range, load_inputs, load_outputs, atol,
                                    rtol, share_timing_cache=False)
     artifacts_dir.mkdir(exist_ok=True)
-    builder = RepeatedBuilder(model, options, judge, artifacts_dir, goal, max_iterations,
-                              [Path(p) for p in artifacts or []], progress=_progress("build", quiet),
-                              logger=engine_logger(verbose, quiet))
-    result = builder.run()
+    with DebugProgress("build", quiet) as progress:
+        builder = RepeatedBuilder(model, options, judge, artifacts_dir, goal, max_iterations,
+                                  [Path(p) for p in artifacts or []], progress=progress,
+                                  logger=engine_logger(verbose, quiet))
+        result = builder.run()
     lines = [f"Builds: {len(result.iterations)} ({result.good} good, {result.bad} bad); artifacts in "
              f"{artifacts_dir / 'good'} and {artifacts_dir / 'bad'}"]
     lines += [f"Note: artifact {path} did not exist after a build" for path in result.missing_artifacts]
@@ -486,9 +518,10 @@ def repeat(
     _artifacts_folder(artifacts_dir)
     command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, (), "")
     artifacts_dir.mkdir(exist_ok=True)
-    runner = RepeatedCommand(command, artifacts_dir, goal, max_iterations, [Path(p) for p in artifacts or []],
-                             progress=_progress("repeat", quiet))
-    result = runner.run()
+    with DebugProgress("repeat", quiet) as progress:
+        runner = RepeatedCommand(command, artifacts_dir, goal, max_iterations, [Path(p) for p in artifacts or []],
+                                 progress=progress)
+        result = runner.run()
     lines = [f"Runs: {len(result.iterations)} ({result.good} good, {result.bad} bad); artifacts in "
              f"{artifacts_dir / 'good'} and {artifacts_dir / 'bad'}"]
     lines += [f"Note: artifact {path} did not exist after a run" for path in result.missing_artifacts]

@@ -52,7 +52,7 @@ class PrecisionDebugger:
     """`judge(candidate)` says whether one FP16 build is good; `progress(line)` receives one line per build."""
 
     def __init__(self, model: Path, options: BuildOptions, judge: Callable[[Candidate], Verdict],
-                 mode: str = "bisect", direction: str = "forward", progress: Callable[[str], None] | None = None,
+                 mode: str = "bisect", direction: str = "forward", progress: Callable[..., None] | None = None,
                  logger: trt.Logger | None = None):
         if not options.fp16:
             raise PolyxError("debug precision searches an FP16 engine: pass --fp16")
@@ -64,7 +64,7 @@ class PrecisionDebugger:
         self.judge = judge
         self.mode = mode
         self.direction = direction
-        self.progress = progress or (lambda line: None)
+        self.progress = progress or (lambda line, done=None, total=None: None)
         self.logger = logger or trt.Logger(trt.Logger.ERROR)
         self.result = PrecisionDebugResult()
         self.last: tuple[str, Verdict] = ("", Verdict(False, ""))
@@ -124,5 +124,6 @@ class PrecisionDebugger:
         builds = self.result.builds
         bound = "" if step is None else (f" of <= {builds + step.bound - step.index} (about "
                                          f"{builds + step.expected - step.index} if no other culprit)")
+        total = builds + step.bound - step.index if step is not None else None
         self.progress(f"build {builds}{bound}: {description} -> {'good' if verdict.passed else 'bad'} "
-                      f"({verdict.summary})")
+                      f"({verdict.summary})", done=builds, total=total)

@@ -81,7 +81,7 @@ class CutPointValues:
 
 class ModelReducer:
     def __init__(self, model: onnx.ModelProto, output: Path, judge: ModelJudge, workdir: Path,
-                 refine: bool = True, progress: Callable[[str], None] | None = None, mode: str = "bisect",
+                 refine: bool = True, progress: Callable[..., None] | None = None, mode: str = "bisect",
                  reduce_inputs: bool = True, reduce_outputs: bool = True, min_good: Path | None = None,
                  cut_values: CutPointValues | None = None, inputs_path: Path | None = None):
         if mode not in ("bisect", "linear"):
@@ -100,7 +100,7 @@ class ModelReducer:
         self.passing: list[tuple[Subgraph, int]] = []   # candidates that passed and their sizes, for --min-good
         self.cut_values = cut_values
         self.inputs_path = Path(inputs_path) if inputs_path is not None else Path(workdir) / "candidate_inputs.npz"
-        self.progress = progress or (lambda line: None)
+        self.progress = progress or (lambda line, done=None, total=None: None)
         self.result = ReduceResult(original_nodes=len(self.model.graph.node))
         self.verdicts: dict[Subgraph, Subgraph | None] = {}
         self._index_graph()
@@ -278,7 +278,8 @@ class ModelReducer:
         size = len(model.graph.node)
         outcome = {True: "fails", False: "passes", None: "cannot run (skipped)"}[verdict]
         bound = f" of <= {self.result.checks + phase_left - 1} in this phase" if phase_left > 1 else ""
-        self.progress(f"check {self.result.checks}{bound}: {description} ({size} nodes) -> {outcome}")
+        self.progress(f"check {self.result.checks}{bound}: {description} ({size} nodes) -> {outcome}",
+                      done=self.result.checks, total=None)  # the phases' bounds do not add up to a whole-run bound
         if verdict is None:
             self.result.skipped += 1
         if verdict is False and self.min_good is not None:

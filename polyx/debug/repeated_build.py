@@ -62,12 +62,12 @@ class RepeatedRuns:
     """Run, judge and sort the artifacts of one iteration after another until the goal or the limit."""
 
     def __init__(self, artifacts_dir: Path, until: str | int = "bad", max_iterations: int = 50,
-                 extra_artifacts: list[Path] | None = None, progress: Callable[[str], None] | None = None):
+                 extra_artifacts: list[Path] | None = None, progress: Callable[..., None] | None = None):
         self.folder = Path(artifacts_dir)
         self.until = until
         self.limit = until if isinstance(until, int) else max_iterations
         self.extra = [Path(p) for p in extra_artifacts or []]
-        self.progress = progress or (lambda line: None)
+        self.progress = progress or (lambda line, done=None, total=None: None)
         self.result = RepeatedBuildResult()
 
     def _iteration(self, index: int) -> BuildIteration:
@@ -111,7 +111,7 @@ class RepeatedBuilder(RepeatedRuns):
 
     def __init__(self, model: Path, options: BuildOptions, check: CommandCheck | ReferenceCheck, artifacts_dir: Path,
                  until: str | int = "bad", max_iterations: int = 50, extra_artifacts: list[Path] | None = None,
-                 progress: Callable[[str], None] | None = None, logger: trt.Logger | None = None):
+                 progress: Callable[..., None] | None = None, logger: trt.Logger | None = None):
         super().__init__(artifacts_dir, until, max_iterations, extra_artifacts, progress)
         self.model = Path(model)
         self.replay = load_replay(options.load_tactics) if options.load_tactics is not None else None
@@ -135,7 +135,8 @@ class RepeatedBuilder(RepeatedRuns):
         else:
             verdict = self.check.judge_engine(engine)
         files = [self._sort(path, index, verdict) for path in [engine_path, tactics_path, *self.extra]]
-        self.progress(f"build {index} {self._bound()}: {'good' if verdict.passed else 'bad'} ({verdict.summary})")
+        self.progress(f"build {index} {self._bound()}: {'good' if verdict.passed else 'bad'} ({verdict.summary})",
+                      done=index, total=self.limit)
         return BuildIteration(index, verdict.passed, verdict.summary, [f for f in files if f is not None])
 
 
@@ -144,7 +145,7 @@ class RepeatedCommand(RepeatedRuns):
     download whatever it likes) and sorts the artifact files it leaves."""
 
     def __init__(self, check: CommandCheck, artifacts_dir: Path, until: str | int = "bad", max_iterations: int = 50,
-                 extra_artifacts: list[Path] | None = None, progress: Callable[[str], None] | None = None):
+                 extra_artifacts: list[Path] | None = None, progress: Callable[..., None] | None = None):
         super().__init__(artifacts_dir, until, max_iterations, extra_artifacts, progress)
         self.check = check
 
@@ -153,5 +154,6 @@ class RepeatedCommand(RepeatedRuns):
         if verdict.unusable:
             raise PolyxError(f"--check could not judge run {index}: {verdict.summary}")
         files = [self._sort(path, index, verdict) for path in self.extra]
-        self.progress(f"run {index} {self._bound()}: {'good' if verdict.passed else 'bad'} ({verdict.summary})")
+        self.progress(f"run {index} {self._bound()}: {'good' if verdict.passed else 'bad'} ({verdict.summary})",
+                      done=index, total=self.limit)
         return BuildIteration(index, verdict.passed, verdict.summary, [f for f in files if f is not None])

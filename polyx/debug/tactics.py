@@ -59,14 +59,14 @@ class TacticDebugger:
     """`judge(candidate)` says whether one build is good; `progress(line)` receives one line per build."""
 
     def __init__(self, model: Path, options: BuildOptions, judge: Callable[[Candidate], Verdict],
-                 per_layer: bool = False, progress: Callable[[str], None] | None = None,
+                 per_layer: bool = False, progress: Callable[..., None] | None = None,
                  logger: trt.Logger | None = None):
         self.model = Path(model)
         self.options = replace(options, save_tactics=None, load_tactics=None, algorithm_selector=None)
         self.initial_replay = load_replay(options.load_tactics) if options.load_tactics is not None else None
         self.judge = judge
         self.per_layer = per_layer
-        self.progress = progress or (lambda line: None)
+        self.progress = progress or (lambda line, done=None, total=None: None)
         self.logger = logger or trt.Logger(trt.Logger.ERROR)
         self.result = TacticDebugResult()
         self.choices: dict[str, list[dict]] = {}
@@ -239,5 +239,7 @@ class TacticDebugger:
         base = builds - step.index + self._verify_left() if step is not None else 0
         bound = "" if step is None else (f" of <= {base + step.bound} (about {base + step.expected} if no other "
                                          "culprit)")
+        # The bound covers the whole run except --per-layer's narrowing searches, which state their own.
+        total = base + step.bound if step is not None and not self.per_layer else None
         self.progress(f"build {builds}{bound}: {description} -> {'good' if verdict.passed else 'bad'} "
-                      f"({verdict.summary})")
+                      f"({verdict.summary})", done=builds, total=total)

@@ -132,3 +132,36 @@ def test_a_check_that_cannot_tell_builds_apart_exits_2(capsys, overflow_model):
     code, _, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *LEVEL0, "-q",
                            "--check", "test -s {engine}")
     assert code == 2 and "the check passes on the FP16 engine" in err
+
+
+def test_progress_bar_total_is_the_stated_bound(capsys, overflow_model, monkeypatch):
+    """On a terminal the lines go above a rich bar whose total is the bound of the last line (never below the
+    builds done); without a bound it shows '?'."""
+    import io
+
+    from rich.console import Console
+
+    import polyx.cli.debug_cmd as debug_cmd
+
+    screen = io.StringIO()
+    bars = []
+
+    class Recorded(debug_cmd.DebugProgress):
+        def __init__(self, command, quiet):
+            super().__init__(command, quiet, console=Console(file=screen, force_terminal=True, width=200))
+            bars.append(self)
+
+        def __call__(self, line, done=None, total=None):
+            super().__call__(line, done, total)
+            task = self.bar.tasks[0]
+            bars.append((task.completed, task.total, line))
+
+    monkeypatch.setattr(debug_cmd, "DebugProgress", Recorded)
+    code, out, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *TOLERANCE, *LEVEL0)
+    assert code == 0, out + err
+    steps = bars[1:]
+    assert steps[0][:2] == (1, None)  # build 1 (plain FP16) comes before any bound
+    bounded = [(done, total, line) for done, total, line in steps if total is not None]
+    assert bounded and all(done <= total and f"build {done} of <= {total} " in line for done, total, line in bounded)
+    assert all(later[1] <= earlier[1] for earlier, later in zip(bounded, bounded[1:]))
+    assert "[debug precision] build 3 of <= " in screen.getvalue()
