@@ -29,6 +29,7 @@ from ..data.files import check_writable, load_tensors
 from ..data.loader import DataLoader
 from ..debug import checks
 from ..debug.checks import Artifacts, CommandCheck, EngineJudge, ReferenceCheck, SessionModelCheck
+from ..debug.journal import VerdictJournal, file_digest, journal_for
 from ..debug.precision import PrecisionDebugger
 from ..debug.reduce import CutPointValues, ModelReducer, identity_model
 from ..debug.repeated_build import RepeatedBuilder, RepeatedCommand, parse_until
@@ -75,6 +76,9 @@ FailRegex = Annotated[list[str] | None, typer.Option(
     "--fail-regex", help="A failing exit code counts only when one of these regular expressions matches the "
                          "command's stdout or stderr (distinguishes kinds of failure); one or more.",
     rich_help_panel=CHECK)]
+Resume = Annotated[Path | None, typer.Option(
+    "--resume", help="Journal of this search's verdicts (JSON lines), written as it goes; rerunning the same command "
+                     "with it continues where an interruption stopped the search.")]
 ENGINE_PLACEHOLDERS = ("{engine}", "{tactics}")
 ENGINE_WHY = "every candidate is an engine built from the same model"
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the generated inputs (as in `polyx run`).",
@@ -131,6 +135,20 @@ def _engine_check(model: Path, build_options: BuildOptions, check: CommandCheck 
     reference = ReferenceCheck.create(model, build_options, tolerances_from_flags(atol, rtol), seed,
                                       parse_value_ranges(val_range), load_inputs, load_outputs)
     return reference, reference.build_options(build_options)
+
+
+def _journal(resume: Path | None, command: str, model: Path, build_options: BuildOptions | None,
+             **settings) -> VerdictJournal | None:
+    """The --resume journal, tied to the model's contents and every setting that changes the verdicts."""
+    if resume is None:
+        return None
+    if resume.resolve() == model.resolve():
+        raise PolyxError(f"--resume {resume}: that is the model (a command never writes to its input)")
+    build = {} if build_options is None else {
+        key: value for key, value in vars(build_options).items()
+        if key not in ("algorithm_selector", "shared_timing_cache", "save_tactics", "timing_cache")}
+    files = {key: file_digest(value) for key, value in settings.items() if isinstance(value, Path) and value.is_file()}
+    return journal_for(resume, command, model, {"build": build, **settings, **files})
 
 
 class DebugProgress:
@@ -198,6 +216,7 @@ def tactics(
     load_outputs: LoadOutputs = None,
     atol: Atol = None,
     rtol: Rtol = None,
+    resume: Resume = None,
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -211,9 +230,12 @@ def tactics(
     command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, ENGINE_PLACEHOLDERS, ENGINE_WHY)
     judge, options = _engine_check(model, build_options, command, seed, val_range, load_inputs, load_outputs, atol,
                                    rtol)
+    journal = _journal(resume, "tactics", model, options, check=check, fail_code=fail_code,
+                       ignore_fail_code=ignore_fail_code, fail_regex=fail_regex, per_layer=per_layer, seed=seed,
+                       val_range=val_range, load_inputs=load_inputs, load_outputs=load_outputs, atol=atol, rtol=rtol)
     with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, DebugProgress("tactics", quiet) as progress:
         debugger = TacticDebugger(model, options, EngineJudge(judge, Path(workdir)), per_layer=per_layer,
-                                  progress=progress, logger=engine_logger(verbose, quiet))
+                                  progress=progress, logger=engine_logger(verbose, quiet), journal=journal)
         result = debugger.run()
     lines = []
     if result.initial is not None and result.initial.passed:
@@ -267,6 +289,7 @@ def precision(
     load_outputs: LoadOutputs = None,
     atol: Atol = None,
     rtol: Rtol = None,
+    resume: Resume = None,
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -279,10 +302,14 @@ def precision(
     command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, ENGINE_PLACEHOLDERS, ENGINE_WHY)
     judge, options = _engine_check(model, build_options, command, seed, val_range, load_inputs, load_outputs, atol,
                                    rtol)
+    journal = _journal(resume, "precision", model, options, check=check, fail_code=fail_code,
+                       ignore_fail_code=ignore_fail_code, fail_regex=fail_regex, mode=mode.value,
+                       direction=direction.value, seed=seed, val_range=val_range, load_inputs=load_inputs,
+                       load_outputs=load_outputs, atol=atol, rtol=rtol)
     with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, DebugProgress("precision", quiet) as progress:
         debugger = PrecisionDebugger(model, options, EngineJudge(judge, Path(workdir)), mode=mode.value,
                                      direction=direction.value, progress=progress,
-                                     logger=engine_logger(verbose, quiet))
+                                     logger=engine_logger(verbose, quiet), journal=journal)
         result = debugger.run()
     lines = []
     found = result.fp32_layers if not result.interrupted else (result.best_passing or [])
@@ -339,6 +366,7 @@ def reduce(
                               "once to give every cut point its value.", rich_help_panel=CHECK)] = None,
     atol: Atol = None,
     rtol: Rtol = None,
+    resume: Resume = None,
     quiet: Quiet = False,
 ) -> None:
     """Shrink a failing MODEL to a small subgraph that still fails (bisect, then linear refinement).
@@ -363,6 +391,12 @@ def reduce(
     original = load_onnx_file(model)
     progress = DebugProgress("reduce", quiet)
     ranges = parse_value_ranges(val_range)
+    journal = _journal(resume, "reduce", model, build_options if command is None else None, check=check,
+                       fail_code=fail_code, ignore_fail_code=ignore_fail_code, fail_regex=fail_regex,
+                       mode=mode.value, refine=refine, reduce_inputs=reduce_inputs, reduce_outputs=reduce_outputs,
+                       seed=seed, val_range=val_range, load_inputs=load_inputs, atol=atol, rtol=rtol)
+    if resume is not None and resume.resolve() == output.resolve():
+        raise PolyxError("--resume and -o name the same file")
     cut_values = _cut_point_values(original, build_options, seed, ranges, load_inputs, progress)
     with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, surgeon_errors(), progress:
         inputs_path = Path(workdir) / "candidate_inputs.npz"
@@ -377,7 +411,8 @@ def reduce(
                                       tolerances_from_flags(atol, rtol), seed, ranges, inputs=inputs_path).fails
         result = ModelReducer(original, output, judge, Path(workdir), refine=refine, progress=progress,
                               mode=mode.value, reduce_inputs=reduce_inputs, reduce_outputs=reduce_outputs,
-                              min_good=min_good, cut_values=cut_values, inputs_path=inputs_path).run()
+                              min_good=min_good, cut_values=cut_values, inputs_path=inputs_path,
+                              journal=journal).run()
     if result.written:
         typer.echo(f"Reduced {result.original_nodes} -> {len(result.nodes)} node(s) in {result.checks} checks"
                    + (f" ({result.skipped} candidates could not run)" if result.skipped else "") + ":")

@@ -19,6 +19,7 @@ from ..errors import PolyxError
 from ..tactic_replay import TacticRecorder
 from .checks import Candidate, Verdict, build_candidate, refuse_passing_original, refuse_same_failure
 from .group_testing import CulpritSearch, Step
+from .journal import VerdictJournal
 
 DIRECTIONS = ("forward", "reverse")
 _UNTYPED = (trt.LayerType.CONSTANT, trt.LayerType.SHAPE, trt.LayerType.CAST)
@@ -53,7 +54,7 @@ class PrecisionDebugger:
 
     def __init__(self, model: Path, options: BuildOptions, judge: Callable[[Candidate], Verdict],
                  mode: str = "bisect", direction: str = "forward", progress: Callable[..., None] | None = None,
-                 logger: trt.Logger | None = None):
+                 logger: trt.Logger | None = None, journal: VerdictJournal | None = None):
         if not options.fp16:
             raise PolyxError("debug precision searches an FP16 engine: pass --fp16")
         if direction not in DIRECTIONS:
@@ -69,6 +70,7 @@ class PrecisionDebugger:
         self.result = PrecisionDebugResult()
         self.last: tuple[str, Verdict] = ("", Verdict(False, ""))
         self.strict = bool(getattr(judge, "is_command", False))  # a user's command: refuse checks that cannot work
+        self.journal = journal
 
     def run(self) -> PrecisionDebugResult:
         """The search; Ctrl-C stops it and returns what was found so far (`interrupted` set)."""
@@ -109,10 +111,16 @@ class PrecisionDebugger:
         pinned = [name for name in layers if name not in set(active)]
         precisions = {**self.options.layer_precisions, **{name: "fp32" for name in pinned}}
         options = replace(self.options, layer_precisions=precisions)
-        candidate = build_candidate(self.model, options, self.logger, TacticRecorder(), self.result.builds + 1,
-                                    description)
+        verdict = self.journal.get(sorted(pinned)) if self.journal is not None else None
+        if verdict is not None:
+            description += " (verdict from the --resume journal)"
+        else:
+            candidate = build_candidate(self.model, options, self.logger, TacticRecorder(), self.result.builds + 1,
+                                        description)
+            verdict = self.judge(candidate)
+            if self.journal is not None:
+                self.journal.record(sorted(pinned), verdict)
         self.result.builds += 1
-        verdict = self.judge(candidate)
         self.last = (description, verdict)
         best = self.result.best_passing
         if verdict.passed and (best is None or len(pinned) < len(best)):

@@ -35,6 +35,8 @@ from surgeon.tensor_specs import TensorSpec
 
 from ..data.files import save_tensors
 from ..errors import PolyxError
+from .checks import Verdict
+from .journal import VerdictJournal
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
 # judge(candidate model, its path) -> True when the candidate fails the check, False when it passes, None when it
@@ -83,7 +85,8 @@ class ModelReducer:
     def __init__(self, model: onnx.ModelProto, output: Path, judge: ModelJudge, workdir: Path,
                  refine: bool = True, progress: Callable[..., None] | None = None, mode: str = "bisect",
                  reduce_inputs: bool = True, reduce_outputs: bool = True, min_good: Path | None = None,
-                 cut_values: CutPointValues | None = None, inputs_path: Path | None = None):
+                 cut_values: CutPointValues | None = None, inputs_path: Path | None = None,
+                 journal: VerdictJournal | None = None):
         if mode not in ("bisect", "linear"):
             raise PolyxError(f"--mode must be bisect or linear, got '{mode}'")
         if not (reduce_inputs or reduce_outputs):
@@ -99,6 +102,7 @@ class ModelReducer:
         self.min_good = Path(min_good) if min_good is not None else None
         self.passing: list[tuple[Subgraph, int]] = []   # candidates that passed and their sizes, for --min-good
         self.cut_values = cut_values
+        self.journal = journal
         self.inputs_path = Path(inputs_path) if inputs_path is not None else Path(workdir) / "candidate_inputs.npz"
         self.progress = progress or (lambda line, done=None, total=None: None)
         self.result = ReduceResult(original_nodes=len(self.model.graph.node))
@@ -270,10 +274,20 @@ class ModelReducer:
         except SurgeonError:
             self.result.skipped += 1
             return None
-        save_model(model, self.candidate_path)
-        if self.cut_values is not None:
-            self.cut_values.write_inputs(model, self.inputs_path)
-        verdict = self.judge(model, self.candidate_path)
+        key = [sorted(candidate.nodes), list(candidate.outputs)]
+        recorded = self.journal.get(key) if self.journal is not None else None
+        if recorded is not None:
+            verdict = None if recorded.unusable else not recorded.passed
+            description += " (verdict from the --resume journal)"
+        else:
+            save_model(model, self.candidate_path)
+            if self.cut_values is not None:
+                self.cut_values.write_inputs(model, self.inputs_path)
+            verdict = self.judge(model, self.candidate_path)
+            if self.journal is not None:
+                self.journal.record(key, Verdict(verdict is False, {True: "fails", False: "passes",
+                                                                    None: "cannot run"}[verdict],
+                                                 unusable=verdict is None))
         self.result.checks += 1
         size = len(model.graph.node)
         outcome = {True: "fails", False: "passes", None: "cannot run (skipped)"}[verdict]

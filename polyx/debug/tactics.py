@@ -25,6 +25,7 @@ from ..build import BuildOptions
 from ..tactic_replay import Replay, TacticRecorder, TacticReplayer, load_replay
 from .checks import Candidate, Verdict, build_candidate, refuse_passing_original, refuse_same_failure
 from .group_testing import CulpritSearch, Step
+from .journal import VerdictJournal
 
 REFERENCE_MARK = "_reference_"
 
@@ -60,8 +61,9 @@ class TacticDebugger:
 
     def __init__(self, model: Path, options: BuildOptions, judge: Callable[[Candidate], Verdict],
                  per_layer: bool = False, progress: Callable[..., None] | None = None,
-                 logger: trt.Logger | None = None):
+                 logger: trt.Logger | None = None, journal: VerdictJournal | None = None):
         self.model = Path(model)
+        self.journal = journal
         self.options = replace(options, save_tactics=None, load_tactics=None, algorithm_selector=None)
         self.initial_replay = load_replay(options.load_tactics) if options.load_tactics is not None else None
         self.judge = judge
@@ -199,11 +201,21 @@ class TacticDebugger:
     def _fails(self, reverted: set[str], description: str) -> bool:
         replay = {layer: self._alternative(layer) if layer in reverted else entry
                   for layer, entry in self.chosen.items()}
-        recorder = TacticRecorder(inner=TacticReplayer(replay))
-        verdict = self._build(recorder, description)
+        key = {layer: int(entry["tactic_id"]) for layer, entry in replay.items()}
+        verdict = self.journal.get(key) if self.journal is not None else None
+        if verdict is not None:  # judged by an earlier, interrupted run: every layer was forced, so this replay
+            self.result.builds += 1
+            self.last = (f"{description} (verdict from the --resume journal)", verdict)
+            passing_replay = replay
+        else:
+            recorder = TacticRecorder(inner=TacticReplayer(replay))
+            verdict = self._build(recorder, description)
+            passing_replay = recorder.replay
+            if self.journal is not None:
+                self.journal.record(key, verdict)
         if verdict.passed:
-            self.passing[frozenset(reverted)] = recorder.replay
-            self.result.good_replay = recorder.replay
+            self.passing[frozenset(reverted)] = passing_replay
+            self.result.good_replay = passing_replay
         return not verdict.passed
 
     def _alternative(self, layer: str) -> dict:

@@ -165,3 +165,32 @@ def test_progress_bar_total_is_the_stated_bound(capsys, overflow_model, monkeypa
     assert bounded and all(done <= total and f"build {done} of <= {total} " in line for done, total, line in bounded)
     assert all(later[1] <= earlier[1] for earlier, later in zip(bounded, bounded[1:]))
     assert "[debug precision] build 3 of <= " in screen.getvalue()
+
+
+def test_resume_continues_an_interrupted_search(capsys, tmp_path, overflow_model, monkeypatch):
+    """Ctrl-C at build 4; rerun with the same --resume journal: the 3 judged builds are not built again and the
+    result is that of an uninterrupted search. Another flag with the same journal is refused."""
+    import polyx.debug.checks as checks_module
+
+    real_build, built, interrupt_at = checks_module.build_engine, [], [4]
+
+    def counting_build(*args, **kwargs):
+        built.append(1)
+        if len(built) == interrupt_at[0]:
+            raise KeyboardInterrupt
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(checks_module, "build_engine", counting_build)
+    journal = tmp_path / "precision.jsonl"
+    flags = ("debug", "precision", overflow_model, "--fp16", *TOLERANCE, *LEVEL0, "-q", "--resume", journal)
+    code, _, _ = run_cli(capsys, *flags)
+    assert code == 130 and len(journal.read_text().splitlines()) == 1 + 3  # a header and 3 verdicts
+    built.clear()
+    interrupt_at[0] = 0  # no interruption this time
+    code, out, err = run_cli(capsys, *flags, "--save", tmp_path / "fp32.json")
+    assert code == 0, out + err
+    total = int(re.search(r"^Builds: (\d+)", out, re.M)[1])
+    assert len(built) == total - 3  # only the builds the first run had not judged
+    assert json.loads((tmp_path / "fp32.json").read_text()) == {name: "fp32" for name in NEEDED}
+    code, _, err = run_cli(capsys, *flags, "--mode", "linear")
+    assert code == 2 and "written by another debug run (differs in mode)" in err

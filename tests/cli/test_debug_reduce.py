@@ -190,3 +190,16 @@ def test_cut_points_get_the_original_models_values_on_the_real_inputs(capsys, tm
     assert code == 0, out + err
     assert [node.name for node in onnx.load(tmp_path / "min.onnx").graph.node] == ["softmax"]
     assert "a1" in set(seen.read_text().split())  # softmax's input, a cut point, got relu1's real output
+
+
+def test_resume_takes_recorded_verdicts(capsys, tmp_path):
+    model = make_chain_model(tmp_path / "chain.onnx")
+    journal, output = tmp_path / "reduce.jsonl", tmp_path / "min.onnx"
+    flags = ("debug", "reduce", model, "--check", "! grep -q softmax {model}", "-o", output, "--resume", journal)
+    code, first, _ = run_cli(capsys, *flags, "-q")
+    assert code == 0
+    recorded = len(journal.read_text().splitlines()) - 1
+    code, again, err = run_cli(capsys, *flags)
+    assert code == 0 and again == first
+    assert err.count("(verdict from the --resume journal)") == recorded > 0
+    assert len(journal.read_text().splitlines()) - 1 == recorded  # nothing judged twice
