@@ -87,6 +87,7 @@ def save_model(model: onnx.ModelProto, path: Path, *, input_path: Path | None = 
         return data_path
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the output follows the umask like any other file
         with os.fdopen(fd, "wb") as handle:
             handle.write(model.SerializeToString())
         os.replace(tmp, path)
@@ -94,6 +95,12 @@ def save_model(model: onnx.ModelProto, path: Path, *, input_path: Path | None = 
         if os.path.exists(tmp):
             os.unlink(tmp)
     return None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def check_output_path(path: Path, input_path: Path | None = None) -> None:

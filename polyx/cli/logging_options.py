@@ -16,21 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import engine as trt
-
-from ..data.files import check_writable
 from ..errors import PolyxError
 
-LEVELS = {"ULTRA_VERBOSE": trt.Logger.VERBOSE, "SUPER_VERBOSE": trt.Logger.VERBOSE,
-          "EXTRA_VERBOSE": trt.Logger.VERBOSE, "VERBOSE": trt.Logger.VERBOSE, "INFO": trt.Logger.INFO,
-          "START": trt.Logger.INFO, "FINISH": trt.Logger.INFO, "WARNING": trt.Logger.WARNING,
-          "ERROR": trt.Logger.ERROR, "CRITICAL": trt.Logger.ERROR}
+# Polygraphy's level -> the engine Logger severity's name (resolved when a command asks: `polyx --help` must not
+# import the engine)
+LEVELS = {"ULTRA_VERBOSE": "VERBOSE", "SUPER_VERBOSE": "VERBOSE", "EXTRA_VERBOSE": "VERBOSE", "VERBOSE": "VERBOSE",
+          "INFO": "INFO", "START": "INFO", "FINISH": "INFO", "WARNING": "WARNING", "ERROR": "ERROR",
+          "CRITICAL": "ERROR"}
 _FLAGS = ("--verbosity", "--log-file")
 
 
 @dataclass
 class LoggingSettings:
-    severity: trt.Logger.Severity | None = None  # None: -v/-q decide
+    severity: str | None = None  # an engine Logger severity name; None: -v/-q decide
     log_file: Path | None = None
 
     @contextlib.contextmanager
@@ -52,9 +50,13 @@ class LoggingSettings:
 _current = LoggingSettings()
 
 
-def engine_severity() -> trt.Logger.Severity | None:
-    """The `--verbosity` of the running command, or None."""
-    return _current.severity
+def engine_severity():
+    """The engine Logger severity `--verbosity` set for the running command, or None."""
+    if _current.severity is None:
+        return None
+    import engine as trt
+
+    return getattr(trt.Logger, _current.severity)
 
 
 def take_logging_flags(args: list[str]) -> tuple[list[str], LoggingSettings]:
@@ -84,6 +86,8 @@ def take_logging_flags(args: list[str]) -> tuple[list[str], LoggingSettings]:
                              f"(valid: {', '.join(level.lower() for level in LEVELS)})")
         settings.severity = LEVELS[level]
     if "--log-file" in values:
+        from ..data.files import check_writable  # NumPy comes with it: only when the flag is given
+
         settings.log_file = check_writable(values["--log-file"])
     return rest, settings
 
