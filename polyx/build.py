@@ -77,6 +77,9 @@ class BuildOptions:
     calib_base_cls: str = "EntropyCalibrator2"
     # INT8 calibration batches ({input name: array}); None: generated inputs at the data shapes
     calibration_data: list[dict[str, np.ndarray]] | None = None
+    # One in-memory cache for several builds (a debug search): only the first build of a layer times its
+    # tactics. The `timing_cache` file, when given, is merged into it and written from it.
+    shared_timing_cache: trt.TimingCache | None = None
 
     def profiles(self) -> list[ProfileShapes]:
         """Every profile the plan gets: profile 0 from min/opt/max_shapes, then `extra_profiles`."""
@@ -246,6 +249,9 @@ def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOpti
     for profile in options.profiles():
         config.add_optimization_profile(_profile(builder, network, options, profile))
     cache = config.create_timing_cache(_read_timing_cache(options.load_timing_cache or options.timing_cache))
+    if options.shared_timing_cache is not None:
+        options.shared_timing_cache.combine(cache)
+        cache = options.shared_timing_cache
     config.set_timing_cache(cache)
     selector = options.algorithm_selector
     if options.load_tactics is not None:

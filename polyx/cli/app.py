@@ -5,35 +5,67 @@ an internal error (one line `polyx: error: ...` on stderr; `--debug` adds the tr
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import traceback
 
 import typer
-
-from engine.errors import EngineError
-from engine.output_files import reading_inputs
+from typer.core import TyperGroup
 
 from ..errors import PolyxError
 from .logging_options import take_logging_flags
 from .polygraphy_hints import with_polygraphy_hint
 
-app = typer.Typer(name="polyx", help="Debug and compare ONNX models on the polyx engine.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
-
-# (module under polyx.cli, attribute, how it is attached): "group" modules expose a typer.Typer named `app`
-# mounted under `name`; "command" modules expose functions registered with app.command(name).
-COMMAND_MODULES = [
-    ("run_cmd", "register"),
-    ("convert_cmd", "register"),
-    ("inspect_cmd", "register"),
-    ("surgeon_cmd", "register"),
-    ("check_cmd", "register"),
-    ("debug_cmd", "register"),
-    ("bench_cmd", "register"),
-    ("data_cmd", "register"),
+# (command, module under polyx.cli, its one-line help). `polyx --help` lists them from this table; a command's
+# module (and with it onnx, numpy and the engine) is imported only when that command runs or shows its own help.
+# Each module's `register(app)` attaches the command (a function or a typer group) under that name.
+COMMANDS = [
+    ("run", "run_cmd", "Run MODEL on the engine and/or onnxruntime with the same inputs and compare every output."),
+    ("convert", "convert_cmd", "Build MODEL into an engine plan (-o) and print the build summary."),
+    ("bench", "bench_cmd", "Time MODEL on the engine: throughput, latency percentiles, H2D/compute/D2H split and "
+                           "enqueue time."),
+    ("inspect", "inspect_cmd", "Show what is inside a model, plan, tensor file or tactic replay file."),
+    ("surgeon", "surgeon_cmd", "Rewrite ONNX graphs: sanitize, extract a subgraph, insert a node."),
+    ("check", "check_cmd", "Static checks of ONNX models."),
+    ("debug", "debug_cmd", "Find what makes an engine wrong: bad tactics, FP16 layers, a minimal failing subgraph, "
+                           "flaky builds."),
+    ("data", "data_cmd", "Work with saved input and output files."),
 ]
 
+
+def load_command(name: str, module: str):
+    """The click command `name` as its module registers it (imports the module)."""
+    holder = typer.Typer(add_completion=False)
+    holder.callback()(lambda: None)  # a group even when the module adds a single command
+    importlib.import_module(f"{__package__}.{module}").register(holder)
+    return typer.main.get_group(holder).commands[name]
+
+
+class _LazyCommand(TyperGroup):
+    """Stands in a help listing for a command whose module is not imported yet; parsing its arguments (running it
+    or asking for its own --help) loads the real command."""
+
+    def __init__(self, name: str, module: str, short_help: str):
+        super().__init__(name=name, help=short_help, short_help=short_help)
+        self.module = module
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return load_command(self.name, self.module).make_context(info_name, args, parent=parent, **extra)
+
+
+class _LazyGroup(TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        return [*super().list_commands(ctx), *(name for name, _, _ in COMMANDS if name not in self.commands)]
+
+    def get_command(self, ctx, name: str):
+        if name in self.commands:
+            return self.commands[name]
+        return next((_LazyCommand(name, module, text) for command, module, text in COMMANDS if command == name), None)
+
+
+app = typer.Typer(name="polyx", help="Debug and compare ONNX models on the polyx engine.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False, cls=_LazyGroup)
 
 
 @app.callback()
@@ -51,14 +83,10 @@ def version() -> None:
     typer.echo(f"polyx {__version__} (engine {engine.__version__})")
 
 
-for _module, _hook in COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(f"{__package__}.{_module}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"{__package__}.{_module}":
-            raise
-        continue
-    getattr(_mod, _hook)(app)
+def _is_engine_error(exc: BaseException) -> bool:
+    """An engine error can only exist once engine.errors is imported: no import needed to recognise it."""
+    errors = sys.modules.get("engine.errors")
+    return errors is not None and isinstance(exc, errors.EngineError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,11 +107,11 @@ def _main(args: list[str]) -> int:
         args.remove("--debug")
     try:
         # Without standalone mode, click returns a typer.Exit's code instead of raising it.
-        with reading_inputs():  # no output of the command may replace a file it read
+        with _reading_inputs(args):  # no output of the command may replace a file it read
             code = app(args=args, prog_name="polyx", standalone_mode=False)
         if isinstance(code, int):
             return code
-    except (PolyxError, EngineError, OSError) as exc:
+    except (PolyxError, OSError) as exc:
         return _report(exc, _first_line(exc), debug)
     except typer.Exit as exc:
         return exc.exit_code
@@ -93,6 +121,8 @@ def _main(args: list[str]) -> int:
         print("polyx: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if _is_engine_error(exc):
+            return _report(exc, _first_line(exc), debug)
         # Usage errors of the click layer typer is built on (typer may vendor its own copy of click).
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             return _report(exc, with_polygraphy_hint(exc.format_message()), debug)
@@ -103,6 +133,16 @@ def _main(args: list[str]) -> int:
         return _report(exc, f"internal error: {type(exc).__name__}: {_first_line(exc)} "
                             "(rerun with --debug for the traceback)", debug)
     return 0
+
+
+def _reading_inputs(args: list[str]) -> contextlib.AbstractContextManager:
+    """engine.output_files' record of the files the command reads; not for help or version, which must not pay
+    for importing the engine."""
+    if not args or "--help" in args or args[0] == "version":
+        return contextlib.nullcontext()
+    from engine.output_files import reading_inputs
+
+    return reading_inputs()
 
 
 def _first_line(exc: BaseException) -> str:

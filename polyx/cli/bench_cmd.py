@@ -12,7 +12,8 @@ from ..build import BuildOptions
 from ..data.files import check_writable
 from ..errors import PolyxError
 from ..report import format_build_report, progress_factory
-from .build_options import parse_shapes, with_build_options
+from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_shapes, with_build_options
+from .multi_value_options import multi_value_command
 from .run_cmd import engine_logger
 
 TIMING = "Timing"
@@ -23,7 +24,7 @@ def bench(
     model: Annotated[Path, typer.Argument(help="ONNX model, or a polyx plan (recognized by its contents).")],
     build_options: BuildOptions,
     shapes: Annotated[list[str] | None, typer.Option(
-        "--shapes", help="Input shape NAME:[1,3,224,224] (repeatable); the same as --input-shapes.",
+        "--shapes", help="Input shapes NAME:[1,3,224,224], one or more after one flag; the same as --input-shapes.",
         rich_help_panel=TIMING)] = None,
     warmup: Annotated[float, typer.Option("--warmup", help="Warm-up time in ms before timing.", min=0,
                                           rich_help_panel=TIMING)] = 200.0,
@@ -80,4 +81,4 @@ def bench(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench")(with_build_options(bench))
+    app.command("bench", cls=multi_value_command(*MULTI_VALUE_BUILD_OPTIONS, "--shapes"))(with_build_options(bench))

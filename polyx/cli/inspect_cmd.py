@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from ..data.files import load_tensors
-from ..inspect.data import data_blocks, describe_data
+from ..inspect.data import data_blocks, describe_data, refuse_other_file_kinds
 from ..inspect.model_file import SHOW_CHOICES, describe_model_file, model_blocks, parse_show, require_file
 from ..inspect.render import Block, print_blocks, to_json
 from ..inspect.tactics import describe_tactics, tactics_blocks
@@ -62,7 +62,8 @@ def data(
     output_format: FormatOption = OutputFormat.text,
 ) -> None:
     """Per iteration and tensor: shape, dtype, mean/std/min/max/median (and NaN/inf counts)."""
-    iterations = load_tensors(require_file(file), runner=runner)
+    refuse_other_file_kinds(require_file(file))
+    iterations = load_tensors(file, runner=runner)
     report = describe_data(file, iterations, show_values=show_values and output_format == OutputFormat.json)
     _emit(report, lambda: data_blocks(report, iterations if show_values else None, all_values), output_format)
 

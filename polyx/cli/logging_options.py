@@ -17,21 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import engine as trt
-
-from ..data.files import check_outputs_apart
 from ..errors import PolyxError
 
-LEVELS = {"ULTRA_VERBOSE": trt.Logger.VERBOSE, "SUPER_VERBOSE": trt.Logger.VERBOSE,
-          "EXTRA_VERBOSE": trt.Logger.VERBOSE, "VERBOSE": trt.Logger.VERBOSE, "INFO": trt.Logger.INFO,
-          "START": trt.Logger.INFO, "FINISH": trt.Logger.INFO, "WARNING": trt.Logger.WARNING,
-          "ERROR": trt.Logger.ERROR, "CRITICAL": trt.Logger.ERROR}
+# Polygraphy's level -> the engine Logger severity's name (resolved when a command asks: `polyx --help` must not
+# import the engine)
+LEVELS = {"ULTRA_VERBOSE": "VERBOSE", "SUPER_VERBOSE": "VERBOSE", "EXTRA_VERBOSE": "VERBOSE", "VERBOSE": "VERBOSE",
+          "INFO": "INFO", "START": "INFO", "FINISH": "INFO", "WARNING": "WARNING", "ERROR": "ERROR",
+          "CRITICAL": "ERROR"}
 _FLAGS = ("--verbosity", "--log-file")
 
 
 @dataclass
 class LoggingSettings:
-    severity: trt.Logger.Severity | None = None  # None: -v/-q decide
+    severity: str | None = None  # an engine Logger severity name; None: -v/-q decide
     log_file: Path | None = None
 
     @contextlib.contextmanager
@@ -53,9 +51,13 @@ class LoggingSettings:
 _current = LoggingSettings()
 
 
-def engine_severity() -> trt.Logger.Severity | None:
-    """The `--verbosity` of the running command, or None."""
-    return _current.severity
+def engine_severity():
+    """The engine Logger severity `--verbosity` set for the running command, or None."""
+    if _current.severity is None:
+        return None
+    import engine as trt
+
+    return getattr(trt.Logger, _current.severity)
 
 
 def take_logging_flags(args: list[str]) -> tuple[list[str], LoggingSettings]:
@@ -85,6 +87,8 @@ def take_logging_flags(args: list[str]) -> tuple[list[str], LoggingSettings]:
                              f"(valid: {', '.join(level.lower() for level in LEVELS)})")
         settings.severity = LEVELS[level]
     if "--log-file" in values:
+        from ..data.files import check_outputs_apart  # NumPy comes with it: only when the flag is given
+
         # The log is opened (truncated) before the command reads anything: it may not be any file named on the
         # command line (the model, a data file, an output), which it would destroy or race with.
         named = [text.partition("=")[2] if text.startswith("--") else text for text in rest]

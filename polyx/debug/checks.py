@@ -9,8 +9,10 @@ way `polyx run --engine --onnxrt` would (the built-in check of `debug reduce`).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,8 +32,15 @@ from ..run_session import RunOptions, run_session
 from ..runners import EngineRunner, OnnxrtRunner
 from ..tactic_replay import TacticRecorder, save_replay
 
-PLACEHOLDERS = ("{model}", "{engine}", "{tactics}")
-COMMAND_NOT_FOUND = 127  # the shell's exit code
+PLACEHOLDERS = ("{model}", "{engine}", "{tactics}", "{inputs}")
+# Each placeholder may instead be read from this environment variable, which every check command gets
+# (Polygraphy passes fixed file names; a variable works in scripts that cannot take arguments).
+PLACEHOLDER_VARIABLES = {"{model}": "POLYX_DEBUG_MODEL", "{engine}": "POLYX_DEBUG_ENGINE",
+                         "{tactics}": "POLYX_DEBUG_TACTICS", "{inputs}": "POLYX_DEBUG_INPUTS"}
+USAGE_ERROR = 2           # a usage error of the command (polyx, argparse, most tools): says nothing of the candidate
+CANNOT_EXECUTE = 126      # the shell found the command but could not run it
+COMMAND_NOT_FOUND = 127   # the shell could not find the command
+NEVER_FAILS = (USAGE_ERROR, CANNOT_EXECUTE, COMMAND_NOT_FOUND)
 Feeds = dict[str, np.ndarray]
 
 
@@ -39,6 +48,9 @@ Feeds = dict[str, np.ndarray]
 class Verdict:
     passed: bool
     summary: str
+    # (exit code, first error line) of a command check; two runs with the same signature failed the same way
+    signature: tuple[int, str] | None = None
+    unusable: bool = False   # the check could not judge the candidate (exit code 2): neither good nor bad
 
 
 @dataclass
@@ -49,38 +61,103 @@ class Artifacts:
     model: Path | None = None
     engine: Path | None = None
     tactics: Path | None = None
+    inputs: Path | None = None      # debug reduce: the candidate's input values from the original model (.npz)
+
+
+def _first_error_line(stdout: str, stderr: str) -> str:
+    """The first non-empty line of stderr, else of stdout: what a failing tool usually says first."""
+    for text in (stderr, stdout):
+        for line in (text or "").splitlines():
+            if line.strip():
+                return line.strip()[:200]
+    return ""
 
 
 @dataclass
 class CommandCheck:
+    """The user's `--check CMD` with Polygraphy's controls: `fail_codes` (only these exit codes fail; any other
+    passes), `ignore_fail_codes` (these exit codes pass), `fail_regex` (a non-passing exit code fails only when
+    one of these patterns matches stdout or stderr). Exit codes 2, 126 and 127 never fail: 2 is a usage error
+    (the candidate is not judged), 126/127 mean the shell could not run the command (an error)."""
+
     command: str
     show_output: bool = False
+    fail_codes: list[int] = field(default_factory=list)
+    ignore_fail_codes: list[int] = field(default_factory=list)
+    fail_regex: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.command.strip():
             raise PolyxError("--check: the command is empty")
+        for code in (*self.fail_codes, *self.ignore_fail_codes):
+            if code in NEVER_FAILS:
+                raise PolyxError(f"--fail-code/--ignore-fail-code {code}: exit codes 2 (usage error) and 126/127 "
+                                 "(the shell could not run the command) never count as failures")
+            if not 0 < code < 256:
+                raise PolyxError(f"--fail-code/--ignore-fail-code {code}: an exit code is 1..255")
+        try:
+            self.patterns = [re.compile(pattern) for pattern in self.fail_regex]
+        except re.error as exc:
+            raise PolyxError(f"--fail-regex: {exc}") from None
 
     def uses(self, placeholder: str) -> bool:
-        return placeholder in self.command
+        return placeholder in self.command or PLACEHOLDER_VARIABLES[placeholder] in self.command
+
+    def require(self, placeholders: tuple[str, ...], why: str) -> None:
+        """Refuse (before anything runs) a command that names none of `placeholders`: it would judge every
+        candidate the same way."""
+        if not any(self.uses(p) for p in placeholders):
+            names = " or ".join(placeholders)
+            variables = " or ".join(f"${PLACEHOLDER_VARIABLES[p]}" for p in placeholders)
+            raise PolyxError(f"--check \"{self.command}\" names no candidate file: put {names} where the file goes "
+                             f"(or read {variables}); {why}")
 
     def judge(self, artifacts: Artifacts) -> Verdict:
-        command = self.command
+        command, environment = self.command, dict(os.environ)
         for placeholder, path in (("{model}", artifacts.model), ("{engine}", artifacts.engine),
-                                  ("{tactics}", artifacts.tactics)):
-            if placeholder in command:
-                if path is None:
-                    usable = [p for p in PLACEHOLDERS if getattr(artifacts, p[1:-1]) is not None]
-                    raise PolyxError(f"--check: {placeholder} names no file in this command (usable here: "
-                                     f"{', '.join(usable)})")
+                                  ("{tactics}", artifacts.tactics), ("{inputs}", artifacts.inputs)):
+            if self.uses(placeholder) and path is None:
+                usable = [p for p in PLACEHOLDERS if getattr(artifacts, p[1:-1]) is not None]
+                raise PolyxError(f"--check: {placeholder} names no file in this command (usable here: "
+                                 f"{', '.join(usable)})")
+            if path is not None:
                 command = command.replace(placeholder, shlex.quote(os.fspath(path)))
-        completed = subprocess.run(command, shell=True, capture_output=not self.show_output, text=True)
-        last_line = (completed.stderr or completed.stdout or "").strip().splitlines()[-1:]
-        if completed.returncode == COMMAND_NOT_FOUND:
-            raise PolyxError(f"--check: the shell could not find the command "
-                             f"({last_line[0] if last_line else command})")
-        if completed.returncode == 0:
-            return Verdict(True, "check exited 0")
-        return Verdict(False, f"check exited {completed.returncode}" + (f": {last_line[0][:200]}" if last_line else ""))
+                environment[PLACEHOLDER_VARIABLES[placeholder]] = os.fspath(path)
+        capture = not self.show_output or bool(self.patterns)
+        completed = subprocess.run(command, shell=True, capture_output=capture, text=True, env=environment,
+                                   errors="replace")
+        stdout, stderr = completed.stdout or "", completed.stderr or ""
+        if capture and self.show_output:
+            sys.stdout.write(stdout)
+            sys.stderr.write(stderr)
+        code, first = completed.returncode, _first_error_line(stdout, stderr)
+        if code in (CANNOT_EXECUTE, COMMAND_NOT_FOUND):
+            raise PolyxError(f"--check: the shell could not {'find' if code == COMMAND_NOT_FOUND else 'run'} the "
+                             f"command (exit {code}: {first or command})")
+        detail = f": {first}" if first else ""
+        if code == USAGE_ERROR:
+            return Verdict(False, f"check exited 2 (a usage error, not a failure){detail}", (code, first), True)
+        if self._fails(code, stdout + "\n" + stderr):
+            return Verdict(False, f"check exited {code}{detail}", (code, first))
+        why = " (ignored by --ignore-fail-code)" if code in self.ignore_fail_codes else \
+            " (not a --fail-code)" if code and self.fail_codes else \
+            " (no --fail-regex matched)" if code else ""
+        return Verdict(True, f"check exited {code}{why}", (code, first))
+
+    def _fails(self, code: int, output: str) -> bool:
+        if code in self.ignore_fail_codes:
+            return False
+        failed = code in self.fail_codes if self.fail_codes else code != 0
+        if failed and self.patterns:
+            return any(pattern.search(output) for pattern in self.patterns)
+        return failed
+
+
+def fails_the_same_way(first: Verdict, second: Verdict) -> bool:
+    """Whether two failing command-check runs failed identically (same exit code and first error line): the check
+    then does not seem to look at the candidate."""
+    return (not first.passed and not second.passed and first.signature is not None
+            and first.signature == second.signature)
 
 
 @dataclass
@@ -178,6 +255,11 @@ class EngineJudge:
         self.engine_path = Path(workdir) / "candidate.engine"
         self.tactics_path = Path(workdir) / "candidate_tactics.json"
 
+    @property
+    def is_command(self) -> bool:
+        """A user's command, which may not look at the candidate at all (the built-in comparison always does)."""
+        return isinstance(self.check, CommandCheck)
+
     def __call__(self, candidate: Candidate) -> Verdict:
         if isinstance(self.check, ReferenceCheck):
             return self.check.judge_engine(candidate.engine)
@@ -185,7 +267,27 @@ class EngineJudge:
             self.engine_path.write_bytes(candidate.plan)
         if self.check.uses("{tactics}"):
             save_replay(self.tactics_path, candidate.replay)
-        return self.check.judge(Artifacts(model=candidate.model, engine=self.engine_path, tactics=self.tactics_path))
+        verdict = self.check.judge(Artifacts(model=candidate.model, engine=self.engine_path,
+                                             tactics=self.tactics_path))
+        if verdict.unusable:
+            raise PolyxError(f"--check could not judge a candidate engine: {verdict.summary}")
+        return verdict
+
+
+def refuse_passing_original(verdict: Verdict, what: str) -> None:
+    """A command check that passes on the original does not reproduce the failure: nothing to search."""
+    raise PolyxError(f"the check passes on {what} ({verdict.summary}), so it does not reproduce the failure and "
+                     "there is nothing to search")
+
+
+def refuse_same_failure(original: Verdict, good: Verdict, good_description: str, note: str = "") -> None:
+    """Stop when the trivially good candidate fails exactly as the original: the check ignores the candidate (or,
+    as `note` may say, what it looks at is the same in both)."""
+    if fails_the_same_way(original, good):
+        code, line = original.signature
+        raise PolyxError(f"the check fails the same way on the original and on {good_description} (exit {code}"
+                         + (f": {line}" if line else "") + "), so it does not depend on the candidate and no search "
+                         "can explain it; check the command and its placeholders" + (f". Note: {note}" if note else ""))
 
 
 @dataclass
@@ -199,6 +301,8 @@ class SessionModelCheck:
     seed: int = 1
     val_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
+    inputs: Path | None = None   # the candidate's input values (written by the reducer before each check)
+
     def fails(self, model: onnx.ModelProto, path: Path) -> bool | None:
         inputs = set(graph_inputs(model))
         nodes = {node.name for node in model.graph.node}
@@ -208,7 +312,8 @@ class SessionModelCheck:
                         save_tactics=None, timing_cache=None)
         options = RunOptions(model=Path(path), use_engine=True, use_onnxrt=True, build=build, seed=self.seed,
                              val_ranges={k: v for k, v in self.val_ranges.items() if k == "" or k in inputs},
-                             tolerances=self.tolerances)
+                             tolerances=self.tolerances,
+                             load_inputs=self.inputs if self.inputs is not None and self.inputs.is_file() else None)
         try:
             return not run_session(options, logger=trt.Logger(trt.Logger.ERROR)).passed
         except (PolyxError, trt.EngineError):

@@ -17,8 +17,9 @@ import engine as trt
 from ..build import BuildOptions, parse_onnx
 from ..errors import PolyxError
 from ..tactic_replay import TacticRecorder
-from .checks import Candidate, Verdict, build_candidate
+from .checks import Candidate, Verdict, build_candidate, refuse_passing_original, refuse_same_failure
 from .group_testing import CulpritSearch, Step
+from .journal import VerdictJournal
 
 DIRECTIONS = ("forward", "reverse")
 _UNTYPED = (trt.LayerType.CONSTANT, trt.LayerType.SHAPE, trt.LayerType.CAST)
@@ -52,8 +53,8 @@ class PrecisionDebugger:
     """`judge(candidate)` says whether one FP16 build is good; `progress(line)` receives one line per build."""
 
     def __init__(self, model: Path, options: BuildOptions, judge: Callable[[Candidate], Verdict],
-                 mode: str = "bisect", direction: str = "forward", progress: Callable[[str], None] | None = None,
-                 logger: trt.Logger | None = None):
+                 mode: str = "bisect", direction: str = "forward", progress: Callable[..., None] | None = None,
+                 logger: trt.Logger | None = None, journal: VerdictJournal | None = None):
         if not options.fp16:
             raise PolyxError("debug precision searches an FP16 engine: pass --fp16")
         if direction not in DIRECTIONS:
@@ -64,10 +65,12 @@ class PrecisionDebugger:
         self.judge = judge
         self.mode = mode
         self.direction = direction
-        self.progress = progress or (lambda line: None)
+        self.progress = progress or (lambda line, done=None, total=None: None)
         self.logger = logger or trt.Logger(trt.Logger.ERROR)
         self.result = PrecisionDebugResult()
         self.last: tuple[str, Verdict] = ("", Verdict(False, ""))
+        self.strict = bool(getattr(judge, "is_command", False))  # a user's command: refuse checks that cannot work
+        self.journal = journal
 
     def run(self) -> PrecisionDebugResult:
         """The search; Ctrl-C stops it and returns what was found so far (`interrupted` set)."""
@@ -87,9 +90,13 @@ class PrecisionDebugger:
         self._announce()
         result.fp16_verdict = self.last[1]
         if not fp16_fails:
+            if self.strict:
+                refuse_passing_original(result.fp16_verdict, "the FP16 engine")
             return
         all_fp32_fails = self._fails([], layers, "every layer in FP32")
         self._announce()
+        if self.strict:
+            refuse_same_failure(result.fp16_verdict, self.last[1], "the engine with every layer in FP32")
         if all_fp32_fails:
             result.unexplained = ("the engine fails even with every layer in FP32, so FP16 is not the cause "
                                   "(check the tolerances)")
@@ -104,10 +111,16 @@ class PrecisionDebugger:
         pinned = [name for name in layers if name not in set(active)]
         precisions = {**self.options.layer_precisions, **{name: "fp32" for name in pinned}}
         options = replace(self.options, layer_precisions=precisions)
-        candidate = build_candidate(self.model, options, self.logger, TacticRecorder(), self.result.builds + 1,
-                                    description)
+        verdict = self.journal.get(sorted(pinned)) if self.journal is not None else None
+        if verdict is not None:
+            description += " (verdict from the --resume journal)"
+        else:
+            candidate = build_candidate(self.model, options, self.logger, TacticRecorder(), self.result.builds + 1,
+                                        description)
+            verdict = self.judge(candidate)
+            if self.journal is not None:
+                self.journal.record(sorted(pinned), verdict)
         self.result.builds += 1
-        verdict = self.judge(candidate)
         self.last = (description, verdict)
         best = self.result.best_passing
         if verdict.passed and (best is None or len(pinned) < len(best)):
@@ -117,6 +130,8 @@ class PrecisionDebugger:
     def _announce(self, step: Step | None = None) -> None:
         description, verdict = self.last
         builds = self.result.builds
-        bound = f" of <= {builds + step.bound - step.index}" if step is not None else ""
+        bound = "" if step is None else (f" of <= {builds + step.bound - step.index} (about "
+                                         f"{builds + step.expected - step.index} if no other culprit)")
+        total = builds + step.bound - step.index if step is not None else None
         self.progress(f"build {builds}{bound}: {description} -> {'good' if verdict.passed else 'bad'} "
-                      f"({verdict.summary})")
+                      f"({verdict.summary})", done=builds, total=total)

@@ -58,21 +58,23 @@ def parse_until(value: str) -> str | int:
     raise PolyxError(f"--until '{value}': expected good, bad or a number of builds (>= 1)")
 
 
-class RepeatedBuilder:
-    def __init__(self, model: Path, options: BuildOptions, check: CommandCheck | ReferenceCheck, artifacts_dir: Path,
-                 until: str | int = "bad", max_iterations: int = 50, extra_artifacts: list[Path] | None = None,
-                 progress: Callable[[str], None] | None = None, logger: trt.Logger | None = None):
-        self.model = Path(model)
-        self.replay = load_replay(options.load_tactics) if options.load_tactics is not None else None
-        self.options = replace(options, load_tactics=None)
-        self.check = check
+class RepeatedRuns:
+    """Run, judge and sort the artifacts of one iteration after another until the goal or the limit."""
+
+    def __init__(self, artifacts_dir: Path, until: str | int = "bad", max_iterations: int = 50,
+                 extra_artifacts: list[Path] | None = None, progress: Callable[..., None] | None = None):
         self.folder = Path(artifacts_dir)
         self.until = until
         self.limit = until if isinstance(until, int) else max_iterations
         self.extra = [Path(p) for p in extra_artifacts or []]
-        self.progress = progress or (lambda line: None)
-        self.logger = logger or trt.Logger(trt.Logger.ERROR)
+        self.progress = progress or (lambda line, done=None, total=None: None)
         self.result = RepeatedBuildResult()
+
+    def _iteration(self, index: int) -> BuildIteration:
+        raise NotImplementedError
+
+    def _bound(self) -> str:
+        return f"of {self.limit}" if isinstance(self.until, int) else f"of <= {self.limit}"
 
     def run(self) -> RepeatedBuildResult:
         """Build until the goal is met or the limit is reached; Ctrl-C stops after sorting what was judged."""
@@ -94,6 +96,29 @@ class RepeatedBuilder:
             return True
         return any(it.passed == (self.until == "good") for it in self.result.iterations)
 
+    def _sort(self, path: Path, index: int, verdict: Verdict) -> Path | None:
+        if not path.is_file():
+            if str(path) not in self.result.missing_artifacts:
+                self.result.missing_artifacts.append(str(path))
+            return None
+        target = self.folder / ("good" if verdict.passed else "bad") / f"{path.stem}_iter{index}{path.suffix}"
+        shutil.move(path, target)
+        return target
+
+
+class RepeatedBuilder(RepeatedRuns):
+    """`debug build`: each iteration builds the model, writes its plan and tactic replay, and judges them."""
+
+    def __init__(self, model: Path, options: BuildOptions, check: CommandCheck | ReferenceCheck, artifacts_dir: Path,
+                 until: str | int = "bad", max_iterations: int = 50, extra_artifacts: list[Path] | None = None,
+                 progress: Callable[..., None] | None = None, logger: trt.Logger | None = None):
+        super().__init__(artifacts_dir, until, max_iterations, extra_artifacts, progress)
+        self.model = Path(model)
+        self.replay = load_replay(options.load_tactics) if options.load_tactics is not None else None
+        self.options = replace(options, load_tactics=None)
+        self.check = check
+        self.logger = logger or trt.Logger(trt.Logger.ERROR)
+
     def _iteration(self, index: int) -> BuildIteration:
         recorder = TacticRecorder(inner=TacticReplayer(self.replay) if self.replay else None)
         try:
@@ -105,18 +130,30 @@ class RepeatedBuilder:
         save_replay(tactics_path, recorder.replay)
         if isinstance(self.check, CommandCheck):
             verdict = self.check.judge(Artifacts(model=self.model, engine=engine_path, tactics=tactics_path))
+            if verdict.unusable:
+                raise PolyxError(f"--check could not judge build {index}: {verdict.summary}")
         else:
             verdict = self.check.judge_engine(engine)
         files = [self._sort(path, index, verdict) for path in [engine_path, tactics_path, *self.extra]]
-        of = f"of {self.limit}" if isinstance(self.until, int) else f"of <= {self.limit}"
-        self.progress(f"build {index} {of}: {'good' if verdict.passed else 'bad'} ({verdict.summary})")
+        self.progress(f"build {index} {self._bound()}: {'good' if verdict.passed else 'bad'} ({verdict.summary})",
+                      done=index, total=self.limit)
         return BuildIteration(index, verdict.passed, verdict.summary, [f for f in files if f is not None])
 
-    def _sort(self, path: Path, index: int, verdict: Verdict) -> Path | None:
-        if not path.is_file():
-            if str(path) not in self.result.missing_artifacts:
-                self.result.missing_artifacts.append(str(path))
-            return None
-        target = self.folder / ("good" if verdict.passed else "bad") / f"{path.stem}_iter{index}{path.suffix}"
-        shutil.move(path, target)
-        return target
+
+class RepeatedCommand(RepeatedRuns):
+    """`debug repeat` (Polygraphy's): each iteration runs the --check command itself (which may build, run or
+    download whatever it likes) and sorts the artifact files it leaves."""
+
+    def __init__(self, check: CommandCheck, artifacts_dir: Path, until: str | int = "bad", max_iterations: int = 50,
+                 extra_artifacts: list[Path] | None = None, progress: Callable[..., None] | None = None):
+        super().__init__(artifacts_dir, until, max_iterations, extra_artifacts, progress)
+        self.check = check
+
+    def _iteration(self, index: int) -> BuildIteration:
+        verdict = self.check.judge(Artifacts())
+        if verdict.unusable:
+            raise PolyxError(f"--check could not judge run {index}: {verdict.summary}")
+        files = [self._sort(path, index, verdict) for path in self.extra]
+        self.progress(f"run {index} {self._bound()}: {'good' if verdict.passed else 'bad'} ({verdict.summary})",
+                      done=index, total=self.limit)
+        return BuildIteration(index, verdict.passed, verdict.summary, [f for f in files if f is not None])

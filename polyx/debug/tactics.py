@@ -23,8 +23,9 @@ import engine as trt
 
 from ..build import BuildOptions
 from ..tactic_replay import Replay, TacticRecorder, TacticReplayer, load_replay
-from .checks import Candidate, Verdict, build_candidate
+from .checks import Candidate, Verdict, build_candidate, refuse_passing_original, refuse_same_failure
 from .group_testing import CulpritSearch, Step
+from .journal import VerdictJournal
 
 REFERENCE_MARK = "_reference_"
 
@@ -48,6 +49,7 @@ class TacticDebugResult:
     builds: int = 0
     layers: int = 0
     suspects: int = 0
+    tactics: int = 0                       # distinct tactics the layers of the first build used
     good_replay: Replay | None = None      # the last passing forced build's tactics
     unexplained: str = ""                  # why tactics cannot explain the failure, when they cannot
     interrupted: bool = False
@@ -58,14 +60,15 @@ class TacticDebugger:
     """`judge(candidate)` says whether one build is good; `progress(line)` receives one line per build."""
 
     def __init__(self, model: Path, options: BuildOptions, judge: Callable[[Candidate], Verdict],
-                 per_layer: bool = False, progress: Callable[[str], None] | None = None,
-                 logger: trt.Logger | None = None):
+                 per_layer: bool = False, progress: Callable[..., None] | None = None,
+                 logger: trt.Logger | None = None, journal: VerdictJournal | None = None):
         self.model = Path(model)
+        self.journal = journal
         self.options = replace(options, save_tactics=None, load_tactics=None, algorithm_selector=None)
         self.initial_replay = load_replay(options.load_tactics) if options.load_tactics is not None else None
         self.judge = judge
         self.per_layer = per_layer
-        self.progress = progress or (lambda line: None)
+        self.progress = progress or (lambda line, done=None, total=None: None)
         self.logger = logger or trt.Logger(trt.Logger.ERROR)
         self.result = TacticDebugResult()
         self.choices: dict[str, list[dict]] = {}
@@ -74,6 +77,8 @@ class TacticDebugger:
         self.last: tuple[str, Verdict] = ("", Verdict(False, ""))
         self.passing: dict[frozenset[str], Replay] = {}
         self.suspects: list[str] = []
+        self.strict = bool(getattr(judge, "is_command", False))  # a user's command: refuse checks that cannot work
+        self.fallbacks_chosen_elsewhere: dict[str, dict] = {}  # layer -> its fallback, a tactic other layers chose
 
     def run(self) -> TacticDebugResult:
         """The search; Ctrl-C stops it and returns what was found so far (`interrupted` set)."""
@@ -92,21 +97,54 @@ class TacticDebugger:
         self._announce()
         self.choices, self.chosen = recorder.choices, recorder.replay
         result.layers = len(self.chosen)
-        if result.initial.passed:
-            result.good_replay = dict(self.chosen)
-            return
+        result.tactics = len({int(entry["tactic_id"]) for entry in self.chosen.values()})
         suspects = [layer for layer in self.chosen if len(self.choices.get(layer, [])) > 1]
         result.suspects = len(suspects)
+        if result.initial.passed:
+            if self.strict:
+                refuse_passing_original(result.initial, "the original engine")
+            result.good_replay = dict(self.chosen)
+            return
         if not suspects:
             result.unexplained = "no layer has a second tactic to try, so tactic choice cannot be the cause"
             return
+        initial = result.initial
         every_reverted_fails = self._fails(set(suspects), "revert every suspect layer to a known-good tactic")
         self._announce()
+        if self.strict:
+            refuse_same_failure(initial, self.last[1], "the engine with every suspect layer reverted",
+                                self._still_running(suspects))
         if not every_reverted_fails:
             self._search(suspects)
         else:
-            result.unexplained = ("the engine still fails with every layer on a known-good (reference or "
-                                  "alternative) tactic, so the cause is not the choice of tactics")
+            result.unexplained = self._unexplained(suspects)
+
+    def _still_running(self, suspects: list[str]) -> str:
+        """Where the every-suspect-reverted build still ran a tactic the first build chose: layers with no other
+        tactic, and reverted layers whose fallback another layer chose ("" when nowhere)."""
+        chosen_ids = {int(self.chosen[layer]["tactic_id"]) for layer in suspects}
+        chosen_ids |= {int(entry["tactic_id"]) for entry in self.fallbacks_chosen_elsewhere.values()}
+        places: dict[str, list[str]] = {}
+        for layer, entry in self.chosen.items():
+            if layer not in suspects and int(entry["tactic_id"]) in chosen_ids:
+                places.setdefault(entry["tactic"], []).append(f"{layer} (its only tactic)")
+        for layer, entry in self.fallbacks_chosen_elsewhere.items():
+            places.setdefault(entry["tactic"], []).append(f"{layer} (as its fallback)")
+        if not places:
+            return ""
+        listed = "; ".join(f"{tactic} on {', '.join(layers[:4])}" + (f" and {len(layers) - 4} more"
+                                                                     if len(layers) > 4 else "")
+                           for tactic, layers in places.items())
+        return (f"that build still ran tactics the first build chose ({listed}): the known-good fallback is itself "
+                "a suspect there, so if one of those tactics is wrong, debug tactics cannot avoid it")
+
+    def _unexplained(self, suspects: list[str]) -> str:
+        """Why reverting every suspect does not settle it, honest about what the reverted build still ran."""
+        note = self._still_running(suspects)
+        if note:
+            return f"the engine still fails with every suspect layer reverted, but {note}"
+        return ("the engine still fails with every layer on a known-good (reference or alternative) tactic, so the "
+                "cause is not the choice of tactics")
 
     def _search(self, suspects: list[str]) -> None:
         result = self.result
@@ -125,6 +163,9 @@ class TacticDebugger:
         for tactic_id in search.culprits:
             culprit = self._culprit(tactic_id)
             result.culprits.append(culprit)
+            if REFERENCE_MARK in culprit.tactic:
+                result.notes.append(f"the bad tactic {culprit.tactic} is the reference kernel, the fallback debug "
+                                    "tactics treats as known-good; layers avoid it through their other candidates")
             if self.per_layer and culprit.picked_by > 1:
                 reverted = self._narrow(culprit, reverted)
         result.good_replay = self.passing.get(frozenset(reverted))
@@ -132,6 +173,11 @@ class TacticDebugger:
             self._fails(reverted, "verify the replay that avoids the culprits")
             self._announce()
             result.good_replay = self.passing.get(frozenset(reverted))
+
+    def _verify_left(self) -> int:
+        """The build that verifies the final replay, when the search may still need it (not with --per-layer,
+        whose narrowing searches state their own bounds)."""
+        return 0 if self.per_layer else 1
 
     def _culprit(self, tactic_id: int) -> TacticCulprit:
         layers = [layer for layer in self.suspects if int(self.chosen[layer]["tactic_id"]) == tactic_id]
@@ -155,20 +201,38 @@ class TacticDebugger:
     def _fails(self, reverted: set[str], description: str) -> bool:
         replay = {layer: self._alternative(layer) if layer in reverted else entry
                   for layer, entry in self.chosen.items()}
-        recorder = TacticRecorder(inner=TacticReplayer(replay))
-        verdict = self._build(recorder, description)
+        key = {layer: int(entry["tactic_id"]) for layer, entry in replay.items()}
+        verdict = self.journal.get(key) if self.journal is not None else None
+        if verdict is not None:  # judged by an earlier, interrupted run: every layer was forced, so this replay
+            self.result.builds += 1
+            self.last = (f"{description} (verdict from the --resume journal)", verdict)
+            passing_replay = replay
+        else:
+            recorder = TacticRecorder(inner=TacticReplayer(replay))
+            verdict = self._build(recorder, description)
+            passing_replay = recorder.replay
+            if self.journal is not None:
+                self.journal.record(key, verdict)
         if verdict.passed:
-            self.passing[frozenset(reverted)] = recorder.replay
-            self.result.good_replay = recorder.replay
+            self.passing[frozenset(reverted)] = passing_replay
+            self.result.good_replay = passing_replay
         return not verdict.passed
 
     def _alternative(self, layer: str) -> dict:
-        """The reference tactic when the layer has one, else its first candidate not known to be bad."""
+        """The reference tactic when the layer has one, else its first candidate that no layer chose (so the
+        reverted build is free of the suspects), else its first candidate not known to be bad (noted: that
+        fallback is itself a suspect)."""
         banned = {int(self.chosen[layer]["tactic_id"]), *self.bad_ids}
         allowed = [c for c in self.choices[layer] if int(c["tactic_id"]) not in banned]
         if not allowed:
             return self.chosen[layer]
-        choice = next((c for c in allowed if REFERENCE_MARK in c["tactic"]), allowed[0])
+        chosen_ids = {int(entry["tactic_id"]) for entry in self.chosen.values()}
+        unchosen = [c for c in allowed if int(c["tactic_id"]) not in chosen_ids]
+        choice = next((c for c in allowed if REFERENCE_MARK in c["tactic"]), unchosen[0] if unchosen else allowed[0])
+        if int(choice["tactic_id"]) in chosen_ids:
+            self.fallbacks_chosen_elsewhere[layer] = choice
+        else:
+            self.fallbacks_chosen_elsewhere.pop(layer, None)
         return {"tactic_id": choice["tactic_id"], "tactic": choice["tactic"],
                 "layer_type": self.chosen[layer]["layer_type"]}
 
@@ -184,6 +248,10 @@ class TacticDebugger:
         """One progress line for the last build; inside a search, with the most builds it may still take."""
         description, verdict = self.last
         builds = self.result.builds
-        bound = f" of <= {builds + step.bound - step.index}" if step is not None else ""
+        base = builds - step.index + self._verify_left() if step is not None else 0
+        bound = "" if step is None else (f" of <= {base + step.bound} (about {base + step.expected} if no other "
+                                         "culprit)")
+        # The bound covers the whole run except --per-layer's narrowing searches, which state their own.
+        total = base + step.bound if step is not None and not self.per_layer else None
         self.progress(f"build {builds}{bound}: {description} -> {'good' if verdict.passed else 'bad'} "
-                      f"({verdict.summary})")
+                      f"({verdict.summary})", done=builds, total=total)

@@ -7,11 +7,36 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import PolyxError
 from .render import Block, Preformatted
 from .stats import has_numeric_values, tensor_stats
 from .views import stats_table
 
 TRUNCATE_ABOVE = 1000  # elements; larger tensors print their first and last few values unless --all
+_ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
+
+
+def refuse_other_file_kinds(path: Path) -> None:
+    """A plan or an ONNX model passed to `inspect data` is named for what it is, instead of the tensor loader's
+    complaint about its bytes."""
+    from engine.plan_file import is_plan_file
+
+    with open(path, "rb") as handle:
+        head = handle.read(len(_ZIP_MAGIC))
+    if head == _ZIP_MAGIC or head.lstrip()[:1] in (b"{", b"["):
+        return
+    if is_plan_file(path):
+        raise PolyxError(f"{path}: this is a polyx engine plan, not a data file (use `polyx inspect model {path}`)")
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load_model(path, load_external_data=False)
+    except (DecodeError, ValueError, OSError, RuntimeError):
+        return
+    if model.HasField("graph") and len(model.graph.node) + len(model.graph.input) > 0:
+        raise PolyxError(f"{path}: this is an ONNX model, not a data file (use `polyx inspect model {path}`; "
+                         "`inspect data` reads .npz/.json tensors saved by --save-inputs/--save-outputs)")
 
 
 def describe_data(path: str | Path, iterations: list[dict[str, np.ndarray]],

@@ -96,3 +96,25 @@ def test_usage_errors(capsys, tmp_path):
     assert code == 2 and "--until 'sometimes': expected good, bad or a number" in err
     code, _, err = run_cli(capsys, "debug", "build", model, "--artifacts-dir", tmp_path / "no" / "a")
     assert code == 2 and "does not exist" in err
+
+
+def test_repeat_runs_the_command_and_sorts_its_artifacts(capsys, tmp_path):
+    """Polygraphy's `debug repeat`: no model, the command is the whole iteration; odd runs fail."""
+    counter, log = tmp_path / "n.txt", tmp_path / "out.log"
+    script = tmp_path / "flaky.py"
+    script.write_text(f"import sys\nfrom pathlib import Path\ncounter = Path({str(counter)!r})\n"
+                      "n = int(counter.read_text()) + 1 if counter.exists() else 1\ncounter.write_text(str(n))\n"
+                      f"Path({str(log)!r}).write_text(f'run {{n}}')\nsys.exit(n % 2)\n")
+    artifacts = tmp_path / "sorted"
+    code, out, err = run_cli(capsys, "debug", "repeat", "--check", f"{sys.executable} {script}", "--until", "3",
+                             "--artifacts-dir", artifacts, "--artifacts", log)
+    assert code == 0, out + err
+    assert "Runs: 3 (1 good, 2 bad)" in out and "run 3 of 3: bad" in err
+    assert sorted(p.name for p in (artifacts / "good").iterdir()) == ["out_iter2.log"]
+    assert sorted(p.name for p in (artifacts / "bad").iterdir()) == ["out_iter1.log", "out_iter3.log"]
+    assert (artifacts / "bad" / "out_iter3.log").read_text() == "run 3"
+    code, out, _ = run_cli(capsys, "debug", "repeat", "--check", "exit 1", "--until", "good", "--max-iterations",
+                           "2", "--artifacts-dir", artifacts, "-q")
+    assert code == 1 and "No good run in 2 runs" in out
+    code, _, err = run_cli(capsys, "debug", "repeat", "--check", "exit 2", "--artifacts-dir", artifacts)
+    assert code == 2 and "could not judge run 1: check exited 2" in err

@@ -10,6 +10,8 @@ import pytest
 from cli_test_models import make_mlp, run_cli
 from debug_test_models import make_overflow_model
 
+import engine as trt
+
 TOLERANCE = ("--atol", "1e-2", "--rtol", "1e-2")
 LEVEL0 = ("--builder-optimization-level", "0")
 # Independently of the debugger: fc_big's outputs (~1e5) overflow FP16 (max 65504); softmax reads them, so it
@@ -95,3 +97,100 @@ def test_usage_errors(capsys, tmp_path, overflow_model):
     code, _, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", "--save",
                            tmp_path / "missing" / "x.json")
     assert code == 2 and "does not exist" in err
+
+
+def test_builds_of_one_search_share_one_timing_cache(capsys, tmp_path, overflow_model, monkeypatch):
+    """Only the all-FP16 and the all-FP32 builds time tactics (each layer in each precision once); every later
+    build finds its timings in the shared cache. --timing-cache FILE is filled from it."""
+    import polyx.debug.checks as checks_module
+
+    real_build, caches, new_misses = checks_module.build_engine, [], []
+
+    def counting_build(model, options, logger):
+        cache = options.shared_timing_cache
+        before = cache.misses
+        built = real_build(model, options, logger)
+        caches.append(cache)
+        new_misses.append(cache.misses - before)
+        return built
+
+    monkeypatch.setattr(checks_module, "build_engine", counting_build)
+    cache_file = tmp_path / "tc.cache"
+    code, out, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *TOLERANCE, "-q",
+                             "--timing-cache", cache_file)
+    assert code == 0, out + err
+    assert len(caches) >= 4 and all(cache is caches[0] for cache in caches)
+    assert new_misses[0] > 0 and new_misses[1] > 0 and new_misses[2:] == [0] * (len(new_misses) - 2)
+    assert len(trt.TimingCache.deserialize(cache_file.read_bytes())) == len(caches[0])
+
+
+def test_a_check_that_cannot_tell_builds_apart_exits_2(capsys, overflow_model):
+    code, _, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *LEVEL0, "-q",
+                           "--check", "test -s {engine} && echo 'bad engine' >&2 && exit 1")
+    assert code == 2
+    assert "fails the same way on the original and on the engine with every layer in FP32 (exit 1: bad engine)" in err
+    code, _, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *LEVEL0, "-q",
+                           "--check", "test -s {engine}")
+    assert code == 2 and "the check passes on the FP16 engine" in err
+
+
+def test_progress_bar_total_is_the_stated_bound(capsys, overflow_model, monkeypatch):
+    """On a terminal the lines go above a rich bar whose total is the bound of the last line (never below the
+    builds done); without a bound it shows '?'."""
+    import io
+
+    from rich.console import Console
+
+    import polyx.cli.debug_cmd as debug_cmd
+
+    screen = io.StringIO()
+    bars = []
+
+    class Recorded(debug_cmd.DebugProgress):
+        def __init__(self, command, quiet):
+            super().__init__(command, quiet, console=Console(file=screen, force_terminal=True, width=200))
+            bars.append(self)
+
+        def __call__(self, line, done=None, total=None):
+            super().__call__(line, done, total)
+            task = self.bar.tasks[0]
+            bars.append((task.completed, task.total, line))
+
+    monkeypatch.setattr(debug_cmd, "DebugProgress", Recorded)
+    code, out, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", *TOLERANCE, *LEVEL0)
+    assert code == 0, out + err
+    steps = bars[1:]
+    assert steps[0][:2] == (1, None)  # build 1 (plain FP16) comes before any bound
+    bounded = [(done, total, line) for done, total, line in steps if total is not None]
+    assert bounded and all(done <= total and f"build {done} of <= {total} " in line for done, total, line in bounded)
+    assert all(later[1] <= earlier[1] for earlier, later in zip(bounded, bounded[1:]))
+    assert "[debug precision] build 3 of <= " in screen.getvalue()
+
+
+def test_resume_continues_an_interrupted_search(capsys, tmp_path, overflow_model, monkeypatch):
+    """Ctrl-C at build 4; rerun with the same --resume journal: the 3 judged builds are not built again and the
+    result is that of an uninterrupted search. Another flag with the same journal is refused."""
+    import polyx.debug.checks as checks_module
+
+    real_build, built, interrupt_at = checks_module.build_engine, [], [4]
+
+    def counting_build(*args, **kwargs):
+        built.append(1)
+        if len(built) == interrupt_at[0]:
+            raise KeyboardInterrupt
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(checks_module, "build_engine", counting_build)
+    journal = tmp_path / "precision.jsonl"
+    flags = ("debug", "precision", overflow_model, "--fp16", *TOLERANCE, *LEVEL0, "-q", "--resume", journal)
+    code, _, _ = run_cli(capsys, *flags)
+    assert code == 130 and len(journal.read_text().splitlines()) == 1 + 3  # a header and 3 verdicts
+    built.clear()
+    interrupt_at[0] = 0  # no interruption this time
+    code, out, err = run_cli(capsys, *flags, "--save", tmp_path / "fp32.json")
+    assert code == 0, out + err
+    total = int(re.search(r"^Builds: (\d+)", out, re.M)[1])
+    assert len(built) == total - 3  # only the builds the first run had not judged
+    assert json.loads((tmp_path / "fp32.json").read_text()) == {name: "fp32" for name in NEEDED}
+    code, _, err = run_cli(capsys, *flags, "--mode", "linear")
+    assert code == 2 and "written by another debug run (differs in mode)" in err

@@ -1,8 +1,9 @@
 import math
+import random
 
 import pytest
 
-from polyx.debug.group_testing import CulpritSearch, find_culprits
+from polyx.debug.group_testing import CulpritSearch, find_culprits, worst_case_builds
 
 
 def _oracle(culprits: set[int]):
@@ -55,8 +56,24 @@ def test_progress_steps_carry_an_upper_bound():
     fails, _ = _oracle({9})
     CulpritSearch(list(range(16)), fails, on_step=steps.append).run()
     assert [s.index for s in steps] == list(range(1, len(steps) + 1))
-    assert all(s.index <= s.bound <= 5 for s in steps)
+    assert all(s.index <= s.expected <= 5 for s in steps)  # the count when no other culprit turns up
     assert [s.failed for s in steps][-1] is False  # the last build verifies that the rest passes
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_stated_bound_is_never_exceeded_and_never_grows(seed):
+    """"build 12 of <= 16" is never followed by "build 17", whatever the culprits (random sets, every size)."""
+    rng = random.Random(seed)
+    for _ in range(200):
+        n = rng.randint(1, 40)
+        culprits = set(rng.sample(range(n), rng.randint(1, n)))
+        fails, calls = _oracle(culprits)
+        steps = []
+        assert set(CulpritSearch(list(range(n)), fails, on_step=steps.append).run()) == culprits
+        bounds = [worst_case_builds(n)] + [s.bound for s in steps]
+        assert all(later <= earlier for earlier, later in zip(bounds, bounds[1:]))
+        assert all(s.index <= s.expected <= s.bound for s in steps)
+        assert len(calls) <= bounds[-1] and (not steps or steps[-1].bound == len(calls))
 
 
 def test_unknown_mode_is_rejected():
