@@ -3,9 +3,10 @@ Q/DQ nodes, so both INT8 paths end in the same INT8 layers (the int8_fusion rule
 
 For each Convolution/MatMul with constant weights whose activation input has a range: the input gets a
 QuantizeLinear→DequantizeLinear pair (scale amax/127, zero point 0), the weights are quantized at build time (one
-scale per output channel, max |w| / 127) behind a DequantizeLinear, and, when its output has a range and is not a
-graph output, a Q→DQ pair follows it for its readers. An input that already comes from a dequantized INT8 tensor
-is taken as it is.
+scale per output channel, max |w| / 127) behind a DequantizeLinear, and, when its output has a range, is not a
+graph output and feeds another layer that is quantized, a Q→DQ pair follows it for its readers (an output read
+only by float layers stays float, as TensorRT keeps a tensor INT8 only where an INT8 layer reads it). An input
+that already comes from a dequantized INT8 tensor is taken as it is.
 """
 from __future__ import annotations
 
@@ -28,24 +29,30 @@ class ImplicitQuantization(Pass):
             return {self.name: quantized}
         for node in graph.nodes_of(LayerType.CONVOLUTION, LayerType.MATRIX_MULTIPLY):
             x = node.inputs[0]
-            axis = _weight_axis(node)
-            if axis is None or x.dtype != DataType.FLOAT or _kept_in_float(node, ctx):
+            if not _quantizable(node, ctx):
                 continue
             if not _is_dequantized(x):
                 amax = ranges.get(x.name)
                 if amax is None:
                     continue
                 graph.set_input(node, 0, _quantize_dequantize(graph, x, amax, before=node))
-            _quantize_weights(graph, node, axis)
+            _quantize_weights(graph, node, _weight_axis(node))
             out = node.outputs[0]
-            amax = ranges.get(out.name)
-            if amax is not None and out not in graph.outputs and out.uses:
+            amax = ranges.get(out.name) if any(_quantizable(reader, ctx) for reader in out.consumers) else None
+            if amax is not None and out not in graph.outputs:
                 readers = list(out.uses)
                 requantized = _quantize_dequantize(graph, out, amax, before=readers[0][0])
                 for reader, position in readers:
                     graph.set_input(reader, position, requantized)
             quantized.append(node.name)
         return {self.name: quantized}
+
+
+def _quantizable(node: Node, ctx: PassContext) -> bool:
+    """A Convolution/MatMul with constant float weights and a float input, not kept in float by the user."""
+    if node.type not in (LayerType.CONVOLUTION, LayerType.MATRIX_MULTIPLY) or _weight_axis(node) is None:
+        return False
+    return node.inputs[0].dtype == DataType.FLOAT and not _kept_in_float(node, ctx)
 
 
 def _kept_in_float(node: Node, ctx: PassContext) -> bool:

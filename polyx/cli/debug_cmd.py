@@ -293,9 +293,9 @@ def precision(
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
-    """Find a small set of layers that must run in FP32 for the --fp16 engine to meet tolerance.
+    """Find a small set of layers that must run in FP32 for the --fp16 (or --int8) engine to meet tolerance.
 
-    Exit code 0 when such a set was found (or FP16 already passes), 1 when even all-FP32 fails.
+    Exit code 0 when such a set was found (or the engine already passes), 1 when even all-FP32 fails.
     """
     if save is not None:
         check_writable(save)
@@ -307,6 +307,8 @@ def precision(
                        direction=direction.value, seed=seed, val_range=val_range, load_inputs=load_inputs,
                        load_outputs=load_outputs, atol=atol, rtol=rtol)
     with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, DebugProgress("precision", quiet) as progress:
+        if options.int8 and options.calibration_cache is None:  # calibrate once: later builds read the cache
+            options = replace(options, calibration_cache=Path(workdir) / "calibration.cache")
         debugger = PrecisionDebugger(model, options, EngineJudge(judge, Path(workdir)), mode=mode.value,
                                      direction=direction.value, progress=progress,
                                      logger=engine_logger(verbose, quiet), journal=journal)
@@ -314,7 +316,7 @@ def precision(
     lines = []
     found = result.fp32_layers if not result.interrupted else (result.best_passing or [])
     if result.fp16_verdict is not None and result.fp16_verdict.passed:
-        lines.append(f"The FP16 engine passes ({result.fp16_verdict.summary}): no layer needs FP32.")
+        lines.append(f"The {debugger.low} engine passes ({result.fp16_verdict.summary}): no layer needs FP32.")
     elif result.unexplained:
         lines.append(f"No FP32 set found: {result.unexplained}.")
     elif found:

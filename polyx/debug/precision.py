@@ -1,7 +1,8 @@
-"""`debug precision`: a small set of layers that must run in FP32 for an FP16 engine to meet tolerance.
+"""`debug precision`: a small set of layers that must run in FP32 for an FP16 or INT8 engine to meet tolerance.
 
-Every floating-point layer of the parsed network is an item; *active* means it runs in FP16, *reverted* that it
-is pinned to FP32 through layer precisions (obeyed). The search (see `group_testing`) first checks the two ends
+Every floating-point layer of the parsed network is an item (with --int8 alone: every Convolution and MatMul, the
+layers INT8 quantizes); *active* means it runs in the low precision, *reverted* that it is pinned to FP32 through
+layer precisions (obeyed). The search (see `group_testing`) first checks the two ends
 (plain FP16 must fail, all-FP32 must pass), then finds the layers whose FP16 run alone breaks the tolerance:
 bisect mode in about log2(n) + 1 builds per such layer, linear mode in n builds. `direction` orders the layers
 (forward: inputs first), so the search meets the earliest (or, reverse, the latest) culprit first.
@@ -23,6 +24,7 @@ from .journal import VerdictJournal
 
 DIRECTIONS = ("forward", "reverse")
 _UNTYPED = (trt.LayerType.CONSTANT, trt.LayerType.SHAPE, trt.LayerType.CAST)
+_QUANTIZED = (trt.LayerType.CONVOLUTION, trt.LayerType.MATRIX_MULTIPLY)
 
 
 @dataclass
@@ -38,15 +40,22 @@ class PrecisionDebugResult:
     interrupted: bool = False
 
 
-def float_layers(model: Path) -> list[str]:
-    """Names of the network's floating-point compute layers, in network (topological) order."""
+def float_layers(model: Path, types: tuple[trt.LayerType, ...] | None = None) -> list[str]:
+    """Names of the network's floating-point compute layers (of `types`, when given), in network order."""
     network, _ = parse_onnx(model, trt.Logger(trt.Logger.ERROR))
     names = []
     for layer in network.layers:
         tensors = [t for t in [*layer.inputs, *layer.outputs] if t is not None]
-        if layer.type not in _UNTYPED and any(t.dtype == trt.DataType.FLOAT for t in tensors):
+        if layer.type not in _UNTYPED and any(t.dtype == trt.DataType.FLOAT for t in tensors) and \
+                (types is None or layer.type in types):
             names.append(layer.name)
     return names
+
+
+def low_precision(options: BuildOptions) -> str:
+    """How the searched engine's reduced-precision layers are named in messages."""
+    return {(True, False): "FP16", (False, True): "INT8", (True, True): "FP16/INT8"}.get((options.fp16, options.int8),
+                                                                                         "FP32")
 
 
 class PrecisionDebugger:
@@ -55,8 +64,8 @@ class PrecisionDebugger:
     def __init__(self, model: Path, options: BuildOptions, judge: Callable[[Candidate], Verdict],
                  mode: str = "bisect", direction: str = "forward", progress: Callable[..., None] | None = None,
                  logger: trt.Logger | None = None, journal: VerdictJournal | None = None):
-        if not options.fp16:
-            raise PolyxError("debug precision searches an FP16 engine: pass --fp16")
+        if not options.fp16 and not options.int8:
+            raise PolyxError("debug precision searches an FP16 or INT8 engine: pass --fp16 or --int8")
         if direction not in DIRECTIONS:
             raise PolyxError(f"--direction must be one of {', '.join(DIRECTIONS)}, got '{direction}'")
         constraints = "prefer" if options.precision_constraints == "prefer" else "obey"
@@ -71,6 +80,7 @@ class PrecisionDebugger:
         self.last: tuple[str, Verdict] = ("", Verdict(False, ""))
         self.strict = bool(getattr(judge, "is_command", False))  # a user's command: refuse checks that cannot work
         self.journal = journal
+        self.low = low_precision(options)
 
     def run(self) -> PrecisionDebugResult:
         """The search; Ctrl-C stops it and returns what was found so far (`interrupted` set)."""
@@ -82,27 +92,28 @@ class PrecisionDebugger:
 
     def _run(self) -> None:
         result = self.result
-        layers = [name for name in float_layers(self.model) if name not in self.options.layer_precisions]
+        types = _QUANTIZED if self.low == "INT8" else None
+        layers = [name for name in float_layers(self.model, types) if name not in self.options.layer_precisions]
         if self.direction == "reverse":
             layers.reverse()
         result.candidates = len(layers)
-        fp16_fails = self._fails(layers, layers, "every layer in FP16")
+        fp16_fails = self._fails(layers, layers, f"every layer in {self.low}")
         self._announce()
         result.fp16_verdict = self.last[1]
         if not fp16_fails:
             if self.strict:
-                refuse_passing_original(result.fp16_verdict, "the FP16 engine")
+                refuse_passing_original(result.fp16_verdict, f"the {self.low} engine")
             return
         all_fp32_fails = self._fails([], layers, "every layer in FP32")
         self._announce()
         if self.strict:
             refuse_same_failure(result.fp16_verdict, self.last[1], "the engine with every layer in FP32")
         if all_fp32_fails:
-            result.unexplained = ("the engine fails even with every layer in FP32, so FP16 is not the cause "
+            result.unexplained = (f"the engine fails even with every layer in FP32, so {self.low} is not the cause "
                                   "(check the tolerances)")
             return
         search = CulpritSearch(layers, lambda active: self._fails(active, layers, f"{len(active)} of "
-                                                                  f"{len(layers)} layers in FP16"),
+                                                                  f"{len(layers)} layers in {self.low}"),
                                mode=self.mode, on_step=self._announce)
         result.fp32_layers = search.culprits  # the same list, so an interruption keeps what was found
         search.run()

@@ -93,7 +93,7 @@ def test_ctrl_c_saves_the_smallest_passing_fp32_set_so_far(capsys, tmp_path, ove
 
 def test_usage_errors(capsys, tmp_path, overflow_model):
     code, _, err = run_cli(capsys, "debug", "precision", overflow_model, *LEVEL0)
-    assert code == 2 and err.strip() == "polyx: error: debug precision searches an FP16 engine: pass --fp16"
+    assert code == 2 and err.strip() == "polyx: error: debug precision searches an FP16 or INT8 engine: pass --fp16 or --int8"
     code, _, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", "--save",
                            tmp_path / "missing" / "x.json")
     assert code == 2 and "does not exist" in err
@@ -194,3 +194,45 @@ def test_resume_continues_an_interrupted_search(capsys, tmp_path, overflow_model
     assert json.loads((tmp_path / "fp32.json").read_text()) == {name: "fp32" for name in NEEDED}
     code, _, err = run_cli(capsys, *flags, "--mode", "linear")
     assert code == 2 and "written by another debug run (differs in mode)" in err
+
+
+def make_int8_outlier_model(path):
+    """x → fc1 (one output channel offset by 500) → fc2 → fc3 → y. Calibrated to its range, fc2's input scale is
+    about 4, so every other channel quantizes to 0 or ±1: fc2 in INT8 ruins the output; fc1 (a normal input) and
+    fc3 (fc2's normal output) are fine in INT8."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(8)
+    bias = (rng.standard_normal(32) * 0.1).astype(np.float32)
+    bias[0] = 500.0
+    w2 = (rng.standard_normal((32, 16)) * 0.3).astype(np.float32)
+    w2[0] = 0  # fc2 ignores the outlier channel: it only sets fc2's input range, and fc2's output stays normal
+    inits = [numpy_helper.from_array((rng.standard_normal((16, 32)) * 0.3).astype(np.float32), "w1"),
+             numpy_helper.from_array(bias, "b1"),
+             numpy_helper.from_array(w2, "w2"),
+             numpy_helper.from_array((rng.standard_normal((16, 8)) * 0.3).astype(np.float32), "w3")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="fc1"),
+             helper.make_node("Add", ["h1", "b1"], ["h1b"], name="bias1"),
+             helper.make_node("MatMul", ["h1b", "w2"], ["h2"], name="fc2"),
+             helper.make_node("MatMul", ["h2", "w3"], ["y"], name="fc3")]
+    graph = helper.make_graph(nodes, "outlier", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_debug_precision_int8_names_the_layer_with_a_huge_range(capsys, tmp_path):
+    model = make_int8_outlier_model(tmp_path / "outlier.onnx")
+    int8 = ("--int8", "--calib-base-cls", "MinMaxCalibrator", "--atol", "0.5", "--rtol", "0.02", *LEVEL0)
+    code, _, _ = run_cli(capsys, "run", model, "--engine", "--onnxrt", *int8)
+    assert code == 1  # all of it in INT8 fails
+    save = tmp_path / "fp32.json"
+    code, out, err = run_cli(capsys, "debug", "precision", model, *int8, "--save", save, "-q")
+    assert code == 0, out + err
+    assert "1 of 3 float layers must run in FP32:\n  fc2" in out
+    assert json.loads(save.read_text()) == {"fc2": "fp32"}
+    code, out, _ = run_cli(capsys, "run", model, "--engine", "--onnxrt", *int8, "--layer-precisions-file", save,
+                           "--precision-constraints", "obey")
+    assert code == 0, out

@@ -70,6 +70,6 @@ def test_inspect_lists_int8_tensors_with_their_scales(capsys, tmp_path):
     assert code == 0, err
     tensors = {role: t for t in json.loads(out)["int8_tensors"] for role in t["roles"]}
     ranges = trt.calibrator.read_cache(cache.read_bytes())
-    assert set(tensors) == {"input of fc1", "output of fc1", "input of fc2", "output of fc2"}  # logits: softmax reads
+    assert set(tensors) == {"input of fc1", "output of fc1", "input of fc2"}  # logits stay float: softmax reads them
     assert tensors["output of fc1"] is tensors["input of fc2"]  # fc1 writes the INT8 tensor fc2 reads
     assert tensors["input of fc1"]["scale"] == np.float32(ranges["x"] / 127)
