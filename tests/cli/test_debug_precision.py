@@ -93,7 +93,8 @@ def test_ctrl_c_saves_the_smallest_passing_fp32_set_so_far(capsys, tmp_path, ove
 
 def test_usage_errors(capsys, tmp_path, overflow_model):
     code, _, err = run_cli(capsys, "debug", "precision", overflow_model, *LEVEL0)
-    assert code == 2 and err.strip() == "polyx: error: debug precision searches an FP16 or INT8 engine: pass --fp16 or --int8"
+    assert code == 2 and err.strip() == ("polyx: error: debug precision searches an FP16 or INT8 engine: pass --fp16 "
+                                         "or --int8")
     code, _, err = run_cli(capsys, "debug", "precision", overflow_model, "--fp16", "--save",
                            tmp_path / "missing" / "x.json")
     assert code == 2 and "does not exist" in err
