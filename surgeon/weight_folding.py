@@ -37,14 +37,7 @@ def fold_batchnorm_into_conv(graph: gs.Graph) -> int:
         new_weight = (weight * alpha.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(np.float32)
         new_bias = ((bias.astype(np.float32) - mean) * alpha + beta if bias is not None
                     else beta - mean * alpha).astype(np.float32)
-        base = conv.name or conv.outputs[0].name
-        while len(conv.inputs) > 1:
-            conv.inputs.pop()
-        conv.inputs.extend([gs.Constant(f"{base}_bn_folded_weight", new_weight),
-                            gs.Constant(f"{base}_bn_folded_bias", new_bias)])
-        out = bn.outputs[0]
-        bn.outputs.clear()
-        conv.outputs[0] = out
+        _fold_into_conv(conv, bn, "bn", new_weight, new_bias)
         fused += 1
     return fused
 
@@ -75,17 +68,22 @@ def fold_affine_into_conv(graph: gs.Graph) -> int:
                 bias = (bias * channels).astype(np.float32)
             else:
                 bias = (bias + channels).astype(np.float32)
-            base = conv.name or conv.outputs[0].name
-            while len(conv.inputs) > 1:
-                conv.inputs.pop()
-            conv.inputs.extend([gs.Constant(f"{base}_{node.op.lower()}_folded_weight", weight),
-                                gs.Constant(f"{base}_{node.op.lower()}_folded_bias", bias)])
-            out = node.outputs[0]
-            node.outputs.clear()
-            conv.outputs[0] = out
+            _fold_into_conv(conv, node, node.op.lower(), weight, bias)
             folded += 1
             break
     return folded
+
+
+def _fold_into_conv(conv: gs.Node, folded: gs.Node, tag: str, weight: np.ndarray, bias: np.ndarray) -> None:
+    """The Conv gets the folded weights and bias as new constants and takes over the folded node's output."""
+    base = conv.name or conv.outputs[0].name
+    while len(conv.inputs) > 1:
+        conv.inputs.pop()
+    conv.inputs.extend([gs.Constant(f"{base}_{tag}_folded_weight", weight),
+                        gs.Constant(f"{base}_{tag}_folded_bias", bias)])
+    out = folded.outputs[0]
+    folded.outputs.clear()
+    conv.outputs[0] = out
 
 
 def _per_channel(value: np.ndarray, channels: int, rank: int) -> np.ndarray | None:
