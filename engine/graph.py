@@ -8,7 +8,6 @@ Nothing here looks anything up by name on the hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -18,6 +17,7 @@ from .errors import ShapeError
 from .evaluator import compute_host_layer, output_infos
 from .ir import Graph, Node, Value
 from .ops.base import TensorInfo
+from .tactics.base import TacticContext
 
 HOST_DTYPES = (DataType.INT32, DataType.INT64, DataType.BOOL)
 # Network inputs this small, of static shape and rank <= 1, are *shape inputs* (TensorRT's shape tensors) when
@@ -172,12 +172,15 @@ def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]]
     return ResolvedShapes(shapes, values)
 
 
-def tactic_infos(graph: LoweredGraph, spec: LayerSpec, shapes=None) -> tuple[list[Any], list[Any]]:
-    """TensorInfo for a layer's inputs (with constant values) and outputs, at `shapes` or the build shapes."""
+def tactic_context(graph: LoweredGraph, spec: LayerSpec, device: str, shapes=None,
+                   extra: dict | None = None) -> TacticContext:
+    """What a tactic sees of a layer: TensorInfo for its inputs (with constant values) and outputs, at `shapes` or
+    the build shapes, on `device`, with the build options `extra`."""
     def info(i):
         if i is None:
             return None
         shape = shapes[i] if shapes is not None else graph.tensors[i].shape
         return TensorInfo(shape, graph.tensors[i].dtype, graph.constants.get(i))
 
-    return [info(i) for i in spec.inputs], [info(o) for o in spec.outputs]
+    return TacticContext(spec.layer, [info(i) for i in spec.inputs], [info(o) for o in spec.outputs], device,
+                         dict(extra or {}))

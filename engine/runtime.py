@@ -20,12 +20,12 @@ from .backends import get_backend
 from .dtypes import DataType, nptype
 from .enums import LayerType, TensorIOMode
 from .errors import ExecutionError, PlanFormatError, ShapeError
-from .graph import LoweredGraph, resolve_shapes, tactic_infos
+from .graph import LoweredGraph, resolve_shapes, tactic_context
 from .logger import Logger, Severity
 from .memory_plan import device_lifetimes, plan_graph_memory
 from .plan import deserialize_plan
 from .steps import Step, compile_steps, run_step
-from .tactics import TacticContext, tactic_by_id
+from .tactics import tactic_by_id
 
 # Bindings (resolved shapes + arena) kept per context; shape inputs whose values change every call would otherwise
 # grow the cache without bound.
@@ -89,8 +89,7 @@ class Engine:
                 key = (index, spec.tactic_ids[profile])
                 if key not in prepared:
                     tactic = tactic_by_id(key[1])
-                    ins, outs = tactic_infos(self.graph, spec)
-                    prepared[key] = (tactic, tactic.prepare(TacticContext(spec.layer, ins, outs, self.device)))
+                    prepared[key] = (tactic, tactic.prepare(tactic_context(self.graph, spec, self.device)))
                 states.append(prepared[key])
             per_profile.append(states)
         return per_profile

@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from .graph import LayerSpec, LoweredGraph, tactic_infos
+from .graph import LayerSpec, LoweredGraph, tactic_context
 from .ir.epilogue import Epilogue, apply_epilogue
 from .ops.base import layer_impl
-from .tactics import TacticContext
 
 
 @dataclass
@@ -59,8 +58,7 @@ def compile_steps(graph: LoweredGraph, tactic_states: list[Any], shapes: list, h
         if chosen is None:
             continue
         tactic, state = chosen
-        ins, outs = tactic_infos(graph, spec, shapes)
-        workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(TacticContext(spec.layer, ins, outs,
-                                                                                         device))))
+        workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(tactic_context(graph, spec, device,
+                                                                                         shapes))))
         steps.append(make_step(spec, tactic, state, host_values))
     return steps, workspace_bytes

@@ -18,7 +18,7 @@ from .config import BuilderConfig, BuilderFlag, MemoryPoolType
 from .dtypes import DataType, nptype
 from .enums import LayerType, allowed_by_sources
 from .errors import BuildError, EngineError
-from .graph import LayerSpec, LoweredGraph, resolve_shapes, tactic_infos
+from .graph import LayerSpec, LoweredGraph, resolve_shapes, tactic_context
 from .logger import Severity
 from .memory_plan import MEMORY_LIMIT_ENV, host_memory_limit, tensor_bytes, trial_run_peak
 from .steps import make_step, run_step
@@ -119,8 +119,7 @@ class TacticSelection:
     def _choose(self, spec: LayerSpec, profile_index: int, by_which, slots, host_values) -> tuple[Tactic, Any]:
         """Time the candidates for one layer, ask the selector, record and return the choice (prepared)."""
         shapes = by_which[1].shapes
-        ins_info, outs_info = tactic_infos(self.graph, spec, shapes)
-        tctx = TacticContext(spec.layer, ins_info, outs_info, self.device, dict(self.build_options))
+        tctx = tactic_context(self.graph, spec, self.device, shapes, self.build_options)
         level = int(self.config.builder_optimization_level)
         candidates = self._candidates(spec, tctx, level)
         timings = self._time(spec, tctx, candidates, level, slots, host_values, shapes)
@@ -139,7 +138,7 @@ class TacticSelection:
         # The runtime prepares a layer's tactic from the plan's build-time shapes (dynamic dims as -1), not from
         # the opt shapes it was timed at: prepare it that way here, so the trial run uses the very state the
         # runtime will, and a tactic that cannot prepare from those shapes is never chosen.
-        runtime_ctx = TacticContext(spec.layer, *tactic_infos(self.graph, spec), self.device)
+        runtime_ctx = tactic_context(self.graph, spec, self.device)
         failures = []
         for best in ranked:
             tactic = candidates[best]
@@ -243,13 +242,12 @@ class TacticSelection:
     def _workspace_need(self, tactic: Tactic, spec: LayerSpec, tctx: TacticContext) -> int:
         """Workspace at the opt shape and at the max shape of the profile being swept: the runtime runs this
         profile's tactic only on shapes inside the profile and sizes the workspace by them."""
-        at_max = TacticContext(spec.layer, *tactic_infos(self.graph, spec, self.max_shapes), self.device, tctx.extra)
+        at_max = tactic_context(self.graph, spec, self.device, self.max_shapes, tctx.extra)
         return max(int(tactic.workspace_bytes(c)) for c in (tctx, at_max))
 
     def _workspace(self, tactic: Tactic, spec: LayerSpec, shapes) -> Any:
         """Tactics are timed and run with the workspace they ask for at these shapes, as the runtime gives it."""
-        ins, outs = tactic_infos(self.graph, spec, shapes)
-        nbytes = int(tactic.workspace_bytes(TacticContext(spec.layer, ins, outs, self.device, self.build_options)))
+        nbytes = int(tactic.workspace_bytes(tactic_context(self.graph, spec, self.device, shapes, self.build_options)))
         return self.backend.allocate(nbytes) if nbytes else None
 
     def _run_once(self, step, slots: list[Any], workspace: Any) -> None:
