@@ -83,6 +83,8 @@ class IInt8LegacyCalibrator(IInt8Calibrator):
         return 0.9999
 
     def get_regression_cutoff(self) -> float:
+        """TensorRT's legacy calibrator fits a regression up to this fraction; here the quantile alone sets the
+        range, so this method is not read (kept so TensorRT subclasses run unchanged)."""
         return 1.0
 
 
