@@ -44,7 +44,7 @@ from .errors import (
 from .logger import CapturingLogger, Logger, Severity
 from .network import Layer, NetworkDefinition, Tensor
 from .onnx_parser import OnnxParser
-from .plugin import Plugin, get_plugin_registry, register_plugin
+from .plugin import Plugin, get_plugin_registry, plugin_implementation, register_plugin
 from .profile import OptimizationProfile
 from .runtime import Engine, ExecutionContext, IProfiler, Runtime
 from .tactics import Tactic, TacticContext, register_tactic

@@ -351,12 +351,36 @@ class OnnxParser:
 
 
 def _import_plugin(ctx: ImportContext) -> list[Tensor]:
-    """Fallback importer: a node whose op type names a registered plugin becomes a plugin layer."""
-    cls = get_plugin_registry().get(ctx.op_type)
-    fields = {a.name: ctx.attr(a.name) for a in ctx.node.attribute}
-    fields = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in fields.items()}
-    layer = ctx.network.add_plugin([t for t in ctx.inputs()], cls(**fields), name=ctx.layer_name())
+    """Fallback importer: a node whose op type names a registered plugin becomes a plugin layer (TensorRT's
+    fallback plugin importer). Attributes `plugin_version` and `plugin_namespace` pick among registered versions and
+    namespaces; every other attribute becomes a field."""
+    selectors = {key: str(_plain(ctx.attr(key))) for key in ("plugin_version", "plugin_namespace")
+                 if ctx.attr(key) is not None}
+    cls = get_plugin_registry().get(ctx.op_type, selectors.get("plugin_version"), selectors.get("plugin_namespace"))
+    if cls is None:
+        ctx.unsupported(f"no registered plugin {ctx.op_type!r} matches " +
+                        ", ".join(f"{k}={v!r}" for k, v in selectors.items()), UnsupportedCategory.OPERATOR)
+    fields = {a.name: _plain(ctx.attr(a.name)) for a in ctx.node.attribute if a.name not in selectors}
+    try:
+        plugin = cls(**fields)
+    except EngineError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code: reported with the node named, as a parse error
+        raise ParseError(f"plugin {cls.plugin_type!r} refused the node's attributes {sorted(fields)}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    layer = ctx.network.add_plugin([t for t in ctx.inputs()], plugin, name=ctx.layer_name())
     return list(layer.outputs)
+
+
+def _plain(value: Any) -> Any:
+    """An attribute value as plugin fields hold it: arrays as lists, bytes as text."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _initializer_array(init: onnx.TensorProto) -> np.ndarray:

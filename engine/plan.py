@@ -23,11 +23,12 @@ from .enums import (
     TopKOperation,
     UnaryOperation,
 )
-from .errors import PlanFormatError
+from .errors import EngineError, PlanFormatError
 from .evaluator import output_infos
 from .graph import LayerSpec, LoweredGraph, TensorSpec, host_flags
 from .ir import Epilogue, Node
 from .ops.base import TensorInfo
+from .plugin import plugin_refusal
 from .version import __version__
 
 MAGIC = b"POLYXPLN"
@@ -233,6 +234,20 @@ def _constants(arrays: dict[str, Any], tensors: list[TensorSpec]) -> dict[int, A
     return constants
 
 
+def _check_plugin_layer(layer) -> None:
+    """A plugin layer names its plugin by type, version and namespace and holds its fields; a plugin that is not
+    registered here refuses the plan (a plan never carries code)."""
+    params = layer.params
+    for key in ("plugin_type", "plugin_version", "plugin_namespace"):
+        if not isinstance(params.get(key, ""), str) or (key != "plugin_namespace" and not params.get(key)):
+            raise _fail(f"layer '{layer.name}' params.{key}", "must be a non-empty string")
+    if not isinstance(params.get("fields"), dict):
+        raise _fail(f"layer '{layer.name}' params.fields", "must be an object")
+    refusal = plugin_refusal(layer)
+    if refusal is not None:
+        raise EngineError(f"cannot load the plan: {refusal}")
+
+
 def _check_layers(graph: LoweredGraph) -> None:
     """Each layer's own shape inference, on the recorded input tensors, must give the recorded output dtypes
     and agree with every static recorded dim: a crafted param (a conv stride of 0, a changed IO dtype) fails
@@ -241,6 +256,8 @@ def _check_layers(graph: LoweredGraph) -> None:
         layer = spec.layer
         if layer.type == LayerType.CONSTANT:
             continue
+        if layer.type == LayerType.PLUGIN_V2:
+            _check_plugin_layer(layer)
         infos = [None if i is None else TensorInfo(graph.tensors[i].shape, graph.tensors[i].dtype,
                                                    graph.constants.get(i)) for i in spec.inputs]
         if any(info is not None and info.shape is None for info in infos):

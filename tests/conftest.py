@@ -36,3 +36,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _plugins_stay_in_their_test():
+    """Plugins a test registers (directly or through `--plugins`) are removed after it, so a later test sees the
+    registry as it was (e.g. the example custom op unsupported again)."""
+    import engine
+    from polyx import plugin_modules
+
+    registry = engine.get_plugin_registry()
+    before = set(registry.plugin_creator_list)
+    loaded = dict(plugin_modules.loaded_modules())
+    yield
+    for cls in registry.all_plugins:
+        if (str(cls.plugin_namespace), str(cls.plugin_type), str(cls.plugin_version)) not in before:
+            registry.deregister(cls)
+    plugin_modules.forget_modules_loaded_since(loaded)

@@ -40,6 +40,11 @@ class ReferenceTactic(Tactic):
         self.id = 0
         self.capturable = backend != "gpu" or self.layer_type not in _CALLS_CUPY_BLAS
 
+    def supports(self, ctx: TacticContext) -> bool | str:
+        if self.layer_type == LayerType.PLUGIN_V2:
+            return "plugin layers run through their plugin's own tactics (tactics/plugin_tactic.py)"
+        return True
+
     def prepare(self, ctx: TacticContext) -> Any:
         from ..ops.base import layer_impl
 

@@ -31,6 +31,7 @@ COMMANDS = [
     ("debug", "debug_cmd", "Find what makes an engine wrong: bad tactics, FP16 layers, a minimal failing subgraph, "
                            "flaky builds."),
     ("data", "data_cmd", "Work with saved input and output files."),
+    ("plugin", "plugin_cmd", "List, match and replace subgraphs with plugins (Python modules given by --plugins)."),
 ]
 
 

@@ -28,6 +28,7 @@ from ..build import BuildOptions, ProfileShapes
 from ..compare import Tolerances
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 from ..errors import PolyxError
+from ..plugin_modules import load_plugin_modules
 
 _SHAPE_SPEC = re.compile(r"\s*(?P<name>.+?):\s*\[(?P<dims>[^\]]*)\]\s*")
 # 4096, 4096B, 64K, 64KB, 64KiB, 64Ki, 1.5M, 2GiB, 1T (powers of 1024, any case)
@@ -262,6 +263,9 @@ _BUILD_PARAMETERS = [
         "--tactic-sources", help="Allow only these tactic sources, e.g. cublas jit_convolutions (case-insensitive; "
                                  "several values after one flag). Default: all.")], None),
     ("device", Annotated[Device, _option("--device", help="Engine device.", case_sensitive=False)], Device.auto),
+    ("plugins", Annotated[list[Path] | None, _option(
+        "--plugins", help="Python modules that register plugins (engine.register_plugin), loaded before parsing "
+                          "(several values after one flag).")], None),
 ]
 BUILD_PARAMETER_NAMES = [name for name, _, _ in _BUILD_PARAMETERS]
 
@@ -273,8 +277,10 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
                            layer_precisions_file=None, workspace=None, pool_limit=None, timing_cache=None,
                            load_timing_cache=None, save_timing_cache=None, save_tactics=None,
                            load_tactics=None, builder_optimization_level=3, tactic_sources=None,
-                           device=Device.auto) -> BuildOptions:
-    """The flags' raw values -> a validated BuildOptions (PolyxError names the flag at fault)."""
+                           device=Device.auto, plugins=None) -> BuildOptions:
+    """The flags' raw values -> a validated BuildOptions (PolyxError names the flag at fault). Plugin modules are
+    imported here, before any model is parsed."""
+    load_plugin_modules(plugins)
     profiles = parse_profiles(min_shapes, opt_shapes, max_shapes) or [ProfileShapes()]
     options = BuildOptions(
         input_shapes=parse_shapes(input_shapes, "--input-shapes"),
@@ -337,4 +343,4 @@ def with_build_options(command: typing.Callable) -> typing.Callable:
 # Build flags that take several values after one flag, Polygraphy style: `--input-shapes a:[1,3] b:[1]`.
 MULTI_VALUE_BUILD_OPTIONS = ("--input-shapes", "--min-shapes", "--opt-shapes", "--max-shapes", "--trt-min-shapes",
                              "--trt-opt-shapes", "--trt-max-shapes", "--layer-precisions", "--tactic-sources",
-                             "--pool-limit", "--memory-pool-limit")
+                             "--pool-limit", "--memory-pool-limit", "--plugins")

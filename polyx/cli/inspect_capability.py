@@ -13,6 +13,8 @@ import typer
 from surgeon.model_io import load_model
 from surgeon.partition import analyze_capability, write_capability
 
+from ..plugin_modules import load_plugin_modules
+from .plugin_options import PluginsOption
 from .surgeon_errors import surgeon_errors
 
 
@@ -22,8 +24,11 @@ def capability(
                           "subgraphs and results.txt/results.json here.")] = None,
     build: Annotated[bool, typer.Option("--build/--no-build", help="Also build each supported subgraph whose "
                      "input shapes are static, to catch what only the builder rejects.")] = True,
+    plugins: PluginsOption = None,
 ) -> None:
-    """Per node: can the engine take it (and why not); maximal supported/unsupported subgraphs as ONNX files."""
+    """Per node: can the engine take it (and why not); maximal supported/unsupported subgraphs as ONNX files.
+    Nodes whose op type names a registered plugin (--plugins) count as supported."""
+    load_plugin_modules(plugins)
     with surgeon_errors():
         report = analyze_capability(load_model(model), str(model), verify_build=build)
         written = write_capability(report, output_dir) if output_dir is not None else []

@@ -18,7 +18,9 @@ from ..inspect.data import data_blocks, describe_data, refuse_other_file_kinds
 from ..inspect.model_file import SHOW_CHOICES, describe_model_file, model_blocks, parse_show, require_file
 from ..inspect.render import Block, print_blocks, to_json
 from ..inspect.tactics import describe_tactics, tactics_blocks
+from ..plugin_modules import load_plugin_modules
 from .multi_value_options import multi_value_command
+from .plugin_options import PluginsOption
 
 inspect_app = typer.Typer(name="inspect", help="Show what is inside a model, plan, tensor file or tactic replay file.",
                           no_args_is_help=True)
@@ -39,15 +41,17 @@ def _emit(report: dict[str, Any], text_blocks: Callable[[], list[Block]], output
         print_blocks(text_blocks())
 
 
-@inspect_app.command("model", cls=multi_value_command("--show"))
+@inspect_app.command("model", cls=multi_value_command("--show", "--plugins"))
 def model(
     file: Annotated[Path, typer.Argument(help="An ONNX model (.onnx) or a polyx plan (.plan).")],
     show: Annotated[list[str] | None, typer.Option(
         "--show", help=f"Details to add to the summary: {', '.join(SHOW_CHOICES)} (several values after one "
                        "flag, repeat or comma-separate).")] = None,
     output_format: FormatOption = OutputFormat.text,
+    plugins: PluginsOption = None,
 ) -> None:
     """Summarize an ONNX model (opsets, IO, initializers, ops) or a plan (profiles, bindings, tactics, memory)."""
+    load_plugin_modules(plugins)
     report = describe_model_file(file, parse_show(show or []))
     _emit(report, lambda: model_blocks(report), output_format)
 
@@ -86,7 +90,7 @@ def _mount_capability() -> None:
         if exc.name != name:
             raise
         return
-    inspect_app.command("capability")(module.capability)
+    inspect_app.command("capability", cls=multi_value_command("--plugins"))(module.capability)
 
 
 _mount_capability()

@@ -33,7 +33,7 @@ POLYGRAPHY_EQUIVALENTS = {
     "--trt-config-postprocess-script": "configure the build from Python with polyx.build.BuildOptions",
     "--trt-network-postprocess-script": "edit the network from Python (engine.OnnxParser, then polyx.build)",
     "--trt-npps": "edit the network from Python (engine.OnnxParser, then polyx.build)",
-    "--plugins": "register plugins from Python with engine.register_plugin",
+    "--plugins": "commands that parse a model (run, convert, bench, debug, inspect, plugin) take --plugins FILE.py",
     "--ext": "not needed: external data next to the model is read automatically",
     "--shape-inference": "ONNX shape inference runs by default (polyx surgeon sanitize for more)",
     "--postprocess": "not supported yet; compare raw outputs with --atol/--rtol",
