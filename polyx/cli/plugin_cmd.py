@@ -15,7 +15,8 @@ from .multi_value_options import multi_value_command
 from .plugin_options import PluginsOption
 from .surgeon_errors import surgeon_errors
 
-plugin_app = typer.Typer(name="plugin", help="List, match and replace subgraphs with plugins.", no_args_is_help=True)
+plugin_app = typer.Typer(name="plugin", help="List, match and replace subgraphs with plugins (Python modules given by "
+                                            "--plugins).", no_args_is_help=True)
 
 ModelArgument = Annotated[Path, typer.Argument(help="The ONNX model to read (never modified).")]
 
