@@ -25,8 +25,13 @@ import onnx
 from onnx import defs, helper
 from onnx import shape_inference as onnx_shape_inference
 
+from engine.errors import OutputFileError
+from engine.onnx_file import model_files
+from engine.output_files import check_output, write_output
+
 from .errors import SurgeonError
 from .graph_order import node_reads, toposorted_nodes
+from .model_io import save_model
 from .shapes import infer_shapes, value_types
 
 
@@ -452,20 +457,30 @@ def _culprit(network, error: str, index_of: dict[str, int]) -> int | None:
     return None
 
 
-def write_capability(report: CapabilityReport, directory: Path) -> list[Path]:
-    """Write every subgraph, results.txt and results.json into `directory` (created if its parent exists)."""
+def write_capability(report: CapabilityReport, directory: Path, input_path: Path | None = None) -> list[Path]:
+    """Write every subgraph, results.txt and results.json into `directory` (created if its parent exists). Every
+    target is checked before anything is written: none may be the input model or one of its files; each file is
+    written under a temporary name and renamed into place."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise SurgeonError(f"{directory}: exists and is not a directory")
-    if not directory.exists():
-        if not directory.parent.is_dir():
-            raise SurgeonError(f"{directory}: parent folder '{directory.parent}' does not exist")
-        directory.mkdir()
-    written = []
-    for sub in report.subgraphs:
-        path = directory / sub.file_name
-        onnx.save_model(sub.model, str(path))
-        written.append(path)
-    (directory / "results.txt").write_text(report.to_text() + "\n")
-    (directory / "results.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    return written + [directory / "results.txt", directory / "results.json"]
+    if not directory.exists() and not directory.parent.is_dir():
+        raise SurgeonError(f"{directory}: parent folder '{directory.parent}' does not exist")
+    inputs = model_files(input_path) if input_path is not None else []
+    targets = [directory / sub.file_name for sub in report.subgraphs] + [directory / "results.txt",
+                                                                        directory / "results.json"]
+    if directory.exists():
+        try:
+            for target in targets:
+                check_output(target, inputs, "capability output")
+        except OutputFileError as exc:
+            raise SurgeonError(str(exc)) from None
+    directory.mkdir(exist_ok=True)
+    for sub, path in zip(report.subgraphs, targets):
+        save_model(sub.model, path, input_path=input_path)
+    try:
+        write_output(targets[-2], report.to_text() + "\n", inputs, "capability report")
+        write_output(targets[-1], json.dumps(report.to_json(), indent=2) + "\n", inputs, "capability report")
+    except OutputFileError as exc:
+        raise SurgeonError(str(exc)) from None
+    return targets

@@ -9,7 +9,7 @@ import typer
 
 from ..bench import BenchOptions, TimingSettings, format_bench_result, format_layer_table, run_bench
 from ..build import BuildOptions
-from ..data.files import check_writable
+from ..data.files import check_writable, write_file
 from ..errors import PolyxError
 from ..report import format_build_report, progress_factory
 from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_shapes, with_build_options
@@ -64,7 +64,7 @@ def bench(
     result = run_bench(options, engine_logger(verbose, quiet=False), progress_factory(enabled=not json_stdout))
     document = json.dumps(result.to_json(), indent=1)
     if json_file is not None:
-        json_file.write_text(document + "\n")
+        write_file(json_file, document + "\n")
     if json_stdout:
         typer.echo(document)
         return

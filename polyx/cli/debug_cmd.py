@@ -25,7 +25,7 @@ from surgeon.model_io import check_output_path, save_model
 
 from ..build import BuildOptions
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
-from ..data.files import check_writable, load_tensors
+from ..data.files import check_writable, load_tensors, write_file
 from ..data.loader import DataLoader
 from ..debug import checks
 from ..debug.checks import Artifacts, CommandCheck, EngineJudge, ReferenceCheck, SessionModelCheck
@@ -327,7 +327,7 @@ def precision(
                      " ".join(shlex.quote(f"{layer}:fp32") for layer in found))
     lines.append(f"Builds: {result.builds}")
     if save is not None and found:
-        save.write_text(json.dumps({layer: "fp32" for layer in found}, indent=1))
+        write_file(save, json.dumps({layer: "fp32" for layer in found}, indent=1))
         lines.append(f"Saved the layer precisions to {save} (use --layer-precisions-file {save})")
     _echo(lines)
     _stop_if_interrupted(result.interrupted, f"stopped after {result.builds} builds")

@@ -31,7 +31,7 @@ def capability(
     load_plugin_modules(plugins)
     with surgeon_errors():
         report = analyze_capability(load_model(model), str(model), verify_build=build)
-        written = write_capability(report, output_dir) if output_dir is not None else []
+        written = write_capability(report, output_dir, input_path=model) if output_dir is not None else []
     if report.fully_supported:
         typer.echo(f"{model}: all {len(report.verdicts)} nodes are supported by the engine")
         return

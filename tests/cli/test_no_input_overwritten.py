@@ -134,3 +134,19 @@ def test_the_log_file_is_never_a_file_named_on_the_command_line(model: Path, cap
     code, _, err = run_cli(capsys, "run", model, "--engine", "--log-file", model)
     assert code == 2 and refused(err, model)
     assert snapshot(model.parent) == before
+
+
+def test_inspect_capability_never_writes_over_the_model(tmp_path: Path, capsys) -> None:
+    """The model itself sits where the report would go: refused before any subgraph file is written."""
+    root = Path(__file__).resolve().parents[2]
+    model = tmp_path / "results.txt"
+    model.write_bytes((root / "examples" / "models" / "custom_op.onnx").read_bytes())
+    before = snapshot(tmp_path)
+    code, _, err = run_cli(capsys, "inspect", "capability", model, "-o", tmp_path)
+    assert code == 2 and refused(err, model), err
+    assert snapshot(tmp_path) == before
+    code, out, err = run_cli(capsys, "inspect", "capability", model, "-o", tmp_path / "cap")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "cap").iterdir()) == [
+        "results.json", "results.txt", "supported_subgraph-nodes-0-2.onnx", "supported_subgraph-nodes-4-7.onnx",
+        "unsupported_subgraph-nodes-3-3.onnx"]
