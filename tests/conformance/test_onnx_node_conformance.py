@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.conformance import runner
-from engine.conformance.expected import EXPECTED_FAILURES
+from engine.conformance.expected import EXPECTED_FAILURES, ExpectedFailure
 from engine.conformance.runner import Status, run_conformance
 from engine.enums import LayerType
 from engine.ops.base import LAYER_IMPLS
@@ -32,8 +32,19 @@ def test_every_case_of_every_supported_op_passes():
     assert supported >= MIN_SUPPORTED_OPS
 
 
-def test_expected_failures_have_reasons():
-    assert all(isinstance(reason, str) and len(reason) > 10 for reason in EXPECTED_FAILURES.values())
+def test_expected_failures_have_reasons_and_pin_how_they_fail():
+    for entry in EXPECTED_FAILURES.values():
+        assert isinstance(entry, ExpectedFailure) and len(entry.reason) > 10
+        re.compile(entry.fails_with)
+
+
+def test_an_expected_failure_that_fails_another_way_fails_the_run(monkeypatch):
+    name = "test_training_dropout"
+    monkeypatch.setitem(EXPECTED_FAILURES, name, EXPECTED_FAILURES[name]._replace(fails_with="^IndexError"))
+    report = run_conformance(ops=["Dropout"])
+    result = next(r for r in report.results if r.name == name)
+    assert result.status == Status.FAILED and "not as its expected-failure entry says" in result.message
+    assert "training_mode must be a constant false" in result.message and not report.ok
 
 
 def _docs_support_column(text: str) -> list[tuple[str, bool]]:
@@ -70,7 +81,7 @@ def test_a_broken_kernel_is_caught(monkeypatch):
 
 
 def test_a_stale_expected_failure_fails_the_run(monkeypatch):
-    monkeypatch.setitem(EXPECTED_FAILURES, "test_abs", "listed on purpose by this test")
+    monkeypatch.setitem(EXPECTED_FAILURES, "test_abs", ExpectedFailure("listed on purpose by this test", "."))
     report = run_conformance(ops=["Abs"])
     assert [r.status for r in report.results] == [Status.STALE]
     assert not report.ok
