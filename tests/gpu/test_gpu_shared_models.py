@@ -36,6 +36,13 @@ def build(case: Case, fp16: bool = False, level: int = 3) -> trt.Engine:
     return trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
 
 
+def assert_every_layer_ran_on_the_gpu(engine: trt.Engine) -> None:
+    """A CuPy-vs-NumPy comparison would pass on a host fallback: check where each layer's kernel runs."""
+    cpu = [(row["name"], row["tactic"]) for row in engine.layer_info()
+           if not row["host"] and not row["tactic"].startswith("gpu")]
+    assert engine.device == "gpu" and not cpu, f"layers on CPU tactics: {cpu[:5]}"
+
+
 def expected_outputs(case: Case, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     path = MODELS / f"{case.model}.onnx"
     session = ort.InferenceSession(path.as_posix(), providers=["CPUExecutionProvider"])
@@ -46,6 +53,7 @@ def expected_outputs(case: Case, feeds: dict[str, np.ndarray]) -> dict[str, np.n
 def test_fp32_matches_onnxruntime(case: Case) -> None:
     engine = build(case)
     assert engine.device == "gpu" and not engine.meta["flags"]["TF32"]
+    assert_every_layer_ran_on_the_gpu(engine)
     model = onnx.load(MODELS / f"{case.model}.onnx")
     context = engine.create_execution_context()
     for seed, shapes in enumerate(case.run_shapes):
@@ -62,6 +70,7 @@ def test_fp16_matches_onnxruntime_within_one_percent(case: Case) -> None:
     engine = build(case, fp16=True, level=0)
     precisions = {row["precision"] for row in engine.layer_info() if not row["host"]}
     assert "HALF" in precisions
+    assert_every_layer_ran_on_the_gpu(engine)
     model = onnx.load(MODELS / f"{case.model}.onnx")
     feeds = make_feeds(model, case.run_shapes[-1], 5)
     actual = engine.create_execution_context().execute(feeds)
@@ -84,6 +93,7 @@ def test_cuda_graph_replay_of_mobilenet_is_identical() -> None:
         feeds = make_feeds(model, {"input": (2, 3, 224, 224)}, seed)
         want = plain.execute(feeds)
         got = graphed.execute(feeds)
-        for name in want:
+        for name, reference in expected_outputs(case, feeds).items():  # not only equal to itself: right too
+            np.testing.assert_allclose(want[name], reference, rtol=1e-4, atol=1e-4)
             np.testing.assert_array_equal(got[name], want[name])
     assert graphed.cuda_graph_captures == 1, engine.logger.messages
