@@ -111,6 +111,17 @@ def host_memory_limit() -> int:
         return sys.maxsize
 
 
+def device_memory_limit() -> int:
+    """$POLYX_MEMORY_LIMIT (bytes) when set, else the GPU memory free now plus what CuPy's pool holds unused (the
+    trial run of a GPU build allocates there)."""
+    if os.environ.get(MEMORY_LIMIT_ENV):
+        return host_memory_limit()
+    import cupy
+
+    free, _total = cupy.cuda.runtime.memGetInfo()
+    return int(free) + int(cupy.get_default_memory_pool().free_bytes())
+
+
 def tensor_bytes(graph: LoweredGraph, index: int, shape: Sequence[int]) -> int:
     return int(np.prod(shape, dtype=np.float64)) * np.dtype(nptype(graph.tensors[index].dtype)).itemsize
 

@@ -20,7 +20,7 @@ from .enums import LayerType, allowed_by_sources
 from .errors import BuildError, EngineError
 from .graph import LayerSpec, LoweredGraph, resolve_shapes, tactic_context
 from .logger import Severity
-from .memory_plan import MEMORY_LIMIT_ENV, host_memory_limit, tensor_bytes, trial_run_peak
+from .memory_plan import MEMORY_LIMIT_ENV, device_memory_limit, host_memory_limit, tensor_bytes, trial_run_peak
 from .steps import make_step, run_step
 from .tactics import Tactic, TacticContext, tactics_for
 from .tactics.base import stable_tactic_id
@@ -104,7 +104,8 @@ class TacticSelection:
         """Refuse, before allocating, a trial run that cannot fit in host memory (a [2**40, 4] input, an Expand
         to [100000, 100000]), naming the layer where it would peak and its largest output."""
         peak, step = trial_run_peak(self.graph, shapes)
-        limit = host_memory_limit()
+        on_gpu = self.device == "gpu"
+        limit = device_memory_limit() if on_gpu else host_memory_limit()
         if peak <= limit:
             return
         spec = self.graph.layers[step]
@@ -114,7 +115,8 @@ class TacticSelection:
                          f"profile {profile_index}'s opt shapes would hold {peak:,} bytes there (output "
                          f"'{tensor.name}' of shape {list(shapes[largest])} alone is "
                          f"{tensor_bytes(self.graph, largest, shapes[largest]):,}), more than the {limit:,} bytes "
-                         f"available; use smaller opt shapes or set {MEMORY_LIMIT_ENV}")
+                         f"available{' on the GPU' if on_gpu else ''}; use smaller opt shapes or set "
+                         f"{MEMORY_LIMIT_ENV}")
 
     def _choose(self, spec: LayerSpec, profile_index: int, by_which, slots, host_values) -> tuple[Tactic, Any]:
         """Time the candidates for one layer, ask the selector, record and return the choice (prepared)."""

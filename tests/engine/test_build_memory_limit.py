@@ -50,3 +50,15 @@ def test_a_malformed_limit_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "lots")
     with pytest.raises(trt.EngineError, match=rf"^{MEMORY_LIMIT_ENV}='lots': expected a number of bytes$"):
         build(model_of([helper.make_node("Relu", ["x"], ["y"], name="relu")], [2, 2]))
+
+
+@pytest.mark.gpu
+def test_a_gpu_build_is_refused_beyond_the_free_device_memory() -> None:
+    """2**34 floats (64 GiB) per tensor: more than a GPU has free, far less than 2**40 rows; refused before any
+    allocation, naming the GPU."""
+    model = model_of([helper.make_node("Relu", ["x"], ["y"], name="relu")], [2**32, 4])
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    config = builder.create_builder_config()
+    config.device = "gpu"
+    with pytest.raises(trt.BuildError, match=r"^layer 'relu' \(ACTIVATION\): .* bytes available on the GPU"):
+        builder.build_serialized_network(parse_onnx(model), config)
