@@ -18,7 +18,7 @@ from .calibration import DynamicRanges, calibrate
 from .calibrator import read_cache, write_cache
 from .config import BuilderConfig, BuilderFlag, resolve_device
 from .enums import LayerType
-from .errors import BuildError, EngineError
+from .errors import BuildError, DataDependentShapeError, EngineError
 from .graph import LoweredGraph, lower, resolve_shapes, shape_input_names
 from .ir import Graph, graph_from_network
 from .logger import Logger, Severity
@@ -224,7 +224,10 @@ class _Build:
         lifetimes = device_lifetimes(graph)
         peak = naive = 0
         for profile, values in zip(profiles, self.shape_values):
-            resolved = resolve_shapes(graph, input_shapes(graph, profile, which=2), input_values(graph, values, 2))
+            try:
+                resolved = resolve_shapes(graph, input_shapes(graph, profile, which=2), input_values(graph, values, 2))
+            except DataDependentShapeError:  # sized while it runs (engine/eager_execution.py): nothing to plan
+                continue
             _, plan = plan_graph_memory(graph, resolved.shapes, lifetimes)
             peak, naive = max(peak, plan.peak_bytes), max(naive, plan.naive_bytes)
         return {"planned_peak_bytes": peak, "naive_bytes": naive, "workspace_bytes": workspace,

@@ -59,6 +59,8 @@ class LayerType(_StrEnum):
     DEQUANTIZE = "DEQUANTIZE"
     PLUGIN_V2 = "PLUGIN_V2"
     REFORMAT = "REFORMAT"
+    CONDITIONAL = "CONDITIONAL"  # an if-conditional: two branch subgraphs (engine/control_flow.py)
+    LOOP = "LOOP"                # a loop: one body subgraph run per iteration (engine/control_flow.py)
     MISC = "MISC"
 
 
@@ -174,6 +176,23 @@ class ScaleMode(_StrEnum):
     UNIFORM = "UNIFORM"
     CHANNEL = "CHANNEL"
     ELEMENTWISE = "ELEMENTWISE"
+
+
+class TripLimit(_StrEnum):
+    """How a loop's trip count is limited (TensorRT's TripLimit): COUNT by an int scalar read before the loop,
+    WHILE by a bool scalar of the body, read before each iteration."""
+
+    COUNT = "COUNT"
+    WHILE = "WHILE"
+
+
+class LoopOutput(_StrEnum):
+    """What a loop output holds (TensorRT's LoopOutput): the LAST_VALUE of a body tensor, or its values of every
+    iteration stacked along a new axis (CONCATENATE) or stacked last iteration first (REVERSE)."""
+
+    LAST_VALUE = "LAST_VALUE"
+    CONCATENATE = "CONCATENATE"
+    REVERSE = "REVERSE"
 
 
 class TensorIOMode(_StrEnum):

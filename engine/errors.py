@@ -43,6 +43,11 @@ class ShapeError(EngineError):
     """Shapes do not agree (at build time, or an input shape outside the optimization profile)."""
 
 
+class DataDependentShapeError(ShapeError):
+    """A tensor's shape depends on values computed while the network runs (a loop's data-dependent trip count, a
+    conditional whose branches differ in shape): it cannot be planned before execution."""
+
+
 class BuildError(EngineError):
     """The builder could not produce an engine (invalid network, tactic selection failure, ...)."""
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .dtypes import DataType, nptype
 from .enums import LayerType
-from .errors import ShapeError
+from .errors import DataDependentShapeError, ShapeError
 from .evaluator import compute_host_layer, output_infos
 from .ir import Graph, Node, Value
 from .ops.base import TensorInfo
@@ -163,8 +163,9 @@ def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]]
                              f"input shapes: {exc}") from None
         for out, (shape, _dtype) in zip(spec.outputs, results):
             if shape is None or any(d < 0 for d in shape):
-                raise ShapeError(f"layer '{layer.name}' ({layer.type.value}): output '{graph.tensors[out].name}' "
-                                 f"has a data-dependent shape {shape}, which the engine cannot plan")
+                raise DataDependentShapeError(f"layer '{layer.name}' ({layer.type.value}): output "
+                                              f"'{graph.tensors[out].name}' has a data-dependent shape {shape}, "
+                                              "which the engine cannot plan")
             shapes[out] = tuple(int(d) for d in shape)
         if spec.host:
             for out, value in zip(spec.outputs, compute_host_layer(layer, infos)):

@@ -296,6 +296,43 @@ class NetworkDefinition:
         infer_layer(layer)
         return layer
 
+    def append_layer_output(self, layer: Layer, base_name: str, dtype: DataType) -> Tensor:
+        """A new output of an existing layer (control-flow layers gain one per add_output / add_loop_output, as
+        TensorRT's do); its shape is inferred when the caller next re-infers the layer."""
+        name = self.unique_tensor_name(base_name)
+        self._tensor_names.add(name)
+        tensor = Tensor(name, dtype)
+        tensor.producer = layer
+        layer.outputs.append(tensor)
+        return tensor
+
+    def move_layer_to_end(self, layer: Layer) -> None:
+        """Run `layer` after every layer added so far: a control-flow layer given an input made after it was
+        created. Refused once a layer reads one of its outputs (that reader would then run before it)."""
+        readers = [other.name for other in self.layers for t in other.inputs
+                   if t is not None and t.producer is layer and other is not layer]
+        if readers:
+            raise EngineError(f"layer '{layer.name}': cannot take an input made after it, its outputs are already "
+                              f"read by {readers}; declare the inputs of a loop or conditional before reading its "
+                              "outputs")
+        self.layers.remove(layer)
+        self.layers.append(layer)
+
+    # ------------------------------------------------------------------ control flow (engine/control_flow.py)
+    def add_if_conditional(self, name: str | None = None) -> Any:
+        """An if-conditional (TensorRT's IIfConditional): set_condition, add_input, add_output; the layers of
+        each branch are added to `then_branch` / `else_branch`."""
+        from .control_flow import IfConditional
+
+        return IfConditional(self, name)
+
+    def add_loop(self, name: str | None = None) -> Any:
+        """A loop (TensorRT's ILoop): add_trip_limit, add_recurrence, add_iterator, add_input, add_loop_output;
+        the body's layers are added to `body`."""
+        from .control_flow import Loop
+
+        return Loop(self, name)
+
     def rename_tensor(self, tensor: Tensor, new_name: str) -> None:
         if new_name == tensor.name:
             return
@@ -499,4 +536,5 @@ class NetworkDefinition:
 
 
 def _keep_weights(key: str, value: Any) -> Any:
-    return value if key == "weights" else _normalize_param(value)
+    """Weights arrays and control-flow subgraphs are kept as they are; every other param becomes plain JSON."""
+    return value if key in ("weights", "subgraphs") else _normalize_param(value)

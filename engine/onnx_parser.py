@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +121,26 @@ class ImportContext:
                              op=self.op_type)
         return value
 
+    def subgraph(self, name: str) -> onnx.GraphProto:
+        """The graph held by attribute `name` (If's branches, Loop's and Scan's body); a missing attribute or one
+        that holds no graph is a ParseError naming the node."""
+        attr = self._attrs.get(name)
+        if attr is None:
+            raise ParseError(f"attribute '{name}' (a graph) is missing", node=self.name, op=self.op_type)
+        if attr.type != onnx.AttributeProto.GRAPH or not attr.HasField("g"):
+            raise ParseError(f"attribute '{name}' must be a graph, got {_attr_type_name(attr.type)}", node=self.name,
+                             op=self.op_type)
+        return attr.g
+
+    def import_subgraph(self, graph: onnx.GraphProto, network: NetworkDefinition, bound: dict[str, Tensor],
+                        capture: Callable[[Tensor], Tensor], what: str) -> list[Tensor]:
+        """Import a subgraph of this node into `network` (a branch or body): its inputs are the tensors `bound`
+        gives by name; a name it reads from an enclosing graph is resolved there and passed through
+        `capture(outer tensor) -> tensor inside`. Returns the subgraph's outputs, in order; any error in it is a
+        ParseError naming this node and `what`."""
+        return self.parser.import_subgraph(graph, network, bound, capture, f"node '{self.name}' ({self.op_type}) "
+                                                                         f"{what}")
+
     def unsupported(self, reason: str, category: UnsupportedCategory):
         raise UnsupportedError(reason, node=self.name, op=self.op_type, category=category)
 
@@ -150,6 +170,11 @@ class OnnxParser:
         self._initializers: dict[str, onnx.TensorProto] = {}
         self._failed: set[str] = set()
         self.model: onnx.ModelProto | None = None
+        # Subgraph parsers (If/Loop/Scan bodies) resolve names of enclosing graphs through this: name -> Tensor
+        # inside the subgraph, or None when no enclosing graph has it.
+        self._outer: Callable[[str], Tensor | None] | None = None
+        self._opset = 0
+        self._domains: dict[str, int] = {}
 
     # ------------------------------------------------------------------ errors
     @property
@@ -206,6 +231,7 @@ class OnnxParser:
                         f"({onnx.defs.onnx_opset_version()})", category=UnsupportedCategory.OPSET)
             return False
         domains = {imp.domain: imp.version for imp in model.opset_import}
+        self._opset, self._domains = opset, domains
         self.network.name = graph.name or self.network.name
         self._initializers = {init.name: init for init in graph.initializer}
         for inp in graph.input:
@@ -213,9 +239,7 @@ class OnnxParser:
                 continue
             if not self._add_graph_input(inp):
                 continue
-        for index, node in enumerate(graph.node):
-            self._import_node(node, index, domains.get(node.domain or "", opset) if node.domain not in ("", "ai.onnx")
-                              else opset)
+        self._import_nodes(graph)
         for out in graph.output:
             if out.name in self._failed:
                 continue
@@ -238,6 +262,59 @@ class OnnxParser:
             self.logger.log(Severity.INFO, f"parsed {source}: {len(graph.node)} nodes -> "
                                            f"{self.network.num_layers} layers (opset {opset})")
         return ok
+
+    def _import_nodes(self, graph: onnx.GraphProto) -> None:
+        opset, domains = self._opset, self._domains
+        for index, node in enumerate(graph.node):
+            self._import_node(node, index, domains.get(node.domain or "", opset) if node.domain not in ("", "ai.onnx")
+                              else opset)
+
+    def import_subgraph(self, graph: onnx.GraphProto, network: NetworkDefinition, bound: dict[str, Tensor],
+                        capture: Callable[[Tensor], Tensor], what: str) -> list[Tensor]:
+        """See ImportContext.import_subgraph: a child parser imports `graph` into `network`."""
+        child = OnnxParser(network, Logger(Logger.INTERNAL_ERROR))
+        child._opset, child._domains = self._opset, self._domains
+        child._initializers = {init.name: init for init in graph.initializer}
+        captured: dict[str, Tensor] = {}
+
+        def outer(name: str) -> Tensor | None:
+            if name not in captured:
+                tensor = self._scope_tensor(name)
+                if tensor is None:
+                    return None
+                captured[name] = capture(tensor)
+            return captured[name]
+
+        child._outer = outer
+        for inp in graph.input:
+            if inp.name not in bound:
+                raise ParseError(f"{what}: input '{inp.name}' is not one the op provides ({sorted(bound)})")
+            tensor = bound[inp.name]
+            if tensor.name != inp.name and network.find_tensor(inp.name) is None:
+                network.rename_tensor(tensor, inp.name)
+            child._tensors[inp.name] = tensor
+        child._import_nodes(graph)
+        outputs: list[Tensor] = []
+        for out in graph.output:
+            if not child._errors and out.name not in child._failed:
+                try:
+                    tensor = child._tensor(out.name)
+                except EngineError as exc:
+                    child._error(f"graph output '{out.name}': {exc}")
+                    continue
+                if tensor.is_network_input or tensor in outputs or tensor.producer is None or \
+                        tensor.producer.type.value == "CONSTANT" and tensor.name in child._initializers:
+                    tensor = network.add_identity(tensor, name=f"{out.name}/identity").get_output(0)
+                outputs.append(tensor)
+        if child._errors:
+            raise ParseError(f"{what}: " + "; ".join(error.desc for error in child._errors))
+        return outputs
+
+    def _scope_tensor(self, name: str) -> Tensor | None:
+        """The tensor `name` as this graph sees it (its own, an initializer, or an enclosing graph's), or None."""
+        if name in self._tensors or name in self._initializers:
+            return self._tensor(name)
+        return None if self._outer is None else self._outer(name)
 
     # ------------------------------------------------------------------ internals
     def _add_graph_input(self, inp: onnx.ValueInfoProto) -> bool:
@@ -282,6 +359,11 @@ class OnnxParser:
             self.network.rename_tensor(tensor, name)
             self._tensors[name] = tensor
             return tensor
+        if self._outer is not None:  # a subgraph reading a tensor of an enclosing graph
+            tensor = self._outer(name)
+            if tensor is not None:
+                self._tensors[name] = tensor
+                return tensor
         raise EngineError(f"tensor '{name}' is used before it is produced (the graph is not topologically sorted, "
                           "or the name is misspelled)")
 

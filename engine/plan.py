@@ -36,28 +36,41 @@ MAGIC = b"POLYXPLN"
 # last input to its output), which a version-2 reader would silently skip; 4: the typed epilogue (a layer's
 # residual and activation in its own "epilogue" field instead of params keys); 5: a layer's forced output types
 # ("output_types": {output position: dtype}, set_output_type or INT8 outputs), which loading checks the recorded
-# tensor dtypes against (a version-4 plan gives no way to tell a forced dtype from a tampered one)
-FORMAT_VERSION = 5
+# tensor dtypes against (a version-4 plan gives no way to tell a forced dtype from a tampered one); 6: control-flow
+# layers (CONDITIONAL, LOOP) with their subgraphs in a layer's "subgraphs" field, each a graph of the same form, and
+# their constants in buffers named "<layer index>.<subgraph name>/const<tensor index>" (nested: prefixes chain)
+FORMAT_VERSION = 6
+SUBGRAPHS = "subgraphs"
 
 
 def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
+    arrays: dict[str, np.ndarray] = {}
+    header = {"engine_version": __version__, "meta": meta, **_graph_fields(graph, arrays, "")}
+    return pack(MAGIC, FORMAT_VERSION, header, arrays)
+
+
+def _graph_fields(graph: LoweredGraph, arrays: dict[str, np.ndarray], prefix: str) -> dict[str, Any]:
+    """A graph's tensors, layers and IO as JSON, its constants added to `arrays` under `prefix`."""
+    from .subgraph import as_lowered
+
     layers = []
-    arrays = {}
-    for spec in graph.layers:
+    for position, spec in enumerate(graph.layers):
         layer = spec.layer
-        params = {k: v for k, v in layer.params.items() if k != "weights"}
-        layers.append({"name": layer.name, "type": layer.type.value, "params": params,
-                       "precision": layer.precision.value, "epilogue": layer.epilogue.to_json(),
-                       "output_types": {str(k): DataType(v).value for k, v in sorted(layer.output_types.items())},
-                       "metadata": layer.metadata,
-                       "inputs": spec.inputs, "outputs": spec.outputs, "host": spec.host,
-                       "tactic_id": spec.tactic_id, "tactic_name": spec.tactic_name,
-                       "tactic_ids": spec.tactic_ids, "tactic_names": spec.tactic_names})
+        params = {k: v for k, v in layer.params.items() if k not in ("weights", SUBGRAPHS)}
+        entry = {"name": layer.name, "type": layer.type.value, "params": params,
+                 "precision": layer.precision.value, "epilogue": layer.epilogue.to_json(),
+                 "output_types": {str(k): DataType(v).value for k, v in sorted(layer.output_types.items())},
+                 "metadata": layer.metadata,
+                 "inputs": spec.inputs, "outputs": spec.outputs, "host": spec.host,
+                 "tactic_id": spec.tactic_id, "tactic_name": spec.tactic_name,
+                 "tactic_ids": spec.tactic_ids, "tactic_names": spec.tactic_names}
+        if SUBGRAPHS in layer.params:
+            entry[SUBGRAPHS] = {name: _graph_fields(as_lowered(sub), arrays, f"{prefix}{position}.{name}/")
+                                for name, sub in layer.params[SUBGRAPHS].items()}
+        layers.append(entry)
     for index, array in graph.constants.items():
-        arrays[f"const{index}"] = array
-    header = {
-        "engine_version": __version__,
-        "meta": meta,
+        arrays[f"{prefix}const{index}"] = array
+    return {
         "tensors": [{"name": t.name, "dtype": t.dtype.value, "shape": None if t.shape is None else list(t.shape)}
                     for t in graph.tensors],
         "layers": layers,
@@ -65,7 +78,6 @@ def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
         "outputs": graph.outputs,
         "shape_inputs": graph.shape_inputs,
     }
-    return pack(MAGIC, FORMAT_VERSION, header, arrays)
 
 
 def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
@@ -76,35 +88,7 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
     PlanFormatError naming the field."""
     header, arrays = unpack(data, MAGIC, FORMAT_VERSION, "plan")
     try:
-        _check_header(header)
-        tensors = [TensorSpec(t["name"], DataType(t["dtype"]), None if t["shape"] is None else tuple(t["shape"]))
-                   for t in header["tensors"]]
-        constants = _constants(arrays, tensors)
-        layers = []
-        for entry in header["layers"]:
-            params = dict(entry["params"])
-            outputs = list(entry["outputs"])
-            if entry["type"] == LayerType.CONSTANT.value:
-                if len(outputs) != 1 or outputs[0] not in constants:
-                    raise ValueError(f"layer '{entry['name']}': a constant layer needs one output with a buffer")
-                params["weights"] = constants[outputs[0]]
-            epilogue = Epilogue.from_json(entry["epilogue"], f"layer '{entry['name']}'")
-            if epilogue.residual is not None and epilogue.residual >= len(entry["inputs"]):
-                raise ValueError(f"layer '{entry['name']}': epilogue residual {epilogue.residual} is not one of its "
-                                 f"{len(entry['inputs'])} inputs")
-            layer = Node(LayerType(entry["type"]), entry["name"], params, precision=DataType(entry["precision"]),
-                         epilogue=epilogue, metadata=entry.get("metadata") or {},
-                         output_types={int(k): DataType(v) for k, v in entry["output_types"].items()})
-            layers.append(LayerSpec(layer, list(entry["inputs"]), outputs, bool(entry["host"]),
-                                    int(entry["tactic_id"]), entry.get("tactic_name", ""),
-                                    [int(t) for t in entry["tactic_ids"]], list(entry["tactic_names"])))
-        graph = LoweredGraph(tensors, layers, list(header["inputs"]), list(header["outputs"]), constants,
-                             list(header.get("shape_inputs", [])))
-        _check_layers(graph)
-        for spec, host in zip(graph.layers, host_flags(graph)):
-            if spec.host != host:
-                raise _fail(f"layer '{spec.layer.name}' host", f"{spec.host} in the plan, but the layer runs on the "
-                                                               f"{'host' if host else 'device'}")
+        graph = _load_graph(header, arrays, "", "")
         _check_profiles(header.get("meta"), graph)
     except PlanFormatError:
         raise
@@ -116,6 +100,57 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
     meta = dict(meta)
     meta["engine_version"] = header.get("engine_version")
     return graph, meta
+
+
+def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, where: str) -> LoweredGraph:
+    """One graph of the plan (the network, or a control-flow layer's subgraph when `where` names it), validated
+    field by field, its subgraphs loaded the same way."""
+    _check_header(header, where)
+    tensors = [TensorSpec(t["name"], DataType(t["dtype"]), None if t["shape"] is None else tuple(t["shape"]))
+               for t in header["tensors"]]
+    own = {name[len(prefix):]: array for name, array in arrays.items()
+           if name.startswith(prefix) and "/" not in name[len(prefix):]}
+    constants = _constants(own, tensors, where)
+    layers = []
+    for position, entry in enumerate(header["layers"]):
+        params = dict(entry["params"])
+        if where and (entry["tactic_ids"] or not Epilogue.from_json(entry["epilogue"], "").empty):
+            raise _fail(f"{where}layer '{entry['name']}'", "a subgraph layer has no tactics and no epilogue")
+        subgraphs = entry.get(SUBGRAPHS)
+        if (subgraphs is not None) != (entry["type"] in (LayerType.CONDITIONAL.value, LayerType.LOOP.value)):
+            raise _fail(f"{where}layer '{entry['name']}' {SUBGRAPHS}", "only CONDITIONAL and LOOP layers have "
+                                                                       "subgraphs, and they must")
+        if subgraphs is not None:
+            expected = {"then", "else"} if entry["type"] == LayerType.CONDITIONAL.value else {"body"}
+            if not isinstance(subgraphs, dict) or set(subgraphs) != expected:
+                raise _fail(f"{where}layer '{entry['name']}' {SUBGRAPHS}", f"must be an object with "
+                                                                           f"{sorted(expected)}")
+            params[SUBGRAPHS] = {name: _load_graph(sub, arrays, f"{prefix}{position}.{name}/",
+                                                   f"{where}layer '{entry['name']}' {name} subgraph: ")
+                                 for name, sub in subgraphs.items()}
+        outputs = list(entry["outputs"])
+        if entry["type"] == LayerType.CONSTANT.value:
+            if len(outputs) != 1 or outputs[0] not in constants:
+                raise ValueError(f"layer '{entry['name']}': a constant layer needs one output with a buffer")
+            params["weights"] = constants[outputs[0]]
+        epilogue = Epilogue.from_json(entry["epilogue"], f"layer '{entry['name']}'")
+        if epilogue.residual is not None and epilogue.residual >= len(entry["inputs"]):
+            raise ValueError(f"layer '{entry['name']}': epilogue residual {epilogue.residual} is not one of its "
+                             f"{len(entry['inputs'])} inputs")
+        layer = Node(LayerType(entry["type"]), entry["name"], params, precision=DataType(entry["precision"]),
+                     epilogue=epilogue, metadata=entry.get("metadata") or {},
+                     output_types={int(k): DataType(v) for k, v in entry["output_types"].items()})
+        layers.append(LayerSpec(layer, list(entry["inputs"]), outputs, bool(entry["host"]),
+                                int(entry["tactic_id"]), entry.get("tactic_name", ""),
+                                [int(t) for t in entry["tactic_ids"]], list(entry["tactic_names"])))
+    graph = LoweredGraph(tensors, layers, list(header["inputs"]), list(header["outputs"]), constants,
+                         list(header.get("shape_inputs", [])))
+    _check_layers(graph, where)
+    for spec, host in zip(graph.layers, host_flags(graph)):
+        if spec.host != host:
+            raise _fail(f"{where}layer '{spec.layer.name}' host", f"{spec.host} in the plan, but the layer runs "
+                                                                  f"on the {'host' if host else 'device'}")
+    return graph
 
 
 # Params that hold an enum value (as NetworkDefinition's add_* methods store them), checked at load: a value the
@@ -154,11 +189,14 @@ def _check_indices(field: str, values: Any, count: int, optional: bool = False) 
             raise _fail(field, f"tensor index {value!r} is not in 0..{count - 1}")
 
 
-def _check_header(header: dict[str, Any]) -> None:
-    """Structure and ranges of every field the graph is built from (the container checked the buffers)."""
+def _check_header(header: dict[str, Any], where: str = "") -> None:
+    """Structure and ranges of every field the graph is built from (the container checked the buffers). `where`
+    names a subgraph (empty for the network), whose outputs may repeat its inputs."""
+    if not isinstance(header, dict):
+        raise _fail(f"{where}graph", f"must be an object, got {header!r:.100}")
     for key, kind in (("tensors", list), ("layers", list), ("inputs", list), ("outputs", list)):
         if not isinstance(header.get(key), kind):
-            raise _fail(f"'{key}'", f"must be a {kind.__name__}, got {type(header.get(key)).__name__}")
+            raise _fail(f"{where}'{key}'", f"must be a {kind.__name__}, got {type(header.get(key)).__name__}")
     dtypes = {d.value for d in DataType}
     for position, tensor in enumerate(header["tensors"]):
         field = f"tensors[{position}]"
@@ -175,8 +213,8 @@ def _check_header(header: dict[str, Any]) -> None:
     if not set(header.get("shape_inputs", [])) <= set(header["inputs"]):
         raise _fail("'shape_inputs'", "must be a subset of the inputs")
     io = header["inputs"] + header["outputs"]
-    if len(set(io)) != len(io):
-        raise _fail("'inputs'/'outputs'", "a tensor is listed twice")
+    if len(set(io)) != len(io) and not (where and len(set(header["outputs"])) == len(header["outputs"])):
+        raise _fail(f"{where}'inputs'/'outputs'", "a tensor is listed twice")
     layer_types = {t.value for t in LayerType}
     produced: set[int] = set()
     for position, layer in enumerate(header["layers"]):
@@ -214,17 +252,17 @@ def _check_header(header: dict[str, Any]) -> None:
                 raise _fail(f"layer '{layer['name']}' inputs", f"tensor {i} is neither an input nor produced by "
                                                                "a layer")
     for i in header["outputs"]:
-        if i not in produced:
-            raise _fail("'outputs'", f"tensor {i} is not produced by any layer")
+        if i not in produced and not (where and i in header["inputs"]):
+            raise _fail(f"{where}'outputs'", f"tensor {i} is not produced by any layer")
 
 
-def _constants(arrays: dict[str, Any], tensors: list[TensorSpec]) -> dict[int, Any]:
+def _constants(arrays: dict[str, Any], tensors: list[TensorSpec], where: str = "") -> dict[int, Any]:
     """The 'const<index>' buffers, each of its tensor's dtype and shape."""
     constants = {}
     for name, array in arrays.items():
         index = name[5:]
         if not name.startswith("const") or not index.isdigit() or not int(index) < len(tensors):
-            raise _fail(f"buffer {name!r}", "is not 'const<tensor index>' of an existing tensor")
+            raise _fail(f"{where}buffer {name!r}", "is not 'const<tensor index>' of an existing tensor")
         tensor = tensors[int(index)]
         if array.dtype != np.dtype(nptype(tensor.dtype)) or (tensor.shape is not None and
                                                               tuple(array.shape) != tensor.shape):
@@ -248,7 +286,7 @@ def _check_plugin_layer(layer) -> None:
         raise EngineError(f"cannot load the plan: {refusal}")
 
 
-def _check_layers(graph: LoweredGraph) -> None:
+def _check_layers(graph: LoweredGraph, where: str = "") -> None:
     """Each layer's own shape inference, on the recorded input tensors, must give the recorded output dtypes
     and agree with every static recorded dim: a crafted param (a conv stride of 0, a changed IO dtype) fails
     here, before any kernel runs."""
@@ -262,7 +300,7 @@ def _check_layers(graph: LoweredGraph) -> None:
                                                    graph.constants.get(i)) for i in spec.inputs]
         if any(info is not None and info.shape is None for info in infos):
             continue  # unknown rank: nothing to compare with
-        field = f"layer '{layer.name}' ({layer.type.value})"
+        field = f"{where}layer '{layer.name}' ({layer.type.value})"
         try:
             results = output_infos(layer, infos)
         except Exception as exc:  # noqa: BLE001 - an op's inference raises many types for invalid params

@@ -18,13 +18,15 @@ import numpy as np
 
 from .backends import get_backend
 from .dtypes import DataType, nptype
+from .eager_execution import has_control_flow, run_eagerly
 from .enums import LayerType, TensorIOMode
-from .errors import ExecutionError, PlanFormatError, ShapeError
+from .errors import DataDependentShapeError, ExecutionError, PlanFormatError, ShapeError
 from .graph import LoweredGraph, resolve_shapes, tactic_context
 from .logger import Logger, Severity
 from .memory_plan import device_lifetimes, plan_graph_memory
 from .plan import deserialize_plan
 from .steps import Step, compile_steps, run_step
+from .subgraph import CONTROL_FLOW_TYPES
 from .tactics import tactic_by_id
 
 # Bindings (resolved shapes + arena) kept per context; shape inputs whose values change every call would otherwise
@@ -287,7 +289,8 @@ class ExecutionContext:
             return self._input_shapes.get(idx, self.engine.get_tensor_shape(name))
         if len(self._input_shapes) < len(self.engine.graph.inputs):
             return self.engine.get_tensor_shape(name)
-        return tuple(self._binding().shapes[idx])
+        binding = self._binding_or_none()
+        return self.engine.get_tensor_shape(name) if binding is None else tuple(binding.shapes[idx])
 
     @property
     def all_binding_shapes_specified(self) -> bool:
@@ -297,7 +300,7 @@ class ExecutionContext:
         """Names of inputs whose shapes are still missing (empty when all are set)."""
         missing = [self.engine.graph.tensors[i].name for i in self.engine.graph.inputs if i not in self._input_shapes]
         if not missing:
-            self._binding()
+            self._binding_or_none()
         return missing
 
     # ------------------------------------------------------------------ addresses
@@ -339,6 +342,27 @@ class ExecutionContext:
         self._bindings[key] = binding
         return binding
 
+    def _binding_or_none(self) -> _Binding | None:
+        """The binding, or None when the engine's shapes depend on values its control flow computes (then it runs
+        eagerly, engine/eager_execution.py)."""
+        try:
+            return self._binding()
+        except DataDependentShapeError:
+            if not has_control_flow(self.engine.graph):
+                raise
+            return None
+
+    def _execute_eagerly(self, inputs: dict[int, Any]) -> dict[int, Any]:
+        """Run layer by layer, each output allocated once its shape is known; returns the outputs by index."""
+        engine = self.engine
+        if self.use_cuda_graph and engine.backend.supports_cuda_graphs:
+            engine.logger.log(Severity.WARNING, f"engine '{engine.name}': not captured into a CUDA graph: its shapes "
+                                                "depend on values its control flow computes, read on the host")
+        slots, _, _ = run_eagerly(engine.graph, engine._states[self._profile], engine.device, engine.backend, inputs,
+                                  {i: self._input_values[i] for i in engine.graph.shape_inputs},
+                                  engine._device_constants)
+        return {i: slots[i] for i in engine.graph.outputs}
+
     def _bind(self) -> _Binding:
         engine, graph, backend = self.engine, self.engine.graph, self.engine.backend
         resolved = resolve_shapes(graph, self._input_shapes, self._input_values)
@@ -358,7 +382,15 @@ class ExecutionContext:
         engine.logger.log(Severity.VERBOSE, f"context bound shapes {[shapes[i] for i in graph.inputs]}: arena "
                                             f"{plan.peak_bytes} bytes (naive {plan.naive_bytes}), "
                                             f"workspace {workspace_bytes} bytes")
-        return _Binding(shapes, slots, steps, workspace, plan.peak_bytes)
+        binding = _Binding(shapes, slots, steps, workspace, plan.peak_bytes)
+        host_reads = [spec.layer for spec in graph.layers if spec.layer.type in CONTROL_FLOW_TYPES]
+        if host_reads:  # a condition or trip count read on the host cannot be recorded in a CUDA graph
+            binding.graph_failure = (f"layer '{host_reads[0].name}' ({host_reads[0].type.value}) reads its "
+                                     "condition or trip count on the host, which a CUDA graph cannot record")
+            if self.use_cuda_graph and backend.supports_cuda_graphs:
+                engine.logger.log(Severity.WARNING, f"CUDA graph capture skipped: {binding.graph_failure}; this "
+                                                    "context enqueues the layers one by one")
+        return binding
 
     # ------------------------------------------------------------------ execution
     def execute_async_v3(self, stream_handle: Any = 0) -> bool:
@@ -381,7 +413,14 @@ class ExecutionContext:
                 if self._input_shapes.get(i) != tuple(array.shape):
                     self.set_input_shape(name, array.shape)
                 inputs[i] = array
-            binding = self._binding()
+            binding = self._binding_or_none()
+            if binding is None:  # shapes known only while it runs: each output buffer must fit what it gives
+                with self.engine.backend.stream_scope(stream_handle):
+                    for i, array in self._execute_eagerly(inputs).items():
+                        out = self._wrap(i, self._addresses[i], tuple(array.shape))
+                        self._check_dtype(i, out, "output")
+                        self.engine.backend.xp.copyto(out, array, casting="unsafe")
+                return True
             outputs = {i: self._wrap(i, self._addresses[i], tuple(binding.shapes[i])) for i in graph.outputs}
             self._enqueue(binding, inputs, outputs, stream_handle)
         return True
@@ -422,7 +461,12 @@ class ExecutionContext:
                 else:
                     arrays[i] = array
             stream = backend.current_stream()
-            binding = self._binding()
+            binding = self._binding_or_none()
+            if binding is None:  # shapes known only while it runs
+                with backend.stream_scope(stream):
+                    results = self._execute_eagerly({i: backend.to_device(a) for i, a in arrays.items()})
+                    results = {i: backend.to_host(a) for i, a in results.items()}
+                return {graph.tensors[i].name: results[i] for i in graph.outputs}
             inputs = {i: backend.stage_input(binding.staging, i, a, stream) for i, a in arrays.items()}
             outputs = {i: backend.stage_output(binding.staging, i, binding.shapes[i], nptype(graph.tensors[i].dtype))
                        for i in graph.outputs}

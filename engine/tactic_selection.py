@@ -16,8 +16,9 @@ import numpy as np
 from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmIOInfo, AlgorithmVariant
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType
 from .dtypes import DataType, nptype
+from .eager_execution import has_control_flow, trial_shapes
 from .enums import LayerType, allowed_by_sources
-from .errors import BuildError, EngineError
+from .errors import BuildError, DataDependentShapeError, EngineError
 from .graph import LayerSpec, LoweredGraph, resolve_shapes, tactic_context
 from .logger import Severity
 from .memory_plan import MEMORY_LIMIT_ENV, device_memory_limit, host_memory_limit, tensor_bytes, trial_run_peak
@@ -67,8 +68,22 @@ class TacticSelection:
     def _sweep(self, profile_index: int) -> None:
         """Run the network at profile `profile_index`'s opt shapes, appending each device layer's tactic choice."""
         graph, backend = self.graph, self.backend
-        by_which = [resolve_shapes(graph, input_shapes(graph, self.profiles[profile_index], which),
-                                   input_values(graph, self.shape_values[profile_index], which)) for which in (0, 1, 2)]
+        profile, values = self.profiles[profile_index], self.shape_values[profile_index]
+        try:
+            by_which = [resolve_shapes(graph, input_shapes(graph, profile, which), input_values(graph, values, which))
+                        for which in (0, 1, 2)]
+        except DataDependentShapeError:
+            if not has_control_flow(graph):
+                raise
+            by_which = None  # shapes known only by running: learnt from the sample inputs below
+        rng = np.random.default_rng(0)
+        opt_values = input_values(graph, values, 1)
+        samples = {i: backend.to_device(_sample(rng, shape, graph.tensors[i].dtype))
+                   for i, shape in input_shapes(graph, profile, 1).items() if i not in opt_values}
+        if by_which is None:
+            self.log(Severity.INFO, f"profile {profile_index}: shapes depend on values computed by control flow; "
+                                    "tactics are timed at the shapes of one run on sample inputs at the opt shapes")
+            by_which = [trial_shapes(graph, backend, samples, opt_values)] * 3
         resolved = by_which[1]
         shapes, self.max_shapes = resolved.shapes, by_which[2].shapes
         if self.device == "cpu":
@@ -76,10 +91,8 @@ class TacticSelection:
         slots: list[Any] = [None] * len(graph.tensors)
         for i, value in resolved.host_values.items():
             slots[i] = backend.to_device(value)
-        rng = np.random.default_rng(0)
-        for i in graph.inputs:
-            if slots[i] is None:  # shape inputs already hold their profile values
-                slots[i] = backend.to_device(_sample(rng, shapes[i], graph.tensors[i].dtype))
+        for i, sample in samples.items():
+            slots[i] = sample
         last_use = {i: step for step, spec in enumerate(graph.layers) for i in spec.inputs if i is not None}
         keep = set(graph.outputs) | set(resolved.host_values)
         for step, spec in enumerate(graph.layers):
@@ -298,7 +311,10 @@ def input_values(graph: LoweredGraph, values: dict[str, tuple], which: int) -> d
 
 
 def _sample(rng: np.random.Generator, shape, dtype: DataType) -> np.ndarray:
-    """Timing inputs: standard normal floats; zeros for integers and booleans (always valid as indices)."""
+    """Timing inputs: standard normal floats; zeros for integers (always valid as indices); True for booleans (a
+    loop's condition that holds runs its body, which is what is worth timing)."""
     if DataType(dtype).is_floating:
         return rng.standard_normal(shape).astype(nptype(dtype))
+    if DataType(dtype) == DataType.BOOL:
+        return np.ones(shape, dtype=np.bool_)
     return np.zeros(shape, dtype=nptype(dtype))

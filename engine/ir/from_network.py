@@ -28,7 +28,7 @@ def graph_from_network(network: NetworkDefinition) -> Graph:
                                  "earlier layer or a network input")
             inputs.append(None if tensor is None else values[id(tensor)])
         node = graph.add_node(layer.type, inputs, [(t.name, t.dtype, t.shape) for t in layer.outputs],
-                              {k: (v if k == "weights" else _copy_param(v)) for k, v in layer.params.items()},
+                              {k: _lower_param(k, v) for k, v in layer.params.items()},
                               name=layer.name, precision=layer.precision, precision_is_set=layer.precision_is_set,
                               metadata=_copy_param(layer.metadata), output_types=dict(layer.output_types))
         for tensor, value in zip(layer.outputs, node.outputs):
@@ -38,6 +38,17 @@ def graph_from_network(network: NetworkDefinition) -> Graph:
             raise BuildError(f"network output '{tensor.name}' is not produced by any layer of the network")
         graph.mark_output(values[id(tensor)])
     return graph
+
+
+def _lower_param(key: str, value: Any) -> Any:
+    """Weights are shared; a control-flow layer's subgraphs (façade networks) are lowered the same way, each into
+    a Graph of its own; everything else is copied."""
+    if key == "weights":
+        return value
+    if key == "subgraphs":
+        return {name: graph_from_network(sub) if isinstance(sub, NetworkDefinition) else sub
+                for name, sub in value.items()}
+    return _copy_param(value)
 
 
 def _copy_param(value: Any) -> Any:
