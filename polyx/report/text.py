@@ -55,7 +55,7 @@ def format_comparison(c: TensorComparison, verbose: bool = False) -> list[str]:
         percentiles = ", ".join(f"p{p:g}={num(v)}" for p, v in diff.percentiles.items() if p != 50)
         lines.append(f"  {label:<{width}} | mean={num(diff.mean)}, median={num(diff.median)}, "
                      f"max={num(diff.max)}{_at(diff.max_index)}, {percentiles}")
-    lines.append(f"  {'similar':<{width}} | cosine similarity={_cosine(c.cosine_similarity)}, "
+    lines.append(f"  {'similar':<{width}} | cosine similarity={cosine_text(c.cosine_similarity)}, "
                  f"PSNR={num(c.psnr)} dB")
     if verbose and c.histogram:
         lines.append("  abs diff histogram (elements per decade):")
@@ -64,7 +64,7 @@ def format_comparison(c: TensorComparison, verbose: bool = False) -> list[str]:
     return lines
 
 
-def _cosine(value: float) -> str:
+def cosine_text(value: float) -> str:
     """Cosine similarity with enough digits to tell 0.999999 from 1."""
     return num(value) if math.isnan(value) else f"{value:.7g}"
 

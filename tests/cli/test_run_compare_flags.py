@@ -4,6 +4,8 @@ PSNR lines of the text and HTML reports. Golden outputs are onnxruntime's, edite
 is known before the command runs."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from cli_test_models import make_mlp, run_cli
@@ -135,3 +137,17 @@ def test_cosine_similarity_and_psnr_in_text_and_html(capsys, tmp_path, golden):
     assert "cosine similarity=1 " in line or "cosine similarity=1," in line
     assert f"PSNR={expected_psnr:.4g} dB" in line
     assert "cosine similarity=1" in report.read_text() and f"PSNR={expected_psnr:.4g} dB" in report.read_text()
+
+
+def test_html_tensor_table_shows_similarity_per_intermediate_tensor(capsys, tmp_path):
+    model = make_mlp(tmp_path / "mlp.onnx")
+    report = tmp_path / "report.html"
+    code, out, err = run_cli(capsys, "run", model, "--engine", "--onnxrt", "--device", "cpu", "--mark-all",
+                             "--atol", "1e-4", "--report", report)
+    assert code == 0, out + err
+    page = report.read_text()
+    assert "<th>cosine similarity</th><th>PSNR dB</th>" in page
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in page.split("<tr>") if "<td>relu</td>" in row]
+    assert rows  # the relu's output, listed in the worst-tensors and the all-tensors tables
+    for cells in rows:  # index, tensor, node, op, max abs, max rel, needs atol, needs rtol, cosine, PSNR, status
+        assert cells[1] == "a1" and float(cells[8]) > 0.99999 and float(cells[9]) > 60
