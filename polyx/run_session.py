@@ -22,8 +22,8 @@ from engine.plan_file import is_plan_file
 from .build import BuildOptions, BuildReport, build_engine, load_engine
 from .compare import Comparator, LayerwiseReport, TensorComparison, Tolerances, analyze_layers
 from .compare.layerwise import GraphNode, nodes_from_engine, nodes_from_onnx
-from .compare.name_matching import match_names
-from .compare.postprocess import Postprocess, apply_postprocess, unknown_outputs
+from .compare.postprocess import Postprocess, unknown_outputs
+from .compare.run_comparison import RunnerOutputs, compare_iterations, pair_near_miss_names
 from .compare.user_compare import UserCompareFunc
 from .data.files import check_outputs_apart, load_tensors, save_tensors, write_file
 from .data.loader import DataLoader
@@ -90,13 +90,6 @@ class RunOptions:
 
 
 @dataclass
-class RunnerOutputs:
-    runner: str
-    iterations: list[Feeds]
-    inference_ms: list[float]
-
-
-@dataclass
 class RunResult:
     feeds: list[Feeds]
     outputs: list[RunnerOutputs]
@@ -146,7 +139,7 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
         else:
             save_tensors(options.save_inputs, feeds)
     model_outputs = [o.name for o in model.graph.output] if model is not None else _engine_outputs(engine)
-    result = RunResult(feeds=feeds, outputs=[_run(runner, feeds, progress) for runner in runners],
+    result = RunResult(feeds=feeds, outputs=[run_runner(runner, feeds, progress) for runner in runners],
                        build_report=build_report, model_outputs=model_outputs)
     reference, candidates = _reference_and_candidates(options, result.outputs, len(feeds))
     if options.validate:
@@ -190,7 +183,7 @@ def _engine(options: RunOptions, plan_path: Path | None, feeds: list[Feeds] | No
 
 def _compare(result: RunResult, options: RunOptions, reference: RunnerOutputs, candidate: RunnerOutputs,
              nodes: list[GraphNode], progress: ProgressFactory) -> None:
-    candidate, renamed = _paired(reference, candidate, result.notes)
+    candidate, renamed = pair_near_miss_names(reference, candidate, result.notes)
     names = _common_names(reference, candidate, nodes, result.notes, loaded=options.load_outputs is not None,
                           check_shapes=options.check_shapes)
     for what, unknown in (("a per-output tolerance", options.tolerances.unknown_names(set(names))),
@@ -202,33 +195,9 @@ def _compare(result: RunResult, options: RunOptions, reference: RunnerOutputs, c
                             index_tolerance=options.index_tolerance, check_shapes=options.check_shapes,
                             user_func=UserCompareFunc.from_spec(options.compare_func_script)
                             if options.compare_func_script else None)
-    runners = (reference.runner, candidate.runner)
     with progress(f"Comparing {candidate.runner} with {reference.runner}", len(names) * len(result.feeds)) as advance:
-        for iteration, (ref, out) in enumerate(zip(reference.iterations, candidate.iterations)):
-            ref, out = apply_postprocess(ref, options.postprocess), apply_postprocess(out, options.postprocess)
-            compared = comparator.compare(ref, out, names, iteration, runners, options.fail_fast, on_tensor=advance)
-            for comparison in compared:
-                comparison.candidate_name = renamed.get(comparison.name, "")
-            result.comparisons.extend(compared)
-            if options.fail_fast and not all(c.passed for c in compared):
-                return
-
-
-def _paired(reference: RunnerOutputs, candidate: RunnerOutputs,
-            notes: list[str]) -> tuple[RunnerOutputs, dict[str, str]]:
-    """The candidate with outputs whose names nearly match a reference name renamed to it (warned in the notes),
-    and {reference name: candidate's name} of those."""
-    if not reference.iterations or not candidate.iterations:
-        return candidate, {}
-    pairs = match_names(list(reference.iterations[0]), list(candidate.iterations[0]))
-    if not pairs:
-        return candidate, {}
-    for ref_name, out_name in pairs.items():
-        notes.append(f"output names differ: compared {reference.runner}'s '{ref_name}' with {candidate.runner}'s "
-                     f"'{out_name}' (the closest name)")
-    back = {out_name: ref_name for ref_name, out_name in pairs.items()}
-    iterations = [{back.get(name, name): array for name, array in outputs.items()} for outputs in candidate.iterations]
-    return replace(candidate, iterations=iterations), pairs
+        result.comparisons.extend(compare_iterations(comparator, reference, candidate, names, renamed,
+                                                     options.postprocess, options.fail_fast, on_tensor=advance))
 
 
 def _check_options(options: RunOptions) -> None:
@@ -332,7 +301,8 @@ def _profile_for(build: BuildOptions, feeds: list[Feeds] | None) -> BuildOptions
                    max_shapes={**build.max_shapes, **{n: tuple(map(max, zip(*s))) for n, s in ranks_agree.items()}})
 
 
-def _run(runner: Runner, feeds: list[Feeds], progress: ProgressFactory) -> RunnerOutputs:
+def run_runner(runner: Runner, feeds: list[Feeds], progress: ProgressFactory = _quiet_progress) -> RunnerOutputs:
+    """Activate the runner, infer every iteration (timed), deactivate."""
     outputs = RunnerOutputs(runner.name, [], [])
     with runner, progress(f"Running {runner.name}", len(feeds)) as advance:
         for iteration in feeds:
