@@ -155,6 +155,13 @@ class BuildReport:
 
 def parse_onnx(model_path: str | os.PathLike, logger: trt.Logger) -> tuple[NetworkDefinition, int]:
     """Parse an ONNX file into a network (and its ONNX node count); every parse error is counted in one message."""
+    _, network, parser = parse_onnx_parts(model_path, logger)
+    return network, len(parser.model.graph.node)
+
+
+def parse_onnx_parts(model_path: str | os.PathLike,
+                     logger: trt.Logger) -> tuple[trt.Builder, NetworkDefinition, trt.OnnxParser]:
+    """(builder, network, parser), as Polygraphy's NetworkFromOnnxPath gives them to a script."""
     builder = trt.Builder(logger)
     network = builder.create_network()
     parser = trt.OnnxParser(network, logger)
@@ -162,7 +169,7 @@ def parse_onnx(model_path: str | os.PathLike, logger: trt.Logger) -> tuple[Netwo
         errors = [parser.get_error(i).desc for i in range(parser.num_errors)]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise PolyxError(f"{model_path}: could not be parsed: {errors[0]}{more}")
-    return network, len(parser.model.graph.node)
+    return builder, network, parser
 
 
 def build_engine(model_path: str | os.PathLike, options: BuildOptions,
@@ -172,6 +179,15 @@ def build_engine(model_path: str | os.PathLike, options: BuildOptions,
     logger = logger or trt.Logger(trt.Logger.WARNING)
     start = time.perf_counter()
     network, onnx_nodes = parse_onnx(model_path, logger)
+    return build_network(network, options, logger, onnx_nodes=onnx_nodes, start=start)
+
+
+def build_network(network: NetworkDefinition, options: BuildOptions, logger: trt.Logger | None = None,
+                  onnx_nodes: int = 0, start: float | None = None) -> tuple[trt.Engine, bytes, BuildReport]:
+    """Configure and build a parsed (or hand-made) network; marks outputs and sets layer precisions on it first."""
+    options.validate()
+    logger = logger or trt.Logger(trt.Logger.WARNING)
+    start = time.perf_counter() if start is None else start
     layers_before = sum(1 for layer in network.layers if layer.type != trt.LayerType.CONSTANT)
     marked = mark_network_outputs(network, options.mark_outputs, mark_all=options.mark_all)
     _apply_layer_precisions(network, options.layer_precisions)

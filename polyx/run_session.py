@@ -22,6 +22,9 @@ from engine.plan_file import is_plan_file
 from .build import BuildOptions, BuildReport, build_engine, load_engine
 from .compare import Comparator, LayerwiseReport, TensorComparison, Tolerances, analyze_layers
 from .compare.layerwise import GraphNode, nodes_from_engine, nodes_from_onnx
+from .compare.postprocess import Postprocess, unknown_outputs
+from .compare.run_comparison import RunnerOutputs, compare_iterations, pair_near_miss_names
+from .compare.user_compare import UserCompareFunc
 from .data.files import check_outputs_apart, load_tensors, save_tensors, write_file
 from .data.loader import DataLoader
 from .data.polygraphy_format import iteration_files, save_input_list, save_run_results
@@ -29,6 +32,7 @@ from .errors import PolyxError
 from .marking import mark_onnx_outputs
 from .onnx_model import graph_inputs
 from .runners import EngineRunner, OnnxrtRunner, Runner
+from .user_script import script_path
 
 Feeds = dict[str, np.ndarray]
 # progress(description, total) -> context manager yielding advance(); total None for a spinner
@@ -54,6 +58,11 @@ class RunOptions:
     save_outputs: Path | None = None
     save_format: str = "polyx"  # "polygraphy": Polygraphy's input list and RunResults (every runner)
     tolerances: Tolerances = field(default_factory=Tolerances)
+    compare_func: str = "simple"  # simple | indices (Polygraphy's --compare-func)
+    index_tolerance: int = 0  # compare_func "indices": how many positions an index may move
+    check_shapes: bool = True  # False: a same-sized candidate is reshaped to the reference's shape
+    postprocess: Postprocess = field(default_factory=dict)  # applied to every side's outputs before comparing
+    compare_func_script: str | None = None  # FILE.py:FUNCTION giving {output: passed} per iteration
     onnx_mark_all: bool = False
     onnx_outputs: list[str] = field(default_factory=list)
     onnxrt_providers: list[str] | None = None  # onnxruntime's provider names; None: CPU
@@ -74,17 +83,10 @@ class RunOptions:
     def input_paths(self) -> list[Path | str]:
         """Every file the run reads (the model and its external data, loaded data, plan, replay, timing cache,
         data-loader script): no output may be one of them."""
-        script = self.data_loader_script.rpartition(":")[0] if self.data_loader_script else None
+        scripts = [script_path(s) for s in (self.data_loader_script, self.compare_func_script) if s]
         return [p for p in (*model_files(self.model), *_files(self.load_inputs), *_files(self.load_outputs),
-                            self.load_engine, self.build.load_tactics, self.build.timing_cache, script)
+                            self.load_engine, self.build.load_tactics, self.build.timing_cache, *scripts)
                 if p is not None]
-
-
-@dataclass
-class RunnerOutputs:
-    runner: str
-    iterations: list[Feeds]
-    inference_ms: list[float]
 
 
 @dataclass
@@ -137,7 +139,7 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
         else:
             save_tensors(options.save_inputs, feeds)
     model_outputs = [o.name for o in model.graph.output] if model is not None else _engine_outputs(engine)
-    result = RunResult(feeds=feeds, outputs=[_run(runner, feeds, progress) for runner in runners],
+    result = RunResult(feeds=feeds, outputs=[run_runner(runner, feeds, progress) for runner in runners],
                        build_report=build_report, model_outputs=model_outputs)
     reference, candidates = _reference_and_candidates(options, result.outputs, len(feeds))
     if options.validate:
@@ -181,19 +183,21 @@ def _engine(options: RunOptions, plan_path: Path | None, feeds: list[Feeds] | No
 
 def _compare(result: RunResult, options: RunOptions, reference: RunnerOutputs, candidate: RunnerOutputs,
              nodes: list[GraphNode], progress: ProgressFactory) -> None:
-    names = _common_names(reference, candidate, nodes, result.notes, loaded=options.load_outputs is not None)
-    unknown = options.tolerances.unknown_names(set(names))
-    if unknown:
-        raise PolyxError(f"a per-output tolerance names '{unknown[0]}', which is not a compared tensor "
-                         f"(compared: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''})")
-    comparator = Comparator(options.tolerances, histograms=options.histograms)
-    runners = (reference.runner, candidate.runner)
+    candidate, renamed = pair_near_miss_names(reference, candidate, result.notes)
+    names = _common_names(reference, candidate, nodes, result.notes, loaded=options.load_outputs is not None,
+                          check_shapes=options.check_shapes)
+    for what, unknown in (("a per-output tolerance", options.tolerances.unknown_names(set(names))),
+                          ("--postprocess", unknown_outputs(options.postprocess, set(names)))):
+        if unknown:
+            raise PolyxError(f"{what} names '{unknown[0]}', which is not a compared tensor "
+                             f"(compared: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''})")
+    comparator = Comparator(options.tolerances, histograms=options.histograms, compare_func=options.compare_func,
+                            index_tolerance=options.index_tolerance, check_shapes=options.check_shapes,
+                            user_func=UserCompareFunc.from_spec(options.compare_func_script)
+                            if options.compare_func_script else None)
     with progress(f"Comparing {candidate.runner} with {reference.runner}", len(names) * len(result.feeds)) as advance:
-        for iteration, (ref, out) in enumerate(zip(reference.iterations, candidate.iterations)):
-            compared = comparator.compare(ref, out, names, iteration, runners, options.fail_fast, on_tensor=advance)
-            result.comparisons.extend(compared)
-            if options.fail_fast and not all(c.passed for c in compared):
-                return
+        result.comparisons.extend(compare_iterations(comparator, reference, candidate, names, renamed,
+                                                     options.postprocess, options.fail_fast, on_tensor=advance))
 
 
 def _check_options(options: RunOptions) -> None:
@@ -209,6 +213,13 @@ def _check_options(options: RunOptions) -> None:
         raise PolyxError("--load-inputs and --data-loader-script both supply inputs; pass one of them")
     if options.load_outputs_runner is not None and options.load_outputs is None:
         raise PolyxError("--load-outputs-runner picks a runner of --load-outputs files; pass --load-outputs too")
+    if options.compare_func_script is not None and options.compare_func != "simple":
+        raise PolyxError("--compare-func-script replaces the compare function; do not pass --compare-func too")
+    if options.compare_func_script is not None:
+        path = script_path(options.compare_func_script)
+        if path is None or not path.is_file() or not options.compare_func_script.rpartition(":")[2]:
+            raise PolyxError(f"--compare-func-script '{options.compare_func_script}': expected FILE.py:FUNCTION "
+                             "naming an existing file")
     if options.save_format not in ("polyx", "polygraphy"):
         raise PolyxError(f"--save-format must be polyx or polygraphy, got '{options.save_format}'")
     for path in (options.save_inputs, options.save_outputs):
@@ -290,7 +301,8 @@ def _profile_for(build: BuildOptions, feeds: list[Feeds] | None) -> BuildOptions
                    max_shapes={**build.max_shapes, **{n: tuple(map(max, zip(*s))) for n, s in ranks_agree.items()}})
 
 
-def _run(runner: Runner, feeds: list[Feeds], progress: ProgressFactory) -> RunnerOutputs:
+def run_runner(runner: Runner, feeds: list[Feeds], progress: ProgressFactory = _quiet_progress) -> RunnerOutputs:
+    """Activate the runner, infer every iteration (timed), deactivate."""
     outputs = RunnerOutputs(runner.name, [], [])
     with runner, progress(f"Running {runner.name}", len(feeds)) as advance:
         for iteration in feeds:
@@ -331,7 +343,7 @@ def _reference_and_candidates(options: RunOptions, runs: list[RunnerOutputs],
 
 
 def _common_names(reference: RunnerOutputs, candidate: RunnerOutputs, nodes: list[GraphNode], notes: list[str],
-                  loaded: bool) -> list[str]:
+                  loaded: bool, check_shapes: bool = True) -> list[str]:
     """Tensors both sides produced, in topological order."""
     ref_names, out_names = set(reference.iterations[0]), set(candidate.iterations[0])
     common = ref_names & out_names
@@ -346,7 +358,8 @@ def _common_names(reference: RunnerOutputs, candidate: RunnerOutputs, nodes: lis
     if loaded:
         for index, (ref, out) in enumerate(zip(reference.iterations, candidate.iterations)):
             for name in sorted(common):
-                if np.shape(ref[name]) != np.shape(out[name]):
+                if np.shape(ref[name]) != np.shape(out[name]) and (check_shapes or np.size(ref[name]) !=
+                                                                   np.size(out[name])):
                     raise PolyxError(f"{reference.runner}: tensor '{name}' (iteration {index}) has shape "
                                      f"{list(np.shape(ref[name]))}, {candidate.runner} produced "
                                      f"{list(np.shape(out[name]))}; the saved outputs come from other inputs")

@@ -26,7 +26,7 @@ from engine import MemoryPoolType, TacticSource
 
 from ..build import BuildOptions, ProfileShapes
 from ..compare import Tolerances
-from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
+from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_ERROR_QUANTILE, DEFAULT_RTOL
 from ..errors import PolyxError
 from ..plugin_modules import load_plugin_modules
 
@@ -195,14 +195,15 @@ def parse_tolerances(values: list[str] | None, flag: str) -> tuple[float | None,
 
 
 def tolerances_from_flags(atol: list[str] | None, rtol: list[str] | None,
-                          check_error_stat: str = "elemwise") -> Tolerances:
+                          check_error_stat: str = "elemwise",
+                          error_quantile: float = DEFAULT_ERROR_QUANTILE) -> Tolerances:
     """The Tolerances of `--atol`/`--rtol` flags (run and debug take the same ones); unset globals get the defaults."""
     default_atol, per_output_atol = parse_tolerances(atol, "--atol")
     default_rtol, per_output_rtol = parse_tolerances(rtol, "--rtol")
     return Tolerances(atol=DEFAULT_ATOL if default_atol is None else default_atol,
                       rtol=DEFAULT_RTOL if default_rtol is None else default_rtol,
                       per_output_atol=per_output_atol, per_output_rtol=per_output_rtol,
-                      check_error_stat=check_error_stat)
+                      check_error_stat=check_error_stat, error_quantile=error_quantile)
 
 
 def _option(*names: str, help: str, **kwargs) -> typer.models.OptionInfo:

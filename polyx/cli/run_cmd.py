@@ -10,6 +10,7 @@ import typer
 import engine as trt
 
 from ..build import BuildOptions
+from ..compare.postprocess import parse_postprocess
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 from ..errors import PolyxError
 from ..report import format_build_report, format_run_result, progress_factory, write_html
@@ -34,6 +35,12 @@ class ErrorStat(str, Enum):
     max = "max"
     mean = "mean"
     median = "median"
+    quantile = "quantile"
+
+
+class CompareFuncName(str, Enum):
+    simple = "simple"
+    indices = "indices"
 
 
 def engine_logger(verbose: int, quiet: bool) -> trt.Logger:
@@ -112,6 +119,25 @@ def run(
     check_error_stat: Annotated[ErrorStat, typer.Option(
         "--check-error-stat", help="Which error must be within tolerance.", case_sensitive=False,
         rich_help_panel=COMPARE)] = ErrorStat.elemwise,
+    error_quantile: Annotated[float, typer.Option(
+        "--error-quantile", help="The quantile of --check-error-stat quantile (default 0.99).", min=0.0, max=1.0,
+        rich_help_panel=COMPARE)] = 0.99,
+    compare_func: Annotated[CompareFuncName, typer.Option(
+        "--compare-func", help="simple: tolerances; indices: index lists (e.g. after --postprocess top-K) must agree "
+                               "within --index-tolerance positions.", case_sensitive=False, rich_help_panel=COMPARE)
+                            ] = CompareFuncName.simple,
+    index_tolerance: Annotated[int, typer.Option(
+        "--index-tolerance", help="--compare-func indices: how many positions an index may move.", min=0,
+        rich_help_panel=COMPARE)] = 0,
+    postprocess: Annotated[list[str] | None, typer.Option(
+        "--postprocess", help="Before comparing: [OUTPUT:]top-K[,axis=A] replaces outputs by the indices of their K "
+                              "largest values (one or more).", rich_help_panel=COMPARE)] = None,
+    compare_func_script: Annotated[str | None, typer.Option(
+        "--compare-func-script", help="FILE.py:FUNCTION(reference, candidate) -> {output: True|False} judging each "
+                                      "iteration instead of the tolerances.", rich_help_panel=COMPARE)] = None,
+    no_shape_check: Annotated[bool, typer.Option(
+        "--no-shape-check", help="Compare outputs whose shapes differ but hold as many elements (reshaped to the "
+                                 "reference's shape).", rich_help_panel=COMPARE)] = False,
     validate: Annotated[bool, typer.Option("--validate", help="Fail on NaN or Inf in any output.",
                                            rich_help_panel=COMPARE)] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed comparison.",
@@ -134,13 +160,16 @@ def run(
         raise PolyxError(f"unexpected extra argument(s): {' '.join(extra)}")
     build_options.mark_all = mark_all or engine_mark_all
     build_options.mark_outputs = engine_names
-    tolerances = tolerances_from_flags(atol, rtol, check_error_stat.value)
+    tolerances = tolerances_from_flags(atol, rtol, check_error_stat.value, error_quantile)
     options = RunOptions(model=model, use_engine=use_engine, use_onnxrt=use_onnxrt, build=build_options,
                          load_engine=load_engine, save_engine=save_engine, seed=seed,
                          val_ranges=parse_value_ranges(val_range), data_loader_script=data_loader_script,
                          iterations=iterations, load_inputs=load_inputs or None, save_inputs=save_inputs,
                          load_outputs=load_outputs or None, load_outputs_runner=load_outputs_runner,
                          save_outputs=save_outputs, save_format=save_format.value, tolerances=tolerances,
+                         compare_func=compare_func.value, index_tolerance=index_tolerance,
+                         check_shapes=not no_shape_check, postprocess=parse_postprocess(postprocess),
+                         compare_func_script=compare_func_script,
                          onnx_mark_all=mark_all or onnx_mark_all, onnx_outputs=onnx_names, validate=validate,
                          onnxrt_providers=resolve_providers(providers) if providers else None,
                          fail_fast=fail_fast, histograms=verbose > 0, worst_count=worst, report=report)
@@ -166,6 +195,6 @@ def _echo(lines: list[str]) -> None:
 
 def register(app: typer.Typer) -> None:
     options = (*MULTI_VALUE_BUILD_OPTIONS, "--val-range", "--atol", "--rtol", "--onnx-outputs", "--engine-outputs",
-               "--trt-outputs", "--providers", "--load-inputs", "--load-outputs")
+               "--trt-outputs", "--providers", "--load-inputs", "--load-outputs", "--postprocess")
     app.command("run", context_settings={"allow_extra_args": True},
                 cls=multi_value_command(*options))(with_build_options(run))

@@ -36,6 +36,8 @@ class TensorVerdict:
     atol: float
     rtol: float
     problem: str = ""
+    min_cosine: float = math.nan   # the worst (lowest) cosine similarity over the iterations
+    min_psnr: float = math.nan     # the worst (lowest) PSNR in dB over the iterations
 
     @property
     def tolerance_excess(self) -> float:
@@ -131,7 +133,15 @@ def _aggregate(name: str, index: int, node: GraphNode | None, comparisons: list[
                          max_absolute=max(c.max_absolute for c in comparisons),
                          max_relative=max(c.max_relative for c in comparisons),
                          min_atol=max(c.min_atol for c in comparisons), min_rtol=max(c.min_rtol for c in comparisons),
-                         atol=comparisons[0].atol, rtol=comparisons[0].rtol, problem=problems[0] if problems else "")
+                         atol=comparisons[0].atol, rtol=comparisons[0].rtol, problem=problems[0] if problems else "",
+                         min_cosine=_lowest(c.cosine_similarity for c in comparisons),
+                         min_psnr=_lowest(c.psnr for c in comparisons))
+
+
+def _lowest(values) -> float:
+    """The smallest of the values that are not NaN (NaN when all are)."""
+    known = [v for v in values if not math.isnan(v)]
+    return min(known) if known else math.nan
 
 
 def _ratio(needed: float, given: float) -> float:

@@ -6,18 +6,16 @@ input with `val_ranges` ({name: (lo, hi)}; the name "" sets the default for all 
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
 from engine.memory_plan import MEMORY_LIMIT_ENV, host_memory_limit
-from engine.output_files import note_input
 
 from ..errors import PolyxError
+from ..user_script import load_function, script_path
 
 InputMeta = dict[str, tuple[tuple, np.dtype]]
 
@@ -79,19 +77,8 @@ class DataLoader:
         return rng.integers(int(np.floor(lo)), int(np.floor(hi)) + 1, size=shape).astype(dtype)
 
     def _from_script(self) -> Iterator[dict[str, np.ndarray]]:
-        path_text, _, function = self.script.rpartition(":")
-        if not path_text or not function:
-            raise PolyxError(f"data loader script must be FILE.py:FUNCTION, got '{self.script}'")
-        path = Path(path_text)
-        if not path.is_file():
-            raise PolyxError(f"data loader script {path}: no such file")
-        note_input(path)
-        spec = importlib.util.spec_from_file_location(f"polyx_data_loader_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # the user asked to run this script
-        fn = getattr(module, function, None)
-        if fn is None:
-            raise PolyxError(f"data loader script {path}: no function '{function}'")
+        fn = load_function(self.script, "data loader script")
+        path = script_path(self.script)
         for index, feeds in enumerate(fn()):
             if not isinstance(feeds, dict):
                 raise PolyxError(f"data loader script {path}: iteration {index} is a {type(feeds).__name__}, "

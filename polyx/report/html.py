@@ -12,7 +12,7 @@ import os
 from ..compare.layerwise import TensorVerdict
 from ..data.files import write_file
 from ..run_session import RunResult
-from .text import format_build_report, format_comparison, num
+from .text import cosine_text, format_build_report, format_comparison, num
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0;
 font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}
@@ -114,10 +114,12 @@ def _verdict_table(tensors: list[TensorVerdict]) -> str:
     rows = "".join(
         f"<tr><td>{t.index}</td><td>{_e(t.name)}</td><td>{_e(t.node)}</td><td>{_e(t.op)}</td>"
         f"<td>{num(t.max_absolute)}</td><td>{num(t.max_relative)}</td><td>{num(t.min_atol)}</td>"
-        f"<td>{num(t.min_rtol)}</td><td class='{'pass' if t.passed else 'fail'}'>"
+        f"<td>{num(t.min_rtol)}</td><td>{cosine_text(t.min_cosine)}</td><td>{num(t.min_psnr)}</td>"
+        f"<td class='{'pass' if t.passed else 'fail'}'>"
         f"{'PASSED' if t.passed else 'FAILED'}</td></tr>" for t in tensors)
     return ("<table><tr><th>index</th><th>tensor</th><th>node</th><th>op</th><th>max abs</th><th>max rel</th>"
-            f"<th>needs atol</th><th>needs rtol</th><th>status</th></tr>{rows}</table>")
+            f"<th>needs atol</th><th>needs rtol</th><th>cosine similarity</th><th>PSNR dB</th><th>status</th></tr>"
+            f"{rows}</table>")
 
 
 def _e(text: str) -> str:

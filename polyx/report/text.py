@@ -42,25 +42,46 @@ def format_comparison(c: TensorComparison, verbose: bool = False) -> list[str]:
         lines.append(f"  note: dtypes differ ({c.reference_dtype} vs {c.candidate_dtype}); compared as float64")
     lines.append(f"  {c.reference_runner:<{width}} | {format_stats(c.reference_stats)}")
     lines.append(f"  {c.candidate_runner:<{width}} | {format_stats(c.candidate_stats)}")
-    tolerance = f"atol={num(c.atol)}, rtol={num(c.rtol)}, check {c.check_error_stat}"
+    stat = f"quantile {c.error_quantile:g}" if c.check_error_stat == "quantile" else c.check_error_stat
+    tolerance = f"atol={num(c.atol)}, rtol={num(c.rtol)}, check {stat}"
+    if c.candidate_name:
+        lines.append(f"  note: {c.candidate_runner} names it '{c.candidate_name}'")
     if c.problem:
         lines.append(f"  FAILED | '{c.name}': {c.problem}")
         return lines
+    if c.note:
+        lines.append(f"  note: {c.note}")
     for label, diff in (("abs diff", c.absolute), ("rel diff", c.relative)):
         percentiles = ", ".join(f"p{p:g}={num(v)}" for p, v in diff.percentiles.items() if p != 50)
         lines.append(f"  {label:<{width}} | mean={num(diff.mean)}, median={num(diff.median)}, "
                      f"max={num(diff.max)}{_at(diff.max_index)}, {percentiles}")
+    lines.append(f"  {'similar':<{width}} | cosine similarity={cosine_text(c.cosine_similarity)}, "
+                 f"PSNR={num(c.psnr)} dB")
     if verbose and c.histogram:
         lines.append("  abs diff histogram (elements per decade):")
         lines += [f"    {row}" for row in c.histogram]
+    lines.append(_verdict_line(c, tolerance))
+    return lines
+
+
+def cosine_text(value: float) -> str:
+    """Cosine similarity with enough digits to tell 0.999999 from 1."""
+    return num(value) if math.isnan(value) else f"{value:.7g}"
+
+
+def _verdict_line(c: TensorComparison, tolerance: str) -> str:
+    status = "PASSED" if c.passed else "FAILED"
+    if c.compare_func == "indices":
+        what = "indices agree" if c.passed else f"{c.mismatches} index(es) missing or moved: {c.verdict_detail}"
+        return f"  {status} | '{c.name}': {what} (compare indices, index tolerance {c.index_tolerance})"
+    if c.compare_func != "simple":
+        return f"  {status} | '{c.name}': judged by the {c.compare_func}"
     needs = f"passes with atol >= {num(c.min_atol)} (keeping rtol) or rtol >= {num(c.min_rtol)} (keeping atol)"
     if c.passed:
-        lines.append(f"  PASSED | '{c.name}': within tolerance ({tolerance}); {needs}")
-    else:
-        what = f"{c.mismatches} of {c.size} elements exceed both tolerances" if c.check_error_stat == "elemwise" \
-            else f"the {c.check_error_stat} error exceeds both tolerances"
-        lines.append(f"  FAILED | '{c.name}': {what} ({tolerance}); {needs}")
-    return lines
+        return f"  PASSED | '{c.name}': within tolerance ({tolerance}); {needs}"
+    what = f"{c.mismatches} of {c.size} elements exceed both tolerances" if c.check_error_stat == "elemwise" \
+        else f"the {c.check_error_stat} error exceeds both tolerances"
+    return f"  FAILED | '{c.name}': {what} ({tolerance}); {needs}"
 
 
 def _verdict_row(t: TensorVerdict) -> list[str]:
