@@ -103,7 +103,7 @@ class _Build:
         constraints = "obey" if config.get_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS) else \
             "prefer" if config.get_flag(BuilderFlag.PREFER_PRECISION_CONSTRAINTS) else "none"
         context = PassContext(fp16=config.get_flag(BuilderFlag.FP16), constraints=constraints, log=self.log,
-                              dynamic_ranges=ranges)
+                              dynamic_ranges=ranges, pointwise_fusion=bool(config.pointwise_fusion))
         lint = config.get_flag(BuilderFlag.DEBUG) or os.environ.get("POLYX_LINT_IR") == "1"
         report = PassPipeline().run(ir_graph, context, lint=lint)
         graph = lower(ir_graph)

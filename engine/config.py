@@ -101,6 +101,9 @@ class BuilderConfig:
         self._timing_cache: TimingCache | None = None
         self._tactic_sources = ALL_TACTIC_SOURCES
         self.plugins_to_serialize: list[str] = []
+        # Fuse elementwise/activation/unary chains into one POINTWISE layer (passes/pointwise_fusion.py). Off by
+        # default until its GPU kernel has been measured on the GPU machine (docs/architecture.md).
+        self.pointwise_fusion = False
 
     # flags
     @property

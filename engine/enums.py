@@ -59,6 +59,7 @@ class LayerType(_StrEnum):
     DEQUANTIZE = "DEQUANTIZE"
     PLUGIN_V2 = "PLUGIN_V2"
     REFORMAT = "REFORMAT"
+    POINTWISE = "POINTWISE"      # fused elementwise/activation/unary chains (passes/pointwise_fusion.py)
     CONDITIONAL = "CONDITIONAL"  # an if-conditional: two branch subgraphs (engine/control_flow.py)
     LOOP = "LOOP"                # a loop: one body subgraph run per iteration (engine/control_flow.py)
     MISC = "MISC"

@@ -22,6 +22,8 @@ class PassContext:
     log: Callable[[int, str], None] = field(default=lambda severity, message: None)
     # INT8 dynamic ranges by tensor name (calibration.DynamicRanges) for implicit quantization; None: no INT8
     dynamic_ranges: Any = None
+    # Merge elementwise/activation/unary chains into POINTWISE nodes (passes/pointwise_fusion.py)
+    pointwise_fusion: bool = False
 
     def warn(self, message: str) -> None:
         self.log(Severity.WARNING, message)

@@ -264,6 +264,9 @@ _BUILD_PARAMETERS = [
         "--tactic-sources", help="Allow only these tactic sources, e.g. cublas jit_convolutions (case-insensitive; "
                                  "several values after one flag). Default: all.")], None),
     ("device", Annotated[Device, _option("--device", help="Engine device.", case_sensitive=False)], Device.auto),
+    ("pointwise_fusion", Annotated[bool, _option(
+        "--pointwise-fusion", help="Fuse chains of elementwise, activation and unary layers into one POINTWISE "
+                                   "layer (one generated kernel on the GPU).")], False),
     ("plugins", Annotated[list[Path] | None, _option(
         "--plugins", help="Python modules that register plugins (engine.register_plugin), loaded before parsing "
                           "(several values after one flag).")], None),
@@ -278,7 +281,7 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
                            layer_precisions_file=None, workspace=None, pool_limit=None, timing_cache=None,
                            load_timing_cache=None, save_timing_cache=None, save_tactics=None,
                            load_tactics=None, builder_optimization_level=3, tactic_sources=None,
-                           device=Device.auto, plugins=None) -> BuildOptions:
+                           device=Device.auto, pointwise_fusion=False, plugins=None) -> BuildOptions:
     """The flags' raw values -> a validated BuildOptions (PolyxError names the flag at fault). Plugin modules are
     imported here, before any model is parsed."""
     load_plugin_modules(plugins)
@@ -292,7 +295,7 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
         layer_precisions=parse_layer_precisions(layer_precisions, layer_precisions_file),
         workspace_bytes=_workspace_bytes(workspace, pool_limit),
         optimization_level=builder_optimization_level, tactic_sources=parse_tactic_sources(tactic_sources),
-        device=Device(device).value,
+        device=Device(device).value, pointwise_fusion=pointwise_fusion,
         timing_cache=timing_cache, load_timing_cache=load_timing_cache, save_timing_cache=save_timing_cache,
         save_tactics=save_tactics, load_tactics=load_tactics)
     options.validate()

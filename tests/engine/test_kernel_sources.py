@@ -31,9 +31,10 @@ def nvrtc() -> ctypes.CDLL:
     return library
 
 
-def compile_to_ptx(nvrtc: ctypes.CDLL, name: str) -> str:
+def compile_to_ptx(nvrtc: ctypes.CDLL, name: str, source: str | None = None) -> str:
     program = ctypes.c_void_p()
-    assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), kernel_source(name).encode(), f"{name}.cu".encode(),
+    source = kernel_source(name) if source is None else source
+    assert nvrtc.nvrtcCreateProgram(ctypes.byref(program), source.encode(), f"{name}.cu".encode(),
                                     0, None, None) == 0
     try:
         options = [b"-std=c++14", b"--gpu-architecture=compute_90"]
@@ -64,3 +65,30 @@ def test_kernels_compile_and_define_the_launched_entry_points(nvrtc, name):
 def test_local_includes_are_inlined():
     source = kernel_source("conv_gemm")
     assert '#include "' not in source and "typedef unsigned short half16;" in source
+
+
+def test_generated_pointwise_kernels_compile(nvrtc):
+    """Every step kind the pointwise fusion emits, with the literal forms of its parameters (infinities, NaN,
+    exponents), compiles; the body is wrapped as CuPy's ElementwiseKernel wraps it (elements of type T)."""
+    from engine.enums import ActivationType, ElementWiseOperation, UnaryOperation
+    from engine.passes.pointwise_fusion import FLOAT_ACTIVATIONS, FLOAT_BINARY, FLOAT_UNARY
+    from engine.tactics.gpu_fused_pointwise import kernel_body
+    from engine.tactics.gpu_pointwise import _PREAMBLE
+
+    steps = [{"layer": "ELEMENTWISE", "params": {"op": op.value}, "args": [["input", 0], ["input", 1]]}
+             for op in sorted(FLOAT_BINARY)]
+    steps += [{"layer": "UNARY", "params": {"op": op.value}, "args": [["step", len(steps) - 1]]}
+              for op in sorted(FLOAT_UNARY)]
+    for kind, (alpha, beta) in zip(sorted(FLOAT_ACTIVATIONS), [(0.1, float("inf")), (float("nan"), -1e-30)] * 99):
+        steps.append({"layer": "ACTIVATION", "params": {"activation_type": kind.value, "alpha": alpha, "beta": beta},
+                      "args": [["step", len(steps) - 1]]})
+    assert {ElementWiseOperation(s["params"]["op"]) for s in steps if s["layer"] == "ELEMENTWISE"} == FLOAT_BINARY
+    assert len([s for s in steps if s["layer"] == "UNARY"]) == len(FLOAT_UNARY)
+    assert {ActivationType(s["params"]["activation_type"]) for s in steps if s["layer"] == "ACTIVATION"} == \
+        FLOAT_ACTIVATIONS and UnaryOperation.ERF in FLOAT_UNARY
+    body = kernel_body(steps, 2)
+    assert body is not None
+    source = (f"typedef float T;\n{_PREAMBLE}\nextern \"C\" __global__ void pointwise(const T* p0, const T* p1, "
+              f"T* out) {{\n  int i = blockIdx.x * blockDim.x + threadIdx.x;\n  T x0 = p0[i], x1 = p1[i], y;\n"
+              f"{body}\n  out[i] = y;\n}}\n")
+    assert ".entry pointwise(" in compile_to_ptx(nvrtc, "pointwise", source)
