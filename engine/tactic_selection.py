@@ -251,7 +251,9 @@ class TacticSelection:
         candidates[:] = [t for t in candidates if t.id in timings]
         self.timed_layers += 1
         if self.cache is not None:
-            self.cache.update(key, timings, min(timings, key=timings.get))
+            fastest = min(timings, key=timings.get)
+            source = next((t.source for t in candidates if t.id == fastest), None)
+            self.cache.update(key, timings, fastest, None if source is None else source.name)
         return timings
 
     def _workspace_need(self, tactic: Tactic, spec: LayerSpec, tctx: TacticContext) -> int:

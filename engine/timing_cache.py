@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from typing import Any
 
 from .container import pack, unpack
+from .errors import PlanFormatError
 
 MAGIC = b"POLYXTC\0"
 FORMAT_VERSION = 1
@@ -48,9 +50,12 @@ class TimingCache:
                 self.hits += 1
             return entry
 
-    def update(self, key: str, timings: dict[int, float], chosen: int) -> None:
+    def update(self, key: str, timings: dict[int, float], chosen: int, source: str | None = None) -> None:
+        """Record one layer's timings and choice; `source` is the chosen tactic's TacticSource name (None: a
+        kernel of no source), which `inspect` shows."""
         with self._lock:
-            self.entries[key] = {"tactic": int(chosen), "timings_ms": {str(k): float(v) for k, v in timings.items()}}
+            self.entries[key] = {"tactic": int(chosen), "timings_ms": {str(k): float(v) for k, v in timings.items()},
+                                 "source": source}
 
     def combine(self, other: TimingCache, ignore_mismatch: bool = False) -> bool:
         with self._lock:
@@ -69,7 +74,32 @@ class TimingCache:
     @classmethod
     def deserialize(cls, data: bytes) -> TimingCache:
         header, _ = unpack(data, MAGIC, FORMAT_VERSION, "timing cache")
-        return cls(header.get("entries", {}))
+        entries = header.get("entries", {})
+        if not isinstance(entries, dict):
+            raise PlanFormatError("timing cache: 'entries' must be an object")
+        for key, entry in entries.items():
+            _check_entry(key, entry)
+        return cls(entries)
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+def _check_entry(key: str, entry: Any) -> None:
+    """One entry, field by field: a crafted cache is refused naming the entry, never trusted."""
+    where = f"timing cache entry {key[:40]!r}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("timings_ms"), dict):
+        raise PlanFormatError(f"{where}: expected {{tactic, timings_ms, source}}")
+    if not isinstance(entry.get("tactic"), int) or isinstance(entry.get("tactic"), bool) or entry["tactic"] < 0:
+        raise PlanFormatError(f"{where}: 'tactic' must be a tactic id (a non-negative integer)")
+    for tactic, ms in entry["timings_ms"].items():
+        if not tactic.isdigit() or not isinstance(ms, (int, float)) or isinstance(ms, bool) or \
+                not math.isfinite(ms) or ms < 0:
+            raise PlanFormatError(f"{where}: timings_ms[{tactic!r}] must map a tactic id to milliseconds >= 0")
+    if str(entry["tactic"]) not in entry["timings_ms"]:
+        raise PlanFormatError(f"{where}: the chosen tactic {entry['tactic']} has no timing")
+    if not isinstance(entry.get("source"), (str, type(None))):
+        raise PlanFormatError(f"{where}: 'source' must be a TacticSource name or null")
+    unknown = set(entry) - {"tactic", "timings_ms", "source"}
+    if unknown:
+        raise PlanFormatError(f"{where}: unknown field(s) {sorted(unknown)}")

@@ -25,3 +25,14 @@ def tactic_by_id(tactic_id: int) -> Tactic:
         raise EngineError(f"no tactic with id 0x{int(tactic_id):08x} is registered (a plan built with a plugin or "
                           "custom tactic needs it registered before loading)")
     return tactic
+
+
+def tactic_source_name(tactic_id: int) -> str | None:
+    """The TacticSource name of a tactic (`inspect` shows it): None for kernels of no source (reference, CPU and
+    our other GPU kernels), "unknown" for a tactic not registered in this process."""
+    from . import builtin  # noqa: F401
+
+    tactic = registered_tactic(tactic_id)
+    if tactic is None:
+        return "unknown"
+    return None if tactic.source is None else tactic.source.name

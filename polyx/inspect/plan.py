@@ -14,6 +14,7 @@ from engine.enums import LayerType
 from engine.errors import PlanFormatError
 from engine.graph import LoweredGraph
 from engine.plan import deserialize_plan
+from engine.tactics.catalog import tactic_source_name
 
 from ..errors import PolyxError
 from .render import Block, Fields, Table, format_bytes, format_shape
@@ -111,7 +112,7 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
     ]
     if "layers" in report:
         with_params = any("params" in row for row in report["layers"])
-        columns = ["#", "name", "type", "precision", "tactic", "tactic id", "fused from"]
+        columns = ["#", "name", "type", "precision", "tactic", "tactic id", "source", "fused from"]
         rows = []
         for row in report["layers"]:
             tactic_id = "-" if row["host"] else str(row["tactic_id"])
@@ -119,7 +120,7 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
             tactic = row["tactic"] if len(set(per_profile)) < 2 else \
                 ", ".join(f"profile {i}: {name}" for i, name in enumerate(per_profile))
             cells = [str(row["index"]), row["name"], row["type"], row["precision"], tactic, tactic_id,
-                     ", ".join(row["fused_from"]) or "-"]
+                     (row["source"] or "-").lower(), ", ".join(row["fused_from"]) or "-"]
             if with_params:
                 cells.append(attribute_text(row["params"]))
             rows.append(cells)
@@ -140,6 +141,8 @@ def _layers(graph: LoweredGraph, with_params: bool) -> list[dict[str, Any]]:
             "index": len(rows), "name": layer.name, "type": layer.type.value, "precision": layer.precision.value,
             "tactic": spec.tactic_name or ("host" if spec.host else ""), "tactic_id": spec.tactic_id,
             "tactics_per_profile": list(spec.tactic_names), "host": spec.host,
+            # the tactic's TacticSource (cublas, cudnn, ...); None: a kernel of no source
+            "source": None if spec.host or not spec.tactic_id else tactic_source_name(spec.tactic_id),
             "fused_from": list(layer.metadata.get("fused_from", [])),
             # what fusion appended after the layer's own work: {residual input position, activation}
             "epilogue": None if layer.epilogue.empty else layer.epilogue.to_json(),

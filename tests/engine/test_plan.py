@@ -226,3 +226,30 @@ def test_no_pickle_in_engine_sources() -> None:
             if "allow_pickle=False" not in call:
                 offenders.append(f"{path}: {call}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("entry, message", [
+    ([], r"expected \{tactic, timings_ms, source\}"),
+    ({"tactic": "7", "timings_ms": {"7": 1.0}}, r"'tactic' must be a tactic id"),
+    ({"tactic": 7, "timings_ms": {"7": -1.0}}, r"timings_ms\['7'\] must map a tactic id to milliseconds"),
+    ({"tactic": 7, "timings_ms": {"x": 1.0}}, r"timings_ms\['x'\]"),
+    ({"tactic": 7, "timings_ms": {"8": 1.0}}, r"the chosen tactic 7 has no timing"),
+    ({"tactic": 7, "timings_ms": {"7": 1.0}, "source": 3}, r"'source' must be a TacticSource name"),
+    ({"tactic": 7, "timings_ms": {"7": 1.0}, "extra": 1}, r"unknown field\(s\) \['extra'\]"),
+])
+def test_a_crafted_timing_cache_entry_is_refused_naming_it(entry, message) -> None:
+    from engine.container import pack
+    from engine.timing_cache import FORMAT_VERSION, MAGIC
+
+    data = pack(MAGIC, FORMAT_VERSION, {"entries": {"abc123": entry}})
+    with pytest.raises(trt.PlanFormatError, match=rf"timing cache entry 'abc123': {message}"):
+        trt.TimingCache.deserialize(data)
+
+
+def test_timing_cache_round_trip_keeps_sources() -> None:
+    cache = trt.TimingCache()
+    cache.update("k1", {7: 0.5, 9: 0.25}, 9, "CUBLAS")
+    cache.update("k2", {3: 1.0}, 3)
+    again = trt.TimingCache.deserialize(cache.serialize())
+    assert again.entries == {"k1": {"tactic": 9, "timings_ms": {"7": 0.5, "9": 0.25}, "source": "CUBLAS"},
+                             "k2": {"tactic": 3, "timings_ms": {"3": 1.0}, "source": None}}

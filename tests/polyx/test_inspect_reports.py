@@ -124,6 +124,7 @@ def test_plan_with_a_tactic_missing_here_is_still_inspectable(tmp_path):
     report = describe_model_file(path, {"layers", "weights"})
     (layer,) = report["layers"]
     assert (layer["name"], layer["tactic"], layer["tactic_id"]) == ("add", _NegatedSum.name, tactic.id)
+    assert layer["source"] == "unknown"  # the tactic is not registered here
     (weight,) = report["weights"]
     assert weight["shape"] == [1, 3] and weight["mean"] == pytest.approx(2.0)
 
@@ -158,3 +159,45 @@ def test_subgraph_attributes_and_old_ir_inputs(tmp_path):
     choose = report["nodes"][0]
     assert choose["attributes"] == {"then_branch": {"graph": "then", "nodes": 1},
                                     "else_branch": {"graph": "else", "nodes": 1}}
+
+
+class _SourcedSum(_NegatedSum):
+    name = "test:cpu:sum_of_a_source"
+    id = 0
+    heuristic_rank = 0
+    source = trt.TacticSource.CUBLAS  # as a GPU GEMM tactic would say; on the CPU for this test
+
+
+def test_plan_layers_and_the_timing_cache_name_each_tactic_source(tmp_path):
+    tactic = trt.register_tactic(_SourcedSum())
+    try:
+        builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+        network = builder.create_network()
+        x = network.add_input("x", trt.DataType.FLOAT, (2, 3))
+        y = network.add_unary(network.add_elementwise(x, x, trt.ElementWiseOperation.SUM, name="add").get_output(0),
+                              trt.UnaryOperation.ABS, name="abs").get_output(0)
+        network.mark_output(y)
+        config = builder.create_builder_config()
+        config.device = "cpu"
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        config.algorithm_selector = _Prefer(tactic.id)
+        path = tmp_path / "sourced.plan"
+        path.write_bytes(builder.build_serialized_network(network, config))
+        rows = {row["name"]: row for row in describe_model_file(path, {"layers"})["layers"]}
+        assert (rows["add"]["tactic"], rows["add"]["source"]) == (_SourcedSum.name, "CUBLAS")
+        assert rows["abs"]["source"] is None
+        assert cache.entries  # layers with a choice record their fastest tactic's source
+        for entry in cache.entries.values():
+            assert entry["source"] == ("CUBLAS" if entry["tactic"] == tactic.id else None)
+    finally:
+        unregister_tactic(tactic)
+
+
+class _Prefer(trt.IAlgorithmSelector):
+    def __init__(self, tactic_id):
+        self.tactic_id = tactic_id
+
+    def select_algorithms(self, context, choices):
+        chosen = [i for i, c in enumerate(choices) if c.algorithm_variant.tactic == self.tactic_id]
+        return chosen or list(range(len(choices)))
