@@ -308,3 +308,27 @@ def test_older_plan_format_is_refused():
 def test_loop_layer_type_is_in_the_built_engine():
     feeds = {"go": np.array(True), "x0": np.ones(3, np.float32), "limit": np.array(5.0, np.float32)}
     assert _layer_types(_engine(loop_until_large(), feeds)).count(LayerType.LOOP.value) == 1
+
+
+def test_fp16_build_keeps_control_flow_layers_in_float32():
+    """With FP16 the layers around a conditional run in HALF; the conditional and its branches keep FLOAT
+    (reformats feed it), against float64 NumPy at float16 tolerance."""
+    network = trt.NetworkDefinition()
+    c = network.add_input("c", trt.DataType.BOOL, ())
+    x = network.add_input("x", trt.DataType.FLOAT, (8,))
+    relu = network.add_activation(x, trt.ActivationType.RELU).get_output(0)
+    conditional = network.add_if_conditional("pick")
+    conditional.set_condition(c)
+    views = conditional.add_input(relu)
+    then_out = conditional.then_branch.add_unary(views.then_tensor, trt.UnaryOperation.SQRT).get_output(0)
+    chosen = conditional.add_output(then_out, views.else_tensor)
+    network.mark_output(network.add_unary(chosen, trt.UnaryOperation.NEG).get_output(0))
+    data = RNG.uniform(-2, 2, 8).astype(np.float32)
+    engine = build_engine_for_feeds(network, {"c": np.array(True), "x": data}, fp16=True)
+    rows = {row["type"]: row for row in engine.layer_info()}
+    assert rows["CONDITIONAL"]["precision"] == "FLOAT" and rows["UNARY"]["precision"] == "HALF"
+    context = engine.create_execution_context()
+    relu64 = np.maximum(data.astype(np.float64), 0)
+    for flag, want in ((True, -np.sqrt(relu64)), (False, -relu64)):
+        (got,) = context.execute({"c": np.array(flag), "x": data}).values()
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3)
