@@ -323,6 +323,9 @@ class OnnxParser:
     # ------------------------------------------------------------------ internals
     def _add_graph_input(self, inp: onnx.ValueInfoProto) -> bool:
         ttype = inp.type.tensor_type
+        if inp.name in self._tensors:
+            self._error(f"input '{inp.name}': the graph declares this input twice")
+            return False
         if not inp.type.HasField("tensor_type"):
             self._error(f"input '{inp.name}': only tensor inputs are supported (got {inp.type.WhichOneof('value')})")
             self._failed.add(inp.name)

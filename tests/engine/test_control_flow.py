@@ -332,3 +332,9 @@ def test_fp16_build_keeps_control_flow_layers_in_float32():
     for flag, want in ((True, -np.sqrt(relu64)), (False, -relu64)):
         (got,) = context.execute({"c": np.array(flag), "x": data}).values()
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=1e-3)
+
+
+def test_a_graph_input_declared_twice_is_a_parse_error():
+    model = if_on_input()
+    model.graph.input.append(model.graph.input[1])
+    assert "input 'x': the graph declares this input twice" in _parse_errors(model)
