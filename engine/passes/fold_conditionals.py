@@ -13,16 +13,23 @@ import numpy as np
 
 from ..enums import LayerType
 from ..ir import Graph, Node, Value
-from ..subgraph import SUBGRAPHS
+from ..subgraph import SUBGRAPHS, forget_lowered
 from .base import Pass, PassContext
+from .fold import ConstantFolding
 
 
 class FoldConstantConditions(Pass):
+    """Also inside subgraphs (a constant If in a Loop body), after folding the subgraph's constants."""
+
     name = "constant_conditions_folded"
     requires = ("constant_folding",)
 
     def run(self, graph: Graph, ctx: PassContext) -> dict[str, list[str]]:
         folded = []
+        for node in graph.nodes_of(LayerType.CONDITIONAL, LayerType.LOOP):
+            for sub in node.params[SUBGRAPHS].values():
+                if isinstance(sub, Graph):
+                    folded += [f"{node.name}/{name}" for name in self._run_inside(sub, ctx)]
         for node in graph.nodes_of(LayerType.CONDITIONAL):
             condition = node.inputs[0].constant if node.inputs and node.inputs[0] is not None else None
             if condition is None or np.size(condition) != 1:
@@ -33,6 +40,17 @@ class FoldConstantConditions(Pass):
             _inline_branch(graph, node, branch)
             folded.append(node.name)
         return {self.name: folded}
+
+
+    def _run_inside(self, sub: Graph, ctx: PassContext) -> list[str]:
+        """Fold a subgraph's constants, then its constant conditions; the subgraph's lowered form is recomputed."""
+        changed = any(ConstantFolding().run(sub, ctx).values())
+        folded = self.run(sub, ctx)[self.name]
+        if changed or folded:
+            sub.cleanup()
+            sub.toposort()
+            forget_lowered(sub)
+        return folded
 
 
 def _inline_branch(graph: Graph, node: Node, branch: Graph) -> None:

@@ -338,3 +338,43 @@ def test_a_graph_input_declared_twice_is_a_parse_error():
     model = if_on_input()
     model.graph.input.append(model.graph.input[1])
     assert "input 'x': the graph declares this input twice" in _parse_errors(model)
+
+
+def test_execute_async_v3_with_data_dependent_outputs_fills_buffers_of_the_right_shape():
+    model = loop_until_large()
+    feeds = {"go": np.array(True), "x0": np.array([0.5, 0.25, 1.0], np.float32), "limit": np.array(40.0, np.float32)}
+    context = _engine(model, feeds).create_execution_context()
+    assert context.get_tensor_shape("history") == (-1, 3)  # known only once it has run
+    want = _ort(model, feeds)
+    for name, value in feeds.items():
+        context.set_tensor_address(name, value)
+    final, history = np.zeros(3, np.float32), np.zeros(want["history"].shape, np.float32)
+    context.set_tensor_address("x_final", final)
+    context.set_tensor_address("history", history)
+    context.execute_async_v3(0)
+    np.testing.assert_allclose(final, want["x_final"], rtol=1e-6)
+    np.testing.assert_allclose(history, want["history"], rtol=1e-6)
+    context.set_tensor_address("history", np.zeros((9, 3), np.float32))
+    with pytest.raises(trt.ExecutionError, match=r"output 'history': this run made shape \(4, 3\).*buffer has "
+                                                 r"shape \(9, 3\)"):
+        context.execute_async_v3(0)
+
+
+def test_a_constant_if_inside_a_loop_body_is_folded_in_the_body():
+    """The body's If reads `flip` (a body initializer, True): the plan's body has the Add and no CONDITIONAL."""
+    model = loop_with_nested_if()
+    body = model.graph.node[0].attribute[0].g
+    if_node = next(node for node in body.node if node.op_type == "If")
+    if_node.input[0] = "flip"
+    body.initializer.append(onnx.numpy_helper.from_array(np.array(True), "flip"))
+    feeds = {"acc0": RNG.standard_normal((2, 2)).astype(np.float32),
+             "w": RNG.standard_normal((2, 2)).astype(np.float32)}
+    engine = _engine(model, feeds)
+    assert engine.meta["passes"]["constant_conditions_folded"] == 1
+    header, _ = unpack(engine.serialize(), MAGIC, FORMAT_VERSION, "plan")
+    loop = next(layer for layer in header["layers"] if layer["type"] == "LOOP")
+    body_types = [layer["type"] for layer in loop["subgraphs"]["body"]["layers"]]
+    assert "CONDITIONAL" not in body_types and "ELEMENTWISE" in body_types
+    want = _ort(model, feeds)
+    np.testing.assert_allclose(want["acc"], feeds["acc0"] + 4 * feeds["w"].astype(np.float64), rtol=1e-5)
+    _assert_matches(_reloaded(engine).create_execution_context().execute(feeds), want)
