@@ -138,8 +138,7 @@ class ImportContext:
         gives by name; a name it reads from an enclosing graph is resolved there and passed through
         `capture(outer tensor) -> tensor inside`. Returns the subgraph's outputs, in order; any error in it is a
         ParseError naming this node and `what`."""
-        return self.parser.import_subgraph(graph, network, bound, capture, f"node '{self.name}' ({self.op_type}) "
-                                                                         f"{what}")
+        return self.parser.import_subgraph(graph, network, bound, capture, what, self.name, self.op_type)
 
     def unsupported(self, reason: str, category: UnsupportedCategory):
         raise UnsupportedError(reason, node=self.name, op=self.op_type, category=category)
@@ -270,8 +269,9 @@ class OnnxParser:
                               else opset)
 
     def import_subgraph(self, graph: onnx.GraphProto, network: NetworkDefinition, bound: dict[str, Tensor],
-                        capture: Callable[[Tensor], Tensor], what: str) -> list[Tensor]:
-        """See ImportContext.import_subgraph: a child parser imports `graph` into `network`."""
+                        capture: Callable[[Tensor], Tensor], what: str, node: str | None = None,
+                        op: str | None = None) -> list[Tensor]:
+        """See ImportContext.import_subgraph: a child parser imports `graph` into `network`; errors name `node`."""
         child = OnnxParser(network, Logger(Logger.INTERNAL_ERROR))
         child._opset, child._domains = self._opset, self._domains
         child._initializers = {init.name: init for init in graph.initializer}
@@ -288,7 +288,7 @@ class OnnxParser:
         child._outer = outer
         for inp in graph.input:
             if inp.name not in bound:
-                raise ParseError(f"{what}: input '{inp.name}' is not one the op provides ({sorted(bound)})")
+                raise ParseError(f"{what}: input '{inp.name}' is not one the op provides ({sorted(bound)})", node, op)
             tensor = bound[inp.name]
             if tensor.name != inp.name and network.find_tensor(inp.name) is None:
                 network.rename_tensor(tensor, inp.name)
@@ -307,7 +307,11 @@ class OnnxParser:
                     tensor = network.add_identity(tensor, name=f"{out.name}/identity").get_output(0)
                 outputs.append(tensor)
         if child._errors:
-            raise ParseError(f"{what}: " + "; ".join(error.desc for error in child._errors))
+            message = f"{what}: " + "; ".join(error.desc for error in child._errors)
+            category = child._errors[0].category
+            if category != UnsupportedCategory.OTHER:  # an unsupported op inside is why the node is unsupported
+                raise UnsupportedError(message, node, op, category=category)
+            raise ParseError(message, node, op)
         return outputs
 
     def _scope_tensor(self, name: str) -> Tensor | None:
@@ -319,6 +323,9 @@ class OnnxParser:
     # ------------------------------------------------------------------ internals
     def _add_graph_input(self, inp: onnx.ValueInfoProto) -> bool:
         ttype = inp.type.tensor_type
+        if inp.name in self._tensors:
+            self._error(f"input '{inp.name}': the graph declares this input twice")
+            return False
         if not inp.type.HasField("tensor_type"):
             self._error(f"input '{inp.name}': only tensor inputs are supported (got {inp.type.WhichOneof('value')})")
             self._failed.add(inp.name)

@@ -419,6 +419,11 @@ class ExecutionContext:
                     for i, array in self._execute_eagerly(inputs).items():
                         out = self._wrap(i, self._addresses[i], tuple(array.shape))
                         self._check_dtype(i, out, "output")
+                        if tuple(out.shape) != tuple(array.shape):
+                            raise ExecutionError(f"output '{graph.tensors[i].name}': this run made shape "
+                                                 f"{tuple(array.shape)} (its shape depends on the data), the buffer "
+                                                 f"has shape {tuple(out.shape)}; execute() returns outputs of any "
+                                                 "size")
                         self.engine.backend.xp.copyto(out, array, casting="unsafe")
                 return True
             outputs = {i: self._wrap(i, self._addresses[i], tuple(binding.shapes[i])) for i in graph.outputs}

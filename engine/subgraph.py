@@ -55,6 +55,11 @@ def as_lowered(subgraph: Any) -> Any:
                       f"{type(subgraph).__name__}")
 
 
+def forget_lowered(graph: Any) -> None:
+    """Drop the cached lowered form of an ir.Graph a pass has just edited."""
+    _lowered_cache.pop(graph, None)
+
+
 def subgraphs_of(layer: Any) -> dict[str, Any]:
     return layer.params.get(SUBGRAPHS) or {}
 

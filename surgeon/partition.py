@@ -377,7 +377,9 @@ def _submodel(model: onnx.ModelProto, indices: list[int], types, keep_graph_outp
     initializers = {init.name: init for init in graph.initializer}
     reads: list[str] = []
     for node in nodes:
-        reads += [name for name in node_reads(node) if name not in reads]
+        for name in node_reads(node):  # a name read by both branches of an If is listed once
+            if name not in reads:
+                reads.append(name)
     inputs = [name for name in reads if name not in produced_set and name not in initializers]
     graph_outputs = [o.name for o in graph.output]
     if keep_graph_outputs:

@@ -11,6 +11,7 @@ from ..logger import Severity
 from .base import Pass, PassContext
 from .eliminate import NoopElimination
 from .fold import ConstantFolding
+from .fold_conditionals import FoldConstantConditions
 from .fusion_rules import FusionPass
 from .implicit_quantization import ImplicitQuantization
 from .pointwise_fusion import PointwiseFusion
@@ -20,8 +21,8 @@ DEAD_NODES = "dead_layer_elimination"
 
 
 def default_passes() -> list[Pass]:
-    return [ConstantFolding(keep_quantized_weights=True), NoopElimination(), FusionPass(), ImplicitQuantization(),
-            FusionPass(), ConstantFolding(), PrecisionAssignment(), PointwiseFusion()]
+    return [ConstantFolding(keep_quantized_weights=True), FoldConstantConditions(), NoopElimination(), FusionPass(),
+            ImplicitQuantization(), FusionPass(), ConstantFolding(), PrecisionAssignment(), PointwiseFusion()]
 
 
 class PassPipeline:

@@ -56,6 +56,8 @@ def _target(node: Node, ctx: PassContext) -> DataType | None:
         any(v is not None and v.dtype == DataType.FLOAT for v in node.inputs)
     if node.type in UNTYPED_LAYERS or not floating or node.precision == DataType.INT8:
         return None  # an INT8 layer's float operands (bias, residual) are read as they are
+    if node.type in (LayerType.CONDITIONAL, LayerType.LOOP):
+        return DataType.FLOAT  # their subgraphs were built in the declared types; reformats feed them FLOAT
     if node.precision_is_set and node.precision in FLOATS:
         if ctx.constraints in ("obey", "prefer"):
             return node.precision
