@@ -113,7 +113,7 @@ def _quiet_progress(description: str, total: int | None) -> contextlib.AbstractC
 def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress,
                 logger: trt.Logger | None = None) -> RunResult:
     """Run and compare as `options` say; raises PolyxError (or an engine error) for unusable input."""
-    _check_options(options)
+    check_run_options(options)
     logger = logger or trt.Logger(trt.Logger.WARNING)
     model_is_plan = is_plan_file(options.model)
     model = None if model_is_plan else load_onnx_file(options.model)
@@ -132,7 +132,7 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
                                     providers=tuple(options.onnxrt_providers or ("CPUExecutionProvider",))))
     input_meta = graph_inputs(model) if model is not None else EngineRunner(engine).input_metadata()
     if feeds is None:
-        feeds = _feeds(replace(options, build=_plan_data_shapes(options.build, engine)), input_meta)
+        feeds = _feeds(replace(options, build=plan_data_shapes(options.build, engine)), input_meta)
     if options.save_inputs is not None:
         if options.save_format == "polygraphy":
             save_input_list(options.save_inputs, feeds)
@@ -200,7 +200,8 @@ def _compare(result: RunResult, options: RunOptions, reference: RunnerOutputs, c
                                                      options.postprocess, options.fail_fast, on_tensor=advance))
 
 
-def _check_options(options: RunOptions) -> None:
+def check_run_options(options: RunOptions) -> None:
+    """Everything about the options that can be refused before any work (files, combinations, outputs)."""
     if not options.use_engine and not options.use_onnxrt:
         raise PolyxError("nothing to run: pass --engine and/or --onnxrt")
     if not options.model.is_file():
@@ -271,7 +272,7 @@ def _feeds(options: RunOptions, input_meta: dict[str, tuple[tuple, np.dtype]]) -
     return feeds
 
 
-def _plan_data_shapes(build: BuildOptions, engine: trt.Engine) -> BuildOptions:
+def plan_data_shapes(build: BuildOptions, engine: trt.Engine) -> BuildOptions:
     """Data for a loaded plan: inputs without a given shape take the opt shape of the profile the run uses."""
     if not 0 <= build.profile_index < max(engine.num_optimization_profiles, 1):
         raise PolyxError(f"--optimization-profile {build.profile_index}: the plan has "

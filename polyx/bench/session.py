@@ -9,10 +9,11 @@ from pathlib import Path
 
 import engine as trt
 from engine.config import resolve_device
+from engine.onnx_file import model_files
 from engine.plan_file import is_plan_file
 
 from ..build import BuildOptions, build_engine, load_engine
-from ..data.files import check_writable
+from ..data.files import check_outputs_apart, check_writable, write_file
 from ..data.loader import DataLoader
 from ..errors import PolyxError
 from .io_tensors import input_meta
@@ -35,10 +36,18 @@ class BenchOptions:
     profile_layers: bool = False
     export_profile: Path | None = None
     seed: int = 1
+    load_engine: Path | None = None  # time this plan instead of building MODEL
+    save_engine: Path | None = None  # write the plan that is timed
 
     def validate(self) -> None:
         if not self.model.is_file():
             raise PolyxError(f"{self.model}: no such file")
+        if self.load_engine is not None and not self.load_engine.is_file():
+            raise PolyxError(f"{self.load_engine}: no such file (--load-engine)")
+        if self.load_engine is not None and self.model_is_plan:
+            raise PolyxError(f"{self.model} is already an engine plan; --load-engine names another one: pass one")
+        if self.save_engine is not None:
+            check_outputs_apart(self.save_engine, [*model_files(self.model), self.load_engine])
         if self.streams < 1:
             raise PolyxError(f"--streams must be >= 1, got {self.streams}")
         self.timing.validate()
@@ -59,14 +68,17 @@ def run_bench(options: BenchOptions, logger: trt.Logger | None = None,
     options.validate()
     logger = logger or trt.Logger(trt.Logger.WARNING)
     build_report = None
-    if options.model_is_plan:
-        engine, _ = load_engine(options.model, logger)
+    plan_path = options.model if options.model_is_plan else options.load_engine
+    if plan_path is not None:
+        engine, plan = load_engine(plan_path, logger)
         _check_cuda_graph(options, engine.device)
     else:
         options.build.validate()
         _check_cuda_graph(options, resolve_device(options.build.device))
         with progress("Building engine", None):
-            engine, _, build_report = build_engine(options.model, options.build, logger)
+            engine, plan, build_report = build_engine(options.model, options.build, logger)
+    if options.save_engine is not None:
+        write_file(options.save_engine, plan)
     feeds = next(iter(DataLoader(input_meta(engine), seed=options.seed, shapes=_data_shapes(engine, options.build))))
     workers = create_workers(engine, feeds, options.streams, options.data_transfers, options.use_cuda_graph,
                              options.build.profile_index)

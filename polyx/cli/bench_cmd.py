@@ -39,6 +39,12 @@ def bench(
     no_data_transfers: Annotated[bool, typer.Option(
         "--no-data-transfers", help="Time device compute only (no H2D/D2H copies).", rich_help_panel=TIMING)] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated inputs.", rich_help_panel=TIMING)] = 1,
+    save_engine: Annotated[Path | None, typer.Option(
+        "--save-engine", help="Write the plan that is timed (the one built from MODEL).", rich_help_panel=OUTPUT)
+                           ] = None,
+    load_engine: Annotated[Path | None, typer.Option(
+        "--load-engine", help="Time this plan instead of building MODEL (build options then do not apply).",
+        rich_help_panel=TIMING)] = None,
     export_profile: Annotated[Path | None, typer.Option(
         "--export-profile", help="Write per-layer times (JSON) from a profiled pass after timing.",
         rich_help_panel=OUTPUT)] = None,
@@ -60,7 +66,8 @@ def bench(
     options = BenchOptions(model=model, build=build_options,
                            timing=TimingSettings(warmup_ms=warmup, min_iterations=iterations, duration_s=duration),
                            streams=streams, use_cuda_graph=use_cuda_graph, data_transfers=not no_data_transfers,
-                           profile_layers=verbose > 0, export_profile=export_profile, seed=seed)
+                           profile_layers=verbose > 0, export_profile=export_profile, seed=seed,
+                           load_engine=load_engine, save_engine=save_engine)
     result = run_bench(options, engine_logger(verbose, quiet=False), progress_factory(enabled=not json_stdout))
     document = json.dumps(result.to_json(), indent=1)
     if json_file is not None:
@@ -72,6 +79,8 @@ def bench(
     lines += format_bench_result(result)
     if verbose and result.profile is not None:
         lines += format_layer_table(result.profile)
+    if save_engine is not None:
+        lines.append(f"Saved the engine to {save_engine}")
     if export_profile is not None:
         lines.append(f"Saved per-layer profile to {export_profile}")
     if json_file is not None:

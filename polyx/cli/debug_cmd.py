@@ -25,7 +25,7 @@ from surgeon.model_io import check_output_path, save_model
 
 from ..build import BuildOptions
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
-from ..data.files import check_writable, load_tensors, write_file
+from ..data.files import check_outputs_apart, check_writable, load_tensors, write_file
 from ..data.loader import DataLoader
 from ..debug import checks
 from ..debug.checks import Artifacts, CommandCheck, EngineJudge, ReferenceCheck, SessionModelCheck
@@ -95,6 +95,9 @@ Atol = Annotated[list[str] | None, typer.Option(
     "--atol", help=f"Absolute tolerance, global or NAME:VALUE (default {DEFAULT_ATOL:g}).", rich_help_panel=CHECK)]
 Rtol = Annotated[list[str] | None, typer.Option(
     "--rtol", help=f"Relative tolerance, global or NAME:VALUE (default {DEFAULT_RTOL:g}).", rich_help_panel=CHECK)]
+SaveEngine = Annotated[Path | None, typer.Option(
+    "--save-engine", help="Write each candidate engine's plan here before it is judged (the last one stays), as "
+                          "Polygraphy's debug tools do; a --check command may read it from this fixed path.")]
 Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail (-v: engine warnings).")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")]
 
@@ -217,6 +220,7 @@ def tactics(
     atol: Atol = None,
     rtol: Rtol = None,
     resume: Resume = None,
+    save_engine: SaveEngine = None,
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -227,14 +231,17 @@ def tactics(
     Exit code 0 when the search explains the failure (or the engine passes), 1 when no tactic choice explains it.
     """
     save = build_options.save_tactics
-    command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, ENGINE_PLACEHOLDERS, ENGINE_WHY)
+    _check_save_engine(save_engine, model)
+    command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex,
+                          _engine_placeholders(check, save_engine), ENGINE_WHY)
     judge, options = _engine_check(model, build_options, command, seed, val_range, load_inputs, load_outputs, atol,
                                    rtol)
     journal = _journal(resume, "tactics", model, options, check=check, fail_code=fail_code,
                        ignore_fail_code=ignore_fail_code, fail_regex=fail_regex, per_layer=per_layer, seed=seed,
                        val_range=val_range, load_inputs=load_inputs, load_outputs=load_outputs, atol=atol, rtol=rtol)
     with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, DebugProgress("tactics", quiet) as progress:
-        debugger = TacticDebugger(model, options, EngineJudge(judge, Path(workdir)), per_layer=per_layer,
+        debugger = TacticDebugger(model, options, EngineJudge(judge, Path(workdir), save_engine),
+                                   per_layer=per_layer,
                                   progress=progress, logger=engine_logger(verbose, quiet), journal=journal)
         result = debugger.run()
     lines = []
@@ -290,6 +297,7 @@ def precision(
     atol: Atol = None,
     rtol: Rtol = None,
     resume: Resume = None,
+    save_engine: SaveEngine = None,
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -299,7 +307,9 @@ def precision(
     """
     if save is not None:
         check_writable(save)
-    command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, ENGINE_PLACEHOLDERS, ENGINE_WHY)
+    _check_save_engine(save_engine, model)
+    command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex,
+                          _engine_placeholders(check, save_engine), ENGINE_WHY)
     judge, options = _engine_check(model, build_options, command, seed, val_range, load_inputs, load_outputs, atol,
                                    rtol)
     journal = _journal(resume, "precision", model, options, check=check, fail_code=fail_code,
@@ -309,7 +319,8 @@ def precision(
     with tempfile.TemporaryDirectory(prefix="polyx_debug_") as workdir, DebugProgress("precision", quiet) as progress:
         if options.int8 and options.calibration_cache is None:  # calibrate once: later builds read the cache
             options = replace(options, calibration_cache=Path(workdir) / "calibration.cache")
-        debugger = PrecisionDebugger(model, options, EngineJudge(judge, Path(workdir)), mode=mode.value,
+        debugger = PrecisionDebugger(model, options, EngineJudge(judge, Path(workdir), save_engine),
+                                     mode=mode.value,
                                      direction=direction.value, progress=progress,
                                      logger=engine_logger(verbose, quiet), journal=journal)
         result = debugger.run()
@@ -369,6 +380,7 @@ def reduce(
     atol: Atol = None,
     rtol: Rtol = None,
     resume: Resume = None,
+    save_engine: SaveEngine = None,
     quiet: Quiet = False,
 ) -> None:
     """Shrink a failing MODEL to a small subgraph that still fails (bisect, then linear refinement).
@@ -384,6 +396,10 @@ def reduce(
         raise PolyxError("debug reduce needs a check: --check \"CMD\" (with {model}) or --engine --onnxrt")
     command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, ("{model}",),
                           "every candidate is a different model")
+    if save_engine is not None and command is not None:
+        raise PolyxError("--save-engine: with --check, debug reduce builds no engine (the command judges each "
+                         "candidate model); use it with --engine --onnxrt")
+    _check_save_engine(save_engine, model)
     with surgeon_errors():
         check_output_path(output, model)
         if min_good is not None:
@@ -410,7 +426,8 @@ def reduce(
             _reduce_baseline(command, model, original, Path(workdir), progress, cut_values, inputs_path)
         else:
             judge = SessionModelCheck(replace(build_options, shared_timing_cache=trt.TimingCache()),
-                                      tolerances_from_flags(atol, rtol), seed, ranges, inputs=inputs_path).fails
+                                      tolerances_from_flags(atol, rtol), seed, ranges, inputs=inputs_path,
+                                      save_engine=save_engine).fails
         result = ModelReducer(original, output, judge, Path(workdir), refine=refine, progress=progress,
                               mode=mode.value, reduce_inputs=reduce_inputs, reduce_outputs=reduce_outputs,
                               min_good=min_good, cut_values=cut_values, inputs_path=inputs_path,
@@ -490,6 +507,7 @@ def build(
     load_outputs: LoadOutputs = None,
     atol: Atol = None,
     rtol: Rtol = None,
+    save_engine: SaveEngine = None,
     verbose: Verbose = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -499,6 +517,7 @@ def build(
     """
     goal = parse_until(until)
     _artifacts_folder(artifacts_dir)
+    _check_save_engine(save_engine, model)
     # No placeholder is required: each build's files also lie at fixed paths in the artifacts folder.
     command = _user_check(check, show_output, fail_code, ignore_fail_code, fail_regex, (), "")
     # No shared timing cache here: timing noise between builds is what `debug build` looks for.
@@ -508,7 +527,7 @@ def build(
     with DebugProgress("build", quiet) as progress:
         builder = RepeatedBuilder(model, options, judge, artifacts_dir, goal, max_iterations,
                                   [Path(p) for p in artifacts or []], progress=progress,
-                                  logger=engine_logger(verbose, quiet))
+                                  logger=engine_logger(verbose, quiet), save_engine=save_engine)
         result = builder.run()
     lines = [f"Builds: {len(result.iterations)} ({result.good} good, {result.bad} bad); artifacts in "
              f"{artifacts_dir / 'good'} and {artifacts_dir / 'bad'}"]
@@ -519,6 +538,20 @@ def build(
     _stop_if_interrupted(result.interrupted, "artifacts of the finished builds are sorted")
     if not builder.found():
         raise typer.Exit(1)
+
+
+def _engine_placeholders(check: str | None, save_engine: Path | None) -> tuple[str, ...]:
+    """What a --check command must name to see the candidate: {engine} or {tactics}; nothing with --save-engine
+    (Polygraphy's way: the command, or a script it runs, reads the engine from that fixed path)."""
+    if check is not None and save_engine is not None:
+        return ()
+    return ENGINE_PLACEHOLDERS
+
+
+def _check_save_engine(path: Path | None, model: Path) -> None:
+    """--save-engine is rewritten by every candidate: it must be writable and must not be the model."""
+    if path is not None:
+        check_outputs_apart(path, [model])
 
 
 def _artifacts_folder(artifacts_dir: Path) -> None:

@@ -29,15 +29,13 @@ POLYGRAPHY_EQUIVALENTS = {
     "--use-dla": "the engine has no DLA; build for --device cpu|gpu",
     "--allow-gpu-fallback": "the engine has no DLA; build for --device cpu|gpu",
     "--sparse-weights": "structured sparsity is not supported by the engine",
-    "--trt-config-script": "configure the build with build options, or from Python with polyx.build.BuildOptions",
+    "--trt-config-script": "configure the build with build options, or from Python with polyx.api.CreateConfig",
     "--trt-config-postprocess-script": "configure the build from Python with polyx.build.BuildOptions",
     "--trt-network-postprocess-script": "edit the network from Python (engine.OnnxParser, then polyx.build)",
     "--trt-npps": "edit the network from Python (engine.OnnxParser, then polyx.build)",
     "--plugins": "commands that parse a model (run, convert, bench, debug, inspect, plugin) take --plugins FILE.py",
     "--ext": "not needed: external data next to the model is read automatically",
     "--shape-inference": "ONNX shape inference runs by default (polyx surgeon sanitize for more)",
-    "--postprocess": "not supported yet; compare raw outputs with --atol/--rtol",
-    "--compare-func": "use --check-error-stat elemwise|max|mean|median",
 }
 _NO_SUCH_OPTION = re.compile(r"No such option:?\s+'?(?P<flag>--[\w-]+)")
 

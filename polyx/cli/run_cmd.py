@@ -14,7 +14,7 @@ from ..compare.postprocess import parse_postprocess
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 from ..errors import PolyxError
 from ..report import format_build_report, format_run_result, progress_factory, write_html
-from ..run_session import RunOptions, run_session
+from ..run_session import RunOptions, check_run_options, run_session
 from ..runners.onnxrt_runner import resolve_providers
 from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_value_ranges, tolerances_from_flags, with_build_options
 from .logging_options import engine_severity
@@ -146,6 +146,9 @@ def run(
                                        rich_help_panel=COMPARE)] = 10,
     report: Annotated[Path | None, typer.Option("--report", help="Write a self-contained HTML report.",
                                                    rich_help_panel=COMPARE)] = None,
+    gen_script: Annotated[Path | None, typer.Option(
+        "--gen-script", help="Write this run as a Python script on polyx.api (docs/scripting.md) instead of running "
+                             "it; the script prints the same verdict and exits with the same code.")] = None,
     verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail (-vv: engine logs).")] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only the result lines.")] = False,
 ) -> None:
@@ -173,6 +176,9 @@ def run(
                          onnx_mark_all=mark_all or onnx_mark_all, onnx_outputs=onnx_names, validate=validate,
                          onnxrt_providers=resolve_providers(providers) if providers else None,
                          fail_fast=fail_fast, histograms=verbose > 0, worst_count=worst, report=report)
+    if gen_script is not None:
+        _write_script(gen_script, options)
+        return
     result = run_session(options, progress=progress_factory(enabled=not quiet), logger=engine_logger(verbose, quiet))
     if result.build_report is not None and verbose:
         _echo(format_build_report(result.build_report))
@@ -186,6 +192,17 @@ def run(
             typer.echo(f"Wrote HTML report to {report}")
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _write_script(path: Path, options: RunOptions) -> None:
+    """Checks the options as a run would, then writes the script (never over a file the run reads)."""
+    from ..data.files import check_outputs_apart, write_file
+    from ..script_writer import generate_script
+
+    check_run_options(options)
+    check_outputs_apart(path, options.input_paths() + options.output_paths())
+    write_file(path, generate_script(options, f"polyx run {options.model} --gen-script {path}"))
+    typer.echo(f"Wrote script to {path}")
 
 
 def _echo(lines: list[str]) -> None:

@@ -24,7 +24,7 @@ from engine.onnx_file import load_onnx_file
 
 from ..build import BuildOptions, build_engine
 from ..compare import Comparator, Tolerances
-from ..data.files import load_tensors
+from ..data.files import load_tensors, write_file
 from ..data.loader import DataLoader
 from ..errors import PolyxError
 from ..onnx_model import graph_inputs
@@ -250,10 +250,11 @@ class EngineJudge:
     """Judges candidate builds with a CommandCheck or a ReferenceCheck; a command gets the files it names, written
     into `workdir` (a candidate's files are replaced by the next candidate's)."""
 
-    def __init__(self, check: CommandCheck | ReferenceCheck, workdir: Path):
+    def __init__(self, check: CommandCheck | ReferenceCheck, workdir: Path, save_engine: Path | None = None):
         self.check = check
         self.engine_path = Path(workdir) / "candidate.engine"
         self.tactics_path = Path(workdir) / "candidate_tactics.json"
+        self.save_engine = save_engine  # --save-engine: every candidate's plan, before it is judged
 
     @property
     def is_command(self) -> bool:
@@ -261,6 +262,8 @@ class EngineJudge:
         return isinstance(self.check, CommandCheck)
 
     def __call__(self, candidate: Candidate) -> Verdict:
+        if self.save_engine is not None:
+            write_file(self.save_engine, candidate.plan)
         if isinstance(self.check, ReferenceCheck):
             return self.check.judge_engine(candidate.engine)
         if self.check.uses("{engine}"):
@@ -302,6 +305,7 @@ class SessionModelCheck:
     val_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     inputs: Path | None = None   # the candidate's input values (written by the reducer before each check)
+    save_engine: Path | None = None  # --save-engine: each candidate model's engine, before it is judged
 
     def fails(self, model: onnx.ModelProto, path: Path) -> bool | None:
         inputs = set(graph_inputs(model))
@@ -312,7 +316,7 @@ class SessionModelCheck:
                         save_tactics=None, timing_cache=None)
         options = RunOptions(model=Path(path), use_engine=True, use_onnxrt=True, build=build, seed=self.seed,
                              val_ranges={k: v for k, v in self.val_ranges.items() if k == "" or k in inputs},
-                             tolerances=self.tolerances,
+                             tolerances=self.tolerances, save_engine=self.save_engine,
                              load_inputs=self.inputs if self.inputs is not None and self.inputs.is_file() else None)
         try:
             return not run_session(options, logger=trt.Logger(trt.Logger.ERROR)).passed

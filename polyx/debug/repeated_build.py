@@ -17,6 +17,7 @@ from pathlib import Path
 import engine as trt
 
 from ..build import BuildOptions, build_engine
+from ..data.files import write_file
 from ..errors import PolyxError
 from ..tactic_replay import TacticRecorder, TacticReplayer, load_replay, save_replay
 from .checks import Artifacts, CommandCheck, ReferenceCheck, Verdict
@@ -111,9 +112,11 @@ class RepeatedBuilder(RepeatedRuns):
 
     def __init__(self, model: Path, options: BuildOptions, check: CommandCheck | ReferenceCheck, artifacts_dir: Path,
                  until: str | int = "bad", max_iterations: int = 50, extra_artifacts: list[Path] | None = None,
-                 progress: Callable[..., None] | None = None, logger: trt.Logger | None = None):
+                 progress: Callable[..., None] | None = None, logger: trt.Logger | None = None,
+                 save_engine: Path | None = None):
         super().__init__(artifacts_dir, until, max_iterations, extra_artifacts, progress)
         self.model = Path(model)
+        self.save_engine = save_engine  # --save-engine: each build's plan also here, before it is judged
         self.replay = load_replay(options.load_tactics) if options.load_tactics is not None else None
         self.options = replace(options, load_tactics=None)
         self.check = check
@@ -127,6 +130,8 @@ class RepeatedBuilder(RepeatedRuns):
             raise PolyxError(f"build {index} failed: {exc}") from exc
         engine_path, tactics_path = self.folder / ENGINE_NAME, self.folder / TACTICS_NAME
         engine_path.write_bytes(plan)
+        if self.save_engine is not None:
+            write_file(self.save_engine, plan)
         save_replay(tactics_path, recorder.replay)
         if isinstance(self.check, CommandCheck):
             verdict = self.check.judge(Artifacts(model=self.model, engine=engine_path, tactics=tactics_path))

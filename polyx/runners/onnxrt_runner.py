@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -40,10 +41,26 @@ def _short(provider: str) -> str:
     return provider.removesuffix("ExecutionProvider").lower()
 
 
+def create_session(model: onnx.ModelProto | str | os.PathLike, providers: list[str] | tuple[str, ...]):
+    """An onnxruntime InferenceSession, quiet, with a one-line PolyxError when onnxruntime refuses the model."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=list(providers))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise PolyxError(f"onnxruntime could not load the model: {str(exc).splitlines()[0]}") from None
+
+
 class OnnxrtRunner(Runner):
+    """Takes a model (path or ModelProto), or a loader returning an onnxruntime session (the scripting API's
+    SessionFromOnnx), called at each activation."""
+
     name = "onnxrt"
 
-    def __init__(self, model: onnx.ModelProto | str | os.PathLike, name: str = "onnxrt",
+    def __init__(self, model: onnx.ModelProto | str | os.PathLike | Callable, name: str = "onnxrt",
                  providers: tuple[str, ...] = ("CPUExecutionProvider",)):
         super().__init__()
         self.model = model
@@ -52,15 +69,10 @@ class OnnxrtRunner(Runner):
         self.session = None
 
     def _activate(self) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        source = self.model.SerializeToString() if isinstance(self.model, onnx.ModelProto) else os.fspath(self.model)
-        try:
-            self.session = ort.InferenceSession(source, sess_options=options, providers=self.providers)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise PolyxError(f"onnxruntime could not load the model: {str(exc).splitlines()[0]}") from None
+        if callable(self.model):
+            self.session = self.model()
+        else:
+            self.session = create_session(self.model, self.providers)
 
     def input_metadata(self) -> InputMeta:
         if self.session is None:
