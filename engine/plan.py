@@ -28,6 +28,7 @@ from .evaluator import output_infos
 from .graph import LayerSpec, LoweredGraph, TensorSpec, host_flags
 from .ir import Epilogue, Node
 from .ops.base import TensorInfo
+from .refittable import add_stripped_placeholders, refit_table_from_json
 from .version import __version__
 
 MAGIC = b"POLYXPLN"
@@ -35,11 +36,14 @@ MAGIC = b"POLYXPLN"
 # last input to its output), which a version-2 reader would silently skip; 4: the typed epilogue (a layer's
 # residual and activation in its own "epilogue" field instead of params keys); 5: a layer's forced output types
 # ("output_types": {output position: dtype}, set_output_type or INT8 outputs), which loading checks the recorded
-# tensor dtypes against (a version-4 plan gives no way to tell a forced dtype from a tampered one)
-FORMAT_VERSION = 5
+# tensor dtypes against (a version-4 plan gives no way to tell a forced dtype from a tampered one); 6: the "refit"
+# table of a refittable engine (named weights -> constant tensors; a stripped plan has no buffers for them), which a
+# version-5 reader would load as an engine that cannot refit and, when stripped, that computes with missing weights
+FORMAT_VERSION = 6
 
 
 def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
+    """The plan file of `graph` (its `refit` table, if any, included; a stripped one leaves out those buffers)."""
     layers = []
     arrays = {}
     for spec in graph.layers:
@@ -52,8 +56,10 @@ def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
                        "inputs": spec.inputs, "outputs": spec.outputs, "host": spec.host,
                        "tactic_id": spec.tactic_id, "tactic_name": spec.tactic_name,
                        "tactic_ids": spec.tactic_ids, "tactic_names": spec.tactic_names})
+    stripped = graph.refit.tensors() if graph.refit is not None and graph.refit.stripped else set()
     for index, array in graph.constants.items():
-        arrays[f"const{index}"] = array
+        if index not in stripped:
+            arrays[f"const{index}"] = array
     header = {
         "engine_version": __version__,
         "meta": meta,
@@ -63,6 +69,7 @@ def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
         "inputs": graph.inputs,
         "outputs": graph.outputs,
         "shape_inputs": graph.shape_inputs,
+        "refit": None if graph.refit is None else graph.refit.to_json(),
     }
     return pack(MAGIC, FORMAT_VERSION, header, arrays)
 
@@ -79,6 +86,7 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
         tensors = [TensorSpec(t["name"], DataType(t["dtype"]), None if t["shape"] is None else tuple(t["shape"]))
                    for t in header["tensors"]]
         constants = _constants(arrays, tensors)
+        add_stripped_placeholders(header["refit"], tensors, constants)
         layers = []
         for entry in header["layers"]:
             params = dict(entry["params"])
@@ -100,6 +108,7 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
         graph = LoweredGraph(tensors, layers, list(header["inputs"]), list(header["outputs"]), constants,
                              list(header.get("shape_inputs", [])))
         _check_layers(graph)
+        graph.refit = refit_table_from_json(header["refit"], graph)
         for spec, host in zip(graph.layers, host_flags(graph)):
             if spec.host != host:
                 raise _fail(f"layer '{spec.layer.name}' host", f"{spec.host} in the plan, but the layer runs on the "

@@ -23,7 +23,7 @@ from .errors import ExecutionError, PlanFormatError, ShapeError
 from .graph import LoweredGraph, resolve_shapes, tactic_context
 from .logger import Logger, Severity
 from .memory_plan import device_lifetimes, plan_graph_memory
-from .plan import deserialize_plan
+from .plan import deserialize_plan, serialize_plan
 from .steps import Step, compile_steps, run_step
 from .tactics import tactic_by_id
 
@@ -71,6 +71,12 @@ class Engine:
         self._lifetimes = device_lifetimes(graph)
         self._device_constants = {i: self.backend.to_device(a) for i, a in graph.constants.items()}
         self._states = self._prepare_tactics()
+        # Refit (engine/refitter.py): a stripped plan's weights are missing until a refit brings them; contexts
+        # rebind when the weights version changes (their bindings hold device constants and prepared tactics).
+        self.refit_table = graph.refit
+        self.missing_weights: set[str] = {w.name for w in graph.refit.weights} \
+            if graph.refit is not None and graph.refit.stripped else set()
+        self.weights_version = 0
 
     def _prepare_tactics(self) -> list[list[Any]]:
         """Per profile, per layer: (tactic, prepared state), None for host layers. Each distinct (layer, tactic)
@@ -151,9 +157,41 @@ class Engine:
     def has_implicit_batch_dimension(self) -> bool:
         return False
 
+    @property
+    def refittable(self) -> bool:
+        """Built with BuilderFlag.REFIT or STRIP_PLAN: a Refitter can replace its named weights."""
+        return self.refit_table is not None
+
+    @property
+    def stripped(self) -> bool:
+        """Loaded from a weight-stripped plan and not refitted yet: it cannot execute."""
+        return bool(self.missing_weights)
+
+    def replace_weights(self, values: dict[str, Any]) -> None:
+        """Put new values (checked by the Refitter: known names, the weights' own dtypes and shapes) into every
+        constant tensor made from them, converted as the builder converted them, and prepare the tactics again."""
+        table = self.refit_table.by_name()
+        for name, array in values.items():
+            for index in table[name].tensors:
+                value = np.ascontiguousarray(array.astype(nptype(self.graph.tensors[index].dtype), copy=True))
+                self.graph.constants[index] = value
+                self._device_constants[index] = self.backend.to_device(value)
+        for spec in self.graph.layers:  # the constant layers' own copies (host evaluation reads them)
+            if spec.layer.type == LayerType.CONSTANT and spec.outputs[0] in self.graph.constants:
+                spec.layer.params["weights"] = self.graph.constants[spec.outputs[0]]
+        self._states = self._prepare_tactics()
+        self.missing_weights -= set(values)
+        if not self.missing_weights:
+            self.graph.refit.stripped = False
+        self.weights_version += 1
+        self._plan = None  # serialize() writes the refitted weights
+
     def serialize(self) -> bytes:
+        """The plan; after a refit, a new plan holding the new weights (a refitted stripped plan is complete: a
+        refit of a stripped engine must give every weight)."""
         if self._plan is None:
-            raise ExecutionError("this engine was not created from a plan and cannot be serialized")
+            meta = {k: v for k, v in self.meta.items() if k != "engine_version"}
+            self._plan = serialize_plan(self.graph, meta)
         return self._plan
 
     def create_execution_context(self) -> ExecutionContext:
@@ -207,6 +245,7 @@ class ExecutionContext:
         self._input_values: dict[int, np.ndarray] = {}  # host values of shape inputs
         self._addresses: dict[int, Any] = {}
         self._bindings: dict[tuple, _Binding] = {}
+        self._weights_version = engine.weights_version
         self._lock = threading.RLock()
         # CUDA graphs (GPU engines): when True, the first enqueue per input shapes and IO addresses runs and
         # captures the step list; later ones replay it. A capture failure logs a WARNING and falls back.
@@ -323,6 +362,9 @@ class ExecutionContext:
     # ------------------------------------------------------------------ binding
     def _binding(self) -> _Binding:
         graph = self.engine.graph
+        if self._weights_version != self.engine.weights_version:  # refitted: bindings hold the old weights
+            self._bindings.clear()
+            self._weights_version = self.engine.weights_version
         missing = [graph.tensors[i].name for i in graph.inputs if i not in self._input_shapes]
         if missing:
             raise ExecutionError(f"input shape not set for: {', '.join(missing)} (call set_input_shape)")
@@ -442,6 +484,12 @@ class ExecutionContext:
     def _enqueue(self, binding: _Binding, inputs: dict[int, Any], outputs: dict[int, Any], stream: Any) -> None:
         """Enqueue the binding's steps on `stream` (called with the context's lock held); no synchronization."""
         graph, backend = self.engine.graph, self.engine.backend
+        if self.engine.missing_weights:
+            missing = [w.name for w in self.engine.refit_table.weights if w.name in self.engine.missing_weights]
+            raise ExecutionError(f"engine '{self.engine.name}' comes from a weight-stripped plan and has not been "
+                                 f"refitted: {len(missing)} weights are missing ({', '.join(missing[:5])}"
+                                 f"{', ...' if len(missing) > 5 else ''}); refit it from the ONNX model first "
+                                 "(OnnxParserRefitter.refit_from_file, or polyx refit PLAN MODEL -o NEWPLAN)")
         for i, array in inputs.items():
             self._check_dtype(i, array, "input")
         for i, array in outputs.items():
