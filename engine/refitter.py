@@ -43,12 +43,7 @@ class Refitter:
     def set_named_weights(self, name: str, weights: Any) -> bool:
         """Give a weight its new value (an array of the weight's dtype and shape; copied, so later changes to
         `weights` do not reach the engine). Raises RefitError naming the weight otherwise."""
-        entry = self._weights.get(name)
-        if entry is None:
-            close = difflib.get_close_matches(name, list(self._weights), n=3)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else \
-                f" ({len(self._weights)} weights; get_all_weights() lists them)"
-            raise RefitError(f"'{name}' is not a refittable weight of engine '{self.engine.name}'{hint}")
+        entry = self._entry(name)
         expected = np.dtype(nptype(entry.dtype))
         array = np.asarray(weights) if hasattr(weights, "dtype") else np.asarray(weights, dtype=expected)
         if array.dtype != expected or tuple(array.shape) != entry.shape:
@@ -57,9 +52,23 @@ class Refitter:
         self._pending[name] = np.array(array, copy=True)
         return True
 
+    def get_weights_prototype(self, name: str) -> tuple[np.dtype, tuple[int, ...]]:
+        """The dtype and shape `set_named_weights(name, ...)` takes."""
+        entry = self._entry(name)
+        return np.dtype(nptype(entry.dtype)), entry.shape
+
     def get_named_weights(self, name: str) -> np.ndarray | None:
         """The value set for `name` in this refitter and not yet applied, else None."""
         return self._pending.get(name)
+
+    def _entry(self, name: str):
+        entry = self._weights.get(name)
+        if entry is None:
+            close = difflib.get_close_matches(name, list(self._weights), n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else \
+                f" ({len(self._weights)} weights; get_all_weights() lists them)"
+            raise RefitError(f"'{name}' is not a refittable weight of engine '{self.engine.name}'{hint}")
+        return entry
 
     def refit_cuda_engine(self) -> bool:
         """Apply the weights set so far. Raises RefitError (naming them) while a stripped engine misses weights."""

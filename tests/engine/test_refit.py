@@ -10,43 +10,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from refit_models import X, conv_bn_fc_model, onnxruntime_output
 from shared_model_cases import CASES, MODELS, make_feeds
 
 import engine as trt
 from engine.container import pack, unpack
 from engine.plan import FORMAT_VERSION, MAGIC
-
-X = np.random.default_rng(11).standard_normal((2, 3, 4, 4)).astype(np.float32)
-FLOAT_WEIGHTS = ["conv.w", "conv.b", "bn.gamma", "bn.beta", "bn.mean", "bn.var", "fc.w", "fc.b"]
-
-
-def conv_bn_fc_model(seed: int, fc_w: np.ndarray | None = None) -> onnx.ModelProto:
-    """Conv → BatchNormalization → Relu → Reshape (int64 shape initializer) → MatMul → Add: the builder would fold
-    the BatchNorm into the convolution and the Add into the MatMul's bias."""
-    r = np.random.default_rng(seed)
-    values = {"conv.w": r.standard_normal((4, 3, 3, 3)), "conv.b": r.standard_normal(4),
-              "bn.gamma": r.uniform(0.5, 1.5, 4), "bn.beta": r.standard_normal(4), "bn.mean": r.standard_normal(4),
-              "bn.var": r.uniform(0.5, 1.5, 4), "fc.w": r.standard_normal((64, 5)), "fc.b": r.standard_normal(5)}
-    if fc_w is not None:
-        values["fc.w"] = fc_w
-    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in values.items()]
-    inits.append(numpy_helper.from_array(np.array([-1, 64], np.int64), "flat.shape"))
-    nodes = [helper.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("BatchNormalization", ["c", "bn.gamma", "bn.beta", "bn.mean", "bn.var"], ["bn"],
-                              name="bn"),
-             helper.make_node("Relu", ["bn"], ["r"], name="relu"),
-             helper.make_node("Reshape", ["r", "flat.shape"], ["f"], name="flat"),
-             helper.make_node("MatMul", ["f", "fc.w"], ["m"], name="fc"),
-             helper.make_node("Add", ["m", "fc.b"], ["y"], name="fc_add")]
-    graph = helper.make_graph(nodes, "conv_bn_fc",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def onnxruntime_output(model: onnx.ModelProto, x: np.ndarray = X) -> np.ndarray:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": x})[0]
 
 
 def build(model: onnx.ModelProto, *flags: trt.BuilderFlag, device: str = "cpu") -> bytes:
@@ -365,3 +334,27 @@ def test_shared_model_refitted_from_a_retrained_file_matches_onnxruntime(name, t
     actual = engine.create_execution_context().execute(feeds)
     for output, value in expected.items():
         np.testing.assert_allclose(actual[output], value, rtol=1e-4, atol=1e-4, err_msg=f"{name} '{output}'")
+
+
+def test_weights_prototype_gives_the_dtype_and_shape_to_set() -> None:
+    refitter = trt.Refitter(load(build(conv_bn_fc_model(0), trt.BuilderFlag.REFIT, trt.BuilderFlag.FP16)))
+    assert refitter.get_weights_prototype("conv.w") == (np.dtype(np.float32), (4, 3, 3, 3))  # the ONNX dtype
+    with pytest.raises(trt.RefitError, match=r"'conv' is not a refittable weight"):
+        refitter.get_weights_prototype("conv")
+
+
+def test_docs_refit_example_runs(capsys) -> None:
+    """docs/refit.md's Python example, as written, from the repository root."""
+    import os
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    code = re.findall(r"```python\n(.*?)```", (root / "docs" / "refit.md").read_text(), re.S)[0]
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        exec(compile(code, "docs/refit.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "True True" and out[-1] == "(2, 10)"
