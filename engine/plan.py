@@ -114,6 +114,7 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
                 raise _fail(f"layer '{spec.layer.name}' host", f"{spec.host} in the plan, but the layer runs on the "
                                                                f"{'host' if host else 'device'}")
         _check_profiles(header.get("meta"), graph)
+        _check_shape_input_values(header.get("meta"), graph)
     except PlanFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -296,3 +297,26 @@ def _check_profiles(meta: Any, graph: LoweredGraph) -> None:
                     isinstance(s, list) and all(_is_int(d) and d >= 0 for d in s) and
                     (ranks[name] is None or len(s) == ranks[name]) for s in shapes)):
                 raise _fail(field, f"must be [min, opt, max] shapes of rank {ranks[name]}, got {shapes!r:.100}")
+
+
+def _check_shape_input_values(meta: Any, graph: LoweredGraph) -> None:
+    """meta.shape_input_values: per profile, {shape input name: [min, opt, max]}, each as many numbers as the input
+    holds, min <= opt <= max (the runtime checks a context's values against them)."""
+    ranges = meta.get("shape_input_values", []) if isinstance(meta, dict) else []
+    if not isinstance(ranges, list):
+        raise _fail("meta 'shape_input_values'", f"must be a list, got {type(ranges).__name__}")
+    sizes = {graph.tensors[i].name: int(np.prod(graph.tensors[i].shape or (), dtype=np.int64))
+             for i in graph.shape_inputs}
+    for position, profile in enumerate(ranges):
+        if not isinstance(profile, dict):
+            raise _fail(f"meta shape_input_values[{position}]", f"must be an object, got {profile!r:.100}")
+        for name, values in profile.items():
+            field = f"meta shape_input_values[{position}] '{name}'"
+            if name not in sizes:
+                raise _fail(field, "is not a shape input of the plan")
+            if not (isinstance(values, list) and len(values) == 3 and all(
+                    isinstance(v, list) and len(v) == sizes[name] and
+                    all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) for v in values)) or \
+                    any(not a <= b <= c for a, b, c in zip(*values)):
+                raise _fail(field, f"must be [min, opt, max] lists of {sizes[name]} numbers with min <= opt <= max, "
+                                   f"got {values!r:.100}")

@@ -8,6 +8,7 @@ contexts of one engine can run at the same time from different threads.
 """
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from collections.abc import Sequence
@@ -126,7 +127,8 @@ class Engine:
         return tuple(self.graph.tensors[self._io(name)].shape or ())
 
     def is_shape_inference_io(self, name: str) -> bool:
-        return False
+        """True for a shape input: its values (read on the host) set shapes inside the engine."""
+        return self._io(name) in self.graph.shape_inputs
 
     @property
     def num_layers(self) -> int:
@@ -136,14 +138,49 @@ class Engine:
     def num_optimization_profiles(self) -> int:
         return len(self.profiles)
 
+    def _checked_profile(self, profile_index: Any) -> int:
+        count = max(len(self.profiles), 1)
+        try:
+            index = None if isinstance(profile_index, bool) else operator.index(profile_index)
+        except TypeError:
+            index = None
+        if index is None or not 0 <= index < count:
+            raise ExecutionError(f"optimization profile {profile_index!r} does not exist (engine '{self.name}' has "
+                                 f"{count}: 0..{count - 1})")
+        return index
+
+    def _input(self, name: str) -> int:
+        idx = self._io(name)
+        if idx not in self.graph.inputs:
+            raise ExecutionError(f"'{name}' is an output of engine '{self.name}'; optimization profiles give input "
+                                 "shapes")
+        return idx
+
     def get_tensor_profile_shape(self, name: str, profile_index: int) -> tuple:
-        """(min, opt, max) of an input in one profile."""
-        self._io(name)
-        profile = self.profiles[profile_index]
+        """(min, opt, max) shapes of an input in one profile (an input of static shape: that shape three times)."""
+        self._input(name)
+        profile = self.profiles[self._checked_profile(profile_index)] if self.profiles else {}
         if name in profile:
             return profile[name]
         shape = self.get_tensor_shape(name)
         return (shape, shape, shape)
+
+    def get_tensor_profile_values(self, profile_index: int, name: str) -> tuple:
+        """(min, opt, max) values of a shape input in one profile (`profile.set_shape_input`), each a tuple of its
+        elements. TensorRT's argument order (profile first, unlike get_tensor_profile_shape); the other order is
+        accepted too."""
+        if isinstance(profile_index, str):
+            profile_index, name = name, profile_index
+        idx = self._input(name)
+        index = self._checked_profile(profile_index)
+        if idx not in self.graph.shape_inputs:
+            raise ExecutionError(f"'{name}' is not a shape input of engine '{self.name}' (shape inputs: "
+                                 f"{[self.graph.tensors[i].name for i in self.graph.shape_inputs] or 'none'})")
+        ranges = self.meta.get("shape_input_values") or []
+        values = ranges[index].get(name) if index < len(ranges) else None
+        if values is None:
+            raise ExecutionError(f"shape input '{name}' has no value range in optimization profile {index}")
+        return tuple(tuple(v) for v in values)
 
     def get_profile_shape(self, profile_index: int, name: str) -> tuple:
         return self.get_tensor_profile_shape(name, profile_index)
@@ -264,10 +301,11 @@ class ExecutionContext:
         return self._profile
 
     def set_optimization_profile_async(self, profile_index: int, stream: Any = None) -> bool:
-        if not 0 <= profile_index < max(self.engine.num_optimization_profiles, 1):
-            raise ExecutionError(f"optimization profile {profile_index} does not exist "
-                                 f"(the engine has {self.engine.num_optimization_profiles})")
-        self._profile = profile_index
+        """Make `profile_index` active: its tactics run, and input shapes and shape-input values must lie within
+        it (those set before the switch are checked again at the next execution). The switch itself does no
+        device work, so `stream` is not used."""
+        with self._lock:
+            self._profile = self.engine._checked_profile(profile_index)
         return True
 
     set_optimization_profile = set_optimization_profile_async
@@ -293,6 +331,11 @@ class ExecutionContext:
         if array.dtype != expected or array.shape != tuple(graph.tensors[idx].shape):
             raise ExecutionError(f"shape input '{name}': expected {expected} of shape {graph.tensors[idx].shape}, "
                                  f"got {array.dtype} of shape {array.shape}")
+        self._check_values(name, array)
+        self._input_values[idx] = array.copy()
+        return True
+
+    def _check_values(self, name: str, array: np.ndarray) -> None:
         ranges = self.engine.meta.get("shape_input_values") or []
         if self._profile < len(ranges) and name in ranges[self._profile]:
             lo, _, hi = (np.asarray(v) for v in ranges[self._profile][name])
@@ -300,8 +343,6 @@ class ExecutionContext:
             if np.any(flat < lo) or np.any(flat > hi):
                 raise ShapeError(f"shape input '{name}': values {flat.tolist()} are outside optimization profile "
                                  f"{self._profile} (min {lo.tolist()}, max {hi.tolist()})")
-        self._input_values[idx] = array.copy()
-        return True
 
     def _check_shape(self, name: str, idx: int, shape: tuple[int, ...]) -> None:
         built = self.engine.graph.tensors[idx].shape or ()
@@ -375,6 +416,12 @@ class ExecutionContext:
                tuple(self._input_values[i].tobytes() for i in graph.shape_inputs))
         binding = self._bindings.pop(key, None)
         if binding is None:
+            # Shapes and values may have been set under another profile (set_optimization_profile_async after
+            # set_input_shape): check them against the active one before binding (a cached binding was checked).
+            for i in graph.inputs:
+                self._check_shape(graph.tensors[i].name, i, self._input_shapes[i])
+            for i in graph.shape_inputs:
+                self._check_values(graph.tensors[i].name, self._input_values[i])
             binding = self._bind()
             while len(self._bindings) >= MAX_BINDINGS:  # least recently used first (dicts keep insertion order)
                 self._bindings.pop(next(iter(self._bindings)))
