@@ -28,7 +28,7 @@ from .passes.base import PassContext
 from .passes.pipeline import PassPipeline
 from .plan import serialize_plan
 from .profile import OptimizationProfile
-from .refittable import mark_refittable_weights, refit_table
+from .refittable import mark_refittable_weights, network_digest, refit_table
 from .shape_inference import infer_graph
 from .tactic_selection import TacticSelection, input_shapes, input_values
 from .timing_cache import TimingCache
@@ -99,6 +99,7 @@ class _Build:
         infer_graph(ir_graph)
         refittable = config.get_flag(BuilderFlag.REFIT) or config.get_flag(BuilderFlag.STRIP_PLAN)
         marked = mark_refittable_weights(ir_graph) if refittable else {}
+        digest = network_digest(ir_graph) if refittable else ""
         implicit_int8 = config.get_flag(BuilderFlag.INT8) and not any(n.type in QDQ_TYPES for n in ir_graph.nodes) \
             and (config.int8_calibrator is not None or any(t.dynamic_range for t in self.source.tensors()))
         if refittable and implicit_int8:  # refused before calibrating
@@ -118,7 +119,7 @@ class _Build:
         report = PassPipeline().run(ir_graph, context, lint=lint)
         graph = lower(ir_graph)
         if refittable:
-            graph.refit = refit_table(graph, marked, stripped=config.get_flag(BuilderFlag.STRIP_PLAN))
+            graph.refit = refit_table(graph, marked, config.get_flag(BuilderFlag.STRIP_PLAN), digest)
             self.log(Severity.INFO, f"refittable engine: {len(graph.refit.weights)} named weights"
                                     f"{' (left out of the plan)' if graph.refit.stripped else ''}")
         if ranges is not None and ranges.histograms and config.int8_calibrator is not None:

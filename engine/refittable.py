@@ -18,6 +18,8 @@ output shape (Resize scales, Range bounds, OneHot depth).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +54,42 @@ def mark_refittable_weights(graph: Graph) -> dict[str, tuple[DataType, tuple[int
     return marked
 
 
+def network_digest(graph: Graph) -> str:
+    """SHA-256 of everything in a freshly marked graph except the refittable weights' values: inputs, outputs,
+    each node's type, name, params, wiring, output types and shapes, and the values of constants that are not
+    refittable. Two imports of models that differ only in refittable weights give the same digest; a model whose
+    Reshape shape, Clip bound (read into params when the model is imported) or graph differs does not — so
+    OnnxParserRefitter can refuse a file whose other changes a refit would silently ignore."""
+    digest = hashlib.sha256()
+
+    def add(item: Any) -> None:
+        digest.update(json.dumps(item, sort_keys=True, default=_json_value).encode())
+        digest.update(b"\0")
+
+    for value in graph.inputs:
+        add(["input", value.name, value.dtype.value, value.shape])
+    for node in graph.nodes:
+        params = {k: v for k, v in node.params.items() if k != "weights"}
+        weights = node.params.get("weights")
+        if weights is not None:
+            weights = [str(weights.dtype), list(weights.shape), None if node.refit_name else weights.tobytes().hex()]
+        add([node.type.value, node.name, params, weights, node.refit_name,
+             [None if v is None else v.name for v in node.inputs],
+             [[v.name, v.dtype.value, v.shape] for v in node.outputs],
+             {str(k): DataType(v).value for k, v in node.output_types.items()}])
+    for value in graph.outputs:
+        add(["output", value.name])
+    return digest.hexdigest()
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [str(value.dtype), list(value.shape), value.tobytes().hex()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)
+
+
 @dataclass
 class RefitWeight:
     """A named weight: what `Refitter.set_named_weights` must give (dtype, shape) and the engine constant tensors
@@ -67,6 +105,7 @@ class RefitWeight:
 class RefitTable:
     weights: list[RefitWeight]
     stripped: bool  # the plan holds no values for these weights; the engine runs only after a refit
+    network_digest: str  # network_digest() of the network the engine was built from
 
     def by_name(self) -> dict[str, RefitWeight]:
         return {w.name: w for w in self.weights}
@@ -75,13 +114,13 @@ class RefitTable:
         return {t for w in self.weights for t in w.tensors}
 
     def to_json(self) -> dict[str, Any]:
-        return {"stripped": self.stripped,
+        return {"stripped": self.stripped, "network_digest": self.network_digest,
                 "weights": [{"name": w.name, "dtype": w.dtype.value, "shape": list(w.shape), "tensors": w.tensors}
                             for w in self.weights]}
 
 
-def refit_table(graph: LoweredGraph, marked: dict[str, tuple[DataType, tuple[int, ...]]],
-                stripped: bool) -> RefitTable:
+def refit_table(graph: LoweredGraph, marked: dict[str, tuple[DataType, tuple[int, ...]]], stripped: bool,
+                digest: str) -> RefitTable:
     """The marked weights left in the lowered graph and the constant tensors holding each (a weight that every
     reader lost, e.g. an unused initializer, is not listed: nothing in the engine depends on it)."""
     weights: dict[str, RefitWeight] = {}
@@ -93,7 +132,7 @@ def refit_table(graph: LoweredGraph, marked: dict[str, tuple[DataType, tuple[int
             dtype, shape = marked[node.refit_name]
             weights[node.refit_name] = RefitWeight(node.refit_name, dtype, shape, [])
         weights[node.refit_name].tensors.append(spec.outputs[0])
-    return RefitTable(list(weights.values()), stripped)
+    return RefitTable(list(weights.values()), stripped, digest)
 
 
 def _fail(field: str, problem: str) -> PlanFormatError:
@@ -105,10 +144,14 @@ def refit_table_from_json(data: Any, graph: LoweredGraph) -> RefitTable | None:
     weight names constant tensors of its shape and a floating dtype, no tensor belongs to two weights."""
     if data is None:
         return None
-    if not isinstance(data, dict) or set(data) != {"stripped", "weights"}:
-        raise _fail("field", f"must be null or an object with 'stripped' and 'weights', got {data!r:.100}")
+    if not isinstance(data, dict) or set(data) != {"stripped", "network_digest", "weights"}:
+        raise _fail("field", f"must be null or an object with 'stripped', 'network_digest' and 'weights', got "
+                             f"{data!r:.100}")
     if not isinstance(data["stripped"], bool) or not isinstance(data["weights"], list):
         raise _fail("field", "'stripped' must be true or false and 'weights' a list")
+    digest = data["network_digest"]
+    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise _fail("network_digest", f"must be 64 lowercase hex digits (SHA-256), got {digest!r:.100}")
     constant_tensors = {spec.outputs[0] for spec in graph.layers if spec.layer.type == LayerType.CONSTANT}
     dtypes = {d.value for d in DataType}
     seen_names: set[str] = set()
@@ -142,7 +185,7 @@ def refit_table_from_json(data: Any, graph: LoweredGraph) -> RefitTable | None:
                 raise _fail(f"{field} tensors", f"tensor {index} ('{tensor.name}', {tensor.dtype.value} "
                                                 f"{list(tensor.shape or [])}) is not a floating copy of shape {shape}")
         weights.append(RefitWeight(entry["name"], DataType(entry["dtype"]), tuple(shape), list(tensors)))
-    return RefitTable(weights, data["stripped"])
+    return RefitTable(weights, data["stripped"], digest)
 
 
 def add_stripped_placeholders(data: Any, tensors: list, constants: dict[int, Any]) -> None:

@@ -43,14 +43,18 @@ class Refitter:
     def set_named_weights(self, name: str, weights: Any) -> bool:
         """Give a weight its new value (an array of the weight's dtype and shape; copied, so later changes to
         `weights` do not reach the engine). Raises RefitError naming the weight otherwise."""
+        self._pending[name] = np.array(self.check_weights(name, weights), copy=True)
+        return True
+
+    def check_weights(self, name: str, weights: Any) -> np.ndarray:
+        """`weights` as the array set_named_weights would take (nothing is set), or RefitError naming the weight."""
         entry = self._entry(name)
         expected = np.dtype(nptype(entry.dtype))
         array = np.asarray(weights) if hasattr(weights, "dtype") else np.asarray(weights, dtype=expected)
         if array.dtype != expected or tuple(array.shape) != entry.shape:
             raise RefitError(f"weight '{name}': expected {expected} of shape {list(entry.shape)}, got {array.dtype} "
                              f"of shape {list(array.shape)}")
-        self._pending[name] = np.array(array, copy=True)
-        return True
+        return array
 
     def get_weights_prototype(self, name: str) -> tuple[np.dtype, tuple[int, ...]]:
         """The dtype and shape `set_named_weights(name, ...)` takes."""

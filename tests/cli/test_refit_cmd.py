@@ -59,7 +59,12 @@ def test_refittable_convert_and_refit_errors(capsys, tmp_path) -> None:
     code, out, _ = run_cli(capsys, "inspect", "model", plain)
     assert "refit:              not refittable" in out
     digest = _digest(refittable)
-    cases = [(["refit", plain, new, "-o", tmp_path / "x.plan"], "plain.plan: engine 'conv_bn_fc' is not refittable"),
+    other = tmp_path / "other.onnx"
+    changed = conv_bn_fc_model(1)
+    changed.graph.initializer[-1].CopyFrom(onnx.numpy_helper.from_array(np.array([2, 64], np.int64), "flat.shape"))
+    onnx.save(changed, other)
+    cases = [(["refit", refittable, other, "-o", tmp_path / "x.plan"], "other.onnx: the model differs from the one"),
+             (["refit", plain, new, "-o", tmp_path / "x.plan"], "plain.plan: engine 'conv_bn_fc' is not refittable"),
              (["refit", refittable, new, "-o", refittable], "refusing to write the output over an input"),
              (["refit", refittable, new, "-o", new], "refusing to write the output over an input"),
              (["refit", refittable, tmp_path / "absent.onnx", "-o", tmp_path / "x.plan"], "absent.onnx: no such file"),

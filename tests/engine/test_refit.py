@@ -195,6 +195,45 @@ def test_refit_from_file_names_the_file_and_the_weight(tmp_path) -> None:
         refitter.refit_from_file(broken)
 
 
+def _with_initializer(model: onnx.ModelProto, name: str, value: np.ndarray) -> onnx.ModelProto:
+    changed = onnx.ModelProto()
+    changed.CopyFrom(model)
+    for init in changed.graph.initializer:
+        if init.name == name:
+            init.CopyFrom(numpy_helper.from_array(value, name))
+    return changed
+
+
+def test_refit_from_file_refuses_a_model_that_differs_in_more_than_refittable_weights(tmp_path) -> None:
+    """A changed Reshape shape (an integer constant) or Clip bound (read into the activation's params on import)
+    would be silently ignored by a refit: the file is refused and no weight is set."""
+    model = conv_bn_fc_model(0)
+    engine = load(build(model, trt.BuilderFlag.REFIT))
+    refitter = trt.Refitter(engine)
+    reshaped = _with_initializer(conv_bn_fc_model(1), "flat.shape", np.array([2, 64], np.int64))
+    with pytest.raises(trt.RefitError, match=r"reshaped\.onnx: the model differs from the one engine 'conv_bn_fc' "
+                                             r"was built from in more than its refittable weights"):
+        trt.OnnxParserRefitter(refitter).refit_from_file(save(reshaped, tmp_path, "reshaped.onnx"))
+    assert all(refitter.get_named_weights(name) is None for name in refitter.get_all_weights())
+
+    clip = helper.make_graph(
+        [helper.make_node("Clip", ["x", "low", "high"], ["c"]), helper.make_node("MatMul", ["c", "w"], ["y"])],
+        "clip", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [numpy_helper.from_array(np.array(0, np.float32), "low"),
+         numpy_helper.from_array(np.array(6, np.float32), "high"),
+         numpy_helper.from_array(np.ones((4, 3), np.float32), "w")])
+    clip_model = helper.make_model(clip, opset_imports=[helper.make_opsetid("", 17)])
+    clip_engine = load(build(clip_model, trt.BuilderFlag.REFIT))
+    clip_refitter = trt.OnnxParserRefitter(trt.Refitter(clip_engine))
+    assert clip_refitter.refitter.get_all_weights() == ["w"]
+    new_w = _with_initializer(clip_model, "w", np.full((4, 3), 2, np.float32))
+    assert clip_refitter.refit_from_file(save(new_w, tmp_path, "new_w.onnx"))  # only the weight changed: accepted
+    lower_bound = _with_initializer(new_w, "high", np.array(3, np.float32))
+    with pytest.raises(trt.RefitError, match=r"bound\.onnx: the model differs .* such as a Clip bound"):
+        clip_refitter.refit_from_file(save(lower_bound, tmp_path, "bound.onnx"))
+
+
 def test_refit_with_implicit_int8_is_refused() -> None:
     builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
     network = builder.create_network()
@@ -266,12 +305,16 @@ def test_plan_refit_table_is_validated_field_by_field() -> None:
     def integer_dtype(h, _):
         h["refit"]["weights"][0]["dtype"] = "INT64"
 
+    def short_digest(h, _):
+        h["refit"]["network_digest"] = "abc"
+
     cases = [(point_at_a_layer_output, r"refit weight 'conv\.w' tensors: \d+ is not a constant tensor"),
              (give_a_wrong_shape, r"refit weight 'conv\.w' tensors: tensor \d+ .* is not a floating copy of shape "
                                   r"\[1, 2\]"),
              (list_twice, r"refit weight 'conv\.w': is listed twice"),
              (strip_without_removing, r"refit weight 'conv\.w': the plan is stripped but holds a buffer"),
-             (integer_dtype, r"refit weight 'conv\.w' dtype: 'INT64' is not a floating-point data type")]
+             (integer_dtype, r"refit weight 'conv\.w' dtype: 'INT64' is not a floating-point data type"),
+             (short_digest, r"refit network_digest: must be 64 lowercase hex digits")]
     for edit, message in cases:
         with pytest.raises(trt.PlanFormatError, match=message):
             load(_tampered(plan, edit))
