@@ -35,13 +35,13 @@ def topk_model() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
-def build_plan() -> bytes:
+def build_plan(device: str = "cpu") -> bytes:
     builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
     network = builder.create_network()
     parser = trt.OnnxParser(network, builder.logger)
     assert parser.parse(topk_model()), parser.errors_text()
     config = builder.create_builder_config()
-    config.device = "cpu"
+    config.device = device
     config.builder_optimization_level = 0
     for x_shapes, k_values in PROFILES:
         profile = builder.create_optimization_profile()
@@ -107,6 +107,16 @@ def test_profile_queries_name_a_wrong_tensor(engine) -> None:
 
 
 def test_one_context_per_profile_from_two_threads(engine) -> None:
+    run_one_context_per_profile_from_two_threads(engine)
+
+
+@pytest.mark.gpu
+def test_gpu_one_context_per_profile_from_two_threads() -> None:
+    engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(build_plan("gpu"))
+    run_one_context_per_profile_from_two_threads(engine)
+
+
+def run_one_context_per_profile_from_two_threads(engine) -> None:
     """Both contexts run at the same time (a barrier starts them together), each at shapes and k values only its
     profile allows; every result is checked against NumPy."""
     contexts = [engine.create_execution_context() for _ in PROFILES]
