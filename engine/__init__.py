@@ -37,6 +37,7 @@ from .errors import (
     OutputFileError,
     ParseError,
     PlanFormatError,
+    RefitError,
     ShapeError,
     UnsupportedCategory,
     UnsupportedError,
@@ -44,8 +45,10 @@ from .errors import (
 from .logger import CapturingLogger, Logger, Severity
 from .network import Layer, NetworkDefinition, Tensor
 from .onnx_parser import OnnxParser
+from .onnx_refitter import OnnxParserRefitter
 from .plugin import Plugin, get_plugin_registry, plugin_implementation, register_plugin
 from .profile import OptimizationProfile
+from .refitter import Refitter
 from .runtime import Engine, ExecutionContext, IProfiler, Runtime
 from .tactics import Tactic, TacticContext, register_tactic
 from .timing_cache import TimingCache

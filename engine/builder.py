@@ -28,6 +28,7 @@ from .passes.base import PassContext
 from .passes.pipeline import PassPipeline
 from .plan import serialize_plan
 from .profile import OptimizationProfile
+from .refittable import mark_refittable_weights, network_digest, refit_table
 from .shape_inference import infer_graph
 from .tactic_selection import TacticSelection, input_shapes, input_values
 from .timing_cache import TimingCache
@@ -96,6 +97,16 @@ class _Build:
         self.source.validate()  # before lowering: a misordered network must fail with a message, not a KeyError
         ir_graph = graph_from_network(self.source)
         infer_graph(ir_graph)
+        refittable = config.get_flag(BuilderFlag.REFIT) or config.get_flag(BuilderFlag.STRIP_PLAN)
+        marked = mark_refittable_weights(ir_graph) if refittable else {}
+        digest = network_digest(ir_graph) if refittable else ""
+        implicit_int8 = config.get_flag(BuilderFlag.INT8) and not any(n.type in QDQ_TYPES for n in ir_graph.nodes) \
+            and (config.int8_calibrator is not None or any(t.dynamic_range for t in self.source.tensors()))
+        if refittable and implicit_int8:  # refused before calibrating
+            raise BuildError("BuilderFlag.REFIT/STRIP_PLAN with implicit INT8 (calibration or dynamic ranges) is not "
+                             "supported: the builder would quantize the refittable weights with scales taken from "
+                             "their build-time values; use a Q/DQ model (explicit quantization) or build without "
+                             "REFIT")
         ranges = self._dynamic_ranges(ir_graph)
         profiles = self._profiles(ir_graph)
         self.shape_values = self._shape_input_values(ir_graph)
@@ -107,6 +118,10 @@ class _Build:
         lint = config.get_flag(BuilderFlag.DEBUG) or os.environ.get("POLYX_LINT_IR") == "1"
         report = PassPipeline().run(ir_graph, context, lint=lint)
         graph = lower(ir_graph)
+        if refittable:
+            graph.refit = refit_table(graph, marked, config.get_flag(BuilderFlag.STRIP_PLAN), digest)
+            self.log(Severity.INFO, f"refittable engine: {len(graph.refit.weights)} named weights"
+                                    f"{' (left out of the plan)' if graph.refit.stripped else ''}")
         if ranges is not None and ranges.histograms and config.int8_calibrator is not None:
             algorithm = config.int8_calibrator.get_algorithm()
             config.int8_calibrator.write_calibration_cache(write_cache(algorithm, ranges.used))

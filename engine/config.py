@@ -26,7 +26,11 @@ class BuilderFlag(IntEnum):
     - DEBUG: the builder checks its graph's invariants after every pass (naming a pass that broke one), and
       execution contexts of the engine synchronize after every layer, so an asynchronous GPU fault is reported
       at the layer that caused it.
-    - GPU_FALLBACK, REFIT, SPARSE_WEIGHTS, SAFETY_SCOPE, DIRECT_IO: refused; see REFUSED_FLAGS.
+    - REFIT: the engine's named weights (floating-point constants, named after their ONNX initializers) stay
+      replaceable by a `Refitter`; the builder keeps folds off for them (engine/refittable.py, docs/refit.md).
+    - STRIP_PLAN (TensorRT 10's value): REFIT, and the plan leaves those weights out; the engine executes only
+      after a refit gives them back (`OnnxParserRefitter.refit_from_file` from the ONNX file).
+    - GPU_FALLBACK, SPARSE_WEIGHTS, SAFETY_SCOPE, DIRECT_IO: refused; see REFUSED_FLAGS.
     """
 
     FP16 = 0
@@ -42,12 +46,12 @@ class BuilderFlag(IntEnum):
     PREFER_PRECISION_CONSTRAINTS = 11
     DIRECT_IO = 12
     REJECT_EMPTY_ALGORITHMS = 13
+    STRIP_PLAN = 20
 
 
 # Flags that would need a feature the engine lacks: accepting them would build an engine that ignores them.
 REFUSED_FLAGS = {
     BuilderFlag.GPU_FALLBACK: "it lets DLA layers fall back to the GPU, and the engine has no DLA",
-    BuilderFlag.REFIT: "engines cannot be refitted (there is no Refitter yet)",
     BuilderFlag.SPARSE_WEIGHTS: "no tactic implements structured-sparsity (2:4) kernels",
     BuilderFlag.SAFETY_SCOPE: "there is no safety runtime or safety-certified tactic set",
     BuilderFlag.DIRECT_IO: "the builder does not check that network inputs and outputs avoid reformats (FP16 "

@@ -60,6 +60,11 @@ class ExecutionError(EngineError):
     """An execution context was used wrongly (missing input, wrong dtype, unset shape, ...)."""
 
 
+class RefitError(EngineError):
+    """A refit was refused: the engine is not refittable, a weight name is unknown or its dtype/shape differs, or
+    weights are missing."""
+
+
 class OutputFileError(EngineError):
     """An output path cannot be written: its folder is missing, it is a directory, or it is one of the command's
     own inputs (a model, its external data, a data file, a plan), which no command ever overwrites."""

@@ -8,6 +8,7 @@ Nothing here looks anything up by name on the hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -81,6 +82,7 @@ class LoweredGraph:
     outputs: list[int]
     constants: dict[int, np.ndarray] = field(default_factory=dict)
     shape_inputs: list[int] = field(default_factory=list)
+    refit: Any = None  # engine.refittable.RefitTable of a refittable engine (imported there: it reads this module)
 
     @property
     def device_layers(self) -> list[LayerSpec]:

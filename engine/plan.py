@@ -29,6 +29,7 @@ from .graph import LayerSpec, LoweredGraph, TensorSpec, host_flags
 from .ir import Epilogue, Node
 from .ops.base import TensorInfo
 from .plugin import plugin_refusal
+from .refittable import add_stripped_placeholders, refit_table_from_json
 from .version import __version__
 
 MAGIC = b"POLYXPLN"
@@ -38,14 +39,22 @@ MAGIC = b"POLYXPLN"
 # ("output_types": {output position: dtype}, set_output_type or INT8 outputs), which loading checks the recorded
 # tensor dtypes against (a version-4 plan gives no way to tell a forced dtype from a tampered one); 6: control-flow
 # layers (CONDITIONAL, LOOP) with their subgraphs in a layer's "subgraphs" field, each a graph of the same form, and
-# their constants in buffers named "<layer index>.<subgraph name>/const<tensor index>" (nested: prefixes chain)
+# their constants in buffers named "<layer index>.<subgraph name>/const<tensor index>" (nested: prefixes chain), and
+# the "refit" table of a refittable engine (named weights -> constant tensors; a stripped plan has no buffers for
+# them), which a version-5 reader would load as an engine that cannot refit and, when stripped, that computes with
+# missing weights
 FORMAT_VERSION = 6
 SUBGRAPHS = "subgraphs"
 
 
 def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
+    """The plan file of `graph` (its `refit` table, if any, included; a stripped one leaves out those buffers)."""
     arrays: dict[str, np.ndarray] = {}
-    header = {"engine_version": __version__, "meta": meta, **_graph_fields(graph, arrays, "")}
+    header = {"engine_version": __version__, "meta": meta, **_graph_fields(graph, arrays, ""),
+              "refit": None if graph.refit is None else graph.refit.to_json()}
+    if graph.refit is not None and graph.refit.stripped:
+        for index in graph.refit.tensors():
+            arrays.pop(f"const{index}", None)
     return pack(MAGIC, FORMAT_VERSION, header, arrays)
 
 
@@ -90,6 +99,7 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
     try:
         graph = _load_graph(header, arrays, "", "")
         _check_profiles(header.get("meta"), graph)
+        _check_shape_input_values(header.get("meta"), graph)
     except PlanFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -111,6 +121,8 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
     own = {name[len(prefix):]: array for name, array in arrays.items()
            if name.startswith(prefix) and "/" not in name[len(prefix):]}
     constants = _constants(own, tensors, where)
+    if not where:  # the network's stripped refittable weights: placeholders until a refit gives them
+        add_stripped_placeholders(header["refit"], tensors, constants)
     layers = []
     for position, entry in enumerate(header["layers"]):
         params = dict(entry["params"])
@@ -146,6 +158,8 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
     graph = LoweredGraph(tensors, layers, list(header["inputs"]), list(header["outputs"]), constants,
                          list(header.get("shape_inputs", [])))
     _check_layers(graph, where)
+    if not where:
+        graph.refit = refit_table_from_json(header["refit"], graph)
     for spec, host in zip(graph.layers, host_flags(graph)):
         if spec.host != host:
             raise _fail(f"{where}layer '{spec.layer.name}' host", f"{spec.host} in the plan, but the layer runs "
@@ -342,3 +356,26 @@ def _check_profiles(meta: Any, graph: LoweredGraph) -> None:
                     isinstance(s, list) and all(_is_int(d) and d >= 0 for d in s) and
                     (ranks[name] is None or len(s) == ranks[name]) for s in shapes)):
                 raise _fail(field, f"must be [min, opt, max] shapes of rank {ranks[name]}, got {shapes!r:.100}")
+
+
+def _check_shape_input_values(meta: Any, graph: LoweredGraph) -> None:
+    """meta.shape_input_values: per profile, {shape input name: [min, opt, max]}, each as many numbers as the input
+    holds, min <= opt <= max (the runtime checks a context's values against them)."""
+    ranges = meta.get("shape_input_values", []) if isinstance(meta, dict) else []
+    if not isinstance(ranges, list):
+        raise _fail("meta 'shape_input_values'", f"must be a list, got {type(ranges).__name__}")
+    sizes = {graph.tensors[i].name: int(np.prod(graph.tensors[i].shape or (), dtype=np.int64))
+             for i in graph.shape_inputs}
+    for position, profile in enumerate(ranges):
+        if not isinstance(profile, dict):
+            raise _fail(f"meta shape_input_values[{position}]", f"must be an object, got {profile!r:.100}")
+        for name, values in profile.items():
+            field = f"meta shape_input_values[{position}] '{name}'"
+            if name not in sizes:
+                raise _fail(field, "is not a shape input of the plan")
+            if not (isinstance(values, list) and len(values) == 3 and all(
+                    isinstance(v, list) and len(v) == sizes[name] and
+                    all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) for v in values)) or \
+                    any(not a <= b <= c for a, b, c in zip(*values)):
+                raise _fail(field, f"must be [min, opt, max] lists of {sizes[name]} numbers with min <= opt <= max, "
+                                   f"got {values!r:.100}")

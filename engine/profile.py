@@ -29,9 +29,16 @@ class OptimizationProfile:
         return self._shapes.get(input)
 
     def set_shape_input(self, input: str, min: Sequence[int], opt: Sequence[int], max: Sequence[int]) -> None:
-        """Value range of a shape-tensor input (an input whose values become shapes)."""
-        self._shape_values[input] = tuple(tuple(v.item() if hasattr(v, "item") else v for v in s)
-                                         for s in (min, opt, max))
+        """Value range of a shape-tensor input (an input whose values become shapes): min <= opt <= max element
+        by element, the three of one length."""
+        lo, mid, hi = (tuple(v.item() if hasattr(v, "item") else v for v in s) for s in (min, opt, max))
+        if not len(lo) == len(mid) == len(hi):
+            raise ShapeError(f"profile for shape input '{input}': min {lo}, opt {mid} and max {hi} must have the "
+                             "same number of values")
+        if any(not a <= b <= c for a, b, c in zip(lo, mid, hi)):
+            raise ShapeError(f"profile for shape input '{input}': need min <= opt <= max for every value, got min "
+                             f"{lo}, opt {mid}, max {hi}")
+        self._shape_values[input] = (lo, mid, hi)
 
     def get_shape_input(self, input: str):
         return self._shape_values.get(input)

@@ -8,6 +8,7 @@ contexts of one engine can run at the same time from different threads.
 """
 from __future__ import annotations
 
+import operator
 import threading
 import time
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from .errors import DataDependentShapeError, ExecutionError, PlanFormatError, Sh
 from .graph import LoweredGraph, resolve_shapes, tactic_context
 from .logger import Logger, Severity
 from .memory_plan import device_lifetimes, plan_graph_memory
-from .plan import deserialize_plan
+from .plan import deserialize_plan, serialize_plan
 from .steps import Step, compile_steps, run_step
 from .subgraph import CONTROL_FLOW_TYPES
 from .tactics import tactic_by_id
@@ -73,6 +74,12 @@ class Engine:
         self._lifetimes = device_lifetimes(graph)
         self._device_constants = {i: self.backend.to_device(a) for i, a in graph.constants.items()}
         self._states = self._prepare_tactics()
+        # Refit (engine/refitter.py): a stripped plan's weights are missing until a refit brings them; contexts
+        # rebind when the weights version changes (their bindings hold device constants and prepared tactics).
+        self.refit_table = graph.refit
+        self.missing_weights: set[str] = {w.name for w in graph.refit.weights} \
+            if graph.refit is not None and graph.refit.stripped else set()
+        self.weights_version = 0
 
     def _prepare_tactics(self) -> list[list[Any]]:
         """Per profile, per layer: (tactic, prepared state), None for host layers. Each distinct (layer, tactic)
@@ -122,7 +129,8 @@ class Engine:
         return tuple(self.graph.tensors[self._io(name)].shape or ())
 
     def is_shape_inference_io(self, name: str) -> bool:
-        return False
+        """True for a shape input: its values (read on the host) set shapes inside the engine."""
+        return self._io(name) in self.graph.shape_inputs
 
     @property
     def num_layers(self) -> int:
@@ -132,14 +140,49 @@ class Engine:
     def num_optimization_profiles(self) -> int:
         return len(self.profiles)
 
+    def _checked_profile(self, profile_index: Any) -> int:
+        count = max(len(self.profiles), 1)
+        try:
+            index = None if isinstance(profile_index, bool) else operator.index(profile_index)
+        except TypeError:
+            index = None
+        if index is None or not 0 <= index < count:
+            raise ExecutionError(f"optimization profile {profile_index!r} does not exist (engine '{self.name}' has "
+                                 f"{count}: 0..{count - 1})")
+        return index
+
+    def _input(self, name: str) -> int:
+        idx = self._io(name)
+        if idx not in self.graph.inputs:
+            raise ExecutionError(f"'{name}' is an output of engine '{self.name}'; optimization profiles give input "
+                                 "shapes")
+        return idx
+
     def get_tensor_profile_shape(self, name: str, profile_index: int) -> tuple:
-        """(min, opt, max) of an input in one profile."""
-        self._io(name)
-        profile = self.profiles[profile_index]
+        """(min, opt, max) shapes of an input in one profile (an input of static shape: that shape three times)."""
+        self._input(name)
+        profile = self.profiles[self._checked_profile(profile_index)] if self.profiles else {}
         if name in profile:
             return profile[name]
         shape = self.get_tensor_shape(name)
         return (shape, shape, shape)
+
+    def get_tensor_profile_values(self, profile_index: int, name: str) -> tuple:
+        """(min, opt, max) values of a shape input in one profile (`profile.set_shape_input`), each a tuple of its
+        elements. TensorRT's argument order (profile first, unlike get_tensor_profile_shape); the other order is
+        accepted too."""
+        if isinstance(profile_index, str):
+            profile_index, name = name, profile_index
+        idx = self._input(name)
+        index = self._checked_profile(profile_index)
+        if idx not in self.graph.shape_inputs:
+            raise ExecutionError(f"'{name}' is not a shape input of engine '{self.name}' (shape inputs: "
+                                 f"{[self.graph.tensors[i].name for i in self.graph.shape_inputs] or 'none'})")
+        ranges = self.meta.get("shape_input_values") or []
+        values = ranges[index].get(name) if index < len(ranges) else None
+        if values is None:
+            raise ExecutionError(f"shape input '{name}' has no value range in optimization profile {index}")
+        return tuple(tuple(v) for v in values)
 
     def get_profile_shape(self, profile_index: int, name: str) -> tuple:
         return self.get_tensor_profile_shape(name, profile_index)
@@ -153,9 +196,41 @@ class Engine:
     def has_implicit_batch_dimension(self) -> bool:
         return False
 
+    @property
+    def refittable(self) -> bool:
+        """Built with BuilderFlag.REFIT or STRIP_PLAN: a Refitter can replace its named weights."""
+        return self.refit_table is not None
+
+    @property
+    def stripped(self) -> bool:
+        """Loaded from a weight-stripped plan and not refitted yet: it cannot execute."""
+        return bool(self.missing_weights)
+
+    def replace_weights(self, values: dict[str, Any]) -> None:
+        """Put new values (checked by the Refitter: known names, the weights' own dtypes and shapes) into every
+        constant tensor made from them, converted as the builder converted them, and prepare the tactics again."""
+        table = self.refit_table.by_name()
+        for name, array in values.items():
+            for index in table[name].tensors:
+                value = np.ascontiguousarray(array.astype(nptype(self.graph.tensors[index].dtype), copy=True))
+                self.graph.constants[index] = value
+                self._device_constants[index] = self.backend.to_device(value)
+        for spec in self.graph.layers:  # the constant layers' own copies (host evaluation reads them)
+            if spec.layer.type == LayerType.CONSTANT and spec.outputs[0] in self.graph.constants:
+                spec.layer.params["weights"] = self.graph.constants[spec.outputs[0]]
+        self._states = self._prepare_tactics()
+        self.missing_weights -= set(values)
+        if not self.missing_weights:
+            self.graph.refit.stripped = False
+        self.weights_version += 1
+        self._plan = None  # serialize() writes the refitted weights
+
     def serialize(self) -> bytes:
+        """The plan; after a refit, a new plan holding the new weights (a refitted stripped plan is complete: a
+        refit of a stripped engine must give every weight)."""
         if self._plan is None:
-            raise ExecutionError("this engine was not created from a plan and cannot be serialized")
+            meta = {k: v for k, v in self.meta.items() if k != "engine_version"}
+            self._plan = serialize_plan(self.graph, meta)
         return self._plan
 
     def create_execution_context(self) -> ExecutionContext:
@@ -209,6 +284,7 @@ class ExecutionContext:
         self._input_values: dict[int, np.ndarray] = {}  # host values of shape inputs
         self._addresses: dict[int, Any] = {}
         self._bindings: dict[tuple, _Binding] = {}
+        self._weights_version = engine.weights_version
         self._lock = threading.RLock()
         # CUDA graphs (GPU engines): when True, the first enqueue per input shapes and IO addresses runs and
         # captures the step list; later ones replay it. A capture failure logs a WARNING and falls back.
@@ -227,10 +303,11 @@ class ExecutionContext:
         return self._profile
 
     def set_optimization_profile_async(self, profile_index: int, stream: Any = None) -> bool:
-        if not 0 <= profile_index < max(self.engine.num_optimization_profiles, 1):
-            raise ExecutionError(f"optimization profile {profile_index} does not exist "
-                                 f"(the engine has {self.engine.num_optimization_profiles})")
-        self._profile = profile_index
+        """Make `profile_index` active: its tactics run, and input shapes and shape-input values must lie within
+        it (those set before the switch are checked again at the next execution). The switch itself does no
+        device work, so `stream` is not used."""
+        with self._lock:
+            self._profile = self.engine._checked_profile(profile_index)
         return True
 
     set_optimization_profile = set_optimization_profile_async
@@ -256,6 +333,11 @@ class ExecutionContext:
         if array.dtype != expected or array.shape != tuple(graph.tensors[idx].shape):
             raise ExecutionError(f"shape input '{name}': expected {expected} of shape {graph.tensors[idx].shape}, "
                                  f"got {array.dtype} of shape {array.shape}")
+        self._check_values(name, array)
+        self._input_values[idx] = array.copy()
+        return True
+
+    def _check_values(self, name: str, array: np.ndarray) -> None:
         ranges = self.engine.meta.get("shape_input_values") or []
         if self._profile < len(ranges) and name in ranges[self._profile]:
             lo, _, hi = (np.asarray(v) for v in ranges[self._profile][name])
@@ -263,8 +345,6 @@ class ExecutionContext:
             if np.any(flat < lo) or np.any(flat > hi):
                 raise ShapeError(f"shape input '{name}': values {flat.tolist()} are outside optimization profile "
                                  f"{self._profile} (min {lo.tolist()}, max {hi.tolist()})")
-        self._input_values[idx] = array.copy()
-        return True
 
     def _check_shape(self, name: str, idx: int, shape: tuple[int, ...]) -> None:
         built = self.engine.graph.tensors[idx].shape or ()
@@ -326,6 +406,9 @@ class ExecutionContext:
     # ------------------------------------------------------------------ binding
     def _binding(self) -> _Binding:
         graph = self.engine.graph
+        if self._weights_version != self.engine.weights_version:  # refitted: bindings hold the old weights
+            self._bindings.clear()
+            self._weights_version = self.engine.weights_version
         missing = [graph.tensors[i].name for i in graph.inputs if i not in self._input_shapes]
         if missing:
             raise ExecutionError(f"input shape not set for: {', '.join(missing)} (call set_input_shape)")
@@ -336,6 +419,12 @@ class ExecutionContext:
                tuple(self._input_values[i].tobytes() for i in graph.shape_inputs))
         binding = self._bindings.pop(key, None)
         if binding is None:
+            # Shapes and values may have been set under another profile (set_optimization_profile_async after
+            # set_input_shape): check them against the active one before binding (a cached binding was checked).
+            for i in graph.inputs:
+                self._check_shape(graph.tensors[i].name, i, self._input_shapes[i])
+            for i in graph.shape_inputs:
+                self._check_values(graph.tensors[i].name, self._input_values[i])
             binding = self._bind()
             while len(self._bindings) >= MAX_BINDINGS:  # least recently used first (dicts keep insertion order)
                 self._bindings.pop(next(iter(self._bindings)))
@@ -491,6 +580,12 @@ class ExecutionContext:
     def _enqueue(self, binding: _Binding, inputs: dict[int, Any], outputs: dict[int, Any], stream: Any) -> None:
         """Enqueue the binding's steps on `stream` (called with the context's lock held); no synchronization."""
         graph, backend = self.engine.graph, self.engine.backend
+        if self.engine.missing_weights:
+            missing = [w.name for w in self.engine.refit_table.weights if w.name in self.engine.missing_weights]
+            raise ExecutionError(f"engine '{self.engine.name}' comes from a weight-stripped plan and has not been "
+                                 f"refitted: {len(missing)} weights are missing ({', '.join(missing[:5])}"
+                                 f"{', ...' if len(missing) > 5 else ''}); refit it from the ONNX model first "
+                                 "(OnnxParserRefitter.refit_from_file, or polyx refit PLAN MODEL -o NEWPLAN)")
         for i, array in inputs.items():
             self._check_dtype(i, array, "input")
         for i, array in outputs.items():

@@ -58,6 +58,8 @@ class BuildOptions:
     profile_index: int = 0  # the profile a run uses (and whose opt shapes generated data takes)
     fp16: bool = False
     tf32: bool = False
+    refittable: bool = False  # BuilderFlag.REFIT: named weights stay replaceable (docs/refit.md)
+    strip_plan: bool = False  # BuilderFlag.STRIP_PLAN: refittable, and the plan leaves those weights out
     int8: bool = False
     precision_constraints: str | None = None
     layer_precisions: dict[str, str] = field(default_factory=dict)
@@ -255,6 +257,10 @@ def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOpti
                                                  options.calibration_cache)
     if options.tf32:
         config.set_flag(trt.BuilderFlag.TF32)
+    if options.refittable:
+        config.set_flag(trt.BuilderFlag.REFIT)
+    if options.strip_plan:
+        config.set_flag(trt.BuilderFlag.STRIP_PLAN)
     constraints = options.precision_constraints or ("obey" if options.layer_precisions else "none")
     if constraints == "obey":
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)

@@ -43,9 +43,17 @@ class Value:
 
     @property
     def constant(self) -> np.ndarray | None:
-        """The value when a Constant node produces it."""
+        """The value when a Constant node produces it and no pass may bake it in: a refittable weight's value can
+        change after the build (engine/refittable.py), so passes see None and leave its readers as they are."""
         node = self.producer
-        return node.params["weights"] if node is not None and node.type == LayerType.CONSTANT else None
+        if node is None or node.type != LayerType.CONSTANT or node.refit_name is not None:
+            return None
+        return node.params["weights"]
+
+    @property
+    def is_constant(self) -> bool:
+        """Produced by a Constant node, refittable or not (for rewrites that move the value without reading it)."""
+        return self.producer is not None and self.producer.type == LayerType.CONSTANT
 
     @property
     def static(self) -> bool:
@@ -76,6 +84,8 @@ class Node:
         self.metadata: dict[str, Any] = dict(metadata or {})
         # Output dtypes the user forced (TensorRT's set_output_type): shape inference keeps them.
         self.output_types: dict[int, DataType] = dict(output_types or {})
+        # The named weight a refittable build keeps replaceable (a Constant node only; engine/refittable.py).
+        self.refit_name: str | None = None
         self._inputs: list[Value | None] = []
         self._outputs: list[Value] = []
         self.graph: Graph | None = None

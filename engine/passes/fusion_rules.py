@@ -106,11 +106,12 @@ def match_matmul_bias(graph: Graph, matmul: Node) -> tuple[Node, Node, Value] | 
 
 def is_row_bias(bias: Value, product: Value) -> bool:
     """A constant of the product's dtype holding one value per output column (or one value), broadcasting
-    without enlarging the product."""
-    array, shape = bias.constant, product.shape
-    if array is None or bias.dtype != product.dtype or shape is None or len(shape) < 2 or array.ndim > len(shape):
+    without enlarging the product. Only its shape is read: the rewrite moves the value (a refittable one too)."""
+    bias_shape, shape = bias.shape, product.shape
+    if not bias.is_constant or bias_shape is None or bias.dtype != product.dtype or shape is None or len(shape) < 2 \
+            or len(bias_shape) > len(shape):
         return False
-    leading, last = (array.shape[:-1], array.shape[-1]) if array.ndim else ((), 1)
+    leading, last = (bias_shape[:-1], bias_shape[-1]) if bias_shape else ((), 1)
     return all(d == 1 for d in leading) and (last == 1 or last == shape[-1] > 0)
 
 

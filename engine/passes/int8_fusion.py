@@ -82,7 +82,7 @@ def match_int8_layer(graph: Graph, node: Node) -> Int8Layer | None:
             return None
         weight_scales = _weight_scales(weight_dq, w.shape[1], axis=1)
     bias = node.inputs[2] if len(node.inputs) > 2 else None
-    if weight_scales is None or (bias is not None and (bias.constant is None or bias.dtype != DataType.FLOAT)):
+    if weight_scales is None or (bias is not None and (not bias.is_constant or bias.dtype != DataType.FLOAT)):
         return None
     reader = sole_reader(graph, node.outputs[0])
     output_scale = _per_tensor(symmetric_int8_scale(reader, (LayerType.QUANTIZE,)))

@@ -85,6 +85,7 @@ class _Converter:
             node = graph.add_node(LayerType.CONSTANT, [], [(f"{value.name}:{suffix}", dtype, weights.shape)],
                                   {"weights": weights, "shape": list(weights.shape)},
                                   name=f"{producer.name}:{dtype.value.lower()}", after=producer, precision=dtype)
+            node.refit_name = producer.refit_name  # a refit converts the new weights the same way
         else:
             node = graph.add_node(LayerType.REFORMAT, [value], [(f"{value.name}:{suffix}", dtype, value.shape)],
                                   {"to_type": dtype}, name=f"Reformat({value.name})->{dtype.value}",

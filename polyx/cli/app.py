@@ -25,6 +25,7 @@ COMMANDS = [
     ("convert", "convert_cmd", "Build MODEL into an engine plan (-o) and print the build summary."),
     ("bench", "bench_cmd", "Time MODEL on the engine: throughput, latency percentiles, H2D/compute/D2H split and "
                            "enqueue time."),
+    ("refit", "refit_cmd", "Put the weights of an ONNX model into a refittable engine plan (-o NEWPLAN)."),
     ("inspect", "inspect_cmd", "Show what is inside a model, plan, tensor file or tactic replay file."),
     ("surgeon", "surgeon_cmd", "Rewrite ONNX graphs: sanitize, extract a subgraph, insert a node."),
     ("check", "check_cmd", "Static checks of ONNX models."),

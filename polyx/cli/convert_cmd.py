@@ -24,8 +24,15 @@ def convert(
                                                    help="Plan file to write (overwritten if it exists).")],
     verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail (-vv: engine logs).")] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on success.")] = False,
+    refittable: Annotated[bool, typer.Option(
+        "--refittable", help="Keep the weights replaceable: `polyx refit` puts another model's weights in "
+                             "(docs/refit.md).")] = False,
+    strip_plan: Annotated[bool, typer.Option(
+        "--strip-plan", help="Refittable, and leave the weights out of the plan; it runs only after "
+                             "`polyx refit`.")] = False,
 ) -> None:
     """Build MODEL into an engine plan (-o) and print the build summary."""
+    build_options.refittable, build_options.strip_plan = refittable, strip_plan
     if not model.is_file():
         raise PolyxError(f"{model}: no such file")
     for path in (output, build_options.save_tactics):

@@ -66,12 +66,14 @@ def describe_plan(path: Path, show: set[str]) -> dict[str, Any]:
         "int8_tensors": _int8_tensors(graph),
         "memory": memory,
         "passes": dict(meta.get("passes", {})),
+        "refit": _refit_summary(graph),
     }
     if show & {"layers", "attrs"}:
         report["layers"] = rows
     if "weights" in show:
+        stripped = graph.refit.tensors() if graph.refit is not None and graph.refit.stripped else set()
         report["weights"] = [{"name": graph.tensors[index].name, **tensor_stats(array)}
-                             for index, array in sorted(graph.constants.items())]
+                             for index, array in sorted(graph.constants.items()) if index not in stripped]
     return report
 
 
@@ -85,6 +87,7 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
             ("device", f"{report['device']} ({report['device_name'] or 'unknown'})"),
             ("optimization level", str(report["optimization_level"])),
             ("flags", ", ".join(enabled) or "none"),
+            ("refit", _refit_text(report["refit"])),
             ("layers", f"{counts['total']} ({counts['device']} device, {counts['host']} host shape arithmetic, "
                        f"{counts['reformat']} reformat; {counts['before_optimization']} before optimization)"),
         ]),
@@ -174,6 +177,21 @@ def _int8_tensors(graph: LoweredGraph) -> list[dict[str, Any]]:
         if spec.layer.epilogue.output_scale is not None:
             note(spec.outputs[0], spec.layer.epilogue.output_scale, f"output of {spec.layer.name}")
     return list(found.values())
+
+
+def _refit_summary(graph: LoweredGraph) -> dict[str, Any]:
+    table = graph.refit
+    return {"refittable": table is not None, "stripped": bool(table is not None and table.stripped),
+            "weights": [] if table is None else [w.name for w in table.weights]}
+
+
+def _refit_text(refit: dict[str, Any]) -> str:
+    if not refit["refittable"]:
+        return "not refittable (built without --refittable)"
+    count = len(refit["weights"])
+    if refit["stripped"]:
+        return f"refittable, weight-stripped: {count} weights left out; run `polyx refit PLAN MODEL -o NEWPLAN`"
+    return f"refittable: {count} named weights"
 
 
 def _shape(shape: tuple[int, ...] | None) -> list[int] | None:

@@ -16,11 +16,11 @@ from engine.tactics import unregister_tactic
 ACCEPTED_FLAGS = {trt.BuilderFlag.FP16, trt.BuilderFlag.INT8, trt.BuilderFlag.TF32,
                   trt.BuilderFlag.DISABLE_TIMING_CACHE, trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
                   trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS, trt.BuilderFlag.REJECT_EMPTY_ALGORITHMS,
-                  trt.BuilderFlag.DEBUG}
+                  trt.BuilderFlag.DEBUG, trt.BuilderFlag.REFIT, trt.BuilderFlag.STRIP_PLAN}
 
 
 def test_every_flag_is_either_accepted_or_refused() -> None:
-    assert set(REFUSED_FLAGS) == {trt.BuilderFlag.GPU_FALLBACK, trt.BuilderFlag.REFIT,
+    assert set(REFUSED_FLAGS) == {trt.BuilderFlag.GPU_FALLBACK,
                                   trt.BuilderFlag.SPARSE_WEIGHTS, trt.BuilderFlag.SAFETY_SCOPE,
                                   trt.BuilderFlag.DIRECT_IO}
     assert set(REFUSED_FLAGS) | ACCEPTED_FLAGS == set(trt.BuilderFlag)
@@ -34,7 +34,6 @@ def test_every_flag_is_either_accepted_or_refused() -> None:
 @pytest.mark.parametrize("flag, why", [
     (trt.BuilderFlag.SPARSE_WEIGHTS, "structured-sparsity"),
     (trt.BuilderFlag.GPU_FALLBACK, "no DLA"),
-    (trt.BuilderFlag.REFIT, "no Refitter"),
     (trt.BuilderFlag.SAFETY_SCOPE, "no safety runtime"),
     (trt.BuilderFlag.DIRECT_IO, "reformats"),
 ])
