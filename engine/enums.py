@@ -60,6 +60,7 @@ class LayerType(_StrEnum):
     PLUGIN_V2 = "PLUGIN_V2"
     REFORMAT = "REFORMAT"
     MISC = "MISC"
+    RNN_V2 = "RNN_V2"
 
 
 class ActivationType(_StrEnum):
@@ -174,6 +175,22 @@ class ScaleMode(_StrEnum):
     UNIFORM = "UNIFORM"
     CHANNEL = "CHANNEL"
     ELEMENTWISE = "ELEMENTWISE"
+
+
+class RNNOperation(_StrEnum):
+    """The cell of an RNN_V2 layer (ONNX's op names; TensorRT's RELU/TANH cells are RNN with that activation)."""
+
+    RNN = "RNN"
+    LSTM = "LSTM"
+    GRU = "GRU"
+
+
+class RNNDirection(_StrEnum):
+    """Which way an RNN_V2 layer walks the sequence (ONNX's `direction`, which has reverse; TensorRT's has not)."""
+
+    FORWARD = "FORWARD"
+    REVERSE = "REVERSE"
+    BIDIRECTIONAL = "BIDIRECTIONAL"
 
 
 class TensorIOMode(_StrEnum):
