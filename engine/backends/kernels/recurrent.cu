@@ -62,7 +62,7 @@ __device__ __forceinline__ StepPosition step_position(const int* lengths, int ha
 }
 
 #define RNN_STEP_COMMON_ARGS                                                                                     \
-    const float* __restrict__ xw, long long xw_t, long long xw_b, const float* __restrict__ gates,              \
+    const float* __restrict__ xw, long long xw_t, long long xw_b, float* __restrict__ gates,                    \
     const float* __restrict__ bias, const int* __restrict__ lengths, int has_lengths, float* __restrict__ h,     \
     const float* __restrict__ act, float clip, int reverse_mask, int step, int T, int N, int H, int D
 
@@ -175,7 +175,7 @@ extern "C" __global__ void gru_reset(RNN_STEP_COMMON_ARGS, float* __restrict__ r
         }
         const long long G = 3LL * H;
         const float* x = xw + (p.t * xw_t + b * xw_b) * (D * G) + d * G;
-        float* g = const_cast<float*>(gates) + ((long long)d * N + b) * 2LL * H;
+        float* g = gates + ((long long)d * N + b) * 2LL * H;
         const float* bs = bias + d * G;
         const float* a = act + d * 6;
         const float z = rnn_activate(a, rnn_clip(x[j] + g[j] + bs[j], clip));
