@@ -86,3 +86,26 @@ def test_docs_examples_run_as_written(capsys, tmp_path, monkeypatch):
     code, out, err = run_cli(capsys, *shlex.split(command)[1:])
     assert code == 0, out + err
     assert out.strip().splitlines()[-1].startswith("RESULT: PASSED (3 tensor(s) compared")
+
+
+def _affine_rnn(path) -> str:
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [3, 2, 4])
+    outputs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [3, 1, 2, 5])]
+    inits = [numpy_helper.from_array(np.ones((1, 5, 4), np.float32), "W"),
+             numpy_helper.from_array(np.ones((1, 5, 5), np.float32), "R")]
+    node = helper.make_node("RNN", ["X", "W", "R"], ["Y"], name="rnn_affine", hidden_size=5,
+                            activations=["Affine"], activation_alpha=[0.5], activation_beta=[0.1])
+    model = helper.make_model(helper.make_graph([node], "affine", [x], outputs, inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+    return str(path)
+
+
+def test_unsupported_activation_is_a_one_line_error_and_a_capability_report(capsys, tmp_path):
+    model = _affine_rnn(tmp_path / "affine.onnx")
+    code, out, err = run_cli(capsys, "run", model, "--engine", *FAST)
+    assert code == 2 and "Traceback" not in out + err
+    assert "polyx: error:" in err and "node 'rnn_affine' (RNN): attribute 'activations' [0] is 'Affine'" in err
+    code, out, err = run_cli(capsys, "inspect", "capability", model)
+    assert code == 0, out + err
+    assert "[0] rnn_affine (RNN): attribute: attribute 'activations' [0] is 'Affine'" in out

@@ -20,6 +20,7 @@ def recurrent_model(op: str, seq: int = 5, batch: int = 3, size: int = 4, hidden
     dirs, gates = DIRECTIONS[direction], GATES[op]
     x_shape = (batch, seq, size) if layout else (seq, batch, size)
     state = (batch, dirs, hidden) if layout else (dirs, batch, hidden)
+    y_shape = (batch, seq, dirs, hidden) if layout else (seq, dirs, batch, hidden)
     feeds = {"X": rng.standard_normal(x_shape).astype(dtype)}
     weights = {"W": rng.standard_normal((dirs, gates * hidden, size)) * 0.5,
                "R": rng.standard_normal((dirs, gates * hidden, hidden)) * 0.5}
@@ -52,6 +53,7 @@ def recurrent_model(op: str, seq: int = 5, batch: int = 3, size: int = 4, hidden
     graph = helper.make_graph(
         [node], "g", [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
                       for n, v in feeds.items()],
-        [onnx.ValueInfoProto(name=o) for o in OUTPUTS[op]],
+        [helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), shape)
+         for o, shape in zip(OUTPUTS[op], [y_shape, state, state])],
         initializer=[numpy_helper.from_array(v.astype(dtype), k) for k, v in weights.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), feeds

@@ -284,6 +284,16 @@ def test_bidirectional_weights_with_one_direction_are_a_parse_error():
     assert "input W has shape [2, 6, 4]; expected [num_directions=1" in error.desc
 
 
+def test_sequence_lens_is_an_ordinary_input_whose_values_change_per_execution():
+    model, feeds = recurrent_model("LSTM", direction="bidirectional", lengths=[5, 2, 4], initial=True)
+    engine = build_engine_for_feeds(parse_onnx(model), feeds)
+    assert [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)][:2] == ["X", "sequence_lens"]
+    context = engine.create_execution_context()
+    for lengths in ([5, 2, 4], [1, 5, 3], [0, 0, 5]):
+        feeds["sequence_lens"] = np.array(lengths, np.int32)
+        assert_outputs(context.execute(feeds), run_ort(model, feeds), OUTPUTS["LSTM"])
+
+
 def test_sequence_length_past_the_sequence_is_an_execution_error():
     model, feeds = recurrent_model("RNN", lengths=[1, 2, 3])
     engine = build_engine_for_feeds(parse_onnx(model), feeds)
