@@ -25,6 +25,8 @@ from .enums import (
     PaddingMode,
     PoolingType,
     ReduceOperation,
+    RNNDirection,
+    RNNOperation,
     ScaleMode,
     TensorIOMode,
     TopKOperation,

@@ -62,6 +62,7 @@ class LayerType(_StrEnum):
     POINTWISE = "POINTWISE"      # fused elementwise/activation/unary chains (passes/pointwise_fusion.py)
     CONDITIONAL = "CONDITIONAL"  # an if-conditional: two branch subgraphs (engine/control_flow.py)
     LOOP = "LOOP"                # a loop: one body subgraph run per iteration (engine/control_flow.py)
+    RNN_V2 = "RNN_V2"            # LSTM/GRU/RNN over a sequence (engine/ops/recurrent*.py)
     MISC = "MISC"
 
 
@@ -194,6 +195,22 @@ class LoopOutput(_StrEnum):
     LAST_VALUE = "LAST_VALUE"
     CONCATENATE = "CONCATENATE"
     REVERSE = "REVERSE"
+
+
+class RNNOperation(_StrEnum):
+    """The cell of an RNN_V2 layer (ONNX's op names; TensorRT's RELU/TANH cells are RNN with that activation)."""
+
+    RNN = "RNN"
+    LSTM = "LSTM"
+    GRU = "GRU"
+
+
+class RNNDirection(_StrEnum):
+    """Which way an RNN_V2 layer walks the sequence (ONNX's `direction`, which has reverse; TensorRT's has not)."""
+
+    FORWARD = "FORWARD"
+    REVERSE = "REVERSE"
+    BIDIRECTIONAL = "BIDIRECTIONAL"
 
 
 class TensorIOMode(_StrEnum):

@@ -29,6 +29,9 @@ MAX_SHAPE_INPUT_ELEMENTS = 16
 MAX_HOST_ELEMENTS = 16
 # Layer type -> first input index whose value sets the output shape (Resize scales/sizes, Range bounds, depth).
 VALUE_SHAPED_INPUTS = {LayerType.RESIZE: 1, LayerType.FILL: 0, LayerType.ONE_HOT: 1}
+# (layer type, input position) of integer operands that are data, never shape values: a network input read only
+# there stays an ordinary input (an RNN's sequence_lens changes per batch, not the engine's shapes).
+DATA_INTEGER_INPUTS = frozenset({(LayerType.RNN_V2, 4)})
 
 
 def _small_static(tensor, limit: int) -> bool:
@@ -40,6 +43,8 @@ def shape_input_names(graph: Graph) -> set[str]:
     names = set()
     for value in graph.inputs:
         if value.shape is None or len(value.shape) > 1 or not _small_static(value, MAX_SHAPE_INPUT_ELEMENTS):
+            continue
+        if value.uses and all((node.type, position) in DATA_INTEGER_INPUTS for node, position in value.uses):
             continue
         if value.dtype in (DataType.INT32, DataType.INT64) or (value.dtype.is_floating and any(
                 node.type in VALUE_SHAPED_INPUTS and position >= VALUE_SHAPED_INPUTS[node.type]

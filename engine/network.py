@@ -24,6 +24,8 @@ from .enums import (
     PaddingMode,
     PoolingType,
     ReduceOperation,
+    RNNDirection,
+    RNNOperation,
     TopKOperation,
     UnaryOperation,
 )
@@ -491,6 +493,36 @@ class NetworkDefinition:
     def add_shape(self, input: Tensor, name: str | None = None) -> Layer:
         return self.add_layer(LayerType.SHAPE, [input], {"start": 0, "end": None}, name=name,
                               output_dtypes=[DataType.INT64])
+
+    def add_rnn_v2(self, input: Tensor, op: RNNOperation, hidden_size: int, W: np.ndarray | Tensor,
+                   R: np.ndarray | Tensor, B: np.ndarray | Tensor | None = None, *,
+                   direction: RNNDirection = RNNDirection.FORWARD, layout: int = 0,
+                   sequence_lens: Tensor | None = None, initial_h: Tensor | None = None,
+                   initial_c: Tensor | None = None, peepholes: np.ndarray | Tensor | None = None,
+                   name: str | None = None) -> Layer:
+        """A recurrent layer over a whole sequence (TensorRT's IRNNv2Layer, with ONNX LSTM/GRU/RNN semantics and
+        weight layouts; engine/ops/recurrent.py). input: (seq, batch, input_size), or (batch, seq, input_size)
+        with layout=1. W (dirs, gates*hidden, input_size), R (dirs, gates*hidden, hidden), B (dirs,
+        2*gates*hidden) and peepholes (dirs, 3*hidden) may be arrays (they become Constant layers) or tensors.
+        Outputs: Y, Y_h and for LSTM Y_c. `activations`, `activation_alpha`, `activation_beta`, `clip`,
+        `input_forget` and `linear_before_reset` are parameters to set afterwards (set_params for several)."""
+        op = RNNOperation(op)
+        base = name or f"({LayerType.RNN_V2.value})_{len(self.layers)}"
+        weights = [self._weights_tensor(values, f"{base}.{role}") for values, role in
+                   ((W, "W"), (R, "R"), (B, "B"))]
+        inputs = [input, *weights, sequence_lens, initial_h, initial_c,
+                  self._weights_tensor(peepholes, f"{base}.P")]
+        while inputs[-1] is None:
+            inputs.pop()
+        from .ops.recurrent import DEFAULT_ACTIVATIONS  # late import: importing engine.ops loads every op module
+
+        defaults = [a.value for a in DEFAULT_ACTIVATIONS[op]]
+        params = {"op": op, "direction": RNNDirection(direction), "hidden_size": int(hidden_size),
+                  "layout": int(layout), "activations": defaults, "activation_alpha": [0.0] * len(defaults),
+                  "activation_beta": [0.0] * len(defaults), "clip": None, "input_forget": False,
+                  "linear_before_reset": False}
+        return self.add_layer(LayerType.RNN_V2, inputs, params, num_outputs=3 if op == RNNOperation.LSTM else 2,
+                              name=name)
 
     def add_plugin(self, inputs: Sequence[Tensor], plugin: Any, name: str | None = None) -> Layer:
         """Add a layer computed by a registered plugin (see engine.plugin)."""

@@ -20,6 +20,8 @@ from .enums import (
     PaddingMode,
     PoolingType,
     ReduceOperation,
+    RNNDirection,
+    RNNOperation,
     TopKOperation,
     UnaryOperation,
 )
@@ -175,6 +177,7 @@ ENUM_PARAMS: dict[Any, type] = {
     "op0": MatrixOperation, "op1": MatrixOperation, "to_type": DataType,
     (LayerType.ELEMENTWISE.value, "op"): ElementWiseOperation, (LayerType.UNARY.value, "op"): UnaryOperation,
     (LayerType.REDUCE.value, "op"): ReduceOperation, (LayerType.TOPK.value, "op"): TopKOperation,
+    (LayerType.RNN_V2.value, "op"): RNNOperation, (LayerType.RNN_V2.value, "direction"): RNNDirection,
 }
 
 

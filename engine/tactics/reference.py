@@ -20,7 +20,7 @@ EXACT_UNARY_IN_HALF = frozenset({UnaryOperation.ISNAN, UnaryOperation.ISINF, Una
 # Reference kernels that go through xp.matmul / xp.einsum: on the GPU that is CuPy's cuBLAS wrapper, which refuses
 # to run while a stream is capturing a CUDA graph.
 _CALLS_CUPY_BLAS = frozenset({LayerType.MATRIX_MULTIPLY, LayerType.CONVOLUTION, LayerType.DECONVOLUTION,
-                              LayerType.EINSUM})
+                              LayerType.EINSUM, LayerType.RNN_V2})
 
 
 def computes_in_float32(layer) -> bool:

@@ -17,6 +17,8 @@ LAUNCHED = {
     "gpu_kernels": ["depthwise_conv2d", "implicit_gemm_conv2d"] +
                    [f"{base}_{t}" for base in ("softmax_rows", "layer_norm_rows") for t in ("f32", "f16")],
     "pooling": [f"{base}_{t}" for base in ("max_pool2d", "global_avg_pool") for t in ("f32", "f16")],
+    "recurrent": ["gru_reset"] + [f"{base}_{t}" for base in ("lstm_step", "gru_step", "rnn_step")
+                                  for t in ("f32", "f16")],
 }
 
 
