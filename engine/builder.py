@@ -224,7 +224,8 @@ class _Build:
         lifetimes = device_lifetimes(graph)
         peak = naive = 0
         for profile, values in zip(profiles, self.shape_values):
-            resolved = resolve_shapes(graph, input_shapes(graph, profile, which=2), input_values(graph, values, 2))
+            resolved = resolve_shapes(graph, input_shapes(graph, profile, which=2), input_values(graph, values, 2),
+                                      upper_bounds=True)
             _, plan = plan_graph_memory(graph, resolved.shapes, lifetimes)
             peak, naive = max(peak, plan.peak_bytes), max(naive, plan.naive_bytes)
         return {"planned_peak_bytes": peak, "naive_bytes": naive, "workspace_bytes": workspace,

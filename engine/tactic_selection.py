@@ -67,8 +67,10 @@ class TacticSelection:
     def _sweep(self, profile_index: int) -> None:
         """Run the network at profile `profile_index`'s opt shapes, appending each device layer's tactic choice."""
         graph, backend = self.graph, self.backend
+        # Data-dependent layers (NonZero, NMS) are timed, and the layers after them run, at their upper bound.
         by_which = [resolve_shapes(graph, input_shapes(graph, self.profiles[profile_index], which),
-                                   input_values(graph, self.shape_values[profile_index], which)) for which in (0, 1, 2)]
+                                   input_values(graph, self.shape_values[profile_index], which), upper_bounds=True)
+                    for which in (0, 1, 2)]
         resolved = by_which[1]
         shapes, self.max_shapes = resolved.shapes, by_which[2].shapes
         if self.device == "cpu":
@@ -89,8 +91,11 @@ class TacticSelection:
                 tactic, state = self._choose(spec, profile_index, by_which, slots, resolved.host_values)
                 for o in spec.outputs:
                     slots[o] = backend.xp.empty(shapes[o], dtype=nptype(graph.tensors[o].dtype))
-                self._run_once(make_step(spec, tactic, state, resolved.host_values), slots,
-                               self._workspace(tactic, spec, shapes))
+                step = make_step(spec, tactic, state, resolved.host_values)
+                self._run_once(step, slots, self._workspace(tactic, spec, shapes))
+                if step.data_dependent:
+                    for o in spec.outputs:
+                        slots[o] = _pad_to(slots[o], shapes[o], backend.xp)
             except EngineError:
                 raise
             except Exception as exc:  # noqa: BLE001 - e.g. a constant Gather index out of range: name the layer
@@ -293,6 +298,16 @@ def input_values(graph: LoweredGraph, values: dict[str, tuple], which: int) -> d
         spec = graph.tensors[i]
         result[i] = np.asarray(values[spec.name][which], dtype=nptype(spec.dtype)).reshape(spec.shape)
     return result
+
+
+def _pad_to(array: Any, shape: tuple[int, ...], xp: Any) -> Any:
+    """A data-dependent output grown with zeros to its upper-bound shape, so that the layers after it are timed at
+    that bound (zeros are valid indices, as _sample's are)."""
+    if tuple(array.shape) == tuple(shape):
+        return array
+    padded = xp.zeros(shape, dtype=array.dtype)
+    padded[tuple(slice(0, d) for d in array.shape)] = array
+    return padded
 
 
 def _sample(rng: np.random.Generator, shape, dtype: DataType) -> np.ndarray:
