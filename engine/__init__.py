@@ -44,6 +44,7 @@ from .errors import (
 from .logger import CapturingLogger, Logger, Severity
 from .network import Layer, NetworkDefinition, Tensor
 from .onnx_parser import OnnxParser
+from .output_allocator import HostOutputAllocator, IOutputAllocator
 from .plugin import Plugin, get_plugin_registry, register_plugin
 from .profile import OptimizationProfile
 from .runtime import Engine, ExecutionContext, IProfiler, Runtime

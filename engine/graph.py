@@ -137,8 +137,8 @@ def host_flags(graph: LoweredGraph) -> list[bool]:
 class ResolvedShapes:
     shapes: list[tuple[int, ...] | None]
     host_values: dict[int, np.ndarray]
-    # Index in graph.layers of the first data-dependent layer (NonZero, NMS) whose output sizes were not given:
-    # its inputs are resolved, its outputs and every later tensor are not (None). None: everything is resolved.
+    # Index in graph.layers of the first data-dependent layer (NonZero, NMS) whose output sizes were not given
+    # (its outputs, and the tensors computed from them, are None). None: everything is resolved.
     pending: int | None = None
 
 
@@ -155,7 +155,8 @@ def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]]
 
     A data-dependent layer's outputs take their shapes from `data_shapes` (what a run of it produced); missing
     there, they take the layer's upper bound when `upper_bounds` (the builder times and plans at it), otherwise
-    resolution stops at that layer (`pending`), to go on once it has run."""
+    they stay unknown (None), as does every tensor computed from them, and the first such layer is `pending`:
+    the runtime runs up to it, then resolves again with its sizes."""
     shapes: list[tuple[int, ...] | None] = [None] * len(graph.tensors)
     values: dict[int, np.ndarray] = dict(graph.constants)
     for idx, shape in input_shapes.items():
@@ -165,17 +166,21 @@ def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]]
     for idx, array in graph.constants.items():
         shapes[idx] = tuple(array.shape)
     data_shapes = data_shapes or {}
+    pending = None
     for position, spec in enumerate(graph.layers):
         layer = spec.layer
         if layer.type == LayerType.CONSTANT:
             continue
+        if any(i is not None and shapes[i] is None for i in spec.inputs):
+            continue  # reads a tensor sized by a data-dependent layer that has not run yet
         infos = [None if i is None else TensorInfo(shapes[i], graph.tensors[i].dtype, values.get(i))
                  for i in spec.inputs]
         data_dependent = is_data_dependent(layer.type)
         if data_dependent and all(o in data_shapes for o in spec.outputs):
             results = [(data_shapes[o], None) for o in spec.outputs]
         elif data_dependent and not upper_bounds:
-            return ResolvedShapes(shapes, values, pending=position)
+            pending = position if pending is None else pending
+            continue
         else:
             try:
                 results = (layer_impl(layer.type).upper_bound if data_dependent else output_infos)(layer, infos)
@@ -190,7 +195,7 @@ def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]]
         if spec.host:
             for out, value in zip(spec.outputs, compute_host_layer(layer, infos)):
                 values[out] = np.asarray(value, dtype=nptype(graph.tensors[out].dtype)).reshape(shapes[out])
-    return ResolvedShapes(shapes, values)
+    return ResolvedShapes(shapes, values, pending)
 
 
 def tactic_context(graph: LoweredGraph, spec: LayerSpec, device: str, shapes=None,

@@ -202,6 +202,7 @@ class _Binding:
     start: int = 0
     pending: int | None = None
     later: dict = field(default_factory=dict)
+    late: frozenset = frozenset()  # outputs sized only after a data-dependent layer ran
 
 
 class ExecutionContext:
@@ -377,13 +378,17 @@ class ExecutionContext:
         self._bindings[key] = binding
         return binding
 
-    def _bind(self, data_shapes: dict[int, tuple[int, ...]] | None = None, start: int = 0) -> _Binding:
+    def _bind(self, data_shapes: dict[int, tuple[int, ...]] | None = None, start: int = 0,
+              late: frozenset[int] | None = None) -> _Binding:
         """Resolve shapes, place activations and compile steps, for the layers from `start` up to the next
-        data-dependent layer whose sizes are not in `data_shapes` (all layers when there is none)."""
+        data-dependent layer whose sizes are not in `data_shapes` (all layers when there is none). `late`: the
+        outputs whose shapes the first stage could not know (they get memory in the stage that makes them)."""
         engine, graph, backend = self.engine, self.engine.graph, self.engine.backend
         resolved = resolve_shapes(graph, self._input_shapes, self._input_values, data_shapes)
         shapes = resolved.shapes
         end = len(graph.layers) if resolved.pending is None else resolved.pending + 1
+        if late is None:
+            late = frozenset(i for i in graph.outputs if shapes[i] is None)
         slots: list[Any] = [None] * len(graph.tensors)
         for i, value in resolved.host_values.items():
             slots[i] = engine._device_constants.get(i) if i in engine._device_constants else backend.to_device(value)
@@ -392,10 +397,9 @@ class ExecutionContext:
             made_here = {o: step for step in range(start, end) for o in graph.layers[step].outputs}
             sized_later = set(graph.layers[resolved.pending].outputs) if resolved.pending is not None else set()
             lifetimes = {i: life for i, life in lifetimes.items() if i in made_here and i not in sized_later}
-            if start > 0:  # outputs after a data-dependent layer: written here, delivered after the run
-                for i in graph.outputs:
-                    if i in made_here and i not in sized_later and slots[i] is None:
-                        lifetimes[i] = (made_here[i], len(graph.layers))
+            for i in late:  # outputs sized by a data-dependent layer: written here, delivered after the run
+                if i in made_here and i not in sized_later and slots[i] is None:
+                    lifetimes[i] = (made_here[i], len(graph.layers))
         planned, plan = plan_graph_memory(graph, shapes, lifetimes)
         arena = backend.allocate(max(plan.peak_bytes, 1))
         for i, offset in zip(planned, plan.offsets):
@@ -410,14 +414,15 @@ class ExecutionContext:
         engine.logger.log(Severity.VERBOSE, f"context bound shapes {[shapes[i] for i in graph.inputs]}{stage}"
                                             f": arena {plan.peak_bytes} bytes (naive {plan.naive_bytes}), "
                                             f"workspace {workspace_bytes} bytes")
-        return _Binding(shapes, slots, steps, workspace, plan.peak_bytes, start=start, pending=resolved.pending)
+        return _Binding(shapes, slots, steps, workspace, plan.peak_bytes, start=start, pending=resolved.pending,
+                        late=late)
 
     def _next_stage(self, stage: _Binding, data_shapes: dict[int, tuple[int, ...]]) -> _Binding:
         """The stage after `stage`, for the sizes its data-dependent layer (and the earlier ones) produced."""
         key = tuple(sorted(data_shapes.items()))
         following = stage.later.pop(key, None)
         if following is None:
-            following = self._bind(data_shapes, stage.pending + 1)
+            following = self._bind(data_shapes, stage.pending + 1, stage.late)
             while len(stage.later) >= MAX_BINDINGS:
                 stage.later.pop(next(iter(stage.later)))
         stage.later[key] = following
@@ -564,7 +569,7 @@ class ExecutionContext:
         xp = self.engine.backend.xp
         for array, value in host_outputs:
             xp.copyto(array, value, casting="unsafe")
-        return {i: slots[i] for i in graph.outputs if binding.shapes[i] is None}
+        return {i: slots[i] for i in binding.late}
 
     def _deliver(self, i: int, value: Any) -> None:
         """Write a data-dependent output into the memory its output allocator gives (or the address set for it,
