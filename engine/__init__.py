@@ -48,6 +48,7 @@ from .logger import CapturingLogger, Logger, Severity
 from .network import Layer, NetworkDefinition, Tensor
 from .onnx_parser import OnnxParser
 from .onnx_refitter import OnnxParserRefitter
+from .output_allocator import HostOutputAllocator, IOutputAllocator
 from .plugin import Plugin, get_plugin_registry, plugin_implementation, register_plugin
 from .profile import OptimizationProfile
 from .refitter import Refitter

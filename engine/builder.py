@@ -240,7 +240,8 @@ class _Build:
         peak = naive = 0
         for profile, values in zip(profiles, self.shape_values):
             try:
-                resolved = resolve_shapes(graph, input_shapes(graph, profile, which=2), input_values(graph, values, 2))
+                resolved = resolve_shapes(graph, input_shapes(graph, profile, which=2), input_values(graph, values, 2),
+                                          upper_bounds=True)
             except DataDependentShapeError:  # sized while it runs (engine/eager_execution.py): nothing to plan
                 continue
             _, plan = plan_graph_memory(graph, resolved.shapes, lifetimes)

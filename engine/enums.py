@@ -46,6 +46,7 @@ class LayerType(_StrEnum):
     ONE_HOT = "ONE_HOT"
     FILL = "FILL"
     NON_ZERO = "NON_ZERO"
+    NMS = "NMS"
     REVERSE_SEQUENCE = "REVERSE_SEQUENCE"
     GRID_SAMPLE = "GRID_SAMPLE"
     CUMULATIVE = "CUMULATIVE"

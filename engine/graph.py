@@ -17,7 +17,7 @@ from .enums import LayerType
 from .errors import DataDependentShapeError, ShapeError
 from .evaluator import compute_host_layer, output_infos
 from .ir import Graph, Node, Value
-from .ops.base import TensorInfo
+from .ops.base import TensorInfo, layer_impl
 from .tactics.base import TacticContext
 
 HOST_DTYPES = (DataType.INT32, DataType.INT64, DataType.BOOL)
@@ -144,11 +144,26 @@ def host_flags(graph: LoweredGraph) -> list[bool]:
 class ResolvedShapes:
     shapes: list[tuple[int, ...] | None]
     host_values: dict[int, np.ndarray]
+    # Index in graph.layers of the first data-dependent layer (NonZero, NMS) whose output sizes were not given
+    # (its outputs, and the tensors computed from them, are None). None: everything is resolved.
+    pending: int | None = None
+
+
+def is_data_dependent(layer_type: LayerType) -> bool:
+    """Whether a layer's output sizes depend on its input values, so they are known only after running it."""
+    return not layer_impl(layer_type).static_output_shape
 
 
 def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]],
-                   input_values: dict[int, np.ndarray] | None = None) -> ResolvedShapes:
-    """Concrete shapes of every tensor for these input shapes; host layers are evaluated on the way."""
+                   input_values: dict[int, np.ndarray] | None = None,
+                   data_shapes: dict[int, tuple[int, ...]] | None = None,
+                   upper_bounds: bool = False) -> ResolvedShapes:
+    """Concrete shapes of every tensor for these input shapes; host layers are evaluated on the way.
+
+    A data-dependent layer's outputs take their shapes from `data_shapes` (what a run of it produced); missing
+    there, they take the layer's upper bound when `upper_bounds` (the builder times and plans at it), otherwise
+    they stay unknown (None), as does every tensor computed from them, and the first such layer is `pending`:
+    the runtime runs up to it, then resolves again with its sizes."""
     shapes: list[tuple[int, ...] | None] = [None] * len(graph.tensors)
     values: dict[int, np.ndarray] = dict(graph.constants)
     for idx, shape in input_shapes.items():
@@ -157,17 +172,28 @@ def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]]
         values.update(input_values)
     for idx, array in graph.constants.items():
         shapes[idx] = tuple(array.shape)
-    for spec in graph.layers:
+    data_shapes = data_shapes or {}
+    pending = None
+    for position, spec in enumerate(graph.layers):
         layer = spec.layer
         if layer.type == LayerType.CONSTANT:
             continue
+        if any(i is not None and shapes[i] is None for i in spec.inputs):
+            continue  # reads a tensor sized by a data-dependent layer that has not run yet
         infos = [None if i is None else TensorInfo(shapes[i], graph.tensors[i].dtype, values.get(i))
                  for i in spec.inputs]
-        try:
-            results = output_infos(layer, infos)
-        except Exception as exc:  # noqa: BLE001 - surfaced as a shape error naming the layer
-            raise ShapeError(f"layer '{layer.name}' ({layer.type.value}): cannot compute output shape for these "
-                             f"input shapes: {exc}") from None
+        data_dependent = is_data_dependent(layer.type)
+        if data_dependent and all(o in data_shapes for o in spec.outputs):
+            results = [(data_shapes[o], None) for o in spec.outputs]
+        elif data_dependent and not upper_bounds:
+            pending = position if pending is None else pending
+            continue
+        else:
+            try:
+                results = (layer_impl(layer.type).upper_bound if data_dependent else output_infos)(layer, infos)
+            except Exception as exc:  # noqa: BLE001 - surfaced as a shape error naming the layer
+                raise ShapeError(f"layer '{layer.name}' ({layer.type.value}): cannot compute output shape for "
+                                 f"these input shapes: {exc}") from None
         for out, (shape, _dtype) in zip(spec.outputs, results):
             if shape is None or any(d < 0 for d in shape):
                 raise DataDependentShapeError(f"layer '{layer.name}' ({layer.type.value}): output "
@@ -177,7 +203,7 @@ def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]]
         if spec.host:
             for out, value in zip(spec.outputs, compute_host_layer(layer, infos)):
                 values[out] = np.asarray(value, dtype=nptype(graph.tensors[out].dtype)).reshape(shapes[out])
-    return ResolvedShapes(shapes, values)
+    return ResolvedShapes(shapes, values, pending)
 
 
 def tactic_context(graph: LoweredGraph, spec: LayerSpec, device: str, shapes=None,

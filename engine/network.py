@@ -524,6 +524,19 @@ class NetworkDefinition:
         return self.add_layer(LayerType.RNN_V2, inputs, params, num_outputs=3 if op == RNNOperation.LSTM else 2,
                               name=name)
 
+    def add_non_zero(self, input: Tensor, name: str | None = None) -> Layer:
+        """Indices (INT64, [rank, count]) of the non-zero elements; `count` is known only after running."""
+        return self.add_layer(LayerType.NON_ZERO, [input], {}, name=name, output_dtypes=[DataType.INT64])
+
+    def add_nms(self, boxes: Tensor, scores: Tensor, max_output_boxes_per_class: Tensor,
+                name: str | None = None) -> Layer:
+        """Non-maximum suppression (engine/ops/nms.py): outputs selected (batch, class, box) indices [count, 3]
+        and count. set_input(3, iou_threshold), set_input(4, score_threshold); params bounding_box_format
+        (CORNER_PAIRS | CENTER_SIZES) and topk_box_limit."""
+        params = {"bounding_box_format": "CORNER_PAIRS", "topk_box_limit": None}
+        return self.add_layer(LayerType.NMS, [boxes, scores, max_output_boxes_per_class], params, num_outputs=2,
+                              name=name, output_dtypes=[DataType.INT64, DataType.INT32])
+
     def add_plugin(self, inputs: Sequence[Tensor], plugin: Any, name: str | None = None) -> Layer:
         """Add a layer computed by a registered plugin (see engine.plugin)."""
         from .plugin import plugin_layer_params

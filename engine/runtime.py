@@ -5,6 +5,11 @@ profile picks the tactics, each profile's were tuned at its own opt shapes): it 
 arithmetic, places activations in one arena by the lifetime plan, and precompiles a flat step list. `execute`
 then only swaps the user's input/output arrays in and runs the steps. Contexts own their arenas, so several
 contexts of one engine can run at the same time from different threads.
+
+A network with data-dependent layers (NonZero, NMS) runs in stages: a binding resolves shapes up to the first such
+layer and runs through it; the sizes it produced key the next stage (shapes, arena and steps for the layers up to
+the next data-dependent one), cached like bindings. Outputs produced after the first data-dependent layer are
+written at the end, into the memory an IOutputAllocator gives (or the address set, when it is big enough).
 """
 from __future__ import annotations
 
@@ -22,9 +27,10 @@ from .dtypes import DataType, nptype
 from .eager_execution import has_control_flow, run_eagerly
 from .enums import LayerType, TensorIOMode
 from .errors import DataDependentShapeError, ExecutionError, PlanFormatError, ShapeError
-from .graph import LoweredGraph, resolve_shapes, tactic_context
+from .graph import LoweredGraph, is_data_dependent, resolve_shapes, tactic_context
 from .logger import Logger, Severity
 from .memory_plan import device_lifetimes, plan_graph_memory
+from .output_allocator import OUTPUT_ALIGNMENT, IOutputAllocator
 from .plan import deserialize_plan, serialize_plan
 from .steps import Step, compile_steps, run_step
 from .subgraph import CONTROL_FLOW_TYPES
@@ -72,6 +78,8 @@ class Engine:
         self._io_names = [graph.tensors[i].name for i in graph.inputs] + [graph.tensors[i].name for i in graph.outputs]
         self._index = {graph.tensors[i].name: i for i in graph.inputs + graph.outputs}
         self._lifetimes = device_lifetimes(graph)
+        # Whether some layer's output sizes are known only after it ran: execution then goes in stages.
+        self.has_data_dependent_shapes = any(is_data_dependent(spec.layer.type) for spec in graph.layers)
         self._device_constants = {i: self.backend.to_device(a) for i, a in graph.constants.items()}
         self._states = self._prepare_tactics()
         # Refit (engine/refitter.py): a stripped plan's weights are missing until a refit brings them; contexts
@@ -265,6 +273,13 @@ class _Binding:
     staging: dict = field(default_factory=dict)  # execute()'s device/pinned IO buffers, by tensor index
     graphs: dict = field(default_factory=dict)   # IO device addresses -> captured CUDA graph
     graph_failure: str | None = None              # why capture failed for this binding (then it is not retried)
+    # Staged execution (data-dependent layers): this stage runs layers [start, pending]; pending is the
+    # data-dependent layer it ends with (None: it runs to the end). `later` caches the next stages by the sizes
+    # that layer produced.
+    start: int = 0
+    pending: int | None = None
+    later: dict = field(default_factory=dict)
+    late: frozenset = frozenset()  # outputs sized only after a data-dependent layer ran
 
 
 class ExecutionContext:
@@ -285,6 +300,8 @@ class ExecutionContext:
         self._addresses: dict[int, Any] = {}
         self._bindings: dict[tuple, _Binding] = {}
         self._weights_version = engine.weights_version
+        self._allocators: dict[int, IOutputAllocator] = {}
+        self._data_shapes: dict[int, tuple[int, ...]] = {}  # last execution's shapes of late outputs
         self._lock = threading.RLock()
         # CUDA graphs (GPU engines): when True, the first enqueue per input shapes and IO addresses runs and
         # captures the step list; later ones replay it. A capture failure logs a WARNING and falls back.
@@ -370,7 +387,12 @@ class ExecutionContext:
         if len(self._input_shapes) < len(self.engine.graph.inputs):
             return self.engine.get_tensor_shape(name)
         binding = self._binding_or_none()
-        return self.engine.get_tensor_shape(name) if binding is None else tuple(binding.shapes[idx])
+        if binding is None:
+            return self.engine.get_tensor_shape(name)
+        shape = binding.shapes[idx]
+        if shape is None:  # follows a data-dependent layer: known after an execution, -1 dims before
+            return self._data_shapes.get(idx, self.engine.get_tensor_shape(name))
+        return tuple(shape)
 
     @property
     def all_binding_shapes_specified(self) -> bool:
@@ -392,6 +414,25 @@ class ExecutionContext:
         idx = self.engine._io(name)
         self._addresses[idx] = buffer
         return True
+
+    def set_output_allocator(self, name: str, allocator: IOutputAllocator | None) -> bool:
+        """Let `allocator` provide the memory of output `name` once its size is known (engine/output_allocator.py);
+        None removes it. Needed for outputs whose size depends on the data, unless the address set for them is
+        big enough."""
+        idx = self.engine._io(name)
+        if idx not in self.engine.graph.outputs:
+            raise ExecutionError(f"'{name}' is an input; output allocators are for outputs")
+        if allocator is None:
+            self._allocators.pop(idx, None)
+            return True
+        for method in ("reallocate_output", "notify_shape"):
+            if not callable(getattr(allocator, method, None)):
+                raise ExecutionError(f"output allocator for '{name}' has no {method}() method")
+        self._allocators[idx] = allocator
+        return True
+
+    def get_output_allocator(self, name: str) -> IOutputAllocator | None:
+        return self._allocators.get(self.engine._io(name))
 
     def get_tensor_address(self, name: str) -> Any:
         return self._addresses.get(self.engine._io(name))
@@ -452,26 +493,44 @@ class ExecutionContext:
                                   engine._device_constants)
         return {i: slots[i] for i in engine.graph.outputs}
 
-    def _bind(self) -> _Binding:
+    def _bind(self, data_shapes: dict[int, tuple[int, ...]] | None = None, start: int = 0,
+              late: frozenset[int] | None = None) -> _Binding:
+        """Resolve shapes, place activations and compile steps, for the layers from `start` up to the next
+        data-dependent layer whose sizes are not in `data_shapes` (all layers when there is none). `late`: the
+        outputs whose shapes the first stage could not know (they get memory in the stage that makes them)."""
         engine, graph, backend = self.engine, self.engine.graph, self.engine.backend
-        resolved = resolve_shapes(graph, self._input_shapes, self._input_values)
+        resolved = resolve_shapes(graph, self._input_shapes, self._input_values, data_shapes)
         shapes = resolved.shapes
+        end = len(graph.layers) if resolved.pending is None else resolved.pending + 1
+        if late is None:
+            late = frozenset(i for i in graph.outputs if shapes[i] is None)
         slots: list[Any] = [None] * len(graph.tensors)
         for i, value in resolved.host_values.items():
             slots[i] = engine._device_constants.get(i) if i in engine._device_constants else backend.to_device(value)
-        planned, plan = plan_graph_memory(graph, shapes, engine._lifetimes)
+        lifetimes = engine._lifetimes
+        if engine.has_data_dependent_shapes:  # this stage's tensors, not those its data-dependent layer makes
+            made_here = {o: step for step in range(start, end) for o in graph.layers[step].outputs}
+            sized_later = set(graph.layers[resolved.pending].outputs) if resolved.pending is not None else set()
+            lifetimes = {i: life for i, life in lifetimes.items() if i in made_here and i not in sized_later}
+            for i in late:  # outputs sized by a data-dependent layer: written here, delivered after the run
+                if i in made_here and i not in sized_later and slots[i] is None:
+                    lifetimes[i] = (made_here[i], len(graph.layers))
+        planned, plan = plan_graph_memory(graph, shapes, lifetimes)
         arena = backend.allocate(max(plan.peak_bytes, 1))
         for i, offset in zip(planned, plan.offsets):
             dtype = np.dtype(nptype(graph.tensors[i].dtype))
             count = int(np.prod(shapes[i], dtype=np.int64))
             slots[i] = arena[offset:offset + count * dtype.itemsize].view(dtype).reshape(shapes[i])
         steps, workspace_bytes = compile_steps(graph, engine._states[self._profile], shapes, resolved.host_values,
-                                               engine.device)
+                                               engine.device, range(start, end) if start or end < len(graph.layers)
+                                               else None)
         workspace = backend.allocate(workspace_bytes) if workspace_bytes else None
-        engine.logger.log(Severity.VERBOSE, f"context bound shapes {[shapes[i] for i in graph.inputs]}: arena "
-                                            f"{plan.peak_bytes} bytes (naive {plan.naive_bytes}), "
+        stage = f" (layers {start}..{end - 1})" if engine.has_data_dependent_shapes else ""
+        engine.logger.log(Severity.VERBOSE, f"context bound shapes {[shapes[i] for i in graph.inputs]}{stage}"
+                                            f": arena {plan.peak_bytes} bytes (naive {plan.naive_bytes}), "
                                             f"workspace {workspace_bytes} bytes")
-        binding = _Binding(shapes, slots, steps, workspace, plan.peak_bytes)
+        binding = _Binding(shapes, slots, steps, workspace, plan.peak_bytes, start=start, pending=resolved.pending,
+                           late=late)
         host_reads = [spec.layer for spec in graph.layers if spec.layer.type in CONTROL_FLOW_TYPES]
         if host_reads:  # a condition or trip count read on the host cannot be recorded in a CUDA graph
             binding.graph_failure = (f"layer '{host_reads[0].name}' ({host_reads[0].type.value}) reads its "
@@ -480,6 +539,17 @@ class ExecutionContext:
                 engine.logger.log(Severity.WARNING, f"CUDA graph capture skipped: {binding.graph_failure}; this "
                                                     "context enqueues the layers one by one")
         return binding
+
+    def _next_stage(self, stage: _Binding, data_shapes: dict[int, tuple[int, ...]]) -> _Binding:
+        """The stage after `stage`, for the sizes its data-dependent layer (and the earlier ones) produced."""
+        key = tuple(sorted(data_shapes.items()))
+        following = stage.later.pop(key, None)
+        if following is None:
+            following = self._bind(data_shapes, stage.pending + 1, stage.late)
+            while len(stage.later) >= MAX_BINDINGS:
+                stage.later.pop(next(iter(stage.later)))
+        stage.later[key] = following
+        return following
 
     # ------------------------------------------------------------------ execution
     def execute_async_v3(self, stream_handle: Any = 0) -> bool:
@@ -490,8 +560,10 @@ class ExecutionContext:
         with self._lock:  # the shapes set below and the run that reads them are one atomic step
             graph = self.engine.graph
             for i in graph.inputs + graph.outputs:
-                if i not in self._addresses:
-                    raise ExecutionError(f"no address set for '{graph.tensors[i].name}' (call set_tensor_address)")
+                if i not in self._addresses and i not in self._allocators:
+                    later = i in graph.outputs and self.engine.has_data_dependent_shapes
+                    raise ExecutionError(f"no address set for '{graph.tensors[i].name}' (call set_tensor_address"
+                                         + (" or set_output_allocator)" if later else ")"))
             inputs = {}
             for i in graph.inputs:
                 name = graph.tensors[i].name
@@ -515,8 +587,11 @@ class ExecutionContext:
                                                  "size")
                         self.engine.backend.xp.copyto(out, array, casting="unsafe")
                 return True
-            outputs = {i: self._wrap(i, self._addresses[i], tuple(binding.shapes[i])) for i in graph.outputs}
-            self._enqueue(binding, inputs, outputs, stream_handle)
+            outputs = {i: self._wrap(i, self._addresses[i], tuple(binding.shapes[i])) for i in graph.outputs
+                       if binding.shapes[i] is not None}
+            late = self._enqueue(binding, inputs, outputs, stream_handle)
+            for i, value in late.items():
+                self._deliver(i, value)
         return True
 
     def execute_v2(self, bindings: Sequence[Any]) -> bool:
@@ -563,9 +638,12 @@ class ExecutionContext:
                 return {graph.tensors[i].name: results[i] for i in graph.outputs}
             inputs = {i: backend.stage_input(binding.staging, i, a, stream) for i, a in arrays.items()}
             outputs = {i: backend.stage_output(binding.staging, i, binding.shapes[i], nptype(graph.tensors[i].dtype))
-                       for i in graph.outputs}
-            self._enqueue(binding, inputs, outputs, stream)
+                       for i in graph.outputs if binding.shapes[i] is not None}
+            late = self._enqueue(binding, inputs, outputs, stream)
             results = backend.fetch_outputs(binding.staging, outputs, stream)
+            for i, value in late.items():  # data-dependent sizes: private host copies of what the last stage made
+                results[i] = np.array(backend.to_host(value), copy=True)
+                self._data_shapes[i] = tuple(value.shape)
         return {graph.tensors[i].name: results[i] for i in graph.outputs}
 
     def _check_dtype(self, i: int, array: Any, role: str) -> None:
@@ -577,8 +655,11 @@ class ExecutionContext:
             raise ExecutionError(f"output '{tensor.name}': buffer dtype {array.dtype} does not match the engine's "
                                  f"{expected}")
 
-    def _enqueue(self, binding: _Binding, inputs: dict[int, Any], outputs: dict[int, Any], stream: Any) -> None:
-        """Enqueue the binding's steps on `stream` (called with the context's lock held); no synchronization."""
+    def _enqueue(self, binding: _Binding, inputs: dict[int, Any], outputs: dict[int, Any],
+                 stream: Any) -> dict[int, Any]:
+        """Enqueue the binding's steps on `stream` (called with the context's lock held); no synchronization.
+        Returns the outputs whose sizes were known only after a data-dependent layer ran ({} when none): their
+        values in the context's memory, for the caller to deliver."""
         graph, backend = self.engine.graph, self.engine.backend
         if self.engine.missing_weights:
             missing = [w.name for w in self.engine.refit_table.weights if w.name in self.engine.missing_weights]
@@ -603,14 +684,81 @@ class ExecutionContext:
             else:
                 slots[i] = array
 
+        if binding.pending is not None:  # sizes are read back between stages: no CUDA graph
+            with backend.stream_scope(stream):
+                return self._run_stages(binding, slots, host_outputs, stream)
+
         def enqueue() -> None:
             self._run_steps(binding, slots, host_outputs, stream)
 
         if self.use_cuda_graph and backend.supports_cuda_graphs and self.profiler is None and not self.debug_sync:
             self._enqueue_graph(binding, enqueue, [*inputs.values(), *outputs.values()], stream)
-            return
+            return {}
         with backend.stream_scope(stream):
             enqueue()
+        return {}
+
+    def _run_stages(self, binding: _Binding, slots: list[Any], host_outputs: list, stream: Any) -> dict[int, Any]:
+        """Run stage after stage: each ends with a data-dependent layer whose output sizes pick the next one."""
+        graph = self.engine.graph
+        stage, data_shapes = binding, {}
+        while True:
+            self._run_steps(stage, slots, [], stream)
+            if stage.pending is None:
+                break
+            for o in graph.layers[stage.pending].outputs:
+                data_shapes[o] = tuple(int(d) for d in slots[o].shape)
+            stage = self._next_stage(stage, data_shapes)
+            for i, value in enumerate(stage.slots):
+                if value is not None and slots[i] is None:
+                    slots[i] = value
+        xp = self.engine.backend.xp
+        for array, value in host_outputs:
+            xp.copyto(array, value, casting="unsafe")
+        return {i: slots[i] for i in binding.late}
+
+    def _deliver(self, i: int, value: Any) -> None:
+        """Write a data-dependent output into the memory its output allocator gives (or the address set for it,
+        when big enough), then tell the allocator its shape."""
+        tensor, backend = self.engine.graph.tensors[i], self.engine.backend
+        shape = tuple(int(d) for d in value.shape)
+        dtype = np.dtype(nptype(tensor.dtype))
+        count = int(np.prod(shape, dtype=np.int64))
+        allocator = self._allocators.get(i)
+        memory = self._addresses.get(i)
+        if allocator is None and memory is None:
+            raise ExecutionError(f"output '{tensor.name}': no address or output allocator set")
+        if allocator is not None:
+            try:
+                memory = allocator.reallocate_output(tensor.name, memory, count * dtype.itemsize, OUTPUT_ALIGNMENT)
+            except Exception as exc:
+                raise ExecutionError(f"output '{tensor.name}': the output allocator's reallocate_output raised "
+                                     f"{type(exc).__name__}: {exc}") from exc
+            if memory is None:
+                raise ExecutionError(f"output '{tensor.name}': the output allocator gave no memory for "
+                                     f"{count * dtype.itemsize} bytes (shape {list(shape)})")
+            self._addresses[i] = memory
+        flat = self._flat_view(i, memory, count * dtype.itemsize, dtype)
+        if flat.size < count:
+            raise ExecutionError(f"output '{tensor.name}': its shape is {list(shape)} in this execution "
+                                 f"({count * dtype.itemsize} bytes), the memory given holds {flat.nbytes} bytes; "
+                                 "set an output allocator (set_output_allocator) for outputs of data-dependent size")
+        backend.xp.copyto(flat[:count], value.reshape(-1))
+        self._data_shapes[i] = shape
+        if allocator is not None:
+            allocator.notify_shape(tensor.name, shape)
+
+    def _flat_view(self, i: int, memory: Any, nbytes: int, dtype: np.dtype) -> Any:
+        """The user's memory for output `i` as a flat array of `dtype` (bytes reinterpreted, not converted)."""
+        what = f"output '{self.engine.graph.tensors[i].name}'"
+        try:
+            array = self.engine.backend.wrap(memory, (max(nbytes, 1),), np.dtype(np.uint8), what)
+        except (TypeError, ValueError) as exc:
+            raise ExecutionError(str(exc)) from None
+        if not array.flags.c_contiguous:
+            raise ExecutionError(f"{what}: the memory given is not contiguous")
+        raw = array.reshape(-1).view(np.uint8)
+        return raw[:raw.size // dtype.itemsize * dtype.itemsize].view(dtype)
 
     def _enqueue_graph(self, binding: _Binding, enqueue, io_arrays: list[Any], stream: Any) -> None:
         """Replay the binding's CUDA graph for these IO addresses, capturing it on first use."""

@@ -26,6 +26,9 @@ class Step:
     outputs: list[int]          # tensor slots written
     epilogue: Epilogue | None   # what the tactic leaves to apply after it (None: nothing)
     host_operands: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (input position, host value)
+    # A data-dependent layer (NonZero, NMS): `run` replaces its output list's entries with arrays of the sizes
+    # the data asks for, which the step then puts in the slots (nothing was allocated for them ahead).
+    data_dependent: bool = False
 
 
 def make_step(spec: LayerSpec, tactic: Any, state: Any, host_values: dict[int, np.ndarray]) -> Step:
@@ -34,7 +37,8 @@ def make_step(spec: LayerSpec, tactic: Any, state: Any, host_values: dict[int, n
     operands = layer_impl(spec.layer.type).host_operands
     host = [(position, host_values[i]) for position, i in enumerate(spec.inputs)
             if position in operands and i in host_values]
-    return Step(spec.layer.name, tactic.run, state, spec.inputs, spec.outputs, None if rest.empty else rest, host)
+    return Step(spec.layer.name, tactic.run, state, spec.inputs, spec.outputs, None if rest.empty else rest, host,
+                not layer_impl(spec.layer.type).static_output_shape)
 
 
 def run_step(step: Step, slots: list[Any], workspace: Any, xp: Any) -> None:
@@ -44,18 +48,21 @@ def run_step(step: Step, slots: list[Any], workspace: Any, xp: Any) -> None:
         ins[position] = value
     outs = [slots[o] for o in step.outputs]
     step.run(step.state, ins, outs, workspace, xp)
+    if step.data_dependent:
+        for o, array in zip(step.outputs, outs):
+            slots[o] = array
     if step.epilogue is not None:
         apply_epilogue(step.epilogue, outs[0], ins, xp)
 
 
 def compile_steps(graph: LoweredGraph, tactic_states: list[Any], shapes: list, host_values: dict[int, np.ndarray],
-                  device: str) -> tuple[list[Step], int]:
-    """The step list for one binding (input shapes): one Step per device layer, with the workspace size the
-    largest tactic needs at these shapes. `tactic_states`: per layer (tactic, prepared state), None for host
-    layers."""
+                  device: str, layers: range | None = None) -> tuple[list[Step], int]:
+    """The step list for one binding (input shapes): one Step per device layer (only the layer indices `layers`
+    when given: a stage of a network with data-dependent shapes), with the workspace size the largest tactic needs
+    at these shapes. `tactic_states`: per layer (tactic, prepared state), None for host layers."""
     steps, workspace_bytes = [], 0
-    for spec, chosen in zip(graph.layers, tactic_states):
-        if chosen is None:
+    for index, (spec, chosen) in enumerate(zip(graph.layers, tactic_states)):
+        if chosen is None or (layers is not None and index not in layers):
             continue
         tactic, state = chosen
         workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(tactic_context(graph, spec, device,

@@ -70,12 +70,15 @@ class TacticSelection:
         graph, backend = self.graph, self.backend
         profile, values = self.profiles[profile_index], self.shape_values[profile_index]
         try:
-            by_which = [resolve_shapes(graph, input_shapes(graph, profile, which), input_values(graph, values, which))
-                        for which in (0, 1, 2)]
+            # Data-dependent layers (NonZero, NMS) are timed, and the layers after them run, at their upper bound.
+            by_which = [resolve_shapes(graph, input_shapes(graph, profile, which), input_values(graph, values, which),
+                                       upper_bounds=True) for which in (0, 1, 2)]
         except DataDependentShapeError:
             if not has_control_flow(graph):
                 raise
             by_which = None  # shapes known only by running: learnt from the sample inputs below
+        if by_which is not None:  # before the sample inputs are made: a [2**40, 4] input is refused, not allocated
+            self._check_trial_memory(by_which[1].shapes, profile_index)
         rng = np.random.default_rng(0)
         opt_values = input_values(graph, values, 1)
         samples = {i: backend.to_device(_sample(rng, shape, graph.tensors[i].dtype))
@@ -84,10 +87,9 @@ class TacticSelection:
             self.log(Severity.INFO, f"profile {profile_index}: shapes depend on values computed by control flow; "
                                     "tactics are timed at the shapes of one run on sample inputs at the opt shapes")
             by_which = [trial_shapes(graph, backend, samples, opt_values)] * 3
+            self._check_trial_memory(by_which[1].shapes, profile_index)
         resolved = by_which[1]
         shapes, self.max_shapes = resolved.shapes, by_which[2].shapes
-        if self.device == "cpu":
-            self._check_trial_memory(shapes, profile_index)
         slots: list[Any] = [None] * len(graph.tensors)
         for i, value in resolved.host_values.items():
             slots[i] = backend.to_device(value)
@@ -102,8 +104,11 @@ class TacticSelection:
                 tactic, state = self._choose(spec, profile_index, by_which, slots, resolved.host_values)
                 for o in spec.outputs:
                     slots[o] = backend.xp.empty(shapes[o], dtype=nptype(graph.tensors[o].dtype))
-                self._run_once(make_step(spec, tactic, state, resolved.host_values), slots,
-                               self._workspace(tactic, spec, shapes))
+                step = make_step(spec, tactic, state, resolved.host_values)
+                self._run_once(step, slots, self._workspace(tactic, spec, shapes))
+                if step.data_dependent:
+                    for o in spec.outputs:
+                        slots[o] = _pad_to(slots[o], shapes[o], backend.xp)
             except EngineError:
                 raise
             except Exception as exc:  # noqa: BLE001 - e.g. a constant Gather index out of range: name the layer
@@ -310,6 +315,16 @@ def input_values(graph: LoweredGraph, values: dict[str, tuple], which: int) -> d
         spec = graph.tensors[i]
         result[i] = np.asarray(values[spec.name][which], dtype=nptype(spec.dtype)).reshape(spec.shape)
     return result
+
+
+def _pad_to(array: Any, shape: tuple[int, ...], xp: Any) -> Any:
+    """A data-dependent output grown with zeros to its upper-bound shape, so that the layers after it are timed at
+    that bound (zeros are valid indices, as _sample's are)."""
+    if tuple(array.shape) == tuple(shape):
+        return array
+    padded = xp.zeros(shape, dtype=array.dtype)
+    padded[tuple(slice(0, d) for d in array.shape)] = array
+    return padded
 
 
 def _sample(rng: np.random.Generator, shape, dtype: DataType) -> np.ndarray:

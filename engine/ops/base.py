@@ -41,24 +41,32 @@ class LayerImpl:
     type: LayerType
     infer: InferFn
     compute: ComputeFn
-    # False for layers whose output shape depends on input *values* that are not shape tensors (NonZero):
-    # they cannot be planned ahead and are reported as unsupported dynamic shapes.
+    # False for layers whose output shape depends on input *values* that are not shape tensors (NonZero, NMS):
+    # `infer` gives -1 for those dims, `compute` returns arrays of the size the data asks for, and the runtime
+    # learns the size only after running the layer (docs/dynamic-shapes.md).
     static_output_shape: bool = True
     # Input positions that `compute` reads as host values (Slice bounds, Reshape dims, TopK k, ...). When such an
     # input is known on the host (a constant or shape arithmetic), device execution passes the host array, so
     # the layer reads no value back from the GPU and the execution can be captured into a CUDA graph.
     host_operands: frozenset[int] = frozenset()
+    # Data-dependent layers only: output shapes no run can exceed, from the input infos (TensorRT times and plans
+    # such layers at an upper bound, e.g. NonZero's input size).
+    upper_bound: InferFn | None = None
 
 
 LAYER_IMPLS: dict[LayerType, LayerImpl] = {}
 
 
 def register_layer(layer_type: LayerType, infer: InferFn, compute: ComputeFn, static_output_shape: bool = True,
-                   host_operands: Sequence[int] = ()) -> None:
+                   host_operands: Sequence[int] = (), upper_bound: InferFn | None = None) -> None:
     layer_type = LayerType(layer_type)
     if layer_type in LAYER_IMPLS:
         raise EngineError(f"layer type {layer_type.value} is registered twice")
-    LAYER_IMPLS[layer_type] = LayerImpl(layer_type, infer, compute, static_output_shape, frozenset(host_operands))
+    if static_output_shape == (upper_bound is not None):
+        raise EngineError(f"layer type {layer_type.value}: a data-dependent layer needs an upper bound, "
+                          "and only such a layer has one")
+    LAYER_IMPLS[layer_type] = LayerImpl(layer_type, infer, compute, static_output_shape, frozenset(host_operands),
+                                        upper_bound)
 
 
 def layer_impl(layer_type: LayerType) -> LayerImpl:

@@ -48,11 +48,15 @@ class ReferenceTactic(Tactic):
     def prepare(self, ctx: TacticContext) -> Any:
         from ..ops.base import layer_impl
 
-        return (ctx.layer, layer_impl(self.layer_type).compute, computes_in_float32(ctx.layer))
+        impl = layer_impl(self.layer_type)
+        return (ctx.layer, impl.compute, computes_in_float32(ctx.layer), not impl.static_output_shape)
 
     def run(self, state, inputs, outputs, workspace, xp) -> None:
-        layer, compute, half = state
+        layer, compute, half, data_dependent = state
         results = compute(layer, [upcast_half(a, xp) for a in inputs] if half else inputs, xp)
+        if data_dependent:  # sized by the data: the step stores these arrays themselves (steps.py)
+            outputs[:] = results
+            return
         for out, result in zip(outputs, results):
             if out is not None:
                 xp.copyto(out, result, casting="unsafe")

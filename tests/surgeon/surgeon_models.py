@@ -59,25 +59,24 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return copy
 
 
-def make_nonzero_model() -> onnx.ModelProto:
-    """x[2,8] → Mul → Greater → NonZero (unsupported) → Cast → ReduceSum → Add(back onto the Mul output) → Relu.
+def make_unique_model() -> onnx.ModelProto:
+    """x[2,8] → Mul → Floor → Unique (unsupported) → Cast → ReduceSum → Add(back onto the Mul output) → Relu.
 
-    The Add reads both a supported tensor from before the NonZero and one computed after it.
+    The Add reads both a supported tensor from before the Unique and one computed after it.
     """
     nodes = [
         helper.make_node("Mul", ["x", "two"], ["a"], name="mul"),
-        helper.make_node("Greater", ["a", "zero"], ["positive"], name="greater"),
-        helper.make_node("NonZero", ["positive"], ["indices"], name="nonzero"),
-        helper.make_node("Cast", ["indices"], ["indices_f"], to=TensorProto.FLOAT, name="cast"),
-        helper.make_node("ReduceSum", ["indices_f"], ["total"], keepdims=0, name="reduce_sum"),
+        helper.make_node("Floor", ["a"], ["floored"], name="floor"),
+        helper.make_node("Unique", ["floored"], ["distinct"], name="unique"),
+        helper.make_node("Cast", ["distinct"], ["distinct_f"], to=TensorProto.FLOAT, name="cast"),
+        helper.make_node("ReduceSum", ["distinct_f"], ["total"], keepdims=0, name="reduce_sum"),
         helper.make_node("Mul", ["total", "scale"], ["scaled"], name="scale"),
         helper.make_node("Add", ["a", "scaled"], ["b"], name="add"),
         helper.make_node("Relu", ["b"], ["y"], name="relu"),
     ]
     inits = [numpy_helper.from_array(np.array(2, np.float32), "two"),
-             numpy_helper.from_array(np.array(0, np.float32), "zero"),
              numpy_helper.from_array(np.array(0.01, np.float32), "scale")]
-    graph = helper.make_graph(nodes, "nonzero_model", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+    graph = helper.make_graph(nodes, "unique_model", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
