@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .compatibility import validate_record
+from .config import ProfilingVerbosity
 from .container import pack, unpack
 from .dtypes import DataType, nptype
 from .enums import (
@@ -35,8 +37,10 @@ MAGIC = b"POLYXPLN"
 # last input to its output), which a version-2 reader would silently skip; 4: the typed epilogue (a layer's
 # residual and activation in its own "epilogue" field instead of params keys); 5: a layer's forced output types
 # ("output_types": {output position: dtype}, set_output_type or INT8 outputs), which loading checks the recorded
-# tensor dtypes against (a version-4 plan gives no way to tell a forced dtype from a tampered one)
-FORMAT_VERSION = 5
+# tensor dtypes against (a version-4 plan gives no way to tell a forced dtype from a tampered one); 6: meta
+# "compatibility" (engine version, compute capability, VERSION_COMPATIBLE, hardware compatibility level), checked
+# when loading, and meta "profiling_verbosity" (what inspect may show), which a version-5 plan lacks
+FORMAT_VERSION = 6
 
 
 def serialize_plan(graph: LoweredGraph, meta: dict[str, Any]) -> bytes:
@@ -105,6 +109,7 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
                 raise _fail(f"layer '{spec.layer.name}' host", f"{spec.host} in the plan, but the layer runs on the "
                                                                f"{'host' if host else 'device'}")
         _check_profiles(header.get("meta"), graph)
+        _check_recorded_settings(header.get("meta"))
     except PlanFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -287,3 +292,15 @@ def _check_profiles(meta: Any, graph: LoweredGraph) -> None:
                     isinstance(s, list) and all(_is_int(d) and d >= 0 for d in s) and
                     (ranks[name] is None or len(s) == ranks[name]) for s in shapes)):
                 raise _fail(field, f"must be [min, opt, max] shapes of rank {ranks[name]}, got {shapes!r:.100}")
+
+
+def _check_recorded_settings(meta: Any) -> None:
+    """meta.compatibility (engine/compatibility.py), meta.profiling_verbosity and meta.strongly_typed."""
+    if not isinstance(meta, dict):
+        return  # refused after the graph checks, with the other 'meta' message
+    validate_record(meta.get("compatibility"))
+    if meta.get("profiling_verbosity") not in {v.value for v in ProfilingVerbosity}:
+        raise _fail("meta 'profiling_verbosity'", f"{meta.get('profiling_verbosity')!r} is not one of "
+                                                  f"{[v.value for v in ProfilingVerbosity]}")
+    if not isinstance(meta.get("strongly_typed"), bool):
+        raise _fail("meta 'strongly_typed'", f"must be true or false, got {meta.get('strongly_typed')!r}")
