@@ -50,9 +50,12 @@ def allocation_scope(allocator: IGpuAllocator | None, device: str):
         return contextlib.nullcontext()
     import cupy
 
+    outer = cupy.cuda.get_allocator()  # what the user's allocator itself allocates with (no recursion into hook)
+
     def hook(size: int):
         size = max(int(size), 1)
-        pointer = int(allocator.allocate(size, ALIGNMENT, 0))
+        with cupy.cuda.using_allocator(outer):
+            pointer = int(allocator.allocate(size, ALIGNMENT, 0))
         if pointer == 0:
             raise MemoryError(f"gpu_allocator.allocate returned a null pointer for {size} bytes")
         owner = _Allocation(allocator, pointer)
