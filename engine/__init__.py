@@ -15,6 +15,7 @@ from .calibrator import (
     IInt8LegacyCalibrator,
     IInt8MinMaxCalibrator,
 )
+from .compatibility import HardwareCompatibilityLevel
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType, ProfilingVerbosity, TacticSource
 from .dtypes import DataType
 from .enums import (
@@ -32,6 +33,7 @@ from .enums import (
     TopKOperation,
     UnaryOperation,
 )
+from .error_recorder import ErrorCode, ErrorRecorder, IErrorRecorder
 from .errors import (
     BuildError,
     EngineError,
@@ -44,6 +46,7 @@ from .errors import (
     UnsupportedCategory,
     UnsupportedError,
 )
+from .gpu_allocator import IGpuAllocator
 from .logger import CapturingLogger, Logger, Severity
 from .network import Layer, NetworkDefinition, Tensor
 from .onnx_parser import OnnxParser

@@ -16,9 +16,13 @@ import numpy as np
 from .backends import get_backend
 from .calibration import DynamicRanges, calibrate
 from .calibrator import read_cache, write_cache
+from .compatibility import build_record
 from .config import BuilderConfig, BuilderFlag, resolve_device
+from .dtypes import DataType
 from .enums import LayerType
+from .error_recorder import IErrorRecorder, checked_recorder, reports_errors
 from .errors import BuildError, DataDependentShapeError, EngineError
+from .gpu_allocator import IGpuAllocator, allocation_scope, checked_allocator
 from .graph import LoweredGraph, lower, resolve_shapes, shape_input_names
 from .ir import Graph, graph_from_network
 from .logger import Logger, Severity
@@ -39,16 +43,52 @@ QDQ_TYPES = (LayerType.QUANTIZE, LayerType.DEQUANTIZE)
 
 
 class NetworkDefinitionCreationFlag:
+    """TensorRT's values. EXPLICIT_BATCH: every network here is (accepted for TensorRT code). STRONGLY_TYPED
+    (TensorRT 9+): layers run in the types their tensors have, as the ONNX model says; the builder refuses the
+    FP16/BF16/INT8 flags and layer precisions on such a network (docs/precision.md)."""
+
     EXPLICIT_BATCH = 0
+    STRONGLY_TYPED = 1
+
+
+# Flags that choose precisions for the builder: a strongly typed network takes its precisions from its types.
+TYPE_CHOOSING_FLAGS = (BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.INT8)
 
 
 class Builder:
     def __init__(self, logger: Logger | None = None):
         self.logger = logger or Logger()
         self.max_threads = 1
+        self._error_recorder: IErrorRecorder | None = None
+        self._gpu_allocator: IGpuAllocator | None = None
+
+    @property
+    def error_recorder(self) -> IErrorRecorder | None:
+        """Where build errors are reported, besides being raised (engine/error_recorder.py)."""
+        return self._error_recorder
+
+    @error_recorder.setter
+    def error_recorder(self, recorder: IErrorRecorder | None) -> None:
+        self._error_recorder = checked_recorder(recorder)
+
+    @property
+    def gpu_allocator(self) -> IGpuAllocator | None:
+        """Allocates the device memory of GPU builds (trial buffers; engine/gpu_allocator.py)."""
+        return self._gpu_allocator
+
+    @gpu_allocator.setter
+    def gpu_allocator(self, allocator: IGpuAllocator | None) -> None:
+        self._gpu_allocator = checked_allocator(allocator)
 
     def create_network(self, flags: int = 0) -> NetworkDefinition:
-        return NetworkDefinition()
+        """`flags`: bit mask of NetworkDefinitionCreationFlag (1 << STRONGLY_TYPED for a strongly typed network)."""
+        known = 1 << NetworkDefinitionCreationFlag.EXPLICIT_BATCH | 1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED
+        if int(flags) < 0 or int(flags) & ~known:
+            raise BuildError(f"network creation flags 0x{int(flags):x}: only EXPLICIT_BATCH (bit 0) and STRONGLY_TYPED "
+                             "(bit 1) exist")
+        network = NetworkDefinition()
+        network.flags = int(flags)
+        return network
 
     def create_builder_config(self) -> BuilderConfig:
         return BuilderConfig()
@@ -76,9 +116,11 @@ class Builder:
             return False
         return True
 
+    @reports_errors
     def build_serialized_network(self, network: NetworkDefinition, config: BuilderConfig) -> bytes:
         """Build and serialize. Raises BuildError/ShapeError with a message naming the layer or tensor."""
-        return _Build(self.logger, network, config).run()
+        with allocation_scope(self._gpu_allocator, resolve_device(config.device)):
+            return _Build(self.logger, network, config).run()
 
 
 class _Build:
@@ -95,6 +137,8 @@ class _Build:
         if not 0 <= int(config.builder_optimization_level) <= 5:
             raise BuildError(f"builder_optimization_level must be 0..5, got {config.builder_optimization_level}")
         self.source.validate()  # before lowering: a misordered network must fail with a message, not a KeyError
+        if self.source.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED):
+            _check_strongly_typed(self.source, config)
         ir_graph = graph_from_network(self.source)
         infer_graph(ir_graph)
         refittable = config.get_flag(BuilderFlag.REFIT) or config.get_flag(BuilderFlag.STRIP_PLAN)
@@ -113,11 +157,15 @@ class _Build:
         layers_before = len(ir_graph.nodes)
         constraints = "obey" if config.get_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS) else \
             "prefer" if config.get_flag(BuilderFlag.PREFER_PRECISION_CONSTRAINTS) else "none"
-        context = PassContext(fp16=config.get_flag(BuilderFlag.FP16), constraints=constraints, log=self.log,
+        strongly_typed = self.source.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        context = PassContext(fp16=config.get_flag(BuilderFlag.FP16), bf16=config.get_flag(BuilderFlag.BF16),
+                              strongly_typed=strongly_typed, constraints=constraints, log=self.log,
                               dynamic_ranges=ranges, pointwise_fusion=bool(config.pointwise_fusion))
         lint = config.get_flag(BuilderFlag.DEBUG) or os.environ.get("POLYX_LINT_IR") == "1"
         report = PassPipeline().run(ir_graph, context, lint=lint)
         graph = lower(ir_graph)
+        if device == "gpu":
+            _refuse_bfloat16_on_gpu(graph)
         if refittable:
             graph.refit = refit_table(graph, marked, config.get_flag(BuilderFlag.STRIP_PLAN), digest)
             self.log(Severity.INFO, f"refittable engine: {len(graph.refit.weights)} named weights"
@@ -129,6 +177,9 @@ class _Build:
         self.log(Severity.INFO, f"optimized network: {layers_before} layers -> {len(graph.device_layers)} device "
                                 f"layers, {host_layers} host shape layers, {len(graph.constants)} constants")
         backend = get_backend(device)
+        compatibility = build_record(__version__, backend.compute_capability,
+                                     config.get_flag(BuilderFlag.VERSION_COMPATIBLE),
+                                     config.hardware_compatibility_level)
         cache = config.get_timing_cache()
         if config.get_flag(BuilderFlag.DISABLE_TIMING_CACHE):
             cache = None
@@ -150,6 +201,9 @@ class _Build:
             "layers_before": layers_before,
             "memory": memory,
             "builder": f"polyx-engine {__version__}",
+            "compatibility": compatibility,
+            "profiling_verbosity": config.profiling_verbosity.value,
+            "strongly_typed": strongly_typed,
         }
         plan = serialize_plan(graph, meta)
         self.log(Severity.INFO, f"build finished in {build_ms:.0f} ms: plan {len(plan)} bytes, activation memory "
@@ -248,3 +302,24 @@ class _Build:
             peak, naive = max(peak, plan.peak_bytes), max(naive, plan.naive_bytes)
         return {"planned_peak_bytes": peak, "naive_bytes": naive, "workspace_bytes": workspace,
                 "planned_tensors": len(lifetimes)}
+
+
+def _check_strongly_typed(network: NetworkDefinition, config: BuilderConfig) -> None:
+    """A strongly typed network's precisions are its tensors' types: refuse what would choose others."""
+    flags = [flag.name for flag in TYPE_CHOOSING_FLAGS if config.get_flag(flag)]
+    if flags:
+        raise BuildError(f"network '{network.name}' is strongly typed (NetworkDefinitionCreationFlag.STRONGLY_TYPED): "
+                         f"its layers run in the types of their tensors, so BuilderFlag {', '.join(flags)} cannot be "
+                         "set; cast tensors in the network (ONNX Cast) to choose precisions")
+    for layer in network.layers:
+        if layer.precision_is_set:
+            raise BuildError(f"layer '{layer.name}': precision {layer.precision.value} cannot be set on a strongly "
+                             "typed network; its precision is the type of its tensors")
+
+
+def _refuse_bfloat16_on_gpu(graph: LoweredGraph) -> None:
+    """GPU engines cannot hold BF16 tensors yet (CuPy has no bfloat16 array type; docs/precision.md)."""
+    tensor = next((t for t in graph.tensors if t.dtype == DataType.BF16), None)
+    if tensor is not None:
+        raise BuildError(f"tensor '{tensor.name}' is BF16, which GPU engines do not support yet (CuPy has no bfloat16 "
+                         "arrays): build for the CPU (device 'cpu'), or use FP16")

@@ -7,6 +7,7 @@ import os
 from enum import Enum, IntEnum
 
 from .calibrator import IInt8Calibrator
+from .compatibility import HardwareCompatibilityLevel
 from .enums import ALL_TACTIC_SOURCES, TacticSource, allowed_by_sources  # noqa: F401 - allowed_by_sources re-exported
 from .errors import BuildError
 from .profile import OptimizationProfile
@@ -17,7 +18,10 @@ class BuilderFlag(IntEnum):
     """Build options (TensorRT 8.6 values). A flag either takes effect or `set_flag` refuses it (BuildError naming
     the flag and why), so no flag is silently ignored:
 
-    - FP16, TF32, OBEY/PREFER_PRECISION_CONSTRAINTS, DISABLE_TIMING_CACHE: read by the builder.
+    - FP16, BF16, TF32, OBEY/PREFER_PRECISION_CONSTRAINTS, DISABLE_TIMING_CACHE: read by the builder (BF16:
+      layers may run in bfloat16, computed in float32 and rounded per layer output; docs/precision.md).
+    - VERSION_COMPATIBLE: recorded in the plan; a runtime of another engine version may load it
+      (docs/compatibility-and-profiling.md).
     - INT8: Q/DQ networks (explicit quantization) get INT8 layers with or without it; with it, a network
       without Q/DQ layers is quantized implicitly from dynamic ranges (`int8_calibrator`, its cache, or
       `tensor.set_dynamic_range`), and without any range the builder warns that INT8 is not used.
@@ -46,6 +50,8 @@ class BuilderFlag(IntEnum):
     PREFER_PRECISION_CONSTRAINTS = 11
     DIRECT_IO = 12
     REJECT_EMPTY_ALGORITHMS = 13
+    VERSION_COMPATIBLE = 14
+    BF16 = 18
     STRIP_PLAN = 20
 
 
@@ -64,6 +70,11 @@ class MemoryPoolType(IntEnum):
 
 
 class ProfilingVerbosity(str, Enum):
+    """What the plan lets tools see of its layers (`config.profiling_verbosity`, recorded in the plan): NONE hides
+    layer names and tactics from `inspect model` (errors still name layers), LAYER_NAMES_ONLY (the default)
+    shows names, types and precisions, DETAILED adds tactics, tensor formats and epilogues, and puts an NVTX
+    range around every layer when a GPU engine runs (docs/compatibility-and-profiling.md)."""
+
     LAYER_NAMES_ONLY = "LAYER_NAMES_ONLY"
     NONE = "NONE"
     DETAILED = "DETAILED"
@@ -72,6 +83,17 @@ class ProfilingVerbosity(str, Enum):
 def _check_flag(flag: BuilderFlag) -> None:
     if flag in REFUSED_FLAGS:
         raise BuildError(f"BuilderFlag.{flag.name} is not supported: {REFUSED_FLAGS[flag]}")
+
+
+def _member(enum: type, value, field: str):
+    """`value` as a member of `enum` (a member, its value or its name); BuildError naming the field otherwise."""
+    if isinstance(value, enum):
+        return value
+    for member in enum:
+        if (isinstance(value, str) and value.upper() == member.name) or \
+                (not isinstance(value, (str, bool)) and value == member.value):
+            return member
+    raise BuildError(f"{field} must be one of {', '.join(m.name for m in enum)}, got {value!r}")
 
 
 def resolve_device(requested: str | None) -> str:
@@ -100,7 +122,8 @@ class BuilderConfig:
         self.avg_timing_iterations = 4
         self.algorithm_selector = None
         self._int8_calibrator: IInt8Calibrator | None = None
-        self.profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY
+        self._profiling_verbosity = ProfilingVerbosity.LAYER_NAMES_ONLY
+        self._hardware_compatibility_level = HardwareCompatibilityLevel.NONE
         self.device: str | None = None
         self._timing_cache: TimingCache | None = None
         self._tactic_sources = ALL_TACTIC_SOURCES
@@ -135,6 +158,25 @@ class BuilderConfig:
 
     def get_flag(self, flag: BuilderFlag) -> bool:
         return bool(self._flags >> int(flag) & 1)
+
+    # recorded in the plan (engine/compatibility.py, ProfilingVerbosity)
+    @property
+    def profiling_verbosity(self) -> ProfilingVerbosity:
+        return self._profiling_verbosity
+
+    @profiling_verbosity.setter
+    def profiling_verbosity(self, value) -> None:
+        self._profiling_verbosity = _member(ProfilingVerbosity, value, "profiling_verbosity")
+
+    @property
+    def hardware_compatibility_level(self) -> HardwareCompatibilityLevel:
+        """NONE: the plan loads only on the compute capability it was built on; AMPERE_PLUS: on any sm_80+ GPU."""
+        return self._hardware_compatibility_level
+
+    @hardware_compatibility_level.setter
+    def hardware_compatibility_level(self, value) -> None:
+        self._hardware_compatibility_level = _member(HardwareCompatibilityLevel, value,
+                                                     "hardware_compatibility_level")
 
     # INT8 calibration
     @property

@@ -8,6 +8,7 @@ import math
 import struct
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 from .errors import PlanFormatError
@@ -25,7 +26,7 @@ def pack(magic: bytes, version: int, header: dict[str, Any], arrays: dict[str, n
         if data.dtype.byteorder == ">":
             data = data.byteswap().view(data.dtype.newbyteorder("<"))
         raw = data.tobytes()
-        table[name] = {"offset": offset, "nbytes": len(raw), "dtype": data.dtype.str.replace(">", "<"),
+        table[name] = {"offset": offset, "nbytes": len(raw), "dtype": _dtype_name(data.dtype),
                        "shape": list(data.shape)}
         pad = (-len(raw)) % _ALIGN
         chunks.append(raw + b"\0" * pad)
@@ -71,7 +72,7 @@ def unpack(data: bytes, magic: bytes, version: int, what: str) -> tuple[dict[str
     entries = sorted(((_check_buffer_entry(name, entry, what), name) for name, entry in table.items()),
                      key=lambda item: item[0]["offset"])
     for entry, name in entries:
-        offset, nbytes, dtype = entry["offset"], entry["nbytes"], np.dtype(entry["dtype"])
+        offset, nbytes, dtype = entry["offset"], entry["nbytes"], _dtype_of(entry["dtype"])
         if offset + nbytes > data_size:
             raise PlanFormatError(f"{what}: buffer {name!r} (offset {offset}, {nbytes} bytes) lies outside the data "
                                   f"area of {data_size} bytes")
@@ -85,9 +86,19 @@ def unpack(data: bytes, magic: bytes, version: int, what: str) -> tuple[dict[str
 
 
 # Array dtypes a container may hold: numbers and booleans, little-endian (or byte-sized); never objects.
+# bfloat16 (ml_dtypes) is written by name: its NumPy type string "<V2" would read back as raw bytes.
+_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 _ALLOWED_DTYPES = frozenset(np.dtype(t).str for t in (
     np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
-    np.float16, np.float32, np.float64))
+    np.float16, np.float32, np.float64)) | {"bfloat16"}
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    return "bfloat16" if dtype == _BFLOAT16 else dtype.str.replace(">", "<")
+
+
+def _dtype_of(name: str) -> np.dtype:
+    return _BFLOAT16 if name == "bfloat16" else np.dtype(name)
 
 
 def _check_buffer_entry(name: str, entry: Any, what: str) -> dict[str, Any]:
@@ -108,7 +119,7 @@ def _check_buffer_entry(name: str, entry: Any, what: str) -> dict[str, Any]:
     shape = entry["shape"]
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
         raise PlanFormatError(f"{what}: buffer {name!r}: shape must be a list of non-negative integers, got {shape!r}")
-    expected = math.prod(shape) * np.dtype(entry["dtype"]).itemsize
+    expected = math.prod(shape) * _dtype_of(entry["dtype"]).itemsize
     if entry["nbytes"] != expected:
         raise PlanFormatError(f"{what}: buffer {name!r}: nbytes {entry['nbytes']} does not match shape {shape} of "
                               f"{entry['dtype']} ({expected} bytes)")

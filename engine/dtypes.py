@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+import ml_dtypes
 import numpy as np
 from onnx import TensorProto
 
@@ -16,6 +17,7 @@ from .errors import EngineError
 class DataType(str, Enum):
     FLOAT = "FLOAT"
     HALF = "HALF"
+    BF16 = "BF16"
     DOUBLE = "DOUBLE"
     INT8 = "INT8"
     INT16 = "INT16"
@@ -36,9 +38,20 @@ class DataType(str, Enum):
 
     @property
     def is_floating(self) -> bool:
-        """The one definition of "a float type" (FLOAT, HALF, DOUBLE) that op importers and tactics check."""
-        return self in (DataType.FLOAT, DataType.HALF, DataType.DOUBLE)
+        """The one definition of "a float type" (FLOAT, HALF, BF16, DOUBLE) that op importers and tactics check."""
+        return self in (DataType.FLOAT, DataType.HALF, DataType.BF16, DataType.DOUBLE)
 
+    @property
+    def is_reduced_float(self) -> bool:
+        """HALF and BF16: 16-bit storage whose layers compute in float32 (as tensor cores accumulate)."""
+        return self in REDUCED_FLOAT_TYPES
+
+
+REDUCED_FLOAT_TYPES = frozenset({DataType.HALF, DataType.BF16})
+
+# bfloat16 has no NumPy type of its own: ml_dtypes (a dependency of onnx) provides it. Its NumPy kind is "V", so
+# code that asks "is this a float array?" must use `is_float_array`, not `dtype.kind == "f"`.
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 # The float types the GPU tactics' kernels and cuBLAS calls read and write (float32 and float16 storage); DOUBLE
 # layers on the GPU run the reference tactic.
@@ -47,6 +60,7 @@ GPU_KERNEL_FLOAT_TYPES = frozenset({DataType.FLOAT, DataType.HALF})
 _TO_NUMPY = {
     DataType.FLOAT: np.float32,
     DataType.HALF: np.float16,
+    DataType.BF16: ml_dtypes.bfloat16,
     DataType.DOUBLE: np.float64,
     DataType.INT8: np.int8,
     DataType.INT16: np.int16,
@@ -63,6 +77,7 @@ _FROM_NUMPY = {np.dtype(v): k for k, v in _TO_NUMPY.items()}
 _FROM_ONNX = {
     TensorProto.FLOAT: DataType.FLOAT,
     TensorProto.FLOAT16: DataType.HALF,
+    TensorProto.BFLOAT16: DataType.BF16,
     TensorProto.DOUBLE: DataType.DOUBLE,
     TensorProto.INT8: DataType.INT8,
     TensorProto.INT16: DataType.INT16,
@@ -74,6 +89,12 @@ _FROM_ONNX = {
     TensorProto.UINT64: DataType.UINT64,
     TensorProto.BOOL: DataType.BOOL,
 }
+
+
+def is_float_array(array) -> bool:
+    """Whether an array holds floats, bfloat16 included (whose NumPy kind is "V")."""
+    dtype = getattr(array, "dtype", None)
+    return dtype is not None and (dtype.kind == "f" or dtype == BFLOAT16)
 
 
 def nptype(dtype: DataType) -> type:

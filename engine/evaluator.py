@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .dtypes import DataType
+from .dtypes import DataType, nptype
 from .enums import LayerType
 from .errors import EngineError
 from .ops.base import TensorInfo, layer_impl
+from .ops.math_helpers import upcast_bfloat16
 
 # Layers never evaluated at build time: a plugin's kernel is the user's, a reformat exists only to be run.
 NOT_EVALUATED = frozenset({LayerType.PLUGIN_V2, LayerType.REFORMAT})
@@ -64,7 +65,7 @@ def known_outputs(layer: Any, inputs: list[TensorInfo | None], output_shapes: Se
     if args is None:
         return None
     try:
-        return [np.asarray(o) for o in layer_impl(layer.type).compute(layer, args, np)]
+        return _compute(layer, args, inputs)
     except Exception:  # noqa: BLE001 - an evaluation that fails here leaves the value unknown
         return None
 
@@ -76,6 +77,17 @@ def compute_host_layer(layer: Any, inputs: list[TensorInfo | None]) -> list[np.n
     else:
         args = [None if i is None else i.value for i in inputs]
     try:
-        return [np.asarray(o) for o in layer_impl(layer.type).compute(layer, args, np)]
+        return _compute(layer, args, inputs)
     except Exception as exc:  # noqa: BLE001 - surfaced naming the layer
         raise EngineError(f"layer '{layer.name}' ({layer.type.value}): cannot evaluate on the host: {exc}") from None
+
+
+def _compute(layer: Any, args: list[Any], inputs: list[TensorInfo | None]) -> list[np.ndarray]:
+    """The reference kernel's outputs. bfloat16 values are computed in float32 (no kernel reads bfloat16) and the
+    results stored in the dtypes the layer's inference gives."""
+    widened = [upcast_bfloat16(a) for a in args]
+    results = [np.asarray(o) for o in layer_impl(layer.type).compute(layer, widened, np)]
+    if all(w is a for w, a in zip(widened, args)):
+        return results
+    dtypes = [dtype for _, dtype in output_infos(layer, inputs)]
+    return [r.astype(nptype(DataType(d)), copy=False) for r, d in zip(results, dtypes)]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .bfloat16 import bfloat16_positions, widened_info
 from .dtypes import DataType, nptype
 from .enums import LayerType
 from .errors import DataDependentShapeError, ShapeError
@@ -216,5 +217,13 @@ def tactic_context(graph: LoweredGraph, spec: LayerSpec, device: str, shapes=Non
         shape = shapes[i] if shapes is not None else graph.tensors[i].shape
         return TensorInfo(shape, graph.tensors[i].dtype, graph.constants.get(i))
 
-    return TacticContext(spec.layer, [info(i) for i in spec.inputs], [info(o) for o in spec.outputs], device,
-                         dict(extra or {}))
+    inputs, outputs = [info(i) for i in spec.inputs], [info(o) for o in spec.outputs]
+    if widened_positions(graph, spec) is not None:  # tactics run bfloat16 layers in float32 (bfloat16.py)
+        inputs, outputs = [widened_info(i) for i in inputs], [widened_info(o) for o in outputs]
+    return TacticContext(spec.layer, inputs, outputs, device, dict(extra or {}))
+
+
+def widened_positions(graph: LoweredGraph, spec: LayerSpec) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The BF16 input/output positions of a layer its tactics run in float32 (bfloat16.py), else None."""
+    return bfloat16_positions(spec.layer.type, [None if i is None else graph.tensors[i].dtype for i in spec.inputs],
+                              [graph.tensors[o].dtype for o in spec.outputs])

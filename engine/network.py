@@ -191,6 +191,12 @@ class NetworkDefinition:
         self._tensor_names: set[str] = set()
         self._layer_names: set[str] = set()
         self.has_implicit_batch_dimension = False
+        # NetworkDefinitionCreationFlag bits given to Builder.create_network (STRONGLY_TYPED: passes/precision.py)
+        self.flags = 0
+
+    def get_flag(self, flag: int) -> bool:
+        """Whether the network was created with NetworkDefinitionCreationFlag `flag`."""
+        return bool(self.flags >> int(flag) & 1)
 
     # ------------------------------------------------------------------ basic structure
     @property

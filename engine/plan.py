@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from .compatibility import validate_record
+from .config import ProfilingVerbosity
 from .container import pack, unpack
 from .dtypes import DataType, nptype
 from .enums import (
@@ -44,7 +46,8 @@ MAGIC = b"POLYXPLN"
 # their constants in buffers named "<layer index>.<subgraph name>/const<tensor index>" (nested: prefixes chain), and
 # the "refit" table of a refittable engine (named weights -> constant tensors; a stripped plan has no buffers for
 # them), which a version-5 reader would load as an engine that cannot refit and, when stripped, that computes with
-# missing weights
+# missing weights; and meta "compatibility" (engine version, compute capability, VERSION_COMPATIBLE, hardware
+# compatibility level), checked when loading, and meta "profiling_verbosity" (what inspect may show)
 FORMAT_VERSION = 6
 SUBGRAPHS = "subgraphs"
 
@@ -102,6 +105,7 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
         graph = _load_graph(header, arrays, "", "")
         _check_profiles(header.get("meta"), graph)
         _check_shape_input_values(header.get("meta"), graph)
+        _check_recorded_settings(header.get("meta"))
     except PlanFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -382,3 +386,15 @@ def _check_shape_input_values(meta: Any, graph: LoweredGraph) -> None:
                     any(not a <= b <= c for a, b, c in zip(*values)):
                 raise _fail(field, f"must be [min, opt, max] lists of {sizes[name]} numbers with min <= opt <= max, "
                                    f"got {values!r:.100}")
+
+
+def _check_recorded_settings(meta: Any) -> None:
+    """meta.compatibility (engine/compatibility.py), meta.profiling_verbosity and meta.strongly_typed."""
+    if not isinstance(meta, dict):
+        return  # refused after the graph checks, with the other 'meta' message
+    validate_record(meta.get("compatibility"))
+    if meta.get("profiling_verbosity") not in {v.value for v in ProfilingVerbosity}:
+        raise _fail("meta 'profiling_verbosity'", f"{meta.get('profiling_verbosity')!r} is not one of "
+                                                  f"{[v.value for v in ProfilingVerbosity]}")
+    if not isinstance(meta.get("strongly_typed"), bool):
+        raise _fail("meta 'strongly_typed'", f"must be true or false, got {meta.get('strongly_typed')!r}")

@@ -23,18 +23,24 @@ from typing import Any
 import numpy as np
 
 from .backends import get_backend
+from .compatibility import check_loadable
+from .config import ProfilingVerbosity
 from .dtypes import DataType, nptype
 from .eager_execution import has_control_flow, run_eagerly
 from .enums import LayerType, TensorIOMode
+from .error_recorder import IErrorRecorder, checked_recorder, reports_errors
 from .errors import DataDependentShapeError, ExecutionError, PlanFormatError, ShapeError
+from .gpu_allocator import IGpuAllocator, allocation_scope, checked_allocator
 from .graph import LoweredGraph, is_data_dependent, resolve_shapes, tactic_context
 from .logger import Logger, Severity
 from .memory_plan import device_lifetimes, plan_graph_memory
+from .nvtx_ranges import layer_ranges
 from .output_allocator import OUTPUT_ALIGNMENT, IOutputAllocator
 from .plan import deserialize_plan, serialize_plan
 from .steps import Step, compile_steps, run_step
 from .subgraph import CONTROL_FLOW_TYPES
 from .tactics import tactic_by_id
+from .version import __version__
 
 # Bindings (resolved shapes + arena) kept per context; shape inputs whose values change every call would otherwise
 # grow the cache without bound.
@@ -47,11 +53,33 @@ MAX_GRAPHS_PER_BINDING = 8  # captured graphs kept per input shapes (one per set
 class Runtime:
     def __init__(self, logger: Logger | None = None):
         self.logger = logger or Logger()
+        self._error_recorder: IErrorRecorder | None = None
+        self._gpu_allocator: IGpuAllocator | None = None
 
+    @property
+    def error_recorder(self) -> IErrorRecorder | None:
+        """Where load errors are reported (engine/error_recorder.py); engines loaded here inherit it."""
+        return self._error_recorder
+
+    @error_recorder.setter
+    def error_recorder(self, recorder: IErrorRecorder | None) -> None:
+        self._error_recorder = checked_recorder(recorder)
+
+    @property
+    def gpu_allocator(self) -> IGpuAllocator | None:
+        """Allocates the device memory of engines loaded here (GPU only; engine/gpu_allocator.py)."""
+        return self._gpu_allocator
+
+    @gpu_allocator.setter
+    def gpu_allocator(self, allocator: IGpuAllocator | None) -> None:
+        self._gpu_allocator = checked_allocator(allocator)
+
+    @reports_errors
     def deserialize_cuda_engine(self, plan: bytes | bytearray | memoryview) -> Engine:
-        """Load a plan; raises PlanFormatError for damaged, truncated or foreign files."""
+        """Load a plan; raises PlanFormatError for damaged, truncated or foreign files, and for plans built for
+        another device or engine version (engine/compatibility.py)."""
         graph, meta = deserialize_plan(bytes(plan))
-        return Engine(graph, meta, self.logger, bytes(plan))
+        return Engine(graph, meta, self.logger, bytes(plan), self._error_recorder, self._gpu_allocator)
 
 
 class IProfiler:
@@ -62,16 +90,21 @@ class IProfiler:
 
 
 class Engine:
-    def __init__(self, graph: LoweredGraph, meta: dict[str, Any], logger: Logger, plan: bytes | None = None):
+    def __init__(self, graph: LoweredGraph, meta: dict[str, Any], logger: Logger, plan: bytes | None = None,
+                 error_recorder: IErrorRecorder | None = None, gpu_allocator: IGpuAllocator | None = None):
         self.graph = graph
         self.meta = meta
         self.logger = logger
         self._plan = plan
+        self.error_recorder = checked_recorder(error_recorder)
+        self.gpu_allocator = checked_allocator(gpu_allocator)
         self.device = meta.get("device", "cpu")
         try:
             self.backend = get_backend(self.device)
         except Exception as exc:
             raise PlanFormatError(f"plan: built for device '{self.device}', which is not usable here: {exc}") from None
+        check_loadable(meta["compatibility"], self.backend.compute_capability, __version__)
+        self.profiling_verbosity = ProfilingVerbosity(meta["profiling_verbosity"])
         self.profiles: list[dict[str, tuple]] = [
             {name: tuple(tuple(s) for s in shapes) for name, shapes in p.items()} for p in meta.get("profiles", [])]
         self.name = meta.get("name", "engine")
@@ -80,7 +113,8 @@ class Engine:
         self._lifetimes = device_lifetimes(graph)
         # Whether some layer's output sizes are known only after it ran: execution then goes in stages.
         self.has_data_dependent_shapes = any(is_data_dependent(spec.layer.type) for spec in graph.layers)
-        self._device_constants = {i: self.backend.to_device(a) for i, a in graph.constants.items()}
+        with allocation_scope(self.gpu_allocator, self.device):
+            self._device_constants = {i: self.backend.to_device(a) for i, a in graph.constants.items()}
         self._states = self._prepare_tactics()
         # Refit (engine/refitter.py): a stripped plan's weights are missing until a refit brings them; contexts
         # rebind when the weights version changes (their bindings hold device constants and prepared tactics).
@@ -308,17 +342,31 @@ class ExecutionContext:
         self.use_cuda_graph = False
         self.cuda_graph_captures = 0
         self._capture_stream = None
+        self._error_recorder = engine.error_recorder
+        # DETAILED engines on the GPU: an NVTX range per layer (nvtx_ranges.py); None: no ranges
+        self._nvtx = layer_ranges(engine.logger) if engine.device == "gpu" and \
+            engine.profiling_verbosity == ProfilingVerbosity.DETAILED else None
         graph = engine.graph
         for i in graph.inputs:
             shape = graph.tensors[i].shape
             if shape is not None and all(d >= 0 for d in shape):
                 self._input_shapes[i] = tuple(shape)
 
+    @property
+    def error_recorder(self) -> IErrorRecorder | None:
+        """Where this context's errors are reported (default: the engine's, which is the runtime's)."""
+        return self._error_recorder
+
+    @error_recorder.setter
+    def error_recorder(self, recorder: IErrorRecorder | None) -> None:
+        self._error_recorder = checked_recorder(recorder)
+
     # ------------------------------------------------------------------ shapes and profiles
     @property
     def active_optimization_profile(self) -> int:
         return self._profile
 
+    @reports_errors
     def set_optimization_profile_async(self, profile_index: int, stream: Any = None) -> bool:
         """Make `profile_index` active: its tactics run, and input shapes and shape-input values must lie within
         it (those set before the switch are checked again at the next execution). The switch itself does no
@@ -329,6 +377,7 @@ class ExecutionContext:
 
     set_optimization_profile = set_optimization_profile_async
 
+    @reports_errors
     def set_input_shape(self, name: str, shape: Sequence[int]) -> bool:
         idx = self.engine._io(name)
         if idx not in self.engine.graph.inputs:
@@ -338,6 +387,7 @@ class ExecutionContext:
         self._input_shapes[idx] = shape
         return True
 
+    @reports_errors
     def set_input_values(self, name: str, values: Any) -> bool:
         """Values of a shape input (a small integer input whose values set output shapes, e.g. TopK's k).
         TensorRT reads them from host memory given to set_tensor_address; so does execute_async_v3 here."""
@@ -398,6 +448,7 @@ class ExecutionContext:
     def all_binding_shapes_specified(self) -> bool:
         return len(self._input_shapes) == len(self.engine.graph.inputs)
 
+    @reports_errors
     def infer_shapes(self) -> list[str]:
         """Names of inputs whose shapes are still missing (empty when all are set)."""
         missing = [self.engine.graph.tensors[i].name for i in self.engine.graph.inputs if i not in self._input_shapes]
@@ -406,6 +457,7 @@ class ExecutionContext:
         return missing
 
     # ------------------------------------------------------------------ addresses
+    @reports_errors
     def set_tensor_address(self, name: str, buffer: Any) -> bool:
         """Bind a user buffer to an IO tensor. A CPU engine takes NumPy arrays. A GPU engine takes CuPy arrays,
         objects with `__cuda_array_interface__` or `__dlpack__` (a torch.Tensor on the GPU), or an int device
@@ -466,7 +518,8 @@ class ExecutionContext:
                 self._check_shape(graph.tensors[i].name, i, self._input_shapes[i])
             for i in graph.shape_inputs:
                 self._check_values(graph.tensors[i].name, self._input_values[i])
-            binding = self._bind()
+            with allocation_scope(self.engine.gpu_allocator, self.engine.device):
+                binding = self._bind()
             while len(self._bindings) >= MAX_BINDINGS:  # least recently used first (dicts keep insertion order)
                 self._bindings.pop(next(iter(self._bindings)))
         self._bindings[key] = binding
@@ -552,6 +605,7 @@ class ExecutionContext:
         return following
 
     # ------------------------------------------------------------------ execution
+    @reports_errors
     def execute_async_v3(self, stream_handle: Any = 0) -> bool:
         """Enqueue one execution on `stream_handle` (0/None: the calling thread's current stream; an int
         cudaStream_t, a CuPy or torch stream) with the buffers given by set_tensor_address. On the GPU it returns
@@ -594,6 +648,7 @@ class ExecutionContext:
                 self._deliver(i, value)
         return True
 
+    @reports_errors
     def execute_v2(self, bindings: Sequence[Any]) -> bool:
         """Synchronous execution with buffers in IO order (inputs then outputs)."""
         for name, array in zip(self.engine._io_names, bindings):
@@ -602,6 +657,7 @@ class ExecutionContext:
         self.engine.backend.synchronize(None)
         return True
 
+    @reports_errors
     def execute(self, feeds: dict[str, Any]) -> dict[str, Any]:
         """Convenience: run on a {input name: array} dict (host or device arrays) and return {output name: new
         host array}. On the GPU the inputs go through pinned buffers into device buffers the binding keeps, so
@@ -636,9 +692,11 @@ class ExecutionContext:
                     results = self._execute_eagerly({i: backend.to_device(a) for i, a in arrays.items()})
                     results = {i: backend.to_host(a) for i, a in results.items()}
                 return {graph.tensors[i].name: results[i] for i in graph.outputs}
-            inputs = {i: backend.stage_input(binding.staging, i, a, stream) for i, a in arrays.items()}
-            outputs = {i: backend.stage_output(binding.staging, i, binding.shapes[i], nptype(graph.tensors[i].dtype))
-                       for i in graph.outputs if binding.shapes[i] is not None}
+            with allocation_scope(self.engine.gpu_allocator, self.engine.device):
+                inputs = {i: backend.stage_input(binding.staging, i, a, stream) for i, a in arrays.items()}
+                outputs = {i: backend.stage_output(binding.staging, i, binding.shapes[i],
+                                                   nptype(graph.tensors[i].dtype))
+                           for i in graph.outputs if binding.shapes[i] is not None}
             late = self._enqueue(binding, inputs, outputs, stream)
             results = backend.fetch_outputs(binding.staging, outputs, stream)
             for i, value in late.items():  # data-dependent sizes: private host copies of what the last stage made
@@ -689,7 +747,8 @@ class ExecutionContext:
                 return self._run_stages(binding, slots, host_outputs, stream)
 
         def enqueue() -> None:
-            self._run_steps(binding, slots, host_outputs, stream)
+            with allocation_scope(self.engine.gpu_allocator, self.engine.device):
+                self._run_steps(binding, slots, host_outputs, stream)
 
         if self.use_cuda_graph and backend.supports_cuda_graphs and self.profiler is None and not self.debug_sync:
             self._enqueue_graph(binding, enqueue, [*inputs.values(), *outputs.values()], stream)
@@ -796,16 +855,21 @@ class ExecutionContext:
 
     def _run_steps(self, binding: _Binding, slots: list[Any], host_outputs: list, stream: Any) -> None:
         """The hot loop: no name lookups, one call per device layer. A failing layer is named in the error."""
-        backend, profiler, debug_sync = self.engine.backend, self.profiler, self.debug_sync
+        backend, profiler, debug_sync, nvtx = self.engine.backend, self.profiler, self.debug_sync, self._nvtx
         xp, workspace = backend.xp, binding.workspace
         for step in binding.steps:
             start = time.perf_counter() if profiler is not None else 0.0
+            if nvtx is not None:
+                nvtx[0](step.name)
             try:
                 run_step(step, slots, workspace, xp)
                 if debug_sync:
                     backend.synchronize(stream)
             except Exception as exc:
                 raise ExecutionError(f"layer '{step.name}': {type(exc).__name__}: {exc}") from exc
+            finally:
+                if nvtx is not None:
+                    nvtx[1]()
             if profiler is not None:
                 backend.synchronize(stream)
                 profiler.report_layer_time(step.name, (time.perf_counter() - start) * 1e3)

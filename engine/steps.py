@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .graph import LayerSpec, LoweredGraph, tactic_context
+from .bfloat16 import widened_run
+from .graph import LayerSpec, LoweredGraph, tactic_context, widened_positions
 from .ir.epilogue import Epilogue, apply_epilogue
 from .ops.base import layer_impl
 
@@ -31,14 +32,21 @@ class Step:
     data_dependent: bool = False
 
 
-def make_step(spec: LayerSpec, tactic: Any, state: Any, host_values: dict[int, np.ndarray]) -> Step:
-    """The step running `spec` with `tactic`; `host_values` are the host-known tensors of this binding."""
+def make_step(spec: LayerSpec, tactic: Any, state: Any, host_values: dict[int, np.ndarray],
+              graph: LoweredGraph | None = None) -> Step:
+    """The step running `spec` with `tactic`; `host_values` are the host-known tensors of this binding. With
+    `graph`, a layer with bfloat16 tensors runs its tactic in float32 (bfloat16.py)."""
     rest = spec.layer.epilogue.without(tactic.absorbs)
+    epilogue = None if rest.empty else rest
     operands = layer_impl(spec.layer.type).host_operands
     host = [(position, host_values[i]) for position, i in enumerate(spec.inputs)
             if position in operands and i in host_values]
-    return Step(spec.layer.name, tactic.run, state, spec.inputs, spec.outputs, None if rest.empty else rest, host,
-                not layer_impl(spec.layer.type).static_output_shape)
+    data_dependent = not layer_impl(spec.layer.type).static_output_shape
+    positions = None if graph is None else widened_positions(graph, spec)
+    if positions is not None:
+        return Step(spec.layer.name, widened_run(tactic.run, epilogue, positions), state, spec.inputs,
+                    spec.outputs, None, host, data_dependent)
+    return Step(spec.layer.name, tactic.run, state, spec.inputs, spec.outputs, epilogue, host, data_dependent)
 
 
 def run_step(step: Step, slots: list[Any], workspace: Any, xp: Any) -> None:
@@ -67,5 +75,5 @@ def compile_steps(graph: LoweredGraph, tactic_states: list[Any], shapes: list, h
         tactic, state = chosen
         workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(tactic_context(graph, spec, device,
                                                                                          shapes))))
-        steps.append(make_step(spec, tactic, state, host_values))
+        steps.append(make_step(spec, tactic, state, host_values, graph))
     return steps, workspace_bytes

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmIOInfo, AlgorithmVariant
+from .compatibility import HardwareCompatibilityLevel
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType
 from .dtypes import DataType, nptype
 from .eager_execution import has_control_flow, trial_shapes
@@ -104,7 +105,7 @@ class TacticSelection:
                 tactic, state = self._choose(spec, profile_index, by_which, slots, resolved.host_values)
                 for o in spec.outputs:
                     slots[o] = backend.xp.empty(shapes[o], dtype=nptype(graph.tensors[o].dtype))
-                step = make_step(spec, tactic, state, resolved.host_values)
+                step = make_step(spec, tactic, state, resolved.host_values, graph)
                 self._run_once(step, slots, self._workspace(tactic, spec, shapes))
                 if step.data_dependent:
                     for o in spec.outputs:
@@ -183,11 +184,16 @@ class TacticSelection:
         limit = self.config.get_memory_pool_limit(MemoryPoolType.WORKSPACE)
         eligible = []
         sources = self.config.get_tactic_sources()
+        portable_only = self.config.hardware_compatibility_level != HardwareCompatibilityLevel.NONE
         for tactic in sorted(tactics_for(spec.layer.type, self.device), key=lambda t: (t.heuristic_rank, t.id)):
             if tactic.min_optimization_level > level:
                 continue
             if tactic.runs_int8 != (spec.layer.precision == DataType.INT8):
                 continue  # INT8 layers run only on INT8 tactics, and those only on INT8 layers
+            if portable_only and not tactic.hardware_compatible:
+                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: it runs only on the "
+                                           "build device's architecture (hardware_compatibility_level AMPERE_PLUS)")
+                continue
             if not allowed_by_sources(tactic, sources):
                 self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: tactic source "
                                            f"{tactic.source.name} is disabled (set_tactic_sources)")
@@ -236,7 +242,7 @@ class TacticSelection:
             for o in spec.outputs:
                 trial[o] = self.backend.xp.empty(shapes[o], dtype=nptype(self.graph.tensors[o].dtype))
             try:
-                step = make_step(spec, tactic, tactic.prepare(tctx), host_values)
+                step = make_step(spec, tactic, tactic.prepare(tctx), host_values, self.graph)
                 workspace = self._workspace(tactic, spec, shapes)
                 self._run_once(step, trial, workspace)  # warm-up
                 samples = []

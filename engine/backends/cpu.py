@@ -19,6 +19,11 @@ class CpuBackend:
     def device_name(self) -> str:
         return f"{platform.machine()} CPU ({os.cpu_count()} cores)"
 
+    @property
+    def compute_capability(self) -> str:
+        """What plans record as the device their tactics were chosen for (engine/compatibility.py)."""
+        return "cpu"
+
     def allocate(self, nbytes: int):
         # 64-byte aligned so float views are SIMD-friendly.
         raw = np.empty(nbytes + 64, dtype=np.uint8)

@@ -51,6 +51,12 @@ class GpuBackend:
         name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
         return f"{name} (sm_{props['major']}{props['minor']})"
 
+    @property
+    def compute_capability(self) -> str:
+        """"MAJOR.MINOR" of the current device, as plans record it (engine/compatibility.py)."""
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        return f"{props['major']}.{props['minor']}"
+
     def allocate(self, nbytes: int):
         return cupy.empty(int(nbytes), dtype=cupy.uint8)
 

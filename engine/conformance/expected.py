@@ -4,7 +4,7 @@ engine/conformance/runner.py).
 Only genuine limitations belong here (a mode an inference engine does not implement, a precision limit), never a
 bug that can be fixed. An entry whose case passes (or no longer runs, or does not exist) is stale and fails the
 conformance run until it is removed. Cases whose graph inputs/outputs have a type the engine lacks (string,
-bfloat16, float8, 4- and 2-bit types) or that use an op without an importer are not listed: the runner reports
+float8, 4- and 2-bit types) or that use an op without an importer are not listed: the runner reports
 them as unsupported, with that reason, by rule.
 
 Each entry pins *how* the case fails (`fails_with`, a regular expression its failure message must match): a case
@@ -27,6 +27,9 @@ _TRAINING = "training_mode=1 (random dropout / batch statistics) is training-onl
 _ANTIALIAS = "Resize antialias=1 (a low-pass filter when downscaling) is not implemented; the importer refuses it"
 _FP16_ROUNDING = ("float16 rounding: the expected values round every step to float16; 2 of 192 outputs differ by 2 "
                   "float16 ULPs (closer to the float64 result), and rtol=1e-3 is about 1 ULP")
+_BF16_ROUNDING = ("bfloat16 rounding: each node of the expanded graph rounds its output to bfloat16 (8-bit "
+                  "mantissa), the expected values differ by at most 2 bfloat16 ULPs on 12-41% of the outputs, and "
+                  "rtol=1e-3 is a quarter of one bfloat16 ULP")
 
 _BLOCKED = ("block quantization (opset 21's block_size: one scale per block of an axis) is not implemented; TensorRT "
             "8.6 has no such mode and the importer refuses it")
@@ -37,6 +40,7 @@ _DROPOUT_TRAINING_FAILS = r"^ParseError: node '\w+' \(Dropout\): training_mode m
 _ANTIALIAS_FAILS = r"^ParseError: node '\w+' \(Resize\): antialias=1 is not supported"
 # At most a few elements, each off by float16 rounding (the mismatch count is pinned; the values are in the message).
 _FP16_ROUNDING_FAILS = r"^AssertionError: Not equal to tolerance rtol=0\.001.*\nMismatched elements: [12] / 192 "
+_BF16_ROUNDING_FAILS = r"^AssertionError: Not equal to tolerance rtol=.*\nMismatched elements: \d+ / \d+ "
 
 EXPECTED_FAILURES: dict[str, ExpectedFailure] = {
     "test_dequantizelinear_blocked": ExpectedFailure(_BLOCKED, _BLOCKED_FAILS),
@@ -55,4 +59,9 @@ EXPECTED_FAILURES: dict[str, ExpectedFailure] = {
     "test_resize_downsample_sizes_cubic_antialias": ExpectedFailure(_ANTIALIAS, _ANTIALIAS_FAILS),
     "test_resize_downsample_sizes_linear_antialias": ExpectedFailure(_ANTIALIAS, _ANTIALIAS_FAILS),
     "test_attention_4d_causal_fp16_expanded": ExpectedFailure(_FP16_ROUNDING, _FP16_ROUNDING_FAILS),
+    "test_attention_4d_causal_bf16_expanded": ExpectedFailure(_BF16_ROUNDING, _BF16_ROUNDING_FAILS),
+    "test_attention_4d_padded_kv_bf16_expanded": ExpectedFailure(_BF16_ROUNDING, _BF16_ROUNDING_FAILS),
+    "test_attention_4d_causal_padded_kv_bf16_expanded": ExpectedFailure(_BF16_ROUNDING, _BF16_ROUNDING_FAILS),
+    "test_attention_4d_attn_mask_causal_bf16_expanded": ExpectedFailure(_BF16_ROUNDING, _BF16_ROUNDING_FAILS),
+    "test_attention_3d_causal_bf16_expanded": ExpectedFailure(_BF16_ROUNDING, _BF16_ROUNDING_FAILS),
 }

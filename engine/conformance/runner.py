@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..dtypes import is_supported_onnx
+from ..dtypes import BFLOAT16, is_supported_onnx
 from ..onnx_parser import supported_onnx_ops
 from ..ops.base import ONNX_IMPORTERS
 from .expected import EXPECTED_FAILURES
@@ -188,7 +188,7 @@ def _all_nodes(graph: onnx.GraphProto) -> Iterable[onnx.NodeProto]:
 def unsupported_reason(model: onnx.ModelProto) -> str | None:
     """Why the parser cannot take this model at all, or None when it can try: an op without an importer (or
     outside the importer's opset range), a graph input/output that is not a tensor (sequence, optional, map), or
-    one whose element type the engine has no DataType for (string, bfloat16, float8, 4- and 2-bit types:
+    one whose element type the engine has no DataType for (string, float8, 4- and 2-bit types:
     an engine-wide limit, not any op's, so it is decided here rather than listed case by case)."""
     opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
     for node in _all_nodes(model.graph):
@@ -217,6 +217,8 @@ def compare_output(name: str, got, want: np.ndarray, rtol: float, atol: float) -
         raise AssertionError(f"output '{name}': dtype {got.dtype}, expected {want.dtype}")
     if got.shape != want.shape:
         raise AssertionError(f"output '{name}': shape {got.shape}, expected {want.shape}")
+    if want.dtype == BFLOAT16:  # compared as the float32 values they hold (NumPy's kind for bfloat16 is "V")
+        got, want = got.astype(np.float32), want.astype(np.float32)
     if want.dtype.kind in "fc":
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"output '{name}'")
     else:

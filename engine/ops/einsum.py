@@ -58,7 +58,8 @@ def _compute_einsum(layer, inputs, xp):
 
 register_layer(LayerType.EINSUM, _infer_einsum, _compute_einsum)
 
-EINSUM_TYPES = (DataType.FLOAT, DataType.HALF, DataType.DOUBLE, DataType.INT8, DataType.INT16, DataType.INT32,
+EINSUM_TYPES = (DataType.FLOAT, DataType.HALF, DataType.BF16, DataType.DOUBLE,
+                DataType.INT8, DataType.INT16, DataType.INT32,
                 DataType.INT64, DataType.UINT8, DataType.UINT16, DataType.UINT32, DataType.UINT64)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ..dtypes import BFLOAT16
+
 
 def erf(x: Any, xp: Any) -> Any:
     """Error function of `x` in x's dtype (float16 is evaluated in float32)."""
@@ -20,6 +22,13 @@ def erf(x: Any, xp: Any) -> Any:
     if x.dtype == xp.float16:
         return special.erf(x.astype(xp.float32)).astype(xp.float16)
     return special.erf(x)
+
+
+def upcast_bfloat16(x: Any) -> Any:
+    """bfloat16 (ml_dtypes, NumPy only) → float32; anything else unchanged. No kernel computes in bfloat16: its
+    8-bit mantissa loses too much in a chain of operations, so bfloat16 data is computed in float32 and rounded
+    once when the result is stored, as a GPU kernel accumulating in float32 does."""
+    return x.astype(np.float32) if getattr(x, "dtype", None) == BFLOAT16 else x
 
 
 def upcast_half(x: Any, xp: Any) -> Any:

@@ -15,7 +15,8 @@ from ..enums import LayerType, MatrixOperation
 from ..errors import EngineError, UnsupportedCategory
 from .base import TensorInfo, broadcast_shapes, onnx_op, register_layer
 
-MATMUL_TYPES = (DataType.FLOAT, DataType.HALF, DataType.DOUBLE, DataType.INT32, DataType.INT64, DataType.UINT32,
+MATMUL_TYPES = (DataType.FLOAT, DataType.HALF, DataType.BF16, DataType.DOUBLE,
+                DataType.INT32, DataType.INT64, DataType.UINT32,
                 DataType.UINT64)
 
 

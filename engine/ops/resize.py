@@ -199,7 +199,8 @@ def _compute_resize(layer, inputs, xp):
 
 register_layer(LayerType.RESIZE, _infer_resize, _compute_resize, host_operands=(1, 2))
 
-RESIZE_TYPES = (DataType.FLOAT, DataType.HALF, DataType.DOUBLE, DataType.INT8, DataType.INT16, DataType.INT32,
+RESIZE_TYPES = (DataType.FLOAT, DataType.HALF, DataType.BF16, DataType.DOUBLE,
+                DataType.INT8, DataType.INT16, DataType.INT32,
                 DataType.INT64, DataType.UINT8, DataType.UINT16, DataType.UINT32, DataType.UINT64)
 
 

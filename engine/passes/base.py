@@ -18,6 +18,9 @@ class PassContext:
     """Build settings the passes read. `constraints`: 'obey' | 'prefer' | 'none' (precision constraints)."""
 
     fp16: bool = False
+    bf16: bool = False
+    # STRONGLY_TYPED networks: every layer runs in the float type its tensors have; nothing is converted
+    strongly_typed: bool = False
     constraints: str = "none"
     log: Callable[[int, str], None] = field(default=lambda severity, message: None)
     # INT8 dynamic ranges by tensor name (calibration.DynamicRanges) for implicit quantization; None: no INT8

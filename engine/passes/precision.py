@@ -1,19 +1,25 @@
 """Precision assignment and reformat insertion.
 
 FP32 by default. With BuilderFlag.FP16 every floating node runs in HALF: its float32 values become float16 (and
-its kernels accumulate in float32). A layer precision the user set is honoured under OBEY/PREFER_PRECISION_
-CONSTRAINTS (both are exact here: every tactic supports both precisions) and ignored with a warning otherwise,
-as in TensorRT. Where precisions meet, REFORMAT nodes convert; constant weights are converted at build time
-instead. Graph inputs and outputs keep their declared types (and the outputs their names).
+its kernels accumulate in float32); with BuilderFlag.BF16 alone they become bfloat16 the same way (with both
+flags HALF is the default, and BF16 stays available per layer). A layer precision the user set (FLOAT, HALF or BF16)
+is honoured under OBEY/PREFER_PRECISION_CONSTRAINTS (both are exact here: every tactic supports every float
+precision) and ignored with a warning otherwise, as in TensorRT. Where precisions meet, REFORMAT nodes convert;
+constant weights are converted at build time instead. Graph inputs and outputs keep their declared types (and the
+outputs their names).
+
+A strongly typed network (NetworkDefinitionCreationFlag.STRONGLY_TYPED) is not converted at all: each node runs in
+the float type its own tensors have (an ONNX model's float16 nodes in HALF, its float32 nodes in FLOAT), and the
+builder refuses the flags and layer precisions that would change that (builder.py).
 """
 from __future__ import annotations
 
-from ..dtypes import DataType
+from ..dtypes import DataType, nptype
 from ..enums import LayerType
 from ..ir import Graph, Node, Value
 from .base import Pass, PassContext
 
-FLOATS = (DataType.FLOAT, DataType.HALF)
+FLOATS = (DataType.FLOAT, DataType.HALF, DataType.BF16)
 UNTYPED_LAYERS = (LayerType.CONSTANT, LayerType.SHAPE, LayerType.CAST, LayerType.REFORMAT)
 
 
@@ -24,8 +30,12 @@ class PrecisionAssignment(Pass):
     requires = ("fusion",)
 
     def run(self, graph: Graph, ctx: PassContext) -> dict[str, list[str]]:
+        if ctx.strongly_typed:
+            for node in graph.nodes:
+                node.precision = _own_type(node) or node.precision
+            return {self.name: []}
         targets = {id(node): _target(node, ctx) for node in graph.nodes}
-        if not ctx.fp16 and all(t in (None, DataType.FLOAT) for t in targets.values()):
+        if not (ctx.fp16 or ctx.bf16) and all(t in (None, DataType.FLOAT) for t in targets.values()):
             return {self.name: []}
         converter = _Converter(graph)
         declared = {id(v): v.dtype for v in graph.values()}
@@ -43,7 +53,7 @@ class PrecisionAssignment(Pass):
         for value in list(graph.outputs):  # graph outputs keep their declared FLOAT type and their name
             if declared.get(id(value)) == DataType.FLOAT and value.dtype != DataType.FLOAT:
                 name = value.name
-                graph.rename(value, graph.fresh_name(f"{name}:half"))
+                graph.rename(value, graph.fresh_name(f"{name}:{value.dtype.value.lower()}"))
                 fixed = converter.convert(value, DataType.FLOAT, None)
                 graph.replace_output(value, fixed)  # readers inside the graph keep the HALF value
                 graph.rename(fixed, name)
@@ -63,7 +73,19 @@ def _target(node: Node, ctx: PassContext) -> DataType | None:
             return node.precision
         ctx.warn(f"layer '{node.name}': precision {node.precision.value} is ignored without "
                  "OBEY_PRECISION_CONSTRAINTS or PREFER_PRECISION_CONSTRAINTS")
-    return DataType.HALF if ctx.fp16 else DataType.FLOAT
+    return DataType.HALF if ctx.fp16 else DataType.BF16 if ctx.bf16 else DataType.FLOAT
+
+
+def _own_type(node: Node) -> DataType | None:
+    """A strongly typed node's precision: the float type of its outputs, else of its inputs (a Reduce to an
+    integer index reads floats); None for nodes precision does not apply to."""
+    if node.type in UNTYPED_LAYERS or node.precision == DataType.INT8:
+        return None
+    for values in (node.outputs, node.inputs):
+        for value in values:
+            if value is not None and value.dtype in FLOATS:
+                return value.dtype
+    return None
 
 
 class _Converter:
@@ -79,9 +101,9 @@ class _Converter:
         if key in self.copies:
             return self.copies[key]
         graph, producer = self.graph, value.producer
-        suffix = "half" if dtype == DataType.HALF else "float"
+        suffix = dtype.value.lower()
         if producer is not None and producer.type == LayerType.CONSTANT:
-            weights = producer.params["weights"].astype("float16" if dtype == DataType.HALF else "float32")
+            weights = producer.params["weights"].astype(nptype(dtype))
             node = graph.add_node(LayerType.CONSTANT, [], [(f"{value.name}:{suffix}", dtype, weights.shape)],
                                   {"weights": weights, "shape": list(weights.shape)},
                                   name=f"{producer.name}:{dtype.value.lower()}", after=producer, precision=dtype)

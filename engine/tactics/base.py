@@ -62,6 +62,10 @@ class Tactic:
     # The kernel library this tactic depends on (TacticSource); the builder skips it when
     # BuilderConfig.set_tactic_sources clears that source. None: always available (reference and CPU kernels).
     source: TacticSource | None = None
+    # False for a tactic whose code is built for exactly the build device's architecture, so a plan choosing it
+    # runs only there: builds with hardware_compatibility_level AMPERE_PLUS skip it (engine/compatibility.py).
+    # Every tactic here compiles its kernels (NVRTC, native C) on the loading device, so none sets it yet.
+    hardware_compatible: bool = True
 
     def supports(self, ctx: TacticContext) -> bool | str:
         """True when this tactic can run the layer; otherwise False or a string saying why not."""

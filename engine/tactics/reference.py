@@ -6,7 +6,7 @@ from typing import Any
 
 from ..dtypes import DataType
 from ..enums import LayerType, UnaryOperation
-from ..ops.math_helpers import upcast_half
+from ..ops.math_helpers import upcast_bfloat16, upcast_half
 from .base import Tactic, TacticContext
 
 # Layers that only move, select or compare values: exact in float16, so HALF layers skip the float32 round trip
@@ -53,6 +53,7 @@ class ReferenceTactic(Tactic):
 
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         layer, compute, half, data_dependent = state
+        inputs = [upcast_bfloat16(a) for a in inputs]  # bfloat16 always computes in float32 (math_helpers.py)
         results = compute(layer, [upcast_half(a, xp) for a in inputs] if half else inputs, xp)
         if data_dependent:  # sized by the data: the step stores these arrays themselves (steps.py)
             outputs[:] = results

@@ -16,7 +16,8 @@ from engine.tactics import unregister_tactic
 ACCEPTED_FLAGS = {trt.BuilderFlag.FP16, trt.BuilderFlag.INT8, trt.BuilderFlag.TF32,
                   trt.BuilderFlag.DISABLE_TIMING_CACHE, trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
                   trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS, trt.BuilderFlag.REJECT_EMPTY_ALGORITHMS,
-                  trt.BuilderFlag.DEBUG, trt.BuilderFlag.REFIT, trt.BuilderFlag.STRIP_PLAN}
+                  trt.BuilderFlag.DEBUG, trt.BuilderFlag.REFIT, trt.BuilderFlag.STRIP_PLAN, trt.BuilderFlag.BF16,
+                  trt.BuilderFlag.VERSION_COMPATIBLE}
 
 
 def test_every_flag_is_either_accepted_or_refused() -> None:

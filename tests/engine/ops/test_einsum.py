@@ -12,7 +12,7 @@ from engine.errors import ParseError
 RNG = np.random.default_rng(15)
 
 
-@pytest.mark.parametrize("case", [c for c in cases_for(["Einsum"]) if "bfloat16" not in c.name], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", cases_for(["Einsum"]), ids=lambda c: c.name)
 def test_onnx_backend_case(case):
     run_case(case)
 

@@ -15,10 +15,6 @@ RNG = np.random.default_rng(13)
 
 @pytest.mark.parametrize("case", cases_for({"ReverseSequence"}), ids=lambda c: c.name)
 def test_backend_cases(case):
-    if "bfloat16" in case.name:
-        with pytest.raises(ParseError, match="BFLOAT16"):
-            parse_onnx(case.model)
-        return
     run_case(case)
 
 
