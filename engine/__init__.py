@@ -16,6 +16,7 @@ from .calibrator import (
     IInt8MinMaxCalibrator,
 )
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType, ProfilingVerbosity, TacticSource
+from .debug_listener import IDebugListener
 from .dtypes import DataType
 from .enums import (
     ActivationType,
