@@ -45,9 +45,13 @@ class TensorComparison:
 
 
 class Comparator:
-    def __init__(self, tolerances: Tolerances | None = None, histograms: bool = False):
+    def __init__(self, tolerances: Tolerances | None = None, histograms: bool = False,
+                 observer: Callable[[TensorComparison, np.ndarray, np.ndarray], None] | None = None):
+        """`observer` sees both arrays of each compared tensor (the per-tensor pictures are drawn there, while
+        the arrays exist)."""
         self.tolerances = tolerances or Tolerances()
         self.histograms = histograms
+        self.observer = observer
 
     def compare_tensor(self, name: str, reference: np.ndarray, candidate: np.ndarray, iteration: int = 0,
                        runners: tuple[str, str] = ("reference", "candidate")) -> TensorComparison:
@@ -71,6 +75,8 @@ class Comparator:
         result.min_atol, result.min_rtol = verdict.min_atol, verdict.min_rtol
         if self.histograms:
             result.histogram = error_histogram(absolute)
+        if self.observer is not None:
+            self.observer(result, reference, candidate)
         return result
 
     def compare(self, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], names: Iterable[str],
