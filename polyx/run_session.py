@@ -188,11 +188,12 @@ def _compare_engine_layers(result: RunResult, options: RunOptions, engine: trt.E
     """Stream the engine's layer-boundary tensors against onnxruntime's (the model outputs are compared already)."""
     comparator = _comparator(options)
     compared = {c.name for c in result.comparisons}
-    boundary = [t for group in provenance.layers for t in group.outputs
-                if t in provenance.placements and provenance.placements[t].where == "boundary"]
+    boundary = [provenance.onnx_name(t) for group in provenance.layers for t in group.outputs
+                if t in provenance.quantized or (t in provenance.placements and
+                                                 provenance.placements[t].where == "boundary")]
     for name in options.tolerances.unknown_names({*compared, *boundary}):
         placement = provenance.placements.get(name)
-        if placement is not None and placement.where != "boundary":
+        if placement is not None and placement.where in ("fused", "removed"):
             where = f"inside the fused layer {placement.layer} ({provenance.layer(placement.layer).label})" \
                 if placement.where == "fused" else "removed by the builder"
             raise PolyxError(f"a per-output tolerance names '{name}', which is {where} in the engine as built, so "

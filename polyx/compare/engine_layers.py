@@ -61,7 +61,7 @@ def analyze_engine_layers(provenance: EngineProvenance, verdicts: dict[str, Tens
     """Per-layer verdicts over the engine's layers from the per-tensor verdicts (by engine tensor name)."""
     report = EngineLayerReport(provenance)
     for group in provenance.layers:
-        tensors = [verdicts[t] for t in group.outputs if t in verdicts]
+        tensors = [verdicts[provenance.onnx_name(t)] for t in group.outputs if provenance.onnx_name(t) in verdicts]
         if tensors:
             report.layers.append(LayerVerdict(len(report.layers), group, tensors))
         else:
@@ -71,16 +71,19 @@ def analyze_engine_layers(provenance: EngineProvenance, verdicts: dict[str, Tens
         return report
     producers = {t: g for g in provenance.layers for t in g.outputs}
     for name in report.first_failing.group.inputs:
-        report.first_failing_inputs.append(_input_error(name, name, verdicts, producers, graph_inputs, constants))
+        report.first_failing_inputs.append(_input_error(name, name, verdicts, producers, graph_inputs, constants,
+                                                        provenance))
     return report
 
 
 def _input_error(shown: str, name: str, verdicts: dict[str, TensorVerdict], producers: dict[str, EngineLayerGroup],
-                 graph_inputs: set[str], constants: set[str], depth: int = 0) -> InputError:
+                 graph_inputs: set[str], constants: set[str], provenance: EngineProvenance,
+                 depth: int = 0) -> InputError:
     """How an input of the failing layer compares; an engine-made copy of one tensor (a precision reformat
-    such as 'x:half') is traced to the tensor it was made from."""
-    if name in verdicts:
-        return InputError(shown, verdicts[name], "compared")
+    such as 'x:half', a dequantization) is traced to the tensor it was made from."""
+    if provenance.onnx_name(name) in verdicts:
+        held = provenance.onnx_name(name)
+        return InputError(shown if held == name else f"{shown} (INT8 form of '{held}')", verdicts[held], "compared")
     if name in graph_inputs:
         return InputError(shown, None, KNOWN_GOOD[0])
     if name in constants or name not in producers:
@@ -89,9 +92,9 @@ def _input_error(shown: str, name: str, verdicts: dict[str, TensorVerdict], prod
     sources = [i for i in producer.inputs if i in producers or i in graph_inputs]  # its data inputs
     if not producer.onnx_nodes and len(sources) == 1 and depth < 8:
         source = sources[0]
-        traced = _input_error(shown, source, verdicts, producers, graph_inputs, constants, depth + 1)
-        return InputError(f"{shown} (made from '{source}' by {producer.type} layer {producer.name})", traced.verdict,
-                          traced.note)
+        traced = _input_error(source, source, verdicts, producers, graph_inputs, constants, provenance, depth + 1)
+        return InputError(f"{shown} (made from '{traced.name}' by {producer.type} layer {producer.name})",
+                          traced.verdict, traced.note)
     return InputError(shown, None, "not compared")
 
 

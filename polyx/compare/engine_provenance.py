@@ -30,6 +30,7 @@ class EngineLayerGroup:
     inputs: list[str]                     # engine tensors read
     outputs: list[str]                    # engine tensors written (layer boundaries)
     absorbed: list[str] = field(default_factory=list)  # ONNX tensors computed inside the layer, never stored
+    output_scale: float | None = None     # an INT8 layer's output quantization scale (its output is INT8)
 
     @property
     def fused(self) -> bool:
@@ -43,7 +44,7 @@ class EngineLayerGroup:
 @dataclass
 class TensorPlacement:
     tensor: str
-    where: str              # "boundary", "fused" or "removed"
+    where: str              # "boundary", "fused", "quantized" (stored as INT8 by the layer) or "removed"
     layer: str | None       # the engine layer that computes it
     compared_at: str | None  # the engine tensor its layer's error is read from
 
@@ -53,6 +54,12 @@ class EngineProvenance:
     layers: list[EngineLayerGroup]          # engine execution order
     placements: dict[str, TensorPlacement]  # every ONNX node output (constants excluded), by name
     engine_only: list[str]                  # boundary tensors with no ONNX tensor of that name
+    # INT8 layer outputs that hold an ONNX tensor quantized: engine tensor -> (ONNX tensor, scale)
+    quantized: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def onnx_name(self, engine_tensor: str) -> str:
+        """The ONNX tensor an engine tensor holds (itself unless it is an INT8 layer's quantized output)."""
+        return self.quantized[engine_tensor][0] if engine_tensor in self.quantized else engine_tensor
 
     def layer(self, name: str) -> EngineLayerGroup | None:
         return next((group for group in self.layers if group.name == name), None)
@@ -79,8 +86,10 @@ def engine_provenance(model: onnx.ModelProto, layer_rows: list[dict[str, Any]]) 
                 nodes.append(node)
                 owner.setdefault(node, row["name"])
         label = "+".join(_short(ops[n]) for n in nodes) if len(nodes) > 1 else ""
+        epilogue = row.get("epilogue") or {}
         groups.append(EngineLayerGroup(row["name"], row["type"], row["precision"], row.get("tactic", ""), nodes, label,
-                                       [i for i in row["inputs"] if i], list(row["outputs"])))
+                                       [i for i in row["inputs"] if i], list(row["outputs"]),
+                                       output_scale=epilogue.get("output_scale")))
     by_name = {group.name: group for group in groups}
     boundary = {out: group.name for group in groups for out in group.outputs}
     placements: dict[str, TensorPlacement] = {}
@@ -98,8 +107,30 @@ def engine_provenance(model: onnx.ModelProto, layer_rows: list[dict[str, Any]]) 
             else:
                 placements[tensor] = TensorPlacement(tensor, "removed", None, None)
     onnx_tensors = {o for node in model.graph.node for o in node.output} | {i.name for i in model.graph.input}
-    engine_only = [t for group in groups for t in group.outputs if t not in onnx_tensors]
-    return EngineProvenance(groups, placements, engine_only)
+    quantized = _quantized_outputs(groups, placements, node_names, model, onnx_tensors)
+    engine_only = [t for group in groups for t in group.outputs if t not in onnx_tensors and t not in quantized]
+    return EngineProvenance(groups, placements, engine_only, quantized)
+
+
+def _quantized_outputs(groups: list[EngineLayerGroup], placements: dict[str, TensorPlacement], node_names: list[str],
+                       model: onnx.ModelProto, onnx_tensors: set[str]) -> dict[str, tuple[str, float]]:
+    """An INT8 layer that quantizes its result (implicit INT8: the builder's QuantizeLinear) stores, under a new
+    name, the first output of its last ONNX node: that ONNX tensor is compared with the stored INT8 values times
+    the scale."""
+    order = {name: index for index, name in enumerate(node_names)}
+    outputs = dict(zip(node_names, ([o for o in node.output if o] for node in model.graph.node)))
+    quantized = {}
+    for group in groups:
+        if group.output_scale is None or len(group.outputs) != 1 or group.outputs[0] in onnx_tensors:
+            continue
+        last = max(group.onnx_nodes, key=lambda n: order[n], default=None)
+        tensor = outputs[last][0] if last is not None and outputs[last] else None
+        if tensor is None or placements.get(tensor) is None or placements[tensor].where != "fused":
+            continue
+        placements[tensor] = TensorPlacement(tensor, "quantized", group.name, group.outputs[0])
+        group.absorbed.remove(tensor)
+        quantized[group.outputs[0]] = (tensor, float(group.output_scale))
+    return quantized
 
 
 def _onnx_node_of(layer_name: str, ops: dict[str, str]) -> str | None:

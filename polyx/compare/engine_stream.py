@@ -47,17 +47,21 @@ class _ComparingListener:
     """Compares each watched engine tensor with its reference as soon as the engine writes it, then drops both."""
 
     def __init__(self, backend: Any, reference: dict[str, np.ndarray], compare: Callable[[str, Any, Any], None],
-                 stats: StreamStats):
+                 stats: StreamStats, quantized: dict[str, tuple[str, float]]):
         self.backend, self.reference, self.compare, self.stats = backend, reference, compare, stats
+        self.quantized = quantized
         self.held = sum(a.nbytes for a in reference.values())
 
     def process_debug_tensor(self, name: str, array: Any, layer: str) -> None:
-        expected = self.reference.pop(name, None)
+        onnx_name, scale = self.quantized.get(name, (name, None))
+        expected = self.reference.pop(onnx_name, None)
         if expected is None:
             return
         value = np.asarray(self.backend.to_host(array))
+        if scale is not None:  # an INT8 layer's stored output: compare the values it stands for
+            value = value.astype(np.float32) * np.float32(scale)
         self.stats.peak_held_bytes = max(self.stats.peak_held_bytes, self.held + value.nbytes)
-        self.compare(name, expected, value)
+        self.compare(onnx_name, expected, value)
         self.held -= expected.nbytes
 
 
@@ -71,16 +75,15 @@ def compare_engine_layers(engine: Any, model_path: str | os.PathLike, provenance
     if budget_bytes <= 0:
         raise PolyxError(f"the memory budget for intermediate tensors must be > 0 bytes, got {budget_bytes}")
     result = EngineLayerComparison()
-    boundary = [t for group in provenance.layers for t in group.outputs
-                if provenance.placements.get(t) is not None and provenance.placements[t].where == "boundary"
-                and t not in skip]
+    boundary = [t for group in provenance.layers for t in group.outputs if provenance.onnx_name(t) not in skip and (
+        t in provenance.quantized or (t in provenance.placements and provenance.placements[t].where == "boundary"))]
     context = engine.create_execution_context()
     context.set_optimization_profile_async(profile_index)
     inputs = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)
               if engine.get_tensor_mode(engine.get_tensor_name(i)).name == "INPUT"]
     with OnnxrtIntermediates(model_path, providers) as onnxrt:
-        result.not_in_onnxrt = [t for t in boundary if t not in onnxrt.available]
-        wanted = [t for t in boundary if t in onnxrt.available]
+        result.not_in_onnxrt = [t for t in boundary if provenance.onnx_name(t) not in onnxrt.available]
+        wanted = [t for t in boundary if provenance.onnx_name(t) in onnxrt.available]
         for iteration, iteration_feeds in enumerate(feeds):
             engine_feeds = {name: iteration_feeds[name] for name in inputs if name in iteration_feeds}
             for name, array in engine_feeds.items():
@@ -94,9 +97,9 @@ def compare_engine_layers(engine: Any, model_path: str | os.PathLike, provenance
                     on_tensor()
 
             for chunk in chunks:
-                reference = onnxrt.run(iteration_feeds, chunk)
+                reference = onnxrt.run(iteration_feeds, [provenance.onnx_name(t) for t in chunk])
                 result.stats.onnxrt_runs += 1
-                listener = _ComparingListener(engine.backend, reference, compare, result.stats)
+                listener = _ComparingListener(engine.backend, reference, compare, result.stats, provenance.quantized)
                 context.set_debug_listener(listener, chunk)
                 with np.errstate(all="ignore"):
                     context.execute(engine_feeds)
@@ -104,7 +107,7 @@ def compare_engine_layers(engine: Any, model_path: str | os.PathLike, provenance
                 if reference:  # a tensor the engine did not hand over (should not happen: it was at a boundary)
                     raise PolyxError(f"engine tensor(s) {', '.join(reference)} were not produced by any layer")
             context.set_debug_listener(None)
-    order = {name: index for index, name in enumerate(boundary)}
+    order = {provenance.onnx_name(name): index for index, name in enumerate(boundary)}
     result.comparisons.sort(key=lambda c: (c.iteration, order[c.name]))
     return result
 

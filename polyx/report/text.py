@@ -115,7 +115,8 @@ def format_engine_layers(report: EngineLayerReport, stats: StreamStats | None = 
             f"compared, {report.failed_count} failed")
     places = [p.where for p in provenance.placements.values()]
     line += (f"; ONNX tensors: {places.count('boundary')} at layer boundaries, {places.count('fused')} inside fused "
-             f"layers, {places.count('removed')} removed by the builder")
+             f"layers, {places.count('quantized')} stored as INT8 (compared dequantized), {places.count('removed')} "
+             "removed by the builder")
     if stats is not None and stats.chunks:
         line += (f"; streamed in {stats.chunks} chunk(s) per iteration, at most {_bytes(stats.peak_held_bytes)} of "
                  "reference tensors held")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -123,6 +124,21 @@ def test_int8_engine_names_its_first_int8_layer_over_tolerance(capsys, model_pat
     assert re.search(r"^First failing engine layer: conv2 \(CONVOLUTION conv\+add\+relu, INT8, tactic \S+\) output "
                      r"'relu2_out'", out, re.M)
     assert "input 'pool_out': max abs error" in out and "(within tolerance)" in out
+
+
+def test_implicit_int8_layer_outputs_are_compared_dequantized(capsys, tmp_path):
+    """Calibrated INT8 layers store their result as INT8 under a new name: it is compared with onnxruntime's
+    float tensor after multiplying by the layer's scale, so the first (INT8) convolution is the one named."""
+    model = Path(__file__).resolve().parents[2] / "examples" / "models" / "cnn.onnx"
+    code, out, err = run_cli(capsys, "run", model, "--engine", "--onnxrt", "--mark-all", "--int8", *FAST)
+    assert code == 1, out + err
+    assert re.search(r"^First failing engine layer: stem \(CONVOLUTION conv\+bn\+relu, INT8, tactic \S+\) output "
+                     r"'stem_relu' max abs error ([0-9.e-]+)", out, re.M)
+    stored = int(re.search(r"(\d+) stored as INT8 \(compared dequantized\)", out).group(1))
+    assert stored >= 2 and "every input is within tolerance: the error is created in this layer" in out
+    code, out, err = run_cli(capsys, "run", model, "--engine", "--onnxrt", "--mark-all", "--int8", *FAST,
+                             "--atol", "0.1", "--rtol", "0.1")
+    assert code == 0, out  # dequantized INT8 values are close to the float ones: the scale was applied
 
 
 def test_build_summary_is_identical_with_and_without_mark_all(capsys, model_path):

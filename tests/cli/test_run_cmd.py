@@ -60,7 +60,8 @@ def test_mark_all_compares_the_engine_as_built_and_accounts_for_every_onnx_tenso
     path = shared_model(name)
     code, out, err = run_cli(capsys, "run", path, "--engine", "--onnxrt", "--mark-all", *FAST, *SHAPES[name])
     assert code == 0, out + err
-    counts = re.search(r"ONNX tensors: (\d+) at layer boundaries, (\d+) inside fused layers, (\d+) removed", out)
+    counts = re.search(r"ONNX tensors: (\d+) at layer boundaries, (\d+) inside fused layers, 0 stored as INT8 "
+                       r"\(compared dequantized\), (\d+) removed", out)
     boundary, inside, removed = (int(g) for g in counts.groups())
     assert boundary + inside + removed == _node_output_count(path)
     assert _compared_count(out) == boundary < _onnx_intermediate_count(path)  # fusions were kept
