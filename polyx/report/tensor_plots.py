@@ -59,7 +59,10 @@ def heatmap_svg(comparison: TensorComparison, absolute: np.ndarray, relative: np
             for c in range(cols):
                 svg.append(f"<rect x='{left + c * CELL}' y='{44 + r * CELL}' width='{CELL}' height='{CELL}' "
                            f"fill='{_colour(grid[r, c], lo, hi)}'/>")
-        svg.append(_text(left, 58 + rows * CELL, f"0 .. {_num(10 ** hi if hi > -math.inf else 0)}", 10))
+        finite = grid[np.isfinite(grid)]
+        top = float(finite.max()) if finite.size else 0.0
+        note = " (black: inf/NaN)" if finite.size < grid.size else ""
+        svg.append(_text(left, 58 + rows * CELL, f"0 .. {_num(top)}{note}", 10))
     svg.append("</svg>")
     return "".join(svg)
 
@@ -90,7 +93,7 @@ def error_metrics_svg(comparison: TensorComparison, absolute: np.ndarray, relati
 
 def _pooled(errors: np.ndarray) -> np.ndarray:
     """The error array as a 2-D grid of at most MAX_CELLS x MAX_CELLS cells, each the maximum of its block."""
-    grid = np.nan_to_num(np.asarray(errors, np.float64), nan=np.inf)
+    grid = np.nan_to_num(np.asarray(errors, np.float64), nan=np.inf, posinf=np.inf)
     grid = grid.reshape(1, -1) if grid.ndim < 2 else grid.reshape(-1, grid.shape[-1])
     rows, cols = grid.shape
     rstep, cstep = max(1, math.ceil(rows / MAX_CELLS)), max(1, math.ceil(cols / MAX_CELLS))

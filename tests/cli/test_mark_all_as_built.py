@@ -184,6 +184,13 @@ def test_heatmap_pools_to_64_cells_and_marks_the_one_wrong_element():
     assert [i for i, c in enumerate(cells[:4096]) if c != "#ffffff"] == [50 * 64 + 1]  # row 100//2, column 3//2
 
 
+def test_heatmap_of_extreme_and_infinite_errors_is_written():
+    relative = np.array([[0.0, 1e300, np.inf, np.nan]])
+    svg = heatmap_svg(_comparison((1, 4)), relative, relative)
+    ET.fromstring(svg)
+    assert "0 .. 1e+300 (black: inf/NaN)" in svg and svg.count("fill='#000000'") == 4
+
+
 def test_error_metrics_plot_counts_elements_per_decade():
     absolute = np.array([0.0, 2e-4, 3e-4, 5e-3, 0.2])
     svg = error_metrics_svg(_comparison((5,)), absolute, absolute)
