@@ -126,7 +126,9 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
     _check_options(options)
     logger = logger or trt.Logger(trt.Logger.WARNING)
     model_is_plan = is_plan_file(options.model)
-    model = None if model_is_plan else load_onnx_file(options.model)
+    # The graph only (structure, names, types): the weights stay in their external data files, read by the
+    # builder and by onnxruntime from the model's folder, so a >2 GB model is never one protobuf here.
+    model = None if model_is_plan else load_onnx_file(options.model, load_external_data=False)
     plan_path = (options.model if model_is_plan else options.load_engine) if options.use_engine else None
     # Data for a loaded plan waits for the plan (its profile's opt shapes); a build waits for the data.
     feeds = _feeds(options, graph_inputs(model)) if model is not None and plan_path is None else None
@@ -139,7 +141,8 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
         marks = (options.onnx_mark_all and not options.compare_engine_layers) or options.onnx_outputs
         runners.append(OnnxrtRunner(mark_onnx_outputs(model, options.onnx_outputs, options.onnx_mark_all)
                                     if marks else options.model,
-                                    providers=tuple(options.onnxrt_providers or ("CPUExecutionProvider",))))
+                                    providers=tuple(options.onnxrt_providers or ("CPUExecutionProvider",)),
+                                    external_data_dir=options.model.resolve().parent))
     input_meta = graph_inputs(model) if model is not None else EngineRunner(engine).input_metadata()
     if feeds is None:
         feeds = _feeds(replace(options, build=_plan_data_shapes(options.build, engine)), input_meta)

@@ -15,8 +15,7 @@ from engine.onnx_file import external_data_paths, load_onnx_file
 
 from ..errors import PolyxError
 from ..marking import mark_onnx_outputs
-
-EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
+from .onnxrt_runner import EXTERNAL_FOLDER_KEY
 
 
 class OnnxrtIntermediates:

@@ -114,6 +114,11 @@ def test_onnxruntime_reads_external_data_from_the_model_folder(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)  # not the model's folder
     result = run_session(_options(folder / "m.onnx"))
     assert result.passed and len(result.comparisons) == len(BOUNDARY)
+    legacy = RunOptions(model=folder / "m.onnx", use_engine=True, use_onnxrt=True, onnx_mark_all=True,
+                        build=BuildOptions(optimization_level=0, device="cpu", mark_all=True))
+    result = run_session(legacy)  # Polygraphy's mark-all: onnxruntime from the weightless graph too
+    assert result.passed and len(result.comparisons) == len(fused_block_model().graph.node)  # every node output
+
 
 
 def test_int8_engine_names_its_first_int8_layer_over_tolerance(capsys, model_path):
