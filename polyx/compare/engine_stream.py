@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from engine.dtypes import nptype
+from engine.enums import TensorIOMode
 
 from ..errors import PolyxError
 from ..runners.onnxrt_intermediates import OnnxrtIntermediates
@@ -79,8 +80,8 @@ def compare_engine_layers(engine: Any, model_path: str | os.PathLike, provenance
         t in provenance.quantized or (t in provenance.placements and provenance.placements[t].where == "boundary"))]
     context = engine.create_execution_context()
     context.set_optimization_profile_async(profile_index)
-    inputs = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)
-              if engine.get_tensor_mode(engine.get_tensor_name(i)).name == "INPUT"]
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [name for name in names if engine.get_tensor_mode(name) == TensorIOMode.INPUT]
     with OnnxrtIntermediates(model_path, providers) as onnxrt:
         result.not_in_onnxrt = [t for t in boundary if provenance.onnx_name(t) not in onnxrt.available]
         wanted = [t for t in boundary if provenance.onnx_name(t) in onnxrt.available]

@@ -148,12 +148,7 @@ def test_implicit_int8_layer_outputs_are_compared_dequantized(capsys, tmp_path):
 
 def test_build_summary_is_identical_with_and_without_mark_all(capsys, model_path):
     def summary(*extra: str) -> list[str]:
-        code, out, err = run_cli(capsys, "run", model_path, "--engine", "--onnxrt", "-v", *FAST, *extra)
-        assert code == 0, out + err
-        lines = out.splitlines()
-        start = lines.index("Build summary:")
-        block = lines[start:next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  "))]
-        return [re.sub(r"build time: [0-9.]+ s", "build time: (varies)", line) for line in block]
+        return _build_summary(capsys, model_path, "--engine", "--onnxrt", *FAST, *extra)
 
     plain, marked = summary(), summary("--mark-all")
     assert plain == marked and any("conv_scale_fusion" in line for line in plain)
@@ -242,6 +237,33 @@ def test_provenance_of_a_node_lowered_to_several_layers_and_of_unnamed_nodes():
     assert [g.onnx_nodes for g in provenance.layers] == [["Relu_0"], ["a/b"], ["a/b"]]
     assert provenance.engine_only == ["a/b/1_out"]
     assert {n: p.where for n, p in provenance.placements.items()} == {"r": "boundary", "y": "boundary"}
+
+
+def test_a_saved_plan_is_compared_as_built(capsys, tmp_path, model_path):
+    plan = tmp_path / "m.plan"
+    assert run_cli(capsys, "convert", model_path, "-o", plan, *FAST)[0] == 0
+    code, out, err = run_cli(capsys, "run", model_path, "--engine", "--onnxrt", "--mark-all", "--load-engine", plan)
+    assert code == 0, out + err
+    assert "Inside fused layer conv2 (conv+add+relu): conv2_out, add_out (compared at relu2_out: PASSED" in out
+    assert "Removed by the builder (no layer computes them): same_out" in out
+
+
+def _build_summary(capsys, *args: str) -> list[str]:
+    code, out, err = run_cli(capsys, "run", *args, "-v")
+    assert code == 0, out + err
+    lines = out.splitlines()
+    start = lines.index("Build summary:")
+    block = lines[start:next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  "))]
+    return [re.sub(r"(build time|timing cache): .*", r"\1: (varies)", line) for line in block]
+
+
+@pytest.mark.gpu
+def test_gpu_build_summary_is_identical_with_and_without_mark_all(capsys, tmp_path, model_path):
+    """Same timings (one timing cache), so the same tactics: --mark-all must not change the GPU engine."""
+    common = [model_path, "--engine", "--onnxrt", "--device", "gpu", "--fp16", "--atol", "1e-2", "--rtol", "1e-2",
+              "--timing-cache", tmp_path / "gpu.cache"]
+    plain = _build_summary(capsys, *common)
+    assert _build_summary(capsys, *common, "--mark-all") == plain
 
 
 @pytest.mark.gpu
