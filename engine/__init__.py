@@ -17,6 +17,7 @@ from .calibrator import (
 )
 from .compatibility import HardwareCompatibilityLevel
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType, ProfilingVerbosity, TacticSource
+from .debug_listener import IDebugListener
 from .dtypes import DataType
 from .enums import (
     ActivationType,

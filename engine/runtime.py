@@ -25,6 +25,7 @@ import numpy as np
 from .backends import get_backend
 from .compatibility import check_loadable
 from .config import ProfilingVerbosity
+from .debug_listener import IDebugListener
 from .dtypes import DataType, nptype
 from .eager_execution import has_control_flow, run_eagerly
 from .enums import LayerType, TensorIOMode
@@ -111,6 +112,7 @@ class Engine:
         self._io_names = [graph.tensors[i].name for i in graph.inputs] + [graph.tensors[i].name for i in graph.outputs]
         self._index = {graph.tensors[i].name: i for i in graph.inputs + graph.outputs}
         self._lifetimes = device_lifetimes(graph)
+        self._debug_index: dict[str, int] | None = None
         # Whether some layer's output sizes are known only after it ran: execution then goes in stages.
         self.has_data_dependent_shapes = any(is_data_dependent(spec.layer.type) for spec in graph.layers)
         with allocation_scope(self.gpu_allocator, self.device):
@@ -278,6 +280,15 @@ class Engine:
     def create_execution_context(self) -> ExecutionContext:
         return ExecutionContext(self)
 
+    def debug_tensor_indices(self) -> dict[str, int]:
+        """Every tensor at a layer boundary of the engine (outputs of its non-constant layers), by name, in
+        execution order: the tensors a debug listener can watch."""
+        if self._debug_index is None:
+            tensors = self.graph.tensors
+            self._debug_index = {tensors[o].name: o for spec in self.graph.layers
+                                 if spec.layer.type != LayerType.CONSTANT for o in spec.outputs}
+        return self._debug_index
+
     def layer_info(self) -> list[dict[str, Any]]:
         """Per layer: name, type, precision, tactic (profile 0's; `tactics_per_profile` has every profile's),
         fused-from names, epilogue, inputs/outputs (what `inspect` shows)."""
@@ -325,6 +336,8 @@ class ExecutionContext:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.profiler: IProfiler | None = None
+        self._debug_listener: IDebugListener | None = None
+        self._debug_tensors: set[int] = set()  # tensor indices reported to the listener
         self.name = ""
         # Synchronize after every layer (engines built with BuilderFlag.DEBUG): a GPU fault names its layer.
         self.debug_sync = bool(engine.meta.get("flags", {}).get("DEBUG", False))
@@ -604,6 +617,41 @@ class ExecutionContext:
         stage.later[key] = following
         return following
 
+    # ------------------------------------------------------------------ debug tensors
+    def set_debug_listener(self, listener: IDebugListener | None, tensors: Sequence[str] | None = None) -> bool:
+        """Report the tensors named in `tensors` (None: every tensor at a layer boundary) to `listener` after the
+        layer that writes them, on every execution; None removes the listener. The engine is not changed; CUDA-graph
+        replay is off while a listener is set (each layer must hand its tensor over in turn)."""
+        if listener is None:
+            self._debug_listener, self._debug_tensors = None, set()
+            return True
+        boundary = self.engine.debug_tensor_indices()
+        if tensors is None:
+            chosen = set(boundary.values())
+        else:
+            unknown = [name for name in tensors if name not in boundary]
+            if unknown:
+                close = ", ".join(list(boundary)[:8])
+                raise ExecutionError(f"set_debug_listener: '{unknown[0]}' is not a tensor at a layer boundary of this "
+                                     f"engine (it may be inside a fused layer or not exist); tensors: {close}"
+                                     f"{' ...' if len(boundary) > 8 else ''}")
+            chosen = {boundary[name] for name in tensors}
+        if not callable(getattr(listener, "process_debug_tensor", None)):
+            raise ExecutionError("set_debug_listener: the listener has no process_debug_tensor(name, array, layer)")
+        self._debug_listener, self._debug_tensors = listener, chosen
+        return True
+
+    def get_debug_listener(self) -> IDebugListener | None:
+        return self._debug_listener
+
+    def debug_tensor_shapes(self) -> dict[str, tuple[tuple[int, ...], DataType]]:
+        """Shape and dtype of every layer-boundary tensor at the input shapes set now (no execution): what a
+        debug listener will receive, for sizing what a comparison must hold."""
+        binding = self._binding()
+        tensors = self.engine.graph.tensors
+        return {name: (tuple(int(d) for d in binding.shapes[i]), tensors[i].dtype)
+                for name, i in self.engine.debug_tensor_indices().items()}
+
     # ------------------------------------------------------------------ execution
     @reports_errors
     def execute_async_v3(self, stream_handle: Any = 0) -> bool:
@@ -750,7 +798,8 @@ class ExecutionContext:
             with allocation_scope(self.engine.gpu_allocator, self.engine.device):
                 self._run_steps(binding, slots, host_outputs, stream)
 
-        if self.use_cuda_graph and backend.supports_cuda_graphs and self.profiler is None and not self.debug_sync:
+        if self.use_cuda_graph and backend.supports_cuda_graphs and self.profiler is None and not self.debug_sync \
+                and self._debug_listener is None:
             self._enqueue_graph(binding, enqueue, [*inputs.values(), *outputs.values()], stream)
             return {}
         with backend.stream_scope(stream):
@@ -857,6 +906,9 @@ class ExecutionContext:
         """The hot loop: no name lookups, one call per device layer. A failing layer is named in the error."""
         backend, profiler, debug_sync, nvtx = self.engine.backend, self.profiler, self.debug_sync, self._nvtx
         xp, workspace = backend.xp, binding.workspace
+        listener, watched = self._debug_listener, self._debug_tensors
+        if listener is not None:
+            self._report_host_tensors(listener, watched, slots)
         for step in binding.steps:
             start = time.perf_counter() if profiler is not None else 0.0
             if nvtx is not None:
@@ -873,5 +925,19 @@ class ExecutionContext:
             if profiler is not None:
                 backend.synchronize(stream)
                 profiler.report_layer_time(step.name, (time.perf_counter() - start) * 1e3)
+            if listener is not None:
+                tensors = self.engine.graph.tensors
+                for o in step.outputs:
+                    if o in watched:
+                        listener.process_debug_tensor(tensors[o].name, slots[o], step.name)
         for array, value in host_outputs:
             xp.copyto(array, value, casting="unsafe")
+
+    def _report_host_tensors(self, listener: IDebugListener, watched: set[int], slots: list[Any]) -> None:
+        """Host layers (shape arithmetic) ran when the input shapes were bound; their outputs go first."""
+        graph = self.engine.graph
+        for spec in graph.layers:
+            if spec.host and spec.layer.type != LayerType.CONSTANT:
+                for o in spec.outputs:
+                    if o in watched and slots[o] is not None:
+                        listener.process_debug_tensor(graph.tensors[o].name, slots[o], spec.layer.name)

@@ -21,7 +21,11 @@ from engine.plan_file import is_plan_file
 
 from .build import BuildOptions, BuildReport, build_engine, load_engine
 from .compare import Comparator, LayerwiseReport, TensorComparison, Tolerances, analyze_layers
+from .compare.engine_layers import EngineLayerReport, analyze_engine_layers
+from .compare.engine_provenance import EngineProvenance, engine_provenance
+from .compare.engine_stream import DEFAULT_BUDGET_BYTES, StreamStats, compare_engine_layers
 from .compare.layerwise import GraphNode, nodes_from_engine, nodes_from_onnx
+from .compare.plot_options import PlotOptions
 from .compare.postprocess import Postprocess, unknown_outputs
 from .compare.run_comparison import RunnerOutputs, compare_iterations, pair_near_miss_names
 from .compare.user_compare import UserCompareFunc
@@ -64,6 +68,11 @@ class RunOptions:
     postprocess: Postprocess = field(default_factory=dict)  # applied to every side's outputs before comparing
     compare_func_script: str | None = None  # FILE.py:FUNCTION giving {output: passed} per iteration
     onnx_mark_all: bool = False
+    # --mark-all: compare every layer-boundary tensor of the engine as built (no output marked, fusions kept),
+    # streaming: onnxruntime's reference tensors are computed in chunks of at most this many bytes
+    compare_engine_layers: bool = False
+    intermediate_budget_bytes: int = DEFAULT_BUDGET_BYTES
+    plots: PlotOptions = field(default_factory=PlotOptions)  # per-tensor pictures, drawn while comparing
     onnx_outputs: list[str] = field(default_factory=list)
     onnxrt_providers: list[str] | None = None  # onnxruntime's provider names; None: CPU
     validate: bool = False
@@ -74,7 +83,8 @@ class RunOptions:
 
     @property
     def marks_intermediates(self) -> bool:
-        return bool(self.onnx_mark_all or self.onnx_outputs or self.build.mark_all or self.build.mark_outputs)
+        return bool(self.onnx_mark_all or self.onnx_outputs or self.build.mark_all or self.build.mark_outputs
+                    or self.compare_engine_layers)
 
     def output_paths(self) -> list[Path]:
         return [p for p in (self.save_engine, self.save_inputs, self.save_outputs, self.report,
@@ -100,6 +110,8 @@ class RunResult:
     build_report: BuildReport | None = None
     notes: list[str] = field(default_factory=list)
     model_outputs: list[str] = field(default_factory=list)
+    engine_layers: EngineLayerReport | None = None  # --mark-all: per engine layer, as built
+    stream_stats: StreamStats | None = None
 
     @property
     def passed(self) -> bool:
@@ -116,7 +128,9 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
     check_run_options(options)
     logger = logger or trt.Logger(trt.Logger.WARNING)
     model_is_plan = is_plan_file(options.model)
-    model = None if model_is_plan else load_onnx_file(options.model)
+    # The graph only (structure, names, types): the weights stay in their external data files, read by the
+    # builder and by onnxruntime from the model's folder, so a >2 GB model is never one protobuf here.
+    model = None if model_is_plan else load_onnx_file(options.model, load_external_data=False)
     plan_path = (options.model if model_is_plan else options.load_engine) if options.use_engine else None
     # Data for a loaded plan waits for the plan (its profile's opt shapes); a build waits for the data.
     feeds = _feeds(options, graph_inputs(model)) if model is not None and plan_path is None else None
@@ -126,10 +140,11 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
         engine, build_report = _engine(options, plan_path, feeds, progress, logger)
         runners.append(EngineRunner(engine, profile_index=options.build.profile_index))
     if options.use_onnxrt:
-        marks = options.onnx_mark_all or options.onnx_outputs
+        marks = (options.onnx_mark_all and not options.compare_engine_layers) or options.onnx_outputs
         runners.append(OnnxrtRunner(mark_onnx_outputs(model, options.onnx_outputs, options.onnx_mark_all)
                                     if marks else options.model,
-                                    providers=tuple(options.onnxrt_providers or ("CPUExecutionProvider",))))
+                                    providers=tuple(options.onnxrt_providers or ("CPUExecutionProvider",)),
+                                    external_data_dir=options.model.resolve().parent))
     input_meta = graph_inputs(model) if model is not None else EngineRunner(engine).input_metadata()
     if feeds is None:
         feeds = _feeds(replace(options, build=plan_data_shapes(options.build, engine)), input_meta)
@@ -158,10 +173,64 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
         _compare(result, options, reference, candidate, nodes, progress)
         if options.fail_fast and not result.passed:
             break
+    provenance = None
+    if options.compare_engine_layers:
+        provenance = engine_provenance(model, engine.layer_info())
+        _compare_engine_layers(result, options, engine, provenance, reference, candidates[0], progress)
+    constants = _constants(model) if model is not None else set()
     result.layerwise = analyze_layers(nodes, result.comparisons, options.worst_count, graph_inputs=set(input_meta),
-                                      constants=_constants(model) if model is not None else set(),
-                                      engine_layers=engine.layer_info() if engine is not None else None)
+                                      constants=constants,
+                                      engine_layers=engine.layer_info() if engine is not None else None,
+                                      inside=_inside_notes(provenance) if provenance is not None else None)
+    if provenance is not None:
+        verdicts = {t.name: t for t in result.layerwise.tensors}
+        result.engine_layers = analyze_engine_layers(provenance, verdicts, set(input_meta), constants)
     return result
+
+
+def _compare_engine_layers(result: RunResult, options: RunOptions, engine: trt.Engine, provenance: EngineProvenance,
+                           reference: RunnerOutputs, candidate: RunnerOutputs, progress: ProgressFactory) -> None:
+    """Stream the engine's layer-boundary tensors against onnxruntime's (the model outputs are compared already)."""
+    comparator = _comparator(options)
+    compared = {c.name for c in result.comparisons}
+    boundary = [provenance.onnx_name(t) for group in provenance.layers for t in group.outputs
+                if t in provenance.quantized or (t in provenance.placements and
+                                                 provenance.placements[t].where == "boundary")]
+    for name in options.tolerances.unknown_names({*compared, *boundary}):
+        placement = provenance.placements.get(name)
+        if placement is not None and placement.where in ("fused", "removed"):
+            where = f"inside the fused layer {placement.layer} ({provenance.layer(placement.layer).label})" \
+                if placement.where == "fused" else "removed by the builder"
+            raise PolyxError(f"a per-output tolerance names '{name}', which is {where} in the engine as built, so "
+                             "it has no value of its own (--mark-all-outputs compares it, fusions broken)")
+    _check_tolerance_names(options, [*compared, *(t for t in boundary if t not in compared)])
+    with progress(f"Comparing {candidate.runner} layers with {reference.runner}", None) as advance:
+        streamed = compare_engine_layers(
+            engine, options.model, provenance, result.feeds, comparator, (reference.runner, candidate.runner),
+            skip=compared, budget_bytes=options.intermediate_budget_bytes,
+            providers=tuple(options.onnxrt_providers or ("CPUExecutionProvider",)),
+            profile_index=options.build.profile_index, on_tensor=advance)
+    result.comparisons.extend(streamed.comparisons)
+    result.stream_stats = streamed.stats
+    if streamed.not_in_onnxrt:
+        result.notes.append(f"{len(streamed.not_in_onnxrt)} engine tensor(s) have no type after ONNX shape inference, "
+                            f"so onnxruntime cannot output them; not compared (e.g. "
+                            f"{', '.join(streamed.not_in_onnxrt[:3])})")
+    if provenance.engine_only:
+        result.notes.append(f"{len(provenance.engine_only)} engine tensor(s) have no ONNX tensor of that name (layers "
+                            f"a node lowers to); not compared (e.g. {', '.join(provenance.engine_only[:3])})")
+
+
+def _inside_notes(provenance: EngineProvenance) -> dict[str, str]:
+    """What the per-tensor analysis says about ONNX tensors the engine never stores."""
+    notes = {}
+    for group in provenance.fused_groups():
+        for tensor in group.absorbed:
+            notes[tensor] = f"inside fused layer {group.name} ({group.label}), compared at " \
+                            f"{', '.join(group.outputs)}"
+    for tensor in provenance.removed():
+        notes[tensor] = "removed by the builder (a no-op or folded constant)"
+    return notes
 
 
 def _engine(options: RunOptions, plan_path: Path | None, feeds: list[Feeds] | None, progress: ProgressFactory,
@@ -186,18 +255,32 @@ def _compare(result: RunResult, options: RunOptions, reference: RunnerOutputs, c
     candidate, renamed = pair_near_miss_names(reference, candidate, result.notes)
     names = _common_names(reference, candidate, nodes, result.notes, loaded=options.load_outputs is not None,
                           check_shapes=options.check_shapes)
+    if not options.compare_engine_layers:  # else checked once the layers' tensors are known
+        _check_tolerance_names(options, names)
+    comparator = _comparator(options)
+    with progress(f"Comparing {candidate.runner} with {reference.runner}", len(names) * len(result.feeds)) as advance:
+        result.comparisons.extend(compare_iterations(comparator, reference, candidate, names, renamed,
+                                                     options.postprocess, options.fail_fast, on_tensor=advance))
+
+
+def _comparator(options: RunOptions) -> Comparator:
+    observer = None
+    if options.plots.any:
+        from .report.tensor_plots import TensorPlotter
+
+        observer = TensorPlotter(options.plots)
+    return Comparator(options.tolerances, histograms=options.histograms, compare_func=options.compare_func,
+                      index_tolerance=options.index_tolerance, check_shapes=options.check_shapes,
+                      user_func=UserCompareFunc.from_spec(options.compare_func_script)
+                      if options.compare_func_script else None, observer=observer)
+
+
+def _check_tolerance_names(options: RunOptions, names: list[str]) -> None:
     for what, unknown in (("a per-output tolerance", options.tolerances.unknown_names(set(names))),
                           ("--postprocess", unknown_outputs(options.postprocess, set(names)))):
         if unknown:
             raise PolyxError(f"{what} names '{unknown[0]}', which is not a compared tensor "
                              f"(compared: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''})")
-    comparator = Comparator(options.tolerances, histograms=options.histograms, compare_func=options.compare_func,
-                            index_tolerance=options.index_tolerance, check_shapes=options.check_shapes,
-                            user_func=UserCompareFunc.from_spec(options.compare_func_script)
-                            if options.compare_func_script else None)
-    with progress(f"Comparing {candidate.runner} with {reference.runner}", len(names) * len(result.feeds)) as advance:
-        result.comparisons.extend(compare_iterations(comparator, reference, candidate, names, renamed,
-                                                     options.postprocess, options.fail_fast, on_tensor=advance))
 
 
 def check_run_options(options: RunOptions) -> None:
@@ -221,6 +304,15 @@ def check_run_options(options: RunOptions) -> None:
         if path is None or not path.is_file() or not options.compare_func_script.rpartition(":")[2]:
             raise PolyxError(f"--compare-func-script '{options.compare_func_script}': expected FILE.py:FUNCTION "
                              "naming an existing file")
+    if options.compare_engine_layers:
+        _check_engine_layer_options(options)
+    for flag, folder in (("--save-heatmaps", options.plots.heatmaps),
+                         ("--save-error-metrics-plot", options.plots.error_metrics)):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise PolyxError(f"{flag} {folder}: is a file; expected a folder (created when missing)")
+    if options.plots.any and not (options.use_engine and options.use_onnxrt or options.load_outputs is not None):
+        raise PolyxError("--save-heatmaps/--save-error-metrics-plot draw compared tensors: compare two runners "
+                         "(--engine --onnxrt) or a runner with --load-outputs")
     if options.save_format not in ("polyx", "polygraphy"):
         raise PolyxError(f"--save-format must be polyx or polygraphy, got '{options.save_format}'")
     for path in (options.save_inputs, options.save_outputs):
@@ -233,6 +325,20 @@ def check_run_options(options: RunOptions) -> None:
     inputs = options.input_paths()
     for path in options.output_paths():
         check_outputs_apart(path, inputs)
+
+
+def _check_engine_layer_options(options: RunOptions) -> None:
+    if not (options.use_engine and options.use_onnxrt) or is_plan_file(options.model):
+        raise PolyxError("--mark-all compares the engine's layer outputs with onnxruntime's: run an ONNX model with "
+                         "both --engine and --onnxrt (use --load-engine for a saved plan)")
+    if options.load_outputs is not None:
+        raise PolyxError("--mark-all takes its reference tensors from onnxruntime; it cannot be combined with "
+                         "--load-outputs")
+    if options.build.mark_all:
+        raise PolyxError("--mark-all (the engine as built) and --mark-all-outputs (every tensor an output, fusions "
+                         "broken) exclude each other; pass one")
+    if options.intermediate_budget_bytes <= 0:
+        raise PolyxError(f"--mark-all-budget must be > 0 bytes, got {options.intermediate_budget_bytes}")
 
 
 def _engine_outputs(engine: trt.Engine) -> list[str]:

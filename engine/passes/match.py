@@ -40,6 +40,9 @@ def other_input(node: Node, value: Value) -> Value | None:
 
 
 def record_fusion(host: Node, fused: Node) -> None:
-    """`inspect` shows which original layers a fused node stands for."""
-    host.metadata.setdefault("fused_from", [host.name])
-    host.metadata["fused_from"].append(fused.name)
+    """`inspect` and `run --mark-all` show which original layers a fused node stands for: the fused node's own
+    provenance comes along (a GELU node fused into its MatMul still names the ONNX nodes of the GELU chain)."""
+    names = host.metadata.setdefault("fused_from", [host.name])
+    for name in [fused.name, *fused.metadata.get("fused_from", [])]:
+        if name not in names:
+            names.append(name)

@@ -10,13 +10,21 @@ import typer
 import engine as trt
 
 from ..build import BuildOptions
+from ..compare.engine_stream import DEFAULT_BUDGET_BYTES
+from ..compare.plot_options import PlotOptions
 from ..compare.postprocess import parse_postprocess
 from ..compare.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 from ..errors import PolyxError
 from ..report import format_build_report, format_run_result, progress_factory, write_html
 from ..run_session import RunOptions, check_run_options, run_session
 from ..runners.onnxrt_runner import resolve_providers
-from .build_options import MULTI_VALUE_BUILD_OPTIONS, parse_value_ranges, tolerances_from_flags, with_build_options
+from .build_options import (
+    MULTI_VALUE_BUILD_OPTIONS,
+    parse_size,
+    parse_value_ranges,
+    tolerances_from_flags,
+    with_build_options,
+)
 from .logging_options import engine_severity
 from .multi_value_options import multi_value_command
 
@@ -72,13 +80,22 @@ def run(
         "--providers", help="onnxruntime execution providers in priority order, e.g. cuda cpu (default cpu).")
                          ] = None,
     mark_all: Annotated[bool, typer.Option(
-        "--mark-all", help="Compare every intermediate tensor (= --onnx-outputs mark all --engine-outputs mark all).",
+        "--mark-all", help="Compare every tensor at a layer boundary of the engine as built (same fusions, "
+                           "precisions and tactics; = --engine-outputs mark all); tensors inside fused layers are "
+                           "compared at the fused layer's output.", rich_help_panel=OUTPUTS)] = False,
+    mark_all_outputs: Annotated[bool, typer.Option(
+        "--mark-all-outputs", help="Polygraphy's mark-all: make every tensor an engine and onnxruntime output "
+                                   "(breaks fusions, so the engine differs from the one you ship).",
         rich_help_panel=OUTPUTS)] = False,
+    mark_all_budget: Annotated[str | None, typer.Option(
+        "--mark-all-budget", help="--mark-all: most bytes of onnxruntime reference tensors held at once, e.g. 512M "
+                                  "(default 1G); more chunks, more runs.", rich_help_panel=OUTPUTS)] = None,
     onnx_outputs: Annotated[list[str] | None, typer.Option(
         "--onnx-outputs", help="Extra onnxruntime output tensor (repeatable), or `mark all`.",
         rich_help_panel=OUTPUTS)] = None,
     engine_outputs: Annotated[list[str] | None, typer.Option(
-        "--engine-outputs", "--trt-outputs", help="Extra engine output tensor (repeatable), or `mark all`.",
+        "--engine-outputs", "--trt-outputs", help="Extra engine output tensor (repeatable), or `mark all` (= "
+                                                  "--mark-all: the engine as built).",
         rich_help_panel=OUTPUTS)] = None,
     save_engine: Annotated[Path | None, typer.Option("--save-engine", help="Write the built plan.")] = None,
     load_engine: Annotated[Path | None, typer.Option("--load-engine", help="Run this plan instead of building.")
@@ -149,6 +166,12 @@ def run(
     gen_script: Annotated[Path | None, typer.Option(
         "--gen-script", help="Write this run as a Python script on polyx.api (docs/scripting.md) instead of running "
                              "it; the script prints the same verdict and exits with the same code.")] = None,
+    save_heatmaps: Annotated[Path | None, typer.Option(
+        "--save-heatmaps", help="Write an SVG heatmap of the absolute and relative error per compared tensor "
+                                "into this folder.", rich_help_panel=COMPARE)] = None,
+    save_error_metrics_plot: Annotated[Path | None, typer.Option(
+        "--save-error-metrics-plot", help="Write an SVG plot of the error distribution per compared tensor into "
+                                          "this folder.", rich_help_panel=COMPARE)] = None,
     verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail (-vv: engine logs).")] = 0,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only the result lines.")] = False,
 ) -> None:
@@ -161,7 +184,7 @@ def run(
     engine_mark_all, engine_names = _marked(engine_outputs, extra)
     if extra:
         raise PolyxError(f"unexpected extra argument(s): {' '.join(extra)}")
-    build_options.mark_all = mark_all or engine_mark_all
+    build_options.mark_all = mark_all_outputs
     build_options.mark_outputs = engine_names
     tolerances = tolerances_from_flags(atol, rtol, check_error_stat.value, error_quantile)
     options = RunOptions(model=model, use_engine=use_engine, use_onnxrt=use_onnxrt, build=build_options,
@@ -173,7 +196,11 @@ def run(
                          compare_func=compare_func.value, index_tolerance=index_tolerance,
                          check_shapes=not no_shape_check, postprocess=parse_postprocess(postprocess),
                          compare_func_script=compare_func_script,
-                         onnx_mark_all=mark_all or onnx_mark_all, onnx_outputs=onnx_names, validate=validate,
+                         onnx_mark_all=mark_all_outputs or onnx_mark_all, onnx_outputs=onnx_names, validate=validate,
+                         compare_engine_layers=mark_all or engine_mark_all,
+                         intermediate_budget_bytes=DEFAULT_BUDGET_BYTES if mark_all_budget is None else
+                         parse_size(mark_all_budget, "--mark-all-budget"),
+                         plots=PlotOptions(save_heatmaps, save_error_metrics_plot),
                          onnxrt_providers=resolve_providers(providers) if providers else None,
                          fail_fast=fail_fast, histograms=verbose > 0, worst_count=worst, report=report)
     if gen_script is not None:
@@ -184,7 +211,8 @@ def run(
         _echo(format_build_report(result.build_report))
     lines = format_run_result(result, verbose=verbose)
     if quiet:
-        lines = [line for line in lines if line.startswith(("First divergence:", "RESULT:", "VALIDATION FAILED"))]
+        lines = [line for line in lines if line.startswith(("First divergence:", "First failing engine layer:",
+                                                               "RESULT:", "VALIDATION FAILED"))]
     _echo(lines)
     if report is not None:
         write_html(report, result, f"polyx run {model.name}")

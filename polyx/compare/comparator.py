@@ -67,7 +67,10 @@ class TensorComparison:
 
 class Comparator:
     def __init__(self, tolerances: Tolerances | None = None, histograms: bool = False, compare_func: str = "simple",
-                 index_tolerance: int = 0, check_shapes: bool = True, user_func: UserCompareFunc | None = None):
+                 index_tolerance: int = 0, check_shapes: bool = True, user_func: UserCompareFunc | None = None,
+                 observer: Callable[[TensorComparison, np.ndarray, np.ndarray], None] | None = None):
+        """`observer` sees both arrays of each compared tensor (the per-tensor pictures are drawn there, while
+        the arrays exist)."""
         if compare_func not in COMPARE_FUNCS:
             raise PolyxError(f"compare func must be one of {', '.join(COMPARE_FUNCS)}, got '{compare_func}'")
         if index_tolerance < 0:
@@ -78,6 +81,7 @@ class Comparator:
         self.index_tolerance = int(index_tolerance)
         self.check_shapes = check_shapes
         self.user_func = user_func
+        self.observer = observer
 
     def compare_tensor(self, name: str, reference: np.ndarray, candidate: np.ndarray, iteration: int = 0,
                        runners: tuple[str, str] = ("reference", "candidate"),
@@ -120,6 +124,8 @@ class Comparator:
             result.passed, result.mismatches = verdict.passed, verdict.mismatches
         if self.histograms:
             result.histogram = error_histogram(absolute)
+        if self.observer is not None:
+            self.observer(result, reference, candidate)
         return result
 
     def compare(self, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], names: Iterable[str],

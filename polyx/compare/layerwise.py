@@ -11,6 +11,9 @@ import onnx
 
 from .comparator import TensorComparison
 
+# Inputs that need no comparison: the same data reaches both sides.
+KNOWN_GOOD = ("model input (same data on both sides)", "weights/constant")
+
 
 @dataclass
 class GraphNode:
@@ -74,7 +77,7 @@ class LayerwiseReport:
     def error_created_at_divergence(self) -> bool:
         """True when every input of the first diverging node was compared (or is a model input/constant) and passed."""
         return self.first_divergence is not None and all(
-            i.verdict.passed if i.verdict is not None else i.note != "not compared" for i in self.divergence_inputs)
+            i.verdict.passed if i.verdict is not None else i.note in KNOWN_GOOD for i in self.divergence_inputs)
 
 
 def nodes_from_onnx(model: onnx.ModelProto) -> list[GraphNode]:
@@ -92,7 +95,9 @@ def nodes_from_engine(engine: Any) -> list[GraphNode]:
 
 def analyze_layers(nodes: list[GraphNode], comparisons: list[TensorComparison], worst_count: int = 10,
                    graph_inputs: set[str] | None = None, constants: set[str] | None = None,
-                   engine_layers: list[dict[str, Any]] | None = None) -> LayerwiseReport:
+                   engine_layers: list[dict[str, Any]] | None = None,
+                   inside: dict[str, str] | None = None) -> LayerwiseReport:
+    """`inside`: why an uncompared tensor has no value of its own (inside a fused engine layer, removed)."""
     by_name: dict[str, list[TensorComparison]] = {}
     for comparison in comparisons:
         by_name.setdefault(comparison.name, []).append(comparison)
@@ -117,6 +122,8 @@ def analyze_layers(nodes: list[GraphNode], comparisons: list[TensorComparison], 
             report.divergence_inputs.append(InputError(name, None, "model input (same data on both sides)"))
         elif name in (constants or set()):
             report.divergence_inputs.append(InputError(name, None, "weights/constant"))
+        elif name in (inside or {}):
+            report.divergence_inputs.append(InputError(name, None, inside[name]))
         else:
             report.divergence_inputs.append(InputError(name, None, "not compared"))
     if node is not None and engine_layers:

@@ -28,6 +28,20 @@ def render_html(result: RunResult, title: str) -> str:
              f"<p>Result: <span class='{'pass' if result.passed else 'fail'}'>{status}</span>; reference "
              f"{_e(result.reference or 'none')}; runners: {_e(', '.join(r.runner for r in result.outputs))}; "
              f"{len(result.feeds)} iteration(s).</p>"]
+    engine_layers = result.engine_layers
+    if engine_layers is not None and engine_layers.layers:
+        from .layer_chart import layer_error_chart, layer_table
+
+        first = engine_layers.first_failing
+        parts.append(f"<h2>Per engine layer error, as built ({len(engine_layers.layers)} layers compared, "
+                     f"{engine_layers.failed_count} failed)</h2>" + layer_error_chart(engine_layers))
+        if first is None:
+            parts.append("<p class='box ok'>First failing engine layer: none.</p>")
+        else:
+            parts.append(f"<div class='box'><p><b>First failing engine layer: {_e(first.group.describe())}</b>: output "
+                         f"{_e(first.worst.name)}, max abs error {num(first.worst.max_absolute)}, max rel error "
+                         f"{num(first.worst.max_relative)}</p></div>")
+        parts.append("<h2>Engine layers</h2>" + layer_table(engine_layers))
     layerwise = result.layerwise
     if layerwise is not None and layerwise.tensors:
         parts.append(f"<h2>Per-layer error ({layerwise.compared_count} tensors compared, {layerwise.failed_count} "

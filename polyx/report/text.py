@@ -9,6 +9,8 @@ import math
 
 from ..build import BuildReport
 from ..compare import TensorComparison
+from ..compare.engine_layers import EngineLayerReport
+from ..compare.engine_stream import StreamStats
 from ..compare.layerwise import LayerwiseReport, TensorVerdict
 from ..compare.statistics import TensorStats
 from ..run_session import RunResult
@@ -124,6 +126,62 @@ def format_layerwise(report: LayerwiseReport) -> list[str]:
     return lines
 
 
+def format_engine_layers(report: EngineLayerReport, stats: StreamStats | None = None, verbose: int = 0,
+                         shown_groups: int = 10) -> list[str]:
+    """The engine-as-built view of `--mark-all`: per-layer counts, the first failing layer (precision and tactic
+    included, so an INT8 layer is named as such), what each fused layer absorbed and what the builder removed."""
+    provenance = report.provenance
+    fused = provenance.fused_groups()
+    line = (f"Engine layers as built: {len(provenance.layers)} layer(s), {len(fused)} fused, {len(report.layers)} "
+            f"compared, {report.failed_count} failed")
+    places = [p.where for p in provenance.placements.values()]
+    line += (f"; ONNX tensors: {places.count('boundary')} at layer boundaries, {places.count('fused')} inside fused "
+             f"layers, {places.count('quantized')} stored as INT8 (compared dequantized), {places.count('removed')} "
+             "removed by the builder")
+    if stats is not None and stats.chunks:
+        line += (f"; streamed in {stats.chunks} chunk(s) per iteration, at most {_bytes(stats.peak_held_bytes)} of "
+                 "reference tensors held")
+    lines = [line]
+    first = report.first_failing
+    if first is None:
+        lines.append(f"First failing engine layer: none (all {len(report.layers)} compared layers are within "
+                     "tolerance)")
+    else:
+        worst = first.worst
+        detail = worst.problem or (f"max abs error {num(worst.max_absolute)}, max rel error {num(worst.max_relative)};"
+                                   f" needs atol >= {num(worst.min_atol)} or rtol >= {num(worst.min_rtol)}")
+        lines.append(f"First failing engine layer: {first.group.describe()} output '{worst.name}' {detail}")
+        lines.append(f"  computes ONNX node(s): {', '.join(first.group.onnx_nodes) or '-'}")
+        if first.group.absorbed:
+            lines.append(f"  inside it (never stored): {', '.join(first.group.absorbed)}")
+        for item in report.first_failing_inputs:
+            if item.verdict is None:
+                lines.append(f"  input '{item.name}': {item.note}")
+            else:
+                v = item.verdict
+                lines.append(f"  input '{item.name}': max abs error {num(v.max_absolute)}, max rel error "
+                             f"{num(v.max_relative)} ({'within tolerance' if v.passed else 'FAILED'})")
+        if report.error_created_in_first_failing:
+            lines.append("  every input is within tolerance: the error is created in this layer")
+        else:
+            lines.append("  some inputs exceed tolerance or were not compared: the error may come from them")
+    verdicts = {layer.group.name: layer for layer in report.layers}
+    limit = len(fused) if verbose else shown_groups
+    for group in fused[:limit]:
+        at = verdicts.get(group.name)
+        state = "not compared" if at is None else \
+            f"{'PASSED' if at.passed else 'FAILED'}, max abs {num(at.max_absolute)}"
+        lines.append(f"Inside fused layer {group.name} ({group.label}): {', '.join(group.absorbed)} (compared at "
+                     f"{', '.join(group.outputs)}: {state})")
+    if len(fused) > limit:
+        lines.append(f"... and {len(fused) - limit} more fused layer(s) (-v lists them)")
+    removed = provenance.removed()
+    if removed:
+        lines.append(f"Removed by the builder (no layer computes them): {', '.join(removed[:10])}"
+                     f"{f' and {len(removed) - 10} more' if len(removed) > 10 else ''}")
+    return lines
+
+
 def format_run_result(result: RunResult, verbose: int = 0) -> list[str]:
     lines = []
     for run in result.outputs:
@@ -147,6 +205,8 @@ def format_run_result(result: RunResult, verbose: int = 0) -> list[str]:
         if detailed and not verbose and first.name not in result.model_outputs:
             lines += format_comparison(detailed[0])
         lines += format_layerwise(result.layerwise)
+    if result.engine_layers is not None:
+        lines += format_engine_layers(result.engine_layers, result.stream_stats, verbose=verbose)
     lines += [f"note: {note}" for note in result.notes]
     lines += [f"VALIDATION FAILED | {failure}" for failure in result.validation_failures]
     compared = len({c.name for c in result.comparisons})

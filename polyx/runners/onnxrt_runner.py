@@ -10,6 +10,9 @@ import onnx
 from ..errors import PolyxError
 from .base import InputMeta, Runner
 
+# onnxruntime reads a serialized model's external data from this folder
+EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
+
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
               "tensor(int8)": np.int8, "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(int64)": np.int64,
               "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32,
@@ -41,12 +44,16 @@ def _short(provider: str) -> str:
     return provider.removesuffix("ExecutionProvider").lower()
 
 
-def create_session(model: onnx.ModelProto | str | os.PathLike, providers: list[str] | tuple[str, ...]):
-    """An onnxruntime InferenceSession, quiet, with a one-line PolyxError when onnxruntime refuses the model."""
+def create_session(model: onnx.ModelProto | str | os.PathLike, providers: list[str] | tuple[str, ...],
+                   external_data_dir: str | os.PathLike | None = None):
+    """An onnxruntime InferenceSession, quiet, with a one-line PolyxError when onnxruntime refuses the model.
+    `external_data_dir`: where a ModelProto's external data lies."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if external_data_dir is not None:
+        options.add_session_config_entry(EXTERNAL_FOLDER_KEY, os.fspath(external_data_dir))
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
     try:
         return ort.InferenceSession(source, sess_options=options, providers=list(providers))
@@ -61,9 +68,12 @@ class OnnxrtRunner(Runner):
     name = "onnxrt"
 
     def __init__(self, model: onnx.ModelProto | str | os.PathLike | Callable, name: str = "onnxrt",
-                 providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",), external_data_dir: str | None = None):
+        """`external_data_dir`: where a ModelProto's external data lies (onnxruntime reads it from there, so the
+        proto need not hold the weights)."""
         super().__init__()
         self.model = model
+        self.external_data_dir = external_data_dir
         self.name = name
         self.providers = list(providers)
         self.session = None
@@ -72,7 +82,7 @@ class OnnxrtRunner(Runner):
         if callable(self.model):
             self.session = self.model()
         else:
-            self.session = create_session(self.model, self.providers)
+            self.session = create_session(self.model, self.providers, self.external_data_dir)
 
     def input_metadata(self) -> InputMeta:
         if self.session is None:

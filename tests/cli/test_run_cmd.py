@@ -40,20 +40,41 @@ def test_shared_models_pass_at_default_tolerances(capsys, name):
     assert out.strip().splitlines()[-1].startswith("RESULT: PASSED (1 tensor(s) compared")
 
 
+def _node_output_count(path) -> int:
+    """Independent count: every output of a non-Constant node."""
+    return sum(1 for n in onnx.load(path).graph.node if n.op_type != "Constant" for o in n.output if o)
+
+
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_mark_all_compares_every_intermediate_tensor(capsys, name):
+def test_mark_all_outputs_compares_every_intermediate_tensor(capsys, name):
+    """Polygraphy's mark-all (every tensor an output, fusions broken) stays available by its own flag."""
     path = shared_model(name)
-    code, out, err = run_cli(capsys, "run", path, "--engine", "--onnxrt", "--mark-all", *FAST, *SHAPES[name])
+    code, out, err = run_cli(capsys, "run", path, "--engine", "--onnxrt", "--mark-all-outputs", *FAST, *SHAPES[name])
     assert code == 0, out + err
     assert _compared_count(out) == _onnx_intermediate_count(path) > 100
     assert "First divergence: none" in out
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_mark_all_compares_the_engine_as_built_and_accounts_for_every_onnx_tensor(capsys, name):
+    path = shared_model(name)
+    code, out, err = run_cli(capsys, "run", path, "--engine", "--onnxrt", "--mark-all", *FAST, *SHAPES[name])
+    assert code == 0, out + err
+    counts = re.search(r"ONNX tensors: (\d+) at layer boundaries, (\d+) inside fused layers, 0 stored as INT8 "
+                       r"\(compared dequantized\), (\d+) removed", out)
+    boundary, inside, removed = (int(g) for g in counts.groups())
+    assert boundary + inside + removed == _node_output_count(path)
+    assert _compared_count(out) == boundary < _onnx_intermediate_count(path)  # fusions were kept
+    assert "First divergence: none" in out and "First failing engine layer: none" in out
 
 
 def test_polygraphy_spelling_of_mark_all(capsys, tmp_path):
     model = make_mlp(tmp_path / "mlp.onnx")
     code, out, _ = run_cli(capsys, "run", model, "--engine", "--onnxrt", *FAST, "--onnx-outputs", "mark", "all",
                            "--engine-outputs", "mark", "all")
-    assert code == 0 and _compared_count(out) == 5
+    # the engine as built: fc1 + bias1 + relu are one layer, so a1, logits and probs are its boundary tensors
+    assert code == 0 and _compared_count(out) == 3
+    assert "Inside fused layer fc1 (matmul+add+relu): h1, h1b (compared at a1: PASSED" in out
 
 
 class _Perturbed(trt.Tactic):
@@ -92,15 +113,23 @@ def test_injected_error_is_named_as_first_divergence(capsys, tmp_path, registere
     code, out, err = run_cli(capsys, "run", shared_model("mobilenet_v2"), "--engine", "--onnxrt", "--mark-all",
                              *FAST, "--report", report)
     assert code == 1, out + err
+    # The engine as built: the convolution, its BatchNorm and its Clip (ReLU6) are one layer, whose output is
+    # the first tensor read back after the wrong tactic ran.
+    clip = node.replace("conv.1.0/Conv", "conv.1.2/Clip")
     lines = [line for line in out.splitlines() if line.startswith("First divergence:")]
-    assert lines == [lines[0]] and lines[0].startswith(f"First divergence: {node}_output_0 (node {node}, op Conv)")
+    assert lines == [lines[0]] and lines[0].startswith(f"First divergence: {clip}_output_0 (node {clip}, op Clip)")
     assert f"engine layer: {node} (CONVOLUTION, tactic test_wrong_conv)" in out
-    assert "every input is within tolerance: the error is created at this node" in out
+    assert f"First failing engine layer: {node} (CONVOLUTION conv+bn+clip, FLOAT, tactic test_wrong_conv) output " \
+           f"'{clip}_output_0'" in out
+    assert "every input is within tolerance: the error is created in this layer" in out
     assert out.splitlines()[-2].startswith("RESULT: FAILED")
     page = report.read_text()
-    assert "<svg" in page and f"First divergence: {node}_output_0" in page
+    assert "<svg" in page and f"First divergence: {clip}_output_0" in page
     assert not re.search(r"<script|<link|src=|url\(", page)  # self-contained
     assert page.count("<circle") == _compared_count(out)
+    layers = int(re.search(r"Engine layers as built: \d+ layer\(s\), \d+ fused, (\d+) compared", out).group(1))
+    assert page.count("<rect class='layer'") == layers and page.count("<text class='fused'") > 0
+    assert f"First failing engine layer: {node} (CONVOLUTION conv+bn+clip" in page
 
 
 def test_tactic_forced_by_replay_file_is_localised(capsys, tmp_path, registered):
@@ -116,7 +145,9 @@ def test_tactic_forced_by_replay_file_is_localised(capsys, tmp_path, registered)
                            replay, "-q")
     assert code == 1
     assert out.splitlines()[0].startswith("First divergence: logits (node fc2, op MatMul)")
-    assert out.splitlines()[1].startswith("RESULT: FAILED")
+    assert out.splitlines()[1].startswith("First failing engine layer: fc2 (MATRIX_MULTIPLY, FLOAT, tactic "
+                                          "test_wrong_matmul) output 'logits'")
+    assert out.splitlines()[2].startswith("RESULT: FAILED")
 
 
 def test_fail_fast_stops_after_first_failed_iteration(capsys, tmp_path, registered):

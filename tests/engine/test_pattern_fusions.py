@@ -96,10 +96,13 @@ def test_a_marked_product_keeps_its_bias_add(tmp_path):
 
 @pytest.mark.parametrize("form", ["mul_then_half", "half_first", "scaled_gate"])
 def test_erf_gelu_chains_become_one_activation_fused_into_the_matmul(form, tmp_path):
-    layers = build_and_compare(linear_model(RNG.standard_normal(N).astype(np.float32), GELU_FORMS[form]), tmp_path)
+    model = linear_model(RNG.standard_normal(N).astype(np.float32), GELU_FORMS[form])
+    layers = build_and_compare(model, tmp_path)
     assert len(layers) == 1 and layers[0]["type"] == "MATRIX_MULTIPLY"
-    assert len(layers[0]["fused_from"]) == 2 + 1  # fc, fc.bias and the GELU activation
-    assert layers[0]["fused_from"][-1].endswith(".gelu")
+    # fc, fc.bias, the GELU activation, then the ONNX nodes of the GELU chain it stands for (parser names OP_i)
+    assert layers[0]["fused_from"][:3] == ["fc", "fc.bias", "Erf_3.gelu"]
+    chain = [f"{node.op_type}_{index}" for index, node in enumerate(model.graph.node) if index >= 2]
+    assert sorted(layers[0]["fused_from"][3:]) == sorted(chain)
 
 
 def test_near_miss_gelu_constant_is_not_fused(tmp_path):
