@@ -27,8 +27,8 @@ _CONFIG_NAMES = {"fp16": "fp16", "tf32": "tf32", "precision_constraints": "preci
 # RunOptions settings a script cannot reproduce, and the flag that sets each
 _REFUSED = {"load_inputs": "--load-inputs", "save_inputs": "--save-inputs", "load_outputs": "--load-outputs",
             "save_outputs": "--save-outputs", "data_loader_script": "--data-loader-script", "validate": "--validate",
-            "report": "--report", "onnx_mark_all": "--mark-all / --onnx-outputs mark all",
-            "onnx_outputs": "--onnx-outputs"}
+            "report": "--report", "onnx_mark_all": "--mark-all-outputs / --onnx-outputs mark all",
+            "onnx_outputs": "--onnx-outputs", "compare_engine_layers": "--mark-all / --engine-outputs mark all"}
 
 
 def generate_script(options: RunOptions, command: str) -> str:
@@ -92,12 +92,16 @@ def _refuse_unsupported(options: RunOptions) -> None:
     for name, flag in _REFUSED.items():
         if getattr(options, name):
             raise PolyxError(f"--gen-script: the generated script cannot express {flag}; drop it or run the command")
+    if options.plots.any:
+        raise PolyxError("--gen-script: the generated script cannot express --save-heatmaps / "
+                         "--save-error-metrics-plot; drop them or run the command")
     default = BuildOptions()
     for field in fields(BuildOptions):
         if field.name not in _BUILD_FIELDS and getattr(options.build, field.name) != getattr(default, field.name):
             flag = {"mark_all": "--mark-all", "mark_outputs": "--engine-outputs", "int8": "--int8",
                     "timing_cache": "--timing-cache (use --load-timing-cache / --save-timing-cache)",
-                    "calibration_cache": "--calibration-cache", "calib_base_cls": "--calib-base-cls"}
+                    "calibration_cache": "--calibration-cache", "calib_base_cls": "--calib-base-cls",
+                    "pointwise_fusion": "--pointwise-fusion"}
             raise PolyxError(f"--gen-script: the generated script cannot express "
                              f"{flag.get(field.name, field.name)}; drop it or run the command")
 
