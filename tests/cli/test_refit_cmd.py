@@ -3,6 +3,7 @@ about refit. Outputs against onnxruntime on the model whose weights were put in.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,13 @@ def test_strip_plan_then_refit_gives_a_plan_that_matches_onnxruntime(capsys, tmp
     assert {p: _digest(p) for p in before} == before  # inputs untouched
     code, out, _ = run_cli(capsys, "inspect", "model", refitted)
     assert code == 0 and "refit:              refittable: 6 named weights" in out
+    weights = {}
+    for plan in (stripped, refitted):  # a stripped plan's placeholders are not shown as weights
+        code, out, _ = run_cli(capsys, "inspect", "model", plan, "--show", "weights", "--format", "json")
+        report = json.loads(out)
+        weights[plan] = {row["name"] for row in report["weights"]}
+        assert report["refit"]["stripped"] == (plan == stripped) and len(report["refit"]["weights"]) == 6
+    assert "fc.w" in weights[refitted] and "fc.w" not in weights[stripped]
     engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(refitted.read_bytes())
     expected = ort.InferenceSession(str(new), providers=["CPUExecutionProvider"]).run(None, {"x": X})[0]
     np.testing.assert_allclose(engine.create_execution_context().execute({"x": X})["y"], expected, rtol=1e-4,
