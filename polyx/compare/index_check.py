@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+PAIRWISE_BUDGET = 8_000_000  # position pairs compared at once (booleans in memory) before rows are chunked
+WIDE_ROW = 256                # from this row length, positions come from a sort (first occurrence) instead
+
 
 @dataclass
 class IndexVerdict:
@@ -18,22 +21,43 @@ class IndexVerdict:
 
 
 def check_indices(reference: np.ndarray, candidate: np.ndarray, index_tolerance: int) -> IndexVerdict:
-    ref, out = np.asarray(reference), np.asarray(candidate)
-    if ref.ndim == 0:
-        ref, out = ref.reshape(1), out.reshape(1)
+    ref, out = np.atleast_1d(np.asarray(reference)), np.atleast_1d(np.asarray(candidate))
     rows_ref, rows_out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
-    mismatches, worst, first = 0, -1, ""
-    for row, (expected, actual) in enumerate(zip(rows_ref, rows_out)):
-        for position, index in enumerate(expected):
-            found = np.flatnonzero(actual == index)
-            shift = int(np.abs(found - position).min()) if found.size else None
-            if shift is not None:
-                worst = max(worst, shift)
-            if shift is None or shift > index_tolerance:
-                mismatches += 1
-                if not first:
-                    where = np.unravel_index(row, ref.shape[:-1]) if ref.ndim > 1 else ()
-                    place = f"row {tuple(int(i) for i in where)} " if where else ""
-                    first = (f"{place}index {index} (position {position}) is "
-                             + ("missing from the candidate" if shift is None else f"{shift} positions away"))
-    return IndexVerdict(passed=mismatches == 0, mismatches=mismatches, worst_shift=worst, first_problem=first)
+    shift = _shifts(rows_ref, rows_out)  # (rows, K): nearest distance, -1 where the index is missing
+    bad = (shift < 0) | (shift > index_tolerance)
+    found = shift[shift >= 0]
+    first = ""
+    if bad.any():
+        row, position = (int(i) for i in np.argwhere(bad)[0])
+        where = np.unravel_index(row, ref.shape[:-1]) if ref.ndim > 1 else ()
+        place = f"row {tuple(int(i) for i in where)} " if where else ""
+        moved = int(shift[row, position])
+        first = (f"{place}index {rows_ref[row, position]} (position {position}) is "
+                 + ("missing from the candidate" if moved < 0 else f"{moved} positions away"))
+    return IndexVerdict(passed=not bad.any(), mismatches=int(bad.sum()),
+                        worst_shift=int(found.max()) if found.size else -1, first_problem=first)
+
+
+def _shifts(rows_ref: np.ndarray, rows_out: np.ndarray) -> np.ndarray:
+    """For each reference entry, how far its index sits in the candidate's row (nearest occurrence), or -1."""
+    width = rows_ref.shape[1]
+    if width >= WIDE_ROW:  # pairwise would not fit: index lists from top-K/argsort hold each index once
+        return np.stack([_first_occurrence_shift(e, a) for e, a in zip(rows_ref, rows_out)]) if len(rows_ref) else \
+            np.zeros(rows_ref.shape, np.int64)
+    positions = np.arange(width)
+    distance = np.abs(positions[:, None] - positions[None, :])
+    chunk = max(1, PAIRWISE_BUDGET // max(width * width, 1))
+    shifts = np.empty(rows_ref.shape, np.int64)
+    for start in range(0, len(rows_ref), chunk):
+        same = rows_ref[start:start + chunk, :, None] == rows_out[start:start + chunk, None, :]
+        nearest = np.where(same, distance, width).min(axis=2)
+        shifts[start:start + chunk] = np.where(same.any(axis=2), nearest, -1)
+    return shifts
+
+
+def _first_occurrence_shift(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    order = np.argsort(actual, kind="stable")
+    sorted_actual = actual[order]
+    at = np.clip(np.searchsorted(sorted_actual, expected), 0, len(actual) - 1)
+    present = sorted_actual[at] == expected
+    return np.where(present, np.abs(order[at] - np.arange(len(expected))), -1)

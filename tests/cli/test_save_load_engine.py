@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 from cli_test_models import make_mlp, run_cli
 
 import engine as trt
@@ -92,3 +93,14 @@ def test_debug_precision_and_reduce_engine_flag_errors(capsys, tmp_path):
     assert code == 2 and "with --check, debug reduce builds no engine" in err
     code, _, err = run_cli(capsys, "debug", "tactics", model, "--check", "true")
     assert code == 2 and "names no candidate file" in err  # without --save-engine it could not see the candidate
+
+
+@pytest.mark.gpu
+def test_bench_saves_and_loads_a_gpu_plan(capsys, tmp_path):
+    model = make_mlp(tmp_path / "mlp.onnx")
+    plan = tmp_path / "mlp_gpu.plan"
+    code, _, err = run_cli(capsys, "bench", model, "--device", "gpu", *LEVEL0, *QUICK, "--save-engine", plan)
+    assert code == 0, err
+    assert _engine(plan).device == "gpu"
+    code, out, err = run_cli(capsys, "bench", model, "--load-engine", plan, *QUICK, "--json")
+    assert code == 0 and json.loads(out)["build"] is None, err

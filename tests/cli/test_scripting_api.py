@@ -142,3 +142,12 @@ def test_misuse_is_a_one_line_error(tmp_path):
                           RunnerOutputs("r1", [{"zzz": np.zeros(1)}], [0.0])], [{}])
     with pytest.raises(PolyxError, match="no tensor to compare"):
         Comparator.compare_accuracy(renamed)
+
+
+@pytest.mark.gpu
+def test_gpu_engine_through_the_api_matches_onnxruntime(tmp_path):
+    model = make_mlp(tmp_path / "mlp.onnx")
+    build = EngineFromNetwork(NetworkFromOnnxPath(model), CreateConfig(device="gpu"))
+    results = Comparator.run([OnnxrtRunner(str(model)), EngineRunner(build)], DataLoader(iterations=2))
+    assert Comparator.compare_accuracy(results, CompareFunc.simple(atol=1e-4, rtol=1e-4))
+    assert EngineRunner(build).engine.device == "gpu"

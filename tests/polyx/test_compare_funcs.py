@@ -124,3 +124,20 @@ def test_user_compare_function_decides_and_its_mistakes_name_the_script():
     for function, message in cases:
         with pytest.raises(PolyxError, match=message):
             Comparator(user_func=UserCompareFunc(function, "compare func f")).compare(reference, reference, ["a", "b"])
+
+
+def test_indices_check_on_wide_rows_matches_the_narrow_path(monkeypatch):
+    """Long index lists (full argsorts) take the sort-based path; it must agree with the pairwise one."""
+    import polyx.compare.index_check as index_check
+
+    rng = np.random.default_rng(0)
+    reference = np.stack([rng.permutation(50) for _ in range(3)])
+    candidate = reference.copy()
+    candidate[1, [10, 11]] = candidate[1, [11, 10]]  # two neighbours trade places
+    candidate[2, 49] = 99                          # the last index of row 2 is replaced
+    narrow = check_indices(reference, candidate, 0)
+    monkeypatch.setattr(index_check, "WIDE_ROW", 8)
+    wide = check_indices(reference, candidate, 0)
+    assert narrow == wide
+    assert narrow.mismatches == 3 and narrow.worst_shift == 1
+    assert narrow.first_problem == f"row (1,) index {reference[1, 10]} (position 10) is 1 positions away"
