@@ -174,7 +174,7 @@ def run_session(options: RunOptions, progress: ProgressFactory = _quiet_progress
         if options.fail_fast and not result.passed:
             break
     provenance = None
-    if options.compare_engine_layers:
+    if options.compare_engine_layers:  # with --fail-fast too: it stops at the first failing layer, which is the point
         provenance = engine_provenance(model, engine.layer_info())
         _compare_engine_layers(result, options, engine, provenance, reference, candidates[0], progress)
     constants = _constants(model) if model is not None else set()
@@ -209,9 +209,11 @@ def _compare_engine_layers(result: RunResult, options: RunOptions, engine: trt.E
             engine, options.model, provenance, result.feeds, comparator, (reference.runner, candidate.runner),
             skip=compared, budget_bytes=options.intermediate_budget_bytes,
             providers=tuple(options.onnxrt_providers or ("CPUExecutionProvider",)),
-            profile_index=options.build.profile_index, on_tensor=advance)
+            profile_index=options.build.profile_index, on_tensor=advance, fail_fast=options.fail_fast)
     result.comparisons.extend(streamed.comparisons)
     result.stream_stats = streamed.stats
+    if streamed.stopped_early:
+        result.notes.append("--fail-fast: the layer comparison stopped at the first tensor over tolerance")
     if streamed.not_in_onnxrt:
         result.notes.append(f"{len(streamed.not_in_onnxrt)} engine tensor(s) have no type after ONNX shape inference, "
                             f"so onnxruntime cannot output them; not compared (e.g. "

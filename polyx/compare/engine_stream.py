@@ -42,6 +42,11 @@ class EngineLayerComparison:
     comparisons: list[TensorComparison] = field(default_factory=list)
     stats: StreamStats = field(default_factory=StreamStats)
     not_in_onnxrt: list[str] = field(default_factory=list)  # boundary tensors onnxruntime cannot output
+    stopped_early: bool = False  # fail_fast stopped at the first failed tensor
+
+
+class _StopAtFailure(Exception):
+    """Raised by the listener after the first failed tensor with `fail_fast`: the engine run ends there."""
 
 
 class _ComparingListener:
@@ -70,9 +75,11 @@ def compare_engine_layers(engine: Any, model_path: str | os.PathLike, provenance
                           feeds: list[dict[str, np.ndarray]], comparator: Comparator, runners: tuple[str, str],
                           skip: set[str] = frozenset(), budget_bytes: int = DEFAULT_BUDGET_BYTES,
                           providers: tuple[str, ...] = ("CPUExecutionProvider",), profile_index: int = 0,
-                          on_tensor: Callable[[], None] | None = None) -> EngineLayerComparison:
+                          on_tensor: Callable[[], None] | None = None,
+                          fail_fast: bool = False) -> EngineLayerComparison:
     """Compare every layer-boundary tensor of `engine` (except `skip`, e.g. the already compared model outputs)
-    with onnxruntime's value of the same ONNX tensor, for each iteration of `feeds`."""
+    with onnxruntime's value of the same ONNX tensor, for each iteration of `feeds`. `fail_fast`: stop at the
+    first tensor over tolerance (the rest of that engine run, later chunks and iterations are skipped)."""
     if budget_bytes <= 0:
         raise PolyxError(f"the memory budget for intermediate tensors must be > 0 bytes, got {budget_bytes}")
     result = EngineLayerComparison()
@@ -93,21 +100,30 @@ def compare_engine_layers(engine: Any, model_path: str | os.PathLike, provenance
             result.stats.chunks = max(result.stats.chunks, len(chunks))
 
             def compare(name: str, expected: np.ndarray, value: np.ndarray, iteration: int = iteration) -> None:
-                result.comparisons.append(comparator.compare_tensor(name, expected, value, iteration, runners))
+                comparison = comparator.compare_tensor(name, expected, value, iteration, runners)
+                result.comparisons.append(comparison)
                 if on_tensor is not None:
                     on_tensor()
+                if fail_fast and not comparison.passed:
+                    raise _StopAtFailure
 
             for chunk in chunks:
                 reference = onnxrt.run(iteration_feeds, [provenance.onnx_name(t) for t in chunk])
                 result.stats.onnxrt_runs += 1
                 listener = _ComparingListener(engine.backend, reference, compare, result.stats, provenance.quantized)
                 context.set_debug_listener(listener, chunk)
-                with np.errstate(all="ignore"):
-                    context.execute(engine_feeds)
                 result.stats.engine_runs += 1
+                try:
+                    with np.errstate(all="ignore"):
+                        context.execute(engine_feeds)
+                except _StopAtFailure:
+                    result.stopped_early = True
+                    break
                 if reference:  # a tensor the engine did not hand over (should not happen: it was at a boundary)
                     raise PolyxError(f"engine tensor(s) {', '.join(reference)} were not produced by any layer")
             context.set_debug_listener(None)
+            if result.stopped_early:
+                break
     order = {provenance.onnx_name(name): index for index, name in enumerate(boundary)}
     result.comparisons.sort(key=lambda c: (c.iteration, order[c.name]))
     return result

@@ -89,6 +89,15 @@ def test_error_created_in_one_layer_is_named_with_its_size(model_path, scaled_po
     assert pool.max_absolute == pytest.approx(0.01 * np.abs(expected).max(), rel=1e-3)
 
 
+def test_fail_fast_stops_the_layer_comparison_at_the_first_failing_layer(model_path, scaled_pool):
+    result = run_session(_options(model_path, iterations=2, fail_fast=True, intermediate_budget_bytes=1))
+    # y (the model output) fails first; then relu1_out passes and pool_out fails: nothing after it is compared
+    assert [(c.name, c.iteration, c.passed) for c in result.comparisons] == [
+        ("y", 0, False), ("relu1_out", 0, True), ("pool_out", 0, False)]
+    assert result.engine_layers.first_failing.group.name == "pool"
+    assert any("--fail-fast" in note for note in result.notes)
+
+
 def test_streaming_in_small_chunks_holds_little_and_gives_the_same_verdicts(model_path):
     whole = run_session(_options(model_path, iterations=2))
     streamed = run_session(_options(model_path, iterations=2, intermediate_budget_bytes=1))
