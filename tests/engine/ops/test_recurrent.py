@@ -136,6 +136,25 @@ def test_float16_model_computes_in_float32():
         np.testing.assert_allclose(actual[name].astype(np.float32), want, rtol=2e-3, atol=2e-3, err_msg=name)
 
 
+@pytest.mark.parametrize("op", list(GATES))
+def test_float64_model_computes_in_float64(op):
+    """onnxruntime has no float64 recurrent kernels: its float32 run of the same (float32-exact) data is the
+    reference, at float32 accuracy."""
+    model, feeds = recurrent_model(op, direction="bidirectional", lengths=[5, 2, 3], initial=True, dtype=np.float64)
+    narrow, _ = recurrent_model(op, direction="bidirectional", lengths=[5, 2, 3], initial=True, dtype=np.float32)
+    for init, target in zip(model.graph.initializer, narrow.graph.initializer):
+        target.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
+    feeds = {k: v.astype(np.float32).astype(v.dtype) for k, v in feeds.items()}
+    for init in model.graph.initializer:  # float32-exact weights, so both models compute the same function
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32).astype(np.float64),
+                                              init.name))
+    expected = run_ort(narrow, {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in feeds.items()})
+    actual = run_onnx(model, feeds)
+    for name, want in zip(OUTPUTS[op], expected):
+        assert actual[name].dtype == np.float64
+        np.testing.assert_allclose(actual[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 def test_fp16_build_of_a_float32_model():
     model, feeds = recurrent_model("GRU", direction="bidirectional", lengths=[5, 3, 2], initial=True, seed=3)
     expected = run_ort(model, feeds)
