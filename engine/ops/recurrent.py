@@ -132,12 +132,8 @@ def _dims(*names_and_values: tuple[str, int]) -> str:
     return "[" + ", ".join(f"{name}={value}" if value >= 0 else name for name, value in names_and_values) + "]"
 
 
-def _infer(layer, inputs: list[TensorInfo | None]):
-    spec = RecurrentSpec.of(layer)
-    infos = (list(inputs) + [None] * 8)[:8]
-    x, w, r, b, lengths, h0, c0, peepholes = infos
-    if len(inputs) > 8:
-        raise EngineError(f"a recurrent layer takes at most 8 inputs ({', '.join(INPUT_NAMES)}), got {len(inputs)}")
+def _check_roles_and_types(spec: RecurrentSpec, infos: list[TensorInfo | None]) -> None:
+    """The inputs and options this cell type has, and one float type for every float input."""
     for position, name in ((0, "X"), (1, "W"), (2, "R")):
         if infos[position] is None:
             raise EngineError(f"input {name} is missing")
@@ -149,6 +145,7 @@ def _infer(layer, inputs: list[TensorInfo | None]):
         raise EngineError(f"input_forget is an LSTM option, not {spec.op.value}'s")
     if spec.linear_before_reset and spec.op != RNNOperation.GRU:
         raise EngineError(f"linear_before_reset is a GRU option, not {spec.op.value}'s")
+    x = infos[0]
     for position in FLOAT_INPUTS:
         info = infos[position]
         if info is None:
@@ -158,39 +155,51 @@ def _infer(layer, inputs: list[TensorInfo | None]):
                               "takes float16/float32/float64")
         if info.dtype != x.dtype:
             raise EngineError(f"input {INPUT_NAMES[position]} is {info.dtype.value} but X is {x.dtype.value}")
+    lengths = infos[4]
+    if lengths is not None and lengths.dtype != DataType.INT32:
+        raise EngineError(f"input sequence_lens has data type {lengths.dtype.value}; ONNX requires INT32")
     if any(info is not None and info.shape is None for info in infos):
         raise EngineError("a recurrent layer needs the rank of every input")
+
+
+def _check_shapes(spec: RecurrentSpec, infos: list[TensorInfo | None]) -> tuple[int, int]:
+    """Every input's shape against X's and the layer's params (dims of -1 agree with anything): (seq, batch)."""
+    x = infos[0]
     if len(x.shape) != 3:
         raise EngineError(f"X must be 3-D {'(batch, seq, input_size)' if spec.layout else '(seq, batch, input_size)'}"
                           f", got shape {list(x.shape)}")
     seq, batch, size = (x.shape[1], x.shape[0], x.shape[2]) if spec.layout else x.shape
     dirs, gates, hidden = spec.num_directions, spec.gates * spec.hidden_size, spec.hidden_size
+    state = ((batch, dirs, hidden), _dims(("batch", batch), ("num_directions", dirs), ("hidden_size", hidden))) \
+        if spec.layout else ((dirs, batch, hidden), _dims(("num_directions", dirs), ("batch", batch),
+                                                          ("hidden_size", hidden)))
     expected = {1: ((dirs, gates, size), _dims(("num_directions", dirs), (f"{spec.gates}*hidden_size", gates),
                                                 ("input_size", size))),
                 2: ((dirs, gates, hidden), _dims(("num_directions", dirs), (f"{spec.gates}*hidden_size", gates),
                                                   ("hidden_size", hidden))),
                 3: ((dirs, 2 * gates), _dims(("num_directions", dirs), (f"{2 * spec.gates}*hidden_size", 2 * gates))),
+                4: ((batch,), _dims(("batch", batch)) + ", one length per batch entry"),
+                5: state, 6: state,
                 7: ((dirs, 3 * hidden), _dims(("num_directions", dirs), ("3*hidden_size", 3 * hidden)))}
-    state = (batch, dirs, hidden) if spec.layout else (dirs, batch, hidden)
-    state_text = _dims(("batch", batch), ("num_directions", dirs), ("hidden_size", hidden)) if spec.layout else \
-        _dims(("num_directions", dirs), ("batch", batch), ("hidden_size", hidden))
-    expected[5] = expected[6] = (state, state_text)
     for position, (shape, text) in expected.items():
         info = infos[position]
         if info is not None and not _agree(tuple(info.shape), shape):
             raise EngineError(f"input {INPUT_NAMES[position]} has shape {list(info.shape)}; expected {text} "
                               f"(hidden_size {hidden}, direction {spec.direction.value})")
-    if lengths is not None:
-        if lengths.dtype != DataType.INT32:
-            raise EngineError(f"input sequence_lens has data type {lengths.dtype.value}; ONNX requires INT32")
-        if not _agree(tuple(lengths.shape), (batch,)):
-            raise EngineError(f"input sequence_lens has shape {list(lengths.shape)}; expected "
-                              f"{_dims(('batch', batch))}, one length per batch entry")
+    return seq, batch
+
+
+def _infer(layer, inputs: list[TensorInfo | None]):
+    spec = RecurrentSpec.of(layer)
+    if len(inputs) > 8:
+        raise EngineError(f"a recurrent layer takes at most 8 inputs ({', '.join(INPUT_NAMES)}), got {len(inputs)}")
+    infos = (list(inputs) + [None] * 8)[:8]
+    _check_roles_and_types(spec, infos)
+    seq, batch = _check_shapes(spec, infos)
+    dirs, hidden, dtype = spec.num_directions, spec.hidden_size, infos[0].dtype
     y = (batch, seq, dirs, hidden) if spec.layout else (seq, dirs, batch, hidden)
-    outputs = [(y, x.dtype), (state, x.dtype)]
-    if spec.op == RNNOperation.LSTM:
-        outputs.append((state, x.dtype))
-    return outputs
+    state = (batch, dirs, hidden) if spec.layout else (dirs, batch, hidden)
+    return [(y, dtype), (state, dtype)] + ([(state, dtype)] if spec.op == RNNOperation.LSTM else [])
 
 
 # ---------------------------------------------------------------------------------------------------- reference
@@ -282,7 +291,7 @@ class _Cell:
         return (1 - z) * candidate + z * h
 
 
-def checked_lengths(lengths: Any, batch: int, seq: int, xp: Any) -> Any:
+def _checked_lengths(lengths: Any, seq: int, xp: Any) -> Any:
     """sequence_lens as int64 (batch,). On the host a length outside 0..seq is an error; on the GPU reading the
     values back would stall the stream, so they are clamped into range there."""
     lengths = lengths.reshape(-1).astype(xp.int64)
@@ -311,7 +320,7 @@ def _compute(layer, inputs, xp):
     if lengths is None:
         active, walk_back = None, seq - 1 - steps
     else:
-        lengths = checked_lengths(lengths, batch, seq, xp)[None, :]
+        lengths = _checked_lengths(lengths, seq, xp)[None, :]
         active = (steps < lengths)[..., None]  # (seq, batch, 1): the batch entries step s updates
         # Step s of a reversed walk reads time L - 1 - s; steps past L stay in place (and output zeros).
         walk_back = xp.where(steps < lengths, lengths - 1 - steps, steps)

@@ -1,6 +1,7 @@
 """RNN_V2 layer; ONNX LSTM, GRU and RNN against onnxruntime (and ONNX's backend cases): every direction,
 sequence_lens, initial states, peepholes, layout 1, clip, input_forget, linear_before_reset, activations; float16;
-the plan; the errors. GPU tests (marked gpu) run the GEMM-per-step tactic against onnxruntime."""
+the plan; the errors. GPU tests (marked gpu) run the GEMM-per-step tactic against the NumPy path and onnxruntime;
+tests that do not name a device run on the GPU where there is one."""
 from __future__ import annotations
 
 import re
@@ -133,6 +134,25 @@ def test_float16_model_computes_in_float32():
         assert actual[name].dtype == np.float16
         # float16 storage of the outputs: one rounding (2**-11 relative), no error growth over the steps
         np.testing.assert_allclose(actual[name].astype(np.float32), want, rtol=2e-3, atol=2e-3, err_msg=name)
+
+
+@pytest.mark.parametrize("op", list(GATES))
+def test_float64_model_computes_in_float64(op):
+    """onnxruntime has no float64 recurrent kernels: its float32 run of the same (float32-exact) data is the
+    reference, at float32 accuracy."""
+    model, feeds = recurrent_model(op, direction="bidirectional", lengths=[5, 2, 3], initial=True, dtype=np.float64)
+    narrow, _ = recurrent_model(op, direction="bidirectional", lengths=[5, 2, 3], initial=True, dtype=np.float32)
+    for init, target in zip(model.graph.initializer, narrow.graph.initializer):
+        target.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
+    feeds = {k: v.astype(np.float32).astype(v.dtype) for k, v in feeds.items()}
+    for init in model.graph.initializer:  # float32-exact weights, so both models compute the same function
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32).astype(np.float64),
+                                              init.name))
+    expected = run_ort(narrow, {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in feeds.items()})
+    actual = run_onnx(model, feeds)
+    for name, want in zip(OUTPUTS[op], expected):
+        assert actual[name].dtype == np.float64
+        np.testing.assert_allclose(actual[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_fp16_build_of_a_float32_model():
@@ -296,7 +316,7 @@ def test_sequence_lens_is_an_ordinary_input_whose_values_change_per_execution():
 
 def test_sequence_length_past_the_sequence_is_an_execution_error():
     model, feeds = recurrent_model("RNN", lengths=[1, 2, 3])
-    engine = build_engine_for_feeds(parse_onnx(model), feeds)
+    engine = build_engine_for_feeds(parse_onnx(model), feeds, device="cpu")  # the GPU tactic clamps instead
     feeds["sequence_lens"] = np.array([1, 9, 3], np.int32)
     context = engine.create_execution_context()
     with pytest.raises(ExecutionError, match=r"layer 'rnn_node'.*sequence_lens holds 9; every length must be in "
@@ -313,7 +333,7 @@ def test_sequence_length_past_the_sequence_is_an_execution_error():
     ("GRU", {}), ("GRU", {"linear_before_reset": 1}), ("RNN", {"activations": ["Relu", "Softsign"]}),
 ], ids=lambda v: str(v))
 @pytest.mark.parametrize("layout", [0, 1])
-def test_gpu_gemm_steps_match_onnxruntime_and_capture_a_cuda_graph(op, attrs, layout):
+def test_gpu_gemm_steps_match_the_numpy_path_and_capture_a_cuda_graph(op, attrs, layout):
     model, feeds = recurrent_model(op, direction="bidirectional", layout=layout, lengths=[5, 0, 3], initial=True,
                                    **attrs)
     engine = build_engine_for_feeds(parse_onnx(model), feeds, device="gpu")
@@ -323,7 +343,7 @@ def test_gpu_gemm_steps_match_onnxruntime_and_capture_a_cuda_graph(op, attrs, la
     context.use_cuda_graph = True
     actual = context.execute(feeds)
     assert context.cuda_graph_captures == 1
-    reference = run_onnx(model, feeds)  # the CPU path, itself checked against onnxruntime above
+    reference = run_onnx(model, feeds, device="cpu")  # the NumPy path, itself checked against onnxruntime
     for name in OUTPUTS[op]:
         np.testing.assert_allclose(actual[name], reference[name], rtol=1e-4, atol=1e-4, err_msg=name)
 
