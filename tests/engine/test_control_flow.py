@@ -378,3 +378,16 @@ def test_a_constant_if_inside_a_loop_body_is_folded_in_the_body():
     want = _ort(model, feeds)
     np.testing.assert_allclose(want["acc"], feeds["acc0"] + 4 * feeds["w"].astype(np.float64), rtol=1e-5)
     _assert_matches(_reloaded(engine).create_execution_context().execute(feeds), want)
+
+
+def test_a_condition_known_at_parse_time_imports_only_the_branch_that_runs():
+    """The else-branch holds an op with no importer; the condition (1.0 > 0) is known, so it is never imported."""
+    model = if_on_constant(True)
+    if_node = model.graph.node[1]
+    else_graph = next(a.g for a in if_node.attribute if a.name == "else_branch")
+    else_graph.node[0].op_type = "NoSuchOp"
+    feeds = {"x": np.array([-1.0, 0.5, 2.0, -3.0], np.float32)}
+    engine = _engine(model, feeds)
+    assert "CONDITIONAL" not in _layer_types(engine)
+    np.testing.assert_array_equal(engine.create_execution_context().execute(feeds)["out"],
+                                  np.maximum(feeds["x"], 0) * 2)
