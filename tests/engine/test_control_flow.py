@@ -391,3 +391,22 @@ def test_a_condition_known_at_parse_time_imports_only_the_branch_that_runs():
     assert "CONDITIONAL" not in _layer_types(engine)
     np.testing.assert_array_equal(engine.create_execution_context().execute(feeds)["out"],
                                   np.maximum(feeds["x"], 0) * 2)
+
+
+def test_if_whose_branches_differ_in_shape_runs_with_the_shape_of_the_branch_taken():
+    then_g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"])], "then", [],
+                               [helper.make_tensor_value_info("r", TP.FLOAT, [2, 3])])
+    else_g = helper.make_graph([helper.make_node("Concat", ["x", "x"], ["twice"], axis=0)], "else", [],
+                               [helper.make_tensor_value_info("twice", TP.FLOAT, [4, 3])])
+    node = helper.make_node("If", ["c"], ["out"], name="grow_or_not", then_branch=then_g, else_branch=else_g)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("c", TP.BOOL, []),
+                                            helper.make_tensor_value_info("x", TP.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("out", TP.FLOAT, [None, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    engine = _engine(model, {"c": np.array(True), "x": x})
+    assert engine.get_tensor_shape("out") == (-1, 3)
+    context = _reloaded(engine).create_execution_context()
+    for flag in (True, False):
+        feeds = {"c": np.array(flag), "x": x}
+        _assert_matches(context.execute(feeds), _ort(model, feeds))
