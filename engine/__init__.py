@@ -21,6 +21,7 @@ from .enums import (
     ActivationType,
     ElementWiseOperation,
     LayerType,
+    LoopOutput,
     MatrixOperation,
     PaddingMode,
     PoolingType,
@@ -28,10 +29,12 @@ from .enums import (
     ScaleMode,
     TensorIOMode,
     TopKOperation,
+    TripLimit,
     UnaryOperation,
 )
 from .errors import (
     BuildError,
+    DataDependentShapeError,
     EngineError,
     ExecutionError,
     OutputFileError,
