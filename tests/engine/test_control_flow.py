@@ -410,3 +410,16 @@ def test_if_whose_branches_differ_in_shape_runs_with_the_shape_of_the_branch_tak
     for flag in (True, False):
         feeds = {"c": np.array(flag), "x": x}
         _assert_matches(context.execute(feeds), _ort(model, feeds))
+
+
+def test_a_body_layer_reading_an_outer_tensor_directly_is_a_build_error_naming_the_loop():
+    network = trt.NetworkDefinition()
+    x = network.add_input("x", trt.DataType.FLOAT, (2,))
+    loop = network.add_loop("careless")
+    loop.add_trip_limit(network.add_constant((), np.array(2, np.int64)).get_output(0), TripLimit.COUNT)
+    rec = loop.add_recurrence(x)
+    rec.set_input(1, loop.body.add_elementwise(rec.get_output(0), x, trt.ElementWiseOperation.SUM).get_output(0))
+    network.mark_output(loop.add_loop_output(rec.get_output(0)).get_output(0))
+    with pytest.raises(trt.BuildError, match=r"layer 'careless' body subgraph: .*'x'.*only through the "
+                                             r"conditional's or loop's add_input"):
+        build_engine_for_feeds(network, {"x": np.zeros(2, np.float32)})
