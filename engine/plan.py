@@ -87,7 +87,11 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
     PlanFormatError naming the field."""
     header, arrays = unpack(data, MAGIC, FORMAT_VERSION, "plan")
     try:
-        graph = _load_graph(header, arrays, "", "")
+        consumed: set[str] = set()
+        graph = _load_graph(header, arrays, "", "", consumed)
+        stray = sorted(set(arrays) - consumed)
+        if stray:
+            raise _fail(f"buffer {stray[0]!r}", "belongs to no graph of the plan")
         _check_profiles(header.get("meta"), graph)
     except PlanFormatError:
         raise
@@ -101,7 +105,8 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
     return graph, meta
 
 
-def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, where: str) -> LoweredGraph:
+def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, where: str,
+                consumed: set[str]) -> LoweredGraph:
     """One graph of the plan (the network, or a control-flow layer's subgraph when `where` names it), validated
     field by field, its subgraphs loaded the same way."""
     _check_header(header, where)
@@ -110,6 +115,7 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
     own = {name[len(prefix):]: array for name, array in arrays.items()
            if name.startswith(prefix) and "/" not in name[len(prefix):]}
     constants = _constants(own, tensors, where)
+    consumed.update(prefix + name for name in own)
     layers = []
     for position, entry in enumerate(header["layers"]):
         params = dict(entry["params"])
@@ -125,7 +131,7 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
                 raise _fail(f"{where}layer '{entry['name']}' {SUBGRAPHS}", f"must be an object with "
                                                                            f"{sorted(expected)}")
             params[SUBGRAPHS] = {name: _load_graph(sub, arrays, f"{prefix}{position}.{name}/",
-                                                   f"{where}layer '{entry['name']}' {name} subgraph: ")
+                                                   f"{where}layer '{entry['name']}' {name} subgraph: ", consumed)
                                  for name, sub in subgraphs.items()}
         outputs = list(entry["outputs"])
         if entry["type"] == LayerType.CONSTANT.value:

@@ -423,3 +423,11 @@ def test_a_body_layer_reading_an_outer_tensor_directly_is_a_build_error_naming_t
     with pytest.raises(trt.BuildError, match=r"layer 'careless' body subgraph: .*'x'.*only through the "
                                              r"conditional's or loop's add_input"):
         build_engine_for_feeds(network, {"x": np.zeros(2, np.float32)})
+
+
+def test_plan_with_a_buffer_of_no_graph_is_refused():
+    header, arrays = unpack(_conditional_plan(), MAGIC, FORMAT_VERSION, "plan")
+    header.pop("buffers", None)
+    arrays["0.body/const0"] = np.zeros(2, np.float32)  # layer 0 is not a loop
+    with pytest.raises(PlanFormatError, match=r"buffer '0.body/const0': belongs to no graph of the plan"):
+        trt.Runtime().deserialize_cuda_engine(pack(MAGIC, FORMAT_VERSION, header, arrays))
