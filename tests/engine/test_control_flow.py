@@ -431,3 +431,11 @@ def test_plan_with_a_buffer_of_no_graph_is_refused():
     arrays["0.body/const0"] = np.zeros(2, np.float32)  # layer 0 is not a loop
     with pytest.raises(PlanFormatError, match=r"buffer '0.body/const0': belongs to no graph of the plan"):
         trt.Runtime().deserialize_cuda_engine(pack(MAGIC, FORMAT_VERSION, header, arrays))
+
+
+@pytest.mark.parametrize("layer_type", [LayerType.CONDITIONAL, LayerType.LOOP])
+def test_gpu_control_flow_tactics_declare_they_cannot_be_captured(layer_type):
+    from engine.tactics import tactics_for
+
+    assert [t.capturable for t in tactics_for(layer_type, "gpu")] == [False]
+    assert all(t.capturable for t in tactics_for(layer_type, "cpu"))
