@@ -76,6 +76,8 @@ class TacticSelection:
             if not has_control_flow(graph):
                 raise
             by_which = None  # shapes known only by running: learnt from the sample inputs below
+        if by_which is not None and self.device == "cpu":  # before any input is allocated
+            self._check_trial_memory(by_which[1].shapes, profile_index)
         rng = np.random.default_rng(0)
         opt_values = input_values(graph, values, 1)
         samples = {i: backend.to_device(_sample(rng, shape, graph.tensors[i].dtype))
@@ -84,10 +86,10 @@ class TacticSelection:
             self.log(Severity.INFO, f"profile {profile_index}: shapes depend on values computed by control flow; "
                                     "tactics are timed at the shapes of one run on sample inputs at the opt shapes")
             by_which = [trial_shapes(graph, backend, samples, opt_values)] * 3
+            if self.device == "cpu":
+                self._check_trial_memory(by_which[1].shapes, profile_index)
         resolved = by_which[1]
         shapes, self.max_shapes = resolved.shapes, by_which[2].shapes
-        if self.device == "cpu":
-            self._check_trial_memory(shapes, profile_index)
         slots: list[Any] = [None] * len(graph.tensors)
         for i, value in resolved.host_values.items():
             slots[i] = backend.to_device(value)
