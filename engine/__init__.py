@@ -23,6 +23,7 @@ from .enums import (
     ActivationType,
     ElementWiseOperation,
     LayerType,
+    LoopOutput,
     MatrixOperation,
     PaddingMode,
     PoolingType,
@@ -32,11 +33,13 @@ from .enums import (
     ScaleMode,
     TensorIOMode,
     TopKOperation,
+    TripLimit,
     UnaryOperation,
 )
 from .error_recorder import ErrorCode, ErrorRecorder, IErrorRecorder
 from .errors import (
     BuildError,
+    DataDependentShapeError,
     EngineError,
     ExecutionError,
     OutputFileError,

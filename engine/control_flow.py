@@ -81,7 +81,8 @@ def _mark_subgraph_output(graph: NetworkDefinition, tensor: Tensor, where: str) 
 
 class IfConditional(_ScopeBuilder):
     """`network.add_if_conditional()`: the branch whose condition (a bool scalar) holds runs; outputs are the
-    then- and else-branch tensors paired by add_output, which must agree in dtype and rank."""
+    then- and else-branch tensors paired by add_output, which must agree in dtype and rank unless the condition
+    is known at build time (then only the branch that runs counts, and the builder folds the conditional)."""
 
     def __init__(self, network: NetworkDefinition, name: str | None = None):
         base = name or f"(CONDITIONAL)_{network.num_layers}"
@@ -108,17 +109,25 @@ class IfConditional(_ScopeBuilder):
         self.layer.set_input(position, tensor)
         return BranchInputs(*views)
 
+    def _known_condition(self) -> bool | None:
+        from .shape_inference import known_value
+
+        value = known_value(self.layer.get_input(0))
+        return None if value is None or value.size != 1 else bool(value.reshape(-1)[0])
+
     def add_output(self, then_tensor: Tensor, else_tensor: Tensor, name: str | None = None) -> Tensor:
         """A conditional output: `then_tensor` when the condition holds, else `else_tensor`. Their dtypes and
         ranks must match (TensorRT's rule); differing dims become dynamic."""
         index = self.layer.num_outputs
-        _check_branch_pair(self.name, index, then_tensor, else_tensor)
+        if self._known_condition() is None:  # with a known condition only its branch counts (and is folded)
+            _check_branch_pair(self.name, index, then_tensor, else_tensor)
         then_pos = _mark_subgraph_output(self.then_branch, then_tensor, f"conditional '{self.name}' then-branch")
         else_pos = _mark_subgraph_output(self.else_branch, else_tensor, f"conditional '{self.name}' else-branch")
         if then_pos != index or else_pos != index:
             raise EngineError(f"conditional '{self.name}' output {index}: each branch tensor may be the output of "
                               "only one add_output")
-        out = self.network.append_layer_output(self.layer, name or f"{self.name}_output_{index}", then_tensor.dtype)
+        taken = else_tensor if self._known_condition() is False else then_tensor
+        out = self.network.append_layer_output(self.layer, name or f"{self.name}_output_{index}", taken.dtype)
         self._reinfer()
         return out
 

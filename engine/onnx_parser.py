@@ -282,7 +282,11 @@ class OnnxParser:
                 tensor = self._scope_tensor(name)
                 if tensor is None:
                     return None
-                captured[name] = capture(tensor)
+                value = known_value(tensor)
+                if value is not None:  # a build-time value is copied in: shapes and conditions inside stay known
+                    captured[name] = network.add_constant(value.shape, value, name=f"{name}/outer").get_output(0)
+                else:
+                    captured[name] = capture(tensor)
             return captured[name]
 
         child._outer = outer

@@ -102,7 +102,11 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
     PlanFormatError naming the field."""
     header, arrays = unpack(data, MAGIC, FORMAT_VERSION, "plan")
     try:
-        graph = _load_graph(header, arrays, "", "")
+        consumed: set[str] = set()
+        graph = _load_graph(header, arrays, "", "", consumed)
+        stray = sorted(set(arrays) - consumed)
+        if stray:
+            raise _fail(f"buffer {stray[0]!r}", "belongs to no graph of the plan")
         _check_profiles(header.get("meta"), graph)
         _check_shape_input_values(header.get("meta"), graph)
         _check_recorded_settings(header.get("meta"))
@@ -118,7 +122,8 @@ def deserialize_plan(data: bytes) -> tuple[LoweredGraph, dict[str, Any]]:
     return graph, meta
 
 
-def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, where: str) -> LoweredGraph:
+def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, where: str,
+                consumed: set[str]) -> LoweredGraph:
     """One graph of the plan (the network, or a control-flow layer's subgraph when `where` names it), validated
     field by field, its subgraphs loaded the same way."""
     _check_header(header, where)
@@ -129,6 +134,7 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
     constants = _constants(own, tensors, where)
     if not where:  # the network's stripped refittable weights: placeholders until a refit gives them
         add_stripped_placeholders(header["refit"], tensors, constants)
+    consumed.update(prefix + name for name in own)
     layers = []
     for position, entry in enumerate(header["layers"]):
         params = dict(entry["params"])
@@ -144,7 +150,7 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
                 raise _fail(f"{where}layer '{entry['name']}' {SUBGRAPHS}", f"must be an object with "
                                                                            f"{sorted(expected)}")
             params[SUBGRAPHS] = {name: _load_graph(sub, arrays, f"{prefix}{position}.{name}/",
-                                                   f"{where}layer '{entry['name']}' {name} subgraph: ")
+                                                   f"{where}layer '{entry['name']}' {name} subgraph: ", consumed)
                                  for name, sub in subgraphs.items()}
         outputs = list(entry["outputs"])
         if entry["type"] == LayerType.CONSTANT.value:

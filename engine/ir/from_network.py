@@ -28,7 +28,7 @@ def graph_from_network(network: NetworkDefinition) -> Graph:
                                  "earlier layer or a network input")
             inputs.append(None if tensor is None else values[id(tensor)])
         node = graph.add_node(layer.type, inputs, [(t.name, t.dtype, t.shape) for t in layer.outputs],
-                              {k: _lower_param(k, v) for k, v in layer.params.items()},
+                              {k: _lower_param(k, v, layer.name) for k, v in layer.params.items()},
                               name=layer.name, precision=layer.precision, precision_is_set=layer.precision_is_set,
                               metadata=_copy_param(layer.metadata), output_types=dict(layer.output_types))
         for tensor, value in zip(layer.outputs, node.outputs):
@@ -40,15 +40,23 @@ def graph_from_network(network: NetworkDefinition) -> Graph:
     return graph
 
 
-def _lower_param(key: str, value: Any) -> Any:
+def _lower_param(key: str, value: Any, layer: str) -> Any:
     """Weights are shared; a control-flow layer's subgraphs (façade networks) are lowered the same way, each into
     a Graph of its own; everything else is copied."""
     if key == "weights":
         return value
     if key == "subgraphs":
-        return {name: graph_from_network(sub) if isinstance(sub, NetworkDefinition) else sub
+        return {name: _lower_subgraph(sub, name, layer) if isinstance(sub, NetworkDefinition) else sub
                 for name, sub in value.items()}
     return _copy_param(value)
+
+
+def _lower_subgraph(sub: NetworkDefinition, name: str, layer: str) -> Graph:
+    try:
+        return graph_from_network(sub)
+    except BuildError as exc:
+        raise BuildError(f"layer '{layer}' {name} subgraph: {exc} (a subgraph reads a tensor of the enclosing "
+                         "network only through the conditional's or loop's add_input)") from None
 
 
 def _copy_param(value: Any) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import DataType
+from ..dtypes import DataType, from_numpy, nptype
 from ..enums import LayerType, LoopOutput
 from ..errors import EngineError
 from .base import TensorInfo, register_layer
@@ -222,7 +222,7 @@ def _infer_loop(layer, inputs):
 
 
 def _compute_loop(layer, inputs, xp):
-    from ..subgraph import infer_subgraph, run_subgraph
+    from ..subgraph import run_subgraph
 
     name = f"loop '{layer.name}'"
     body = _subgraphs(layer)["body"]
@@ -275,37 +275,31 @@ def _compute_loop(layer, inputs, xp):
             results.append(xp.stack(values[::-1] if out["kind"] == LoopOutput.REVERSE.value else values,
                                     axis=out["axis"]))
         else:  # no iteration: an empty stack of the body tensor's shape
-            infos = [TensorInfo(tuple(a.shape), _dtype_of(a), None) for a in body_inputs_for_shapes(layer, inputs,
-                                                                                                    state, xp)]
-            info = infer_subgraph(body, infos, f"{name} body")[out["body_output"]]
-            if info.shape is None or any(d < 0 for d in info.shape):
-                raise EngineError(f"{name}: output {k} is empty (no iteration) and its element shape {info.shape} is "
-                                  "not known without running the body")
-            from ..dtypes import nptype
-
-            shape = info.shape[:out["axis"]] + (0,) + info.shape[out["axis"]:]
-            results.append(xp.empty(shape, dtype=nptype(info.dtype)))
+            results.append(_empty_stack(layer, inputs, state, k, xp))
     return results
 
 
-def _dtype_of(array) -> DataType:
-    from ..dtypes import from_numpy
+def _empty_stack(layer, inputs, state, index: int, xp):
+    """Output `index` of a loop that ran no iteration: zero copies of the body tensor, whose shape is inferred
+    from what the body would have seen in a first iteration."""
+    from ..subgraph import infer_subgraph
 
-    return from_numpy(array.dtype)
-
-
-def body_inputs_for_shapes(layer, inputs, state, xp) -> list[Any]:
-    """Stand-ins with the shapes the body's inputs would have in a first iteration (for an empty stack)."""
-    arrays = [xp.asarray(0, dtype=np.int64)]
+    name = f"loop '{layer.name}'"
+    out = layer.params["outputs"][index]
+    infos = [TensorInfo((), DataType.INT64, None)]
     for k, (role, array) in enumerate(zip(_roles(layer), inputs[1:]), start=1):
-        if role["role"] == "recurrence":
-            arrays.append(state[k])
-        elif role["role"] == "iterator":
-            shape = array.shape[:role["axis"]] + array.shape[role["axis"] + 1:]
-            arrays.append(xp.empty(shape, dtype=array.dtype))
-        else:
-            arrays.append(array)
-    return arrays
+        shape = tuple(array.shape)
+        if role["role"] == "iterator":
+            shape = shape[:role["axis"]] + shape[role["axis"] + 1:]
+        source = state[k] if role["role"] == "recurrence" else array
+        infos.append(TensorInfo(tuple(source.shape) if role["role"] == "recurrence" else shape,
+                                from_numpy(source.dtype), None))
+    info = infer_subgraph(_subgraphs(layer)["body"], infos, f"{name} body")[out["body_output"]]
+    if info.shape is None or any(d < 0 for d in info.shape):
+        raise EngineError(f"{name}: output {index} is empty (no iteration) and its element shape {info.shape} is "
+                          "not known without running the body")
+    shape = info.shape[:out["axis"]] + (0,) + info.shape[out["axis"]:]
+    return xp.empty(shape, dtype=nptype(info.dtype))
 
 
 register_layer(LayerType.LOOP, _infer_loop, _compute_loop)

@@ -31,6 +31,11 @@ def import_if(ctx):
         raise ParseError("the condition input is missing", node=ctx.name, op=ctx.op_type)
     if condition.dtype != DataType.BOOL:
         ctx.unsupported(f"the condition must be BOOL, got {condition.dtype.value}", UnsupportedCategory.DTYPE)
+    known = ctx.const(0)
+    if known is not None and known.size == 1:
+        # Known when parsed: only the branch that runs is imported (as TensorRT's parser does), into both slots
+        # of the conditional, which the builder then folds away; the other branch may not even import.
+        then_graph = else_graph = then_graph if bool(known.reshape(-1)[0]) else else_graph
     conditional = ctx.network.add_if_conditional(ctx.layer_name())
     conditional.set_condition(condition)
     views: dict[int, tuple] = {}

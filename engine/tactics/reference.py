@@ -21,6 +21,8 @@ EXACT_UNARY_IN_HALF = frozenset({UnaryOperation.ISNAN, UnaryOperation.ISINF, Una
 # to run while a stream is capturing a CUDA graph.
 _CALLS_CUPY_BLAS = frozenset({LayerType.MATRIX_MULTIPLY, LayerType.CONVOLUTION, LayerType.DECONVOLUTION,
                               LayerType.EINSUM, LayerType.RNN_V2})
+# Control-flow kernels read their condition or trip count back to the host, which a capture cannot record.
+_READS_DEVICE_VALUES_ON_HOST = frozenset({LayerType.CONDITIONAL, LayerType.LOOP})
 
 
 def computes_in_float32(layer) -> bool:
@@ -38,7 +40,7 @@ class ReferenceTactic(Tactic):
         self.backend = backend
         self.name = f"{backend}_reference_{self.layer_type.value.lower()}"
         self.id = 0
-        self.capturable = backend != "gpu" or self.layer_type not in _CALLS_CUPY_BLAS
+        self.capturable = backend != "gpu" or self.layer_type not in _CALLS_CUPY_BLAS | _READS_DEVICE_VALUES_ON_HOST
 
     def supports(self, ctx: TacticContext) -> bool | str:
         if self.layer_type == LayerType.PLUGIN_V2:

@@ -378,3 +378,64 @@ def test_a_constant_if_inside_a_loop_body_is_folded_in_the_body():
     want = _ort(model, feeds)
     np.testing.assert_allclose(want["acc"], feeds["acc0"] + 4 * feeds["w"].astype(np.float64), rtol=1e-5)
     _assert_matches(_reloaded(engine).create_execution_context().execute(feeds), want)
+
+
+def test_a_condition_known_at_parse_time_imports_only_the_branch_that_runs():
+    """The else-branch holds an op with no importer; the condition (1.0 > 0) is known, so it is never imported."""
+    model = if_on_constant(True)
+    if_node = model.graph.node[1]
+    else_graph = next(a.g for a in if_node.attribute if a.name == "else_branch")
+    else_graph.node[0].op_type = "NoSuchOp"
+    feeds = {"x": np.array([-1.0, 0.5, 2.0, -3.0], np.float32)}
+    engine = _engine(model, feeds)
+    assert "CONDITIONAL" not in _layer_types(engine)
+    np.testing.assert_array_equal(engine.create_execution_context().execute(feeds)["out"],
+                                  np.maximum(feeds["x"], 0) * 2)
+
+
+def test_if_whose_branches_differ_in_shape_runs_with_the_shape_of_the_branch_taken():
+    then_g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"])], "then", [],
+                               [helper.make_tensor_value_info("r", TP.FLOAT, [2, 3])])
+    else_g = helper.make_graph([helper.make_node("Concat", ["x", "x"], ["twice"], axis=0)], "else", [],
+                               [helper.make_tensor_value_info("twice", TP.FLOAT, [4, 3])])
+    node = helper.make_node("If", ["c"], ["out"], name="grow_or_not", then_branch=then_g, else_branch=else_g)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("c", TP.BOOL, []),
+                                            helper.make_tensor_value_info("x", TP.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("out", TP.FLOAT, [None, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    engine = _engine(model, {"c": np.array(True), "x": x})
+    assert engine.get_tensor_shape("out") == (-1, 3)
+    context = _reloaded(engine).create_execution_context()
+    for flag in (True, False):
+        feeds = {"c": np.array(flag), "x": x}
+        _assert_matches(context.execute(feeds), _ort(model, feeds))
+
+
+def test_a_body_layer_reading_an_outer_tensor_directly_is_a_build_error_naming_the_loop():
+    network = trt.NetworkDefinition()
+    x = network.add_input("x", trt.DataType.FLOAT, (2,))
+    loop = network.add_loop("careless")
+    loop.add_trip_limit(network.add_constant((), np.array(2, np.int64)).get_output(0), TripLimit.COUNT)
+    rec = loop.add_recurrence(x)
+    rec.set_input(1, loop.body.add_elementwise(rec.get_output(0), x, trt.ElementWiseOperation.SUM).get_output(0))
+    network.mark_output(loop.add_loop_output(rec.get_output(0)).get_output(0))
+    with pytest.raises(trt.BuildError, match=r"layer 'careless' body subgraph: .*'x'.*only through the "
+                                             r"conditional's or loop's add_input"):
+        build_engine_for_feeds(network, {"x": np.zeros(2, np.float32)})
+
+
+def test_plan_with_a_buffer_of_no_graph_is_refused():
+    header, arrays = unpack(_conditional_plan(), MAGIC, FORMAT_VERSION, "plan")
+    header.pop("buffers", None)
+    arrays["0.body/const0"] = np.zeros(2, np.float32)  # layer 0 is not a loop
+    with pytest.raises(PlanFormatError, match=r"buffer '0.body/const0': belongs to no graph of the plan"):
+        trt.Runtime().deserialize_cuda_engine(pack(MAGIC, FORMAT_VERSION, header, arrays))
+
+
+@pytest.mark.parametrize("layer_type", [LayerType.CONDITIONAL, LayerType.LOOP])
+def test_gpu_control_flow_tactics_declare_they_cannot_be_captured(layer_type):
+    from engine.tactics import tactics_for
+
+    assert [t.capturable for t in tactics_for(layer_type, "gpu")] == [False]
+    assert all(t.capturable for t in tactics_for(layer_type, "cpu"))
