@@ -18,33 +18,43 @@ class PluginTactic(Tactic):
     heuristic_rank = 40  # ahead of the reference tactic, which runs `compute` only for plugins without these
 
     def __init__(self, plugin_cls: type, implementation: str, method: Any, backend: str):
-        from ..plugin import plugin_key, plugin_key_text
-
         self.plugin_cls = plugin_cls
-        self.key = plugin_key(plugin_cls)
+        self.key = (str(plugin_cls.plugin_namespace), str(plugin_cls.plugin_type), str(plugin_cls.plugin_version))
+        namespace, plugin_type, version = self.key
         self.implementation = implementation
         self.method = method
         self.backend = backend
-        self.name = f"{backend}_plugin_{plugin_cls.plugin_type}_{implementation}"
-        self.id = stable_tactic_id(f"{backend}:plugin:{plugin_key_text(plugin_cls)}:{implementation}")
+        self.name = f"{backend}_plugin_{plugin_type}_{implementation}"
+        self.id = stable_tactic_id(f"{backend}:plugin:{namespace + '::' if namespace else ''}{plugin_type} version "
+                                   f"{version}:{implementation}")
 
     def supports(self, ctx: TacticContext) -> bool | str:
-        from ..plugin import instantiate, layer_plugin_key
-
-        if layer_plugin_key(ctx.layer) != self.key:
+        p = ctx.layer.params
+        if (str(p.get("plugin_namespace", "")), str(p.get("plugin_type")), str(p.get("plugin_version"))) != self.key:
             return "another plugin"
-        return instantiate(ctx.layer).supports(list(ctx.inputs), self.implementation, self.backend)
+        return self._plugin(ctx.layer).supports(list(ctx.inputs), self.implementation, self.backend)
 
     def prepare(self, ctx: TacticContext) -> Any:
-        from ..plugin import instantiate
+        return ctx.layer, self._plugin(ctx.layer)
 
-        return ctx.layer, instantiate(ctx.layer)
+    def _plugin(self, layer) -> Any:
+        """The plugin object of a layer this tactic runs (its class is this tactic's: the key matched)."""
+        try:
+            return self.plugin_cls(**layer.params["fields"])
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - user code: reported with the layer named
+            raise EngineError(f"layer '{layer.name}': plugin {self.plugin_cls.plugin_type} refused its fields "
+                              f"{layer.params['fields']}: {type(exc).__name__}: {exc}") from None
 
     def run(self, state, inputs, outputs, workspace, xp) -> None:
-        from ..plugin import checked_outputs
-
         layer, plugin = state
-        results = checked_outputs(layer, self.method(plugin, list(inputs), xp), self.plugin_cls, self.implementation)
+        results = self.method(plugin, list(inputs), xp)
+        expected = self.plugin_cls.num_outputs
+        if not isinstance(results, (list, tuple)) or len(results) != expected:
+            raise EngineError(f"layer '{layer.name}': plugin {self.plugin_cls.plugin_type} implementation "
+                              f"{self.implementation!r} returned {type(results).__name__}, expected a list of "
+                              f"{expected} arrays")
         for i, (out, result) in enumerate(zip(outputs, results)):
             if out is None:
                 continue
