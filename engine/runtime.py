@@ -646,10 +646,19 @@ class ExecutionContext:
 
     def debug_tensor_shapes(self) -> dict[str, tuple[tuple[int, ...], DataType]]:
         """Shape and dtype of every layer-boundary tensor at the input shapes set now (no execution): what a
-        debug listener will receive, for sizing what a comparison must hold."""
-        binding = self._binding()
-        tensors = self.engine.graph.tensors
-        return {name: (tuple(int(d) for d in binding.shapes[i]), tensors[i].dtype)
+        debug listener will receive, for sizing what a comparison must hold (an upper bound for a tensor whose
+        size a data-dependent layer decides)."""
+        binding = self._binding_or_none()
+        if binding is None:
+            raise ExecutionError(f"engine '{self.engine.name}': its tensors' shapes depend on values its control "
+                                 "flow computes while it runs; debug tensors cannot be sized or streamed ahead")
+        graph = self.engine.graph
+        shapes = binding.shapes
+        if any(shapes[i] is None for i in self.engine.debug_tensor_indices().values()):
+            # after a data-dependent layer (NonZero, NMS): the upper bound the builder planned with
+            bounds = resolve_shapes(graph, self._input_shapes, self._input_values, upper_bounds=True).shapes
+            shapes = [bounds[i] if shape is None else shape for i, shape in enumerate(shapes)]
+        return {name: (tuple(int(d) for d in shapes[i]), graph.tensors[i].dtype)
                 for name, i in self.engine.debug_tensor_indices().items()}
 
     # ------------------------------------------------------------------ execution
