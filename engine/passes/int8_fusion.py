@@ -76,11 +76,15 @@ def match_int8_layer(graph: Graph, node: Node) -> Int8Layer | None:
         weight_scales = _weight_scales(weight_dq, w.shape[0], axis=0)
     else:
         p = node.params
+        transposed = MatrixOperation(p["op1"]) == MatrixOperation.TRANSPOSE
         if len(w.shape) != 2 or MatrixOperation(p["op0"]) != MatrixOperation.NONE or \
-                MatrixOperation(p["op1"]) != MatrixOperation.NONE or p.get("alpha", 1.0) != 1.0 or \
+                MatrixOperation(p["op1"]) not in (MatrixOperation.NONE, MatrixOperation.TRANSPOSE) or \
+                p.get("alpha", 1.0) != 1.0 or \
                 (len(node.inputs) > 2 and node.inputs[2] is not None and p.get("beta", 1.0) != 1.0):
             return None
-        weight_scales = _weight_scales(weight_dq, w.shape[1], axis=1)
+        # Gemm(transB=1), as nn.Linear exports: the output channels are the weights' rows
+        weight_scales = _weight_scales(weight_dq, w.shape[0], axis=0) if transposed else \
+            _weight_scales(weight_dq, w.shape[1], axis=1)
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     if weight_scales is None or (bias is not None and (bias.constant is None or bias.dtype != DataType.FLOAT)):
         return None
@@ -93,7 +97,14 @@ def match_int8_layer(graph: Graph, node: Node) -> Int8Layer | None:
 def make_int8_layer(graph: Graph, m: Int8Layer) -> list[str]:
     node = m.node
     graph.set_input(node, 0, m.input_dq.inputs[0])
-    graph.set_input(node, 1, m.weight_dq.inputs[0])
+    weights = m.weight_dq.inputs[0]
+    if node.type == LayerType.MATRIX_MULTIPLY and MatrixOperation(node.params["op1"]) == MatrixOperation.TRANSPOSE:
+        array = np.ascontiguousarray(weights.constant.T)  # the INT8 tactics read (K, N) weights
+        weights = graph.add_node(LayerType.CONSTANT, [], [(f"{weights.name}:transposed", DataType.INT8, array.shape)],
+                                 {"weights": array, "shape": list(array.shape)}, name=f"{node.name}.weights_int8",
+                                 before=node).outputs[0]
+        node.params["op1"] = MatrixOperation.NONE
+    graph.set_input(node, 1, weights)
     node.params["int8"] = {"input_scale": m.input_scale, "weight_scales": [float(s) for s in m.weight_scales]}
     node.precision, node.precision_is_set = DataType.INT8, True
     record_fusion(node, m.input_dq)
