@@ -31,6 +31,12 @@ class Int8Layer:
     output_scale: float | None
 
 
+def is_int8_layer(node: Node) -> bool:
+    """Made INT8 by a rule (its params carry the scales). A precision of INT8 alone is only a user's request,
+    which the int8_precision_constraints pass checks after the rules ran."""
+    return "int8" in node.params
+
+
 def symmetric_int8_scale(node: Node | None, kinds: tuple[LayerType, ...]) -> np.ndarray | None:
     """The constant scale of a Q/DQ node of INT8 with zero point 0 (absent or all zeros), else None."""
     if node is None or node.type not in kinds:
@@ -63,7 +69,7 @@ def _weight_scales(dq: Node, channels: int, axis: int) -> np.ndarray | None:
 
 
 def match_int8_layer(graph: Graph, node: Node) -> Int8Layer | None:
-    if node.precision == DataType.INT8 or node.epilogue.output_scale is not None or len(node.outputs) != 1:
+    if is_int8_layer(node) or node.epilogue.output_scale is not None or len(node.outputs) != 1:
         return None
     if node.outputs[0].dtype != DataType.FLOAT or len(node.inputs) < 2:
         return None

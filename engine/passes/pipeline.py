@@ -13,6 +13,7 @@ from .eliminate import NoopElimination
 from .fold import ConstantFolding
 from .fusion_rules import FusionPass
 from .implicit_quantization import ImplicitQuantization
+from .int8_constraints import Int8PrecisionConstraints
 from .precision import PrecisionAssignment
 
 DEAD_NODES = "dead_layer_elimination"
@@ -20,7 +21,7 @@ DEAD_NODES = "dead_layer_elimination"
 
 def default_passes() -> list[Pass]:
     return [ConstantFolding(keep_quantized_weights=True), NoopElimination(), FusionPass(), ImplicitQuantization(),
-            FusionPass(), ConstantFolding(), PrecisionAssignment()]
+            FusionPass(), ConstantFolding(), Int8PrecisionConstraints(), PrecisionAssignment()]
 
 
 class PassPipeline:

@@ -31,7 +31,7 @@ import numpy as np
 from ..dtypes import DataType
 from ..enums import LayerType, PoolingType
 from ..ir import Graph, Node, Value
-from .int8_fusion import symmetric_int8_scale
+from .int8_fusion import is_int8_layer, symmetric_int8_scale
 from .match import record_fusion, sole_reader
 
 DEQUANTIZE, QUANTIZE = (LayerType.DEQUANTIZE,), (LayerType.QUANTIZE,)
@@ -69,7 +69,7 @@ class DqCommute:
 
 
 def match_dq_commute(graph: Graph, node: Node) -> DqCommute | None:
-    if node.precision == DataType.INT8 or len(node.outputs) != 1 or node.outputs[0].dtype != DataType.FLOAT:
+    if is_int8_layer(node) or len(node.outputs) != 1 or node.outputs[0].dtype != DataType.FLOAT:
         return None
         return None
     if node.type == LayerType.POOLING and PoolingType(node.params["pooling_type"]) != PoolingType.MAX:
@@ -102,7 +102,7 @@ def commute_dq(graph: Graph, m: DqCommute) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- q_commute
 def match_q_commute(graph: Graph, node: Node) -> tuple[Node, Node] | None:
-    if node.type == LayerType.CONCATENATION or node.precision == DataType.INT8 or len(node.outputs) != 1:
+    if node.type == LayerType.CONCATENATION or is_int8_layer(node) or len(node.outputs) != 1:
         return None
     if node.type == LayerType.POOLING and PoolingType(node.params["pooling_type"]) != PoolingType.MAX:
         return None
@@ -169,7 +169,7 @@ class Int8Io:
 
 
 def match_int8_io(graph: Graph, node: Node) -> Int8Io | None:
-    if node.precision == DataType.INT8 or node.epilogue.output_scale is not None or len(node.outputs) != 1:
+    if is_int8_layer(node) or node.epilogue.output_scale is not None or len(node.outputs) != 1:
         return None
     if node.outputs[0].dtype != DataType.FLOAT or node.epilogue.residual is not None:
         return None
@@ -209,7 +209,7 @@ def make_int8_io_layer(graph: Graph, m: Int8Io) -> list[str]:
 # ---------------------------------------------------------------------------------------------- int8_residual
 def match_int8_residual(graph: Graph, conv: Node) -> tuple[Node, Node, float] | None:
     position = conv.epilogue.residual
-    if conv.precision != DataType.INT8 or position is None or "residual_scale" in conv.params.get("int8", {}):
+    if not is_int8_layer(conv) or position is None or "residual_scale" in conv.params["int8"]:
         return None
     found = _dequantized_by(conv.inputs[position])
     return None if found is None else (conv, *found)
