@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from cli_test_models import make_mlp, run_cli
 
-from engine.calibrator import read_cache
+import engine as trt
+from engine.calibrator import read_cache, write_cache
 from polyx.calibration import make_calibrator
 from polyx.data.files import save_tensors
 from polyx.report import progress_factory
@@ -125,3 +126,15 @@ def test_a_progress_step_inside_another_joins_its_display(monkeypatch):
         with progress("Calibrating (INT8)", 2) as advance:
             advance()
             advance()
+
+
+def test_polyx_refuses_a_cache_of_another_network_and_writes_nothing(capsys, tmp_path):
+    model = make_mlp(tmp_path / "mlp.onnx")
+    cache = tmp_path / "other.cache"
+    cache.write_bytes(write_cache(trt.CalibrationAlgoType.MINMAX_CALIBRATION, {"images": 2.0}))
+    before = cache.read_bytes()
+    plan = tmp_path / "m.plan"
+    code, _, err = run_cli(capsys, "convert", model, "-o", plan, "--device", "cpu", "--int8", "--calibration-cache",
+                           cache)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "none of its 1 tensors is in this network" in err
+    assert cache.read_bytes() == before and not plan.exists()
