@@ -71,7 +71,6 @@ class DqCommute:
 def match_dq_commute(graph: Graph, node: Node) -> DqCommute | None:
     if is_int8_layer(node) or len(node.outputs) != 1 or node.outputs[0].dtype != DataType.FLOAT:
         return None
-        return None
     if node.type == LayerType.POOLING and PoolingType(node.params["pooling_type"]) != PoolingType.MAX:
         return None
     inputs = _data_inputs(node)
