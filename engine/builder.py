@@ -228,12 +228,27 @@ class _Build:
         cache = calibrator.read_calibration_cache()
         if cache:
             self.log(Severity.INFO, "INT8 ranges from the calibrator's calibration cache (no calibration run)")
-            return DynamicRanges({**read_cache(cache), **fixed})
+            return DynamicRanges({**self._cache_of_this_network(read_cache(cache), graph), **fixed})
         start = time.perf_counter()
         histograms = calibrate(graph, calibrator)
         self.log(Severity.INFO, f"INT8 calibration: {len(histograms)} tensors in "
                                 f"{time.perf_counter() - start:.1f} s")
         return DynamicRanges(fixed, histograms, calibrator)
+
+    def _cache_of_this_network(self, ranges: dict[str, float], graph: Graph) -> dict[str, float]:
+        """A cache naming no tensor of the network belongs to another one: refused, naming its tensors. Names
+        absent from a cache that also names tensors of this network (a cache of the whole model read for a
+        subgraph of it) are ignored with a warning."""
+        names = {value.name for value in graph.values()}
+        absent = [name for name in ranges if name not in names]
+        if absent and len(absent) == len(ranges):
+            raise BuildError(f"calibration cache: none of its {len(ranges)} tensors is in this network ('"
+                             + "', '".join(absent[:3]) + "'" + (" ..." if len(absent) > 3 else "")
+                             + "): a cache of another network? Delete it to calibrate again")
+        if absent:
+            self.log(Severity.WARNING, f"calibration cache: {len(absent)} tensor(s) not in this network are ignored "
+                                       f"('" + "', '".join(absent[:3]) + "'" + (" ...)" if len(absent) > 3 else ")"))
+        return {name: amax for name, amax in ranges.items() if name in names}
 
     def _profiles(self, graph: Graph) -> list[dict[str, tuple]]:
         dynamic = {t.name: t for t in graph.inputs if t.shape is None or any(d < 0 for d in t.shape)}

@@ -192,5 +192,8 @@ def read_cache(data: bytes, source: str = "calibration cache") -> dict[str, floa
         if not name or not math.isfinite(scale) or scale < 0:
             raise BuildError(f"{source}: line {number} {line[:80]!r} is not 'tensor_name: <8 hex digits of a "
                              "non-negative float32 scale>'")
+        if scale == 0:
+            raise BuildError(f"{source}: line {number}: tensor '{name.strip()}' has scale 0, which quantizes "
+                             "every value to 0 (calibrate again, or give it a dynamic range)")
         ranges[name.strip()] = scale * 127.0
     return ranges

@@ -32,7 +32,13 @@ class ShapeOnly:
 
 
 def output_infos(layer: Any, inputs: list[TensorInfo | None]) -> list[tuple[tuple[int, ...] | None, DataType]]:
-    """(shape, dtype) of each output; shapes may hold -1. Raises whatever the op's infer function raises."""
+    """(shape, dtype) of each output; shapes may hold -1. Raises whatever the op's infer function raises.
+    An INT8 layer made from a Q/DQ-wrapped layer (params int8.input_scales) computes on its quantized inputs'
+    float values: its op infers from those (the output's INT8 type is set by the fusion)."""
+    scales = layer.params.get("int8", {}).get("input_scales") if isinstance(layer.params.get("int8"), dict) else None
+    if scales:
+        inputs = [info if info is None or scale is None else TensorInfo(info.shape, DataType.FLOAT, None)
+                  for info, scale in zip(inputs, scales)]
     return layer_impl(layer.type).infer(layer, inputs)
 
 

@@ -6,6 +6,7 @@ Tactic states (re-laid-out weights) are not stored: each tactic's deterministic 
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,9 @@ MAGIC = b"POLYXPLN"
 # the "refit" table of a refittable engine (named weights -> constant tensors; a stripped plan has no buffers for
 # them), which a version-5 reader would load as an engine that cannot refit and, when stripped, that computes with
 # missing weights; and meta "compatibility" (engine version, compute capability, VERSION_COMPATIBLE, hardware
-# compatibility level), checked when loading, and meta "profiling_verbosity" (what inspect may show)
+# compatibility level), checked when loading, and meta "profiling_verbosity" (what inspect may show); and the INT8
+# layers made by Q/DQ propagation (params.int8.input_scales: ElementWise/Activation/Pooling/Concat/Scale layers
+# reading INT8; params.int8.residual_scale: an INT8 residual), which a version-5 reader would run on raw INT8 values
 FORMAT_VERSION = 6
 SUBGRAPHS = "subgraphs"
 
@@ -198,6 +201,28 @@ def _check_enum_params(layer: dict[str, Any]) -> None:
             raise _fail(f"layer '{layer['name']}' params.{key}", f"{value!r} is not a {enum.__name__}")
 
 
+def _is_scale(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _check_int8_params(field: str, int8: Any, inputs: int) -> None:
+    """params.int8 of an INT8 layer: every scale a positive finite number (a tampered 0 or NaN would make every
+    value of the layer inf or NaN without an error)."""
+    known = {"input_scale", "weight_scales", "input_scales", "residual_scale"}
+    if not isinstance(int8, dict) or not int8 or not set(int8) <= known:
+        raise _fail(f"{field} params.int8", f"must be an object with keys among {sorted(known)}, got {int8!r:.100}")
+    for key in ("input_scale", "residual_scale"):
+        if key in int8 and not _is_scale(int8[key]):
+            raise _fail(f"{field} params.int8.{key}", f"must be a positive finite number, got {int8[key]!r}")
+    scales = int8.get("weight_scales", [1.0])
+    if not isinstance(scales, list) or not scales or not all(_is_scale(v) for v in scales):
+        raise _fail(f"{field} params.int8.weight_scales", f"must be positive finite numbers, got {scales!r:.100}")
+    scales = int8.get("input_scales", [None] * inputs)
+    if not isinstance(scales, list) or len(scales) != inputs or not all(v is None or _is_scale(v) for v in scales):
+        raise _fail(f"{field} params.int8.input_scales", f"must hold one positive finite number (or null) per "
+                                                         f"input, {inputs}, got {scales!r:.100}")
+
+
 def _fail(field: str, problem: str) -> PlanFormatError:
     return PlanFormatError(f"plan: {field}: {problem}")
 
@@ -255,6 +280,8 @@ def _check_header(header: dict[str, Any], where: str = "") -> None:
         if not isinstance(layer.get("params"), dict):
             raise _fail(f"{field} params", "must be an object")
         _check_enum_params(layer)
+        if "int8" in layer["params"]:
+            _check_int8_params(field, layer["params"]["int8"], len(layer.get("inputs") or []))
         forced = layer.get("output_types")
         if not isinstance(forced, dict) or not all(
                 isinstance(k, str) and k.isdigit() and int(k) < len(layer.get("outputs") or []) and v in dtypes

@@ -13,6 +13,8 @@ import difflib
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from engine.network import NetworkDefinition
 from engine.output_files import note_input
 
 from .calibration import calibrator_class, make_calibrator
+from .data.feeds import DataOptions, command_feeds
 from .data.files import check_writable, write_file
 from .errors import PolyxError
 from .marking import mark_network_outputs
@@ -32,7 +35,8 @@ from .tactic_replay import TacticRecorder, TacticReplayer, load_replay, save_rep
 
 Shape = tuple[int, ...]
 PRECISIONS = {"fp32": trt.DataType.FLOAT, "float32": trt.DataType.FLOAT, "float": trt.DataType.FLOAT,
-              "fp16": trt.DataType.HALF, "float16": trt.DataType.HALF, "half": trt.DataType.HALF}
+              "fp16": trt.DataType.HALF, "float16": trt.DataType.HALF, "half": trt.DataType.HALF,
+              "int8": trt.DataType.INT8}
 CONSTRAINTS = ("obey", "prefer", "none")
 CALIBRATION_BATCHES = 8  # generated calibration batches when the command has no data of its own
 
@@ -78,8 +82,14 @@ class BuildOptions:
     algorithm_selector: IAlgorithmSelector | None = None
     calibration_cache: Path | None = None  # INT8: read when it exists (no calibration), written otherwise
     calib_base_cls: str = "EntropyCalibrator2"
-    # INT8 calibration batches ({input name: array}); None: generated inputs at the data shapes
+    # INT8 calibration batches ({input name: array}): the command's inputs (polyx.data.feeds); None: the
+    # DataLoader's generated inputs at the data shapes, CALIBRATION_BATCHES of them
     calibration_data: list[dict[str, np.ndarray]] | None = None
+    # where `convert --int8` takes calibration data from (--load-inputs, --data-loader-script, --seed, ...) when
+    # `calibration_data` is None; None: the DataLoader's defaults (seed 1, CALIBRATION_BATCHES iterations)
+    calibration_inputs: DataOptions | None = None
+    # progress(description, total) for the calibration batches (polyx.report.progress_factory); None: quiet
+    progress: Callable[[str, int | None], AbstractContextManager] | None = None
     # One in-memory cache for several builds (a debug search): only the first build of a layer times its
     # tactics. The `timing_cache` file, when given, is merged into it and written from it.
     shared_timing_cache: trt.TimingCache | None = None
@@ -107,9 +117,6 @@ class BuildOptions:
             raise PolyxError(f"unknown tactic source(s) {', '.join(unknown)} (valid: "
                              f"{', '.join(s.name.lower() for s in trt.TacticSource)})")
         for layer, precision in self.layer_precisions.items():
-            if precision.lower() == "int8":
-                raise PolyxError(f"layer precision for '{layer}': INT8 comes from the model's Q/DQ nodes (INT8 "
-                                 "calibration is not implemented yet); choose float32 or float16 for a layer")
             if precision.lower() not in PRECISIONS:
                 raise PolyxError(f"layer precision for '{layer}': unknown precision '{precision}' "
                                  f"(expected one of {', '.join(PRECISIONS)})")
@@ -198,7 +205,12 @@ def build_network(network: NetworkDefinition, options: BuildOptions, logger: trt
     config = _config(builder, network, options)
     cache = config.get_timing_cache()
     recorder = config.algorithm_selector if isinstance(config.algorithm_selector, TacticRecorder) else None
-    plan = builder.build_serialized_network(network, config)
+    try:
+        plan = builder.build_serialized_network(network, config)
+    finally:
+        close = getattr(config.int8_calibrator, "close_progress", None)
+        if close is not None:  # a bar left open by a failed calibration
+            close()
     engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
     if options.profile_index >= max(engine.num_optimization_profiles, 1):
         raise PolyxError(f"--optimization-profile {options.profile_index}: the engine has "
@@ -224,24 +236,23 @@ def load_engine(plan_path: str | os.PathLike, logger: trt.Logger | None = None) 
 
 
 def _calibration_batches(network: NetworkDefinition, options: BuildOptions):
-    """The run's data, else seeded standard-normal inputs at the data shapes (the opt shapes), read lazily: a
-    cached build never asks for them."""
+    """`calibration_data` (run's inputs), else the inputs `calibration_inputs` names (polyx.data.feeds: loaded,
+    scripted or generated), by default the DataLoader's seeded inputs at the data shapes, CALIBRATION_BATCHES of
+    them. Read lazily: a cached build never asks for them."""
     if options.calibration_data is not None:
         yield from options.calibration_data
         return
-    rng = np.random.default_rng(1)
-    shapes = options.data_shapes()
-    for _ in range(CALIBRATION_BATCHES):
-        batch = {}
-        for tensor in network.inputs:
-            shape = shapes.get(tensor.name, tensor.shape)
-            if shape is None or any(d < 0 for d in shape):
-                raise PolyxError(f"INT8 calibration needs the shape of input '{tensor.name}': give --input-shapes or "
-                                 "--opt-shapes, or calibration data (--load-inputs)")
-            dtype = trt.dtypes.nptype(tensor.dtype)
-            batch[tensor.name] = rng.standard_normal(shape).astype(dtype) if np.dtype(dtype).kind == "f" else \
-                np.zeros(shape, dtype)
-        yield batch
+    meta = {t.name: (tuple(t.shape), np.dtype(trt.dtypes.nptype(t.dtype))) for t in network.inputs}
+    data = options.calibration_inputs or DataOptions(iterations=CALIBRATION_BATCHES)
+    yield from command_feeds(data, meta, options.data_shapes())
+
+
+def _calibration_batch_count(options: BuildOptions) -> int | None:
+    """For the progress bar; None when only reading the files or running the script would tell."""
+    if options.calibration_data is not None:
+        return len(options.calibration_data)
+    data = options.calibration_inputs or DataOptions(iterations=CALIBRATION_BATCHES)
+    return data.iterations if data.load_inputs is None and data.script is None else None
 
 
 def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOptions) -> trt.BuilderConfig:
@@ -254,7 +265,8 @@ def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOpti
     if options.int8:
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = make_calibrator(options.calib_base_cls, _calibration_batches(network, options),
-                                                 options.calibration_cache)
+                                                 options.calibration_cache, options.progress,
+                                                 _calibration_batch_count(options))
     if options.tf32:
         config.set_flag(trt.BuilderFlag.TF32)
     if options.refittable:

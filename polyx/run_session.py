@@ -29,9 +29,9 @@ from .compare.plot_options import PlotOptions
 from .compare.postprocess import Postprocess, unknown_outputs
 from .compare.run_comparison import RunnerOutputs, compare_iterations, pair_near_miss_names
 from .compare.user_compare import UserCompareFunc
-from .data.files import check_outputs_apart, load_tensors, save_tensors, write_file
-from .data.loader import DataLoader
-from .data.polygraphy_format import iteration_files, save_input_list, save_run_results
+from .data.feeds import DataOptions, command_feeds, data_files, given_paths, load_chain
+from .data.files import check_outputs_apart, save_tensors, write_file
+from .data.polygraphy_format import save_input_list, save_run_results
 from .errors import PolyxError
 from .marking import mark_onnx_outputs
 from .onnx_model import graph_inputs
@@ -94,7 +94,7 @@ class RunOptions:
         """Every file the run reads (the model and its external data, loaded data, plan, replay, timing cache,
         data-loader script): no output may be one of them."""
         scripts = [script_path(s) for s in (self.data_loader_script, self.compare_func_script) if s]
-        return [p for p in (*model_files(self.model), *_files(self.load_inputs), *_files(self.load_outputs),
+        return [p for p in (*model_files(self.model), *data_files(self.load_inputs), *data_files(self.load_outputs),
                             self.load_engine, self.build.load_tactics, self.build.timing_cache, *scripts)
                 if p is not None]
 
@@ -245,7 +245,7 @@ def _engine(options: RunOptions, plan_path: Path | None, feeds: list[Feeds] | No
         with progress("Building engine", None):
             build = _profile_for(options.build, feeds)
             if build.int8 and feeds:  # calibrate on the data this run compares with
-                build = replace(build, calibration_data=list(feeds))
+                build = replace(build, calibration_data=list(feeds), progress=progress)
             engine, plan, report = build_engine(options.model, build, logger)
     if options.save_engine is not None:
         write_file(options.save_engine, plan)
@@ -320,7 +320,7 @@ def check_run_options(options: RunOptions) -> None:
     for path in (options.save_inputs, options.save_outputs):
         if options.save_format == "polygraphy" and path is not None and Path(path).suffix != ".json":
             raise PolyxError(f"{path}: --save-format polygraphy writes JSON; name the file *.json")
-    for path in (*_files(options.load_inputs), *_files(options.load_outputs), options.load_engine):
+    for path in (*data_files(options.load_inputs), *data_files(options.load_outputs), options.load_engine):
         if path is not None and not Path(path).is_file():
             raise PolyxError(f"{path}: no such file")
     options.build.validate()
@@ -355,29 +355,9 @@ def _constants(model: onnx.ModelProto) -> set[str]:
 
 
 def _feeds(options: RunOptions, input_meta: dict[str, tuple[tuple, np.dtype]]) -> list[Feeds]:
-    if options.load_inputs is None:
-        loader = DataLoader(input_meta, seed=options.seed, val_ranges=options.val_ranges,
-                            iterations=options.iterations, shapes=options.build.data_shapes(),
-                            script=options.data_loader_script)
-        return list(loader)
-    feeds, source = _load_chain(options.load_inputs)
-    if not feeds:
-        raise PolyxError(f"{source}: holds no iterations")
-    for index, iteration in enumerate(feeds):
-        where = f"{source}: iteration {index}"
-        for name in iteration:
-            if name not in input_meta:
-                raise PolyxError(f"{where}: '{name}' is not an input of the model (inputs: {', '.join(input_meta)})")
-        for name, (shape, dtype) in input_meta.items():
-            if name not in iteration:
-                raise PolyxError(f"{where}: input '{name}' is missing")
-            array = iteration[name]
-            if array.dtype != dtype:
-                raise PolyxError(f"{where}: input '{name}' has dtype {array.dtype}, the model expects {dtype}")
-            if array.ndim != len(shape) or any(d >= 0 and d != s for d, s in zip(shape, array.shape)):
-                raise PolyxError(f"{where}: input '{name}' has shape {list(array.shape)}, the model expects "
-                                 f"{[d if d >= 0 else '?' for d in shape]}")
-    return feeds
+    data = DataOptions(seed=options.seed, val_ranges=options.val_ranges, iterations=options.iterations,
+                       script=options.data_loader_script, load_inputs=options.load_inputs)
+    return command_feeds(data, input_meta, options.build.data_shapes())
 
 
 def plan_data_shapes(build: BuildOptions, engine: trt.Engine) -> BuildOptions:
@@ -421,29 +401,14 @@ def run_runner(runner: Runner, feeds: list[Feeds], progress: ProgressFactory = _
     return outputs
 
 
-def _paths(value: Path | list[Path] | None) -> list[Path]:
-    return [] if value is None else [Path(value)] if isinstance(value, (str, Path)) else [Path(p) for p in value]
-
-
-def _files(value: Path | list[Path] | None) -> list[Path]:
-    """The files of the paths, a directory standing for its per-iteration files (Polygraphy's streamed form)."""
-    return [file for path in _paths(value) for file in iteration_files(path)]
-
-
-def _load_chain(value: Path | list[Path], runner: str | None = None) -> tuple[list[Feeds], str]:
-    """The iterations of one file, or of several files one after another; and the files' names for messages."""
-    files = _files(value)
-    return [it for file in files for it in load_tensors(file, runner)], ", ".join(str(p) for p in _paths(value))
-
-
 def _reference_and_candidates(options: RunOptions, runs: list[RunnerOutputs],
                               iterations: int) -> tuple[RunnerOutputs | None, list[RunnerOutputs]]:
     if options.load_outputs is not None:
-        golden, source = _load_chain(options.load_outputs, options.load_outputs_runner)
+        golden, source = load_chain(options.load_outputs, options.load_outputs_runner)
         if len(golden) != iterations:
             raise PolyxError(f"{source}: holds {len(golden)} iteration(s) of outputs, this run has "
                              f"{iterations} iteration(s) of inputs")
-        names = ", ".join(path.name for path in _paths(options.load_outputs))
+        names = ", ".join(path.name for path in given_paths(options.load_outputs))
         return RunnerOutputs(f"golden ({names})", golden, []), runs
     if len(runs) < 2:
         return None, []

@@ -29,15 +29,22 @@ def calibration_shapes(name: str) -> dict[str, tuple[int, ...]]:
 
 
 @functools.cache
-def qdq_model(name: str) -> Path:
+def qdq_model(name: str, preprocessed: bool = False) -> Path:
     """The quantized model's path. The transformers' attention masks hold -inf (or float32's lowest), which no
     finite scale can quantize: the Where nodes making them, the nodes adding them and the Softmax reading the sum
-    stay in float, as a user excludes them."""
+    stay in float, as a user excludes them. `preprocessed`: first onnxruntime's `quant_pre_process` (what its
+    quantizer recommends: BatchNormalization folded into the convolutions, so no Q/DQ pair sits between them)."""
     source = MODELS / f"{name}.onnx"
+    if preprocessed:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        folded = _FOLDER / f"{name}_preprocessed.onnx"
+        quant_pre_process(str(source), str(folded), skip_symbolic_shape=True)
+        source = folded
     model = onnx.load(source)
     masks = {out for n in model.graph.node if n.op_type == "Where" for out in n.output}
     exclude = [n.name for n in model.graph.node if n.op_type in ("Where", "Softmax") or masks & set(n.input)]
-    target = _FOLDER / f"{name}_qdq.onnx"
+    target = _FOLDER / f"{name}{'_preprocessed' if preprocessed else ''}_qdq.onnx"
     batches = [make_feeds(model, calibration_shapes(name), seed) for seed in range(4)]
     quantize_static(str(source), str(target), _Batches(batches), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,

@@ -50,8 +50,22 @@ def _quantized_type(layer: Any) -> DataType:
     return DataType(layer.params["output_type"])
 
 
+def _check_known_coefficients(inputs, quantized: DataType) -> None:
+    """What the importer checks (_check_coefficients), for layers made through the network API too: a constant
+    scale of 0, NaN or inf, or a zero point of another type than the quantized one, would give wrong values
+    without an error."""
+    scale = inputs[1].value
+    if scale is not None and (not np.all(np.isfinite(scale)) or np.any(np.asarray(scale) <= 0)):
+        raise EngineError(f"the scale (input 1) must be positive and finite, got {np.ravel(scale)[:8].tolist()}")
+    zero = inputs[2] if len(inputs) > 2 else None
+    if zero is not None and zero.dtype != quantized:
+        raise EngineError(f"the zero point (input 2) is {zero.dtype.value}, the quantized type is {quantized.value}: "
+                          f"it must be a {quantized.value} value in that type's range")
+
+
 def _infer_quantize(layer, inputs):
     coefficient_shape(layer, inputs[0].shape, int(np.prod(inputs[1].shape or (1,), dtype=np.int64)))
+    _check_known_coefficients(inputs, _quantized_type(layer))
     return [(inputs[0].shape, _quantized_type(layer))]
 
 
@@ -68,6 +82,7 @@ def _compute_quantize(layer, inputs, xp):
 
 def _infer_dequantize(layer, inputs):
     coefficient_shape(layer, inputs[0].shape, int(np.prod(inputs[1].shape or (1,), dtype=np.int64)))
+    _check_known_coefficients(inputs, inputs[0].dtype)
     return [(inputs[0].shape, inputs[1].dtype)]
 
 

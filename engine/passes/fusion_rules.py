@@ -16,6 +16,8 @@ its producer). A tensor the user marked as an output is never fused away (`sole_
 - activation_fusion: {Convolution, Deconvolution, MatMul, ElementWise, Scale, Normalization} + Activation → the
   activation part of the producer's epilogue (applied in place right after its kernel).
 - int8_fusion: DequantizeLinear → Convolution/MatMul (→ QuantizeLinear) → one INT8 layer (int8_fusion.py).
+- int8_residual, dq_commute, q_commute, qdq_cancel, int8_io: Q/DQ propagation around INT8 layers, TensorRT's rules
+  (qdq_propagation.py).
 """
 from __future__ import annotations
 
@@ -31,6 +33,20 @@ from ..ir import Activation, Graph, Node, Value
 from .base import Pass, PassContext
 from .int8_fusion import make_int8_layer, match_int8_layer
 from .match import close, is_elementwise, other_input, record_fusion, scalar, sole_reader
+from .qdq_propagation import (
+    COMMUTING,
+    INT8_IO,
+    cancel_qdq,
+    commute_dq,
+    commute_q,
+    make_int8_io_layer,
+    match_dq_commute,
+    match_int8_io,
+    match_int8_residual,
+    match_q_commute,
+    match_qdq_cancel,
+    read_int8_residual,
+)
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -257,6 +273,11 @@ FUSION_RULES: tuple[FusionRule, ...] = (
     FusionRule("conv_residual_fusion", (LayerType.ELEMENTWISE,), match_conv_residual, add_residual_epilogue),
     FusionRule("activation_fusion", ACTIVATION_HOSTS, match_activation, add_activation_epilogue),
     FusionRule("int8_fusion", (LayerType.CONVOLUTION, LayerType.MATRIX_MULTIPLY), match_int8_layer, make_int8_layer),
+    FusionRule("int8_residual", (LayerType.CONVOLUTION,), match_int8_residual, read_int8_residual),
+    FusionRule("dq_commute", COMMUTING, match_dq_commute, commute_dq),
+    FusionRule("q_commute", COMMUTING, match_q_commute, commute_q),
+    FusionRule("qdq_cancel", (LayerType.QUANTIZE,), match_qdq_cancel, cancel_qdq),
+    FusionRule("int8_io", INT8_IO, match_int8_io, make_int8_io_layer),
 )
 
 

@@ -7,6 +7,10 @@ scale per output channel, max |w| / 127) behind a DequantizeLinear, and, when it
 graph output and feeds another layer that is quantized, a Q→DQ pair follows it for its readers (an output read
 only by float layers stays float, as TensorRT keeps a tensor INT8 only where an INT8 layer reads it). An input
 that already comes from a dequantized INT8 tensor is taken as it is.
+
+A pointwise, pooling, concatenation or scale layer becomes INT8 only when the user asks (`layer.precision =
+INT8`) and its inputs and output have ranges: they get Q→DQ pairs, and the int8_io rule (qdq_propagation.py) makes
+the INT8 layer. Whether a requested INT8 layer got there is checked by the int8_precision_constraints pass.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from ..dtypes import DataType, from_numpy
 from ..enums import LayerType, MatrixOperation
 from ..ir import Graph, Node, Value
 from .base import Pass, PassContext
+from .qdq_propagation import INT8_IO
 
 
 class ImplicitQuantization(Pass):
@@ -38,14 +43,57 @@ class ImplicitQuantization(Pass):
                 graph.set_input(node, 0, _quantize_dequantize(graph, x, amax, before=node))
             _quantize_weights(graph, node, _weight_axis(node))
             out = node.outputs[0]
-            amax = ranges.get(out.name) if any(_quantizable(reader, ctx) for reader in out.consumers) else None
+            quantized_reader = any(_quantizable(reader, ctx) or _honoured_int8(reader, ctx) for reader in out.consumers)
+            amax = ranges.get(out.name) if quantized_reader else None
             if amax is not None and out not in graph.outputs:
-                readers = list(out.uses)
-                requantized = _quantize_dequantize(graph, out, amax, before=readers[0][0])
-                for reader, position in readers:
-                    graph.set_input(reader, position, requantized)
+                _requantize_output(graph, out, amax)
             quantized.append(node.name)
+        for node in graph.nodes_of(*INT8_IO):
+            if _honoured_int8(node, ctx) and _wrap_in_qdq(graph, node, ranges):
+                quantized.append(node.name)
         return {self.name: quantized}
+
+
+def requested_int8(node: Node) -> bool:
+    """The user set the layer's precision to INT8 (a rule that made it INT8 also leaves params['int8'])."""
+    return node.precision_is_set and node.precision == DataType.INT8 and "int8" not in node.params
+
+
+def _honoured_int8(node: Node, ctx: PassContext) -> bool:
+    """An INT8 request counts under OBEY/PREFER_PRECISION_CONSTRAINTS only, as FLOAT/HALF requests do."""
+    return requested_int8(node) and ctx.constraints in ("obey", "prefer")
+
+
+def _data_inputs(node: Node) -> list[tuple[int, Value]]:
+    """Inputs that carry activations (float constants such as a Scale's shift are read as they are)."""
+    return [(i, v) for i, v in enumerate(node.inputs) if v is not None and v.constant is None]
+
+
+def _wrap_in_qdq(graph: Graph, node: Node, ranges) -> bool:
+    """Q→DQ on every activation input and on the output, when each has a range: the int8_io rule then makes the
+    node INT8. False (nothing changed) when something is missing."""
+    out = node.outputs[0] if len(node.outputs) == 1 else None
+    inputs = _data_inputs(node)
+    if out is None or out.dtype != DataType.FLOAT or out in graph.outputs or not out.uses or not inputs:
+        return False
+    if any(v.dtype != DataType.FLOAT for _, v in inputs):
+        return False
+    needed = [v for _, v in inputs if not _is_dequantized(v)] + [out]
+    amax = {v.name: ranges.get(v.name) for v in needed}
+    if any(a is None for a in amax.values()):
+        return False
+    for position, value in inputs:
+        if not _is_dequantized(value):
+            graph.set_input(node, position, _quantize_dequantize(graph, value, amax[value.name], before=node))
+    _requantize_output(graph, out, amax[out.name])
+    return True
+
+
+def _requantize_output(graph: Graph, out: Value, amax: float) -> None:
+    readers = list(out.uses)
+    requantized = _quantize_dequantize(graph, out, amax, before=readers[0][0])
+    for reader, position in readers:
+        graph.set_input(reader, position, requantized)
 
 
 def _quantizable(node: Node, ctx: PassContext) -> bool:

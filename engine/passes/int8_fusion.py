@@ -31,6 +31,12 @@ class Int8Layer:
     output_scale: float | None
 
 
+def is_int8_layer(node: Node) -> bool:
+    """Made INT8 by a rule (its params carry the scales). A precision of INT8 alone is only a user's request,
+    which the int8_precision_constraints pass checks after the rules ran."""
+    return "int8" in node.params
+
+
 def symmetric_int8_scale(node: Node | None, kinds: tuple[LayerType, ...]) -> np.ndarray | None:
     """The constant scale of a Q/DQ node of INT8 with zero point 0 (absent or all zeros), else None."""
     if node is None or node.type not in kinds:
@@ -63,7 +69,7 @@ def _weight_scales(dq: Node, channels: int, axis: int) -> np.ndarray | None:
 
 
 def match_int8_layer(graph: Graph, node: Node) -> Int8Layer | None:
-    if node.precision == DataType.INT8 or node.epilogue.output_scale is not None or len(node.outputs) != 1:
+    if is_int8_layer(node) or node.epilogue.output_scale is not None or len(node.outputs) != 1:
         return None
     if node.outputs[0].dtype != DataType.FLOAT or len(node.inputs) < 2:
         return None
@@ -76,11 +82,15 @@ def match_int8_layer(graph: Graph, node: Node) -> Int8Layer | None:
         weight_scales = _weight_scales(weight_dq, w.shape[0], axis=0)
     else:
         p = node.params
+        transposed = MatrixOperation(p["op1"]) == MatrixOperation.TRANSPOSE
         if len(w.shape) != 2 or MatrixOperation(p["op0"]) != MatrixOperation.NONE or \
-                MatrixOperation(p["op1"]) != MatrixOperation.NONE or p.get("alpha", 1.0) != 1.0 or \
+                MatrixOperation(p["op1"]) not in (MatrixOperation.NONE, MatrixOperation.TRANSPOSE) or \
+                p.get("alpha", 1.0) != 1.0 or \
                 (len(node.inputs) > 2 and node.inputs[2] is not None and p.get("beta", 1.0) != 1.0):
             return None
-        weight_scales = _weight_scales(weight_dq, w.shape[1], axis=1)
+        # Gemm(transB=1), as nn.Linear exports: the output channels are the weights' rows
+        weight_scales = _weight_scales(weight_dq, w.shape[0], axis=0) if transposed else \
+            _weight_scales(weight_dq, w.shape[1], axis=1)
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     if weight_scales is None or (bias is not None and (not bias.is_constant or bias.dtype != DataType.FLOAT)):
         return None
@@ -93,7 +103,14 @@ def match_int8_layer(graph: Graph, node: Node) -> Int8Layer | None:
 def make_int8_layer(graph: Graph, m: Int8Layer) -> list[str]:
     node = m.node
     graph.set_input(node, 0, m.input_dq.inputs[0])
-    graph.set_input(node, 1, m.weight_dq.inputs[0])
+    weights = m.weight_dq.inputs[0]
+    if node.type == LayerType.MATRIX_MULTIPLY and MatrixOperation(node.params["op1"]) == MatrixOperation.TRANSPOSE:
+        array = np.ascontiguousarray(weights.constant.T)  # the INT8 tactics read (K, N) weights
+        weights = graph.add_node(LayerType.CONSTANT, [], [(f"{weights.name}:transposed", DataType.INT8, array.shape)],
+                                 {"weights": array, "shape": list(array.shape)}, name=f"{node.name}.weights_int8",
+                                 before=node).outputs[0]
+        node.params["op1"] = MatrixOperation.NONE
+    graph.set_input(node, 1, weights)
     node.params["int8"] = {"input_scale": m.input_scale, "weight_scales": [float(s) for s in m.weight_scales]}
     node.precision, node.precision_is_set = DataType.INT8, True
     record_fusion(node, m.input_dq)

@@ -14,6 +14,7 @@ from .fold import ConstantFolding
 from .fold_conditionals import FoldConstantConditions
 from .fusion_rules import FusionPass
 from .implicit_quantization import ImplicitQuantization
+from .int8_constraints import Int8PrecisionConstraints
 from .pointwise_fusion import PointwiseFusion
 from .precision import PrecisionAssignment
 
@@ -22,7 +23,8 @@ DEAD_NODES = "dead_layer_elimination"
 
 def default_passes() -> list[Pass]:
     return [ConstantFolding(keep_quantized_weights=True), FoldConstantConditions(), NoopElimination(), FusionPass(),
-            ImplicitQuantization(), FusionPass(), ConstantFolding(), PrecisionAssignment(), PointwiseFusion()]
+            ImplicitQuantization(), FusionPass(), ConstantFolding(), Int8PrecisionConstraints(), PrecisionAssignment(),
+            PointwiseFusion()]
 
 
 class PassPipeline:

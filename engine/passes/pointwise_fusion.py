@@ -34,7 +34,7 @@ MAX_INPUTS = 8   # and on its arguments
 
 def fusable(node: Node) -> bool:
     """An elementwise/activation/unary node of floats, one output, nothing fused into it but an activation."""
-    if len(node.outputs) != 1 or node.precision not in (DataType.FLOAT, DataType.HALF):
+    if len(node.outputs) != 1 or node.precision not in (DataType.FLOAT, DataType.HALF) or node.params.get("int8"):
         return False
     epilogue = node.epilogue
     if epilogue.residual is not None or epilogue.output_scale is not None:

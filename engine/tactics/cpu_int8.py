@@ -4,7 +4,8 @@ output (the layers the int8_fusion rule makes).
 The accumulation runs as a float64 GEMM/convolution of the integer values: every partial sum of int8 x int8
 products is an integer below 2**53, so float64 holds it exactly — the same sums an int32 accumulator holds, at
 BLAS speed. Then: y = acc * input_scale * weight_scale[channel] + bias, the residual and activation of the
-epilogue, and, when the layer absorbed a QuantizeLinear, q = saturate(round_half_even(y / output_scale)).
+epilogue (an INT8 residual dequantized first: q * residual_scale, as its DequantizeLinear computed it), and, when
+the layer absorbed a QuantizeLinear, q = saturate(round_half_even(y / output_scale)).
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class Int8Tactic(Tactic):
         return {"layer": ctx.layer, "weights": np.asarray(ctx.inputs[1].value, np.float64), "scales": scales,
                 "bias": None if bias is None else np.asarray(bias, np.float64),
                 "rest": ctx.epilogue.without(frozenset({OUTPUT_SCALE})), "output_scale": ctx.epilogue.output_scale,
-                "device": {}}
+                "residual_scale": quantization.get("residual_scale"), "device": {}}
 
     def _on_device(self, state: dict, xp: Any) -> tuple[Any, Any, Any]:
         """Weights, scales and bias as arrays of `xp` (copied to the GPU once)."""
@@ -66,6 +67,10 @@ class Int8Tactic(Tactic):
         if bias is not None:
             y += self.along_channels(bias, y.ndim)
         if not state["rest"].empty:
+            if state["residual_scale"] is not None:  # an INT8 residual (int8_residual rule): dequantized here
+                inputs = list(inputs)
+                position = state["rest"].residual
+                inputs[position] = inputs[position].astype(xp.float32) * xp.float32(state["residual_scale"])
             apply_epilogue(state["rest"], y, inputs, xp)
         if state["output_scale"] is not None:
             y = xp.clip(xp.rint(y / state["output_scale"]), INT8_MIN, INT8_MAX)

@@ -145,7 +145,7 @@ def parse_layer_precisions(values: list[str] | None, file: Path | None) -> dict[
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PolyxError(f"{file}: not valid JSON ({exc})") from None
         if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
-            raise PolyxError(f"{file}: expected a JSON object {{\"layer name\": \"fp32\" | \"fp16\"}}")
+            raise PolyxError(f"{file}: expected a JSON object {{\"layer name\": \"fp32\" | \"fp16\" | \"int8\"}}")
         precisions.update(doc)
     for value in values or []:
         name, precision = parse_name_value(value, "--layer-precisions", "conv1:fp32")
@@ -239,9 +239,9 @@ _BUILD_PARAMETERS = [
         "--precision-constraints", help="obey | prefer | none. Default: obey when layer precisions are given, "
                                         "else none.", case_sensitive=False)], None),
     ("layer_precisions", Annotated[list[str] | None, _option(
-        "--layer-precisions", help="Layer (or ONNX node) precision NAME:fp32|fp16 (repeatable).")], None),
+        "--layer-precisions", help="Layer (or ONNX node) precision NAME:fp32|fp16|int8 (repeatable).")], None),
     ("layer_precisions_file", Annotated[Path | None, _option(
-        "--layer-precisions-file", help="JSON file {\"layer\": \"fp32\"}.")], None),
+        "--layer-precisions-file", help="JSON file {\"layer\": \"fp32\"} (fp32, fp16 or int8).")], None),
     ("workspace", Annotated[str | None, _option(
         "--workspace", help="Workspace limit for tactics, e.g. 1G, 512M (binary units).")], None),
     ("pool_limit", Annotated[list[str] | None, _option(

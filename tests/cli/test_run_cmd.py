@@ -261,7 +261,8 @@ def test_quiet_prints_only_the_result(capsys, tmp_path):
     (["--val-range", "x:[1]"], "--val-range 'x:[1]': expected NAME:[lo,hi]"),
     (["--workspace", "lots"], "--workspace 'lots': expected a size"),
     (["--layer-precisions", "fc1"], "--layer-precisions 'fc1': expected NAME:VALUE"),
-    (["--layer-precisions", "fc1:int8"], "INT8 comes from the model's Q/DQ nodes"),
+    (["--layer-precisions", "fc1:int8"], "layer 'fc1' (MATRIX_MULTIPLY): precision INT8 is required "
+                                         "(OBEY_PRECISION_CONSTRAINTS) but it cannot run in INT8: INT8 is not enabled"),
     (["--save-outputs", "/nonexistent-dir/out.npz"], "directory '/nonexistent-dir' does not exist"),
     (["--report", "/nonexistent-dir/r.html"], "directory '/nonexistent-dir' does not exist"),
     (["--load-tactics", "/nonexistent-dir/t.json"], "no such file"),

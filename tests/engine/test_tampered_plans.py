@@ -120,6 +120,20 @@ CASES = [
      r"^plan: layer 'conv' params\.padding_mode: 'NOPE' is not a PaddingMode$"),
     (setter("layers", "@conv", "params", "pre_padding", value=[-3, -3]),
      r"^plan: layer 'conv' \(CONVOLUTION\) output 'c': shape \[-1, 3, 5, 5\] in the plan, the layer makes "),
+    (setter("layers", "@conv", "params", "int8", value={"input_scale": 0.0, "weight_scales": [0.1, 0.1, 0.1]}),
+     r"^plan: layer 'conv' params\.int8\.input_scale: must be a positive finite number, got 0\.0$"),
+    (setter("layers", "@conv", "params", "int8", value={"input_scale": 0.1, "weight_scales": [0.1, float("inf")]}),
+     r"^plan: layer 'conv' params\.int8\.weight_scales: must be positive finite numbers"),
+    (setter("layers", "@conv", "params", "int8", value={"input_scale": 0.1, "weight_scales": [1],
+                                                        "residual_scale": -1}),
+     r"^plan: layer 'conv' params\.int8\.residual_scale: must be a positive finite number, got -1$"),
+    (setter("layers", "@softmax", "params", "int8", value={"input_scales": [float("nan")]}),
+     r"^plan: layer 'softmax' params\.int8\.input_scales: must hold one positive finite number \(or null\) per "
+     r"input, 1, got \[nan\]$"),
+    (setter("layers", "@softmax", "params", "int8", value={"input_scales": [0.1, 0.1]}),
+     r"^plan: layer 'softmax' params\.int8\.input_scales: must hold one positive finite number \(or null\) per "),
+    (setter("layers", "@softmax", "params", "int8", value={"scale": 0.1}),
+     r"^plan: layer 'softmax' params\.int8: must be an object with keys among"),
 ]
 
 

@@ -266,7 +266,174 @@ def test_an_asymmetric_activation_is_not_made_int8() -> None:
     assert rewrite("int8_fusion", graph) == []
 
 
+# ---------------------------------------------------------------------------------------------- Q/DQ propagation
+def dequantize(net, x, scale, name, zero=0):
+    return net.add_layer(LayerType.DEQUANTIZE, [x, const(net, np.array(scale, np.float32), f"{name}.s"),
+                                                const(net, np.array(zero, np.int8), f"{name}.z")], {},
+                         name=name).get_output(0)
+
+
+def quantize(net, x, scale, name):
+    return net.add_layer(LayerType.QUANTIZE, [x, const(net, np.array(scale, np.float32), f"{name}.s"),
+                                              const(net, np.array(0, np.int8), f"{name}.z")],
+                         {"output_type": trt.DataType.INT8}, name=name).get_output(0)
+
+
+def node_types(graph):
+    return [n.type for n in graph.nodes if n.type != LayerType.CONSTANT]
+
+
+X_Q = RNG.integers(-128, 128, (2, 3, 4, 4)).astype(np.int8)
+
+
+def dq_pool_flatten(net, pooling=trt.PoolingType.MAX, zero=0, marked=False, second_reader=False):
+    """x_q → DQ(0.05) → Pool 2x2 → Shuffle(flatten) → y."""
+    x = dequantize(net, net.add_input("x_q", trt.DataType.INT8, X_Q.shape), 0.05, "dq", zero)
+    pooled = net.add_pooling_nd(x, pooling, (2, 2), name="pool").get_output(0)
+    flat = net.add_shuffle(pooled, name="flatten")
+    flat.reshape_dims = (0, -1)
+    net.mark_output(flat.get_output(0))
+    if marked:
+        net.mark_output(pooled)
+    if second_reader:
+        net.mark_output(net.add_activation(x, trt.ActivationType.RELU, name="other").get_output(0))
+    return {"x_q": X_Q}
+
+
+def test_dq_moves_after_maxpool_and_reshape_exactly() -> None:
+    graph, feeds = lowered(dq_pool_flatten)
+    output_name = graph.outputs[0].name
+    assert rewrite("dq_commute", graph) == ["dq", "dq:after:pool"]
+    assert node_types(graph) == [LayerType.POOLING, LayerType.SHUFFLE, LayerType.DEQUANTIZE]
+    pool, flat, dq = [n for n in graph.nodes if n.type != LayerType.CONSTANT]
+    assert pool.inputs[0].name == "x_q" and flat.outputs[0].dtype == trt.DataType.INT8
+    assert graph.outputs[0].producer is dq and graph.outputs[0].name == output_name  # users' names stay
+    want = (X_Q.astype(np.float64) * np.float32(0.05)).reshape(2, 3, 2, 2, 2, 2).max(axis=(3, 5)).reshape(2, 12)
+    (got,) = run_graph(graph, feeds).values()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("variant", [{"pooling": trt.PoolingType.AVERAGE}, {"zero": 2}, {"second_reader": True}],
+                         ids=["average_pool", "zero_point", "dq_read_elsewhere"])
+def test_dq_commute_refusals(variant) -> None:
+    graph, _ = lowered(lambda net: dq_pool_flatten(net, **variant))
+    assert rewrite("dq_commute", graph) == []
+
+
+def test_marked_outputs_keep_their_names_and_float_type_when_a_dq_moves_past_them() -> None:
+    graph, _ = lowered(lambda net: dq_pool_flatten(net, marked=True))
+    names = [v.name for v in graph.outputs]
+    assert rewrite("dq_commute", graph) == ["dq"]  # the reshape's input is now read twice: the DQ stays before it
+    assert [v.name for v in graph.outputs] == names
+    assert [(v.dtype, v.producer.type) for v in graph.outputs] == [(F, LayerType.SHUFFLE), (F, LayerType.DEQUANTIZE)]
+
+
+def concat_of(net, scales):
+    inputs = [dequantize(net, net.add_input(f"x{i}", trt.DataType.INT8, (1, 2, 3)), s, f"dq{i}")
+              for i, s in enumerate(scales)]
+    concat = net.add_concatenation(inputs, name="concat")
+    concat.axis = 1
+    net.mark_output(concat.get_output(0))
+    return {f"x{i}": RNG.integers(-128, 128, (1, 2, 3)).astype(np.int8) for i in range(len(scales))}
+
+
+def test_dq_moves_after_a_concat_of_one_scale() -> None:
+    graph, feeds = lowered(lambda net: concat_of(net, [0.1, 0.1]))
+    assert rewrite("dq_commute", graph) == ["dq0", "dq1"]
+    assert node_types(graph) == [LayerType.CONCATENATION, LayerType.DEQUANTIZE]
+    (got,) = run_graph(graph, feeds).values()
+    want = np.concatenate([feeds["x0"], feeds["x1"]], axis=1).astype(np.float64) * np.float32(0.1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_a_concat_of_two_scales_keeps_its_dqs() -> None:
+    graph, _ = lowered(lambda net: concat_of(net, [0.1, 0.2]))
+    assert rewrite("dq_commute", graph) == []
+
+
+X_F = RNG.standard_normal((2, 3, 4)).astype(np.float32)
+
+
+def transpose_then_quantize(net):
+    shuffle = net.add_shuffle(net.add_input("x", F, X_F.shape), name="transpose")
+    shuffle.first_transpose = [2, 0, 1]
+    net.mark_output(quantize(net, shuffle.get_output(0), 0.02, "q"))
+    return {"x": X_F}
+
+
+def test_q_moves_before_a_transpose_exactly() -> None:
+    graph, feeds = lowered(transpose_then_quantize)
+    assert rewrite("q_commute", graph) == ["q"]
+    assert node_types(graph) == [LayerType.QUANTIZE, LayerType.SHUFFLE]
+    assert graph.outputs[0].dtype == trt.DataType.INT8 and graph.outputs[0].producer.type == LayerType.SHUFFLE
+    (got,) = run_graph(graph, feeds).values()
+    want = np.clip(np.rint(X_F.astype(np.float64).transpose(2, 0, 1) / np.float32(0.02)), -128, 127)
+    np.testing.assert_array_equal(got, want)
+
+
+def requantize(net, second_scale):
+    x = dequantize(net, net.add_input("x_q", trt.DataType.INT8, X_Q.shape), 0.05, "dq1")
+    net.mark_output(dequantize(net, quantize(net, x, second_scale, "q"), second_scale, "dq2"))
+    return {"x_q": X_Q}
+
+
+def test_dq_then_q_of_the_same_scale_cancels() -> None:
+    graph, feeds = lowered(lambda net: requantize(net, 0.05))
+    assert rewrite("qdq_cancel", graph) == ["q", "dq1"]
+    assert node_types(graph) == [LayerType.DEQUANTIZE]
+    (got,) = run_graph(graph, feeds).values()
+    np.testing.assert_allclose(got, X_Q * np.float32(0.05), rtol=1e-6)
+
+
+def test_dq_then_q_of_another_scale_stays() -> None:
+    graph, _ = lowered(lambda net: requantize(net, 0.07))
+    assert rewrite("qdq_cancel", graph) == []
+
+
+def quantized_add(net, output_q=True):
+    a = dequantize(net, net.add_input("a_q", trt.DataType.INT8, (2, 5)), 0.1, "dq_a")
+    b = dequantize(net, net.add_input("b_q", trt.DataType.INT8, (2, 5)), 0.3, "dq_b")
+    out = net.add_elementwise(a, b, trt.ElementWiseOperation.SUM, name="add").get_output(0)
+    net.mark_output(quantize(net, out, 0.2, "q") if output_q else out)
+    return {}
+
+
+def test_dq_add_q_becomes_one_int8_layer() -> None:
+    graph, _ = lowered(quantized_add)
+    assert rewrite("int8_io", graph) == ["q", "dq_a", "dq_b"]
+    (add,) = [n for n in graph.nodes if n.type != LayerType.CONSTANT]
+    assert add.precision == trt.DataType.INT8 and [v.name for v in add.inputs] == ["a_q", "b_q"]
+    assert add.params["int8"]["input_scales"] == [pytest.approx(0.1), pytest.approx(0.3)]
+    assert add.epilogue.output_scale == pytest.approx(0.2) and add.outputs[0].dtype == trt.DataType.INT8
+
+
+def test_an_add_without_a_quantized_output_stays_float() -> None:
+    graph, _ = lowered(lambda net: quantized_add(net, output_q=False))
+    assert rewrite("int8_io", graph) == []
+
+
+def conv_with_quantized_residual(net):
+    r = dequantize(net, net.add_input("r_q", trt.DataType.INT8, (2, 4, 4, 4)), 0.02, "dq_r")
+    qdq_conv(net, output_q=False)
+    conv = next(net.get_layer(i) for i in range(net.num_layers) if net.get_layer(i).name == "conv")
+    out = net.add_elementwise(conv.get_output(0), r, trt.ElementWiseOperation.SUM, name="add").get_output(0)
+    net.unmark_output(conv.get_output(0))
+    net.mark_output(out)
+    return {}
+
+
+def test_an_int8_convolution_reads_its_residual_as_int8() -> None:
+    graph, _ = lowered(conv_with_quantized_residual)
+    assert rewrite("conv_residual_fusion", graph) == ["add"]
+    assert rewrite("int8_fusion", graph) == ["dq_x", "dq_w"]
+    assert rewrite("int8_residual", graph) == ["dq_r"]
+    conv = next(n for n in graph.nodes if n.name == "conv")
+    assert conv.inputs[conv.epilogue.residual].name == "r_q"
+    assert conv.params["int8"]["residual_scale"] == pytest.approx(0.02)
+    assert LayerType.DEQUANTIZE not in node_types(graph)
+
+
 def test_every_rule_has_cases() -> None:
     tested = {"conv_scale_fusion", "matmul_bias_fusion", "gelu_fusion", "conv_residual_fusion", "activation_fusion",
-              "int8_fusion"}
+              "int8_fusion", "int8_residual", "dq_commute", "q_commute", "qdq_cancel", "int8_io"}
     assert set(RULES) == tested
