@@ -25,7 +25,7 @@ from .backends import get_backend
 from .dtypes import DataType, nptype
 from .enums import LayerType, TensorIOMode
 from .errors import ExecutionError, PlanFormatError, ShapeError
-from .graph import LoweredGraph, is_data_dependent, resolve_shapes, tactic_context
+from .graph import LoweredGraph, ResolvedShapes, is_data_dependent, resolve_shapes, tactic_context
 from .logger import Logger, Severity
 from .memory_plan import device_lifetimes, plan_graph_memory
 from .output_allocator import OUTPUT_ALIGNMENT, IOutputAllocator
@@ -203,6 +203,7 @@ class _Binding:
     pending: int | None = None
     later: dict = field(default_factory=dict)
     late: frozenset = frozenset()  # outputs sized only after a data-dependent layer ran
+    resolved: ResolvedShapes | None = None  # this stage's shape resolution, which the next stage continues
 
 
 class ExecutionContext:
@@ -379,12 +380,13 @@ class ExecutionContext:
         return binding
 
     def _bind(self, data_shapes: dict[int, tuple[int, ...]] | None = None, start: int = 0,
-              late: frozenset[int] | None = None) -> _Binding:
+              late: frozenset[int] | None = None, resume: ResolvedShapes | None = None) -> _Binding:
         """Resolve shapes, place activations and compile steps, for the layers from `start` up to the next
         data-dependent layer whose sizes are not in `data_shapes` (all layers when there is none). `late`: the
-        outputs whose shapes the first stage could not know (they get memory in the stage that makes them)."""
+        outputs whose shapes the first stage could not know (they get memory in the stage that makes them);
+        `resume`: the previous stage's resolution, continued rather than redone."""
         engine, graph, backend = self.engine, self.engine.graph, self.engine.backend
-        resolved = resolve_shapes(graph, self._input_shapes, self._input_values, data_shapes)
+        resolved = resolve_shapes(graph, self._input_shapes, self._input_values, data_shapes, resume=resume)
         shapes = resolved.shapes
         end = len(graph.layers) if resolved.pending is None else resolved.pending + 1
         if late is None:
@@ -415,14 +417,14 @@ class ExecutionContext:
                                             f": arena {plan.peak_bytes} bytes (naive {plan.naive_bytes}), "
                                             f"workspace {workspace_bytes} bytes")
         return _Binding(shapes, slots, steps, workspace, plan.peak_bytes, start=start, pending=resolved.pending,
-                        late=late)
+                        late=late, resolved=resolved if resolved.pending is not None else None)
 
     def _next_stage(self, stage: _Binding, data_shapes: dict[int, tuple[int, ...]]) -> _Binding:
         """The stage after `stage`, for the sizes its data-dependent layer (and the earlier ones) produced."""
         key = tuple(sorted(data_shapes.items()))
         following = stage.later.pop(key, None)
         if following is None:
-            following = self._bind(data_shapes, stage.pending + 1, stage.late)
+            following = self._bind(data_shapes, stage.pending + 1, stage.late, stage.resolved)
             while len(stage.later) >= MAX_BINDINGS:
                 stage.later.pop(next(iter(stage.later)))
         stage.later[key] = following
