@@ -4,6 +4,9 @@ the output allocator called with the right sizes; user buffers; plan round trips
 errors. GPU variants are marked gpu."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -270,6 +273,14 @@ def test_layers_after_a_data_dependent_one_are_timed_at_its_upper_bound():
     assert ((2, 5), (2, 20), (2, 40)) in nonzero_outputs and ((1, 1), (1, 4), (1, 8)) in nonzero_outputs
     matmul = by_type["MATRIX_MULTIPLY"][0]
     assert matmul.input_shapes[0] == ((1, 5), (4, 5), (8, 5))  # rows gathered at the upper bound of the row mask
+
+
+def test_the_docs_example_runs(capsys):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "dynamic-shapes.md").read_text()
+    block = re.search(r"## Example.*?```python\n(.*?)```", text, re.DOTALL)[1]
+    exec(compile(block, "docs/dynamic-shapes.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "(-1, 3)" and lines[1].endswith("rows selected")
 
 
 @pytest.mark.gpu
