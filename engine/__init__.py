@@ -19,6 +19,7 @@ from .config import BuilderConfig, BuilderFlag, MemoryPoolType, ProfilingVerbosi
 from .dtypes import DataType
 from .enums import (
     ActivationType,
+    BoundingBoxFormat,
     ElementWiseOperation,
     LayerType,
     MatrixOperation,

@@ -171,6 +171,13 @@ class PaddingMode(_StrEnum):
     SAME_LOWER = "SAME_LOWER"
 
 
+class BoundingBoxFormat(_StrEnum):
+    """How an NMS layer reads its boxes (TensorRT's trt.BoundingBoxFormat)."""
+
+    CORNER_PAIRS = "CORNER_PAIRS"  # [y1, x1, y2, x2], any two opposite corners (ONNX center_point_box=0)
+    CENTER_SIZES = "CENTER_SIZES"  # [x_center, y_center, width, height] (ONNX center_point_box=1)
+
+
 class ScaleMode(_StrEnum):
     UNIFORM = "UNIFORM"
     CHANNEL = "CHANNEL"

@@ -14,6 +14,7 @@ from .container import pack, unpack
 from .dtypes import DataType, nptype
 from .enums import (
     ActivationType,
+    BoundingBoxFormat,
     ElementWiseOperation,
     LayerType,
     MatrixOperation,
@@ -125,6 +126,7 @@ ENUM_PARAMS: dict[Any, type] = {
     "op0": MatrixOperation, "op1": MatrixOperation, "to_type": DataType,
     (LayerType.ELEMENTWISE.value, "op"): ElementWiseOperation, (LayerType.UNARY.value, "op"): UnaryOperation,
     (LayerType.REDUCE.value, "op"): ReduceOperation, (LayerType.TOPK.value, "op"): TopKOperation,
+    (LayerType.NMS.value, "bounding_box_format"): BoundingBoxFormat,
 }
 
 

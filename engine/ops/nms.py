@@ -20,12 +20,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..dtypes import DataType
-from ..enums import LayerType
+from ..enums import BoundingBoxFormat, LayerType
 from ..errors import EngineError, UnsupportedCategory
 from .base import onnx_op, register_layer
 from .shape_values import host_scalar
 
-BOX_FORMATS = ("CORNER_PAIRS", "CENTER_SIZES")
+BOX_FORMATS = (BoundingBoxFormat.CORNER_PAIRS, BoundingBoxFormat.CENTER_SIZES)  # by ONNX center_point_box
 
 
 def _check_shapes(boxes, scores) -> None:
@@ -38,8 +38,27 @@ def _check_shapes(boxes, scores) -> None:
             raise EngineError(f"NMS boxes {list(boxes)} and scores {list(scores)} disagree on the {name} dim")
 
 
+def _center_sizes(layer) -> bool:
+    """Whether boxes are [x_center, y_center, width, height] rather than corner pairs."""
+    value = layer.params["bounding_box_format"]
+    if value not in {f.value for f in BoundingBoxFormat}:
+        raise EngineError(f"NMS bounding_box_format must be one of {[f.value for f in BoundingBoxFormat]}, "
+                          f"got {value!r}")
+    return value == BoundingBoxFormat.CENTER_SIZES
+
+
+def _topk_limit(layer) -> int | None:
+    """The most candidates per batch and class (None: all of them)."""
+    limit = layer.params["topk_box_limit"]
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise EngineError(f"NMS topk_box_limit must be a positive integer or None, got {limit!r}")
+    return limit
+
+
 def _infer(layer, inputs):
     boxes, scores = inputs[0], inputs[1]
+    _topk_limit(layer)
+    _center_sizes(layer)
     _check_shapes(boxes.shape, scores.shape)
     if boxes.dtype != scores.dtype or not boxes.dtype.is_floating:
         raise EngineError(f"NMS boxes and scores must be the same float type, got {boxes.dtype.value} and "
@@ -55,8 +74,8 @@ def _upper_bound(layer, inputs):
         per_class = 0
     elif limit.value is not None and limit.value.size:
         per_class = min(per_class, max(int(limit.value.reshape(-1)[0]), 0))
-    if layer.params["topk_box_limit"] is not None:
-        per_class = min(per_class, int(layer.params["topk_box_limit"]))
+    if _topk_limit(layer) is not None:
+        per_class = min(per_class, _topk_limit(layer))
     return [((boxes[0] * scores[1] * per_class, 3), DataType.INT64), ((), DataType.INT32)]
 
 
@@ -135,14 +154,13 @@ def _compute(layer, inputs, xp):
     _check_shapes(boxes.shape, scores.shape)
     limit = _optional_scalar(inputs, 2)
     limit = 0 if limit is None else max(int(limit), 0)
-    if layer.params["topk_box_limit"] is not None:
-        limit_candidates = int(layer.params["topk_box_limit"])
-    else:
+    limit_candidates = _topk_limit(layer)
+    if limit_candidates is None:
         limit_candidates = boxes.shape[1]
     iou_threshold = _optional_scalar(inputs, 3)
     iou_threshold = 0.0 if iou_threshold is None else float(iou_threshold)
     score_threshold = _optional_scalar(inputs, 4)
-    center_sizes = layer.params["bounding_box_format"] == "CENTER_SIZES"
+    center_sizes = _center_sizes(layer)
     host_scores = _to_host(scores)
     rows: list[tuple[int, int, int]] = []
     if limit > 0:

@@ -330,3 +330,22 @@ def test_gpu_output_allocator_gets_device_memory(mask_engine):
     shape = allocator.shapes["rows"]
     rows = allocator.memory["rows"][:int(np.prod(shape)) * 4].view(cupy.float32).reshape(shape)
     np.testing.assert_allclose(cupy.asnumpy(rows), want["rows"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("bounding_box_format", "DIAGONAL"), r"params\.bounding_box_format: 'DIAGONAL' is not a BoundingBoxFormat"),
+    (("topk_box_limit", "all"), r"NMS topk_box_limit must be a positive integer or None, got 'all'"),
+    (("topk_box_limit", 0), r"NMS topk_box_limit must be a positive integer or None, got 0"),
+])
+def test_tampered_nms_params_are_refused_at_load(edit, message):
+    from test_tampered_plans import load, reseal
+
+    engine = build(detection_model(), {"boxes": ((1, 1, 4), (1, 8, 4), (1, 8, 4)), "scores": ((1, 1), (1, 8), (1, 8))})
+    key, value = edit
+
+    def tamper(header):
+        layer = next(layer for layer in header["layers"] if layer["type"] == "NMS")
+        layer["params"][key] = value
+
+    with pytest.raises(trt.PlanFormatError, match=message):
+        load(reseal(engine.serialize(), tamper))
