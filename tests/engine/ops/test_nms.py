@@ -151,3 +151,21 @@ def test_candidates_spanning_many_tiles_match_onnxruntime(monkeypatch, tile):
     (selected,) = check_against_ort("NonMaxSuppression", ["boxes", "scores", "max", "iou"], values,
                                     constants=["max", "iou"])
     assert 100 < len(selected) < 1200  # 600 candidates a class: 3 tiles of 256, 86 of 7
+
+
+@pytest.mark.gpu
+def test_gpu_nms_and_non_zero_match_onnxruntime():
+    from onnx_node_check import run_ort
+
+    from engine.conformance.harness import run_onnx
+
+    values = {"boxes": random_boxes(2, 700, 1), "scores": RNG.random((2, 3, 700)).astype(np.float32),
+              "max": np.array([50], np.int64), "iou": np.array([0.4], np.float32),
+              "score": np.array([0.1], np.float32)}
+    model = node_model("NonMaxSuppression", ["boxes", "scores", "max", "iou", "score"], values,
+                       constants=["max", "iou", "score"], attrs={"center_point_box": 1})
+    feeds = {"boxes": values["boxes"], "scores": values["scores"]}
+    np.testing.assert_array_equal(run_onnx(model, feeds, device="gpu")["y0"], run_ort(model, feeds)[0])
+    x = (RNG.random((4, 33)) < 0.3).astype(np.float32)
+    model = node_model("NonZero", ["x"], {"x": x})
+    np.testing.assert_array_equal(run_onnx(model, {"x": x}, device="gpu")["y0"], run_ort(model, {"x": x})[0])

@@ -63,3 +63,16 @@ def test_batch_index_out_of_range_names_the_layer_and_roi():
     model.graph.node[0].name = "pool"
     with pytest.raises(EngineError, match="RoiAlign layer 'pool': batch index 2 of roi 1 is out of range for batch 2"):
         run_onnx(model, values)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["avg", "max"])
+def test_gpu_matches_onnxruntime(mode):
+    from onnx_node_check import run_ort
+
+    values = {"x": RNG.standard_normal((2, 3, 10, 12)).astype(np.float32), "rois": random_rois(5, 12),
+              "batch": RNG.integers(0, 2, 5).astype(np.int64)}
+    model = node_model("RoiAlign", ["x", "rois", "batch"], values, attrs={"mode": mode, "output_height": 2,
+                                                                        "output_width": 3}, opset=16)
+    got = run_onnx(model, values, device="gpu")["y0"]
+    np.testing.assert_allclose(got, run_ort(model, values)[0], rtol=1e-5, atol=1e-5)
