@@ -457,8 +457,10 @@ class ExecutionContext:
             outputs = {i: self._wrap(i, self._addresses[i], tuple(binding.shapes[i])) for i in graph.outputs
                        if binding.shapes[i] is not None}
             late = self._enqueue(binding, inputs, outputs, stream_handle)
-            for i, value in late.items():
-                self._deliver(i, value)
+            if late:
+                with self.engine.backend.stream_scope(stream_handle):  # copies ordered after the last stage
+                    for i, value in late.items():
+                        self._deliver(i, value)
         return True
 
     def execute_v2(self, bindings: Sequence[Any]) -> bool:
