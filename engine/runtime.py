@@ -454,13 +454,23 @@ class ExecutionContext:
                     self.set_input_shape(name, array.shape)
                 inputs[i] = array
             binding = self._binding()
-            outputs = {i: self._wrap(i, self._addresses[i], tuple(binding.shapes[i])) for i in graph.outputs
-                       if binding.shapes[i] is not None}
+            sized = [i for i in graph.outputs if binding.shapes[i] is not None]
+            outputs = {}
+            for i in sized:
+                shape = tuple(binding.shapes[i])
+                if i in self._allocators:  # an allocator also provides outputs whose size the input shapes tell
+                    self._addresses[i] = self._reallocate(i, shape)
+                    outputs[i] = self._view_as(i, self._addresses[i], shape)
+                else:
+                    outputs[i] = self._wrap(i, self._addresses[i], shape)
             late = self._enqueue(binding, inputs, outputs, stream_handle)
             if late:
                 with self.engine.backend.stream_scope(stream_handle):  # copies ordered after the last stage
                     for i, value in late.items():
                         self._deliver(i, value)
+            for i in sized:
+                if i in self._allocators:
+                    self._allocators[i].notify_shape(graph.tensors[i].name, tuple(binding.shapes[i]))
         return True
 
     def execute_v2(self, bindings: Sequence[Any]) -> bool:
@@ -578,45 +588,53 @@ class ExecutionContext:
     def _deliver(self, i: int, value: Any) -> None:
         """Write a data-dependent output into the memory its output allocator gives (or the address set for it,
         when big enough), then tell the allocator its shape."""
-        tensor, backend = self.engine.graph.tensors[i], self.engine.backend
+        tensor = self.engine.graph.tensors[i]
         shape = tuple(int(d) for d in value.shape)
-        dtype = np.dtype(nptype(tensor.dtype))
-        count = int(np.prod(shape, dtype=np.int64))
         allocator = self._allocators.get(i)
         memory = self._addresses.get(i)
         if allocator is None and memory is None:
             raise ExecutionError(f"output '{tensor.name}': no address or output allocator set")
         if allocator is not None:
-            try:
-                memory = allocator.reallocate_output(tensor.name, memory, count * dtype.itemsize, OUTPUT_ALIGNMENT)
-            except Exception as exc:
-                raise ExecutionError(f"output '{tensor.name}': the output allocator's reallocate_output raised "
-                                     f"{type(exc).__name__}: {exc}") from exc
-            if memory is None:
-                raise ExecutionError(f"output '{tensor.name}': the output allocator gave no memory for "
-                                     f"{count * dtype.itemsize} bytes (shape {list(shape)})")
-            self._addresses[i] = memory
-        flat = self._flat_view(i, memory, count * dtype.itemsize, dtype)
-        if flat.size < count:
-            raise ExecutionError(f"output '{tensor.name}': its shape is {list(shape)} in this execution "
-                                 f"({count * dtype.itemsize} bytes), the memory given holds {flat.nbytes} bytes; "
-                                 "set an output allocator (set_output_allocator) for outputs of data-dependent size")
-        backend.xp.copyto(flat[:count], value.reshape(-1))
+            memory = self._addresses[i] = self._reallocate(i, shape)
+        self.engine.backend.xp.copyto(self._view_as(i, memory, shape), value)
         self._data_shapes[i] = shape
         if allocator is not None:
             allocator.notify_shape(tensor.name, shape)
 
-    def _flat_view(self, i: int, memory: Any, nbytes: int, dtype: np.dtype) -> Any:
-        """The user's memory for output `i` as a flat array of `dtype` (bytes reinterpreted, not converted)."""
-        what = f"output '{self.engine.graph.tensors[i].name}'"
+    def _reallocate(self, i: int, shape: tuple[int, ...]) -> Any:
+        """Memory for output `i` at `shape` from its output allocator; failures name the output."""
+        tensor = self.engine.graph.tensors[i]
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(nptype(tensor.dtype)).itemsize
         try:
-            array = self.engine.backend.wrap(memory, (max(nbytes, 1),), np.dtype(np.uint8), what)
+            memory = self._allocators[i].reallocate_output(tensor.name, self._addresses.get(i), nbytes,
+                                                           OUTPUT_ALIGNMENT)
+        except Exception as exc:
+            raise ExecutionError(f"output '{tensor.name}': the output allocator's reallocate_output raised "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        if memory is None:
+            raise ExecutionError(f"output '{tensor.name}': the output allocator gave no memory for {nbytes} bytes "
+                                 f"(shape {list(shape)})")
+        return memory
+
+    def _view_as(self, i: int, memory: Any, shape: tuple[int, ...]) -> Any:
+        """The start of the memory given for output `i` as an array of its dtype and `shape` (bytes reinterpreted,
+        not converted); memory too small for this execution is an error naming the output."""
+        tensor = self.engine.graph.tensors[i]
+        dtype = np.dtype(nptype(tensor.dtype))
+        count = int(np.prod(shape, dtype=np.int64))
+        what = f"output '{tensor.name}'"
+        try:
+            array = self.engine.backend.wrap(memory, (max(count * dtype.itemsize, 1),), np.dtype(np.uint8), what)
         except (TypeError, ValueError) as exc:
             raise ExecutionError(str(exc)) from None
         if not array.flags.c_contiguous:
             raise ExecutionError(f"{what}: the memory given is not contiguous")
         raw = array.reshape(-1).view(np.uint8)
-        return raw[:raw.size // dtype.itemsize * dtype.itemsize].view(dtype)
+        if raw.size < count * dtype.itemsize:
+            raise ExecutionError(f"{what}: its shape is {list(shape)} in this execution ({count * dtype.itemsize} "
+                                 f"bytes), the memory given holds {raw.size} bytes; set an output allocator "
+                                 "(set_output_allocator) for outputs of data-dependent size")
+        return raw[:count * dtype.itemsize].view(dtype).reshape(shape)
 
     def _enqueue_graph(self, binding: _Binding, enqueue, io_arrays: list[Any], stream: Any) -> None:
         """Replay the binding's CUDA graph for these IO addresses, capturing it on first use."""

@@ -349,3 +349,19 @@ def test_tampered_nms_params_are_refused_at_load(edit, message):
 
     with pytest.raises(trt.PlanFormatError, match=message):
         load(reseal(engine.serialize(), tamper))
+
+
+def test_output_allocator_also_provides_outputs_sized_by_the_input_shapes(mask_engine):
+    context = mask_engine.create_execution_context()
+    allocator = RecordingAllocator()
+    x = RNG.standard_normal((3, 5)).astype(np.float32)
+    context.set_input_shape("x", x.shape)
+    context.set_tensor_address("x", x)
+    for name in ("rows", "picked", "total", "count", "relu"):
+        context.set_output_allocator(name, allocator)
+    context.execute_async_v3(0)
+    assert ("reallocate", "relu", 3 * 5 * 4, 256, False) in allocator.calls
+    assert ("shape", "relu", (3, 5)) in allocator.calls
+    want = ort_outputs(mask_model(), {"x": x})
+    np.testing.assert_array_equal(allocator.value("relu", np.float32), want["relu"])
+    np.testing.assert_allclose(allocator.value("picked", np.float32), want["picked"], rtol=1e-6)
