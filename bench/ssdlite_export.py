@@ -58,7 +58,7 @@ def inline_else_branches(model):
     return model
 
 
-def check(path: Path, size: int, device: str, opt_level: int) -> int:
+def check(path: Path, size: int, device: str, opt_level: int, if_free: Path | None = None) -> int:
     import onnx
     import onnxruntime as ort
 
@@ -69,12 +69,17 @@ def check(path: Path, size: int, device: str, opt_level: int) -> int:
     if any(node.op_type == "If" for node in model.graph.node):
         model = inline_else_branches(model)
         print("If nodes replaced by their else branch (see inline_else_branches)")
+        if if_free is not None:
+            onnx.save(model, str(if_free))
+            print(f"wrote {if_free} (for `polyx run {if_free} --engine --onnxrt`)")
     counts: dict[str, int] = {}
     for node in model.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     print(f"{path}: {len(model.graph.node)} nodes; NonZero {counts.get('NonZero', 0)}, NonMaxSuppression "
           f"{counts.get('NonMaxSuppression', 0)}, TopK {counts.get('TopK', 0)}")
-    image = np.random.default_rng(0).random((3, size, size), dtype=np.float32)
+    declared = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    shape = tuple(declared) if declared and all(d > 0 for d in declared) else (3, size, size)
+    image = np.random.default_rng(0).random(shape, dtype=np.float32)
     input_name = model.graph.input[0].name
     feeds = {input_name: image}
 
@@ -128,12 +133,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--opt-level", type=int, default=0, help="builder optimization level (0: no timing)")
     parser.add_argument("--skip-export", action="store_true", help="check an existing export")
+    parser.add_argument("--write-if-free", type=Path, help="also save the checked model, If nodes inlined")
     args = parser.parse_args()
     if not args.skip_export:
         start = time.perf_counter()
         export(args.onnx, args.size, args.opset)
         print(f"exported {args.onnx} in {time.perf_counter() - start:.1f} s")
-    raise SystemExit(1 if check(args.onnx, args.size, args.device, args.opt_level) else 0)
+    raise SystemExit(1 if check(args.onnx, args.size, args.device, args.opt_level, args.write_if_free) else 0)
 
 
 if __name__ == "__main__":

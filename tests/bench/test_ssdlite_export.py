@@ -84,3 +84,12 @@ def test_check_runs_the_engine_and_onnxruntime_on_an_export(tmp_path, capsys):
     assert script.check(path, 8, "cpu", 0) == 0
     out = capsys.readouterr().out
     assert "NonMaxSuppression 1" in out and "labels: shape (" in out and "exactly equal 100.0%" in out
+
+
+def test_if_free_model_is_written_when_asked(tmp_path, capsys):
+    script = load_script()
+    path, if_free = tmp_path / "if.onnx", tmp_path / "if_free.onnx"
+    onnx.save(if_model(), path)
+    assert script.check(path, 9, "cpu", 0, if_free) == 0
+    assert "If" not in {n.op_type for n in onnx.load(str(if_free)).graph.node}
+    assert f"wrote {if_free}" in capsys.readouterr().out
