@@ -288,9 +288,11 @@ def test_gpu_mask_selection_and_nms_chain_match_onnxruntime():
     pytest.importorskip("cupy")
     engine = build(mask_model(), {"x": ((1, 5), (4, 5), (8, 5))}, device="gpu")
     context = engine.create_execution_context()
+    context.use_cuda_graph = True  # staged engines read sizes back between stages: they run without a graph
     for rows in (1, 4, 8):
         x = RNG.standard_normal((rows, 5)).astype(np.float32)
         assert_outputs_match(context.execute({"x": x}), ort_outputs(mask_model(), {"x": x}))
+    assert context.cuda_graph_captures == 0
     model = detection_model()
     engine = build(model, {"boxes": ((1, 1, 4), (1, 20, 4), (1, 64, 4)), "scores": ((1, 1), (1, 20), (1, 64))},
                    device="gpu")
@@ -301,7 +303,7 @@ def test_gpu_mask_selection_and_nms_chain_match_onnxruntime():
 
 
 @pytest.mark.gpu
-def test_gpu_output_allocator_gets_device_memory(mask_engine):
+def test_gpu_output_allocator_gets_device_memory():
     cupy = pytest.importorskip("cupy")
 
     class DeviceAllocator(trt.IOutputAllocator):
@@ -324,8 +326,9 @@ def test_gpu_output_allocator_gets_device_memory(mask_engine):
     context.set_tensor_address("relu", cupy.empty((6, 5), cupy.float32))
     for name in ("rows", "picked", "total", "count"):
         context.set_output_allocator(name, allocator)
-    context.execute_async_v3(0)
-    cupy.cuda.get_current_stream().synchronize()
+    stream = cupy.cuda.Stream(non_blocking=True)
+    context.execute_async_v3(stream.ptr)
+    stream.synchronize()
     want = ort_outputs(mask_model(), {"x": x})
     shape = allocator.shapes["rows"]
     rows = allocator.memory["rows"][:int(np.prod(shape)) * 4].view(cupy.float32).reshape(shape)
@@ -365,3 +368,18 @@ def test_output_allocator_also_provides_outputs_sized_by_the_input_shapes(mask_e
     want = ort_outputs(mask_model(), {"x": x})
     np.testing.assert_array_equal(allocator.value("relu", np.float32), want["relu"])
     np.testing.assert_allclose(allocator.value("picked", np.float32), want["picked"], rtol=1e-6)
+
+
+def test_profiler_sees_every_layer_of_every_stage(mask_engine):
+    class Names(trt.IProfiler):
+        def __init__(self):
+            self.names = []
+
+        def report_layer_time(self, layer_name, ms):
+            self.names.append(layer_name)
+
+    context = mask_engine.create_execution_context()
+    context.profiler = Names()
+    context.execute({"x": RNG.standard_normal((4, 5)).astype(np.float32)})
+    device_layers = [row["name"] for row in mask_engine.layer_info() if not row["host"]]
+    assert sorted(context.profiler.names) == sorted(device_layers)
