@@ -21,6 +21,7 @@ from .debug_listener import IDebugListener
 from .dtypes import DataType
 from .enums import (
     ActivationType,
+    BoundingBoxFormat,
     ElementWiseOperation,
     LayerType,
     LoopOutput,

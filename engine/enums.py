@@ -47,6 +47,7 @@ class LayerType(_StrEnum):
     FILL = "FILL"
     NON_ZERO = "NON_ZERO"
     NMS = "NMS"
+    ROI_ALIGN = "ROI_ALIGN"
     REVERSE_SEQUENCE = "REVERSE_SEQUENCE"
     GRID_SAMPLE = "GRID_SAMPLE"
     CUMULATIVE = "CUMULATIVE"
@@ -173,6 +174,13 @@ class PaddingMode(_StrEnum):
     EXPLICIT_ROUND_UP = "EXPLICIT_ROUND_UP"
     SAME_UPPER = "SAME_UPPER"
     SAME_LOWER = "SAME_LOWER"
+
+
+class BoundingBoxFormat(_StrEnum):
+    """How an NMS layer reads its boxes (TensorRT's trt.BoundingBoxFormat)."""
+
+    CORNER_PAIRS = "CORNER_PAIRS"  # [y1, x1, y2, x2], any two opposite corners (ONNX center_point_box=0)
+    CENTER_SIZES = "CENTER_SIZES"  # [x_center, y_center, width, height] (ONNX center_point_box=1)
 
 
 class ScaleMode(_StrEnum):

@@ -158,26 +158,32 @@ def is_data_dependent(layer_type: LayerType) -> bool:
 def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]],
                    input_values: dict[int, np.ndarray] | None = None,
                    data_shapes: dict[int, tuple[int, ...]] | None = None,
-                   upper_bounds: bool = False) -> ResolvedShapes:
+                   upper_bounds: bool = False, resume: ResolvedShapes | None = None) -> ResolvedShapes:
     """Concrete shapes of every tensor for these input shapes; host layers are evaluated on the way.
 
     A data-dependent layer's outputs take their shapes from `data_shapes` (what a run of it produced); missing
     there, they take the layer's upper bound when `upper_bounds` (the builder times and plans at it), otherwise
     they stay unknown (None), as does every tensor computed from them, and the first such layer is `pending`:
-    the runtime runs up to it, then resolves again with its sizes."""
-    shapes: list[tuple[int, ...] | None] = [None] * len(graph.tensors)
-    values: dict[int, np.ndarray] = dict(graph.constants)
-    for idx, shape in input_shapes.items():
-        shapes[idx] = tuple(shape)
-    if input_values:
-        values.update(input_values)
-    for idx, array in graph.constants.items():
-        shapes[idx] = tuple(array.shape)
+    the runtime runs up to it, then resolves again with its sizes, from where it stopped (`resume`: the earlier
+    result for the same input shapes, whose resolved layers are not evaluated again)."""
+    if resume is not None:
+        shapes, values = list(resume.shapes), dict(resume.host_values)
+    else:
+        shapes = [None] * len(graph.tensors)
+        values = dict(graph.constants)
+        for idx, shape in input_shapes.items():
+            shapes[idx] = tuple(shape)
+        if input_values:
+            values.update(input_values)
+        for idx, array in graph.constants.items():
+            shapes[idx] = tuple(array.shape)
     data_shapes = data_shapes or {}
     pending = None
-    for position, spec in enumerate(graph.layers):
+    first = 0 if resume is None or resume.pending is None else resume.pending  # every layer before it resolved
+    for position in range(first, len(graph.layers)):
+        spec = graph.layers[position]
         layer = spec.layer
-        if layer.type == LayerType.CONSTANT:
+        if layer.type == LayerType.CONSTANT or (resume is not None and shapes[spec.outputs[0]] is not None):
             continue
         if any(i is not None and shapes[i] is None for i in spec.inputs):
             continue  # reads a tensor sized by a data-dependent layer that has not run yet

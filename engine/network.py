@@ -18,6 +18,7 @@ import numpy as np
 from .dtypes import DataType, from_numpy
 from .enums import (
     ActivationType,
+    BoundingBoxFormat,
     ElementWiseOperation,
     LayerType,
     MatrixOperation,
@@ -539,7 +540,7 @@ class NetworkDefinition:
         """Non-maximum suppression (engine/ops/nms.py): outputs selected (batch, class, box) indices [count, 3]
         and count. set_input(3, iou_threshold), set_input(4, score_threshold); params bounding_box_format
         (CORNER_PAIRS | CENTER_SIZES) and topk_box_limit."""
-        params = {"bounding_box_format": "CORNER_PAIRS", "topk_box_limit": None}
+        params = {"bounding_box_format": BoundingBoxFormat.CORNER_PAIRS, "topk_box_limit": None}
         return self.add_layer(LayerType.NMS, [boxes, scores, max_output_boxes_per_class], params, num_outputs=2,
                               name=name, output_dtypes=[DataType.INT64, DataType.INT32])
 

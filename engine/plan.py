@@ -17,6 +17,7 @@ from .container import pack, unpack
 from .dtypes import DataType, nptype
 from .enums import (
     ActivationType,
+    BoundingBoxFormat,
     ElementWiseOperation,
     LayerType,
     MatrixOperation,
@@ -191,6 +192,7 @@ ENUM_PARAMS: dict[Any, type] = {
     (LayerType.ELEMENTWISE.value, "op"): ElementWiseOperation, (LayerType.UNARY.value, "op"): UnaryOperation,
     (LayerType.REDUCE.value, "op"): ReduceOperation, (LayerType.TOPK.value, "op"): TopKOperation,
     (LayerType.RNN_V2.value, "op"): RNNOperation, (LayerType.RNN_V2.value, "direction"): RNNDirection,
+    (LayerType.NMS.value, "bounding_box_format"): BoundingBoxFormat,
 }
 
 

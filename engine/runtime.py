@@ -32,7 +32,7 @@ from .enums import LayerType, TensorIOMode
 from .error_recorder import IErrorRecorder, checked_recorder, reports_errors
 from .errors import DataDependentShapeError, ExecutionError, PlanFormatError, ShapeError
 from .gpu_allocator import IGpuAllocator, allocation_scope, checked_allocator
-from .graph import LoweredGraph, is_data_dependent, resolve_shapes, tactic_context
+from .graph import LoweredGraph, ResolvedShapes, is_data_dependent, resolve_shapes, tactic_context
 from .logger import Logger, Severity
 from .memory_plan import device_lifetimes, plan_graph_memory
 from .nvtx_ranges import layer_ranges
@@ -325,6 +325,7 @@ class _Binding:
     pending: int | None = None
     later: dict = field(default_factory=dict)
     late: frozenset = frozenset()  # outputs sized only after a data-dependent layer ran
+    resolved: ResolvedShapes | None = None  # this stage's shape resolution, which the next stage continues
 
 
 class ExecutionContext:
@@ -560,12 +561,13 @@ class ExecutionContext:
         return {i: slots[i] for i in engine.graph.outputs}
 
     def _bind(self, data_shapes: dict[int, tuple[int, ...]] | None = None, start: int = 0,
-              late: frozenset[int] | None = None) -> _Binding:
+              late: frozenset[int] | None = None, resume: ResolvedShapes | None = None) -> _Binding:
         """Resolve shapes, place activations and compile steps, for the layers from `start` up to the next
         data-dependent layer whose sizes are not in `data_shapes` (all layers when there is none). `late`: the
-        outputs whose shapes the first stage could not know (they get memory in the stage that makes them)."""
+        outputs whose shapes the first stage could not know (they get memory in the stage that makes them);
+        `resume`: the previous stage's resolution, continued rather than redone."""
         engine, graph, backend = self.engine, self.engine.graph, self.engine.backend
-        resolved = resolve_shapes(graph, self._input_shapes, self._input_values, data_shapes)
+        resolved = resolve_shapes(graph, self._input_shapes, self._input_values, data_shapes, resume=resume)
         shapes = resolved.shapes
         end = len(graph.layers) if resolved.pending is None else resolved.pending + 1
         if late is None:
@@ -596,7 +598,7 @@ class ExecutionContext:
                                             f": arena {plan.peak_bytes} bytes (naive {plan.naive_bytes}), "
                                             f"workspace {workspace_bytes} bytes")
         binding = _Binding(shapes, slots, steps, workspace, plan.peak_bytes, start=start, pending=resolved.pending,
-                           late=late)
+                           late=late, resolved=resolved if resolved.pending is not None else None)
         host_reads = [spec.layer for spec in graph.layers if spec.layer.type in CONTROL_FLOW_TYPES]
         if host_reads:  # a condition or trip count read on the host cannot be recorded in a CUDA graph
             binding.graph_failure = (f"layer '{host_reads[0].name}' ({host_reads[0].type.value}) reads its "
@@ -611,7 +613,7 @@ class ExecutionContext:
         key = tuple(sorted(data_shapes.items()))
         following = stage.later.pop(key, None)
         if following is None:
-            following = self._bind(data_shapes, stage.pending + 1, stage.late)
+            following = self._bind(data_shapes, stage.pending + 1, stage.late, stage.resolved)
             while len(stage.later) >= MAX_BINDINGS:
                 stage.later.pop(next(iter(stage.later)))
         stage.later[key] = following
@@ -698,11 +700,23 @@ class ExecutionContext:
                                                  "size")
                         self.engine.backend.xp.copyto(out, array, casting="unsafe")
                 return True
-            outputs = {i: self._wrap(i, self._addresses[i], tuple(binding.shapes[i])) for i in graph.outputs
-                       if binding.shapes[i] is not None}
+            sized = [i for i in graph.outputs if binding.shapes[i] is not None]
+            outputs = {}
+            for i in sized:
+                shape = tuple(binding.shapes[i])
+                if i in self._allocators:  # an allocator also provides outputs whose size the input shapes tell
+                    self._addresses[i] = self._reallocate(i, shape)
+                    outputs[i] = self._view_as(i, self._addresses[i], shape)
+                else:
+                    outputs[i] = self._wrap(i, self._addresses[i], shape)
             late = self._enqueue(binding, inputs, outputs, stream_handle)
-            for i, value in late.items():
-                self._deliver(i, value)
+            if late:
+                with self.engine.backend.stream_scope(stream_handle):  # copies ordered after the last stage
+                    for i, value in late.items():
+                        self._deliver(i, value)
+            for i in sized:
+                if i in self._allocators:
+                    self._allocators[i].notify_shape(graph.tensors[i].name, tuple(binding.shapes[i]))
         return True
 
     @reports_errors
@@ -837,45 +851,53 @@ class ExecutionContext:
     def _deliver(self, i: int, value: Any) -> None:
         """Write a data-dependent output into the memory its output allocator gives (or the address set for it,
         when big enough), then tell the allocator its shape."""
-        tensor, backend = self.engine.graph.tensors[i], self.engine.backend
+        tensor = self.engine.graph.tensors[i]
         shape = tuple(int(d) for d in value.shape)
-        dtype = np.dtype(nptype(tensor.dtype))
-        count = int(np.prod(shape, dtype=np.int64))
         allocator = self._allocators.get(i)
         memory = self._addresses.get(i)
         if allocator is None and memory is None:
             raise ExecutionError(f"output '{tensor.name}': no address or output allocator set")
         if allocator is not None:
-            try:
-                memory = allocator.reallocate_output(tensor.name, memory, count * dtype.itemsize, OUTPUT_ALIGNMENT)
-            except Exception as exc:
-                raise ExecutionError(f"output '{tensor.name}': the output allocator's reallocate_output raised "
-                                     f"{type(exc).__name__}: {exc}") from exc
-            if memory is None:
-                raise ExecutionError(f"output '{tensor.name}': the output allocator gave no memory for "
-                                     f"{count * dtype.itemsize} bytes (shape {list(shape)})")
-            self._addresses[i] = memory
-        flat = self._flat_view(i, memory, count * dtype.itemsize, dtype)
-        if flat.size < count:
-            raise ExecutionError(f"output '{tensor.name}': its shape is {list(shape)} in this execution "
-                                 f"({count * dtype.itemsize} bytes), the memory given holds {flat.nbytes} bytes; "
-                                 "set an output allocator (set_output_allocator) for outputs of data-dependent size")
-        backend.xp.copyto(flat[:count], value.reshape(-1))
+            memory = self._addresses[i] = self._reallocate(i, shape)
+        self.engine.backend.xp.copyto(self._view_as(i, memory, shape), value)
         self._data_shapes[i] = shape
         if allocator is not None:
             allocator.notify_shape(tensor.name, shape)
 
-    def _flat_view(self, i: int, memory: Any, nbytes: int, dtype: np.dtype) -> Any:
-        """The user's memory for output `i` as a flat array of `dtype` (bytes reinterpreted, not converted)."""
-        what = f"output '{self.engine.graph.tensors[i].name}'"
+    def _reallocate(self, i: int, shape: tuple[int, ...]) -> Any:
+        """Memory for output `i` at `shape` from its output allocator; failures name the output."""
+        tensor = self.engine.graph.tensors[i]
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(nptype(tensor.dtype)).itemsize
         try:
-            array = self.engine.backend.wrap(memory, (max(nbytes, 1),), np.dtype(np.uint8), what)
+            memory = self._allocators[i].reallocate_output(tensor.name, self._addresses.get(i), nbytes,
+                                                           OUTPUT_ALIGNMENT)
+        except Exception as exc:
+            raise ExecutionError(f"output '{tensor.name}': the output allocator's reallocate_output raised "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        if memory is None:
+            raise ExecutionError(f"output '{tensor.name}': the output allocator gave no memory for {nbytes} bytes "
+                                 f"(shape {list(shape)})")
+        return memory
+
+    def _view_as(self, i: int, memory: Any, shape: tuple[int, ...]) -> Any:
+        """The start of the memory given for output `i` as an array of its dtype and `shape` (bytes reinterpreted,
+        not converted); memory too small for this execution is an error naming the output."""
+        tensor = self.engine.graph.tensors[i]
+        dtype = np.dtype(nptype(tensor.dtype))
+        count = int(np.prod(shape, dtype=np.int64))
+        what = f"output '{tensor.name}'"
+        try:
+            array = self.engine.backend.wrap(memory, (max(count * dtype.itemsize, 1),), np.dtype(np.uint8), what)
         except (TypeError, ValueError) as exc:
             raise ExecutionError(str(exc)) from None
         if not array.flags.c_contiguous:
             raise ExecutionError(f"{what}: the memory given is not contiguous")
         raw = array.reshape(-1).view(np.uint8)
-        return raw[:raw.size // dtype.itemsize * dtype.itemsize].view(dtype)
+        if raw.size < count * dtype.itemsize:
+            raise ExecutionError(f"{what}: its shape is {list(shape)} in this execution ({count * dtype.itemsize} "
+                                 f"bytes), the memory given holds {raw.size} bytes; set an output allocator "
+                                 "(set_output_allocator) for outputs of data-dependent size")
+        return raw[:count * dtype.itemsize].view(dtype).reshape(shape)
 
     def _enqueue_graph(self, binding: _Binding, enqueue, io_arrays: list[Any], stream: Any) -> None:
         """Replay the binding's CUDA graph for these IO addresses, capturing it on first use."""

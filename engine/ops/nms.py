@@ -11,20 +11,21 @@ batch x classes x min(boxes, max_output_boxes_per_class when known, topk_box_lim
 
 Per batch and class: boxes scoring above score_threshold (all of them when it is absent) are visited by
 descending score; a box is kept unless its IoU with a kept box exceeds iou_threshold. IoU is computed in the
-boxes' dtype, as onnxruntime does. The pairwise IoU matrix of a class's candidates is computed with `xp`
-(CuPy on the GPU); the greedy scan over it runs on the host, where the selected count has to go anyway.
+boxes' dtype, as onnxruntime does. Candidates go in tiles: IoUs against the boxes kept so far and within the
+tile are computed with `xp` (CuPy on the GPU); the greedy scan of a tile runs on the host over those, where the
+selected count has to go anyway.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..dtypes import DataType
-from ..enums import LayerType
+from ..enums import BoundingBoxFormat, LayerType
 from ..errors import EngineError, UnsupportedCategory
 from .base import onnx_op, register_layer
 from .shape_values import host_scalar
 
-BOX_FORMATS = ("CORNER_PAIRS", "CENTER_SIZES")
+BOX_FORMATS = (BoundingBoxFormat.CORNER_PAIRS, BoundingBoxFormat.CENTER_SIZES)  # by ONNX center_point_box
 
 
 def _check_shapes(boxes, scores) -> None:
@@ -37,8 +38,27 @@ def _check_shapes(boxes, scores) -> None:
             raise EngineError(f"NMS boxes {list(boxes)} and scores {list(scores)} disagree on the {name} dim")
 
 
+def _center_sizes(layer) -> bool:
+    """Whether boxes are [x_center, y_center, width, height] rather than corner pairs."""
+    value = layer.params["bounding_box_format"]
+    if value not in {f.value for f in BoundingBoxFormat}:
+        raise EngineError(f"NMS bounding_box_format must be one of {[f.value for f in BoundingBoxFormat]}, "
+                          f"got {value!r}")
+    return value == BoundingBoxFormat.CENTER_SIZES
+
+
+def _topk_limit(layer) -> int | None:
+    """The most candidates per batch and class (None: all of them)."""
+    limit = layer.params["topk_box_limit"]
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise EngineError(f"NMS topk_box_limit must be a positive integer or None, got {limit!r}")
+    return limit
+
+
 def _infer(layer, inputs):
     boxes, scores = inputs[0], inputs[1]
+    _topk_limit(layer)
+    _center_sizes(layer)
     _check_shapes(boxes.shape, scores.shape)
     if boxes.dtype != scores.dtype or not boxes.dtype.is_floating:
         raise EngineError(f"NMS boxes and scores must be the same float type, got {boxes.dtype.value} and "
@@ -54,8 +74,8 @@ def _upper_bound(layer, inputs):
         per_class = 0
     elif limit.value is not None and limit.value.size:
         per_class = min(per_class, max(int(limit.value.reshape(-1)[0]), 0))
-    if layer.params["topk_box_limit"] is not None:
-        per_class = min(per_class, int(layer.params["topk_box_limit"]))
+    if _topk_limit(layer) is not None:
+        per_class = min(per_class, _topk_limit(layer))
     return [((boxes[0] * scores[1] * per_class, 3), DataType.INT64), ((), DataType.INT32)]
 
 
@@ -70,39 +90,62 @@ def _optional_scalar(inputs, index: int):
     return host_scalar(value)
 
 
+# Candidates are scanned in tiles of this many boxes: memory and work grow with candidates x kept boxes, not with
+# candidates squared (SSDlite's single NMS call sees 27,000 candidates).
+TILE = 256
+
+
 def _corners(boxes, center_sizes: bool, xp):
-    """(low y, low x, high y, high x) of each box, whatever corners or orientation it was given with."""
+    """[low y, low x, high y, high x] of each box (rows), whatever corners or orientation it was given with."""
     if center_sizes:
-        x, y, half_w, half_h = boxes[..., 0], boxes[..., 1], boxes[..., 2] / 2, boxes[..., 3] / 2
-        return y - half_h, x - half_w, y + half_h, x + half_w
-    y1, x1, y2, x2 = (boxes[..., i] for i in range(4))
-    return xp.minimum(y1, y2), xp.minimum(x1, x2), xp.maximum(y1, y2), xp.maximum(x1, x2)
+        x, y, half_w, half_h = boxes[:, 0], boxes[:, 1], boxes[:, 2] / 2, boxes[:, 3] / 2
+        return xp.stack([y - half_h, x - half_w, y + half_h, x + half_w], axis=1)
+    y1, x1, y2, x2 = (boxes[:, i] for i in range(4))
+    return xp.stack([xp.minimum(y1, y2), xp.minimum(x1, x2), xp.maximum(y1, y2), xp.maximum(x1, x2)], axis=1)
 
 
-def _suppression_matrix(boxes, iou_threshold, center_sizes: bool, xp) -> np.ndarray:
-    """[i, j] is True when boxes i and j overlap by more than the threshold (host bool matrix)."""
-    y1, x1, y2, x2 = _corners(boxes, center_sizes, xp)
-    inter_h = xp.minimum(y2[:, None], y2[None, :]) - xp.maximum(y1[:, None], y1[None, :])
-    inter_w = xp.minimum(x2[:, None], x2[None, :]) - xp.maximum(x1[:, None], x1[None, :])
+def _overlaps(rows, cols, iou_threshold, xp) -> np.ndarray:
+    """Host bool matrix: [i, j] when box rows[i] and box cols[j] (corner form) overlap by more than the
+    threshold. Boxes without area or intersection never suppress, as in onnxruntime."""
+    inter_h = xp.minimum(rows[:, None, 2], cols[None, :, 2]) - xp.maximum(rows[:, None, 0], cols[None, :, 0])
+    inter_w = xp.minimum(rows[:, None, 3], cols[None, :, 3]) - xp.maximum(rows[:, None, 1], cols[None, :, 1])
     inter = inter_h * inter_w
-    area = (y2 - y1) * (x2 - x1)
-    union = area[:, None] + area[None, :] - inter
-    overlapping = (inter_h > 0) & (inter_w > 0) & (area[:, None] > 0) & (area[None, :] > 0) & (union > 0)
+    area_rows = (rows[:, 2] - rows[:, 0]) * (rows[:, 3] - rows[:, 1])
+    area_cols = (cols[:, 2] - cols[:, 0]) * (cols[:, 3] - cols[:, 1])
+    union = area_rows[:, None] + area_cols[None, :] - inter
+    valid = (inter_h > 0) & (inter_w > 0) & (area_rows[:, None] > 0) & (area_cols[None, :] > 0) & (union > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = inter / xp.where(union > 0, union, 1)
-    return _to_host(overlapping & (iou > boxes.dtype.type(iou_threshold)))
+    return _to_host(valid & (iou > rows.dtype.type(iou_threshold)))
 
 
-def _greedy(order: np.ndarray, suppress: np.ndarray, limit: int) -> list[int]:
-    removed = np.zeros(len(order), dtype=bool)
+def _greedy(corners, iou_threshold: float, limit: int, xp) -> list[int]:
+    """Positions (in the given, best-first order) of the boxes greedy NMS keeps, at most `limit` of them: each
+    tile is first checked against the boxes kept so far, then scanned in order against itself."""
     kept: list[int] = []
-    for position in range(len(order)):
+    kept_corners = corners[:0]
+    for start in range(0, corners.shape[0], TILE):
+        tile = corners[start:start + TILE]
+        alive = np.ones(tile.shape[0], dtype=bool)
+        if kept:
+            # Only kept boxes that reach into the tile's bounding box can suppress one of its boxes.
+            low, high = tile[:, :2].min(axis=0), tile[:, 2:].max(axis=0)
+            near = kept_corners[(kept_corners[:, 0] < high[0]) & (kept_corners[:, 2] > low[0])
+                                & (kept_corners[:, 1] < high[1]) & (kept_corners[:, 3] > low[1])]
+            alive &= ~_overlaps(tile, near, iou_threshold, xp).any(axis=1)
+        within = _overlaps(tile, tile, iou_threshold, xp)
+        new = []
+        for position in np.flatnonzero(alive):
+            if not alive[position]:
+                continue
+            new.append(int(position))
+            if len(kept) + len(new) >= limit:
+                break
+            alive &= ~within[position]
+        kept.extend(start + p for p in new)
         if len(kept) >= limit:
             break
-        if removed[position]:
-            continue
-        kept.append(int(order[position]))
-        removed |= suppress[position]
+        kept_corners = xp.concatenate([kept_corners, tile[xp.asarray(np.asarray(new, dtype=np.int64))]])
     return kept
 
 
@@ -111,14 +154,13 @@ def _compute(layer, inputs, xp):
     _check_shapes(boxes.shape, scores.shape)
     limit = _optional_scalar(inputs, 2)
     limit = 0 if limit is None else max(int(limit), 0)
-    if layer.params["topk_box_limit"] is not None:
-        limit_candidates = int(layer.params["topk_box_limit"])
-    else:
+    limit_candidates = _topk_limit(layer)
+    if limit_candidates is None:
         limit_candidates = boxes.shape[1]
     iou_threshold = _optional_scalar(inputs, 3)
     iou_threshold = 0.0 if iou_threshold is None else float(iou_threshold)
     score_threshold = _optional_scalar(inputs, 4)
-    center_sizes = layer.params["bounding_box_format"] == "CENTER_SIZES"
+    center_sizes = _center_sizes(layer)
     host_scores = _to_host(scores)
     rows: list[tuple[int, int, int]] = []
     if limit > 0:
@@ -130,9 +172,8 @@ def _compute(layer, inputs, xp):
                 order = candidates[np.argsort(-class_scores[candidates], kind="stable")][:limit_candidates]
                 if order.size == 0:
                     continue
-                index = xp.asarray(order)
-                suppress = _suppression_matrix(boxes[batch][index], iou_threshold, center_sizes, xp)
-                rows.extend((batch, cls, box) for box in _greedy(order, suppress, limit))
+                corners = _corners(boxes[batch][xp.asarray(order)], center_sizes, xp)
+                rows.extend((batch, cls, int(order[p])) for p in _greedy(corners, iou_threshold, limit, xp))
     selected = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
     return [xp.asarray(selected), xp.asarray(np.int32(len(rows)))]
 

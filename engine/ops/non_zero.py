@@ -5,13 +5,15 @@ order. `count` depends on the input's values: a data-dependent dimension (-1 at 
 Its upper bound, used to time and plan the layer, is the input's element count. A 0-D input behaves as a
 one-element 1-D one (ONNX and onnxruntime give a (1, count) result).
 
-ONNX: NonZero (opset 9; bfloat16 since 13).
+ONNX: NonZero (opset 9; bfloat16 since 13); Compress (opset 9, negative axis since 11) imports as NonZero of its
+condition, then a Gather along the axis (of the flattened input when no axis is given).
 """
 from __future__ import annotations
 
 from ..dtypes import DataType
 from ..enums import LayerType
-from .base import onnx_op, register_layer
+from ..errors import EngineError, UnsupportedCategory
+from .base import normalize_axis, onnx_op, register_layer
 
 
 def _rank(shape) -> int:
@@ -44,4 +46,29 @@ register_layer(LayerType.NON_ZERO, _infer, _compute, static_output_shape=False, 
 def import_non_zero(ctx):
     layer = ctx.network.add_layer(LayerType.NON_ZERO, [ctx.input(0)], {}, name=ctx.layer_name(),
                                   output_dtypes=[DataType.INT64])
+    return [layer.get_output(0)]
+
+
+def _flat(ctx, tensor, suffix: str):
+    layer = ctx.network.add_shuffle(tensor, name=ctx.layer_name(suffix))
+    layer.reshape_dims = [-1]
+    return layer.get_output(0)
+
+
+@onnx_op("Compress", min_opset=9)
+def import_compress(ctx):
+    data, condition = ctx.input(0), ctx.input(1)
+    if condition.shape is not None and len(condition.shape) != 1:
+        ctx.unsupported(f"condition must be 1-D, got shape {list(condition.shape)}", UnsupportedCategory.OTHER)
+    if ctx.has_attr("axis"):
+        try:
+            axis = normalize_axis(int(ctx.attr("axis")), len(data.shape))
+        except EngineError as exc:
+            ctx.unsupported(str(exc), UnsupportedCategory.ATTRIBUTE)
+    else:
+        data, axis = _flat(ctx, data, "flatten"), 0
+    if condition.dtype != DataType.BOOL:
+        condition = ctx.network.add_cast(condition, DataType.BOOL, name=ctx.layer_name("to_bool")).get_output(0)
+    positions = ctx.network.add_non_zero(condition, name=ctx.layer_name("non_zero")).get_output(0)
+    layer = ctx.network.add_gather(data, _flat(ctx, positions, "indices"), axis, name=ctx.layer_name())
     return [layer.get_output(0)]

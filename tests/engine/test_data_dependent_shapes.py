@@ -4,6 +4,9 @@ the output allocator called with the right sizes; user buffers; plan round trips
 errors. GPU variants are marked gpu."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -272,14 +275,24 @@ def test_layers_after_a_data_dependent_one_are_timed_at_its_upper_bound():
     assert matmul.input_shapes[0] == ((1, 5), (4, 5), (8, 5))  # rows gathered at the upper bound of the row mask
 
 
+def test_the_docs_example_runs(capsys):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "dynamic-shapes.md").read_text()
+    block = re.search(r"## Example.*?```python\n(.*?)```", text, re.DOTALL)[1]
+    exec(compile(block, "docs/dynamic-shapes.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "(-1, 3)" and lines[1].endswith("rows selected")
+
+
 @pytest.mark.gpu
 def test_gpu_mask_selection_and_nms_chain_match_onnxruntime():
     pytest.importorskip("cupy")
     engine = build(mask_model(), {"x": ((1, 5), (4, 5), (8, 5))}, device="gpu")
     context = engine.create_execution_context()
+    context.use_cuda_graph = True  # staged engines read sizes back between stages: they run without a graph
     for rows in (1, 4, 8):
         x = RNG.standard_normal((rows, 5)).astype(np.float32)
         assert_outputs_match(context.execute({"x": x}), ort_outputs(mask_model(), {"x": x}))
+    assert context.cuda_graph_captures == 0
     model = detection_model()
     engine = build(model, {"boxes": ((1, 1, 4), (1, 20, 4), (1, 64, 4)), "scores": ((1, 1), (1, 20), (1, 64))},
                    device="gpu")
@@ -290,7 +303,7 @@ def test_gpu_mask_selection_and_nms_chain_match_onnxruntime():
 
 
 @pytest.mark.gpu
-def test_gpu_output_allocator_gets_device_memory(mask_engine):
+def test_gpu_output_allocator_gets_device_memory():
     cupy = pytest.importorskip("cupy")
 
     class DeviceAllocator(trt.IOutputAllocator):
@@ -313,9 +326,60 @@ def test_gpu_output_allocator_gets_device_memory(mask_engine):
     context.set_tensor_address("relu", cupy.empty((6, 5), cupy.float32))
     for name in ("rows", "picked", "total", "count"):
         context.set_output_allocator(name, allocator)
-    context.execute_async_v3(0)
-    cupy.cuda.get_current_stream().synchronize()
+    stream = cupy.cuda.Stream(non_blocking=True)
+    context.execute_async_v3(stream.ptr)
+    stream.synchronize()
     want = ort_outputs(mask_model(), {"x": x})
     shape = allocator.shapes["rows"]
     rows = allocator.memory["rows"][:int(np.prod(shape)) * 4].view(cupy.float32).reshape(shape)
     np.testing.assert_allclose(cupy.asnumpy(rows), want["rows"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("bounding_box_format", "DIAGONAL"), r"params\.bounding_box_format: 'DIAGONAL' is not a BoundingBoxFormat"),
+    (("topk_box_limit", "all"), r"NMS topk_box_limit must be a positive integer or None, got 'all'"),
+    (("topk_box_limit", 0), r"NMS topk_box_limit must be a positive integer or None, got 0"),
+])
+def test_tampered_nms_params_are_refused_at_load(edit, message):
+    from test_tampered_plans import load, reseal
+
+    engine = build(detection_model(), {"boxes": ((1, 1, 4), (1, 8, 4), (1, 8, 4)), "scores": ((1, 1), (1, 8), (1, 8))})
+    key, value = edit
+
+    def tamper(header):
+        layer = next(layer for layer in header["layers"] if layer["type"] == "NMS")
+        layer["params"][key] = value
+
+    with pytest.raises(trt.PlanFormatError, match=message):
+        load(reseal(engine.serialize(), tamper))
+
+
+def test_output_allocator_also_provides_outputs_sized_by_the_input_shapes(mask_engine):
+    context = mask_engine.create_execution_context()
+    allocator = RecordingAllocator()
+    x = RNG.standard_normal((3, 5)).astype(np.float32)
+    context.set_input_shape("x", x.shape)
+    context.set_tensor_address("x", x)
+    for name in ("rows", "picked", "total", "count", "relu"):
+        context.set_output_allocator(name, allocator)
+    context.execute_async_v3(0)
+    assert ("reallocate", "relu", 3 * 5 * 4, 256, False) in allocator.calls
+    assert ("shape", "relu", (3, 5)) in allocator.calls
+    want = ort_outputs(mask_model(), {"x": x})
+    np.testing.assert_array_equal(allocator.value("relu", np.float32), want["relu"])
+    np.testing.assert_allclose(allocator.value("picked", np.float32), want["picked"], rtol=1e-6)
+
+
+def test_profiler_sees_every_layer_of_every_stage(mask_engine):
+    class Names(trt.IProfiler):
+        def __init__(self):
+            self.names = []
+
+        def report_layer_time(self, layer_name, ms):
+            self.names.append(layer_name)
+
+    context = mask_engine.create_execution_context()
+    context.profiler = Names()
+    context.execute({"x": RNG.standard_normal((4, 5)).astype(np.float32)})
+    device_layers = [row["name"] for row in mask_engine.layer_info() if not row["host"]]
+    assert sorted(context.profiler.names) == sorted(device_layers)

@@ -138,3 +138,34 @@ def test_float16_boxes_match_a_float32_run():
     (expected,) = check_against_ort("NonMaxSuppression", ["boxes", "scores", "max", "iou"], wide,
                                     constants=["max", "iou"])
     np.testing.assert_array_equal(selected, expected)
+
+
+@pytest.mark.parametrize("tile", [7, 256])
+def test_candidates_spanning_many_tiles_match_onnxruntime(monkeypatch, tile):
+    """600 candidates per class: tiles are checked against the boxes kept in earlier tiles."""
+    from engine.ops import nms
+
+    monkeypatch.setattr(nms, "TILE", tile)
+    values = {"boxes": random_boxes(1, 600, 0), "scores": RNG.random((1, 2, 600)).astype(np.float32),
+              "max": np.array([1000], np.int64), "iou": np.array([0.3], np.float32)}
+    (selected,) = check_against_ort("NonMaxSuppression", ["boxes", "scores", "max", "iou"], values,
+                                    constants=["max", "iou"])
+    assert 100 < len(selected) < 1200  # 600 candidates a class: 3 tiles of 256, 86 of 7
+
+
+@pytest.mark.gpu
+def test_gpu_nms_and_non_zero_match_onnxruntime():
+    from onnx_node_check import run_ort
+
+    from engine.conformance.harness import run_onnx
+
+    values = {"boxes": random_boxes(2, 700, 1), "scores": RNG.random((2, 3, 700)).astype(np.float32),
+              "max": np.array([50], np.int64), "iou": np.array([0.4], np.float32),
+              "score": np.array([0.1], np.float32)}
+    model = node_model("NonMaxSuppression", ["boxes", "scores", "max", "iou", "score"], values,
+                       constants=["max", "iou", "score"], attrs={"center_point_box": 1})
+    feeds = {"boxes": values["boxes"], "scores": values["scores"]}
+    np.testing.assert_array_equal(run_onnx(model, feeds, device="gpu")["y0"], run_ort(model, feeds)[0])
+    x = (RNG.random((4, 33)) < 0.3).astype(np.float32)
+    model = node_model("NonZero", ["x"], {"x": x})
+    np.testing.assert_array_equal(run_onnx(model, {"x": x}, device="gpu")["y0"], run_ort(model, {"x": x})[0])

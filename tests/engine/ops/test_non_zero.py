@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from backend_cases import cases_for, run_case
-from onnx_node_check import check_against_ort
+from onnx_node_check import check_against_ort, node_model
 
+from engine.conformance.harness import parse_onnx
 from engine.dtypes import DataType
 from engine.enums import LayerType
+from engine.errors import ParseError
 from engine.network import NetworkDefinition
 from engine.ops.base import TensorInfo, layer_impl
 
@@ -50,3 +52,29 @@ def test_build_time_shape_has_a_data_dependent_dim_and_an_upper_bound():
     data = np.array([[0, 1, 0, 2], [0, 0, 0, 0], [3, 0, 0, 0]], np.float32)
     (indices,) = impl.compute(layer, [data], np)
     np.testing.assert_array_equal(indices, [[0, 0, 2], [1, 3, 0]])  # row-major order, by hand
+
+
+@pytest.mark.parametrize("case", cases_for(["Compress"]), ids=lambda c: c.name)
+def test_compress_backend_case(case):
+    if "bfloat16" in case.name:  # the engine has no BFLOAT16 type: refused at import, naming it
+        with pytest.raises(ParseError, match="BFLOAT16"):
+            run_case(case)
+        return
+    run_case(case)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, -1])
+@pytest.mark.parametrize("length", [3, 2])
+def test_compress_matches_onnxruntime(axis, length):
+    """Compress = NonZero of the condition + Gather; a condition shorter than the axis drops the tail."""
+    x = RNG.standard_normal((3, 4, 3)).astype(np.float32)
+    condition = np.array([True, False, True, True][:length])
+    attrs = {} if axis is None else {"axis": axis}
+    (y,) = check_against_ort("Compress", ["x", "c"], {"x": x, "c": condition}, attrs=attrs)
+    assert y.shape[0 if axis is None else axis] == int(condition.sum())
+
+
+def test_compress_with_a_bad_axis_is_unsupported():
+    values = {"x": np.zeros((2, 3), np.float32), "c": np.array([True, False])}
+    with pytest.raises(ParseError, match="axis 2 is out of range for rank 2"):
+        parse_onnx(node_model("Compress", ["x", "c"], values, attrs={"axis": 2}))
