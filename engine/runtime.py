@@ -573,8 +573,11 @@ class ExecutionContext:
         if late is None:
             late = frozenset(i for i in graph.outputs if shapes[i] is None)
         slots: list[Any] = [None] * len(graph.tensors)
+        earlier = resume.host_values if resume is not None else {}  # already on the device in an earlier stage
         for i, value in resolved.host_values.items():
-            slots[i] = engine._device_constants.get(i) if i in engine._device_constants else backend.to_device(value)
+            if i not in earlier:
+                slots[i] = engine._device_constants.get(i) if i in engine._device_constants else \
+                    backend.to_device(value)
         lifetimes = engine._lifetimes
         if engine.has_data_dependent_shapes:  # this stage's tensors, not those its data-dependent layer makes
             made_here = {o: step for step in range(start, end) for o in graph.layers[step].outputs}
