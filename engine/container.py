@@ -69,8 +69,9 @@ def unpack(data: bytes, magic: bytes, version: int, what: str) -> tuple[dict[str
         raise PlanFormatError(f"{what}: 'buffers' must be an object, got {type(table).__name__}")
     arrays = {}
     data_size, previous_end, previous = len(payload) - start, 0, None
+    # By offset, empty buffers first: pack gives a 0-byte array the offset of the buffer after it.
     entries = sorted(((_check_buffer_entry(name, entry, what), name) for name, entry in table.items()),
-                     key=lambda item: item[0]["offset"])
+                     key=lambda item: (item[0]["offset"], item[0]["nbytes"]))
     for entry, name in entries:
         offset, nbytes, dtype = entry["offset"], entry["nbytes"], _dtype_of(entry["dtype"])
         if offset + nbytes > data_size:

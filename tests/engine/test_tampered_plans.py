@@ -153,3 +153,12 @@ def test_the_untampered_plan_loads_and_runs(plan: bytes) -> None:
     c = np.einsum("nchwij,ocij->nohw", windows, W.astype(np.float64)) + B.reshape(1, 3, 1, 1)
     e = np.exp(c - c.max(axis=1, keepdims=True))
     np.testing.assert_allclose(y, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_an_empty_buffer_packed_before_another_loads() -> None:
+    """pack gives a 0-byte array the offset of the next buffer; names sort the other way round here."""
+    from engine.container import pack, unpack
+
+    data = pack(b"POLYXTST", 1, {}, {"b_empty": np.zeros((0, 3), np.float32), "a_next": np.ones(1, np.float32)})
+    _, arrays = unpack(data, b"POLYXTST", 1, "test")
+    assert arrays["b_empty"].shape == (0, 3) and arrays["a_next"].tolist() == [1.0]
