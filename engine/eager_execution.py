@@ -5,7 +5,8 @@ and a conditional whose branches give different shapes decides its output shape 
 what follows is known before that layer has run, so the ExecutionContext cannot plan one arena and one step
 list ahead. Such engines run here instead: each layer's output shapes are inferred from its inputs' actual
 shapes (and host values) just before it runs, its outputs are allocated then, and it runs through the tactic the
-builder chose (control-flow layers through their kernel, which returns its outputs). The builder's tactic sweep
+builder chose (control-flow and data-dependent layers such as NonZero through their kernel, which returns its
+outputs). The builder's tactic sweep
 uses `trial_shapes` to learn the shapes at its opt-shape sample inputs in the same way.
 
 Only networks with a control-flow layer take this path; any other data-dependent shape stays a build error.
@@ -64,7 +65,7 @@ def run_eagerly(graph: LoweredGraph, states: list[Any] | None, device: str, back
                     slots[out], shapes[out] = backend.to_device(host[out]), tuple(host[out].shape)
                 continue
             chosen = None if states is None else states[position]
-            if chosen is None or layer.type in CONTROL_FLOW_TYPES:
+            if chosen is None or layer.type in CONTROL_FLOW_TYPES or not layer_impl(layer.type).static_output_shape:
                 results = layer_impl(layer.type).compute(layer, [None if i is None else slots[i]
                                                                  for i in spec.inputs], xp)
                 for out, result in zip(spec.outputs, results):

@@ -541,7 +541,10 @@ class ExecutionContext:
 
     def _binding_or_none(self) -> _Binding | None:
         """The binding, or None when the engine's shapes depend on values its control flow computes (then it runs
-        eagerly, engine/eager_execution.py)."""
+        eagerly, engine/eager_execution.py). Control flow together with data-dependent layers (NonZero, NMS) always
+        runs eagerly: a stage after a data-dependent layer may reach a conditional whose shape only running tells."""
+        if self.engine.has_data_dependent_shapes and has_control_flow(self.engine.graph):
+            return None
         try:
             return self._binding()
         except DataDependentShapeError:
