@@ -45,7 +45,8 @@ class _ScaledPool(trt.Tactic):
     name, layer_type, heuristic_rank = "test_scaled_pool", trt.LayerType.POOLING, -1
 
     def __init__(self):
-        self.correct = min(tactics_for(trt.LayerType.POOLING, "cpu"), key=lambda t: t.heuristic_rank)
+        self.correct = min((t for t in tactics_for(trt.LayerType.POOLING, "cpu") if not t.runs_int8),
+                           key=lambda t: t.heuristic_rank)
 
     def prepare(self, ctx):
         return self.correct.prepare(ctx)
