@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .backends import get_backend
+from .bfloat16 import from_device_array, storage_dtype, to_device_array
 from .compatibility import check_loadable
 from .config import ProfilingVerbosity
 from .dtypes import DataType, nptype
@@ -368,7 +369,8 @@ class ExecutionContext:
     def _wrap(self, idx: int, buffer: Any, shape: tuple[int, ...] | None) -> Any:
         tensor = self.engine.graph.tensors[idx]
         try:
-            return self.engine.backend.wrap(buffer, shape, np.dtype(nptype(tensor.dtype)), f"tensor '{tensor.name}'")
+            return self.engine.backend.wrap(buffer, shape, storage_dtype(tensor.dtype, self.engine.device),
+                                            f"tensor '{tensor.name}'")
         except (TypeError, ValueError) as exc:
             raise ExecutionError(str(exc)) from None
 
@@ -402,7 +404,7 @@ class ExecutionContext:
         planned, plan = plan_graph_memory(graph, shapes, engine._lifetimes)
         arena = backend.allocate(max(plan.peak_bytes, 1))
         for i, offset in zip(planned, plan.offsets):
-            dtype = np.dtype(nptype(graph.tensors[i].dtype))
+            dtype = storage_dtype(graph.tensors[i].dtype, engine.device)
             count = int(np.prod(shapes[i], dtype=np.int64))
             slots[i] = arena[offset:offset + count * dtype.itemsize].view(dtype).reshape(shapes[i])
         steps, workspace_bytes = compile_steps(graph, engine._states[self._profile], shapes, resolved.host_values,
@@ -480,16 +482,21 @@ class ExecutionContext:
             stream = backend.current_stream()
             binding = self._binding()
             with allocation_scope(self.engine.gpu_allocator, self.engine.device):
-                inputs = {i: backend.stage_input(binding.staging, i, a, stream) for i, a in arrays.items()}
+                inputs = {i: backend.stage_input(binding.staging, i, to_device_array(a, self.engine.device),
+                                                  stream)
+                          for i, a in arrays.items()}
                 outputs = {i: backend.stage_output(binding.staging, i, binding.shapes[i],
-                                                   nptype(graph.tensors[i].dtype)) for i in graph.outputs}
+                                                   storage_dtype(graph.tensors[i].dtype, self.engine.device))
+                           for i in graph.outputs}
             self._enqueue(binding, inputs, outputs, stream)
             results = backend.fetch_outputs(binding.staging, outputs, stream)
-        return {graph.tensors[i].name: results[i] for i in graph.outputs}
+        return {graph.tensors[i].name: from_device_array(results[i], graph.tensors[i].dtype)
+                for i in graph.outputs}
 
-    def _check_dtype(self, i: int, array: Any, role: str) -> None:
+    def _check_dtype(self, i: int, array: Any, role: str, stored: bool = False) -> None:
+        """`stored`: `array` is the engine's own (device) array, in the backend's storage dtype."""
         tensor = self.engine.graph.tensors[i]
-        expected = np.dtype(nptype(tensor.dtype))
+        expected = storage_dtype(tensor.dtype, self.engine.device) if stored else np.dtype(nptype(tensor.dtype))
         if array.dtype != expected:
             if role == "input":
                 raise ExecutionError(f"input '{tensor.name}': expected dtype {expected}, got {array.dtype}")
@@ -500,9 +507,9 @@ class ExecutionContext:
         """Enqueue the binding's steps on `stream` (called with the context's lock held); no synchronization."""
         graph, backend = self.engine.graph, self.engine.backend
         for i, array in inputs.items():
-            self._check_dtype(i, array, "input")
+            self._check_dtype(i, array, "input", stored=True)
         for i, array in outputs.items():
-            self._check_dtype(i, array, "output")
+            self._check_dtype(i, array, "output", stored=True)
             if tuple(array.shape) != tuple(binding.shapes[i]):
                 raise ExecutionError(f"output '{graph.tensors[i].name}': buffer shape {tuple(array.shape)} "
                                      f"does not match {tuple(binding.shapes[i])}")

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .bfloat16 import widened_run
+from .bfloat16 import CONVERTING_LAYERS, converting_run, widened_run
+from .dtypes import DataType
 from .graph import LayerSpec, LoweredGraph, tactic_context, widened_positions
 from .ir.epilogue import Epilogue, apply_epilogue
 from .ops.base import layer_impl
@@ -42,7 +43,12 @@ def make_step(spec: LayerSpec, tactic: Any, state: Any, host_values: dict[int, n
     if positions is not None:
         return Step(spec.layer.name, widened_run(tactic.run, epilogue, positions), state, spec.inputs,
                     spec.outputs, None, host)
-    return Step(spec.layer.name, tactic.run, state, spec.inputs, spec.outputs, epilogue, host)
+    run = tactic.run
+    if graph is not None and tactic.backend == "gpu" and spec.layer.type in CONVERTING_LAYERS:
+        source, target = graph.tensors[spec.inputs[0]].dtype, graph.tensors[spec.outputs[0]].dtype
+        if source != target and DataType.BF16 in (source, target):  # CuPy cannot astype bfloat16
+            run = converting_run(source == DataType.BF16, target == DataType.BF16)
+    return Step(spec.layer.name, run, state, spec.inputs, spec.outputs, epilogue, host)
 
 
 def run_step(step: Step, slots: list[Any], workspace: Any, xp: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmIOInfo, AlgorithmVariant
+from .bfloat16 import storage_dtype
 from .compatibility import HardwareCompatibilityLevel
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType
 from .dtypes import DataType, nptype
@@ -89,7 +90,7 @@ class TacticSelection:
             try:
                 tactic, state = self._choose(spec, profile_index, by_which, slots, resolved.host_values)
                 for o in spec.outputs:
-                    slots[o] = backend.xp.empty(shapes[o], dtype=nptype(graph.tensors[o].dtype))
+                    slots[o] = backend.xp.empty(shapes[o], dtype=storage_dtype(graph.tensors[o].dtype, self.device))
                 self._run_once(make_step(spec, tactic, state, resolved.host_values, graph), slots,
                                self._workspace(tactic, spec, shapes))
             except EngineError:
@@ -220,7 +221,8 @@ class TacticSelection:
         trial = list(slots)  # candidates write into their own output buffers
         for tactic in candidates:
             for o in spec.outputs:
-                trial[o] = self.backend.xp.empty(shapes[o], dtype=nptype(self.graph.tensors[o].dtype))
+                trial[o] = self.backend.xp.empty(shapes[o],
+                                                 dtype=storage_dtype(self.graph.tensors[o].dtype, self.device))
             try:
                 step = make_step(spec, tactic, tactic.prepare(tctx), host_values, self.graph)
                 workspace = self._workspace(tactic, spec, shapes)
