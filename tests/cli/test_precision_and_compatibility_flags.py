@@ -95,3 +95,17 @@ def test_unknown_verbosity_is_a_usage_error(capsys, tmp_path):
     code, _, err = run_cli(capsys, "convert", make_mlp(tmp_path / "mlp.onnx"), "-o", tmp_path / "m.plan",
                            "--profiling-verbosity", "loud", *COMMON)
     assert code == 2 and "--profiling-verbosity" in err
+
+
+def test_a_plan_for_another_device_is_a_one_line_error(capsys, tmp_path):
+    from engine.container import pack, unpack
+    from engine.plan import FORMAT_VERSION, MAGIC
+
+    convert(capsys, tmp_path, make_mlp(tmp_path / "mlp.onnx"))
+    header, arrays = unpack((tmp_path / "m.plan").read_bytes(), MAGIC, FORMAT_VERSION, "plan")
+    header.pop("buffers")
+    header["meta"]["compatibility"]["compute_capability"] = "9.0"
+    (tmp_path / "gpu.plan").write_bytes(pack(MAGIC, FORMAT_VERSION, header, arrays))
+    code, _, err = run_cli(capsys, "run", tmp_path / "gpu.plan", "--engine")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "built for compute capability 9.0, but this device is cpu" in err
