@@ -176,3 +176,20 @@ def test_onnx_model_typed_bfloat16_parses() -> None:
 
     y = run_onnx(model, {"x": np.array([-1.0, 2.0], dtype=ml_dtypes.bfloat16)})["y"]
     assert y.dtype == BFLOAT16 and y.astype(np.float32).tolist() == [0.0, 2.0]
+
+
+def test_bf16_layer_precision_without_constraints_is_ignored_with_a_warning() -> None:
+    logger = trt.CapturingLogger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network()
+    mlp(network)
+    next(layer for layer in network.layers if layer.name == "mm2").precision = trt.DataType.BF16
+    config = builder.create_builder_config()
+    config.device = "cpu"
+    profile = builder.create_optimization_profile()
+    profile.set_shape("x", (2, 16), (2, 16), (2, 16))
+    config.add_optimization_profile(profile)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    assert precisions(engine)["mm2"] == "FLOAT"
+    assert any("layer 'mm2': precision BF16 is ignored without OBEY_PRECISION_CONSTRAINTS" in m
+               for _, m in logger.messages)
