@@ -124,7 +124,7 @@ class BuildOptions:
         for layer, precision in self.layer_precisions.items():
             if precision.lower() == "int8":
                 raise PolyxError(f"layer precision for '{layer}': INT8 comes from the model's Q/DQ nodes (INT8 "
-                                 "calibration is not implemented yet); choose float32 or float16 for a layer")
+                                 "calibration is not implemented yet); choose float32, float16 or bfloat16 for a layer")
             if precision.lower() not in PRECISIONS:
                 raise PolyxError(f"layer precision for '{layer}': unknown precision '{precision}' "
                                  f"(expected one of {', '.join(PRECISIONS)})")
