@@ -124,7 +124,8 @@ class Engine:
                 key = (index, spec.tactic_ids[profile])
                 if key not in prepared:
                     tactic = tactic_by_id(key[1])
-                    prepared[key] = (tactic, tactic.prepare(tactic_context(self.graph, spec, self.device)))
+                    prepared[key] = (tactic, tactic.prepare(tactic_context(
+                        self.graph, spec, self.device, widen=not tactic.reads_bfloat16)))
                 states.append(prepared[key])
             per_profile.append(states)
         return per_profile

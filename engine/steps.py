@@ -39,7 +39,7 @@ def make_step(spec: LayerSpec, tactic: Any, state: Any, host_values: dict[int, n
     operands = layer_impl(spec.layer.type).host_operands
     host = [(position, host_values[i]) for position, i in enumerate(spec.inputs)
             if position in operands and i in host_values]
-    positions = None if graph is None else widened_positions(graph, spec)
+    positions = None if graph is None or tactic.reads_bfloat16 else widened_positions(graph, spec)
     if positions is not None:
         return Step(spec.layer.name, widened_run(tactic.run, epilogue, positions), state, spec.inputs,
                     spec.outputs, None, host)
@@ -72,7 +72,7 @@ def compile_steps(graph: LoweredGraph, tactic_states: list[Any], shapes: list, h
         if chosen is None:
             continue
         tactic, state = chosen
-        workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(tactic_context(graph, spec, device,
-                                                                                         shapes))))
+        workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(
+            tactic_context(graph, spec, device, shapes, widen=not tactic.reads_bfloat16))))
         steps.append(make_step(spec, tactic, state, host_values, graph))
     return steps, workspace_bytes
