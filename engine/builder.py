@@ -18,7 +18,6 @@ from .calibration import DynamicRanges, calibrate
 from .calibrator import read_cache, write_cache
 from .compatibility import build_record
 from .config import BuilderConfig, BuilderFlag, resolve_device
-from .dtypes import DataType
 from .enums import LayerType
 from .error_recorder import IErrorRecorder, checked_recorder, reports_errors
 from .errors import BuildError, DataDependentShapeError, EngineError
@@ -164,8 +163,6 @@ class _Build:
         lint = config.get_flag(BuilderFlag.DEBUG) or os.environ.get("POLYX_LINT_IR") == "1"
         report = PassPipeline().run(ir_graph, context, lint=lint)
         graph = lower(ir_graph)
-        if device == "gpu":
-            _refuse_bfloat16_on_gpu(graph)
         if refittable:
             graph.refit = refit_table(graph, marked, config.get_flag(BuilderFlag.STRIP_PLAN), digest)
             self.log(Severity.INFO, f"refittable engine: {len(graph.refit.weights)} named weights"
@@ -331,10 +328,3 @@ def _check_strongly_typed(network: NetworkDefinition, config: BuilderConfig) -> 
             raise BuildError(f"layer '{layer.name}': precision {layer.precision.value} cannot be set on a strongly "
                              "typed network; its precision is the type of its tensors")
 
-
-def _refuse_bfloat16_on_gpu(graph: LoweredGraph) -> None:
-    """GPU engines cannot hold BF16 tensors yet (CuPy has no bfloat16 array type; docs/precision.md)."""
-    tensor = next((t for t in graph.tensors if t.dtype == DataType.BF16), None)
-    if tensor is not None:
-        raise BuildError(f"tensor '{tensor.name}' is BF16, which GPU engines do not support yet (CuPy has no bfloat16 "
-                         "arrays): build for the CPU (device 'cpu'), or use FP16")

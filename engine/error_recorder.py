@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any, TypeVar
 
@@ -131,27 +130,26 @@ def error_code(exc: BaseException) -> ErrorCode:
     return ErrorCode.INTERNAL_ERROR
 
 
-@contextmanager
-def reporting(recorder_of: Callable[[], IErrorRecorder | None]) -> Iterator[None]:
-    """Report an exception escaping the block to the recorder `recorder_of()` returns (if any), then re-raise."""
-    try:
-        yield
-    except Exception as exc:
-        recorder = recorder_of()
-        if recorder is not None and not getattr(exc, "_polyx_reported", False):
-            recorder.report_error(error_code(exc), f"{type(exc).__name__}: {exc}")
-            exc._polyx_reported = True  # an outer reporting call (execute → set_input_shape) does not repeat it
-        raise
+def report(recorder: IErrorRecorder | None, exc: BaseException) -> None:
+    """Report `exc` to `recorder` (if any) unless an inner call already did (execute → set_input_shape)."""
+    if recorder is not None and not getattr(exc, "_polyx_reported", False):
+        recorder.report_error(error_code(exc), f"{type(exc).__name__}: {exc}")
+        exc._polyx_reported = True
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def reports_errors(method: F) -> F:
-    """Decorate a method of an object with an `error_recorder` attribute: its errors are reported there."""
+    """Decorate a method of an object with an `error_recorder` attribute: its errors are reported there, then
+    raised. A plain try/except: it wraps execute_async_v3, whose cost per call matters."""
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with reporting(lambda: self.error_recorder):
+        try:
             return method(self, *args, **kwargs)
+        except Exception as exc:
+            report(self.error_recorder, exc)
+            raise
 
     return wrapper  # type: ignore[return-value]

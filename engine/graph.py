@@ -214,9 +214,10 @@ def resolve_shapes(graph: LoweredGraph, input_shapes: dict[int, tuple[int, ...]]
 
 
 def tactic_context(graph: LoweredGraph, spec: LayerSpec, device: str, shapes=None,
-                   extra: dict | None = None) -> TacticContext:
+                   extra: dict | None = None, widen: bool = True) -> TacticContext:
     """What a tactic sees of a layer: TensorInfo for its inputs (with constant values) and outputs, at `shapes` or
-    the build shapes, on `device`, with the build options `extra`."""
+    the build shapes, on `device`, with the build options `extra`. BF16 tensors show as FLOAT (bfloat16.py) unless
+    `widen` is False (for tactics with `reads_bfloat16`)."""
     def info(i):
         if i is None:
             return None
@@ -224,7 +225,7 @@ def tactic_context(graph: LoweredGraph, spec: LayerSpec, device: str, shapes=Non
         return TensorInfo(shape, graph.tensors[i].dtype, graph.constants.get(i))
 
     inputs, outputs = [info(i) for i in spec.inputs], [info(o) for o in spec.outputs]
-    if widened_positions(graph, spec) is not None:  # tactics run bfloat16 layers in float32 (bfloat16.py)
+    if widen and widened_positions(graph, spec) is not None:  # tactics run bfloat16 layers in float32
         inputs, outputs = [widened_info(i) for i in inputs], [widened_info(o) for o in outputs]
     return TacticContext(spec.layer, inputs, outputs, device, dict(extra or {}))
 

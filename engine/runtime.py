@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .backends import get_backend
+from .bfloat16 import from_device_array, storage_dtype, to_device_array
 from .compatibility import check_loadable
 from .config import ProfilingVerbosity
 from .debug_listener import IDebugListener
@@ -142,7 +143,8 @@ class Engine:
                 key = (index, spec.tactic_ids[profile])
                 if key not in prepared:
                     tactic = tactic_by_id(key[1])
-                    prepared[key] = (tactic, tactic.prepare(tactic_context(self.graph, spec, self.device)))
+                    prepared[key] = (tactic, tactic.prepare(tactic_context(
+                        self.graph, spec, self.device, widen=not tactic.reads_bfloat16)))
                 states.append(prepared[key])
             per_profile.append(states)
         return per_profile
@@ -506,7 +508,8 @@ class ExecutionContext:
     def _wrap(self, idx: int, buffer: Any, shape: tuple[int, ...] | None) -> Any:
         tensor = self.engine.graph.tensors[idx]
         try:
-            return self.engine.backend.wrap(buffer, shape, np.dtype(nptype(tensor.dtype)), f"tensor '{tensor.name}'")
+            return self.engine.backend.wrap(buffer, shape, storage_dtype(tensor.dtype, self.engine.device),
+                                            f"tensor '{tensor.name}'")
         except (TypeError, ValueError) as exc:
             raise ExecutionError(str(exc)) from None
 
@@ -592,7 +595,7 @@ class ExecutionContext:
         planned, plan = plan_graph_memory(graph, shapes, lifetimes)
         arena = backend.allocate(max(plan.peak_bytes, 1))
         for i, offset in zip(planned, plan.offsets):
-            dtype = np.dtype(nptype(graph.tensors[i].dtype))
+            dtype = storage_dtype(graph.tensors[i].dtype, engine.device)
             count = int(np.prod(shapes[i], dtype=np.int64))
             slots[i] = arena[offset:offset + count * dtype.itemsize].view(dtype).reshape(shapes[i])
         steps, workspace_bytes = compile_steps(graph, engine._states[self._profile], shapes, resolved.host_values,
@@ -770,20 +773,24 @@ class ExecutionContext:
                     results = {i: backend.to_host(a) for i, a in results.items()}
                 return {graph.tensors[i].name: results[i] for i in graph.outputs}
             with allocation_scope(self.engine.gpu_allocator, self.engine.device):
-                inputs = {i: backend.stage_input(binding.staging, i, a, stream) for i, a in arrays.items()}
+                inputs = {i: backend.stage_input(binding.staging, i, to_device_array(a, self.engine.device),
+                                                  stream)
+                          for i, a in arrays.items()}
                 outputs = {i: backend.stage_output(binding.staging, i, binding.shapes[i],
-                                                   nptype(graph.tensors[i].dtype))
+                                                   storage_dtype(graph.tensors[i].dtype, self.engine.device))
                            for i in graph.outputs if binding.shapes[i] is not None}
             late = self._enqueue(binding, inputs, outputs, stream)
             results = backend.fetch_outputs(binding.staging, outputs, stream)
             for i, value in late.items():  # data-dependent sizes: private host copies of what the last stage made
                 results[i] = np.array(backend.to_host(value), copy=True)
                 self._data_shapes[i] = tuple(value.shape)
-        return {graph.tensors[i].name: results[i] for i in graph.outputs}
+        return {graph.tensors[i].name: from_device_array(results[i], graph.tensors[i].dtype)
+                for i in graph.outputs}
 
-    def _check_dtype(self, i: int, array: Any, role: str) -> None:
+    def _check_dtype(self, i: int, array: Any, role: str, stored: bool = False) -> None:
+        """`stored`: `array` is the engine's own (device) array, in the backend's storage dtype."""
         tensor = self.engine.graph.tensors[i]
-        expected = np.dtype(nptype(tensor.dtype))
+        expected = storage_dtype(tensor.dtype, self.engine.device) if stored else np.dtype(nptype(tensor.dtype))
         if array.dtype != expected:
             if role == "input":
                 raise ExecutionError(f"input '{tensor.name}': expected dtype {expected}, got {array.dtype}")
@@ -803,9 +810,9 @@ class ExecutionContext:
                                  f"{', ...' if len(missing) > 5 else ''}); refit it from the ONNX model first "
                                  "(OnnxParserRefitter.refit_from_file, or polyx refit PLAN MODEL -o NEWPLAN)")
         for i, array in inputs.items():
-            self._check_dtype(i, array, "input")
+            self._check_dtype(i, array, "input", stored=True)
         for i, array in outputs.items():
-            self._check_dtype(i, array, "output")
+            self._check_dtype(i, array, "output", stored=True)
             if tuple(array.shape) != tuple(binding.shapes[i]):
                 raise ExecutionError(f"output '{graph.tensors[i].name}': buffer shape {tuple(array.shape)} "
                                      f"does not match {tuple(binding.shapes[i])}")

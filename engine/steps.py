@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .bfloat16 import widened_run
+from .bfloat16 import CONVERTING_LAYERS, converting_run, widened_run
+from .dtypes import DataType
 from .graph import LayerSpec, LoweredGraph, tactic_context, widened_positions
 from .ir.epilogue import Epilogue, apply_epilogue
 from .ops.base import layer_impl
@@ -42,11 +43,16 @@ def make_step(spec: LayerSpec, tactic: Any, state: Any, host_values: dict[int, n
     host = [(position, host_values[i]) for position, i in enumerate(spec.inputs)
             if position in operands and i in host_values]
     data_dependent = not layer_impl(spec.layer.type).static_output_shape
-    positions = None if graph is None else widened_positions(graph, spec)
+    positions = None if graph is None or tactic.reads_bfloat16 else widened_positions(graph, spec)
     if positions is not None:
         return Step(spec.layer.name, widened_run(tactic.run, epilogue, positions), state, spec.inputs,
                     spec.outputs, None, host, data_dependent)
-    return Step(spec.layer.name, tactic.run, state, spec.inputs, spec.outputs, epilogue, host, data_dependent)
+    run = tactic.run
+    if graph is not None and tactic.backend == "gpu" and spec.layer.type in CONVERTING_LAYERS:
+        source, target = graph.tensors[spec.inputs[0]].dtype, graph.tensors[spec.outputs[0]].dtype
+        if source != target and DataType.BF16 in (source, target):  # CuPy cannot astype bfloat16
+            run = converting_run(source == DataType.BF16, target == DataType.BF16)
+    return Step(spec.layer.name, run, state, spec.inputs, spec.outputs, epilogue, host, data_dependent)
 
 
 def run_step(step: Step, slots: list[Any], workspace: Any, xp: Any) -> None:
@@ -73,7 +79,7 @@ def compile_steps(graph: LoweredGraph, tactic_states: list[Any], shapes: list, h
         if chosen is None or (layers is not None and index not in layers):
             continue
         tactic, state = chosen
-        workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(tactic_context(graph, spec, device,
-                                                                                         shapes))))
+        workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(
+            tactic_context(graph, spec, device, shapes, widen=not tactic.reads_bfloat16))))
         steps.append(make_step(spec, tactic, state, host_values, graph))
     return steps, workspace_bytes

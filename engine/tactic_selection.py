@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmIOInfo, AlgorithmVariant
+from .bfloat16 import storage_dtype
 from .compatibility import HardwareCompatibilityLevel
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType
 from .dtypes import DataType, nptype
@@ -41,6 +42,7 @@ class TacticSelection:
         self.device = device
         self.cache = cache
         self.max_workspace = 0
+        self._raw: TacticContext | None = None  # the layer being chosen, unwidened (_seen_by)
         self.max_shapes: Any = None  # tensor shapes at the max of the profile being swept
         self.contexts: list[AlgorithmContext] = []
         self.chosen: list[Algorithm] = []
@@ -104,7 +106,7 @@ class TacticSelection:
             try:
                 tactic, state = self._choose(spec, profile_index, by_which, slots, resolved.host_values)
                 for o in spec.outputs:
-                    slots[o] = backend.xp.empty(shapes[o], dtype=nptype(graph.tensors[o].dtype))
+                    slots[o] = backend.xp.empty(shapes[o], dtype=storage_dtype(graph.tensors[o].dtype, self.device))
                 step = make_step(spec, tactic, state, resolved.host_values, graph)
                 self._run_once(step, slots, self._workspace(tactic, spec, shapes))
                 if step.data_dependent:
@@ -141,10 +143,12 @@ class TacticSelection:
         """Time the candidates for one layer, ask the selector, record and return the choice (prepared)."""
         shapes = by_which[1].shapes
         tctx = tactic_context(self.graph, spec, self.device, shapes, self.build_options)
+        # what a tactic with reads_bfloat16 sees instead: BF16 tensors as BF16 (the same as tctx without any)
+        self._raw = tactic_context(self.graph, spec, self.device, shapes, self.build_options, widen=False)
         level = int(self.config.builder_optimization_level)
         candidates = self._candidates(spec, tctx, level)
         timings = self._time(spec, tctx, candidates, level, slots, host_values, shapes)
-        algorithms = [self._algorithm(t, timings.get(t.id, 0.0), tctx) for t in candidates]
+        algorithms = [self._algorithm(t, timings.get(t.id, 0.0), self._seen_by(t, tctx)) for t in candidates]
         context = AlgorithmContext(
             spec.layer.name, spec.layer.type.value,
             tuple(tuple(tuple(r.shapes[i]) if i is not None else () for r in by_which) for i in spec.inputs),
@@ -159,12 +163,11 @@ class TacticSelection:
         # The runtime prepares a layer's tactic from the plan's build-time shapes (dynamic dims as -1), not from
         # the opt shapes it was timed at: prepare it that way here, so the trial run uses the very state the
         # runtime will, and a tactic that cannot prepare from those shapes is never chosen.
-        runtime_ctx = tactic_context(self.graph, spec, self.device)
         failures = []
         for best in ranked:
             tactic = candidates[best]
             try:
-                state = tactic.prepare(runtime_ctx)
+                state = tactic.prepare(tactic_context(self.graph, spec, self.device, widen=not tactic.reads_bfloat16))
                 break
             except Exception as exc:  # noqa: BLE001 - the next-best candidate is tried
                 failures.append(f"{tactic.name}: {type(exc).__name__}: {exc}")
@@ -175,7 +178,7 @@ class TacticSelection:
                              "from the plan's shapes: " + "; ".join(failures))
         spec.tactic_ids.append(tactic.id)
         spec.tactic_names.append(tactic.name)
-        self.max_workspace = max(self.max_workspace, self._workspace_need(tactic, spec, tctx))
+        self.max_workspace = max(self.max_workspace, self._workspace_need(tactic, spec, self._seen_by(tactic, tctx)))
         self.contexts.append(context)
         self.chosen.append(algorithms[best])
         return tactic, state
@@ -199,13 +202,13 @@ class TacticSelection:
                                            f"{tactic.source.name} is disabled (set_tactic_sources)")
                 continue
             try:
-                ok = tactic.supports(tctx)
+                ok = tactic.supports(self._seen_by(tactic, tctx))
             except Exception as exc:  # noqa: BLE001 - a crashing supports() only removes that tactic
                 ok = f"supports() raised {exc!r}"
             if ok is not True:
                 self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: {ok or 'no'}")
                 continue
-            workspace = self._workspace_need(tactic, spec, tctx)
+            workspace = self._workspace_need(tactic, spec, self._seen_by(tactic, tctx))
             if workspace > limit:
                 self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: workspace "
                                            f"{workspace} bytes exceeds the limit of {limit}")
@@ -240,9 +243,10 @@ class TacticSelection:
         trial = list(slots)  # candidates write into their own output buffers
         for tactic in candidates:
             for o in spec.outputs:
-                trial[o] = self.backend.xp.empty(shapes[o], dtype=nptype(self.graph.tensors[o].dtype))
+                trial[o] = self.backend.xp.empty(shapes[o],
+                                                 dtype=storage_dtype(self.graph.tensors[o].dtype, self.device))
             try:
-                step = make_step(spec, tactic, tactic.prepare(tctx), host_values, self.graph)
+                step = make_step(spec, tactic, tactic.prepare(self._seen_by(tactic, tctx)), host_values, self.graph)
                 workspace = self._workspace(tactic, spec, shapes)
                 self._run_once(step, trial, workspace)  # warm-up
                 samples = []
@@ -267,15 +271,22 @@ class TacticSelection:
             self.cache.update(key, timings, fastest, None if source is None else source.name)
         return timings
 
+    def _seen_by(self, tactic: Tactic, tctx: TacticContext) -> TacticContext:
+        """The layer's context as `tactic` sees it: `tctx` (BF16 widened to FLOAT), or the unwidened one of the
+        layer being chosen for a tactic that reads bfloat16 itself."""
+        return self._raw if tactic.reads_bfloat16 else tctx
+
     def _workspace_need(self, tactic: Tactic, spec: LayerSpec, tctx: TacticContext) -> int:
         """Workspace at the opt shape and at the max shape of the profile being swept: the runtime runs this
         profile's tactic only on shapes inside the profile and sizes the workspace by them."""
-        at_max = tactic_context(self.graph, spec, self.device, self.max_shapes, tctx.extra)
+        at_max = tactic_context(self.graph, spec, self.device, self.max_shapes, tctx.extra,
+                                widen=not tactic.reads_bfloat16)
         return max(int(tactic.workspace_bytes(c)) for c in (tctx, at_max))
 
     def _workspace(self, tactic: Tactic, spec: LayerSpec, shapes) -> Any:
         """Tactics are timed and run with the workspace they ask for at these shapes, as the runtime gives it."""
-        nbytes = int(tactic.workspace_bytes(tactic_context(self.graph, spec, self.device, shapes, self.build_options)))
+        nbytes = int(tactic.workspace_bytes(tactic_context(self.graph, spec, self.device, shapes, self.build_options,
+                                                           widen=not tactic.reads_bfloat16)))
         return self.backend.allocate(nbytes) if nbytes else None
 
     def _run_once(self, step, slots: list[Any], workspace: Any) -> None:

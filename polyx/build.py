@@ -36,7 +36,7 @@ from .tactic_replay import TacticRecorder, TacticReplayer, load_replay, save_rep
 Shape = tuple[int, ...]
 PRECISIONS = {"fp32": trt.DataType.FLOAT, "float32": trt.DataType.FLOAT, "float": trt.DataType.FLOAT,
               "fp16": trt.DataType.HALF, "float16": trt.DataType.HALF, "half": trt.DataType.HALF,
-              "int8": trt.DataType.INT8}
+              "bf16": trt.DataType.BF16, "bfloat16": trt.DataType.BF16, "int8": trt.DataType.INT8}
 CONSTRAINTS = ("obey", "prefer", "none")
 CALIBRATION_BATCHES = 8  # generated calibration batches when the command has no data of its own
 
@@ -61,6 +61,12 @@ class BuildOptions:
     extra_profiles: list[ProfileShapes] = field(default_factory=list)  # profiles 1, 2, ... of the plan
     profile_index: int = 0  # the profile a run uses (and whose opt shapes generated data takes)
     fp16: bool = False
+    bf16: bool = False
+    strongly_typed: bool = False  # NetworkDefinitionCreationFlag.STRONGLY_TYPED: precisions from the ONNX types
+    version_compatible: bool = False
+    hardware_compatibility_level: str = "none"  # none | ampere_plus
+    # polyx builds record DETAILED (TensorRT's default is LAYER_NAMES_ONLY) so that `inspect model` shows tactics
+    profiling_verbosity: str = "detailed"  # layer_names_only | detailed | none
     tf32: bool = False
     refittable: bool = False  # BuilderFlag.REFIT: named weights stay replaceable (docs/refit.md)
     strip_plan: bool = False  # BuilderFlag.STRIP_PLAN: refittable, and the plan leaves those weights out
@@ -110,6 +116,17 @@ class BuildOptions:
             raise PolyxError(f"precision constraints must be one of {', '.join(CONSTRAINTS)}, "
                              f"got '{self.precision_constraints}'")
         calibrator_class(self.calib_base_cls)  # an unknown name fails before anything is built
+        for flag, value, enum in (("--profiling-verbosity", self.profiling_verbosity, trt.ProfilingVerbosity),
+                                  ("--hardware-compatibility-level", self.hardware_compatibility_level,
+                                   trt.HardwareCompatibilityLevel)):
+            if value.upper() not in enum.__members__:
+                raise PolyxError(f"{flag} '{value}': expected one of {', '.join(m.lower() for m in enum.__members__)}")
+        if self.strongly_typed:
+            chosen = [flag for flag, on in (("--fp16", self.fp16), ("--bf16", self.bf16), ("--int8", self.int8))
+                      if on] + (["--layer-precisions"] if self.layer_precisions else [])
+            if chosen:
+                raise PolyxError(f"--strongly-typed takes the precisions from the model's types; {', '.join(chosen)} "
+                                 "cannot be combined with it")
         if not 0 <= self.optimization_level <= 5:
             raise PolyxError(f"builder optimization level must be 0..5, got {self.optimization_level}")
         unknown = [name for name in self.tactic_sources or [] if name.upper() not in trt.TacticSource.__members__]
@@ -163,17 +180,18 @@ class BuildReport:
     timing_cache: str = ""
 
 
-def parse_onnx(model_path: str | os.PathLike, logger: trt.Logger) -> tuple[NetworkDefinition, int]:
+def parse_onnx(model_path: str | os.PathLike, logger: trt.Logger,
+               strongly_typed: bool = False) -> tuple[NetworkDefinition, int]:
     """Parse an ONNX file into a network (and its ONNX node count); every parse error is counted in one message."""
-    _, network, parser = parse_onnx_parts(model_path, logger)
+    _, network, parser = parse_onnx_parts(model_path, logger, strongly_typed)
     return network, len(parser.model.graph.node)
 
 
-def parse_onnx_parts(model_path: str | os.PathLike,
-                     logger: trt.Logger) -> tuple[trt.Builder, NetworkDefinition, trt.OnnxParser]:
+def parse_onnx_parts(model_path: str | os.PathLike, logger: trt.Logger,
+                     strongly_typed: bool = False) -> tuple[trt.Builder, NetworkDefinition, trt.OnnxParser]:
     """(builder, network, parser), as Polygraphy's NetworkFromOnnxPath gives them to a script."""
     builder = trt.Builder(logger)
-    network = builder.create_network()
+    network = builder.create_network(1 << trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED if strongly_typed else 0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(os.fspath(model_path)):
         errors = [parser.get_error(i).desc for i in range(parser.num_errors)]
@@ -188,7 +206,7 @@ def build_engine(model_path: str | os.PathLike, options: BuildOptions,
     options.validate()
     logger = logger or trt.Logger(trt.Logger.WARNING)
     start = time.perf_counter()
-    network, onnx_nodes = parse_onnx(model_path, logger)
+    network, onnx_nodes = parse_onnx(model_path, logger, options.strongly_typed)
     return build_network(network, options, logger, onnx_nodes=onnx_nodes, start=start)
 
 
@@ -262,6 +280,12 @@ def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOpti
     config.pointwise_fusion = options.pointwise_fusion
     if options.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    if options.bf16:
+        config.set_flag(trt.BuilderFlag.BF16)
+    if options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    config.hardware_compatibility_level = trt.HardwareCompatibilityLevel[options.hardware_compatibility_level.upper()]
+    config.profiling_verbosity = trt.ProfilingVerbosity[options.profiling_verbosity.upper()]
     if options.int8:
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = make_calibrator(options.calib_base_cls, _calibration_batches(network, options),

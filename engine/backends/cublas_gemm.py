@@ -1,5 +1,5 @@
 """Row-major (batched) GEMM through cublasGemmStridedBatchedEx with an explicit compute type, which CuPy's
-matmul does not let a caller choose per call: FP32 (IEEE), TF32 tensor cores, and FP16 storage with FP32
+matmul does not let a caller choose per call: FP32 (IEEE), TF32 tensor cores, and FP16 or BF16 storage with FP32
 accumulation.
 
 cuBLAS is called through ctypes on CuPy's per-thread handle, on the current stream, because CuPy's own cuBLAS
@@ -23,7 +23,8 @@ import numpy as np
 COMPUTE_32F = 68  # CUBLAS_COMPUTE_32F
 COMPUTE_64F = 70  # CUBLAS_COMPUTE_64F
 COMPUTE_32F_FAST_TF32 = 77  # CUBLAS_COMPUTE_32F_FAST_TF32
-_DATA_TYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2}  # CUDA_R_32F/64F/16F
+# CUDA_R_32F/64F/16F/16BF; uint16 arrays are the engine's bfloat16 storage on the GPU (engine/bfloat16.py)
+_DATA_TYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2, np.dtype(np.uint16): 14}
 _GEMM_DEFAULT = -1
 _OP_N, _OP_T = 0, 1
 _PTR, _INT, _LONG = ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong

@@ -14,6 +14,8 @@ import cupy
 import cupyx
 import numpy as np
 
+from ..dtypes import BFLOAT16
+
 
 def as_stream(stream: Any):
     """A CuPy stream for a stream argument: None → current stream, int → raw cudaStream_t handle, or a stream
@@ -61,6 +63,8 @@ class GpuBackend:
         return cupy.empty(int(nbytes), dtype=cupy.uint8)
 
     def to_device(self, array):
+        if getattr(array, "dtype", None) == BFLOAT16:
+            array = array.view(np.uint16)  # CuPy has no bfloat16: BF16 tensors live as their bits (bfloat16.py)
         return cupy.asarray(array)
 
     def to_host(self, array):

@@ -104,9 +104,9 @@ def _quantizable(node: Node, ctx: PassContext) -> bool:
 
 
 def _kept_in_float(node: Node, ctx: PassContext) -> bool:
-    """A layer whose precision the user set to FLOAT or HALF under OBEY/PREFER_PRECISION_CONSTRAINTS stays out of
-    INT8 (as in TensorRT; without the constraint flags the precision pass warns that the setting is ignored)."""
-    return node.precision_is_set and node.precision in (DataType.FLOAT, DataType.HALF) and \
+    """A layer whose precision the user set to FLOAT, HALF or BF16 under OBEY/PREFER_PRECISION_CONSTRAINTS stays out
+    of INT8 (as in TensorRT; without the constraint flags the precision pass warns that the setting is ignored)."""
+    return node.precision_is_set and node.precision in (DataType.FLOAT, DataType.HALF, DataType.BF16) and \
         ctx.constraints in ("obey", "prefer")
 
 

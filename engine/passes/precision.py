@@ -36,6 +36,9 @@ class PrecisionAssignment(Pass):
             return {self.name: []}
         targets = {id(node): _target(node, ctx) for node in graph.nodes}
         if not (ctx.fp16 or ctx.bf16) and all(t in (None, DataType.FLOAT) for t in targets.values()):
+            for node in graph.nodes:  # an ignored layer precision must not stay on the node as its label
+                if targets[id(node)] is not None:
+                    node.precision = targets[id(node)]
             return {self.name: []}
         converter = _Converter(graph)
         declared = {id(v): v.dtype for v in graph.values()}

@@ -66,6 +66,9 @@ class Tactic:
     # runs only there: builds with hardware_compatibility_level AMPERE_PLUS skip it (engine/compatibility.py).
     # Every tactic here compiles its kernels (NVRTC, native C) on the loading device, so none sets it yet.
     hardware_compatible: bool = True
+    # True for a tactic that runs BF16 tensors as they are stored (ml_dtypes arrays on the CPU, uint16 bits on the
+    # GPU) and sees them as BF16 in its context; other tactics get widened float32 copies (engine/bfloat16.py).
+    reads_bfloat16: bool = False
 
     def supports(self, ctx: TacticContext) -> bool | str:
         """True when this tactic can run the layer; otherwise False or a string saying why not."""

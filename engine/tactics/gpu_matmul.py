@@ -6,6 +6,8 @@ machine when the tactic registry loads.
   type (IEEE FP32; TF32 tensor cores, only with BuilderFlag.TF32 since it rounds inputs to 10 mantissa bits;
   FP16 storage with FP32 accumulation for HALF layers). A shared second operand is folded into one large GEMM,
   alpha goes to cuBLAS, and a Gemm bias is copied into the output first and scaled by cuBLAS's beta.
+- cublas_gemm_bf16: BF16 layers on their bfloat16 storage (uint16 bits, CUDA_R_16BF) with FP32 accumulation
+  (`reads_bfloat16`: no widened float32 copies); layers with a fused epilogue are left to the widened tactics.
 - gemm_bias_act_epilogue: the same GEMM, then ONE elementwise kernel adding the bias and applying the fused
   activation (ReLU, Clip, LeakyReLU, GELU erf/tanh) in place, in float32, instead of a bias pass and an
   activation pass.
@@ -24,7 +26,7 @@ from .base import Tactic, TacticContext, stable_tactic_id
 from .cpu_matmul import BatchedMatmul
 from .registry import register_tactic
 
-_COMPUTE_DTYPES = {"fp32": DataType.FLOAT, "tf32": DataType.FLOAT, "fp16": DataType.HALF}
+_COMPUTE_DTYPES = {"fp32": DataType.FLOAT, "tf32": DataType.FLOAT, "fp16": DataType.HALF, "bf16": DataType.BF16}
 
 
 class CupyMatmul(BatchedMatmul):
@@ -63,6 +65,8 @@ class CublasGemmEx(Tactic):
             return f"{self.mode} GEMM needs {want.value} operands, got {a.dtype.value} x {b.dtype.value}"
         if self.mode == "tf32" and not ctx.extra.get("tf32"):
             return "TF32 is used only when BuilderFlag.TF32 is set"
+        if self.mode == "bf16" and (ctx.outputs[0].dtype != DataType.BF16 or not ctx.epilogue.empty):
+            return "a bfloat16 GEMM writes BF16 without a fused epilogue (the widened tactics take the others)"
         p = ctx.layer.params
         if MatrixOperation.VECTOR in (MatrixOperation(p["op0"]), MatrixOperation(p["op1"])):
             return "a vector operand (1-D MatMul input) is left to cupy_matmul"
@@ -194,5 +198,17 @@ class GemmBiasActEpilogue(CublasGemmEx):
 
 _FP16_GEMM = CublasGemmEx("fp16")
 
-for _tactic in (CupyMatmul(), CublasGemmEx("fp32"), CublasGemmEx("tf32"), _FP16_GEMM, GemmBiasActEpilogue()):
+
+class CublasGemmBf16(CublasGemmEx):
+    """BF16 operands as stored (uint16 bits): cuBLAS reads and writes CUDA_R_16BF and accumulates in FP32."""
+
+    reads_bfloat16 = True
+
+    def __init__(self):
+        super().__init__("bf16")
+        self.heuristic_rank = 9
+
+
+for _tactic in (CupyMatmul(), CublasGemmEx("fp32"), CublasGemmEx("tf32"), _FP16_GEMM, CublasGemmBf16(),
+                GemmBiasActEpilogue()):
     register_tactic(_tactic)

@@ -43,6 +43,17 @@ class PrecisionConstraints(str, Enum):
     none = "none"
 
 
+class HardwareLevel(str, Enum):
+    none = "none"
+    ampere_plus = "ampere_plus"
+
+
+class Verbosity(str, Enum):
+    detailed = "detailed"
+    layer_names_only = "layer_names_only"
+    none = "none"
+
+
 class Device(str, Enum):
     cpu = "cpu"
     gpu = "gpu"
@@ -225,6 +236,22 @@ _BUILD_PARAMETERS = [
     ("optimization_profile", Annotated[int, _option(
         "--optimization-profile", help="Index of the optimization profile a run uses (default 0).", min=0)], 0),
     ("fp16", Annotated[bool, _option("--fp16", help="Allow FP16 layers.")], False),
+    ("bf16", Annotated[bool, _option("--bf16", help="Allow BF16 layers (bfloat16 storage, float32 compute; with "
+                                                    "--fp16 layers default to FP16).")], False),
+    ("strongly_typed", Annotated[bool, _option(
+        "--strongly-typed", help="Strongly typed network: every layer runs in the type the model gives its tensors "
+                                 "(no --fp16/--bf16/--int8/--layer-precisions).")], False),
+    ("version_compatible", Annotated[bool, _option(
+        "--version-compatible", help="Let other engine versions load the plan (BuilderFlag.VERSION_COMPATIBLE).")],
+     False),
+    ("hardware_compatibility_level", Annotated[HardwareLevel, _option(
+        "--hardware-compatibility-level", help="none: the plan loads only on the build GPU's compute capability; "
+                                               "ampere_plus: on any sm_80+ GPU.", case_sensitive=False)],
+     HardwareLevel.none),
+    ("profiling_verbosity", Annotated[Verbosity, _option(
+        "--profiling-verbosity", help="What the plan shows of its layers: detailed (tactics, formats, epilogues; "
+                                      "NVTX ranges per layer on the GPU), layer_names_only, or none.",
+        case_sensitive=False)], Verbosity.detailed),
     ("tf32", Annotated[bool, _option("--tf32", help="Allow TF32 math (GPU).")], False),
     ("int8", Annotated[bool, _option("--int8", help="Allow INT8 (BuilderFlag.INT8): Q/DQ models run their "
                                                     "quantized layers in INT8 (with or without it); other models "
@@ -239,9 +266,9 @@ _BUILD_PARAMETERS = [
         "--precision-constraints", help="obey | prefer | none. Default: obey when layer precisions are given, "
                                         "else none.", case_sensitive=False)], None),
     ("layer_precisions", Annotated[list[str] | None, _option(
-        "--layer-precisions", help="Layer (or ONNX node) precision NAME:fp32|fp16|int8 (repeatable).")], None),
+        "--layer-precisions", help="Layer (or ONNX node) precision NAME:fp32|fp16|bf16|int8 (repeatable).")], None),
     ("layer_precisions_file", Annotated[Path | None, _option(
-        "--layer-precisions-file", help="JSON file {\"layer\": \"fp32\"} (fp32, fp16 or int8).")], None),
+        "--layer-precisions-file", help="JSON file {\"layer\": \"fp32\"} (fp32, fp16, bf16 or int8).")], None),
     ("workspace", Annotated[str | None, _option(
         "--workspace", help="Workspace limit for tactics, e.g. 1G, 512M (binary units).")], None),
     ("pool_limit", Annotated[list[str] | None, _option(
@@ -275,8 +302,10 @@ BUILD_PARAMETER_NAMES = [name for name, _, _ in _BUILD_PARAMETERS]
 
 
 def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, max_shapes=None,
-                           optimization_profile=0, fp16=False,
-                           tf32=False, int8=False, calibration_cache=None, calib_base_cls="EntropyCalibrator2",
+                           optimization_profile=0, fp16=False, bf16=False, strongly_typed=False,
+                           version_compatible=False, hardware_compatibility_level=HardwareLevel.none,
+                           profiling_verbosity=Verbosity.detailed, tf32=False, int8=False, calibration_cache=None,
+                           calib_base_cls="EntropyCalibrator2",
                            precision_constraints=None, layer_precisions=None,
                            layer_precisions_file=None, workspace=None, pool_limit=None, timing_cache=None,
                            load_timing_cache=None, save_timing_cache=None, save_tactics=None,
@@ -290,7 +319,10 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
         input_shapes=parse_shapes(input_shapes, "--input-shapes"),
         min_shapes=profiles[0].min, opt_shapes=profiles[0].opt, max_shapes=profiles[0].max,
         extra_profiles=profiles[1:], profile_index=optimization_profile,
-        fp16=fp16, tf32=tf32, int8=int8, calibration_cache=calibration_cache, calib_base_cls=calib_base_cls,
+        fp16=fp16, bf16=bf16, strongly_typed=strongly_typed, version_compatible=version_compatible,
+        hardware_compatibility_level=HardwareLevel(hardware_compatibility_level).value,
+        profiling_verbosity=Verbosity(profiling_verbosity).value, tf32=tf32, int8=int8,
+        calibration_cache=calibration_cache, calib_base_cls=calib_base_cls,
         precision_constraints=precision_constraints.value if precision_constraints is not None else None,
         layer_precisions=parse_layer_precisions(layer_precisions, layer_precisions_file),
         workspace_bytes=_workspace_bytes(workspace, pool_limit),

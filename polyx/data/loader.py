@@ -69,8 +69,9 @@ class DataLoader:
             raise PolyxError(f"input '{name}': generating shape {list(shape)} of {dtype} needs {needed:,} bytes, more "
                              f"than the {limit:,} available (pass smaller shapes, or set {MEMORY_LIMIT_ENV})")
         rng = np.random.default_rng([self.seed, zlib.crc32(name.encode()), iteration])
-        lo, hi = self.val_ranges.get(name, self.val_ranges.get("", (0.0, 1.0) if dtype.kind == "f" else (0, 1)))
-        if dtype.kind == "f":
+        floating = dtype.kind == "f" or dtype.name == "bfloat16"  # ml_dtypes' bfloat16 has kind "V"
+        lo, hi = self.val_ranges.get(name, self.val_ranges.get("", (0.0, 1.0) if floating else (0, 1)))
+        if floating:
             return rng.uniform(lo, hi, size=shape).astype(dtype)
         if dtype.kind == "b":
             return rng.integers(0, 2, size=shape).astype(bool)

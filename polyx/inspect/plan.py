@@ -33,12 +33,13 @@ def load_plan(path: Path) -> tuple[LoweredGraph, dict[str, Any]]:
 def describe_plan(path: Path, show: set[str]) -> dict[str, Any]:
     """A JSON-ready report. `show`: 'layers' adds per-layer rows, 'attrs' layer parameters, 'weights' constants."""
     graph, meta = load_plan(path)
-    rows = _layers(graph, with_params="attrs" in show)
+    verbosity = meta["profiling_verbosity"]
+    rows = _layers(graph, with_params="attrs" in show, verbosity=verbosity)
     memory = dict(meta.get("memory", {}))
     planned, naive = int(memory.get("planned_peak_bytes", 0)), int(memory.get("naive_bytes", 0))
     memory["device_memory_size"] = planned + int(memory.get("workspace_bytes", 0))
     memory["saved_fraction"] = 1 - planned / naive if naive else 0.0
-    tactics = Counter((row["tactic"], row["tactic_id"]) for row in rows if not row["host"])
+    tactics = Counter((row["tactic"], row["tactic_id"]) for row in rows if not row["host"] and "tactic" in row)
     report: dict[str, Any] = {
         "kind": "plan",
         "file": str(path),
@@ -49,6 +50,10 @@ def describe_plan(path: Path, show: set[str]) -> dict[str, Any]:
         "device_name": meta.get("device_name", ""),
         "optimization_level": meta.get("optimization_level"),
         "flags": dict(meta.get("flags", {})),
+        # what the plan lets tools see of its layers (ProfilingVerbosity), and where it may run
+        "profiling_verbosity": verbosity,
+        "compatibility": dict(meta["compatibility"]),
+        "strongly_typed": meta["strongly_typed"],
         "profiles": [{"index": index, "inputs": [{"name": name, "min": shapes[0], "opt": shapes[1], "max": shapes[2]}
                                                  for name, shapes in profile.items()]}
                      for index, profile in enumerate(meta.get("profiles", []))],
@@ -88,6 +93,9 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
             ("optimization level", str(report["optimization_level"])),
             ("flags", ", ".join(enabled) or "none"),
             ("refit", _refit_text(report["refit"])),
+            ("strongly typed", "yes" if report["strongly_typed"] else "no"),
+            ("profiling verbosity", report["profiling_verbosity"]),
+            ("compatibility", _compatibility_text(report["compatibility"])),
             ("layers", f"{counts['total']} ({counts['device']} device, {counts['host']} host shape arithmetic, "
                        f"{counts['reformat']} reformat; {counts['before_optimization']} before optimization)"),
         ]),
@@ -118,12 +126,12 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
         columns = ["#", "name", "type", "precision", "tactic", "tactic id", "source", "fused from"]
         rows = []
         for row in report["layers"]:
-            tactic_id = "-" if row["host"] else str(row["tactic_id"])
-            per_profile = row["tactics_per_profile"]
-            tactic = row["tactic"] if len(set(per_profile)) < 2 else \
+            tactic_id = "-" if row["host"] or "tactic_id" not in row else str(row["tactic_id"])
+            per_profile = row.get("tactics_per_profile", [])
+            tactic = row.get("tactic", "-") if len(set(per_profile)) < 2 else \
                 ", ".join(f"profile {i}: {name}" for i, name in enumerate(per_profile))
             cells = [str(row["index"]), row["name"], row["type"], row["precision"], tactic, tactic_id,
-                     (row["source"] or "-").lower(), ", ".join(row["fused_from"]) or "-"]
+                     (row.get("source") or "-").lower(), ", ".join(row["fused_from"]) or "-"]
             if with_params:
                 cells.append(attribute_text(row["params"]))
             rows.append(cells)
@@ -133,25 +141,37 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
     return blocks
 
 
-def _layers(graph: LoweredGraph, with_params: bool) -> list[dict[str, Any]]:
-    """The fields of `Engine.layer_info()` (constants are data, not layers), plus reformat directions."""
+def _layers(graph: LoweredGraph, with_params: bool, verbosity: str = "DETAILED") -> list[dict[str, Any]]:
+    """The fields of `Engine.layer_info()` (constants are data, not layers), plus reformat directions, as far as
+    the plan's ProfilingVerbosity shows them: NONE only index, type, precision and host (no names, no tactics);
+    LAYER_NAMES_ONLY adds names, fused-from names and IO tensor names; DETAILED adds tactics, epilogues and the
+    formats (dtype and shape) of every input and output."""
     rows = []
     for spec in graph.layers:
         layer = spec.layer
         if layer.type == LayerType.CONSTANT:
             continue
-        row: dict[str, Any] = {
-            "index": len(rows), "name": layer.name, "type": layer.type.value, "precision": layer.precision.value,
-            "tactic": spec.tactic_name or ("host" if spec.host else ""), "tactic_id": spec.tactic_id,
-            "tactics_per_profile": list(spec.tactic_names), "host": spec.host,
-            # the tactic's TacticSource (cublas, cudnn, ...); None: a kernel of no source
-            "source": None if spec.host or not spec.tactic_id else tactic_source_name(spec.tactic_id),
-            "fused_from": list(layer.metadata.get("fused_from", [])),
-            # what fusion appended after the layer's own work: {residual input position, activation}
-            "epilogue": None if layer.epilogue.empty else layer.epilogue.to_json(),
+        row: dict[str, Any] = {"index": len(rows), "name": "-", "type": layer.type.value,
+                               "precision": layer.precision.value, "host": spec.host, "fused_from": []}
+        if verbosity == "NONE":
+            rows.append(row)
+            continue
+        row.update({
+            "name": layer.name, "fused_from": list(layer.metadata.get("fused_from", [])),
             "inputs": [None if i is None else graph.tensors[i].name for i in spec.inputs],
             "outputs": [graph.tensors[o].name for o in spec.outputs],
-        }
+        })
+        if verbosity == "DETAILED":
+            row.update({
+                "tactic": spec.tactic_name or ("host" if spec.host else ""), "tactic_id": spec.tactic_id,
+                "tactics_per_profile": list(spec.tactic_names),
+                # the tactic's TacticSource (cublas, cudnn, ...); None: a kernel of no source
+                "source": None if spec.host or not spec.tactic_id else tactic_source_name(spec.tactic_id),
+                # what fusion appended after the layer's own work: {residual input position, activation}
+                "epilogue": None if layer.epilogue.empty else layer.epilogue.to_json(),
+                "formats": {"inputs": [None if i is None else _format(graph, i) for i in spec.inputs],
+                            "outputs": [_format(graph, o) for o in spec.outputs]},
+            })
         if layer.type == LayerType.REFORMAT:
             source = graph.tensors[spec.inputs[0]].dtype.value if spec.inputs and spec.inputs[0] is not None else "?"
             row["reformat"] = {"from": source, "to": graph.tensors[spec.outputs[0]].dtype.value}
@@ -192,6 +212,20 @@ def _refit_text(refit: dict[str, Any]) -> str:
     if refit["stripped"]:
         return f"refittable, weight-stripped: {count} weights left out; run `polyx refit PLAN MODEL -o NEWPLAN`"
     return f"refittable: {count} named weights"
+
+
+def _format(graph: LoweredGraph, index: int) -> str:
+    """A tensor's format as DETAILED inspection shows it: dtype and linear shape ("FLOAT [-1, 16]")."""
+    tensor = graph.tensors[index]
+    return f"{tensor.dtype.value} {format_shape(_shape(tensor.shape))}"
+
+
+def _compatibility_text(record: dict[str, Any]) -> str:
+    parts = [f"built by engine {record['engine_version']} for compute capability {record['compute_capability']}",
+             f"hardware compatibility {record['hardware_compatibility_level']}"]
+    if record["version_compatible"]:
+        parts.append("version compatible")
+    return "; ".join(parts)
 
 
 def _shape(shape: tuple[int, ...] | None) -> list[int] | None:

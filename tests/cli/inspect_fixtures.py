@@ -58,6 +58,7 @@ def build_plan(model_path: Path, fp16: bool = True) -> tuple[bytes, TacticRecord
     config = builder.create_builder_config()
     config.device = "cpu"
     config.builder_optimization_level = 0
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # inspect shows tactics only for DETAILED plans
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()

@@ -176,3 +176,71 @@ def test_onnx_model_typed_bfloat16_parses() -> None:
 
     y = run_onnx(model, {"x": np.array([-1.0, 2.0], dtype=ml_dtypes.bfloat16)})["y"]
     assert y.dtype == BFLOAT16 and y.astype(np.float32).tolist() == [0.0, 2.0]
+
+
+def test_bf16_layer_precision_without_constraints_is_ignored_with_a_warning() -> None:
+    logger = trt.CapturingLogger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network()
+    mlp(network)
+    next(layer for layer in network.layers if layer.name == "mm2").precision = trt.DataType.BF16
+    config = builder.create_builder_config()
+    config.device = "cpu"
+    profile = builder.create_optimization_profile()
+    profile.set_shape("x", (2, 16), (2, 16), (2, 16))
+    config.add_optimization_profile(profile)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    assert precisions(engine)["mm2"] == "FLOAT"
+    assert any("layer 'mm2': precision BF16 is ignored without OBEY_PRECISION_CONSTRAINTS" in m
+               for _, m in logger.messages)
+
+
+class NativeBf16Matmul(trt.Tactic):
+    """A CPU tactic that reads bfloat16 itself (as the GPU's cublas_gemm_bf16 does): it must see BF16 in its
+    context and get the stored bfloat16 arrays, not widened float32 copies."""
+
+    name = "test:matmul:native_bf16"
+    layer_type = trt.LayerType.MATRIX_MULTIPLY
+    backend = "cpu"
+    heuristic_rank = -1
+    reads_bfloat16 = True
+
+    def __init__(self):
+        self.seen: list[tuple] = []
+
+    def supports(self, ctx):
+        self.seen.append(tuple(i.dtype for i in ctx.inputs))
+        return ctx.inputs[0].dtype == trt.DataType.BF16 and ctx.epilogue.empty or "BF16 without epilogue only"
+
+    def run(self, state, inputs, outputs, workspace, xp):
+        self.seen.append(tuple(a.dtype for a in inputs) + (outputs[0].dtype,))
+        np.copyto(outputs[0], inputs[0].astype(np.float32) @ inputs[1].astype(np.float32), casting="unsafe")
+
+
+def test_a_tactic_that_reads_bfloat16_gets_the_stored_arrays() -> None:
+    from engine.tactics import register_tactic, unregister_tactic
+
+    tactic = register_tactic(NativeBf16Matmul())
+    try:
+        logger = trt.Logger(trt.Logger.ERROR)
+        builder = trt.Builder(logger)
+        network = builder.create_network()
+        mlp(network)
+        config = builder.create_builder_config()
+        config.device = "cpu"
+        config.builder_optimization_level = 0
+        config.set_flag(trt.BuilderFlag.BF16)
+        profile = builder.create_optimization_profile()
+        profile.set_shape("x", (4, 16), (4, 16), (4, 16))
+        config.add_optimization_profile(profile)
+        engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+        tactics = {row["name"]: row["tactic"] for row in engine.layer_info()}
+        assert tactics["mm2"] == tactic.name and tactics["mm1"] != tactic.name  # mm1 has a fused epilogue
+        tactic.seen.clear()
+        x = RNG.standard_normal((4, 16)).astype(np.float32)
+        y = engine.create_execution_context().execute({"x": x})["y"]
+        assert tactic.seen == [(BFLOAT16, BFLOAT16, BFLOAT16)]
+        t = bf16(np.maximum(bf16(x) @ bf16(W1) + bf16(B1), 0))
+        np.testing.assert_allclose(y, bf16(t @ bf16(W2)), rtol=2 ** -7, atol=1e-6)
+    finally:
+        unregister_tactic(tactic)

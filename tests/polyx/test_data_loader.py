@@ -46,3 +46,12 @@ def test_script_loader(tmp_path):
 def test_bad_options_are_clear(kwargs, message):
     with pytest.raises(PolyxError, match=message):
         list(DataLoader(META, **kwargs))
+
+
+def test_bfloat16_inputs_get_float_values_in_their_range():
+    import ml_dtypes
+
+    feeds = next(iter(DataLoader({"x": ((64,), np.dtype(ml_dtypes.bfloat16))}, val_ranges={"x": (2.0, 3.0)})))
+    values = feeds["x"].astype(np.float32)
+    assert feeds["x"].dtype == ml_dtypes.bfloat16
+    assert values.min() >= 2.0 and values.max() <= 3.0 and len(np.unique(values)) > 10

@@ -114,6 +114,7 @@ def test_plan_with_a_tactic_missing_here_is_still_inspectable(tmp_path):
         config = builder.create_builder_config()
         config.device = "cpu"
         config.builder_optimization_level = 0
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # so that inspect shows the tactic
         plan = builder.build_serialized_network(network, config)
     finally:
         unregister_tactic(tactic)

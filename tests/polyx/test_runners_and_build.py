@@ -63,7 +63,7 @@ def test_profile_from_min_opt_max_shapes(model_path):
     (dict(input_shapes={"x": (1, 7)}), "does not match the model's shape"),
     (dict(min_shapes={"x": (4, 6)}, opt_shapes={"x": (2, 6)}, max_shapes={"x": (8, 6)}), "min <= opt <= max"),
     (dict(layer_precisions={"fcc": "fp16"}), "no layer or ONNX node named 'fcc' \\(did you mean: fc"),
-    (dict(layer_precisions={"fc": "bf16"}), "unknown precision 'bf16'"),
+    (dict(layer_precisions={"fc": "fp8"}), "unknown precision 'fp8'"),
 ])
 def test_bad_build_options(model_path, options, message):
     with pytest.raises(PolyxError, match=message):
