@@ -19,9 +19,9 @@ from .calibrator import read_cache, write_cache
 from .compatibility import build_record
 from .config import BuilderConfig, BuilderFlag, resolve_device
 from .enums import LayerType
-from .error_recorder import IErrorRecorder, checked_recorder, reports_errors
+from .error_recorder import reports_errors
 from .errors import BuildError, DataDependentShapeError, EngineError
-from .gpu_allocator import IGpuAllocator, allocation_scope, checked_allocator
+from .gpu_allocator import allocation_scope
 from .graph import LoweredGraph, lower, resolve_shapes, shape_input_names
 from .ir import Graph, graph_from_network
 from .logger import Logger, Severity
@@ -35,6 +35,7 @@ from .refittable import mark_refittable_weights, network_digest, refit_table
 from .shape_inference import infer_graph
 from .tactic_selection import TacticSelection, input_shapes, input_values
 from .timing_cache import TimingCache
+from .user_hooks import UserHooks
 from .version import __version__
 
 # Explicit quantization: INT8 layers come from these (passes/int8_fusion.py).
@@ -54,30 +55,10 @@ class NetworkDefinitionCreationFlag:
 TYPE_CHOOSING_FLAGS = (BuilderFlag.FP16, BuilderFlag.BF16, BuilderFlag.INT8)
 
 
-class Builder:
+class Builder(UserHooks):
     def __init__(self, logger: Logger | None = None):
         self.logger = logger or Logger()
         self.max_threads = 1
-        self._error_recorder: IErrorRecorder | None = None
-        self._gpu_allocator: IGpuAllocator | None = None
-
-    @property
-    def error_recorder(self) -> IErrorRecorder | None:
-        """Where build errors are reported, besides being raised (engine/error_recorder.py)."""
-        return self._error_recorder
-
-    @error_recorder.setter
-    def error_recorder(self, recorder: IErrorRecorder | None) -> None:
-        self._error_recorder = checked_recorder(recorder)
-
-    @property
-    def gpu_allocator(self) -> IGpuAllocator | None:
-        """Allocates the device memory of GPU builds (trial buffers; engine/gpu_allocator.py)."""
-        return self._gpu_allocator
-
-    @gpu_allocator.setter
-    def gpu_allocator(self, allocator: IGpuAllocator | None) -> None:
-        self._gpu_allocator = checked_allocator(allocator)
 
     def create_network(self, flags: int = 0) -> NetworkDefinition:
         """`flags`: bit mask of NetworkDefinitionCreationFlag (1 << STRONGLY_TYPED for a strongly typed network)."""

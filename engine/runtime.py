@@ -42,6 +42,7 @@ from .plan import deserialize_plan, serialize_plan
 from .steps import Step, compile_steps, run_step
 from .subgraph import CONTROL_FLOW_TYPES
 from .tactics import tactic_by_id
+from .user_hooks import UserHooks
 from .version import __version__
 
 # Bindings (resolved shapes + arena) kept per context; shape inputs whose values change every call would otherwise
@@ -52,29 +53,9 @@ MAX_BINDINGS = 16
 MAX_GRAPHS_PER_BINDING = 8  # captured graphs kept per input shapes (one per set of IO addresses)
 
 
-class Runtime:
+class Runtime(UserHooks):
     def __init__(self, logger: Logger | None = None):
         self.logger = logger or Logger()
-        self._error_recorder: IErrorRecorder | None = None
-        self._gpu_allocator: IGpuAllocator | None = None
-
-    @property
-    def error_recorder(self) -> IErrorRecorder | None:
-        """Where load errors are reported (engine/error_recorder.py); engines loaded here inherit it."""
-        return self._error_recorder
-
-    @error_recorder.setter
-    def error_recorder(self, recorder: IErrorRecorder | None) -> None:
-        self._error_recorder = checked_recorder(recorder)
-
-    @property
-    def gpu_allocator(self) -> IGpuAllocator | None:
-        """Allocates the device memory of engines loaded here (GPU only; engine/gpu_allocator.py)."""
-        return self._gpu_allocator
-
-    @gpu_allocator.setter
-    def gpu_allocator(self, allocator: IGpuAllocator | None) -> None:
-        self._gpu_allocator = checked_allocator(allocator)
 
     @reports_errors
     def deserialize_cuda_engine(self, plan: bytes | bytearray | memoryview) -> Engine:
