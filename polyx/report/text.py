@@ -103,18 +103,11 @@ def format_layerwise(report: LayerwiseReport) -> list[str]:
     if first is None:
         lines.append(f"First divergence: none (all {report.compared_count} compared tensors are within tolerance)")
     else:
-        detail = first.problem or (f"max abs error {num(first.max_absolute)}, max rel error {num(first.max_relative)}; "
-                                   f"needs atol >= {num(first.min_atol)} or rtol >= {num(first.min_rtol)}")
-        lines.append(f"First divergence: {first.name} (node {first.node or '?'}, op {first.op or '?'}) {detail}")
+        lines.append(f"First divergence: {first.name} (node {first.node or '?'}, op {first.op or '?'}) "
+                     f"{_error_detail(first)}")
         for layer in report.engine_layers:
             lines.append(f"  engine layer: {layer}")
-        for item in report.divergence_inputs:
-            if item.verdict is None:
-                lines.append(f"  input '{item.name}': {item.note}")
-            else:
-                v = item.verdict
-                lines.append(f"  input '{item.name}': max abs error {num(v.max_absolute)}, max rel error "
-                             f"{num(v.max_relative)} ({'within tolerance' if v.passed else 'FAILED'})")
+        lines += _input_lines(report.divergence_inputs)
         if report.error_created_at_divergence:
             lines.append("  every input is within tolerance: the error is created at this node")
         else:
@@ -148,19 +141,12 @@ def format_engine_layers(report: EngineLayerReport, stats: StreamStats | None = 
                      "tolerance)")
     else:
         worst = first.worst
-        detail = worst.problem or (f"max abs error {num(worst.max_absolute)}, max rel error {num(worst.max_relative)};"
-                                   f" needs atol >= {num(worst.min_atol)} or rtol >= {num(worst.min_rtol)}")
-        lines.append(f"First failing engine layer: {first.group.describe()} output '{worst.name}' {detail}")
+        lines.append(f"First failing engine layer: {first.group.describe()} output '{worst.name}' "
+                     f"{_error_detail(worst)}")
         lines.append(f"  computes ONNX node(s): {', '.join(first.group.onnx_nodes) or '-'}")
         if first.group.absorbed:
             lines.append(f"  inside it (never stored): {', '.join(first.group.absorbed)}")
-        for item in report.first_failing_inputs:
-            if item.verdict is None:
-                lines.append(f"  input '{item.name}': {item.note}")
-            else:
-                v = item.verdict
-                lines.append(f"  input '{item.name}': max abs error {num(v.max_absolute)}, max rel error "
-                             f"{num(v.max_relative)} ({'within tolerance' if v.passed else 'FAILED'})")
+        lines += _input_lines(report.first_failing_inputs)
         if report.error_created_in_first_failing:
             lines.append("  every input is within tolerance: the error is created in this layer")
         else:
@@ -253,3 +239,23 @@ def _bytes(count: int) -> str:
         if count >= size:
             return f"{count / size:.1f} {unit}"
     return f"{count} B"
+
+
+def _error_detail(verdict) -> str:
+    """How far a failing tensor is off, and what tolerance would pass it (or why it was not compared)."""
+    return verdict.problem or (f"max abs error {num(verdict.max_absolute)}, max rel error "
+                               f"{num(verdict.max_relative)}; needs atol >= {num(verdict.min_atol)} or rtol >= "
+                               f"{num(verdict.min_rtol)}")
+
+
+def _input_lines(items) -> list[str]:
+    """One line per input of the layer or node where an error shows: its error, or why it was not compared."""
+    lines = []
+    for item in items:
+        if item.verdict is None:
+            lines.append(f"  input '{item.name}': {item.note}")
+        else:
+            v = item.verdict
+            lines.append(f"  input '{item.name}': max abs error {num(v.max_absolute)}, max rel error "
+                         f"{num(v.max_relative)} ({'within tolerance' if v.passed else 'FAILED'})")
+    return lines

@@ -180,6 +180,7 @@ def test_plan_layers_and_the_timing_cache_name_each_tactic_source(tmp_path):
         network.mark_output(y)
         config = builder.create_builder_config()
         config.device = "cpu"
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # tactics (and their sources) in the plan
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, ignore_mismatch=False)
         config.algorithm_selector = _Prefer(tactic.id)
