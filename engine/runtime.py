@@ -536,8 +536,19 @@ class ExecutionContext:
                 raise
             return None
 
+    def _check_weights_present(self) -> None:
+        """A weight-stripped engine runs only once a refit gave it every weight."""
+        engine = self.engine
+        if engine.missing_weights:
+            missing = [w.name for w in engine.refit_table.weights if w.name in engine.missing_weights]
+            raise ExecutionError(f"engine '{engine.name}' comes from a weight-stripped plan and has not been "
+                                 f"refitted: {len(missing)} weights are missing ({', '.join(missing[:5])}"
+                                 f"{', ...' if len(missing) > 5 else ''}); refit it from the ONNX model first "
+                                 "(OnnxParserRefitter.refit_from_file, or polyx refit PLAN MODEL -o NEWPLAN)")
+
     def _execute_eagerly(self, inputs: dict[int, Any]) -> dict[int, Any]:
         """Run layer by layer, each output allocated once its shape is known; returns the outputs by index."""
+        self._check_weights_present()
         engine = self.engine
         if self.use_cuda_graph and engine.backend.supports_cuda_graphs:
             engine.logger.log(Severity.WARNING, f"engine '{engine.name}': not captured into a CUDA graph: its shapes "
@@ -750,9 +761,11 @@ class ExecutionContext:
             binding = self._binding_or_none()
             if binding is None:  # shapes known only while it runs
                 with backend.stream_scope(stream):
-                    results = self._execute_eagerly({i: backend.to_device(a) for i, a in arrays.items()})
+                    results = self._execute_eagerly({i: backend.to_device(to_device_array(a, self.engine.device))
+                                                     for i, a in arrays.items()})
                     results = {i: backend.to_host(a) for i, a in results.items()}
-                return {graph.tensors[i].name: results[i] for i in graph.outputs}
+                return {graph.tensors[i].name: from_device_array(results[i], graph.tensors[i].dtype)
+                        for i in graph.outputs}
             with allocation_scope(self.engine.gpu_allocator, self.engine.device):
                 inputs = {i: backend.stage_input(binding.staging, i, to_device_array(a, self.engine.device),
                                                   stream)
@@ -784,12 +797,7 @@ class ExecutionContext:
         Returns the outputs whose sizes were known only after a data-dependent layer ran ({} when none): their
         values in the context's memory, for the caller to deliver."""
         graph, backend = self.engine.graph, self.engine.backend
-        if self.engine.missing_weights:
-            missing = [w.name for w in self.engine.refit_table.weights if w.name in self.engine.missing_weights]
-            raise ExecutionError(f"engine '{self.engine.name}' comes from a weight-stripped plan and has not been "
-                                 f"refitted: {len(missing)} weights are missing ({', '.join(missing[:5])}"
-                                 f"{', ...' if len(missing) > 5 else ''}); refit it from the ONNX model first "
-                                 "(OnnxParserRefitter.refit_from_file, or polyx refit PLAN MODEL -o NEWPLAN)")
+        self._check_weights_present()
         for i, array in inputs.items():
             self._check_dtype(i, array, "input", stored=True)
         for i, array in outputs.items():
