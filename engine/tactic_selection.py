@@ -98,9 +98,9 @@ class TacticSelection:
             slots[i] = backend.to_device(value)
         for i, sample in samples.items():
             slots[i] = sample
-        last_use = {i: step for step, spec in enumerate(graph.layers) for i in spec.inputs if i is not None}
+        last_use = {i: index for index, spec in enumerate(graph.layers) for i in spec.inputs if i is not None}
         keep = set(graph.outputs) | set(resolved.host_values)
-        for step, spec in enumerate(graph.layers):
+        for index, spec in enumerate(graph.layers):
             if spec.host or spec.layer.type == LayerType.CONSTANT:
                 continue
             try:
@@ -118,7 +118,7 @@ class TacticSelection:
                 raise BuildError(f"layer '{spec.layer.name}' ({spec.layer.type.value}) failed in the trial run at "
                                  f"the opt shapes: {type(exc).__name__}: {exc}") from exc
             for i in spec.inputs:
-                if i is not None and last_use.get(i) == step and i not in keep:
+                if i is not None and last_use.get(i) == index and i not in keep:
                     slots[i] = None
 
     def _check_trial_memory(self, shapes, profile_index: int) -> None:
