@@ -22,6 +22,7 @@ from .enums import LayerType
 from .errors import EngineError, ExecutionError
 from .evaluator import compute_host_layer, output_infos
 from .graph import LoweredGraph, ResolvedShapes, tactic_context
+from .ir.epilogue import OUTPUT_SCALE, apply_epilogue
 from .ops.base import TensorInfo, layer_impl
 from .steps import make_step, run_step
 from .subgraph import CONTROL_FLOW_TYPES
@@ -66,13 +67,21 @@ def run_eagerly(graph: LoweredGraph, states: list[Any] | None, device: str, back
                 continue
             chosen = None if states is None else states[position]
             if chosen is None or layer.type in CONTROL_FLOW_TYPES or not layer_impl(layer.type).static_output_shape:
-                results = layer_impl(layer.type).compute(layer, [None if i is None else slots[i]
-                                                                 for i in spec.inputs], xp)
+                ins = [None if i is None else slots[i] for i in spec.inputs]
+                results = layer_impl(layer.type).compute(layer, ins, xp)
                 for out, result in zip(spec.outputs, results):
                     result = xp.asarray(result)
                     dtype = np.dtype(nptype(graph.tensors[out].dtype))
                     slots[out] = result if result.dtype == dtype else result.astype(dtype)
                     shapes[out] = tuple(slots[out].shape)
+                # The kernel computes the layer as parsed; what fusion added (a residual, the fused ReLU) is the
+                # epilogue's. Without it the shape trial saw other values than the engine computes, and a
+                # data-dependent count after a fused Conv+ReLU (RetinaNet's score threshold) came out wrong.
+                # An INT8 output scale is left out: only the INT8 tactic can quantize.
+                epilogue = layer.epilogue.without({OUTPUT_SCALE})
+                if not epilogue.empty:
+                    slots[spec.outputs[0]] = xp.array(slots[spec.outputs[0]], copy=True)
+                    apply_epilogue(epilogue, slots[spec.outputs[0]], ins, xp)
                 continue
             for out, (shape, _) in zip(spec.outputs, output_infos(layer, infos)):
                 if shape is None or any(d < 0 for d in shape):

@@ -24,7 +24,9 @@ from .errors import BuildError, DataDependentShapeError, EngineError
 from .graph import LayerSpec, LoweredGraph, resolve_shapes, tactic_context
 from .logger import Severity
 from .memory_plan import MEMORY_LIMIT_ENV, device_memory_limit, host_memory_limit, tensor_bytes, trial_run_peak
+from .ops.base import layer_impl
 from .steps import make_step, run_step
+from .subgraph import CONTROL_FLOW_TYPES
 from .tactics import Tactic, TacticContext, tactics_for
 from .tactics.base import stable_tactic_id
 from .timing_cache import TimingCache, layer_signature
@@ -91,6 +93,7 @@ class TacticSelection:
                                     "tactics are timed at the shapes of one run on sample inputs at the opt shapes")
             by_which = [trial_shapes(graph, backend, samples, opt_values)] * 3
             self._check_trial_memory(by_which[1].shapes, profile_index)
+        learnt = by_which[0] is by_which[1]  # shapes of one reference run, which later values may not repeat
         resolved = by_which[1]
         shapes, self.max_shapes = resolved.shapes, by_which[2].shapes
         slots: list[Any] = [None] * len(graph.tensors)
@@ -98,27 +101,31 @@ class TacticSelection:
             slots[i] = backend.to_device(value)
         for i, sample in samples.items():
             slots[i] = sample
-        last_use = {i: step for step, spec in enumerate(graph.layers) for i in spec.inputs if i is not None}
+        last_use = {i: index for index, spec in enumerate(graph.layers) for i in spec.inputs if i is not None}
         keep = set(graph.outputs) | set(resolved.host_values)
-        for step, spec in enumerate(graph.layers):
+        for index, spec in enumerate(graph.layers):
             if spec.host or spec.layer.type == LayerType.CONSTANT:
                 continue
             try:
                 tactic, state = self._choose(spec, profile_index, by_which, slots, resolved.host_values)
-                for o in spec.outputs:
-                    slots[o] = backend.xp.empty(shapes[o], dtype=storage_dtype(graph.tensors[o].dtype, self.device))
                 step = make_step(spec, tactic, state, resolved.host_values, graph)
-                self._run_once(step, slots, self._workspace(tactic, spec, shapes))
-                if step.data_dependent:
+                if learnt and spec.layer.type in CONTROL_FLOW_TYPES:
+                    self._run_control_flow(spec, step, slots, shapes)
+                else:
                     for o in spec.outputs:
-                        slots[o] = _pad_to(slots[o], shapes[o], backend.xp)
+                        slots[o] = backend.xp.empty(shapes[o],
+                                                    dtype=storage_dtype(graph.tensors[o].dtype, self.device))
+                    self._run_once(step, slots, self._workspace(tactic, spec, shapes))
+                    if step.data_dependent:
+                        for o in spec.outputs:
+                            slots[o] = _fit_to(slots[o], shapes[o], backend.xp)
             except EngineError:
                 raise
             except Exception as exc:  # noqa: BLE001 - e.g. a constant Gather index out of range: name the layer
                 raise BuildError(f"layer '{spec.layer.name}' ({spec.layer.type.value}) failed in the trial run at "
                                  f"the opt shapes: {type(exc).__name__}: {exc}") from exc
             for i in spec.inputs:
-                if i is not None and last_use.get(i) == step and i not in keep:
+                if i is not None and last_use.get(i) == index and i not in keep:
                     slots[i] = None
 
     def _check_trial_memory(self, shapes, profile_index: int) -> None:
@@ -289,6 +296,21 @@ class TacticSelection:
                                                            widen=not tactic.reads_bfloat16)))
         return self.backend.allocate(nbytes) if nbytes else None
 
+    def _run_control_flow(self, spec: LayerSpec, step, slots: list[Any], shapes) -> None:
+        """Run a conditional or loop whose output shapes were learnt from the reference run on the sample inputs.
+        Its inputs now come from the chosen tactics, whose slightly different values can take the other branch or
+        loop another number of times (Faster R-CNN's If gave 17 values where the trial had 19): run its kernel
+        into arrays of the sizes it makes, then fit them to the learnt shapes the layers after it are timed at."""
+        xp = self.backend.xp
+        inputs = [None if i is None else slots[i] for i in step.inputs]
+        for position, value in step.host_operands:
+            inputs[position] = value
+        results = layer_impl(spec.layer.type).compute(spec.layer, inputs, xp)
+        for o, result in zip(spec.outputs, results):
+            dtype = storage_dtype(self.graph.tensors[o].dtype, self.device)
+            slots[o] = _fit_to(xp.asarray(result).astype(dtype, copy=False), shapes[o], xp)
+        self.backend.synchronize()
+
     def _run_once(self, step, slots: list[Any], workspace: Any) -> None:
         run_step(step, slots, workspace, self.backend.xp)
         self.backend.synchronize()
@@ -334,14 +356,17 @@ def input_values(graph: LoweredGraph, values: dict[str, tuple], which: int) -> d
     return result
 
 
-def _pad_to(array: Any, shape: tuple[int, ...], xp: Any) -> Any:
-    """A data-dependent output grown with zeros to its upper-bound shape, so that the layers after it are timed at
-    that bound (zeros are valid indices, as _sample's are)."""
+def _fit_to(array: Any, shape: tuple[int, ...], xp: Any) -> Any:
+    """A data-dependent output grown with zeros (or cut) to the shape the sweep times the layers after it at: its
+    upper bound, or the size one reference run on the sample inputs gave. The chosen tactics compute slightly
+    different values from that run, and a score near a threshold then selects a few more or fewer boxes (zeros
+    are valid indices, as _sample's are)."""
     if tuple(array.shape) == tuple(shape):
         return array
-    padded = xp.zeros(shape, dtype=array.dtype)
-    padded[tuple(slice(0, d) for d in array.shape)] = array
-    return padded
+    fitted = xp.zeros(shape, dtype=array.dtype)
+    common = tuple(slice(0, min(a, b)) for a, b in zip(array.shape, shape))
+    fitted[common] = array[common]
+    return fitted
 
 
 def _sample(rng: np.random.Generator, shape, dtype: DataType) -> np.ndarray:

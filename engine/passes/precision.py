@@ -67,7 +67,7 @@ def _target(node: Node, ctx: PassContext) -> DataType | None:
     """The precision a node runs in, None for nodes precision does not apply to."""
     floating = any(v.dtype == DataType.FLOAT for v in node.outputs) or \
         any(v is not None and v.dtype == DataType.FLOAT for v in node.inputs)
-    if node.type in UNTYPED_LAYERS or not floating or node.precision == DataType.INT8:
+    if node.type in UNTYPED_LAYERS or not floating or node.precision == DataType.INT8 or _typed_by_params(node):
         return None  # an INT8 layer's float operands (bias, residual) are read as they are
     if node.type in (LayerType.CONDITIONAL, LayerType.LOOP):
         return DataType.FLOAT  # their subgraphs were built in the declared types; reformats feed them FLOAT
@@ -77,6 +77,11 @@ def _target(node: Node, ctx: PassContext) -> DataType | None:
         ctx.warn(f"layer '{node.name}': precision {node.precision.value} is ignored without "
                  "OBEY_PRECISION_CONSTRAINTS or PREFER_PRECISION_CONSTRAINTS")
     return DataType.HALF if ctx.fp16 else DataType.BF16 if ctx.bf16 else DataType.FLOAT
+
+
+def _typed_by_params(node: Node) -> bool:
+    """ConstantOfShape and EyeLike (FILL) make the type their params name, whatever precision the layer runs in."""
+    return node.type == LayerType.FILL and "dtype" in node.params
 
 
 def _own_type(node: Node) -> DataType | None:

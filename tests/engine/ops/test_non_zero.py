@@ -56,7 +56,7 @@ def test_build_time_shape_has_a_data_dependent_dim_and_an_upper_bound():
 
 @pytest.mark.parametrize("case", cases_for(["Compress"]), ids=lambda c: c.name)
 def test_compress_backend_case(case):
-    run_case(case)
+    run_case(case)  # test_compress_bfloat16 included: BF16 is an engine type since the BF16 merge
 
 
 @pytest.mark.parametrize("axis", [None, 0, 1, -1])

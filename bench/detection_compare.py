@@ -1,0 +1,44 @@
+"""polyx `--compare-func-script` for torchvision detection outputs (boxes [N, 4], scores [N], labels [N]).
+
+Random weights score thousands of boxes within 1e-6 of each other, so two correct runtimes can list the same
+detections in another order (a near-tie swap moves a box and its label, not its score: the sorted scores still
+agree). An element-by-element check then fails on correct output; this one matches the detections as a set:
+the sorted scores must agree, and every reference detection must have an unused candidate with the same label,
+a score within SCORE_TOL and a box within BOX_TOL pixels.
+
+    polyx run ssdlite.onnx --engine --onnxrt --compare-func-script bench/detection_compare.py:compare_detections
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SCORE_TOL = 1e-4
+BOX_TOL = 1e-2
+
+
+def _split(outputs: dict) -> tuple[str, str, str]:
+    """The names of the boxes, scores and labels outputs, recognised by rank and type."""
+    boxes = next(n for n, a in outputs.items() if np.ndim(a) == 2)
+    labels = next(n for n, a in outputs.items() if np.ndim(a) == 1 and np.asarray(a).dtype.kind in "iu")
+    scores = next(n for n, a in outputs.items() if np.ndim(a) == 1 and np.asarray(a).dtype.kind == "f")
+    return boxes, scores, labels
+
+
+def compare_detections(reference: dict, candidate: dict) -> dict:
+    boxes, scores, labels = _split(reference)
+    rb, rs, rl = (np.asarray(reference[n], np.float64) for n in (boxes, scores, labels))
+    cb, cs, cl = (np.asarray(candidate[n], np.float64) for n in (boxes, scores, labels))
+    if rb.shape != cb.shape or rs.shape != cs.shape or rl.shape != cl.shape:
+        return dict.fromkeys(reference, False)
+    sorted_scores = bool(np.all(np.abs(np.sort(rs) - np.sort(cs)) <= SCORE_TOL))
+    unused = np.ones(len(cs), bool)
+    matched = True
+    for i in range(len(rs)):
+        close = unused & (cl == rl[i]) & (np.abs(cs - rs[i]) <= SCORE_TOL) & \
+            (np.abs(cb - rb[i]).max(axis=1, initial=0.0) <= BOX_TOL)
+        hits = np.flatnonzero(close)
+        if not len(hits):
+            matched = False
+            break
+        unused[hits[0]] = False
+    return {boxes: matched, scores: sorted_scores, labels: matched}

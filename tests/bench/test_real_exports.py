@@ -1,0 +1,67 @@
+"""bench/real_exports.py and bench/detection_compare.py: their CPU-safe parts (no torch here). The check half runs
+polyx on a small model and parses its output; the detection comparison accepts a near-tie reorder and refuses a
+changed label, box or score."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, save
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def compare():
+    return _load("detection_compare").compare_detections
+
+
+def detections():
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 20, 20], [1, 2, 3, 4]], np.float32)
+    return {"boxes": boxes, "scores": np.array([0.9, 0.5, 0.5], np.float32), "labels": np.array([3, 7, 1])}
+
+
+def test_detections_reordered_within_a_tie_match(compare):
+    reference, candidate = detections(), detections()
+    for name in candidate:
+        candidate[name] = candidate[name][[0, 2, 1]]  # the two 0.5 detections swap places
+    assert compare(reference, candidate) == {"boxes": True, "scores": True, "labels": True}
+
+
+@pytest.mark.parametrize("change", ["label", "box", "score"])
+def test_changed_detection_fails(compare, change):
+    reference, candidate = detections(), detections()
+    if change == "label":
+        candidate["labels"][1] = 8
+    elif change == "box":
+        candidate["boxes"][2, 3] += 1.0
+    else:
+        candidate["scores"][0] = 0.8
+    result = compare(reference, candidate)
+    assert not all(result.values())
+    assert set(result) == {"boxes", "scores", "labels"}
+
+
+def test_check_one_parses_a_polyx_run(tmp_path):
+    """The check half on a tiny exported-style model: status, errors and times come from polyx's own output."""
+    script = _load("real_exports")
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "tiny.onnx"))
+    record = script.check_one("tiny", tmp_path, sys.executable, False, 120)
+    assert record["status"] == "pass", record
+    assert record["max_abs"] == 0.0  # ReLU is exact in both runtimes
+    assert record["build_s"] is not None and record["infer_ms"] is not None
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    failed = script.check_one("broken", tmp_path, sys.executable, False, 120)
+    assert failed["status"] == "error" and "broken.onnx" in failed["error"]
