@@ -9,7 +9,9 @@ builder chose (control-flow and data-dependent layers such as NonZero through th
 outputs). The builder's tactic sweep
 uses `trial_shapes` to learn the shapes at its opt-shape sample inputs in the same way.
 
-Only networks with a control-flow layer take this path; any other data-dependent shape stays a build error.
+Only networks with a control-flow layer take this path: always when they also hold a data-dependent layer (NonZero,
+NMS), else when planning their shapes fails. Data-dependent layers without control flow run in stages instead
+(ExecutionContext._bind; docs/dynamic-shapes.md).
 """
 from __future__ import annotations
 
