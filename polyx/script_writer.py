@@ -103,7 +103,7 @@ def _refuse_unsupported(options: RunOptions) -> None:
                     "calibration_cache": "--calibration-cache", "calib_base_cls": "--calib-base-cls",
                     "pointwise_fusion": "--pointwise-fusion"}
             raise PolyxError(f"--gen-script: the generated script cannot express "
-                             f"{flag.get(field.name, field.name)}; drop it or run the command")
+                             f"{flag.get(field.name, '--' + field.name.replace('_', '-'))}; drop it or run the command")
 
 
 def _config(build: BuildOptions) -> str:

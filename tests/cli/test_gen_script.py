@@ -76,6 +76,8 @@ def test_script_saves_and_loads_the_engine_as_the_command(capsys, tmp_path):
     (["--load-inputs", "inputs.npz"], "cannot express --load-inputs"),
     (["--mark-all"], "cannot express --mark-all"),
     (["--int8"], "cannot express --int8"),
+    (["--bf16"], "cannot express --bf16;"),  # named as the flag, not as the BuildOptions field
+    (["--strongly-typed"], "cannot express --strongly-typed;"),
 ])
 def test_options_a_script_cannot_express_are_refused(capsys, tmp_path, extra, message):
     model = make_mlp(tmp_path / "mlp.onnx")
