@@ -37,8 +37,9 @@ def export(path: Path, size: int, opset: int) -> None:
 
 def inline_else_branches(model):
     """Replace each If by its else branch. torchvision's batched_nms exports one If ("no boxes: return an empty
-    keep list, else run NMS"); until the engine takes If, the check runs the else branch, which is what both
-    runtimes compute whenever some box passes the score threshold (the script checks that it does)."""
+    keep list, else run NMS"); this script was written before the engine took If and still checks the else branch,
+    which is what both runtimes compute whenever some box passes the score threshold (the script checks that it
+    does). The engine runs the export with its If too (bench/real_exports.py)."""
     import onnx
 
     nodes = []

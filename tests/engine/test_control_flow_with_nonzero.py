@@ -42,3 +42,34 @@ def test_nonzero_feeding_an_if_matches_onnxruntime(values) -> None:
     actual = run_onnx(model, {"x": x})["y"]
     assert actual.shape == expected.shape
     np.testing.assert_array_equal(actual, expected)
+
+
+def test_execute_async_v3_delivers_an_eager_output_through_its_output_allocator(tmp_path) -> None:
+    """An eagerly run engine (control flow + NonZero) gives an output whose size only the run tells to the output
+    allocator set for it, as a staged engine does (it used to fail with a KeyError: no address set)."""
+    import onnx
+
+    import engine as trt
+
+    model = nonzero_then_if()
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network()
+    assert trt.OnnxParser(network, logger).parse_from_file(str(path))
+    config = builder.create_builder_config()
+    config.device = "cpu"
+    engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    context = engine.create_execution_context()
+    allocator = trt.HostOutputAllocator()
+    context.set_output_allocator("y", allocator)
+    for values in ([1, -2, 3, 0, 5, -1, 2, 1], [-1] * 8):  # 5 values selected, then the else branch's 3
+        x = np.array(values, np.float32)
+        context.set_input_shape("x", x.shape)
+        context.set_tensor_address("x", x)
+        assert context.execute_async_v3(0)
+        (expected,) = session.run(None, {"x": x})
+        assert allocator.shapes["y"] == expected.shape
+        np.testing.assert_array_equal(allocator.result("y", np.float32), expected)
