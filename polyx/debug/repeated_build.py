@@ -17,7 +17,7 @@ from pathlib import Path
 import engine as trt
 
 from ..build import BuildOptions, build_engine
-from ..data.files import write_file
+from ..data.files import check_writable, write_file
 from ..errors import PolyxError
 from ..tactic_replay import TacticRecorder, TacticReplayer, load_replay, save_replay
 from .checks import Artifacts, CommandCheck, ReferenceCheck, Verdict
@@ -103,6 +103,8 @@ class RepeatedRuns:
                 self.result.missing_artifacts.append(str(path))
             return None
         target = self.folder / ("good" if verdict.passed else "bad") / f"{path.stem}_iter{index}{path.suffix}"
+        check_writable(path)  # moving removes it: never a file this command read (the model, a data file)
+        check_writable(target)
         shutil.move(path, target)
         return target
 
@@ -129,7 +131,7 @@ class RepeatedBuilder(RepeatedRuns):
         except trt.EngineError as exc:
             raise PolyxError(f"build {index} failed: {exc}") from exc
         engine_path, tactics_path = self.folder / ENGINE_NAME, self.folder / TACTICS_NAME
-        engine_path.write_bytes(plan)
+        write_file(engine_path, plan)
         if self.save_engine is not None:
             write_file(self.save_engine, plan)
         save_replay(tactics_path, recorder.replay)

@@ -150,3 +150,12 @@ def test_inspect_capability_never_writes_over_the_model(tmp_path: Path, capsys) 
     assert sorted(p.name for p in (tmp_path / "cap").iterdir()) == [
         "results.json", "results.txt", "supported_subgraph-nodes-0-2.onnx", "supported_subgraph-nodes-4-7.onnx",
         "unsupported_subgraph-nodes-3-3.onnx"]
+
+
+def test_debug_build_never_moves_the_model_as_an_artifact(model: Path, tmp_path: Path, capsys) -> None:
+    """`--artifacts` names files the check leaves to be sorted into good/bad; the model is not one of them."""
+    before = model.read_bytes()
+    code, _, err = run_cli(capsys, "debug", "build", model, "--until", "1",
+                           "--artifacts-dir", tmp_path / "art", "--artifacts", model)
+    assert code == 2 and refused(err, model), err
+    assert model.read_bytes() == before
