@@ -35,7 +35,8 @@ FP32_TOL = "1e-3"
 FP16_TOL = "5e-2"
 TOKEN_RANGES = ["input_ids:[0,1000]", "attention_mask:[1,1]"]
 # Detections are compared as a set (bench/detection_compare.py): near-tie scores reorder correct detections.
-DETECTORS = {"ssdlite320_mobilenet_v3_large", "retinanet_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"}
+DETECTORS = {"ssdlite320_mobilenet_v3_large", "retinanet_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn",
+             "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"}
 
 
 # Export (torch side) -------------------------------------------------------------------------------------------

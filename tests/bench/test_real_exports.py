@@ -50,6 +50,21 @@ def test_changed_detection_fails(compare, change):
     assert set(result) == {"boxes", "scores", "labels"}
 
 
+def test_per_detection_outputs_follow_their_matched_detection(compare):
+    """Masks (Mask R-CNN) travel with their detection: a near-tie reorder of the detections and their masks
+    matches; one mask pixel off by 0.1 fails the masks only."""
+    reference, candidate = detections(), detections()
+    reference["masks"] = np.random.default_rng(0).random((3, 1, 4, 4)).astype(np.float32)
+    candidate["masks"] = reference["masks"].copy()
+    for name in candidate:
+        candidate[name] = candidate[name][[0, 2, 1]]
+    assert compare(reference, candidate) == {"boxes": True, "scores": True, "labels": True, "masks": True}
+    candidate["masks"][1, 0, 2, 2] += 0.1  # candidate row 1 is reference detection 2
+    assert compare(reference, candidate) == {"boxes": True, "scores": True, "labels": True, "masks": False}
+    candidate["masks"] = reference["masks"]  # not reordered with its detections: rows 1 and 2 swapped
+    assert compare(reference, candidate)["masks"] is False
+
+
 def test_check_one_parses_a_polyx_run(tmp_path):
     """The check half on a tiny exported-style model: status, errors and times come from polyx's own output."""
     script = _load("real_exports")
