@@ -31,6 +31,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OPSET = 17
+# The dynamo exporter writes opset-18 attributes (Split's num_outputs) whatever opset_version says; at 17 the model
+# is invalid (onnxruntime refuses it: GPT-2 in round 1, RAFT in round 2), so its exports ask for 18.
+DYNAMO_OPSET = 18
 FP32_TOL = "1e-3"
 FP16_TOL = "5e-2"
 TOKEN_RANGES = ["input_ids:[0,1000]", "attention_mask:[1,1]"]
@@ -131,10 +134,20 @@ def _scripted_loop():
     return torch.jit.script(Halving()), (torch.randn(3, 4) * 20,), ["x"], None
 
 
+def _transformers():
+    """transformers, after the torchvision shim: since timm is installed, transformers imports timm, which imports
+    torchvision (whose CUDA-linked ops fail to register here without the shim)."""
+    _torchvision()
+    import transformers
+
+    return transformers
+
+
 def _hf(kind):
     def make():
         import torch
-        import transformers
+
+        transformers = _transformers()
 
         config = {"bert": transformers.BertConfig, "gpt2": transformers.GPT2Config,
                   "distilbert": transformers.DistilBertConfig}[kind]()
@@ -233,9 +246,8 @@ def _hf_text(config_factory, vocab=1000, decoder=False):
         import torch
 
         torch.manual_seed(0)
+        transformers = _transformers()
         config = config_factory()
-        import transformers
-
         inner = transformers.AutoModel.from_config(config).eval()
         ids = torch.randint(0, vocab, (1, 16))
         names = ["input_ids", "attention_mask"] + (["decoder_input_ids"] if decoder else [])
@@ -252,6 +264,7 @@ def _hf_tensor(model_factory, input_name, shape):
         import torch
 
         torch.manual_seed(0)
+        _transformers()
         inner = model_factory().eval()
         return _FirstOutput.wrap(inner, [input_name]), (torch.randn(*shape),), [input_name], None
     return make
@@ -290,7 +303,8 @@ def _whisper_tiny_encoder():
 
 def _clip():
     import torch
-    import transformers
+
+    transformers = _transformers()
 
     torch.manual_seed(0)
     config = transformers.CLIPConfig(
@@ -327,7 +341,8 @@ def _wav2vec2():
 
 def _detr():
     import torch
-    import transformers
+
+    transformers = _transformers()
 
     torch.manual_seed(0)
     config = transformers.DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False,
@@ -416,7 +431,8 @@ def export_one(name: str, out: Path, exporter: str = "torchscript", dynamic: boo
             calibrate_batchnorm(model, args)
         with torch.no_grad():
             axes = {n: {0: "batch"} for n in input_names} if dynamic else None
-            torch.onnx.export(model, args, str(path), opset_version=OPSET, input_names=input_names,
+            torch.onnx.export(model, args, str(path), input_names=input_names,
+                              opset_version=DYNAMO_OPSET if exporter == "dynamo" else OPSET,
                               dynamo=exporter == "dynamo", dynamic_axes=axes)
     except Exception as exc:  # noqa: BLE001 - a failed export is a result to record, not a crash
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip().splitlines()[0]
