@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from engine.conformance.harness import run_onnx
+from engine.conformance.harness import build_engine_for_feeds, parse_onnx, run_onnx
 
 
 def deconv_after_filter():
@@ -30,5 +31,20 @@ def test_deconv_on_an_empty_batch_matches_onnxruntime() -> None:
         feeds = {"x": x, "keep": np.array(keep)}
         (expected,) = session.run(None, feeds)
         actual = run_onnx(model, feeds)["y"]
+        assert actual.shape == expected.shape == (sum(keep), 3, 6, 6)
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_deconv_on_an_empty_batch_on_the_gpu_matches_onnxruntime() -> None:
+    cupy = pytest.importorskip("cupy")
+    model = deconv_after_filter()
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((2, 4, 3, 3)).astype(np.float32)
+    for keep in ([False, False], [True, False]):
+        feeds = {"x": x, "keep": np.array(keep)}
+        (expected,) = session.run(None, feeds)
+        engine = build_engine_for_feeds(parse_onnx(model), feeds, device="gpu")
+        actual = cupy.asnumpy(engine.create_execution_context().execute(feeds)["y"])
         assert actual.shape == expected.shape == (sum(keep), 3, 6, 6)
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
