@@ -31,11 +31,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 OPSET = 17
+# The dynamo exporter writes opset-18 attributes (Split's num_outputs) whatever opset_version says; at 17 the model
+# is invalid (onnxruntime refuses it: GPT-2 in round 1, RAFT in round 2), so its exports ask for 18.
+DYNAMO_OPSET = 18
 FP32_TOL = "1e-3"
 FP16_TOL = "5e-2"
 TOKEN_RANGES = ["input_ids:[0,1000]", "attention_mask:[1,1]"]
 # Detections are compared as a set (bench/detection_compare.py): near-tie scores reorder correct detections.
-DETECTORS = {"ssdlite320_mobilenet_v3_large", "retinanet_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"}
+DETECTORS = {"ssdlite320_mobilenet_v3_large", "retinanet_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn",
+             "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"}
 
 
 # Export (torch side) -------------------------------------------------------------------------------------------
@@ -130,10 +134,20 @@ def _scripted_loop():
     return torch.jit.script(Halving()), (torch.randn(3, 4) * 20,), ["x"], None
 
 
+def _transformers():
+    """transformers, after the torchvision shim: since timm is installed, transformers imports timm, which imports
+    torchvision (whose CUDA-linked ops fail to register here without the shim)."""
+    _torchvision()
+    import transformers
+
+    return transformers
+
+
 def _hf(kind):
     def make():
         import torch
-        import transformers
+
+        transformers = _transformers()
 
         config = {"bert": transformers.BertConfig, "gpt2": transformers.GPT2Config,
                   "distilbert": transformers.DistilBertConfig}[kind]()
@@ -176,6 +190,189 @@ MODELS = {
     "gpt2": _hf("gpt2"),
     "distilbert": _hf("distilbert"),
 }
+
+
+# Round 2: other ops and export paths (timm, Mask/Keypoint R-CNN, RAFT, more Hugging Face architectures) ---------
+
+def _timm(name, size=224):
+    def make():
+        import torch
+
+        _torchvision()  # timm imports torchvision: the shim must be loaded first
+        import timm
+
+        return timm.create_model(name, pretrained=False).eval(), (torch.rand(1, 3, size, size),), ["input"], None
+    return make
+
+
+def _raft_small():
+    import torch
+
+    tv = _torchvision()
+
+    class LastFlow(torch.nn.Module):
+        """RAFT returns one flow field per refinement iteration; the export keeps the last (4 iterations)."""
+
+        def __init__(self):
+            super().__init__()
+            self.inner = tv.models.optical_flow.raft_small(weights=None)
+
+        def forward(self, image1, image2):
+            return self.inner(image1, image2, num_flow_updates=4)[-1]
+    images = (torch.rand(1, 3, 128, 128) * 2 - 1, torch.rand(1, 3, 128, 128) * 2 - 1)
+    return LastFlow().eval(), images, ["image1", "image2"], None
+
+
+class _FirstOutput:
+    """Wraps a Hugging Face model so that the export has positional inputs and one tensor output."""
+
+    @staticmethod
+    def wrap(inner, input_names, output_index=0):
+        import torch
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, *tensors):
+                return self.inner(**dict(zip(input_names, tensors)), return_dict=False)[output_index]
+        return Wrapped().eval()
+
+
+def _hf_text(config_factory, vocab=1000, decoder=False):
+    """A text model from a small config: input_ids (+ attention_mask, + decoder_input_ids for encoder-decoders)."""
+    def make():
+        import torch
+
+        torch.manual_seed(0)
+        transformers = _transformers()
+        config = config_factory()
+        inner = transformers.AutoModel.from_config(config).eval()
+        ids = torch.randint(0, vocab, (1, 16))
+        names = ["input_ids", "attention_mask"] + (["decoder_input_ids"] if decoder else [])
+        args = (ids, torch.ones_like(ids)) + ((torch.randint(0, vocab, (1, 8)),) if decoder else ())
+        ranges = TOKEN_RANGES[:1] + ["attention_mask:[1,1]"] + ([f"decoder_input_ids:[0,{vocab}]"] if decoder else [])
+        ranges[0] = f"input_ids:[0,{vocab}]"
+        return _FirstOutput.wrap(inner, names), args, names, ranges
+    return make
+
+
+def _hf_tensor(model_factory, input_name, shape):
+    """A vision/audio model with one float input (pixel_values, input_features, input_values)."""
+    def make():
+        import torch
+
+        torch.manual_seed(0)
+        _transformers()
+        inner = model_factory().eval()
+        return _FirstOutput.wrap(inner, [input_name]), (torch.randn(*shape),), [input_name], None
+    return make
+
+
+def _t5_small():
+    import transformers
+
+    return transformers.T5Config(vocab_size=1000, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8)
+
+
+def _tiny_llama():
+    import transformers
+
+    return transformers.LlamaConfig(vocab_size=1000, hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+                                    num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=128,
+                                    use_cache=False)
+
+
+def _tiny_mistral():
+    import transformers
+
+    return transformers.MistralConfig(vocab_size=1000, hidden_size=256, intermediate_size=688, num_hidden_layers=2,
+                                      num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=128,
+                                      sliding_window=8, use_cache=False)
+
+
+def _whisper_tiny_encoder():
+    import transformers
+
+    # whisper-tiny's sizes; 200 mel frames (max_source_positions 100) instead of 3000 keep the export small
+    config = transformers.WhisperConfig(d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536,
+                                        num_mel_bins=80, max_source_positions=100)
+    return transformers.WhisperModel(config).get_encoder()
+
+
+def _clip():
+    import torch
+
+    transformers = _transformers()
+
+    torch.manual_seed(0)
+    config = transformers.CLIPConfig(
+        text_config={"vocab_size": 1000, "hidden_size": 256, "intermediate_size": 1024, "num_hidden_layers": 4,
+                     "num_attention_heads": 4, "max_position_embeddings": 32},
+        vision_config={"hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 4,
+                       "num_attention_heads": 6, "image_size": 224, "patch_size": 32})
+    inner = transformers.CLIPModel(config).eval()
+    names = ["input_ids", "pixel_values", "attention_mask"]
+    ids = torch.randint(0, 1000, (2, 16))
+    return (_FirstOutput.wrap(inner, names), (ids, torch.randn(1, 3, 224, 224), torch.ones_like(ids)), names,
+            ["input_ids:[0,1000]", "attention_mask:[1,1]"])
+
+
+def _vit(kind):
+    def make():
+        import transformers
+
+        if kind == "deit":
+            config = transformers.DeiTConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=6,
+                                             intermediate_size=1536)
+            return transformers.DeiTModel(config, add_pooling_layer=False)
+        return transformers.ViTModel(transformers.ViTConfig(), add_pooling_layer=False)
+    return make
+
+
+def _wav2vec2():
+    import transformers
+
+    config = transformers.Wav2Vec2Config(hidden_size=256, num_hidden_layers=2, num_attention_heads=4,
+                                         intermediate_size=1024)
+    return transformers.Wav2Vec2Model(config)
+
+
+def _detr():
+    import torch
+
+    transformers = _transformers()
+
+    torch.manual_seed(0)
+    config = transformers.DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False,
+                                     backbone_config=transformers.ResNetConfig(out_features=["stage4"]),
+                                     encoder_layers=2, decoder_layers=2, num_queries=20)
+    inner = transformers.DetrForObjectDetection(config).eval()
+    return _FirstOutput.wrap(inner, ["pixel_values"]), (torch.rand(1, 3, 320, 320),), ["pixel_values"], None
+
+
+ROUND2 = {
+    **{f"timm_{n}": _timm(n) for n in [
+        "efficientnetv2_rw_t", "mixer_b16_224", "levit_128", "poolformer_s12", "mobilevit_s", "resnest14d",
+        "cspdarknet53", "convmixer_768_32"]},
+    "maskrcnn_resnet50_fpn": _detector("maskrcnn_resnet50_fpn", 320, min_size=320, max_size=320,
+                                       box_score_thresh=0.005),
+    "keypointrcnn_resnet50_fpn": _detector("keypointrcnn_resnet50_fpn", 320, min_size=320, max_size=320,
+                                           box_score_thresh=0.005),
+    "raft_small": _raft_small,
+    "hf_t5_small": _hf_text(_t5_small, decoder=True),
+    "hf_whisper_tiny_encoder": _hf_tensor(_whisper_tiny_encoder, "input_features", (1, 80, 200)),
+    "hf_clip": _clip,
+    "hf_tiny_llama": _hf_text(_tiny_llama),
+    "hf_tiny_mistral": _hf_text(_tiny_mistral),
+    "hf_vit_base": _hf_tensor(_vit("vit"), "pixel_values", (1, 3, 224, 224)),
+    "hf_deit_small": _hf_tensor(_vit("deit"), "pixel_values", (1, 3, 224, 224)),
+    "hf_wav2vec2": _hf_tensor(_wav2vec2, "input_values", (1, 16000)),
+    "hf_detr": _detr,
+}
+GROUPS = {"round1": list(MODELS), "round2": list(ROUND2)}
+MODELS.update(ROUND2)
 
 
 def calibrate_batchnorm(model, args) -> None:
@@ -234,7 +431,8 @@ def export_one(name: str, out: Path, exporter: str = "torchscript", dynamic: boo
             calibrate_batchnorm(model, args)
         with torch.no_grad():
             axes = {n: {0: "batch"} for n in input_names} if dynamic else None
-            torch.onnx.export(model, args, str(path), opset_version=OPSET, input_names=input_names,
+            torch.onnx.export(model, args, str(path), input_names=input_names,
+                              opset_version=DYNAMO_OPSET if exporter == "dynamo" else OPSET,
                               dynamo=exporter == "dynamo", dynamic_axes=axes)
     except Exception as exc:  # noqa: BLE001 - a failed export is a result to record, not a crash
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip().splitlines()[0]
@@ -323,7 +521,9 @@ def markdown(results: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="folder for the exported models (outside the repo)")
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
+    p.add_argument("--models", default="", help="comma-separated subset (default: the --group's models)")
+    p.add_argument("--group", choices=sorted(GROUPS), default="round1",
+                   help="round1: the first 23 models; round2: timm, Mask/Keypoint R-CNN, RAFT, more Hugging Face")
     p.add_argument("--polyx-python", default=sys.executable, help="Python of the engine's environment")
     p.add_argument("--skip-export", action="store_true", help="check the models already in --out")
     p.add_argument("--skip-check", action="store_true")
@@ -335,7 +535,7 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     p.add_argument("--markdown", type=Path)
     args = p.parse_args()
-    names = [n for n in args.models.split(",") if n]
+    names = [n for n in args.models.split(",") if n] or GROUPS[args.group]
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         p.error(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")

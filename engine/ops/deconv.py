@@ -9,6 +9,7 @@ kernel tap's plane into the strided output (col2im), then a crop by the paddings
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -75,7 +76,9 @@ def _compute_deconv(layer, inputs, xp):
     maps = w.shape[1] * groups
     cg = channels // groups
     taps = w.reshape(groups, cg, -1).transpose(0, 2, 1)  # (G, K/G * prod(k), C/G)
-    cols = xp.matmul(taps, x.reshape(batch, groups, cg, -1))  # (N, G, K/G * prod(k), prod(in))
+    # The spatial size spelt out, not -1: an empty batch (no detections reach Mask R-CNN's mask head) has
+    # size 0, and reshape cannot infer -1 from 0 elements.
+    cols = xp.matmul(taps, x.reshape(batch, groups, cg, math.prod(in_sizes)))  # (N, G, K/G*prod(k), prod(in))
     cols = cols.reshape(batch, maps, *kernel, *in_sizes)
     # The canvas holds every tap's contribution plus room for outputs that lie outside it (negative paddings).
     starts = [max(0, -p) for p in pres]

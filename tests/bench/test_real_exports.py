@@ -50,6 +50,36 @@ def test_changed_detection_fails(compare, change):
     assert set(result) == {"boxes", "scores", "labels"}
 
 
+def test_per_detection_outputs_follow_their_matched_detection(compare):
+    """Masks (Mask R-CNN) travel with their detection: a near-tie reorder of the detections and their masks
+    matches; one mask pixel off by 0.1 fails the masks only."""
+    reference, candidate = detections(), detections()
+    reference["masks"] = np.random.default_rng(0).random((3, 1, 4, 4)).astype(np.float32)
+    candidate["masks"] = reference["masks"].copy()
+    for name in candidate:
+        candidate[name] = candidate[name][[0, 2, 1]]
+    assert compare(reference, candidate) == {"boxes": True, "scores": True, "labels": True, "masks": True}
+    candidate["masks"][1, 0, 2, 2] += 0.1  # candidate row 1 is reference detection 2
+    assert compare(reference, candidate) == {"boxes": True, "scores": True, "labels": True, "masks": False}
+    candidate["masks"] = reference["masks"]  # not reordered with its detections: rows 1 and 2 swapped
+    assert compare(reference, candidate)["masks"] is False
+
+
+def test_mask_pasted_at_another_whole_pixel_width_is_not_compared(compare):
+    """Mask R-CNN's case: box x2 = 144.3729 vs 144.3744 (within the box tolerance) expands by 30/28 to 145.9989 vs
+    146.0004, so torchvision pastes the mask 49 or 50 px wide and the mask values differ by up to 0.5. Only that
+    detection's mask is exempt: a box inside one whole pixel with a different mask still fails."""
+    reference, candidate = detections(), detections()
+    reference["boxes"][0] = [98.8463, 129.9308, 144.3729, 146.2206]
+    candidate["boxes"][0] = [98.8465, 129.9316, 144.3744, 146.2215]
+    reference["masks"] = np.zeros((3, 1, 4, 4), np.float32)
+    candidate["masks"] = reference["masks"].copy()
+    candidate["masks"][0] += 0.4
+    assert compare(reference, candidate)["masks"] is True
+    candidate["boxes"][0, 2] = 144.3731  # expands to 145.9991: the same whole pixel as the reference
+    assert compare(reference, candidate)["masks"] is False
+
+
 def test_check_one_parses_a_polyx_run(tmp_path):
     """The check half on a tiny exported-style model: status, errors and times come from polyx's own output."""
     script = _load("real_exports")
