@@ -355,7 +355,11 @@ def _detr():
 ROUND2 = {
     **{f"timm_{n}": _timm(n) for n in [
         "efficientnetv2_rw_t", "mixer_b16_224", "levit_128", "poolformer_s12", "mobilevit_s", "resnest14d",
-        "cspdarknet53", "convmixer_768_32"]},
+        "cspdarknet53", "convmixer_768_32", "nfnet_l0", "tresnet_m", "volo_d1_224", "eva02_tiny_patch14_224",
+        "maxvit_tiny_rw_224", "efficientvit_b0", "edgenext_xx_small", "xcit_nano_12_p16_224", "ghostnet_100",
+        "hrnet_w18_small"]},
+    # HaloNet/BoTNet's attention blocks assert a 256x256 input
+    **{f"timm_{n}": _timm(n, 256) for n in ["halonet26t", "botnet26t_256"]},
     "maskrcnn_resnet50_fpn": _detector("maskrcnn_resnet50_fpn", 320, min_size=320, max_size=320,
                                        box_score_thresh=0.005),
     "keypointrcnn_resnet50_fpn": _detector("keypointrcnn_resnet50_fpn", 320, min_size=320, max_size=320,

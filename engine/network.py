@@ -235,6 +235,10 @@ class NetworkDefinition:
     def __len__(self) -> int:
         return len(self.layers)
 
+    def has_tensor_name(self, name: str) -> bool:
+        """Whether a tensor of this network has `name` (a set lookup; find_tensor scans)."""
+        return name in self._tensor_names
+
     def unique_tensor_name(self, base: str) -> str:
         name, i = base, 1
         while name in self._tensor_names:

@@ -422,6 +422,16 @@ class OnnxParser:
             layer.metadata.setdefault("onnx_node", name)
         self._bind_outputs(node, outputs, ctx)
 
+    def _free_name(self, name: str) -> None:
+        """Move an internal tensor off an ONNX tensor's name. A node expanded into several layers names the first
+        layer after the node, so its output is auto-named '<node>_output_0', which is exactly the name PyTorch
+        gives the node's own output (timm's XCiT: '/blocks.0/attn/ReduceL2_output_0'): the internal tensor yields."""
+        if self._tensors.get(name) is not None:
+            return  # an ONNX tensor: a duplicate output name is the rename's error to report
+        holder = self.network.find_tensor(name) if self.network.has_tensor_name(name) else None
+        if holder is not None and not holder.is_network_input:
+            self.network.rename_tensor(holder, self.network.unique_tensor_name(f"{name}/internal"))
+
     def _bind_outputs(self, node: onnx.NodeProto, outputs: Sequence[Tensor | None], ctx: ImportContext) -> None:
         for out_name, tensor in zip(node.output, outputs):
             if not out_name:
@@ -433,6 +443,7 @@ class OnnxParser:
             if claimed or tensor.producer is None or tensor.producer.type.value == "CONSTANT" and \
                     tensor.name in self._initializers:
                 tensor = self.network.add_identity(tensor, name=ctx.layer_name("identity")).get_output(0)
+            self._free_name(out_name)
             self.network.rename_tensor(tensor, out_name)
             self._tensors[out_name] = tensor
         for out_name in node.output[len(outputs):]:

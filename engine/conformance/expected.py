@@ -42,7 +42,6 @@ _AFFINE_GRID_IF_RANK = ("the function body has an If on a run-time condition (a 
                         "from both branches")
 
 _BLOCKED_FAILS = r"^ParseError: node '\w+' \((Dequantize|Quantize)Linear\): block quantization \(block_size\) is not "
-_BN_TRAINING_FAILS = r"^ParseError: node '\w+' \(BatchNormalization\): training_mode=1 is not supported"
 _DROPOUT_TRAINING_FAILS = r"^ParseError: node '\w+' \(Dropout\): training_mode must be a constant false"
 _ANTIALIAS_FAILS = r"^ParseError: node '\w+' \(Resize\): antialias=1 is not supported"
 # At most a few elements, each off by float16 rounding (the mismatch count is pinned; the values are in the message).
@@ -59,8 +58,6 @@ EXPECTED_FAILURES: dict[str, ExpectedFailure] = {
     "test_dequantizelinear_blocked": ExpectedFailure(_BLOCKED, _BLOCKED_FAILS),
     "test_quantizelinear_blocked_asymmetric": ExpectedFailure(_BLOCKED, _BLOCKED_FAILS),
     "test_quantizelinear_blocked_symmetric": ExpectedFailure(_BLOCKED, _BLOCKED_FAILS),
-    "test_batchnorm_epsilon_training_mode": ExpectedFailure(_TRAINING, _BN_TRAINING_FAILS),
-    "test_batchnorm_example_training_mode": ExpectedFailure(_TRAINING, _BN_TRAINING_FAILS),
     "test_training_dropout": ExpectedFailure(_TRAINING, _DROPOUT_TRAINING_FAILS),
     "test_training_dropout_default": ExpectedFailure(_TRAINING, _DROPOUT_TRAINING_FAILS),
     "test_training_dropout_default_mask": ExpectedFailure(_TRAINING, _DROPOUT_TRAINING_FAILS),

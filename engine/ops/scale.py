@@ -10,14 +10,16 @@ float32; the output has x's dtype.
 
 ONNX: BatchNormalization in inference mode. Constant statistics fold at parse time into one CHANNEL scale and
 shift (ELEMENTWISE for spatial=0 before opset 9); otherwise elementwise layers compute the same coefficients at
-run time. training_mode=1 and the optional running-statistics outputs are not supported.
+run time. training_mode=1 normalizes with the input's own statistics (biased variance over every axis but the
+channel axis; deterministic, so it is no training: timm's NFNets standardize their conv weights this way) and
+gives the optional running-statistics outputs as ONNX defines them (momentum-weighted with the inputs).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..dtypes import DataType, nptype
-from ..enums import ElementWiseOperation, LayerType, ScaleMode
+from ..enums import ElementWiseOperation, LayerType, ReduceOperation, ScaleMode
 from ..errors import EngineError, UnsupportedCategory
 from .base import normalize_axis, onnx_op, register_layer
 from .math_helpers import upcast_half
@@ -77,13 +79,13 @@ def import_batch_normalization(ctx):
     if not x.dtype.is_floating:
         ctx.unsupported(f"BatchNormalization needs a floating-point input, got {x.dtype.value}",
                         UnsupportedCategory.DTYPE)
-    if ctx.attr("training_mode", 0):
-        ctx.unsupported("training_mode=1 is not supported (inference only)", UnsupportedCategory.ATTRIBUTE)
-    if any(ctx.node.output[1:]):
-        ctx.unsupported("the running mean/variance outputs (training) are not supported", UnsupportedCategory.OTHER)
     if len(x.shape) < 2:
         ctx.unsupported(f"BatchNormalization needs an (N, C, ...) input, got rank {len(x.shape)}",
                         UnsupportedCategory.OTHER)
+    if ctx.attr("training_mode", 0):
+        return _import_batch_statistics(ctx, x)
+    if any(ctx.node.output[1:]):
+        ctx.unsupported("the running mean/variance outputs need training_mode=1", UnsupportedCategory.OTHER)
     mode = ScaleMode.ELEMENTWISE if ctx.opset < 9 and ctx.attr("spatial", 1) == 0 else ScaleMode.CHANNEL
     epsilon = float(ctx.attr("epsilon", 1e-5))
     values = [ctx.const(i) for i in range(1, 5)]
@@ -123,3 +125,42 @@ def _runtime_coefficients(ctx, epsilon: float):
     shift = binary(beta, binary(mean, scale, ElementWiseOperation.PROD, "mean_scale"), ElementWiseOperation.SUB,
                    "shift")
     return scale, shift
+
+
+def _import_batch_statistics(ctx, x):
+    """training_mode=1: y = (x - mean) / sqrt(var + eps) * scale + B with the mean and biased variance of x over
+    every axis but 1; outputs 1 and 2 (when asked for) are input_mean * momentum + mean * (1 - momentum), and the
+    same for the variance."""
+    if x.dtype == DataType.HALF or any(ctx.input(i).dtype != x.dtype for i in range(1, 5)):
+        ctx.unsupported("training_mode=1 needs float32/float64 inputs of one data type", UnsupportedCategory.DTYPE)
+    net = ctx.network
+    dtype = nptype(x.dtype)
+    axes = [a for a in range(len(x.shape)) if a != 1]
+
+    def binary(a, b, op, suffix):
+        return net.add_elementwise(a, b, op, name=ctx.layer_name(suffix)).get_output(0)
+
+    def mean_over(t, keep, suffix):
+        return net.add_reduce(t, ReduceOperation.AVG, axes, keep, name=ctx.layer_name(suffix)).get_output(0)
+
+    mean = mean_over(x, True, "batch_mean")
+    centred = binary(x, mean, ElementWiseOperation.SUB, "centred")
+    square = binary(centred, centred, ElementWiseOperation.PROD, "square")
+    var = mean_over(square, True, "batch_var")
+    eps = ctx.constant(np.asarray(float(ctx.attr("epsilon", 1e-5)), dtype=dtype), name=ctx.layer_name("epsilon"))
+    minus_half = ctx.constant(np.asarray(-0.5, dtype=dtype), name=ctx.layer_name("minus_half"))
+    inv_std = binary(binary(var, eps, ElementWiseOperation.SUM, "var_eps"), minus_half, ElementWiseOperation.POW,
+                     "inv_std")
+    normalized = binary(centred, inv_std, ElementWiseOperation.PROD, "normalized")
+    outputs = [add_scale(net, normalized, ScaleMode.CHANNEL, shift=ctx.input(2), scale=ctx.input(1),
+                         name=ctx.layer_name()).get_output(0)]
+    if any(ctx.node.output[1:]):
+        momentum = float(ctx.attr("momentum", 0.9))
+        keep = ctx.constant(np.asarray(momentum, dtype=dtype), name=ctx.layer_name("momentum"))
+        take = ctx.constant(np.asarray(1.0 - momentum, dtype=dtype), name=ctx.layer_name("one_minus_momentum"))
+        for index, (statistic, suffix) in enumerate([(mean_over(x, False, "mean"), "running_mean"),
+                                                     (mean_over(square, False, "var"), "running_var")], start=3):
+            old = binary(ctx.input(index), keep, ElementWiseOperation.PROD, f"{suffix}_kept")
+            outputs.append(binary(old, binary(statistic, take, ElementWiseOperation.PROD, f"{suffix}_new"),
+                                  ElementWiseOperation.SUM, suffix))
+    return outputs

@@ -85,15 +85,15 @@ def test_two_unsupported_ops_are_both_reported() -> None:
 
 
 def test_unsupported_attribute_value_names_the_node() -> None:
-    inits = [numpy_helper.from_array(np.ones(3, np.float32), n) for n in ("s", "b", "m", "v")]
-    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn_train", training_mode=1)
-    graph = helper.make_graph([node], "bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 2, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    scales = numpy_helper.from_array(np.array([1, 1, 0.5, 0.5], np.float32), "scales")
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="rs_aa", mode="linear", antialias=1)
+    graph = helper.make_graph([node], "rs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [scales])
     parser, _ = new_parser()
-    assert not parser.parse_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]))
+    assert not parser.parse_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
     error = parser.get_error(0)
-    assert (error.node, error.op) == ("bn_train", "BatchNormalization")
-    assert error.desc.startswith("node 'bn_train' (BatchNormalization): training_mode=1 is not supported")
+    assert (error.node, error.op) == ("rs_aa", "Resize")
+    assert error.desc.startswith("node 'rs_aa' (Resize): antialias=1 is not supported")
 
 
 def test_opset_newer_than_supported() -> None:
