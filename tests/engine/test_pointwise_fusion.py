@@ -194,6 +194,6 @@ def test_the_cli_flag_turns_it_on(tmp_path, capsys) -> None:
 
     onnx.save(layer_norm_by_hand(), tmp_path / "ln.onnx")
     assert main(["run", str(tmp_path / "ln.onnx"), "--engine", "--onnxrt", "--input-shapes", "x:[4,16]",
-                 "--pointwise-fusion", "-v"]) == 0
+                 "--pointwise-fusion", "-v", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "pointwise_fusion 4" in out and "POINTWISE: cpu_reference_pointwise x1" in out and "PASSED" in out
