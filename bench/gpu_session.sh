@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One GPU-machine session's checks, in stages that each fit one device call (10 minutes), logs under $OUT.
 # Prepare here (a machine with a package registry) once:   bash bench/gpu_session.sh fetch
-# Then on the device, from the repository root, carrying .whl (and the shared models as POLYX_MODELS_DIR):
+# Then copy ../shared/models into shared/ (listed in .git/info/exclude) and, on the device, from the repository
+# root, carrying [".whl", "shared"]:
 #   bash bench/gpu_session.sh gpu-tests     # every @pytest.mark.gpu test (the GPU paths written without a GPU)
 #   bash bench/gpu_session.sh suite         # the whole suite with POLYX_DEVICE=gpu (engines built for the GPU)
 #   bash bench/gpu_session.sh bench         # bench/gpu_vs_pytorch.py, same-run ratios vs eager and torch.compile
@@ -19,6 +20,8 @@ setup() {
         python -m pip install -q --no-deps --target "$site" .whl/*.whl
     fi
     export PYTHONPATH="$PWD${site:+:$site}"
+    # the shared models, copied into an excluded shared/ and carried (the device sees no ../shared)
+    if [ -d shared/models ]; then export POLYX_MODELS_DIR=${POLYX_MODELS_DIR:-$PWD/shared/models}; fi
     python - <<'PY'
 import cupy, onnx, onnxruntime, onnx_graphsurgeon
 print("cupy", cupy.__version__, "devices", cupy.cuda.runtime.getDeviceCount(), "onnx", onnx.__version__,
