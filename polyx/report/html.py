@@ -6,12 +6,12 @@ scale, with the rtol line: with the default element-wise check, a point above th
 from __future__ import annotations
 
 import html
-import math
 import os
 
 from ..compare.layerwise import TensorVerdict
 from ..data.files import write_file
 from ..run_session import RunResult
+from .log_axes import log_error_axes
 from .text import cosine_text, format_build_report, format_comparison, num
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0;
@@ -82,36 +82,14 @@ def write_html(path: str | os.PathLike, result: RunResult, title: str) -> None:
 
 def error_chart(tensors: list[TensorVerdict], width: int = 960, height: int = 340) -> str:
     """Inline SVG: x = tensor index (topological), y = log10 relative error; the dashed line is rtol."""
-    left, right, top, bottom = 70, 20, 20, 50
-    plot_w, plot_h = width - left - right, height - top - bottom
     rtol = tensors[0].rtol if tensors else 1e-5
-    finite = [t.min_rtol for t in tensors if 0 < t.min_rtol < math.inf]
-    lo = math.floor(math.log10(min(finite + [rtol or 1e-5]))) - 1
-    hi = math.ceil(math.log10(max(finite + [rtol or 1e-5]))) + 1
-    hi = max(hi, lo + 2)
-
-    def y_of(value: float) -> float:
-        if value <= 0:
-            return top + plot_h
-        if math.isinf(value):
-            return top
-        return top + plot_h * (hi - min(max(math.log10(value), lo), hi)) / (hi - lo)
+    axes, svg = log_error_axes([t.min_rtol for t in tensors], rtol, width, height, bottom=50,
+                               label="per-layer relative error")
+    left, top, plot_w, plot_h, y_of = axes.left, axes.top, axes.plot_w, axes.plot_h, axes.y
 
     def x_of(index: int) -> float:
         return left + plot_w * (index + 0.5) / max(len(tensors), 1)
 
-    svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
-           "aria-label='per-layer relative error'>",
-           f"<rect x='{left}' y='{top}' width='{plot_w}' height='{plot_h}' fill='#fafafa' stroke='#999'/>"]
-    for decade in range(lo, hi + 1):
-        y = y_of(10.0 ** decade)
-        svg.append(f"<line x1='{left}' x2='{left + plot_w}' y1='{y:.1f}' y2='{y:.1f}' stroke='#e5e5e5'/>"
-                   f"<text x='{left - 6}' y='{y + 4:.1f}' font-size='11' text-anchor='end'>1e{decade}</text>")
-    if rtol > 0:
-        y = y_of(rtol)
-        svg.append(f"<line x1='{left}' x2='{left + plot_w}' y1='{y:.1f}' y2='{y:.1f}' stroke='#cf222e' "
-                   f"stroke-dasharray='6,4'/><text x='{left + plot_w - 4}' y='{y - 4:.1f}' font-size='11' "
-                   f"text-anchor='end' fill='#cf222e'>rtol {num(rtol)}</text>")
     for t in tensors:
         color = "#1a7f37" if t.passed else "#cf222e"
         label = f"#{t.index} {t.name} ({t.op}): rel {num(t.min_rtol)}, abs {num(t.max_absolute)}"

@@ -5,42 +5,19 @@ its precision and tactic, and the ONNX tensors it absorbed."""
 from __future__ import annotations
 
 import html
-import math
 
 from ..compare.engine_layers import EngineLayerReport, layer_error
+from .log_axes import log_error_axes
 from .text import num
 
 
 def layer_error_chart(report: EngineLayerReport, width: int = 960, height: int = 380) -> str:
     layers = report.layers
-    left, right, top, bottom = 70, 20, 20, 110
-    plot_w, plot_h = width - left - right, height - top - bottom
     rtol = layers[0].worst.rtol if layers else 1e-5
     errors = [layer_error(layer) for layer in layers]
-    finite = [e for e in errors if 0 < e < math.inf]
-    lo = math.floor(math.log10(min(finite + [rtol or 1e-5]))) - 1
-    hi = max(math.ceil(math.log10(max(finite + [rtol or 1e-5]))) + 1, lo + 2)
-
-    def y_of(value: float) -> float:
-        if value <= 0:
-            return top + plot_h
-        if math.isinf(value):
-            return top
-        return top + plot_h * (hi - min(max(math.log10(value), lo), hi)) / (hi - lo)
-
+    axes, svg = log_error_axes(errors, rtol, width, height, bottom=110, label="per engine layer error")
+    left, top, plot_w, plot_h, y_of = axes.left, axes.top, axes.plot_w, axes.plot_h, axes.y
     slot = plot_w / max(len(layers), 1)
-    svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
-           "aria-label='per engine layer error'>",
-           f"<rect x='{left}' y='{top}' width='{plot_w}' height='{plot_h}' fill='#fafafa' stroke='#999'/>"]
-    for decade in range(lo, hi + 1):
-        y = y_of(10.0 ** decade)
-        svg.append(f"<line x1='{left}' x2='{left + plot_w}' y1='{y:.1f}' y2='{y:.1f}' stroke='#e5e5e5'/>"
-                   f"<text x='{left - 6}' y='{y + 4:.1f}' font-size='11' text-anchor='end'>1e{decade}</text>")
-    if rtol > 0:
-        y = y_of(rtol)
-        svg.append(f"<line x1='{left}' x2='{left + plot_w}' y1='{y:.1f}' y2='{y:.1f}' stroke='#cf222e' "
-                   f"stroke-dasharray='6,4'/><text x='{left + plot_w - 4}' y='{y - 4:.1f}' font-size='11' "
-                   f"text-anchor='end' fill='#cf222e'>rtol {num(rtol)}</text>")
     first = report.first_failing
     for layer, error in zip(layers, errors):
         x = left + slot * layer.index
