@@ -380,47 +380,45 @@ def _check_layers(graph: LoweredGraph, where: str = "") -> None:
                                                                f"makes {list(shape)}")
 
 
+def _profile_entries(meta: Any, key: str, names: set[str] | dict, what: str):
+    """(field, name, value) of every entry of meta[key], a list with one {tensor name: value} per profile; the
+    list, each profile's object and each name (one of `names`, `what` the plan has) are checked here."""
+    entries = meta.get(key, []) if isinstance(meta, dict) else []
+    if not isinstance(entries, list):
+        raise _fail(f"meta '{key}'", f"must be a list, got {type(entries).__name__}")
+    for position, profile in enumerate(entries):
+        if not isinstance(profile, dict):
+            raise _fail(f"meta {key}[{position}]", f"must be an object, got {profile!r:.100}")
+        for name, value in profile.items():
+            field = f"meta {key}[{position}] '{name}'"
+            if name not in names:
+                raise _fail(field, f"is not {what} of the plan")
+            yield field, name, value
+
+
 def _check_profiles(meta: Any, graph: LoweredGraph) -> None:
     """meta.profiles: per profile, {input name: [min, opt, max]}, each a shape of the input's rank."""
-    profiles = meta.get("profiles", []) if isinstance(meta, dict) else []
-    if not isinstance(profiles, list):
-        raise _fail("meta 'profiles'", f"must be a list, got {type(profiles).__name__}")
     ranks = {graph.tensors[i].name: None if graph.tensors[i].shape is None else len(graph.tensors[i].shape)
              for i in graph.inputs}
-    for position, profile in enumerate(profiles):
-        if not isinstance(profile, dict):
-            raise _fail(f"meta profiles[{position}]", f"must be an object, got {profile!r:.100}")
-        for name, shapes in profile.items():
-            field = f"meta profiles[{position}] '{name}'"
-            if name not in ranks:
-                raise _fail(field, "is not an input of the plan")
-            if not (isinstance(shapes, list) and len(shapes) == 3 and all(
-                    isinstance(s, list) and all(_is_int(d) and d >= 0 for d in s) and
-                    (ranks[name] is None or len(s) == ranks[name]) for s in shapes)):
-                raise _fail(field, f"must be [min, opt, max] shapes of rank {ranks[name]}, got {shapes!r:.100}")
+    for field, name, shapes in _profile_entries(meta, "profiles", ranks, "an input"):
+        if not (isinstance(shapes, list) and len(shapes) == 3 and all(
+                isinstance(s, list) and all(_is_int(d) and d >= 0 for d in s) and
+                (ranks[name] is None or len(s) == ranks[name]) for s in shapes)):
+            raise _fail(field, f"must be [min, opt, max] shapes of rank {ranks[name]}, got {shapes!r:.100}")
 
 
 def _check_shape_input_values(meta: Any, graph: LoweredGraph) -> None:
     """meta.shape_input_values: per profile, {shape input name: [min, opt, max]}, each as many numbers as the input
     holds, min <= opt <= max (the runtime checks a context's values against them)."""
-    ranges = meta.get("shape_input_values", []) if isinstance(meta, dict) else []
-    if not isinstance(ranges, list):
-        raise _fail("meta 'shape_input_values'", f"must be a list, got {type(ranges).__name__}")
     sizes = {graph.tensors[i].name: int(np.prod(graph.tensors[i].shape or (), dtype=np.int64))
              for i in graph.shape_inputs}
-    for position, profile in enumerate(ranges):
-        if not isinstance(profile, dict):
-            raise _fail(f"meta shape_input_values[{position}]", f"must be an object, got {profile!r:.100}")
-        for name, values in profile.items():
-            field = f"meta shape_input_values[{position}] '{name}'"
-            if name not in sizes:
-                raise _fail(field, "is not a shape input of the plan")
-            if not (isinstance(values, list) and len(values) == 3 and all(
-                    isinstance(v, list) and len(v) == sizes[name] and
-                    all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) for v in values)) or \
-                    any(not a <= b <= c for a, b, c in zip(*values)):
-                raise _fail(field, f"must be [min, opt, max] lists of {sizes[name]} numbers with min <= opt <= max, "
-                                   f"got {values!r:.100}")
+    for field, name, values in _profile_entries(meta, "shape_input_values", sizes, "a shape input"):
+        if not (isinstance(values, list) and len(values) == 3 and all(
+                isinstance(v, list) and len(v) == sizes[name] and
+                all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) for v in values)) or \
+                any(not a <= b <= c for a, b, c in zip(*values)):
+            raise _fail(field, f"must be [min, opt, max] lists of {sizes[name]} numbers with min <= opt <= max, "
+                               f"got {values!r:.100}")
 
 
 def _check_recorded_settings(meta: Any) -> None:
