@@ -63,6 +63,7 @@ class Settings:
     json: Path | None
     markdown: Path | None
     quick: bool
+    pointwise_fusion: bool = False
 
 
 def _csv(allowed: tuple[str, ...] | None = None, integers: bool = False) -> Callable[[str], list]:
@@ -103,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
                         help="timed seconds per measurement at most (default 2; 0.5 with --quick)")
     parser.add_argument("--opt-level", type=int, default=None, help="engine builder optimization level "
                                                                    "(default 3; 1 with --quick)")
+    parser.add_argument("--pointwise-fusion", action="store_true",
+                        help="build with BuilderConfig.pointwise_fusion (elementwise chains as one generated kernel)")
     parser.add_argument("--compile-timeout-s", type=float, default=180.0, help="per torch.compile variant")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="total seconds; torch.compile variants that would not fit are skipped")
@@ -130,6 +133,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         iterations=args.iterations if args.iterations is not None else (10 if quick else 50),
         max_seconds=args.max_seconds if args.max_seconds is not None else (0.5 if quick else 2.0),
         opt_level=args.opt_level if args.opt_level is not None else (1 if quick else 3),
+        pointwise_fusion=args.pointwise_fusion,
         compile_timeout_s=args.compile_timeout_s, budget_s=args.budget_s, json=args.json, markdown=args.markdown,
         quick=quick)
 
@@ -202,7 +206,7 @@ def format_markdown(document: dict[str, Any]) -> str:
         f"- settings: warm-up {settings['warmup']} iterations, median of up to {settings['iterations']} timed "
         f"iterations (at most {settings['max_seconds']:g} s each measurement; CUDA events, synchronized every "
         f"iteration); FP32 with TF32 off in the engine and PyTorch; cudnn.benchmark on; engine optimization level "
-        f"{settings['opt_level']}, "
+        f"{settings['opt_level']}" + (", pointwise fusion on" if settings.get("pointwise_fusion") else "") + ", "
         + (f"one profile batch 1..{settings['max_batch']} (opt {settings['opt_batch']})"
            if settings.get("shared_profile") else "one static-shape engine per batch") + ", BERT "
         f"seq {settings['seq']}; torch.compile in {', '.join(settings['compile_precisions']) or 'no precision'}",
@@ -229,6 +233,7 @@ def result_document(meta: dict[str, Any], settings: Settings, rows: list[dict[st
                          "precisions": settings.precisions, "compile_precisions": settings.compile_precisions,
                          "warmup": settings.warmup, "iterations": settings.iterations,
                          "max_seconds": settings.max_seconds, "opt_level": settings.opt_level,
+                         "pointwise_fusion": settings.pointwise_fusion,
                          "quick": settings.quick},
             "rows": add_ratios(rows), "builds": builds}
 
@@ -483,7 +488,8 @@ class Benchmark:
         options = BuildOptions(min_shapes={n: (lo, *d) for n, d in shapes.items()},
                                opt_shapes={n: (opt, *d) for n, d in shapes.items()},
                                max_shapes={n: (hi, *d) for n, d in shapes.items()},
-                               fp16=precision == "fp16", tf32=False, device="gpu", optimization_level=s.opt_level)
+                               fp16=precision == "fp16", tf32=False, device="gpu", optimization_level=s.opt_level,
+                               pointwise_fusion=s.pointwise_fusion)
         profile = f"batch {lo}..{hi} opt {opt}"
         try:
             engine, _, report = build_engine(onnx_path, options)
