@@ -16,7 +16,7 @@ from .compatibility import check_loadable
 from .config import ProfilingVerbosity
 from .dtypes import DataType, nptype
 from .enums import LayerType, TensorIOMode
-from .error_recorder import IErrorRecorder, checked_recorder
+from .error_recorder import IErrorRecorder
 from .errors import ExecutionError, PlanFormatError
 from .execution_context import ExecutionContext
 from .gpu_allocator import IGpuAllocator, allocation_scope, checked_allocator
@@ -25,10 +25,11 @@ from .logger import Logger
 from .memory_plan import device_lifetimes
 from .plan import serialize_plan
 from .tactics import tactic_by_id
+from .user_hooks import ErrorRecorderHook
 from .version import __version__
 
 
-class Engine:
+class Engine(ErrorRecorderHook):
     """A loaded plan (TensorRT's ICudaEngine). `tactic_states`, `device_constants` and `tensor_lifetimes` are
     what its execution contexts share: prepared tactics per profile, weights on the device, activation lifetimes."""
 
@@ -38,7 +39,7 @@ class Engine:
         self.meta = meta
         self.logger = logger
         self._plan = plan
-        self.error_recorder = checked_recorder(error_recorder)
+        self.error_recorder = error_recorder  # checked by the property's setter
         self.gpu_allocator = checked_allocator(gpu_allocator)
         self.device = meta.get("device", "cpu")
         try:

@@ -26,7 +26,7 @@ from .cuda_graph_replay import CudaGraphReplay
 from .debug_listener import IDebugListener
 from .dtypes import DataType, nptype
 from .eager_execution import has_control_flow, run_eagerly
-from .error_recorder import IErrorRecorder, checked_recorder, reports_errors
+from .error_recorder import reports_errors
 from .errors import DataDependentShapeError, ExecutionError, ShapeError
 from .gpu_allocator import allocation_scope
 from .graph import resolve_shapes
@@ -36,13 +36,14 @@ from .output_allocator import IOutputAllocator
 from .output_memory import allocator_memory, output_view
 from .profiler import IProfiler
 from .step_execution import StepObservers, run_stages, run_steps
+from .user_hooks import ErrorRecorderHook
 
 if TYPE_CHECKING:
     from .cuda_engine import Engine
 
 
 
-class ExecutionContext:
+class ExecutionContext(ErrorRecorderHook):
     """Runs an engine. Thread safety (docs/guarantees.md): `execute` and `execute_async_v3` are each atomic under
     the context's lock (the input shapes they set and the run that reads them cannot interleave with another
     thread's call); a sequence of separate calls (set_input_shape, then set_tensor_address, then
@@ -70,7 +71,7 @@ class ExecutionContext:
         self.use_cuda_graph = False
         self.cuda_graph_captures = 0
         self._graph_replay = CudaGraphReplay()
-        self._error_recorder = engine.error_recorder
+        self._error_recorder = engine.error_recorder  # the engine's (the runtime's) until one is set here
         # DETAILED engines on the GPU: an NVTX range per layer (nvtx_ranges.py); None: no ranges
         self._nvtx = layer_ranges(engine.logger) if engine.device == "gpu" and \
             engine.profiling_verbosity == ProfilingVerbosity.DETAILED else None
@@ -79,15 +80,6 @@ class ExecutionContext:
             shape = graph.tensors[i].shape
             if shape is not None and all(d >= 0 for d in shape):
                 self._input_shapes[i] = tuple(shape)
-
-    @property
-    def error_recorder(self) -> IErrorRecorder | None:
-        """Where this context's errors are reported (default: the engine's, which is the runtime's)."""
-        return self._error_recorder
-
-    @error_recorder.setter
-    def error_recorder(self, recorder: IErrorRecorder | None) -> None:
-        self._error_recorder = checked_recorder(recorder)
 
     # ------------------------------------------------------------------ shapes and profiles
     @property
