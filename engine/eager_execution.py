@@ -11,7 +11,7 @@ uses `trial_shapes` to learn the shapes at its opt-shape sample inputs in the sa
 
 Only networks with a control-flow layer take this path: always when they also hold a data-dependent layer (NonZero,
 NMS), else when planning their shapes fails. Data-dependent layers without control flow run in stages instead
-(ExecutionContext._bind; docs/dynamic-shapes.md).
+(engine/binding.py; docs/dynamic-shapes.md).
 """
 from __future__ import annotations
 

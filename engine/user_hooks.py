@@ -1,14 +1,16 @@
 """The error recorder and GPU allocator a user may set on a Builder or a Runtime (TensorRT's `error_recorder` and
-`gpu_allocator` attributes); engines and contexts inherit the runtime's. Each setter checks what it is given."""
+`gpu_allocator` attributes); engines and contexts inherit the runtime's and take an error recorder of their own.
+Each setter checks what it is given."""
 from __future__ import annotations
 
 from .error_recorder import IErrorRecorder, checked_recorder
 from .gpu_allocator import IGpuAllocator, checked_allocator
 
 
-class UserHooks:
+class ErrorRecorderHook:
+    """The `error_recorder` attribute of builders, runtimes, engines and execution contexts (one definition)."""
+
     _error_recorder: IErrorRecorder | None = None
-    _gpu_allocator: IGpuAllocator | None = None
 
     @property
     def error_recorder(self) -> IErrorRecorder | None:
@@ -18,6 +20,10 @@ class UserHooks:
     @error_recorder.setter
     def error_recorder(self, recorder: IErrorRecorder | None) -> None:
         self._error_recorder = checked_recorder(recorder)
+
+
+class UserHooks(ErrorRecorderHook):
+    _gpu_allocator: IGpuAllocator | None = None
 
     @property
     def gpu_allocator(self) -> IGpuAllocator | None:

@@ -32,7 +32,7 @@ from ..debug.checks import Artifacts, CommandCheck, EngineJudge, ReferenceCheck,
 from ..debug.journal import VerdictJournal, file_digest, journal_for
 from ..debug.precision import PrecisionDebugger
 from ..debug.reduce import CutPointValues, ModelReducer, identity_model
-from ..debug.repeated_build import RepeatedBuilder, RepeatedCommand, parse_until
+from ..debug.repeated_build import RepeatedBuilder, RepeatedCommand, RepeatedRuns, parse_until
 from ..debug.tactics import TacticDebugger
 from ..errors import PolyxError
 from ..onnx_model import graph_inputs
@@ -100,6 +100,17 @@ SaveEngine = Annotated[Path | None, typer.Option(
                           "Polygraphy's debug tools do; a --check command may read it from this fixed path.")]
 Verbose = Annotated[int, typer.Option("-v", "--verbose", count=True, help="More detail (-v: engine warnings).")]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")]
+# `debug build` and `debug repeat`: an iteration is a build or a run of the --check command.
+Until = Annotated[str, typer.Option("--until", help="good | bad: stop at the first such iteration; N: N "
+                                                   "iterations.")]
+MaxIterations = Annotated[int, typer.Option("--max-iterations", min=1, help="Most iterations for --until "
+                                                                            "good|bad.")]
+ArtifactsDir = Annotated[Path, typer.Option(
+    "--artifacts-dir", help="Folder for each iteration's files, sorted into good/ and bad/ (created if missing; "
+                            "its parent must exist).")]
+ArtifactFiles = Annotated[list[str] | None, typer.Option(
+    "--artifacts", help="Files to move into good/ or bad/ after each iteration (what the --check command writes, a "
+                        "--save-tactics file); one or more.")]
 
 
 def _user_check(check: str | None, show_output: bool, fail_code: list[int] | None, ignore_fail_code: list[int] | None,
@@ -487,15 +498,10 @@ def _reduce_baseline(command: CommandCheck, model: Path, original, workdir: Path
 def build(
     model: ModelArgument,
     build_options: BuildOptions,
-    until: Annotated[str, typer.Option("--until", help="good | bad: stop at the first such build; N: build N "
-                                                       "times.")] = "bad",
-    max_iterations: Annotated[int, typer.Option("--max-iterations", min=1, help="Most builds for --until "
-                                                                                "good|bad.")] = 50,
-    artifacts_dir: Annotated[Path, typer.Option(
-        "--artifacts-dir", help="Folder for each build's files, sorted into good/ and bad/ (created if missing; "
-                                "its parent must exist).")] = Path("polyx_artifacts"),
-    artifacts: Annotated[list[str] | None, typer.Option(
-        "--artifacts", help="More files to sort after each build (e.g. a --save-tactics file), one or more.")] = None,
+    until: Until = "bad",
+    max_iterations: MaxIterations = 50,
+    artifacts_dir: ArtifactsDir = Path("polyx_artifacts"),
+    artifacts: ArtifactFiles = None,
     check: CheckOption = None,
     show_output: ShowOutput = False,
     fail_code: FailCode = None,
@@ -528,16 +534,8 @@ def build(
         builder = RepeatedBuilder(model, options, judge, artifacts_dir, goal, max_iterations,
                                   [Path(p) for p in artifacts or []], progress=progress,
                                   logger=engine_logger(verbose, quiet), save_engine=save_engine)
-        result = builder.run()
-    lines = [f"Builds: {len(result.iterations)} ({result.good} good, {result.bad} bad); artifacts in "
-             f"{artifacts_dir / 'good'} and {artifacts_dir / 'bad'}"]
-    lines += [f"Note: artifact {path} did not exist after a build" for path in result.missing_artifacts]
-    if not isinstance(goal, int) and not builder.found():
-        lines.append(f"No {goal} build in {len(result.iterations)} builds")
-    _echo(lines)
-    _stop_if_interrupted(result.interrupted, "artifacts of the finished builds are sorted")
-    if not builder.found():
-        raise typer.Exit(1)
+        builder.run()
+    _report_iterations(builder, "build")
 
 
 def _engine_placeholders(check: str | None, save_engine: Path | None) -> tuple[str, ...]:
@@ -565,15 +563,10 @@ def repeat(
     check: Annotated[str, typer.Option("--check", help="Shell command run each iteration; exit code 0 = good, "
                                                        "other = bad (2, 126 and 127 never bad).",
                                        rich_help_panel=CHECK)],
-    until: Annotated[str, typer.Option("--until", help="good | bad: stop at the first such run; N: run N "
-                                                       "times.")] = "bad",
-    max_iterations: Annotated[int, typer.Option("--max-iterations", min=1, help="Most runs for --until "
-                                                                                "good|bad.")] = 50,
-    artifacts_dir: Annotated[Path, typer.Option(
-        "--artifacts-dir", help="Folder for the artifacts, sorted into good/ and bad/ (created if missing; its "
-                                "parent must exist).")] = Path("polyx_artifacts"),
-    artifacts: Annotated[list[str] | None, typer.Option(
-        "--artifacts", help="Files the command writes, moved into good/ or bad/ after each run; one or more.")] = None,
+    until: Until = "bad",
+    max_iterations: MaxIterations = 50,
+    artifacts_dir: ArtifactsDir = Path("polyx_artifacts"),
+    artifacts: ArtifactFiles = None,
     show_output: ShowOutput = False,
     fail_code: FailCode = None,
     ignore_fail_code: IgnoreFailCode = None,
@@ -591,15 +584,22 @@ def repeat(
     with DebugProgress("repeat", quiet) as progress:
         runner = RepeatedCommand(command, artifacts_dir, goal, max_iterations, [Path(p) for p in artifacts or []],
                                  progress=progress)
-        result = runner.run()
-    lines = [f"Runs: {len(result.iterations)} ({result.good} good, {result.bad} bad); artifacts in "
-             f"{artifacts_dir / 'good'} and {artifacts_dir / 'bad'}"]
-    lines += [f"Note: artifact {path} did not exist after a run" for path in result.missing_artifacts]
-    if not isinstance(goal, int) and not runner.found():
-        lines.append(f"No {goal} run in {len(result.iterations)} runs")
+        runner.run()
+    _report_iterations(runner, "run")
+
+
+def _report_iterations(runs: RepeatedRuns, noun: str) -> None:
+    """The summary of `debug build` or `debug repeat` (`noun`: what an iteration is); exit code 1 when the --until
+    goal was not met, 130 after Ctrl-C."""
+    result, folder = runs.result, runs.folder
+    lines = [f"{noun.capitalize()}s: {len(result.iterations)} ({result.good} good, {result.bad} bad); artifacts in "
+             f"{folder / 'good'} and {folder / 'bad'}"]
+    lines += [f"Note: artifact {path} did not exist after a {noun}" for path in result.missing_artifacts]
+    if not isinstance(runs.until, int) and not runs.found():
+        lines.append(f"No {runs.until} {noun} in {len(result.iterations)} {noun}s")
     _echo(lines)
-    _stop_if_interrupted(result.interrupted, "artifacts of the finished runs are sorted")
-    if not runner.found():
+    _stop_if_interrupted(result.interrupted, f"artifacts of the finished {noun}s are sorted")
+    if not runs.found():
         raise typer.Exit(1)
 
 

@@ -69,9 +69,15 @@ def test_context_recorder_can_be_replaced_and_overflows(plan) -> None:
         recorder.get_error_desc(2)
 
 
-def test_recorders_and_allocators_must_have_the_right_type() -> None:
+def test_recorders_and_allocators_must_have_the_right_type(plan) -> None:
     with pytest.raises(TypeError, match="error_recorder must be an engine.IErrorRecorder .*got list"):
         trt.Runtime().error_recorder = []
+    engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(plan)
+    context = engine.create_execution_context()
+    for owner in (engine, context, trt.Builder()):  # one error_recorder attribute, checked the same everywhere
+        with pytest.raises(TypeError, match="error_recorder must be an engine.IErrorRecorder .*got str"):
+            owner.error_recorder = "recorder.log"
+        assert owner.error_recorder is None
     with pytest.raises(TypeError, match="gpu_allocator must be an engine.IGpuAllocator .*got dict"):
         trt.Builder().gpu_allocator = {}
     with pytest.raises(ValueError, match="max_errors must be at least 1"):
