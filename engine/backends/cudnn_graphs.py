@@ -264,7 +264,7 @@ class ConvGraph:
             self.graph.execute_plan_at_index(pack, int(workspace), index, handle)
 
 
-_GRAPHS: dict[ConvSpec, ConvGraph] = {}
+_GRAPHS: dict[ConvSpec, ConvGraph | str] = {}  # a string: why cuDNN refused the spec (asked once, not per engine)
 _GRAPHS_LOCK = threading.Lock()
 
 
@@ -276,11 +276,12 @@ def conv_graph(spec: ConvSpec) -> ConvGraph:
     if graph is None:
         try:
             graph = ConvGraph(spec)
-        except CudnnPlanError:
-            raise
+        except CudnnPlanError as exc:
+            graph = str(exc)
         except Exception as exc:  # noqa: BLE001 - the frontend's errors: unsupported graph, bad descriptor
-            raise CudnnPlanError(f"cuDNN {version_string()} does not support this convolution graph: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+            graph = f"cuDNN {version_string()} does not support this convolution graph: {type(exc).__name__}: {exc}"
         with _GRAPHS_LOCK:
             graph = _GRAPHS.setdefault(spec, graph)
+    if isinstance(graph, str):
+        raise CudnnPlanError(graph)
     return graph

@@ -128,6 +128,7 @@ class FakeGraph:
 
     RANKING: list = []
     FAILING: set = set()
+    REFUSED = False  # check_support raises, as for a graph no engine supports
     made: list = []
 
     def __init__(self, **kwargs):
@@ -170,7 +171,8 @@ class FakeGraph:
         self.notes.extend(notes)
 
     def check_support(self):
-        pass
+        if self.REFUSED:
+            raise RuntimeError("no engine supports the graph")
 
     def get_execution_plan_count(self):
         return len(self.plans)
@@ -263,6 +265,15 @@ def test_candidates_are_the_first_engines_that_build_and_others_say_why(fake_cud
     assert reason == "cuDNN engine 15 is not among the engines ranked first for this layer that build ([3, 7, 11, 12])"
     assert by_engine[7].workspace_bytes(ctx) == 1004  # engine 7 is plan index 4
     assert len(FakeGraph.made) == 1  # one graph per layer geometry, shared by the engines' tactics
+
+
+def test_a_graph_cudnn_refuses_is_one_reason_for_every_engine_asked_once(fake_cudnn, monkeypatch):
+    monkeypatch.setattr(FakeGraph, "REFUSED", True)
+    ctx = conv_context((1, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
+    reasons = {t.supports(ctx) for t in cudnn_tactics()}
+    assert reasons == {"cuDNN 9.19.0 does not support this convolution graph: RuntimeError: no engine supports the "
+                       "graph"}
+    assert len(FakeGraph.made) == 1
 
 
 def test_an_engine_cudnn_cannot_build_is_an_execution_error_naming_layer_and_engine(fake_cudnn, monkeypatch):
