@@ -33,6 +33,15 @@ from .registry import register_tactic
 from .scratch import carve
 
 _STORAGE = {DataType.FLOAT: "float32", DataType.HALF: "float16"}
+# cuDNN's vectorized engines assume 16-byte aligned tensors (the frontend's default tensor alignment); a view at
+# another offset is copied first.
+_ALIGNMENT = 16
+
+
+def _aligned(array: Any, xp: Any) -> Any:
+    """`array` C-contiguous and 16-byte aligned (itself when it already is)."""
+    array = xp.ascontiguousarray(array)
+    return array if array.data.ptr % _ALIGNMENT == 0 else array.copy()
 
 
 def _clip(a: Activation) -> tuple[str, tuple[tuple[str, float], ...]] | None:
@@ -166,16 +175,17 @@ class CudnnConv(ConvTactic):
         return entry
 
     def run(self, state, inputs, outputs, workspace, xp) -> None:
-        x, out = xp.ascontiguousarray(inputs[0]), outputs[0]
+        x, out = _aligned(inputs[0], xp), outputs[0]
         graph, workspace_bytes = self._graph_for(state, tuple(x.shape))
-        y = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
+        y = out if out.flags.c_contiguous and out.data.ptr % _ALIGNMENT == 0 else xp.empty(out.shape, out.dtype)
         pointers = {"x": x.data.ptr, "w": state["w"].data.ptr, "y": y.data.ptr}
         if state["bias"] is not None:
             pointers["bias"] = state["bias"].data.ptr
         if state["residual"] is not None:
             residual = inputs[state["residual"]]
-            if residual.shape != y.shape or residual.dtype != y.dtype or not residual.flags.c_contiguous:
+            if residual.shape != y.shape or residual.dtype != y.dtype:
                 residual = xp.ascontiguousarray(xp.broadcast_to(residual, y.shape), dtype=y.dtype)
+            residual = _aligned(residual, xp)  # kept referenced until the graph is enqueued
             pointers["residual"] = residual.data.ptr
         space = carve(workspace, [((workspace_bytes,), np.uint8)], xp)[0] if workspace_bytes else None
         graph.execute(self.engine_id, pointers, 0 if space is None else space.data.ptr)
