@@ -38,10 +38,15 @@ _STORAGE = {DataType.FLOAT: "float32", DataType.HALF: "float16"}
 _ALIGNMENT = 16
 
 
+def _address(array: Any) -> int:
+    """The device address of a CuPy array (what the cuDNN graph's variant pack takes)."""
+    return array.data.ptr
+
+
 def _aligned(array: Any, xp: Any) -> Any:
     """`array` C-contiguous and 16-byte aligned (itself when it already is)."""
     array = xp.ascontiguousarray(array)
-    return array if array.data.ptr % _ALIGNMENT == 0 else array.copy()
+    return array if _address(array) % _ALIGNMENT == 0 else array.copy()
 
 
 def _clip(a: Activation) -> tuple[str, tuple[tuple[str, float], ...]] | None:
@@ -177,18 +182,18 @@ class CudnnConv(ConvTactic):
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         x, out = _aligned(inputs[0], xp), outputs[0]
         graph, workspace_bytes = self._graph_for(state, tuple(x.shape))
-        y = out if out.flags.c_contiguous and out.data.ptr % _ALIGNMENT == 0 else xp.empty(out.shape, out.dtype)
-        pointers = {"x": x.data.ptr, "w": state["w"].data.ptr, "y": y.data.ptr}
+        y = out if out.flags.c_contiguous and _address(out) % _ALIGNMENT == 0 else xp.empty(out.shape, out.dtype)
+        pointers = {"x": _address(x), "w": _address(state["w"]), "y": _address(y)}
         if state["bias"] is not None:
-            pointers["bias"] = state["bias"].data.ptr
+            pointers["bias"] = _address(state["bias"])
         if state["residual"] is not None:
             residual = inputs[state["residual"]]
             if residual.shape != y.shape or residual.dtype != y.dtype:
                 residual = xp.ascontiguousarray(xp.broadcast_to(residual, y.shape), dtype=y.dtype)
             residual = _aligned(residual, xp)  # kept referenced until the graph is enqueued
-            pointers["residual"] = residual.data.ptr
+            pointers["residual"] = _address(residual)
         space = carve(workspace, [((workspace_bytes,), np.uint8)], xp)[0] if workspace_bytes else None
-        graph.execute(self.engine_id, pointers, 0 if space is None else space.data.ptr)
+        graph.execute(self.engine_id, pointers, 0 if space is None else _address(space))
         if state["after"] is not None:
             apply_epilogue(state["after"], y, inputs, xp)
         if y is not out:

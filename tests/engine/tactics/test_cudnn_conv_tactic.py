@@ -4,6 +4,7 @@ layer (a loaded plan), never a crash; one stable tactic id per cuDNN engine; and
 order, numerical notes) and which engines become candidates or are refused with the reason."""
 from __future__ import annotations
 
+import ctypes
 import sys
 import types
 
@@ -12,13 +13,13 @@ import pytest
 
 import engine as trt
 from engine.backends import cudnn_graphs
-from engine.dtypes import DataType
+from engine.dtypes import DataType, from_numpy
 from engine.enums import ActivationType, LayerType, TacticSource, allowed_by_sources
 from engine.ir import Activation, Epilogue, Node
 from engine.ir.epilogue import NO_EPILOGUE
 from engine.network import NetworkDefinition
 from engine.ops.base import TensorInfo
-from engine.tactics import TacticContext, tactic_by_id, tactics_for
+from engine.tactics import TacticContext, gpu_cudnn_conv, tactic_by_id, tactics_for
 from engine.tactics.base import stable_tactic_id
 from engine.tactics.gpu_cudnn_conv import CudnnConv, fused_activation
 
@@ -193,6 +194,46 @@ class FakeGraph:
     def get_workspace_size_plan_at_index(self, index):
         return 1000 + index
 
+    def execute_plan_at_index(self, pack, workspace, index, handle):
+        """What cuDNN does with the variant pack: read each operand at its address as the graph declared it, run
+        the ops in order (the convolution by the float64 reference), write Y at its address."""
+        assert index in self.built and workspace != 0
+        address = {tensor.name: pointer for tensor, pointer in pack.items()}
+
+        def memory(tensor):
+            dtype = np.float16 if tensor.data_type == "HALF" else np.float32
+            raw = (ctypes.c_char * (int(np.prod(tensor.dim)) * np.dtype(dtype).itemsize)).from_address(
+                address[tensor.name])
+            return np.ctypeslib.as_array(raw).view(dtype).reshape(tensor.dim)
+
+        (_, _, conv), *epilogue = self.ops
+        x, w = memory(self.tensors["X"]), memory(self.tensors["W"])
+        y = conv_reference(x, w, None, conv["stride"], conv["dilation"], conv["pre_padding"], conv["post_padding"],
+                           x.shape[1] // w.shape[1])
+        for op, operands, params in epilogue:
+            if op in ("bias", "add"):
+                y = y + memory(self.tensors[operands[1]])
+            else:
+                assert op == "relu" and set(params) == {"negative_slope"}, (op, params)
+                y = np.where(y >= 0, y, params["negative_slope"] * y)
+        memory(self.output)[...] = y
+
+
+def conv_reference(x, w, b, stride, dilation, pre, post, groups) -> np.ndarray:
+    """float64 grouped 2-D convolution."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    padded = np.pad(x, [(0, 0), (0, 0)] + list(zip(pre, post)))
+    out = [(padded.shape[2 + i] - dilation[i] * (w.shape[2 + i] - 1) - 1) // stride[i] + 1 for i in range(2)]
+    y = np.zeros((x.shape[0], w.shape[0], *out))
+    cg, kg = x.shape[1] // groups, w.shape[0] // groups
+    for pos in np.ndindex(*out):
+        window = tuple(slice(p * s, p * s + d * (k - 1) + 1, d)
+                       for p, s, d, k in zip(pos, stride, dilation, w.shape[2:]))
+        for g in range(groups):
+            patch = padded[(slice(None), slice(g * cg, (g + 1) * cg), *window)].reshape(x.shape[0], -1)
+            y[(slice(None), slice(g * kg, (g + 1) * kg), *pos)] = patch @ w[g * kg:(g + 1) * kg].reshape(kg, -1).T
+    return y + (0 if b is None else b.astype(np.float64).reshape(-1, 1, 1))
+
 
 @pytest.fixture
 def fake_cudnn(monkeypatch):
@@ -205,6 +246,7 @@ def fake_cudnn(monkeypatch):
     module.pygraph = FakeGraph
     module.backend_version = lambda: 91900
     module.backend_version_string = lambda: "9.19.0"
+    module.set_stream = lambda handle, stream: None
     monkeypatch.setitem(sys.modules, "cudnn", module)
     monkeypatch.setattr(cudnn_graphs, "_handle", lambda: "handle")
     monkeypatch.setattr(FakeGraph, "made", [])
@@ -323,3 +365,33 @@ def test_a_plan_keeps_the_cudnn_engine_and_is_refused_where_cudnn_is_missing(no_
                                                   r"gpu:conv:cudnn_engine7\), which is not usable here: the cuDNN "
                                                   r"frontend \(nvidia-cudnn-frontend\) cannot be imported"):
         trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(pack(MAGIC, FORMAT_VERSION, header, arrays))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("activation", [Activation(ActivationType.LEAKY_RELU, 0.1),
+                                        Activation(ActivationType.ELU, 0.5)])
+def test_run_hands_cudnn_each_operand_and_applies_what_it_cannot(fake_cudnn, monkeypatch, activation, dtype):
+    """NumPy arrays stand in for CuPy ones: the stand-in frontend reads the operands at the addresses the tactic
+    passes, as cuDNN would. LeakyReLU is fused into the graph, ELU applied after it by the epilogue helper."""
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
+        asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
+    monkeypatch.setattr(gpu_cudnn_conv, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 4, 9, 8)).astype(dtype)
+    ctx = conv_context(x.shape, 6, 2, (3, 3), (2, 1), (1, 2), (1, 0), (2, 1), dtype=from_numpy(dtype),
+                       epilogue=Epilogue(residual=3, activation=activation))
+    w = rng.standard_normal(ctx.inputs[1].shape).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    ctx.inputs[1] = TensorInfo(w.shape, ctx.inputs[1].dtype, w)
+    ctx.inputs[2] = TensorInfo(b.shape, ctx.inputs[2].dtype, b)
+    residual = rng.standard_normal((2, 6, 1, 5)).astype(dtype)  # broadcast over rows: materialized for cuDNN
+    (tactic,) = [t for t in cudnn_tactics() if t.engine_id == 6]
+    assert tactic.supports(ctx) is True
+    out = np.full(ctx.outputs[0].shape, np.nan, dtype)
+    tactic.run(tactic.prepare(ctx), [x, w, b, residual], [out], None, np)
+    want = conv_reference(x, w, b, (2, 1), (1, 2), (1, 0), (1, 1), 2) + residual.astype(np.float64)
+    want = np.where(want >= 0, want, 0.1 * want) if activation.type == ActivationType.LEAKY_RELU else \
+        np.where(want > 0, want, 0.5 * (np.exp(want) - 1))
+    tolerance = 1e-2 if dtype == np.float16 else 1e-5
+    np.testing.assert_allclose(out, want, rtol=tolerance, atol=tolerance)
