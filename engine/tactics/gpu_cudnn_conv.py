@@ -137,9 +137,14 @@ class CudnnConv(ConvTactic):
                          ctx.epilogue.residual is not None, fused_activation(ctx.epilogue.activation))
 
     def workspace_bytes(self, ctx: TacticContext) -> int:
+        """The engine's workspace at ctx's shapes; raises CudnnPlanError where it cannot run there (the builder
+        then leaves the tactic out: it asks at the profile's max shapes too)."""
         if unavailable_reason() is not None:
             return 0
-        return conv_graph(self.spec(ctx)).workspace_bytes(self.engine_id)
+        try:
+            return conv_graph(self.spec(ctx)).workspace_bytes(self.engine_id)
+        except CudnnPlanError as exc:
+            raise CudnnPlanError(f"at input shape {list(ctx.inputs[0].shape)}: {exc}") from exc
 
     def prepare(self, ctx: TacticContext) -> dict:
         reason = unavailable_reason()

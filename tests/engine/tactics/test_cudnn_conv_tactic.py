@@ -309,6 +309,17 @@ def test_candidates_are_the_first_engines_that_build_and_others_say_why(fake_cud
     assert len(FakeGraph.made) == 1  # one graph per layer geometry, shared by the engines' tactics
 
 
+def test_an_engine_that_builds_at_the_opt_shape_but_not_the_max_one_cannot_size_its_workspace(fake_cudnn,
+                                                                                              monkeypatch):
+    monkeypatch.setattr(FakeGraph, "RANKING", [(3, {})])
+    tactic = CudnnConv(3)
+    assert tactic.supports(conv_context((2, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))) is True
+    monkeypatch.setattr(FakeGraph, "FAILING", {3})  # the larger shape's graph cannot build the engine
+    with pytest.raises(cudnn_graphs.CudnnPlanError, match=r"^at input shape \[8, 4, 6, 6\]: cuDNN 9.19.0 cannot "
+                                                          r"build engine 3 for this convolution"):
+        tactic.workspace_bytes(conv_context((8, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)))
+
+
 def test_a_graph_cudnn_refuses_is_one_reason_for_every_engine_asked_once(fake_cudnn, monkeypatch):
     monkeypatch.setattr(FakeGraph, "REFUSED", True)
     ctx = conv_context((1, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
@@ -395,3 +406,38 @@ def test_run_hands_cudnn_each_operand_and_applies_what_it_cannot(fake_cudnn, mon
         np.where(want > 0, want, 0.5 * (np.exp(want) - 1))
     tolerance = 1e-2 if dtype == np.float16 else 1e-5
     np.testing.assert_allclose(out, want, rtol=tolerance, atol=tolerance)
+
+
+class WorkspaceFailingTactic(trt.Tactic):
+    """Supported, preferred when nothing is timed, but cannot size its workspace (as a cuDNN engine that builds at
+    the opt shapes and not at the max ones)."""
+
+    name = "test_workspace_failing_elementwise"
+    layer_type = LayerType.ELEMENTWISE
+    heuristic_rank = -1
+
+    def workspace_bytes(self, ctx):
+        raise cudnn_graphs.CudnnPlanError("cannot build engine 3 at the max shape")
+
+
+def test_a_tactic_whose_workspace_cannot_be_sized_is_left_out_with_the_reason():
+    tactic = trt.register_tactic(WorkspaceFailingTactic())
+    try:
+        logger = trt.CapturingLogger()
+        builder = trt.Builder(logger)
+        network = builder.create_network()
+        x = network.add_input("x", trt.DataType.FLOAT, (2, 3))
+        network.mark_output(network.add_elementwise(x, x, trt.ElementWiseOperation.SUM, name="add").get_output(0))
+        config = builder.create_builder_config()
+        config.device = "cpu"
+        config.builder_optimization_level = 0
+        engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    finally:
+        trt.tactics.unregister_tactic(tactic)
+    assert {r["name"]: r["tactic"] for r in engine.layer_info()}["add"] != tactic.name
+    why = ("[add] tactic test_workspace_failing_elementwise skipped: workspace_bytes() raised "
+           "CudnnPlanError('cannot build engine 3 at the max shape')")
+    assert (trt.Severity.VERBOSE, why) in logger.messages
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    (out,) = engine.create_execution_context().execute({"x": x}).values()
+    np.testing.assert_array_equal(out, 2 * x)
