@@ -127,7 +127,20 @@ def test_every_candidate_engine_matches_float64(name, dtype):
                 f"{list(reasons)[:3]}"
 
 
-def build_mobilenet(sources: int, level: int = 2) -> tuple[trt.Engine, bytes]:
+class CudnnConvolutions(trt.IAlgorithmSelector):
+    """Convolutions only on cuDNN engines (an empty choice is a BuildError listing what was offered); other layers
+    keep every tactic, so the cuBLAS GEMM of the classifier stays capturable in a CUDA graph."""
+
+    def select_algorithms(self, context, choices):
+        if context.layer_type != "CONVOLUTION":
+            return list(range(len(choices)))
+        return [i for i, a in enumerate(choices) if a.tactic_name.startswith("gpu:conv:cudnn_engine")]
+
+    def report_algorithms(self, contexts, choices):
+        pass
+
+
+def build_mobilenet(sources: int | None = None, selector=None, level: int = 2) -> tuple[trt.Engine, bytes]:
     case = CASES[0]
     path = MODELS / f"{case.model}.onnx"
     if not path.is_file():
@@ -140,7 +153,9 @@ def build_mobilenet(sources: int, level: int = 2) -> tuple[trt.Engine, bytes]:
     config = builder.create_builder_config()
     config.device = "gpu"
     config.builder_optimization_level = level
-    config.set_tactic_sources(sources)
+    config.algorithm_selector = selector
+    if sources is not None:
+        config.set_tactic_sources(sources)
     profile = builder.create_optimization_profile()
     for name, shapes in case.profile.items():
         profile.set_shape(name, *shapes)
@@ -154,11 +169,9 @@ def conv_tactics(engine: trt.Engine) -> dict[str, str]:
 
 
 def test_mobilenet_on_cudnn_convolutions_matches_onnxruntime_replays_and_reloads():
-    engine, plan = build_mobilenet(1 << int(TacticSource.CUDNN))
+    engine, plan = build_mobilenet(selector=CudnnConvolutions())
     tactics = conv_tactics(engine)
-    assert tactics and all(t.startswith("gpu:conv:cudnn_engine") for t in tactics.values()), \
-        f"convolutions not on cuDNN engines (cuDNN {version_string()}): " \
-        f"{ {k: v for k, v in tactics.items() if not v.startswith('gpu:conv:cudnn')} }"
+    assert tactics and all(t.startswith("gpu:conv:cudnn_engine") for t in tactics.values()), tactics
     case = CASES[0]
     model = onnx.load(MODELS / f"{case.model}.onnx")
     session = ort.InferenceSession((MODELS / f"{case.model}.onnx").as_posix(), providers=["CPUExecutionProvider"])
@@ -175,12 +188,15 @@ def test_mobilenet_on_cudnn_convolutions_matches_onnxruntime_replays_and_reloads
         replayed = graphed.execute(feeds)
         for name, reference_output in want.items():
             np.testing.assert_allclose(got[name], reference_output, rtol=1e-4, atol=1e-4,
-                                       err_msg=f"cuDNN engines {sorted(set(tactics.values()))} at {shapes}")
+                                       err_msg=f"cuDNN {version_string()} engines {sorted(set(tactics.values()))} "
+                                               f"at {shapes}")
             np.testing.assert_array_equal(replayed[name], got[name], err_msg="CUDA-graph replay differs")
             np.testing.assert_array_equal(loaded[name], got[name], err_msg="the reloaded plan differs")
     assert graphed.cuda_graph_captures == len(case.run_shapes), engine.logger.messages
 
 
-def test_without_the_cudnn_source_no_layer_uses_it():
+def test_cudnn_source_alone_builds_mobilenet_and_without_it_no_layer_uses_it():
+    only, _ = build_mobilenet(1 << int(TacticSource.CUDNN), level=1)
+    assert all(t.startswith("gpu:conv:cudnn_engine") for t in conv_tactics(only).values()), conv_tactics(only)
     engine, _ = build_mobilenet(sum(1 << int(s) for s in TacticSource if s != TacticSource.CUDNN), level=1)
     assert not any(t.startswith("gpu:conv:cudnn") for t in conv_tactics(engine).values())
