@@ -215,7 +215,12 @@ class TacticSelection:
             if ok is not True:
                 self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: {ok or 'no'}")
                 continue
-            workspace = self._workspace_need(tactic, spec, self._seen_by(tactic, tctx))
+            try:
+                workspace = self._workspace_need(tactic, spec, self._seen_by(tactic, tctx))
+            except Exception as exc:  # noqa: BLE001 - e.g. a cuDNN engine that builds at the opt shape, not the max
+                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: workspace_bytes() "
+                                           f"raised {exc!r}")
+                continue
             if workspace > limit:
                 self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: workspace "
                                            f"{workspace} bytes exceeds the limit of {limit}")

@@ -1,0 +1,209 @@
+"""cuDNN convolutions (TacticSource.CUDNN): the convolution, its bias, a fused residual add and a fused activation as
+ONE cuDNN frontend graph (backends/cudnn_graphs.py), which cuDNN's runtime-fusion engines run as one kernel.
+
+Each cuDNN engine is a tactic of its own, `gpu:conv:cudnn_engine<id>` with cuDNN's engine id, as TensorRT makes
+each cuDNN engine configuration a tactic: the builder times the first few engines cuDNN's heuristics rank for the
+layer, and the plan records the chosen engine's id. At run time the engine is rebuilt for the shapes being run
+(with the knobs the heuristics give it there); an installed cuDNN that cannot build it fails with an
+ExecutionError naming the layer and the engine, never a silent switch to another engine.
+
+NCHW tensors (contiguous strides), FLOAT and HALF layers with float32 accumulation (FP32 is IEEE: engines that
+would use TF32 are deselected), BF16 layers through the usual float32 widening; 1-D and 2-D convolutions, groups,
+strides, dilations, asymmetric padding. Activations cuDNN's pointwise nodes express (ACTIVATIONS) are fused; any
+other activation is applied after the graph by the shared epilogue helper.
+
+CuPy and cudnn are imported inside functions: this module is imported on every machine.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..backends.cudnn_graphs import MAX_ENGINE_ID, ConvSpec, CudnnPlanError, conv_graph, unavailable_reason
+from ..dtypes import DataType
+from ..enums import ActivationType, TacticSource
+from ..errors import ExecutionError, PlanFormatError
+from ..ir.epilogue import ACTIVATION, RESIDUAL, Activation, Epilogue, apply_epilogue
+from .base import TacticContext, stable_tactic_id
+from .cpu_conv import ConvGeometry, ConvTactic, conv_geometry
+from .gpu_conv_gemm import as_2d
+from .registry import register_tactic
+from .scratch import carve
+
+_STORAGE = {DataType.FLOAT: "float32", DataType.HALF: "float16"}
+# cuDNN's vectorized engines assume 16-byte aligned tensors (the frontend's default tensor alignment); a view at
+# another offset is copied first.
+_ALIGNMENT = 16
+
+
+def _address(array: Any) -> int:
+    """The device address of a CuPy array (what the cuDNN graph's variant pack takes)."""
+    return array.data.ptr
+
+
+def _aligned(array: Any, xp: Any) -> Any:
+    """`array` C-contiguous and 16-byte aligned (itself when it already is)."""
+    array = xp.ascontiguousarray(array)
+    return array if _address(array) % _ALIGNMENT == 0 else array.copy()
+
+
+def _clip(a: Activation) -> tuple[str, tuple[tuple[str, float], ...]] | None:
+    """Clip(lo, hi) is cuDNN's RELU with both clips (slope 0 below the lower clip); only finite, ordered bounds."""
+    if not (math.isfinite(a.alpha) and math.isfinite(a.beta) and a.alpha <= a.beta):
+        return None
+    return "relu", (("lower_clip", a.alpha), ("upper_clip", a.beta))
+
+
+# ActivationType -> (pointwise builder of the cuDNN graph, its parameters) or None when it cannot be expressed.
+ACTIVATIONS = {
+    ActivationType.RELU: lambda a: ("relu", ()),
+    ActivationType.LEAKY_RELU: lambda a: ("relu", (("negative_slope", a.alpha),)),
+    ActivationType.CLIP: _clip,
+    ActivationType.SIGMOID: lambda a: ("sigmoid", ()),
+    ActivationType.TANH: lambda a: ("tanh", ()),
+    ActivationType.GELU_ERF: lambda a: ("gelu", ()),
+    ActivationType.GELU_TANH: lambda a: ("gelu_approx_tanh", ()),
+}
+
+
+def fused_activation(activation: Activation | None) -> tuple[str, tuple[tuple[str, float], ...]] | None:
+    """The cuDNN pointwise form of a fused activation, None when there is none or cuDNN cannot express it."""
+    if activation is None or activation.type not in ACTIVATIONS:
+        return None
+    return ACTIVATIONS[activation.type](activation)
+
+
+def conv_spec(g: ConvGeometry, dtype: str, bias: bool, residual: bool,
+              activation: tuple[str, tuple[tuple[str, float], ...]] | None) -> ConvSpec:
+    """The cuDNN graph a 2-D geometry (as_2d) needs: NCHW input, KCRS weights of C/groups channels."""
+    return ConvSpec(x_shape=(g.batch, g.channels, *g.in_sizes),
+                    w_shape=(g.maps, g.channels // g.groups, *g.kernel),
+                    y_shape=(g.batch, g.maps, *g.out_sizes), dtype=dtype, pre=tuple(g.pre), post=tuple(g.post),
+                    strides=tuple(g.strides), dilations=tuple(g.dilations), bias=bias, residual=residual,
+                    activation=activation)
+
+
+class CudnnConv(ConvTactic):
+    """One cuDNN engine, built per input shape as a fused conv graph."""
+
+    backend = "gpu"
+    source = TacticSource.CUDNN
+    absorbs = frozenset({RESIDUAL, ACTIVATION})
+    # Behind our GEMM and NVRTC convolutions when nothing is timed: cuDNN's engines compete when timed.
+    heuristic_rank = 30
+    # Building a cuDNN plan may compile a runtime-fusion kernel: not worth it when the choice is not timed.
+    min_optimization_level = 1
+
+    def __init__(self, engine_id: int):
+        self.engine_id = engine_id
+        self.name = f"gpu:conv:cudnn_engine{engine_id}"
+        self.id = stable_tactic_id(self.name)
+
+    def supports(self, ctx: TacticContext) -> bool | str:
+        reason = unavailable_reason()
+        if reason is not None:
+            return reason
+        x, y = ctx.inputs[0], ctx.outputs[0]
+        if x.dtype not in _STORAGE or y.dtype != x.dtype:
+            return f"the cuDNN graph runs FLOAT or HALF layers with outputs of the input type, not " \
+                   f"{x.dtype.value} -> {y.dtype.value}"
+        ok = super().supports(ctx)
+        if ok is not True:
+            return ok
+        try:
+            candidates = conv_graph(self.spec(ctx)).candidate_engines()
+        except CudnnPlanError as exc:
+            return str(exc)
+        if self.engine_id not in candidates:
+            return f"cuDNN engine {self.engine_id} is not among the engines ranked first for this layer that " \
+                   f"build ({candidates})"
+        return True
+
+    def supports_geometry(self, g: ConvGeometry) -> bool | str:
+        if len(g.kernel) not in (1, 2):
+            return f"the cuDNN graph handles 1-D and 2-D convolutions, not {len(g.kernel)}-D"
+        if min(g.pre + g.post) < 0:
+            return "negative padding (cropping) is not a cuDNN convolution"
+        return True
+
+    def geometry(self, ctx: TacticContext) -> ConvGeometry:
+        return as_2d(super().geometry(ctx))
+
+    def spec(self, ctx: TacticContext) -> ConvSpec:
+        has_bias = len(ctx.inputs) > 2 and ctx.inputs[2] is not None
+        return conv_spec(self.geometry(ctx), _STORAGE[ctx.inputs[0].dtype], has_bias,
+                         ctx.epilogue.residual is not None, fused_activation(ctx.epilogue.activation))
+
+    def workspace_bytes(self, ctx: TacticContext) -> int:
+        """The engine's workspace at ctx's shapes; raises CudnnPlanError where it cannot run there (the builder
+        then leaves the tactic out: it asks at the profile's max shapes too)."""
+        if unavailable_reason() is not None:
+            return 0
+        try:
+            return conv_graph(self.spec(ctx)).workspace_bytes(self.engine_id)
+        except CudnnPlanError as exc:
+            raise CudnnPlanError(f"at input shape {list(ctx.inputs[0].shape)}: {exc}") from exc
+
+    def prepare(self, ctx: TacticContext) -> dict:
+        reason = unavailable_reason()
+        if reason is not None:  # only a loaded plan gets here: the builder asked `supports` first
+            raise PlanFormatError(f"plan: layer '{ctx.layer.name}' runs on cuDNN (tactic {self.name}), which is "
+                                  f"not usable here: {reason}")
+        import cupy
+
+        storage = np.dtype(_STORAGE[ctx.inputs[0].dtype])
+        w = np.asarray(ctx.inputs[1].value)
+        bias = ctx.inputs[2].value if len(ctx.inputs) > 2 and ctx.inputs[2] is not None else None
+        activation = ctx.epilogue.activation
+        fused = fused_activation(activation)
+        return {
+            "w": cupy.asarray(np.ascontiguousarray(w, dtype=storage)),
+            "bias": None if bias is None else cupy.asarray(np.asarray(bias, dtype=storage).reshape(-1)),
+            "layer": ctx.layer, "kernel_shape": w.shape, "dtype": storage.name, "activation": fused,
+            # an activation cuDNN cannot express runs after the graph
+            "after": Epilogue(activation=activation) if activation is not None and fused is None else None,
+            "residual": ctx.epilogue.residual,  # input position, or None
+            "graphs": {},  # input shape -> (ConvGraph, workspace bytes)
+        }
+
+    def _graph_for(self, state: dict, shape: tuple[int, ...]) -> tuple[Any, int]:
+        """The built graph for an input shape; the first run at a shape builds it, before any CUDA-graph capture."""
+        entry = state["graphs"].get(shape)
+        if entry is None:
+            g = as_2d(conv_geometry(state["layer"], shape, state["kernel_shape"]))
+            spec = conv_spec(g, state["dtype"], state["bias"] is not None, state["residual"] is not None,
+                             state["activation"])
+            try:
+                graph = conv_graph(spec)
+                entry = state["graphs"][shape] = (graph, graph.workspace_bytes(self.engine_id))
+            except CudnnPlanError as exc:
+                raise ExecutionError(f"layer '{state['layer'].name}': tactic {self.name} (the plan's cuDNN engine) "
+                                     f"cannot run at input shape {list(shape)}: {exc}; rebuild the plan with the "
+                                     "cuDNN installed here") from exc
+        return entry
+
+    def run(self, state, inputs, outputs, workspace, xp) -> None:
+        x, out = _aligned(inputs[0], xp), outputs[0]
+        graph, workspace_bytes = self._graph_for(state, tuple(x.shape))
+        y = out if out.flags.c_contiguous and _address(out) % _ALIGNMENT == 0 else xp.empty(out.shape, out.dtype)
+        pointers = {"x": _address(x), "w": _address(state["w"]), "y": _address(y)}
+        if state["bias"] is not None:
+            pointers["bias"] = _address(state["bias"])
+        if state["residual"] is not None:
+            residual = inputs[state["residual"]]
+            if residual.shape != y.shape or residual.dtype != y.dtype:
+                residual = xp.ascontiguousarray(xp.broadcast_to(residual, y.shape), dtype=y.dtype)
+            residual = _aligned(residual, xp)  # kept referenced until the graph is enqueued
+            pointers["residual"] = _address(residual)
+        space = carve(workspace, [((workspace_bytes,), np.uint8)], xp)[0] if workspace_bytes else None
+        graph.execute(self.engine_id, pointers, 0 if space is None else _address(space))
+        if state["after"] is not None:
+            apply_epilogue(state["after"], y, inputs, xp)
+        if y is not out:
+            xp.copyto(out, y)
+
+
+for _engine_id in range(MAX_ENGINE_ID):
+    register_tactic(CudnnConv(_engine_id))

@@ -1,0 +1,443 @@
+"""The cuDNN convolution tactics without a GPU: unavailability is a reason (supports) or a PlanFormatError naming the
+layer (a loaded plan), never a crash; one stable tactic id per cuDNN engine; and, through a stand-in for the
+`cudnn` module that records what it is told, the graph each layer becomes (shapes, strides, window, epilogue
+order, numerical notes) and which engines become candidates or are refused with the reason."""
+from __future__ import annotations
+
+import ctypes
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import engine as trt
+from engine.backends import cudnn_graphs
+from engine.dtypes import DataType, from_numpy
+from engine.enums import ActivationType, LayerType, TacticSource, allowed_by_sources
+from engine.ir import Activation, Epilogue, Node
+from engine.ir.epilogue import NO_EPILOGUE
+from engine.network import NetworkDefinition
+from engine.ops.base import TensorInfo
+from engine.tactics import TacticContext, gpu_cudnn_conv, tactic_by_id, tactics_for
+from engine.tactics.base import stable_tactic_id
+from engine.tactics.gpu_cudnn_conv import CudnnConv, fused_activation
+
+
+def cudnn_tactics() -> list:
+    return [t for t in tactics_for(LayerType.CONVOLUTION, "gpu") if t.source == TacticSource.CUDNN]
+
+
+def conv_context(x_shape, maps, groups, kernel, stride, dilation, pre, post, bias=True,
+                 epilogue=NO_EPILOGUE, dtype=DataType.FLOAT) -> TacticContext:
+    w = np.zeros((maps, x_shape[1] // groups, *kernel), np.float32)
+    b = np.zeros(maps, np.float32) if bias else None
+    net = NetworkDefinition()
+    layer = net.add_convolution_nd(net.add_input("x", dtype, x_shape), maps, kernel, w, b)
+    layer.stride_nd, layer.dilation_nd, layer.num_groups = list(stride), list(dilation), groups
+    layer.pre_padding, layer.post_padding = list(pre), list(post)
+    node = Node(layer.type, "conv7", layer.params, precision=layer.precision, epilogue=epilogue)
+    y_shape = layer.get_output(0).shape
+    inputs = [TensorInfo(x_shape, dtype), TensorInfo(w.shape, dtype, w),
+              TensorInfo(b.shape, dtype, b) if bias else None]
+    if epilogue.residual is not None:
+        inputs.append(TensorInfo(y_shape, dtype))
+    return TacticContext(node, inputs, [TensorInfo(y_shape, dtype)], "gpu")
+
+
+@pytest.fixture
+def no_cudnn(monkeypatch):
+    """`import cudnn` fails, as on a machine without nvidia-cudnn-frontend (None in sys.modules: ImportError)."""
+    monkeypatch.setitem(sys.modules, "cudnn", None)
+    cudnn_graphs._probe.cache_clear()
+    yield
+    cudnn_graphs._probe.cache_clear()
+
+
+def test_without_the_frontend_supports_says_why_and_prepare_names_the_layer(no_cudnn):
+    ctx = conv_context((1, 4, 6, 6), 4, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
+    tactic = cudnn_tactics()[0]
+    reason = tactic.supports(ctx)
+    assert reason.startswith("the cuDNN frontend (nvidia-cudnn-frontend) cannot be imported: ModuleNotFoundError"), \
+        reason
+    assert tactic.workspace_bytes(ctx) == 0
+    with pytest.raises(trt.PlanFormatError, match=r"layer 'conv7' runs on cuDNN \(tactic gpu:conv:cudnn_engine0\), "
+                                                  r"which is not usable here: the cuDNN frontend"):
+        tactic.prepare(ctx)
+
+
+def test_one_tactic_per_cudnn_engine_with_a_stable_id_and_the_cudnn_source():
+    tactics = cudnn_tactics()
+    assert [t.engine_id for t in tactics] == list(range(cudnn_graphs.MAX_ENGINE_ID))
+    for t in tactics:
+        assert t.name == f"gpu:conv:cudnn_engine{t.engine_id}"
+        assert t.id == stable_tactic_id(t.name) and tactic_by_id(t.id) is t
+        assert t.capturable and t.absorbs == {"residual", "activation"}
+    all_ids = [t.id for layer in LayerType for backend in ("cpu", "gpu") for t in tactics_for(layer, backend)]
+    assert len(all_ids) == len(set(all_ids))
+
+
+def test_tactic_sources_select_and_deselect_the_cudnn_tactics():
+    from polyx.cli.build_options import parse_tactic_sources
+
+    (tactic, *_) = cudnn_tactics()
+    (cublas,) = [t for t in tactics_for(LayerType.CONVOLUTION, "gpu") if t.name == "gpu:conv:im2col_gemm"]
+    only = parse_tactic_sources(["cuDNN"])
+    assert only == ["CUDNN"]
+    mask = sum(1 << int(TacticSource[name]) for name in only)
+    assert allowed_by_sources(tactic, mask) and not allowed_by_sources(cublas, mask)
+    without = sum(1 << int(s) for s in TacticSource if s != TacticSource.CUDNN)
+    assert not allowed_by_sources(tactic, without) and allowed_by_sources(cublas, without)
+
+
+def test_activations_cudnn_expresses_and_those_left_to_the_epilogue_helper():
+    assert fused_activation(Activation(ActivationType.RELU)) == ("relu", ())
+    assert fused_activation(Activation(ActivationType.LEAKY_RELU, 0.2)) == ("relu", (("negative_slope", 0.2),))
+    assert fused_activation(Activation(ActivationType.CLIP, 0.0, 6.0)) == \
+        ("relu", (("lower_clip", 0.0), ("upper_clip", 6.0)))
+    assert fused_activation(Activation(ActivationType.CLIP, float("-inf"), 6.0)) is None
+    assert fused_activation(Activation(ActivationType.GELU_ERF)) == ("gelu", ())
+    assert fused_activation(Activation(ActivationType.ELU, 1.0)) is None
+    assert fused_activation(None) is None
+
+
+# ------------------------------------------------------------------------------------- a stand-in frontend
+class FakeTensor:
+    def __init__(self, name, dim=None, stride=None, data_type=None):
+        self.name, self.dim, self.stride, self.data_type, self.output = name, dim, stride, data_type, False
+
+    def set_output(self, value):
+        self.output = value
+        return self
+
+    def set_data_type(self, value):
+        self.data_type = value
+        return self
+
+    def set_dim(self, value):
+        self.dim = value
+        return self
+
+    def set_stride(self, value):
+        self.stride = value
+        return self
+
+
+class FakeGraph:
+    """Records the graph; its heuristics' ranking is `RANKING` [(engine id, knobs)], engines in `FAILING` refuse
+    to build, an engine id of -1 is a delegating entry (no engine to name)."""
+
+    RANKING: list = []
+    FAILING: set = set()
+    REFUSED = False  # check_support raises, as for a graph no engine supports
+    made: list = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.tensors, self.ops, self.notes, self.plans = kwargs, {}, [], [], []
+        self.built, self.executed = [], []
+        FakeGraph.made.append(self)
+
+    def tensor(self, name, dim, stride, data_type):
+        self.tensors[name] = FakeTensor(name, dim, stride, data_type)
+        return self.tensors[name]
+
+    def _op(self, op, *operands, **params):
+        self.ops.append((op, [t.name for t in operands], params))
+        self.output = FakeTensor(f"{op}_out")
+        return self.output
+
+    def conv_fprop(self, image, weight, **params):
+        return self._op("conv_fprop", image, weight, **params)
+
+    def bias(self, input, bias, name):
+        return self._op("bias", input, bias)
+
+    def add(self, a, b, name):
+        return self._op("add", a, b)
+
+    def relu(self, input, name, **params):
+        return self._op("relu", input, **params)
+
+    def validate(self):
+        pass
+
+    def build_operation_graph(self):
+        pass
+
+    def create_execution_plans(self, modes):
+        self.modes = modes
+        self.plans = list(self.RANKING)
+
+    def deselect_numeric_notes(self, notes):
+        self.notes.extend(notes)
+
+    def check_support(self):
+        if self.REFUSED:
+            raise RuntimeError("no engine supports the graph")
+
+    def get_execution_plan_count(self):
+        return len(self.plans)
+
+    def get_engine_and_knobs_at_index(self, index):
+        if self.plans[index][0] == -1:
+            raise NotImplementedError("delegating entry")
+        return self.plans[index]
+
+    def build_plan_at_index(self, index):
+        if self.plans[index][0] in self.FAILING:
+            raise RuntimeError(f"engine {self.plans[index][0]} is not supported")
+        self.built.append(index)
+
+    def create_execution_plan(self, engine_id, knobs):
+        self.plans.append((engine_id, knobs))
+
+    def get_workspace_size_plan_at_index(self, index):
+        return 1000 + index
+
+    def execute_plan_at_index(self, pack, workspace, index, handle):
+        """What cuDNN does with the variant pack: read each operand at its address as the graph declared it, run
+        the ops in order (the convolution by the float64 reference), write Y at its address."""
+        assert index in self.built and workspace != 0
+        address = {tensor.name: pointer for tensor, pointer in pack.items()}
+
+        def memory(tensor):
+            dtype = np.float16 if tensor.data_type == "HALF" else np.float32
+            raw = (ctypes.c_char * (int(np.prod(tensor.dim)) * np.dtype(dtype).itemsize)).from_address(
+                address[tensor.name])
+            return np.ctypeslib.as_array(raw).view(dtype).reshape(tensor.dim)
+
+        (_, _, conv), *epilogue = self.ops
+        x, w = memory(self.tensors["X"]), memory(self.tensors["W"])
+        y = conv_reference(x, w, None, conv["stride"], conv["dilation"], conv["pre_padding"], conv["post_padding"],
+                           x.shape[1] // w.shape[1])
+        for op, operands, params in epilogue:
+            if op in ("bias", "add"):
+                y = y + memory(self.tensors[operands[1]])
+            else:
+                assert op == "relu" and set(params) == {"negative_slope"}, (op, params)
+                y = np.where(y >= 0, y, params["negative_slope"] * y)
+        memory(self.output)[...] = y
+
+
+def conv_reference(x, w, b, stride, dilation, pre, post, groups) -> np.ndarray:
+    """float64 grouped 2-D convolution."""
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    padded = np.pad(x, [(0, 0), (0, 0)] + list(zip(pre, post)))
+    out = [(padded.shape[2 + i] - dilation[i] * (w.shape[2 + i] - 1) - 1) // stride[i] + 1 for i in range(2)]
+    y = np.zeros((x.shape[0], w.shape[0], *out))
+    cg, kg = x.shape[1] // groups, w.shape[0] // groups
+    for pos in np.ndindex(*out):
+        window = tuple(slice(p * s, p * s + d * (k - 1) + 1, d)
+                       for p, s, d, k in zip(pos, stride, dilation, w.shape[2:]))
+        for g in range(groups):
+            patch = padded[(slice(None), slice(g * cg, (g + 1) * cg), *window)].reshape(x.shape[0], -1)
+            y[(slice(None), slice(g * kg, (g + 1) * kg), *pos)] = patch @ w[g * kg:(g + 1) * kg].reshape(kg, -1).T
+    return y + (0 if b is None else b.astype(np.float64).reshape(-1, 1, 1))
+
+
+@pytest.fixture
+def fake_cudnn(monkeypatch):
+    module = types.ModuleType("cudnn")
+    module.data_type = types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF")
+    module.heur_mode = types.SimpleNamespace(A="A", FALLBACK="FALLBACK")
+    module.numerical_note = types.SimpleNamespace(**{name: name for name in (  # FFT and WINOGRAD left out
+        "TENSOR_CORE", "DOWN_CONVERT_INPUTS", "REDUCED_PRECISION_REDUCTION", "NONDETERMINISTIC", "WINOGRAD_TILE_4x4",
+        "WINOGRAD_TILE_6x6", "WINOGRAD_TILE_13x13")})
+    module.pygraph = FakeGraph
+    module.backend_version = lambda: 91900
+    module.backend_version_string = lambda: "9.19.0"
+    module.set_stream = lambda handle, stream: None
+    monkeypatch.setitem(sys.modules, "cudnn", module)
+    monkeypatch.setattr(cudnn_graphs, "_handle", lambda: "handle")
+    monkeypatch.setattr(FakeGraph, "made", [])
+    cudnn_graphs._probe.cache_clear()
+    cudnn_graphs._GRAPHS.clear()
+    yield module
+    cudnn_graphs._probe.cache_clear()
+    cudnn_graphs._GRAPHS.clear()
+
+
+def test_a_grouped_strided_dilated_conv_with_its_epilogue_is_one_graph(fake_cudnn, monkeypatch):
+    monkeypatch.setattr(FakeGraph, "RANKING", [(5, {})])
+    epilogue = Epilogue(residual=3, activation=Activation(ActivationType.LEAKY_RELU, 0.1))
+    ctx = conv_context((2, 4, 9, 8), 6, 2, (3, 3), (2, 1), (1, 2), (1, 0), (2, 1), epilogue=epilogue)
+    assert tactic_by_id(stable_tactic_id("gpu:conv:cudnn_engine5")).supports(ctx) is True
+    (graph,) = FakeGraph.made
+    assert graph.kwargs["compute_data_type"] == "FLOAT" and graph.kwargs["intermediate_data_type"] == "FLOAT"
+    x, w, b, r = (graph.tensors[n] for n in "XWBR")
+    assert (x.dim, x.stride) == ([2, 4, 9, 8], [288, 72, 8, 1])
+    assert (w.dim, w.stride) == ([6, 2, 3, 3], [18, 9, 3, 1])  # 2 groups: 2 input channels per group
+    assert (b.dim, b.stride) == ([1, 6, 1, 1], [6, 1, 1, 1])
+    # out = (in + pre + post - dilation*(k-1) - 1) // stride + 1: (9+1+2-2-1)//2+1 = 5, (8+0+1-4-1)//1+1 = 5
+    assert (r.dim, r.stride) == ([2, 6, 5, 5], [150, 25, 5, 1])
+    # the last windows of rows end at 1 + 9 + 1 (stride 2): one row of the 2 of bottom padding is ever read
+    assert graph.ops == [
+        ("conv_fprop", ["X", "W"], {"pre_padding": [1, 0], "post_padding": [1, 1], "stride": [2, 1],
+                                    "dilation": [1, 2], "compute_data_type": "FLOAT", "name": "conv"}),
+        ("bias", ["conv_fprop_out", "B"], {}), ("add", ["bias_out", "R"], {}),
+        ("relu", ["add_out"], {"negative_slope": 0.1})]
+    assert graph.output.output and graph.output.data_type == "FLOAT" and graph.output.dim == [2, 6, 5, 5]
+    assert graph.modes == ["A", "FALLBACK"]
+    # FP32 stays IEEE: no TF32 tensor cores, no Winograd transforms (notes this cuDNN lacks are skipped)
+    assert graph.notes == ["TENSOR_CORE", "DOWN_CONVERT_INPUTS", "WINOGRAD_TILE_4x4", "WINOGRAD_TILE_6x6",
+                           "WINOGRAD_TILE_13x13"]
+
+
+def test_a_1d_fp16_conv_is_a_height_1_conv_accumulating_in_fp32(fake_cudnn, monkeypatch):
+    monkeypatch.setattr(FakeGraph, "RANKING", [(2, {})])
+    ctx = conv_context((3, 2, 10), 4, 1, (3,), (2,), (1,), (1,), (0,), bias=False, dtype=DataType.HALF)
+    assert tactic_by_id(stable_tactic_id("gpu:conv:cudnn_engine2")).supports(ctx) is True
+    (graph,) = FakeGraph.made
+    assert graph.kwargs["io_data_type"] == "HALF" and graph.kwargs["compute_data_type"] == "FLOAT"
+    assert graph.tensors["X"].data_type == "HALF" and graph.output.data_type == "HALF"
+    assert graph.notes == ["REDUCED_PRECISION_REDUCTION"]
+    assert graph.tensors["X"].dim == [3, 2, 1, 10] and graph.tensors["W"].dim == [4, 2, 1, 3]
+    assert graph.ops[0][2]["pre_padding"] == [0, 1] and graph.ops[0][2]["stride"] == [1, 2]
+    assert "B" not in graph.tensors and graph.output.dim == [3, 4, 1, 5]  # (10+1+0-2-1)//2+1 = 5
+
+
+def test_candidates_are_the_first_engines_that_build_and_others_say_why(fake_cudnn, monkeypatch):
+    ranking = [(3, {"k": 1}), (-1, {}), (3, {"k": 2}), (20_801, {}), (7, {}), (9, {}), (11, {}), (12, {}), (15, {})]
+    monkeypatch.setattr(FakeGraph, "RANKING", ranking)
+    monkeypatch.setattr(FakeGraph, "FAILING", {9})
+    ctx = conv_context((1, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
+    by_engine = {t.engine_id: t for t in cudnn_tactics()}
+    assert [e for e in (3, 7, 9, 11, 12, 15) if by_engine[e].supports(ctx) is True] == [3, 7, 11, 12]
+    reason = by_engine[15].supports(ctx)
+    assert reason == "cuDNN engine 15 is not among the engines ranked first for this layer that build ([3, 7, 11, 12])"
+    assert by_engine[7].workspace_bytes(ctx) == 1004  # engine 7 is plan index 4
+    assert len(FakeGraph.made) == 1  # one graph per layer geometry, shared by the engines' tactics
+
+
+def test_an_engine_that_builds_at_the_opt_shape_but_not_the_max_one_cannot_size_its_workspace(fake_cudnn,
+                                                                                              monkeypatch):
+    monkeypatch.setattr(FakeGraph, "RANKING", [(3, {})])
+    tactic = CudnnConv(3)
+    assert tactic.supports(conv_context((2, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))) is True
+    monkeypatch.setattr(FakeGraph, "FAILING", {3})  # the larger shape's graph cannot build the engine
+    with pytest.raises(cudnn_graphs.CudnnPlanError, match=r"^at input shape \[8, 4, 6, 6\]: cuDNN 9.19.0 cannot "
+                                                          r"build engine 3 for this convolution"):
+        tactic.workspace_bytes(conv_context((8, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)))
+
+
+def test_a_graph_cudnn_refuses_is_one_reason_for_every_engine_asked_once(fake_cudnn, monkeypatch):
+    monkeypatch.setattr(FakeGraph, "REFUSED", True)
+    ctx = conv_context((1, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
+    reasons = {t.supports(ctx) for t in cudnn_tactics()}
+    assert reasons == {"cuDNN 9.19.0 does not support this convolution graph: RuntimeError: no engine supports the "
+                       "graph"}
+    assert len(FakeGraph.made) == 1
+
+
+def test_an_engine_cudnn_cannot_build_is_an_execution_error_naming_layer_and_engine(fake_cudnn, monkeypatch):
+    monkeypatch.setattr(FakeGraph, "RANKING", [(3, {}), (4, {})])
+    monkeypatch.setattr(FakeGraph, "FAILING", {40})
+    ctx = conv_context((1, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1), bias=False)
+
+    def state():  # what prepare makes, less the device arrays
+        return {"graphs": {}, "layer": ctx.layer, "kernel_shape": (8, 4, 3, 3), "dtype": "float32", "bias": None,
+                "residual": None, "activation": None}
+
+    # an engine the heuristics no longer propose is replayed with its default knobs
+    graph, workspace = CudnnConv(33)._graph_for(state(), (2, 4, 6, 6))
+    assert graph.graph.plans[-1] == (33, {}) and workspace == 1002
+    with pytest.raises(trt.ExecutionError, match=r"layer 'conv7': tactic gpu:conv:cudnn_engine40 \(the plan's cuDNN "
+                                                 r"engine\) cannot run at input shape \[2, 4, 6, 6\]: cuDNN 9.19.0 "
+                                                 r"cannot build engine 40 .*heuristics propose engines \[3, 4\]"):
+        CudnnConv(40)._graph_for(state(), (2, 4, 6, 6))
+
+
+def test_a_plan_keeps_the_cudnn_engine_and_is_refused_where_cudnn_is_missing(no_cudnn):
+    """The plan records the chosen engine's tactic (id and name) per layer; loading it where cuDNN is unusable is a
+    PlanFormatError naming the layer and the engine. (Building one needs a GPU: a CPU plan's conv is pointed at
+    the engine's tactic, as a GPU build choosing it would record.)"""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from engine.conformance.harness import parse_onnx
+    from engine.container import pack, unpack
+    from engine.plan import FORMAT_VERSION, MAGIC
+
+    w = np.random.default_rng(3).standard_normal((3, 2, 3, 3)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "w")])
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    config = builder.create_builder_config()
+    config.device = "cpu"
+    plan = builder.build_serialized_network(parse_onnx(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)])), config)
+    header, arrays = unpack(plan, MAGIC, FORMAT_VERSION, "plan")
+    (conv,) = [layer for layer in header["layers"] if layer["name"] == "conv"]
+    engine7 = tactic_by_id(stable_tactic_id("gpu:conv:cudnn_engine7"))
+    conv.update(tactic_id=engine7.id, tactic_name=engine7.name, tactic_ids=[engine7.id], tactic_names=[engine7.name])
+    header.pop("buffers")
+    with pytest.raises(trt.PlanFormatError, match=r"^plan: layer 'conv' runs on cuDNN \(tactic "
+                                                  r"gpu:conv:cudnn_engine7\), which is not usable here: the cuDNN "
+                                                  r"frontend \(nvidia-cudnn-frontend\) cannot be imported"):
+        trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(pack(MAGIC, FORMAT_VERSION, header, arrays))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("activation", [Activation(ActivationType.LEAKY_RELU, 0.1),
+                                        Activation(ActivationType.ELU, 0.5)])
+def test_run_hands_cudnn_each_operand_and_applies_what_it_cannot(fake_cudnn, monkeypatch, activation, dtype):
+    """NumPy arrays stand in for CuPy ones: the stand-in frontend reads the operands at the addresses the tactic
+    passes, as cuDNN would. LeakyReLU is fused into the graph, ELU applied after it by the epilogue helper."""
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
+        asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
+    monkeypatch.setattr(gpu_cudnn_conv, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 4, 9, 8)).astype(dtype)
+    ctx = conv_context(x.shape, 6, 2, (3, 3), (2, 1), (1, 2), (1, 0), (2, 1), dtype=from_numpy(dtype),
+                       epilogue=Epilogue(residual=3, activation=activation))
+    w = rng.standard_normal(ctx.inputs[1].shape).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    ctx.inputs[1] = TensorInfo(w.shape, ctx.inputs[1].dtype, w)
+    ctx.inputs[2] = TensorInfo(b.shape, ctx.inputs[2].dtype, b)
+    residual = rng.standard_normal((2, 6, 1, 5)).astype(dtype)  # broadcast over rows: materialized for cuDNN
+    (tactic,) = [t for t in cudnn_tactics() if t.engine_id == 6]
+    assert tactic.supports(ctx) is True
+    out = np.full(ctx.outputs[0].shape, np.nan, dtype)
+    tactic.run(tactic.prepare(ctx), [x, w, b, residual], [out], None, np)
+    want = conv_reference(x, w, b, (2, 1), (1, 2), (1, 0), (1, 1), 2) + residual.astype(np.float64)
+    want = np.where(want >= 0, want, 0.1 * want) if activation.type == ActivationType.LEAKY_RELU else \
+        np.where(want > 0, want, 0.5 * (np.exp(want) - 1))
+    tolerance = 1e-2 if dtype == np.float16 else 1e-5
+    np.testing.assert_allclose(out, want, rtol=tolerance, atol=tolerance)
+
+
+class WorkspaceFailingTactic(trt.Tactic):
+    """Supported, preferred when nothing is timed, but cannot size its workspace (as a cuDNN engine that builds at
+    the opt shapes and not at the max ones)."""
+
+    name = "test_workspace_failing_elementwise"
+    layer_type = LayerType.ELEMENTWISE
+    heuristic_rank = -1
+
+    def workspace_bytes(self, ctx):
+        raise cudnn_graphs.CudnnPlanError("cannot build engine 3 at the max shape")
+
+
+def test_a_tactic_whose_workspace_cannot_be_sized_is_left_out_with_the_reason():
+    tactic = trt.register_tactic(WorkspaceFailingTactic())
+    try:
+        logger = trt.CapturingLogger()
+        builder = trt.Builder(logger)
+        network = builder.create_network()
+        x = network.add_input("x", trt.DataType.FLOAT, (2, 3))
+        network.mark_output(network.add_elementwise(x, x, trt.ElementWiseOperation.SUM, name="add").get_output(0))
+        config = builder.create_builder_config()
+        config.device = "cpu"
+        config.builder_optimization_level = 0
+        engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    finally:
+        trt.tactics.unregister_tactic(tactic)
+    assert {r["name"]: r["tactic"] for r in engine.layer_info()}["add"] != tactic.name
+    why = ("[add] tactic test_workspace_failing_elementwise skipped: workspace_bytes() raised "
+           "CudnnPlanError('cannot build engine 3 at the max shape')")
+    assert (trt.Severity.VERBOSE, why) in logger.messages
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    (out,) = engine.create_execution_context().execute({"x": x}).values()
+    np.testing.assert_array_equal(out, 2 * x)
