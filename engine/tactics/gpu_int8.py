@@ -1,6 +1,6 @@
 """INT8 convolution and matrix multiply on the GPU's tensor cores: int8 x int8 -> int32 cuBLAS GEMMs
 (cublasGemmStridedBatchedEx, CUDA_R_8I operands, CUDA_R_32I result, CUBLAS_COMPUTE_32I: cuBLAS's IMMA kernels),
-then one NVRTC epilogue (kernels/int8_gemm.cu) from the int32 accumulators to the layer's output.
+then one NVRTC epilogue (kernels/int8.cu) from the int32 accumulators to the layer's output.
 
 - gpu:convolution:int8_imma_gemm: an int8 im2col (one launch for the batch) writes per-sample rows of window
   taps, cols[n] = (P_pad, Q_pad); one strided-batched GEMM C[n] = W (M_pad, Q_pad) @ cols[n]^T writes NCHW
@@ -41,7 +41,7 @@ from .scratch import BufferSpec, carve, total_bytes
 # IMMA wants M, K and the leading dimensions in multiples of 4; taps are padded to 16 (16-byte rows).
 DIM_ALIGNMENT = 4
 TAP_ALIGNMENT = 16
-# Residual kinds of the epilogue (kernels/int8_gemm.cu residual_value): by the residual tensor's storage type.
+# Residual kinds of the epilogue (kernels/int8.cu residual_value): by the residual tensor's storage type.
 RESIDUAL_KINDS = {DataType.FLOAT: 1, DataType.HALF: 2, DataType.INT8: 3}
 _OUTPUT_KERNELS = {DataType.FLOAT: "int8_epilogue_f32", DataType.HALF: "int8_epilogue_f16",
                    DataType.INT8: "int8_epilogue_i8"}
@@ -136,7 +136,7 @@ class _ImmaInt8Tactic(Int8Tactic):
         bias = state["bias"]
         kind, alpha, beta = state["activation"]
         grid, block = launch_1d(y.size)
-        kernel("int8_gemm", _OUTPUT_KERNELS[from_numpy(y.dtype)])(grid, block, (
+        kernel("int8", _OUTPUT_KERNELS[from_numpy(y.dtype)])(grid, block, (
             acc, y, state["scales"], state["scales"] if bias is None else bias, np.int32(bias is not None),
             residual, np.int32(residual_kind), state["residual_scale"], kind, alpha, beta, state["output_scale"],
             np.int64(outer), np.int32(channels), np.int32(inner), np.int64(acc_outer), np.int32(acc_channel)))
@@ -209,7 +209,7 @@ class GpuInt8ConvImma(_ImmaInt8Tactic):
         (batch, pixels, depth), maps = cols.shape, acc.shape[1]
         row_tiles = -(-(batch * pixels) // 32)
         grid = (row_tiles, max(1, min(-(-depth // 32), -(-_TARGET_BLOCKS // row_tiles), GRID_YZ_LIMIT)))
-        kernel("int8_gemm", "im2col_int8")(grid, (32, 8), (
+        kernel("int8", "im2col_int8")(grid, (32, 8), (
             x, cols, taps, *(np.int32(v) for v in (batch, depth, g.channels * math.prod(g.in_sizes), *g.in_sizes,
                                                     *g.out_sizes, *g.strides, *g.pre, pixels))))
         gemm(Operand(state["w"], maps, depth, False, 0), Operand(cols, pixels, depth, True, pixels * depth),
@@ -270,7 +270,7 @@ class GpuInt8MatmulImma(_ImmaInt8Tactic):
         depth, width = state["w"].shape[1], acc.shape[1]
         if depth != k:
             grid, block = launch_1d(rows * depth)
-            kernel("int8_gemm", "pad_rows_int8")(grid, block, (x, padded, np.int64(rows), np.int32(k),
+            kernel("int8", "pad_rows_int8")(grid, block, (x, padded, np.int64(rows), np.int32(k),
                                                                 np.int32(depth)))
             x = padded
         gemm(Operand(x, rows, depth, False, 0), Operand(state["w"], width, depth, True, 0),

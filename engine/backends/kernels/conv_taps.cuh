@@ -1,4 +1,4 @@
-// The input value of one window tap of a convolution, shared by the im2col kernels (conv_gemm.cu, int8_gemm.cu).
+// The input value of one window tap of a convolution, shared by the im2col kernels (conv_gemm.cu, int8.cu).
 // engine/backends/kernel_sources.py inlines this file where a kernel source includes it by name.
 
 // Window taps come from a table built once per geometry (gpu_conv_gemm.tap_table): for tap q = (c, r, s),

@@ -10,8 +10,9 @@ from int8_layer_cases import CASES, conv_layer, matmul_layer
 
 from engine.dtypes import DataType
 from engine.enums import ActivationType, LayerType, TacticSource
-from engine.ir import Activation
-from engine.tactics import tactic_by_id, tactics_for
+from engine.ir import Activation, Node
+from engine.ops.base import TensorInfo
+from engine.tactics import TacticContext, tactic_by_id, tactics_for
 from engine.tactics.base import stable_tactic_id
 
 CONV, MATMUL = (tactic_by_id(stable_tactic_id(name)) for name in ("gpu:convolution:int8_imma_gemm",
@@ -74,3 +75,25 @@ def test_workspace_is_the_padded_columns_and_accumulators():
     assert MATMUL.workspace_bytes(matmul.ctx) == 128 + 512
     aligned = matmul_layer(rng, (3, 5, 8), 8)  # K a multiple of 4: no copy of the input
     assert MATMUL.workspace_bytes(aligned.ctx) == 512
+
+
+def quantize_context(x_dtype=np.float32, scale=0.1, zero=3, out=DataType.INT8):
+    scale = np.asarray(scale, np.float32)
+    zero = None if zero is None else np.asarray(zero, np.int8)
+    node = Node(LayerType.QUANTIZE, "q", {"output_type": out})
+    inputs = [TensorInfo((2, 5), DataType.FLOAT if x_dtype == np.float32 else DataType.HALF),
+              TensorInfo(np.shape(scale), DataType.FLOAT, np.asarray(scale))]
+    if zero is not None:
+        inputs.append(TensorInfo(np.shape(zero), DataType.INT8, np.asarray(zero)))
+    return TacticContext(node, inputs, [TensorInfo((2, 5), out)], "gpu")
+
+
+def test_quantize_kernel_takes_per_tensor_float_to_int8_and_says_why_not_otherwise():
+    quantize = tactic_by_id(stable_tactic_id("gpu:quantize:int8_kernel"))
+    assert quantize.capturable and not quantize.runs_int8 and quantize.source is None
+    assert quantize.supports(quantize_context()) is True
+    assert quantize.supports(quantize_context(np.float16, zero=None)) is True
+    assert quantize.prepare(quantize_context()) == (np.float32(0.1), 3)
+    assert "per tensor" in quantize.supports(quantize_context(scale=[0.1, 0.2]))
+    assert "UINT8" in quantize.supports(quantize_context(out=DataType.UINT8))
+    assert "zero point" in quantize.supports(quantize_context(zero=[0, 0]))

@@ -1,9 +1,10 @@
-// Kernels around the int8 x int8 -> int32 cuBLAS GEMMs of the GPU INT8 tactics (engine/tactics/gpu_int8.py):
+// Kernels of the GPU INT8 path. Around the int8 x int8 -> int32 cuBLAS GEMMs of engine/tactics/gpu_int8.py:
 // operands laid out the way the tensor cores' IMMA GEMMs read them (the "TN" layout: the reduction dimension
 // contiguous in both operands, dimensions and leading dimensions padded to multiples of 4), and one epilogue
 // that turns the int32 accumulators into the layer's output.
 // The epilogue computes in float64 with explicitly rounded operations (no FMA contraction), in the order of the
-// CPU INT8 tactic (engine/tactics/cpu_int8.py), so both give the same bits.
+// CPU INT8 tactic (engine/tactics/cpu_int8.py), so both give the same bits. And the per-tensor quantization
+// of engine/tactics/gpu_quantize.py (the QuantizeLinear layers left at the boundaries of INT8 regions).
 #include "storage.cuh"
 #include "conv_taps.cuh"
 
@@ -120,3 +121,18 @@ extern "C" __global__ void NAME(const int* __restrict__ acc, T* __restrict__ out
 INT8_EPILOGUE(float, int8_epilogue_f32)
 INT8_EPILOGUE(half16, int8_epilogue_f16)
 INT8_EPILOGUE(signed char, int8_epilogue_i8)
+
+// q = saturate(round_half_even(x / scale) + zero_point) to int8, per tensor, as the reference kernel computes it
+// (engine/ops/quantize.py): the division in float32, rint rounds half to even.
+#define QUANTIZE_INT8(T, NAME)                                                                                 \
+extern "C" __global__ void NAME(const T* __restrict__ x, signed char* __restrict__ q, float scale, int zero,     \
+                                long long total)                                                                \
+{                                                                                                               \
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;                            \
+         i += (long long)gridDim.x * blockDim.x) {                                                              \
+        double v = (double)rintf(__fdiv_rn(to_float(x[i]), scale)) + zero;                                      \
+        v = v < -128.0 ? -128.0 : v;                                                                            \
+        q[i] = (signed char)(v > 127.0 ? 127.0 : v);                                                            \
+    }                                                                                                           \
+}
+FOR_STORAGE_TYPES(QUANTIZE_INT8, quantize_int8)
