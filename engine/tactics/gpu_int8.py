@@ -48,6 +48,7 @@ _OUTPUT_KERNELS = {DataType.FLOAT: "int8_epilogue_f32", DataType.HALF: "int8_epi
 # int8 x int8 products are at most 128 * 128 = 2**14 in size: an int32 sum of up to 2**17 of them cannot overflow.
 MAX_REDUCTION = 1 << 17
 _TARGET_BLOCKS = 8192  # im2col: tap chunks are spread over blocks until about this many
+_PLANES_PER_THREAD = 8  # epilogue: a thread loops over a few planes, so a block pays for its launch
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -121,10 +122,11 @@ class _ImmaInt8Tactic(Int8Tactic):
         }
 
     @staticmethod
-    def finish(state: dict, acc: Any, inputs: list, out: Any, outer: int, channels: int, inner: int,
+    def finish(state: dict, acc: Any, inputs: list, out: Any, planes: int, channels: int, inner: int,
                acc_outer: int, acc_channel: int, xp: Any) -> None:
-        """The epilogue launch: out[o][c][i] from acc[o * acc_outer + c * acc_channel + i]."""
-        from ..backends.nvrtc import kernel, launch_1d
+        """The epilogue launch: out[plane][i] from acc[(plane / channels) * acc_outer + (plane % channels) *
+        acc_channel + i]; channels == 0 means one channel per column i (a GEMM's rows as planes)."""
+        from ..backends.nvrtc import GRID_YZ_LIMIT, kernel, plane_threads
         from ..dtypes import from_numpy
 
         y = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
@@ -135,11 +137,13 @@ class _ImmaInt8Tactic(Int8Tactic):
             residual_kind = RESIDUAL_KINDS[from_numpy(source.dtype)]
         bias = state["bias"]
         kind, alpha, beta = state["activation"]
-        grid, block = launch_1d(y.size)
-        kernel("int8", _OUTPUT_KERNELS[from_numpy(y.dtype)])(grid, block, (
+        threads = plane_threads(inner)
+        grid = (-(-inner // threads), max(1, min(-(-planes // _PLANES_PER_THREAD), GRID_YZ_LIMIT)))
+        kernel("int8", _OUTPUT_KERNELS[from_numpy(y.dtype)])(grid, (threads,), (
             acc, y, state["scales"], state["scales"] if bias is None else bias, np.int32(bias is not None),
             residual, np.int32(residual_kind), state["residual_scale"], kind, alpha, beta, state["output_scale"],
-            np.int64(outer), np.int32(channels), np.int32(inner), np.int64(acc_outer), np.int32(acc_channel)))
+            np.int32(planes), np.int32(max(channels, 1)), np.int32(inner), np.int64(acc_outer),
+            np.int32(acc_channel), np.int32(channels == 0)))
         if y is not out:
             xp.copyto(out, y)
 
@@ -163,9 +167,9 @@ class GpuInt8ConvImma(_ImmaInt8Tactic):
             return f"more than {MAX_REDUCTION} taps per output could overflow the int32 accumulator"
         g = self.geometry(ctx)
         limit = (1 << 31) - 1
-        if g.channels * math.prod(g.in_sizes) > limit or round_up(g.out_pixels, DIM_ALIGNMENT) * \
-                round_up(g.maps, DIM_ALIGNMENT) > limit:
-            return "a sample or an output plane set exceeds the kernels' 32-bit indexing"
+        if max(g.channels * math.prod(g.in_sizes), g.batch * g.maps,
+               round_up(g.out_pixels, DIM_ALIGNMENT) * round_up(g.maps, DIM_ALIGNMENT)) > limit:
+            return "a sample, the output planes or one sample's accumulators exceed the kernels' 32-bit indexing"
         return True
 
     def geometry(self, ctx: TacticContext) -> ConvGeometry:
@@ -214,7 +218,7 @@ class GpuInt8ConvImma(_ImmaInt8Tactic):
                                                     *g.out_sizes, *g.strides, *g.pre, pixels))))
         gemm(Operand(state["w"], maps, depth, False, 0), Operand(cols, pixels, depth, True, pixels * depth),
              Operand(acc, maps, pixels, False, maps * pixels), batch, COMPUTE_32I)
-        self.finish(state, acc, inputs, outputs[0], batch, g.maps, g.out_pixels, maps * pixels, pixels, xp)
+        self.finish(state, acc, inputs, outputs[0], batch * g.maps, g.maps, g.out_pixels, maps * pixels, pixels, xp)
 
 
 class GpuInt8MatmulImma(_ImmaInt8Tactic):
@@ -234,6 +238,8 @@ class GpuInt8MatmulImma(_ImmaInt8Tactic):
             return f"a reduction longer than {MAX_REDUCTION} could overflow the int32 accumulator"
         if tuple(ctx.outputs[0].shape) != (*x.shape[:-1], w.shape[1]):
             return "the output is not the input's rows times the weights' columns"
+        if math.prod(x.shape[:-1]) > (1 << 31) - 1:
+            return "more rows than the epilogue's 32-bit plane count"
         return True
 
     @staticmethod
@@ -275,7 +281,7 @@ class GpuInt8MatmulImma(_ImmaInt8Tactic):
             x = padded
         gemm(Operand(x, rows, depth, False, 0), Operand(state["w"], width, depth, True, 0),
              Operand(acc, rows, width, False, 0), 1, COMPUTE_32I)
-        self.finish(state, acc, inputs, outputs[0], rows, n, 1, width, 1, xp)
+        self.finish(state, acc, inputs, outputs[0], rows, 0, n, width, 0, xp)
 
 
 for _tactic in (GpuInt8ConvImma(), GpuInt8MatmulImma()):

@@ -95,25 +95,28 @@ template <> __device__ __forceinline__ signed char store<signed char>(double y, 
     return (signed char)q;
 }
 
-// out[o][c][i] (contiguous, outer x channels x inner) from acc[o * acc_outer + c * acc_channel + i]:
-// y = acc * scales[c] (input scale x weight scale of channel c) + bias[c], + residual[o][c][i], activation, then
-// stored as float32/float16, or requantized to int8 by output_scale. A grid-stride loop over the output.
+// out[plane][i] (contiguous, planes x inner) from acc[(plane / C) * acc_outer + (plane % C) * acc_channel + i]:
+// y = acc * scales[c] (input scale x weight scale of channel c) + bias[c], + residual[plane][i], activation, then
+// stored as float32/float16, or requantized to int8 by output_scale. The channel c is plane % C (NCHW planes of a
+// convolution: C = maps) or, with channel_along_inner, i (rows of a GEMM: C = 1, one channel per column).
+// Grid (ceil(inner / blockDim.x), .): each thread loops over the planes with stride gridDim.y, so no thread divides
+// 64-bit indices.
 #define INT8_EPILOGUE(T, NAME)                                                                                 \
 extern "C" __global__ void NAME(const int* __restrict__ acc, T* __restrict__ out, const double* __restrict__ scales, \
                                 const double* __restrict__ bias, int has_bias, const void* __restrict__ residual,    \
                                 int residual_kind, float residual_scale, int act_kind, double alpha, double beta,    \
-                                double output_scale, long long outer, int channels, int inner, long long acc_outer, \
-                                int acc_channel)                                                                \
+                                double output_scale, int planes, int C, int inner, long long acc_outer,             \
+                                int acc_channel, int channel_along_inner)                                       \
 {                                                                                                               \
-    const long long total = outer * channels * inner;                                                          \
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;                            \
-         i += (long long)gridDim.x * blockDim.x) {                                                              \
-        const int k = (int)(i % inner);                                                                         \
-        const long long t = i / inner;                                                                          \
-        const int c = (int)(t % channels);                                                                      \
-        const long long o = t / channels;                                                                       \
-        double y = __dmul_rn((double)acc[o * acc_outer + (long long)c * acc_channel + k], scales[c]);          \
-        if (has_bias) y = __dadd_rn(y, bias[c]);                                                                \
+    const int k = blockIdx.x * blockDim.x + threadIdx.x;                                                       \
+    if (k >= inner) return;                                                                                     \
+    for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {                                          \
+        const int c = plane % C;                                                                                \
+        const long long i = (long long)plane * inner + k;                                                       \
+        const int channel = channel_along_inner ? k : c;                                                        \
+        const int a = acc[(long long)(plane / C) * acc_outer + (long long)c * acc_channel + k];                 \
+        double y = __dmul_rn((double)a, scales[channel]);                                                       \
+        if (has_bias) y = __dadd_rn(y, bias[channel]);                                                          \
         if (residual_kind) y = __dadd_rn(y, residual_value(residual, residual_kind, residual_scale, i));       \
         out[i] = store<T>(activate_f64(y, act_kind, alpha, beta), output_scale);                               \
     }                                                                                                           \
