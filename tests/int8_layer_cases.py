@@ -151,7 +151,23 @@ CASES = {
                                                             residual="float16", output="float16"),
     "conv_residual_int8_relu_int8": lambda rng: conv_layer(rng, (2, 16, 7, 7), 16, (1, 1), activation=RELU,
                                                            residual="int8"),
+    "depthwise3x3_s2_relu_int8": lambda rng: conv_layer(rng, (2, 6, 9, 8), 6, (3, 3), stride=(2, 2), pre=(1, 1),
+                                                        post=(1, 1), groups=6, activation=RELU),
+    "depthwise_multiplier2_residual_int8_float32": lambda rng: conv_layer(rng, (1, 3, 7, 7), 6, (3, 3), pre=(1, 1),
+                                                                          post=(1, 1), groups=3, residual="int8",
+                                                                          output="float32"),
+    "grouped_dilated_float16": lambda rng: conv_layer(rng, (2, 8, 9, 9), 4, (3, 3), dilation=(2, 1), groups=2,
+                                                      bias=False, output="float16"),
     "matmul_k7_n5_int8": lambda rng: matmul_layer(rng, (3, 5, 7), 5, activation=RELU),
     "matmul_k24_n10_float32": lambda rng: matmul_layer(rng, (4, 24), 10, output="float32"),
     "matmul_no_bias_float16": lambda rng: matmul_layer(rng, (9, 33), 6, bias=False, output="float16"),
 }
+
+
+def gpu_int8_tactic_name(layer: Int8Layer) -> str:
+    """The GPU INT8 tactic meant for the layer (engine/tactics/gpu_int8.py)."""
+    node = layer.ctx.layer
+    if node.type.value == "MATRIX_MULTIPLY":
+        return "gpu:matrix_multiply:int8_imma_gemm"
+    grouped = int(node.params["num_groups"]) > 1
+    return f"gpu:convolution:{'int8_direct_grouped' if grouped else 'int8_imma_gemm'}"

@@ -8,6 +8,8 @@ then one NVRTC epilogue (kernels/int8.cu) from the int32 accumulators to the lay
   on NCHW activations it is the transpose that puts the channels (the reduction) contiguous, which IMMA needs.
 - gpu:matrix_multiply:int8_imma_gemm: C (rows, N_pad) = X (rows, K_pad) @ W^T, the input's rows copied into a
   padded buffer only when K is not a multiple of 4.
+- gpu:convolution:int8_direct_grouped: grouped (depthwise: MobileNet's) convolutions, which a GEMM serves badly:
+  one NVRTC kernel sums each output's window in int32, then the same epilogue.
 
 IMMA's rules (the "TN" layout, cuBLASLt's documented IMMA requirements): the reduction dimension contiguous in
 both operands, the GEMM's M and K and every leading dimension a multiple of 4. Everything is zero-padded to get
@@ -20,11 +22,12 @@ cuBLAS rather than cuBLASLt through nvmath-python: the int8 GEMM is in the cuBLA
 (no extra wheel, no import guard), it is called through the same ctypes path as the float GEMMs (capturable in
 a CUDA graph), and the epilogue the layer needs (per-channel float64 scales, INT8 residuals, exact half-to-even
 requantization) is ours either way. The float64 tactics of cpu_int8.py stay registered for the GPU as fallbacks
-(grouped convolutions, 3-D ones, activations this epilogue lacks). CuPy is imported inside functions.
+(3-D convolutions, activations this epilogue lacks). CuPy is imported inside functions.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -55,7 +58,7 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-class _ImmaInt8Tactic(Int8Tactic):
+class _GpuInt8Tactic(Int8Tactic):
     """Shared plumbing: the INT8-layer checks of cpu_int8 (quantized input, INT8 constant weights), the epilogue's
     parts, its device state and its launch."""
 
@@ -148,7 +151,7 @@ class _ImmaInt8Tactic(Int8Tactic):
             xp.copyto(out, y)
 
 
-class GpuInt8ConvImma(_ImmaInt8Tactic):
+class GpuInt8ConvImma(_GpuInt8Tactic):
     """int8 im2col + one strided-batched IMMA GEMM + the epilogue (module docstring)."""
 
     def __init__(self):
@@ -160,7 +163,7 @@ class GpuInt8ConvImma(_ImmaInt8Tactic):
     def supports_shapes(self, ctx):
         weights = ctx.inputs[1].value
         if int(ctx.layer.params["num_groups"]) != 1:
-            return "grouped convolutions are left to the float64 tactic"
+            return "grouped convolutions run on int8_direct_grouped"
         if weights.ndim not in (3, 4):
             return f"the im2col kernel handles 1-D and 2-D convolutions, not {weights.ndim - 2}-D"
         if math.prod(weights.shape[1:]) > MAX_REDUCTION:
@@ -221,7 +224,7 @@ class GpuInt8ConvImma(_ImmaInt8Tactic):
         self.finish(state, acc, inputs, outputs[0], batch * g.maps, g.maps, g.out_pixels, maps * pixels, pixels, xp)
 
 
-class GpuInt8MatmulImma(_ImmaInt8Tactic):
+class GpuInt8MatmulImma(_GpuInt8Tactic):
     """X (..., K) int8 @ W (K, N) int8 as one IMMA GEMM over all rows + the epilogue (module docstring)."""
 
     def __init__(self):
@@ -284,5 +287,60 @@ class GpuInt8MatmulImma(_ImmaInt8Tactic):
         self.finish(state, acc, inputs, outputs[0], rows, 0, n, width, 0, xp)
 
 
-for _tactic in (GpuInt8ConvImma(), GpuInt8MatmulImma()):
+class GpuInt8GroupedConv(GpuInt8ConvImma):
+    """Grouped (depthwise) INT8 convolutions: one NVRTC kernel sums each output's window in int32 (no GEMM: a
+    depthwise convolution has one channel per group), then the same epilogue."""
+
+    source = TacticSource.JIT_CONVOLUTIONS  # our NVRTC kernels only
+    algorithm = "int8_direct_grouped"
+
+    def supports_shapes(self, ctx):
+        weights = ctx.inputs[1].value
+        if int(ctx.layer.params["num_groups"]) == 1:
+            return "ungrouped convolutions run as IMMA GEMMs (int8_imma_gemm)"
+        if weights.ndim not in (3, 4):
+            return f"the kernel handles 1-D and 2-D convolutions, not {weights.ndim - 2}-D"
+        if math.prod(weights.shape[1:]) > MAX_REDUCTION:
+            return f"more than {MAX_REDUCTION} taps per output could overflow the int32 accumulator"
+        g = self.geometry(ctx)
+        if max(g.channels * math.prod(g.in_sizes), g.batch * g.maps * g.out_pixels) > (1 << 31) - 1:
+            return "a sample or the output exceeds the kernel's 32-bit indexing"
+        return True
+
+    @staticmethod
+    def buffers(g: ConvGeometry) -> list[BufferSpec]:
+        return [((g.batch, g.maps, g.out_pixels), np.int32)]
+
+    def prepare(self, ctx):
+        import cupy
+
+        w = np.asarray(ctx.inputs[1].value)
+        state = self.epilogue_state(ctx)
+        state.update(w=cupy.asarray(np.ascontiguousarray(w.reshape(w.shape[0], -1))), kernel_shape=w.shape)
+        return state
+
+    def run(self, state, inputs, outputs, workspace, xp) -> None:
+        from ..backends.nvrtc import GRID_YZ_LIMIT, kernel, plane_threads
+
+        x = xp.ascontiguousarray(inputs[0])
+        if x.size == 0 or outputs[0].size == 0:
+            return
+        cached = state["geometry"].get(x.shape)
+        if cached is None:  # first run at these shapes: before any CUDA-graph capture, which replays it
+            g = as_2d(conv_geometry(state["layer"], x.shape, state["kernel_shape"]))
+            group = replace(g, channels=g.channels // g.groups)
+            cached = state["geometry"][x.shape] = (g, self.buffers(g),
+                                                   xp.asarray(tap_table(group, state["w"].shape[1])))
+        g, specs, taps = cached
+        (acc,) = carve(workspace, specs, xp)
+        planes, pixels, threads = g.batch * g.maps, g.out_pixels, plane_threads(g.out_pixels)
+        grid = (-(-pixels // threads), max(1, min(-(-planes // _PLANES_PER_THREAD), GRID_YZ_LIMIT)))
+        group_channels = g.channels // g.groups
+        kernel("int8", "grouped_conv_int8")(grid, (threads,), (x, state["w"], acc, taps, *(np.int32(v) for v in (
+            planes, g.maps, g.maps // g.groups, state["w"].shape[1], g.channels * math.prod(g.in_sizes),
+            group_channels * math.prod(g.in_sizes), *g.in_sizes, *g.out_sizes, *g.strides, *g.pre))))
+        self.finish(state, acc, inputs, outputs[0], planes, g.maps, pixels, g.maps * pixels, pixels, xp)
+
+
+for _tactic in (GpuInt8ConvImma(), GpuInt8MatmulImma(), GpuInt8GroupedConv()):
     register_tactic(_tactic)

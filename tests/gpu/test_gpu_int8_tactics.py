@@ -1,16 +1,20 @@
-"""The tensor-core INT8 tactics (engine/tactics/gpu_int8.py) on the GPU: bit for bit equal to the int64 NumPy
-reference and to the CPU INT8 tactic on small odd shapes (padded to IMMA's multiples of 4), faster than the
-float64 fallback, chosen for every INT8 convolution and GEMM of a QDQ ResNet-style model from onnxruntime's
-quantizer that then matches onnxruntime by docs/quantization.md's metric, and captured in a CUDA graph in an
-implicitly calibrated INT8 engine."""
+"""The GPU INT8 tactics (engine/tactics/gpu_int8.py: IMMA GEMMs, the grouped kernel; gpu_quantize.py) on the GPU:
+bit for bit equal to the int64 NumPy reference and to the CPU INT8 tactic on small odd shapes (padded to IMMA's
+multiples of 4), faster than the float64 fallback, chosen for every INT8 convolution and GEMM of QDQ models from
+onnxruntime's quantizer (a ResNet-style model, mobilenet_v2) that then match onnxruntime by
+docs/quantization.md's metric, and captured in CUDA graphs (mobilenet_v2's QDQ engine, an implicitly calibrated
+INT8 engine)."""
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from int8_layer_cases import CASES, conv_layer
-from quantized_models import output_steps
+from int8_layer_cases import CASES, conv_layer, gpu_int8_tactic_name
+from quantized_models import calibration_shapes, output_steps, qdq_model
+from shared_model_cases import MODELS, make_feeds
 
 from engine.enums import LayerType
 from engine.tactics import tactic_by_id, tactics_for
@@ -38,7 +42,7 @@ def run_on_gpu(tactic, layer) -> np.ndarray:
 @pytest.mark.parametrize("name", CASES)
 def test_imma_tactic_is_bit_exact_to_the_int64_reference_and_the_cpu_tactic(name):
     layer = CASES[name](np.random.default_rng(11))
-    tactic = tactic_by_id(stable_tactic_id(IMMA[layer.ctx.layer.type]))
+    tactic = tactic_by_id(stable_tactic_id(gpu_int8_tactic_name(layer)))
     assert tactic.supports(layer.ctx) is True
     got = run_on_gpu(tactic, layer)
     assert got.dtype == layer.out_dtype
@@ -121,6 +125,29 @@ def test_qdq_resnet_style_runs_on_imma_and_matches_onnxruntime(resnet_style, tmp
     got = engine.create_execution_context().execute(feeds)["output"]
     (want,) = ort.InferenceSession(str(quantized), providers=["CPUExecutionProvider"]).run(None, feeds)
     step = output_steps(onnx.load(quantized))["output"]
+    within = np.mean(np.abs(got.astype(np.float64) - want) <= step * (1 + 1e-5) + 1e-6 * np.abs(want))
+    assert within >= 0.999, f"{within:.4%} of the outputs within one step ({step:g}) of onnxruntime's"
+
+
+def test_qdq_mobilenet_runs_depthwise_on_the_grouped_kernel_and_replays_as_a_cuda_graph():
+    if not (MODELS / "mobilenet_v2.onnx").is_file():
+        pytest.skip("shared model mobilenet_v2 is not available")
+    from polyx.build import BuildOptions, build_engine
+
+    path = qdq_model("mobilenet_v2", preprocessed=True)
+    shapes = calibration_shapes("mobilenet_v2")
+    engine, _, _ = build_engine(path, BuildOptions(device="gpu", input_shapes=shapes))
+    chosen = Counter(_int8_tactics(engine).values())
+    assert chosen == {"gpu:convolution:int8_direct_grouped": 17, "gpu:convolution:int8_imma_gemm": 35,
+                      "gpu:matrix_multiply:int8_imma_gemm": 1}, chosen
+    feeds = make_feeds(onnx.load(MODELS / "mobilenet_v2.onnx"), shapes, seed=3)
+    plain, graphed = engine.create_execution_context(), engine.create_execution_context()
+    graphed.use_cuda_graph = True
+    got, replayed = plain.execute(feeds)["output"], graphed.execute(feeds)["output"]
+    np.testing.assert_array_equal(replayed, got, err_msg="CUDA-graph replay vs plain enqueue")
+    assert graphed.cuda_graph_captures == 1, engine.logger.messages
+    (want,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    step = output_steps(onnx.load(path))["output"]
     within = np.mean(np.abs(got.astype(np.float64) - want) <= step * (1 + 1e-5) + 1e-6 * np.abs(want))
     assert within >= 0.999, f"{within:.4%} of the outputs within one step ({step:g}) of onnxruntime's"
 

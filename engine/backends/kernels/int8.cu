@@ -47,6 +47,29 @@ extern "C" __global__ void im2col_int8(const signed char* __restrict__ x, signed
     }
 }
 
+// Grouped (depthwise) convolutions, which a GEMM serves badly: one thread per output pixel and plane sums its
+// window directly, acc[n][m][p] = sum over the Q = C/G * KH * KW taps of group m / (M/G) of x * w[m][q], in int32.
+// taps is gpu_conv_gemm.tap_table of one group's channels. Grid (ceil(P / blockDim.x), .): each thread loops over
+// the planes n * M + m with stride gridDim.y; a block's threads share the plane, so they read the same weights.
+extern "C" __global__ void grouped_conv_int8(const signed char* __restrict__ x, const signed char* __restrict__ w,
+                                             int* __restrict__ acc, const int* __restrict__ taps, int planes, int M,
+                                             int maps_per_group, int Q, int CHW, int group_stride, int H, int W,
+                                             int OH, int OW, int SH, int SW, int PH, int PW)
+{
+    const int P = OH * OW;
+    const int p = blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= P) return;
+    const int h0 = (p / OW) * SH - PH, w0 = (p % OW) * SW - PW;
+    for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+        const int m = plane % M;
+        const long long sample = (long long)(plane / M) * CHW + (long long)(m / maps_per_group) * group_stride;
+        const signed char* __restrict__ wm = w + (long long)m * Q;
+        int sum = 0;
+        for (int q = 0; q < Q; ++q) sum += (int)tap(x, taps, Q, q, sample, h0, w0, H, W) * (int)wm[q];
+        acc[(long long)plane * P + p] = sum;
+    }
+}
+
 // dst[r][q] = q < K ? src[r][q] : 0 for q < K_pad: a MatMul input whose rows are not a multiple of 4 bytes long.
 extern "C" __global__ void pad_rows_int8(const signed char* __restrict__ src, signed char* __restrict__ dst,
                                          long long rows, int K, int K_pad)

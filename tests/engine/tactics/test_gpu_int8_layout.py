@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from int8_layer_cases import CASES, conv_layer, matmul_layer
+from int8_layer_cases import CASES, conv_layer, gpu_int8_tactic_name, matmul_layer
 
 from engine.dtypes import DataType
 from engine.enums import ActivationType, LayerType, TacticSource
@@ -15,12 +15,8 @@ from engine.ops.base import TensorInfo
 from engine.tactics import TacticContext, tactic_by_id, tactics_for
 from engine.tactics.base import stable_tactic_id
 
-CONV, MATMUL = (tactic_by_id(stable_tactic_id(name)) for name in ("gpu:convolution:int8_imma_gemm",
-                                                                   "gpu:matrix_multiply:int8_imma_gemm"))
-
-
-def imma_for(layer) -> object:
-    return CONV if layer.ctx.layer.type == LayerType.CONVOLUTION else MATMUL
+CONV, MATMUL, GROUPED = (tactic_by_id(stable_tactic_id(name)) for name in (
+    "gpu:convolution:int8_imma_gemm", "gpu:matrix_multiply:int8_imma_gemm", "gpu:convolution:int8_direct_grouped"))
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -30,12 +26,17 @@ def test_reference_is_the_cpu_int8_tactic_bit_for_bit_and_the_gpu_tactic_takes_t
     out = np.empty(layer.ctx.outputs[0].shape, layer.out_dtype)
     cpu.run(cpu.prepare(layer.ctx), layer.inputs, [out], None, np)
     np.testing.assert_array_equal(out, layer.reference)
-    assert imma_for(layer).supports(layer.ctx) is True
+    meant = tactic_by_id(stable_tactic_id(gpu_int8_tactic_name(layer)))
+    assert meant.supports(layer.ctx) is True
+    others = [t for t in (CONV, GROUPED) if t is not meant and t.layer_type == meant.layer_type]
+    assert all(t.supports(layer.ctx) is not True for t in others), "one GPU INT8 tactic per convolution kind"
 
 
 def test_the_tactics_declare_cublas_int8_and_capture():
-    for tactic in (CONV, MATMUL):
-        assert tactic.runs_int8 and tactic.capturable and tactic.source == TacticSource.CUBLAS
+    assert GROUPED.source == TacticSource.JIT_CONVOLUTIONS
+    for tactic in (CONV, MATMUL, GROUPED):
+        assert tactic.runs_int8 and tactic.capturable and tactic.source in (TacticSource.CUBLAS,
+                                                                             TacticSource.JIT_CONVOLUTIONS)
         assert tactic.backend == "gpu" and {"residual", "activation", "output_scale"} <= tactic.absorbs
         fallback = next(t for t in tactics_for(tactic.layer_type, "gpu") if t.name.endswith("int8_exact"))
         assert not fallback.capturable and tactic.heuristic_rank < fallback.heuristic_rank
@@ -44,9 +45,11 @@ def test_the_tactics_declare_cublas_int8_and_capture():
 def test_refusals_name_the_reason():
     rng = np.random.default_rng(1)
     grouped = conv_layer(rng, (1, 4, 5, 5), 4, (3, 3), groups=2)
-    assert "grouped" in CONV.supports(grouped.ctx)
+    assert "int8_direct_grouped" in CONV.supports(grouped.ctx)
+    assert "int8_imma_gemm" in GROUPED.supports(conv_layer(rng, (1, 4, 5, 5), 4, (3, 3)).ctx)
     three_d = conv_layer(rng, (1, 2, 3, 4, 4), 4, (1, 1, 1))
     assert "3-D" in CONV.supports(three_d.ctx)
+    assert "3-D" in GROUPED.supports(conv_layer(rng, (1, 2, 3, 4, 4), 2, (1, 1, 1), groups=2).ctx)
     sigmoid = conv_layer(rng, (1, 4, 5, 5), 4, (3, 3), activation=Activation(ActivationType.SIGMOID))
     assert "sigmoid" in CONV.supports(sigmoid.ctx).lower()
     float_layer = conv_layer(rng, (1, 4, 5, 5), 4, (3, 3))
@@ -75,6 +78,8 @@ def test_workspace_is_the_padded_columns_and_accumulators():
     assert MATMUL.workspace_bytes(matmul.ctx) == 128 + 512
     aligned = matmul_layer(rng, (3, 5, 8), 8)  # K a multiple of 4: no copy of the input
     assert MATMUL.workspace_bytes(aligned.ctx) == 512
+    depthwise = conv_layer(rng, (2, 6, 9, 8), 6, (3, 3), stride=(2, 2), pre=(1, 1), post=(1, 1), groups=6)
+    assert GROUPED.workspace_bytes(depthwise.ctx) == 2 * 6 * 5 * 4 * 4  # the int32 accumulators only: 960 bytes
 
 
 def quantize_context(x_dtype=np.float32, scale=0.1, zero=3, out=DataType.INT8):
