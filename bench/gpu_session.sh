@@ -6,8 +6,9 @@
 #   bash bench/gpu_session.sh gpu-tests     # every @pytest.mark.gpu test (the GPU paths written without a GPU)
 #   bash bench/gpu_session.sh suite         # the whole suite with POLYX_DEVICE=gpu (engines built for the GPU)
 #   bash bench/gpu_session.sh bench         # bench/gpu_vs_pytorch.py, same-run ratios vs eager and torch.compile
+#   bash bench/gpu_session.sh int8-bench    # bench/gpu_int8.py, ResNet-50 INT8 vs FP16 vs FP32 (budget 450 s)
 set -euo pipefail
-stage=${1:?stage: fetch | gpu-tests | suite | bench}
+stage=${1:?stage: fetch | gpu-tests | suite | bench | int8-bench}
 OUT=${OUT:-/tmp/polyx-out}
 mkdir -p "$OUT"
 
@@ -47,8 +48,12 @@ case "$stage" in
         python bench/gpu_vs_pytorch.py --json "$OUT/gpu_vs_pytorch.json" --markdown "$OUT/gpu_vs_pytorch.md" \
             2>&1 | tee "$OUT/bench.log"
         ;;
+    int8-bench)
+        setup
+        python bench/gpu_int8.py --json "$OUT/gpu_int8.json" --markdown "$OUT/gpu_int8.md" 2>&1 | tee "$OUT/int8.log"
+        ;;
     *)
-        echo "unknown stage '$stage' (fetch | gpu-tests | suite | bench)" >&2
+        echo "unknown stage '$stage' (fetch | gpu-tests | suite | bench | int8-bench)" >&2
         exit 2
         ;;
 esac

@@ -171,7 +171,7 @@ def output_diffs(outputs: list[np.ndarray], reference: list[np.ndarray]) -> tupl
     return max_abs, max_rel
 
 
-def _cell(value: Any, kind: str) -> str:
+def format_cell(value: Any, kind: str) -> str:
     if value is None:
         return "-"
     if kind == "ms":
@@ -184,9 +184,9 @@ def _cell(value: Any, kind: str) -> str:
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
-    return [[r["model"], str(r["batch"]), r["precision"], r["runner"], _cell(r["median_ms"], "ms"),
-             _cell(r["time_vs_eager"], "ratio"), _cell(r["max_abs_diff"], "diff"), _cell(r["max_rel_diff"], "diff"),
-             r["status"]] for r in rows]
+    return [[r["model"], str(r["batch"]), r["precision"], r["runner"], format_cell(r["median_ms"], "ms"),
+             format_cell(r["time_vs_eager"], "ratio"), format_cell(r["max_abs_diff"], "diff"),
+             format_cell(r["max_rel_diff"], "diff"), r["status"]] for r in rows]
 
 
 def format_text_table(rows: list[dict[str, Any]]) -> str:
@@ -219,7 +219,7 @@ def format_markdown(document: dict[str, Any]) -> str:
     ]
     if document["builds"]:
         lines += ["", "| model | precision | profile | build s | device layers | status |", "|---|---|---|---|---|---|"]
-        lines += [f"| {b['model']} | {b['precision']} | {b.get('profile', '-')} | {_cell(b['seconds'], 'ms')} "
+        lines += [f"| {b['model']} | {b['precision']} | {b.get('profile', '-')} | {format_cell(b['seconds'], 'ms')} "
                   f"| {b['device_layers'] or '-'} | {b['status']} |" for b in document["builds"]]
     return "\n".join(lines) + "\n"
 
@@ -409,7 +409,7 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _failure(exc: BaseException) -> str:
+def failure_status(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"failed: {type(exc).__name__}: {text}"[:160]
 
@@ -439,9 +439,9 @@ class Benchmark:
             self.rows.append(row(spec.name, batch, precision, runner, status, float(np.median(samples)),
                                  len(samples), diffs))
         except Exception as exc:  # noqa: BLE001 - one failing variant must not lose the others' results
-            self.rows.append(row(spec.name, batch, precision, runner, _failure(exc)))
+            self.rows.append(row(spec.name, batch, precision, runner, failure_status(exc)))
         print(f"  {spec.name} batch {batch} {precision} {runner}: {self.rows[-1]['status']} "
-              f"{_cell(self.rows[-1]['median_ms'], 'ms')} ms", flush=True)
+              f"{format_cell(self.rows[-1]['median_ms'], 'ms')} ms", flush=True)
 
     def run_core(self, spec: ModelSpec, workdir: Path) -> None:
         """Export, PyTorch eager variants and the engine's, for every batch and precision."""
@@ -495,7 +495,7 @@ class Benchmark:
             engine, _, report = build_engine(onnx_path, options)
         except Exception as exc:  # noqa: BLE001 - reported as a failed build; the other measurements go on
             self.builds.append({"model": spec.name, "precision": precision, "profile": profile, "seconds": None,
-                                "device_layers": None, "status": _failure(exc)})
+                                "device_layers": None, "status": failure_status(exc)})
             for batch in batches:
                 for runner in ("polyx", "polyx + CUDA graph"):
                     self.rows.append(row(spec.name, batch, precision, runner, "failed: build"))
@@ -509,7 +509,7 @@ class Benchmark:
                 try:
                     variant = EngineVariant(engine, spec, inputs[batch], self.stream, graph)
                 except Exception as exc:  # noqa: BLE001
-                    self.rows.append(row(spec.name, batch, precision, runner, _failure(exc)))
+                    self.rows.append(row(spec.name, batch, precision, runner, failure_status(exc)))
                     continue
                 self.measure(spec, batch, precision, runner, variant)
                 del variant
@@ -537,7 +537,7 @@ class Benchmark:
                         torch.cuda.synchronize()
                 except Exception as exc:  # noqa: BLE001 - TimeoutError included: report and go on
                     torch._dynamo.reset()
-                    self.rows.append(row(spec.name, batch, precision, "torch.compile", _failure(exc)))
+                    self.rows.append(row(spec.name, batch, precision, "torch.compile", failure_status(exc)))
                     continue
                 with torch.no_grad():
                     self.measure(spec, batch, precision, "torch.compile", TorchVariant(compiled, feeds))
@@ -584,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
                 specs.append(spec)
                 bench.run_core(spec, Path(workdir))
             except Exception as exc:  # noqa: BLE001 - e.g. a failed export: the next model still runs
-                bench.rows.append(row(name, 0, "-", "export", _failure(exc)))
+                bench.rows.append(row(name, 0, "-", "export", failure_status(exc)))
     for spec in specs:
         if settings.compile_precisions:
             print(f"{spec.name}: torch.compile", flush=True)

@@ -23,8 +23,10 @@ import numpy as np
 COMPUTE_32F = 68  # CUBLAS_COMPUTE_32F
 COMPUTE_64F = 70  # CUBLAS_COMPUTE_64F
 COMPUTE_32F_FAST_TF32 = 77  # CUBLAS_COMPUTE_32F_FAST_TF32
-# CUDA_R_32F/64F/16F/16BF; uint16 arrays are the engine's bfloat16 storage on the GPU (engine/bfloat16.py)
-_DATA_TYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2, np.dtype(np.uint16): 14}
+COMPUTE_32I = 72  # CUBLAS_COMPUTE_32I: int8 operands, int32 accumulation and result, int32 alpha/beta
+# CUDA_R_32F/64F/16F/16BF/8I/32I; uint16 arrays are the engine's bfloat16 storage on the GPU (engine/bfloat16.py)
+_DATA_TYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2, np.dtype(np.uint16): 14,
+               np.dtype(np.int8): 3, np.dtype(np.int32): 10}
 _GEMM_DEFAULT = -1
 _OP_N, _OP_T = 0, 1
 _PTR, _INT, _LONG = ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong
@@ -83,14 +85,16 @@ def _cublas() -> ctypes.CDLL:
 def gemm(a: Operand, b: Operand, c: Operand, batch: int, compute_type: int, alpha: float = 1.0,
          beta: float = 0.0) -> None:
     """c[i] = alpha * a[i] @ b[i] + beta * c[i] for i < batch, enqueued on the current stream. Operands share
-    one dtype (float16 storage accumulates in float32 with COMPUTE_32F)."""
+    one dtype (float16 storage accumulates in float32 with COMPUTE_32F), except int8 operands with an int32 `c`
+    under COMPUTE_32I (tensor-core IMMA kernels want a transposed `b`, and rows of both operands and of `c`
+    a multiple of 4 elements long: engine/tactics/gpu_int8.py lays them out so)."""
     m, k = a.product_shape
     k2, n = b.product_shape
     if k != k2 or (c.rows, c.cols) != (m, n) or c.transposed:
         raise ValueError(f"GEMM shapes do not agree: {a.product_shape} @ {b.product_shape} -> {(c.rows, c.cols)}")
     if batch == 0 or m == 0 or n == 0:
         return
-    scalar = np.float64 if compute_type == COMPUTE_64F else np.float32
+    scalar = {COMPUTE_64F: np.float64, COMPUTE_32I: np.int32}.get(compute_type, np.float32)
     alpha_host, beta_host = np.array(alpha, dtype=scalar), np.array(beta, dtype=scalar)
     library = _cublas()
     handle = cupy.cuda.device.get_cublas_handle()

@@ -16,6 +16,8 @@ LAUNCHED = {
                   for t in ("f32", "f16")],
     "gpu_kernels": ["depthwise_conv2d", "implicit_gemm_conv2d"] +
                    [f"{base}_{t}" for base in ("softmax_rows", "layer_norm_rows") for t in ("f32", "f16")],
+    "int8": ["im2col_int8", "pad_rows_int8", "grouped_conv_int8"] +
+            [f"int8_epilogue_{t}" for t in ("f32", "f16", "i8")] + [f"quantize_int8_{t}" for t in ("f32", "f16")],
     "pooling": [f"{base}_{t}" for base in ("max_pool2d", "global_avg_pool") for t in ("f32", "f16")],
     "recurrent": ["gru_reset"] + [f"{base}_{t}" for base in ("lstm_step", "gru_step", "rnn_step")
                                   for t in ("f32", "f16")],

@@ -12,17 +12,7 @@ __device__ __forceinline__ float activate(float v, int kind, float alpha, float 
     return v;
 }
 
-// Window taps come from a table built once per geometry (gpu_conv_gemm.tap_table): for tap q = (c, r, s),
-// taps[q] = c*H*W, taps[Q + q] = r*DH and taps[2Q + q] = s*DW, so no thread divides by the kernel sizes.
-// The input value of tap q at output pixel (oh, ow) of sample n, zero where it falls in the padding:
-template <typename T>
-__device__ __forceinline__ T tap(const T* __restrict__ x, const int* __restrict__ taps, int Q, int q,
-                                 long long sample, int h0, int w0, int H, int W)
-{
-    const int h = h0 + taps[Q + q], w = w0 + taps[2 * Q + q];
-    if (h < 0 || h >= H || w < 0 || w >= W) return (T)0;
-    return x[sample + taps[q] + (long long)h * W + w];
-}
+#include "conv_taps.cuh"
 
 // Columns per sample: cols[n][q][p] for P = OH*OW output pixels. The GEMM Y_n[M, P] = W[M, Q] @ cols_n[Q, P]
 // then writes NCHW directly. Grid (ceil(P/blockDim.x), ., .): each thread loops over the taps with stride

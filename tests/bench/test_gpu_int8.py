@@ -1,0 +1,84 @@
+"""bench/gpu_int8.py: its CPU-safe parts (arguments, top-1 agreement, ratios, table/Markdown/JSON). The measuring
+part needs torch, CuPy and a GPU (the lead runs it on the GPU machine)."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_int8.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("gpu_int8", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_arguments_defaults_quick_and_errors(script, tmp_path):
+    s = script.parse_args([])
+    assert (s.batch, s.calibration_batches, s.calibration_batch_size, s.agreement_batches) == (32, 4, 8, 4)
+    assert (s.calibrator, s.warmup, s.iterations, s.opt_level, s.budget_s) == ("EntropyCalibrator2", 10, 50, 3, 450)
+    quick = script.parse_args(["--quick", "--batch", "8", "--calibrator", "MinMaxCalibrator", "--calibration-batches",
+                               "3", "--json", str(tmp_path / "r.json")])
+    assert (quick.batch, quick.calibration_batches, quick.calibration_batch_size) == (8, 3, 4)
+    assert (quick.agreement_batches, quick.warmup, quick.iterations, quick.opt_level) == (1, 3, 10, 1)
+    assert quick.calibrator == "MinMaxCalibrator" and quick.json == tmp_path / "r.json"
+    for bad in (["--batch", "0"], ["--batch", "x"], ["--calibrator", "Percentile"], ["--opt-level", "7"],
+                ["--budget-s", "30"], ["--markdown", str(tmp_path / "missing" / "r.md")]):
+        with pytest.raises(SystemExit) as exit_info:
+            script.parse_args(bad)
+        assert exit_info.value.code == 2, bad
+
+
+def test_top1_agreement_and_logit_difference_over_batches(script):
+    reference = [np.array([[0.0, 2.0, 1.0], [5.0, 1.0, 0.0]]), np.array([[0.0, 0.0, 3.0]])]  # classes 1, 0 | 2
+    logits = [np.array([[0.0, 2.5, 1.0], [1.0, 4.0, 0.0]]), np.array([[0.0, 0.0, 3.25]])]    # classes 1, 1 | 2
+    assert script.top1_agreement(logits, reference) == pytest.approx(2 / 3)
+    assert script.max_abs_diff(logits, reference) == pytest.approx(4.0)                      # |1 - 5|
+    with pytest.raises(ValueError, match="predictions"):
+        script.top1_agreement([np.zeros((2, 3))], [np.zeros((3, 3))])
+
+
+def _rows(script):
+    rows = [script.row("fp32", median_ms=10.0, samples=50, build_s=2.0),
+            script.row("fp16", median_ms=4.0, samples=50, build_s=2.5),
+            script.row("int8", median_ms=2.5, samples=50, build_s=40.0)]
+    rows[0].update(top1_vs_fp32=1.0, max_abs_diff_vs_fp32=0.0)
+    rows[1].update(top1_vs_fp32=0.96875, max_abs_diff_vs_fp32=0.0125)
+    rows[2].update(top1_vs_fp32=0.90625, max_abs_diff_vs_fp32=0.5)
+    return rows
+
+
+def test_ratios_are_against_the_fp16_engine_of_the_same_run(script):
+    rows = script.add_ratios(_rows(script))
+    assert [r["time_vs_fp16"] for r in rows] == [2.5, 1.0, 0.625]
+    assert script.speedup_line(rows).startswith("INT8 vs FP16: 1.60x")
+    failed = script.add_ratios([script.row("fp16", "failed: build"), script.row("int8", median_ms=2.0)])
+    assert [r["time_vs_fp16"] for r in failed] == [None, None]
+    assert script.speedup_line(failed) == "INT8 vs FP16: not measured"
+
+
+def test_text_table_markdown_and_json(script, tmp_path, capsys):
+    settings = script.parse_args(["--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")])
+    meta = {"date": "2026-12-05T12:00:00", "gpu": "NVIDIA H100 80GB HBM3", "versions": {"torch": "2.11.0"}}
+    sanity = {"agreement_inputs": 128, "fp32_top1_vs_pytorch": 1.0, "fp32_distinct_classes": 37}
+    rows = _rows(script) + [script.row("int8", "failed build: TimeoutError: did not finish within 390 s")]
+    document = script.result_document(meta, settings, rows, sanity, {"CONVOLUTION INT8": 53}, {"fp32": {}})
+    script.write_outputs(document, settings)
+    loaded = json.loads((tmp_path / "r.json").read_text())
+    assert loaded["schema"] == "polyx-gpu-int8/1" and loaded["meta"] == meta and loaded["sanity"] == sanity
+    assert loaded["settings"]["batch"] == 32 and loaded["rows"][2]["time_vs_fp16"] == 0.625
+    markdown = (tmp_path / "r.md").read_text()
+    assert "- GPU: NVIDIA H100 80GB HBM3" in markdown and "EntropyCalibrator2 over 4 x 8" in markdown
+    assert "| int8 | 2.500 | 0.62x | 90.62% | 5.00e-01 | 40.000 | ok |" in markdown
+    assert "| int8 | - | - | - | - | - | failed build: TimeoutError: did not finish within 390 s |" in markdown
+    assert "predicts 37 distinct classes" in markdown and "on 100.00% of them" in markdown
+    assert "INT8 engine layers (type precision: count): CONVOLUTION INT8: 53" in markdown
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["precision", "median", "ms"] and len(out) == 6 and "1.60x" in out[-1]
