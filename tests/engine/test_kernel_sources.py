@@ -12,10 +12,13 @@ from engine.backends.kernel_sources import cuda_kernel_names, kernel_source
 
 # Entry points launched by name from engine/tactics/gpu_*.py, per module.
 LAUNCHED = {
+    "attention": ["flash_attention_f32", "flash_attention_f16"],
     "conv_gemm": [f"{base}_{t}" for base in ("im2col_kp", "im2col_rows", "bias_act_nchw", "bias_act_rows")
                   for t in ("f32", "f16")],
     "gpu_kernels": ["depthwise_conv2d", "implicit_gemm_conv2d"] +
-                   [f"{base}_{t}" for base in ("softmax_rows", "layer_norm_rows") for t in ("f32", "f16")],
+                   [f"{base}_{t}" for base in ("softmax_rows", "layer_norm_rows", "masked_softmax_rows",
+                                               "residual_layer_norm_rows") for t in ("f32", "f16")] +
+                   ["masked_softmax_rows_f32_to_f16"],
     "pooling": [f"{base}_{t}" for base in ("max_pool2d", "global_avg_pool") for t in ("f32", "f16")],
     "recurrent": ["gru_reset"] + [f"{base}_{t}" for base in ("lstm_step", "gru_step", "rnn_step")
                                   for t in ("f32", "f16")],
