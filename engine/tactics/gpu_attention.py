@@ -61,8 +61,9 @@ def _attention_problem(layer, q, k, v) -> tuple[int, int, int, int, int, int]:
     if any(tuple(x.shape[:-2]) != tuple(leading) for x in (q, k, v)):
         raise EngineError(f"layer '{layer.name}': q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} "
                           "must share their leading dims")
-    heads = leading[-1] if len(leading) == 2 else 1
-    return math.prod(leading), heads, sq, sk, d, dv
+    # the kernels see (batch, heads, ...) scores: rank-3 operands are one batch of `leading[0]` heads, so a mask of
+    # rank <= 3, left-padded to 4-D, lines up with them
+    return math.prod(leading), leading[-1], sq, sk, d, dv
 
 
 class _AttentionTactic(Tactic):
@@ -156,9 +157,9 @@ class CublasSoftmaxAttention(_AttentionTactic):
 
     @staticmethod
     def _specs(bh: int, sq: int, sk: int, dtype: Any) -> list:
-        """float32 scores, and the probabilities in the I/O type (float32 I/O reuses the scores in place)."""
-        probs = 0 if np.dtype(dtype) == np.float32 else bh * sq * sk
-        return [((bh * sq * sk,), np.float32), ((probs,), np.dtype(dtype))]
+        """float32 scores, and the probabilities in the I/O type (their own buffer: the softmax kernel's input and
+        output are restrict pointers)."""
+        return [((bh * sq * sk,), np.float32), ((bh * sq * sk,), np.dtype(dtype))]
 
     def workspace_bytes(self, ctx: TacticContext) -> int:
         bh, _, sq, sk, _, _ = _attention_problem(ctx.layer, *ctx.inputs[:3])
@@ -179,7 +180,6 @@ class CublasSoftmaxAttention(_AttentionTactic):
             return
         mask, strides = self._mask(state, inputs, (bh // heads, heads, sq, sk))
         scores, probs = carve(workspace, self._specs(bh, sq, sk, q.dtype), xp)
-        probs = scores if probs.size == 0 else probs
         key = Operand(k, d, sk, False, d * sk) if state["k_transposed"] else Operand(k, sk, d, True, sk * d)
         gemm(Operand(q, sq, d, False, sq * d), key, Operand(scores, sq, sk, False, sq * sk), bh, COMPUTE_32F,
              alpha=state["scale"])

@@ -85,41 +85,48 @@ __device__ void flash_attention(const T* __restrict__ q, const T* __restrict__ k
         __syncthreads();
 
         const int key = k0 + lane;
+#pragma unroll
         for (int rr = 0; rr < FA_ROWS; ++rr) {
             const int row = warp * FA_ROWS + rr, i = q0 + row;
-            if (i >= Sq) break;  // the same for every lane of the warp
-            float s = fa_neg_inf();
-            if (key < Sk) {
-                float dot = 0.0f;
-                for (int d = 0; d < D; ++d) dot += qs[row][d] * ks[lane][d];
-                s = dot;
-                if (has_mask) s += to_float(mb[(long long)i * mask_q + (long long)key * mask_k]);
-            }
-            const float m_new = fmaxf(m[rr], warp_max(s));
-            const float alpha = m[rr] == fa_neg_inf() ? 0.0f : expf(m[rr] - m_new);
-            const float p = s == fa_neg_inf() ? 0.0f : expf(s - m_new);
-            l[rr] = l[rr] * alpha + warp_sum(p);
-            m[rr] = m_new;
-            for (int c = 0; c < FA_CHUNKS; ++c) acc[rr][c] *= alpha;
-            for (int j = 0; j < FA_BK; ++j) {
-                const float pj = __shfl_sync(0xffffffffu, p, j);
-                for (int c = 0; c < FA_CHUNKS; ++c) {
-                    const int d = lane + 32 * c;
-                    if (d < Dv) acc[rr][c] += pj * vs[j][d];
+            if (i < Sq) {  // the same for every lane of the warp, so the shuffles below see the whole warp
+                float s = fa_neg_inf();
+                if (key < Sk) {
+                    float dot = 0.0f;
+                    for (int d = 0; d < D; ++d) dot += qs[row][d] * ks[lane][d];
+                    s = dot;
+                    if (has_mask) s += to_float(mb[(long long)i * mask_q + (long long)key * mask_k]);
+                }
+                const float m_new = fmaxf(m[rr], warp_max(s));
+                const float alpha = m[rr] == fa_neg_inf() ? 0.0f : expf(m[rr] - m_new);
+                const float p = s == fa_neg_inf() ? 0.0f : expf(s - m_new);
+                l[rr] = l[rr] * alpha + warp_sum(p);
+                m[rr] = m_new;
+#pragma unroll
+                for (int c = 0; c < FA_CHUNKS; ++c) acc[rr][c] *= alpha;
+                for (int j = 0; j < FA_BK; ++j) {
+                    const float pj = __shfl_sync(0xffffffffu, p, j);
+#pragma unroll
+                    for (int c = 0; c < FA_CHUNKS; ++c) {
+                        const int d = lane + 32 * c;
+                        if (d < Dv) acc[rr][c] += pj * vs[j][d];
+                    }
                 }
             }
         }
     }
 
+#pragma unroll
     for (int rr = 0; rr < FA_ROWS; ++rr) {
         const int i = q0 + warp * FA_ROWS + rr;
-        if (i >= Sq) break;
-        const bool zero = nan_to_zero && (l[rr] != l[rr] || l[rr] == 0.0f);
-        const float inv = 1.0f / l[rr];
-        T* orow = out + (bh * Sq + i) * Dv;
-        for (int c = 0; c < FA_CHUNKS; ++c) {
-            const int d = lane + 32 * c;
-            if (d < Dv) orow[d] = from_float<T>(zero ? 0.0f : acc[rr][c] * inv);
+        if (i < Sq) {
+            const bool zero = nan_to_zero && (l[rr] != l[rr] || l[rr] == 0.0f);
+            const float inv = 1.0f / l[rr];
+            T* orow = out + (bh * Sq + i) * Dv;
+#pragma unroll
+            for (int c = 0; c < FA_CHUNKS; ++c) {
+                const int d = lane + 32 * c;
+                if (d < Dv) orow[d] = from_float<T>(zero ? 0.0f : acc[rr][c] * inv);
+            }
         }
     }
 }
