@@ -2,8 +2,8 @@
 
 - attention_fusion: MatMul(q, k^T) → scale (Mul/Div by a constant, on q, on k or on the scores, any of them) →
   optional additive mask Add → Softmax(last axis) → optional IsNaN/Where guard → MatMul(., v) becomes one
-  ATTENTION node (ops/attention.py). A Transpose swapping k's last two axes is absorbed as the `k_transposed`
-  flag; MatMul's own transpose flag too.
+  ATTENTION node (ops/attention.py). The pure Transposes around it (q, k and v moved to (batch, heads, seq, dim),
+  K^T, the output moved back) are absorbed as the node's operand permutations, MatMul's own transpose flag too.
 - masked_softmax_fusion: Add(scores, mask) → Softmax(last axis) (→ guard) where no attention was matched → one
   MASKED_SOFTMAX node (ops/masked_softmax.py).
 - residual_norm_fusion: Add(x, residual) → NORMALIZATION over trailing axes → one RESIDUAL_NORMALIZATION node
@@ -76,38 +76,40 @@ def _scale_of(node: Node | None) -> tuple[Value, float] | None:
     return None
 
 
-def _swaps_last_two(node: Node | None) -> bool:
-    """A Shuffle that only transposes the last two axes (K^T made by a Transpose)."""
-    if node is None or node.type != LayerType.SHUFFLE or len(node.inputs) != 1 or node.params.get("axes_op"):
-        return False
+def _pure_transpose(node: Node | None) -> list[int] | None:
+    """The permutation of a Shuffle that only transposes (no reshape), else None."""
+    if node is None or node.type != LayerType.SHUFFLE or len(node.inputs) != 1 or node.params.get("axes_op") or \
+            not _plain(node):
+        return None
     p = node.params
-    perm = p.get("first_transpose")
-    if p.get("reshape_dims") is not None or p.get("second_transpose") is not None or not perm or len(perm) < 2:
-        return False
-    return list(perm) == list(range(len(perm) - 2)) + [len(perm) - 1, len(perm) - 2]
+    if p.get("reshape_dims") is not None or p.get("second_transpose") is not None or not p.get("first_transpose"):
+        return None
+    return list(p["first_transpose"])
 
 
 @dataclass
 class Operand:
-    """A chain input after peeling the scales (and last-two-axes transposes) between it and its reader."""
+    """A chain input after peeling the scales and transposes between it and its reader: the logical operand is
+    transpose(value, perm) * factor."""
 
     value: Value
+    perm: list[int]
     factor: float = 1.0
-    swapped: bool = False
     nodes: list[Node] = field(default_factory=list)  # the peeled nodes, outermost (nearest the source) first
 
 
-def _peel(graph: Graph, value: Value, reader: Node, allow_swap: bool = False) -> Operand:
-    """Walk up from `value` (read by `reader`) through constant-scalar scales (and, with `allow_swap`, transposes
-    of the last two axes) whose only reader is the next node of the walk."""
-    operand = Operand(value)
+def _peel(graph: Graph, value: Value, reader: Node, perm: list[int], transposes: bool = True) -> Operand:
+    """Walk up from `value` (read by `reader`; the logical operand is transpose(value, perm)) through
+    constant-scalar scales and pure transposes whose only reader is the next node of the walk."""
+    operand = Operand(value, list(perm))
     while sole_reader(graph, operand.value) is reader:
         producer = operand.value.producer
         scaled = _scale_of(producer) if producer is not None else None
+        transpose = _pure_transpose(producer) if transposes else None
         if scaled is not None:
             operand.value, operand.factor = scaled[0], operand.factor * scaled[1]
-        elif allow_swap and _swaps_last_two(producer):
-            operand.value, operand.swapped = producer.inputs[0], not operand.swapped
+        elif transpose is not None and len(transpose) == len(operand.perm):
+            operand.value, operand.perm = producer.inputs[0], [transpose[a] for a in operand.perm]
         else:
             break
         operand.nodes.insert(0, producer)
@@ -177,19 +179,19 @@ def _mask_fits(mask: Value, scores: Value, scores_shape: tuple[int, ...], node: 
 # ---------------------------------------------------------------------------------------------- attention
 @dataclass
 class Attention:
-    chain: list[Node]           # every node fused, in graph order, the P·V MatMul last
-    q: Value
-    k: Value
-    v: Value
+    chain: list[Node]           # every node fused, in graph order, the one whose output the fused node takes last
+    q: Operand
+    k: Operand
+    v: Operand
     mask: Value | None
     scale: float
-    k_transposed: bool
+    out_perm: list[int]
     nan_to_zero: bool
 
 
 def _scores_chain(graph: Graph, scores: Value, reader: Node) -> tuple[Node, Operand] | None:
     """(the Q·K MatMul, the peeled scores operand) when `scores` is a scaled MatMul."""
-    operand = _peel(graph, scores, reader)
+    operand = _peel(graph, scores, reader, list(range(len(scores.shape or ()))), transposes=False)
     matmul = operand.value.producer
     if not _is_plain_matmul(matmul, (MatrixOperation.NONE, MatrixOperation.TRANSPOSE)) or \
             sole_reader(graph, operand.value) is not (operand.nodes[0] if operand.nodes else reader):
@@ -197,9 +199,21 @@ def _scores_chain(graph: Graph, scores: Value, reader: Node) -> tuple[Node, Oper
     return matmul, operand
 
 
+def _output_transpose(graph: Graph, pv: Node) -> tuple[list[Node], list[int]]:
+    """The pure transpose the attention output goes through (heads back behind the sequence), if it is its only
+    reader: ([that Shuffle], its perm), else ([], identity)."""
+    out = pv.outputs[0]
+    identity = list(range(len(out.shape)))
+    reader = sole_reader(graph, out)
+    perm = _pure_transpose(reader)
+    return ([reader], perm) if perm is not None and len(perm) == len(identity) else ([], identity)
+
+
 def match_attention(graph: Graph, softmax: Node) -> Attention | None:
     if not _last_axis_softmax(softmax) or len(softmax.inputs[0].shape) not in (3, 4):
         return None
+    rank = len(softmax.inputs[0].shape)
+    identity, swap = list(range(rank)), list(range(rank - 2)) + [rank - 1, rank - 2]
     guard, probs, pv = _after_softmax(graph, softmax)
     if not _is_plain_matmul(pv, (MatrixOperation.NONE,)) or pv.inputs[0] is not probs:
         return None
@@ -211,36 +225,41 @@ def match_attention(graph: Graph, softmax: Node) -> Attention | None:
         if found is None:
             continue
         qk, scores_operand = found
-        q = _peel(graph, qk.inputs[0], qk)
-        k = _peel(graph, qk.inputs[1], qk, allow_swap=True)
-        v = pv.inputs[1]
-        k_transposed = (MatrixOperation(qk.params["op1"]) == MatrixOperation.NONE) != k.swapped
+        q = _peel(graph, qk.inputs[0], qk, identity)
+        k_is_transposed = MatrixOperation(qk.params["op1"]) == MatrixOperation.NONE  # the operand is K^T
+        k = _peel(graph, qk.inputs[1], qk, swap if k_is_transposed else identity)
+        v = _peel(graph, pv.inputs[1], pv, identity)
+        out_nodes, out_perm = _output_transpose(graph, pv)
         scale = q.factor * k.factor * scores_operand.factor
-        if not math.isfinite(scale) or \
-                len({x.dtype for x in (q.value, k.value, v)}) != 1 or not q.value.dtype.is_floating:
+        if v.factor != 1.0:  # a scaled v is not part of the pattern: keep v's Mul outside
+            v = Operand(pv.inputs[1], identity)
+        values = (q.value, k.value, v.value)
+        if not math.isfinite(scale) or len({x.dtype for x in values}) != 1 or not q.value.dtype.is_floating or \
+                any(x.shape is None for x in values):
             continue
-        if any(x.shape is None for x in (q.value, k.value, v)):
-            continue
-        probe = Node(LayerType.ATTENTION, softmax.name, {"k_transposed": k_transposed})
+        params = {"q_perm": q.perm, "k_perm": k.perm, "v_perm": v.perm, "out_perm": out_perm}
+        probe = Node(LayerType.ATTENTION, softmax.name, params)
         try:
-            leading, sq, sk, _, _ = attention_dims(probe, q.value.shape, k.value.shape, v.shape)
+            leading, sq, sk, _, _ = attention_dims(probe, *(x.shape for x in values))
         except EngineError:
             continue
         if mask is not None and not _mask_fits(mask, scores, leading + (sq, sk), probe):
             continue
-        chain = q.nodes + k.nodes + [qk] + scores_operand.nodes + add_nodes + [softmax] + guard + [pv]
+        chain = q.nodes + k.nodes + v.nodes + [qk] + scores_operand.nodes + add_nodes + [softmax] + guard + [pv] + \
+            out_nodes
         if not _one_precision(chain) or not all(_plain(node) for node in chain):
             continue
         order = {id(node): i for i, node in enumerate(graph.nodes)}
         chain.sort(key=lambda node: order[id(node)])
-        return Attention(chain, q.value, k.value, v, mask, scale, k_transposed, bool(guard))
+        return Attention(chain, q, k, v, mask, scale, out_perm, bool(guard))
     return None
 
 
 def make_attention(graph: Graph, m: Attention) -> list[str]:
-    inputs = [m.q, m.k, m.v] + ([m.mask] if m.mask is not None else [])
+    inputs = [m.q.value, m.k.value, m.v.value] + ([m.mask] if m.mask is not None else [])
     _fused_node(graph, LayerType.ATTENTION, inputs, m.chain,
-                {"scale": m.scale, "k_transposed": m.k_transposed, "nan_to_zero": m.nan_to_zero})
+                {"scale": m.scale, "q_perm": m.q.perm, "k_perm": m.k.perm, "v_perm": m.v.perm,
+                 "out_perm": m.out_perm, "nan_to_zero": m.nan_to_zero})
     _erase(graph, m.chain[:-1])
     return [node.name for node in m.chain]
 

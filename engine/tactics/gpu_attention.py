@@ -2,10 +2,12 @@
 
 - gpu:attention:flash_attention: one NVRTC kernel (kernels/attention.cu), flash-attention style: one block per
   (batch*head, 16 queries), online softmax over tiles of 32 keys, float32 accumulation, float32/float16 I/O,
-  head dims up to 128; the score matrix never leaves the chip.
+  head dims up to 128; the score matrix never leaves the chip. It reads and writes every operand through strides,
+  so the layer's operand permutations (the Transposes the rule absorbed) cost nothing.
 - gpu:attention:cublas_softmax: batched cuBLAS GEMM for the scores (float32, the scale as alpha), one fused
   mask + softmax kernel (gpu_kernels.cu masked_softmax_rows) writing the probabilities in the I/O type, and a
-  second batched GEMM; it needs a workspace of Sq*Sk scores per head. The builder times both and keeps the faster.
+  second batched GEMM; it needs a workspace of Sq*Sk scores per head, and operands laid out as strided batches of
+  matrices (no permutation but K^T). The builder times both and keeps the faster.
 - gpu:masked_softmax:masked_softmax_rows: MASKED_SOFTMAX layers with the same softmax kernel.
 
 All are CUDA-graph capturable (cuBLAS is called directly, backends/cublas_gemm.py). The kernels read the mask
@@ -22,7 +24,7 @@ from ..backends.kernel_sources import storage_kernel
 from ..dtypes import GPU_KERNEL_FLOAT_TYPES, DataType
 from ..enums import LayerType, TacticSource
 from ..errors import EngineError
-from ..ops.attention import attention_dims, attention_scale
+from ..ops.attention import PERMS, attention_dims, attention_perms, attention_scale
 from ..ops.masked_softmax import check_flag, check_mask_shape
 from .base import Tactic, TacticContext, stable_tactic_id
 from .registry import register_tactic
@@ -56,14 +58,28 @@ def _check_io(ctx: TacticContext) -> str | None:
 
 
 def _attention_problem(layer, q, k, v) -> tuple[int, int, int, int, int, int]:
-    """(batch*heads, heads, Sq, Sk, D, Dv) of arrays whose shapes the layer accepts."""
+    """(batch*heads, heads, Sq, Sk, D, Dv) of stored operands whose shapes the layer accepts."""
     leading, sq, sk, d, dv = attention_dims(layer, q.shape, k.shape, v.shape)
-    if any(tuple(x.shape[:-2]) != tuple(leading) for x in (q, k, v)):
+    if any(d < 0 for d in leading):
         raise EngineError(f"layer '{layer.name}': q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} "
                           "must share their leading dims")
-    # the kernels see (batch, heads, ...) scores: rank-3 operands are one batch of `leading[0]` heads, so a mask of
+    # the kernels see (batch, heads, ...) operands: rank-3 ones are one batch of `leading[0]` heads, so a mask of
     # rank <= 3, left-padded to 4-D, lines up with them
     return math.prod(leading), leading[-1], sq, sk, d, dv
+
+
+def logical_strides(array: Any, perm: tuple[int, ...], inverse: bool = False) -> tuple[int, ...]:
+    """Element strides of a C-contiguous stored `array` over the logical (batch, head, row, dim) axes: logical =
+    transpose(stored, perm), or stored = transpose(logical, perm) with `inverse` (the output). Rank-3 operands get
+    batch stride 0."""
+    stored = [s // array.itemsize for s in array.strides]
+    strides = [0] * len(perm)
+    for position, axis in enumerate(perm):
+        if inverse:
+            strides[axis] = stored[position]
+        else:
+            strides[position] = stored[axis]
+    return tuple([0] * (4 - len(strides)) + strides)
 
 
 class _AttentionTactic(Tactic):
@@ -83,7 +99,7 @@ class _AttentionTactic(Tactic):
 
     def prepare(self, ctx: TacticContext) -> dict:
         return {"layer": ctx.layer, "scale": attention_scale(ctx.layer),
-                "k_transposed": check_flag(ctx.layer, "k_transposed"),
+                "perms": attention_perms(ctx.layer, len(ctx.inputs[0].shape)),
                 "nan_to_zero": check_flag(ctx.layer, "nan_to_zero")}
 
     @staticmethod
@@ -127,11 +143,14 @@ class FlashAttention(_AttentionTactic):
         tiles = -(-sq // FLASH_QUERY_TILE)
         if tiles > GRID_YZ_LIMIT:
             raise EngineError(f"layer '{state['layer'].name}': {sq} queries exceed the kernel's grid")
+        perms = state["perms"]
+        operand_strides = [s for x, key in zip((q, k, v), PERMS) for s in logical_strides(x, perms[key])]
+        operand_strides += logical_strides(dst, perms["out_perm"], inverse=True)
         kernel("attention", storage_kernel("flash_attention", q.dtype))(
             (bh, tiles), (FLASH_THREADS,),
             (q, k, v, q if mask is None else mask, dst, np.int32(heads), np.int32(sq), np.int32(sk), np.int32(d),
-             np.int32(dv), np.float32(state["scale"]), np.int32(state["k_transposed"]), np.int32(mask is not None),
-             *(np.int64(s) for s in strides), np.int32(state["nan_to_zero"])))
+             np.int32(dv), np.float32(state["scale"]), *(np.int64(s) for s in operand_strides),
+             np.int32(mask is not None), *(np.int64(s) for s in strides), np.int32(state["nan_to_zero"])))
         if dst is not out:
             xp.copyto(out, dst)
 
@@ -153,7 +172,15 @@ class CublasSoftmaxAttention(_AttentionTactic):
         if found is not True:
             return found
         _, _, _, sk, _, _ = _attention_problem(ctx.layer, *ctx.inputs[:3])
-        return True if sk <= MAX_SOFTMAX_ROW else f"{sk} keys exceed the softmax kernel's row of {MAX_SOFTMAX_ROW}"
+        if sk > MAX_SOFTMAX_ROW:
+            return f"{sk} keys exceed the softmax kernel's row of {MAX_SOFTMAX_ROW}"
+        rank = len(ctx.inputs[0].shape)
+        identity = tuple(range(rank))
+        perms = attention_perms(ctx.layer, rank)
+        if perms["q_perm"] != identity or perms["v_perm"] != identity or perms["out_perm"] != identity or \
+                perms["k_perm"] not in (identity, identity[:-2] + (rank - 1, rank - 2)):
+            return "operands permuted other than K^T are not strided batches of matrices (the flash kernel reads them)"
+        return True
 
     @staticmethod
     def _specs(bh: int, sq: int, sk: int, dtype: Any) -> list:
@@ -180,7 +207,8 @@ class CublasSoftmaxAttention(_AttentionTactic):
             return
         mask, strides = self._mask(state, inputs, (bh // heads, heads, sq, sk))
         scores, probs = carve(workspace, self._specs(bh, sq, sk, q.dtype), xp)
-        key = Operand(k, d, sk, False, d * sk) if state["k_transposed"] else Operand(k, sk, d, True, sk * d)
+        k_transposed = state["perms"]["k_perm"] != tuple(range(k.ndim))  # stored (..., D, Sk): K^T itself
+        key = Operand(k, d, sk, False, d * sk) if k_transposed else Operand(k, sk, d, True, sk * d)
         gemm(Operand(q, sq, d, False, sq * d), key, Operand(scores, sq, sk, False, sq * sk), bh, COMPUTE_32F,
              alpha=state["scale"])
         threads = _softmax_threads(sk)

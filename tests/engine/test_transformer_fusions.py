@@ -46,8 +46,10 @@ def test_bert_style_block_fuses_attention_and_residual_layer_norm() -> None:
     assert types.count("ATTENTION") == 1 and types.count("RESIDUAL_NORMALIZATION") == 1
     assert "SOFTMAX" not in types and "NORMALIZATION" not in types
     (attention,) = [row for row in rows if row["type"] == "ATTENTION"]
-    assert [name.split("_")[0] for name in attention["fused_from"]] == ["Mul", "Mul", "MatMul", "Add", "Softmax",
-                                                                        "MatMul"]
+    # the q, v, K^T and output Transposes became operand permutations: only the head-split Reshapes remain
+    assert [name.split("_")[0] for name in attention["fused_from"]] == ["Transpose"] * 3 + [
+        "Mul", "Mul", "MatMul", "Add", "Softmax", "MatMul", "Transpose"]
+    assert "SHUFFLE" not in types or all(row["type"] != "SHUFFLE" or "Transpose" not in row["name"] for row in rows)
     got = load(plan).create_execution_context().execute(feeds)["y"]
     np.testing.assert_allclose(got, onnxruntime_outputs(model, feeds)["y"], **TOL)
 
@@ -57,8 +59,8 @@ def test_gpt2_style_causal_attention_absorbs_the_key_transpose() -> None:
     plan = build(model)
     types = [row["type"] for row in device_layers(plan)]
     assert types.count("ATTENTION") == 1 and "SOFTMAX" not in types
-    # K^T = Transpose(k, [0, 1, 3, 2]) became the k_transposed flag: only the q, k, v and output transposes remain
-    assert types.count("SHUFFLE") <= 8
+    # every Transpose (q, v and k to (batch, heads, seq, dim), K^T, the output back) became an operand permutation
+    assert not any(row["type"] == "SHUFFLE" and "Transpose" in row["name"] for row in device_layers(plan))
     feeds = {"x": RNG.standard_normal((B, S, E)).astype(np.float32)}
     got = load(plan).create_execution_context().execute(feeds)["y"]
     np.testing.assert_allclose(got, onnxruntime_outputs(model, feeds)["y"], **TOL)
@@ -109,7 +111,8 @@ def _layer_of(header, layer_type):
 
 @pytest.mark.parametrize("layer_type, key, value, message", [
     ("ATTENTION", "scale", "large", "params.scale must be a finite number"),
-    ("ATTENTION", "k_transposed", 1, "params.k_transposed must be true or false"),
+    ("ATTENTION", "q_perm", [0, 1, 1, 3], "params.q_perm must be a permutation of the 4 axes"),
+    ("ATTENTION", "nan_to_zero", 1, "params.nan_to_zero must be true or false"),
     ("RESIDUAL_NORMALIZATION", "epsilon", -1.0, "params.epsilon must be a finite number >= 0"),
     ("RESIDUAL_NORMALIZATION", "axes", [0], "are not the trailing axes"),
 ])
@@ -130,3 +133,31 @@ def test_a_mask_that_cannot_broadcast_to_the_scores_is_named() -> None:
     model.graph.input[1].type.tensor_type.shape.dim[3].dim_param = "keys"
     with pytest.raises(ShapeError, match=r"ATTENTION.*mask of shape \(2, 1, 1, 9\) does not broadcast to the scores"):
         build(model, {"x": ((B, S, E),) * 3, "mask": ((B, 1, 1, 1), (B, 1, 1, S), (B, 1, 1, S + 2))})
+
+
+@pytest.mark.parametrize("perm", [[0, 1, 2, 3], [0, 2, 1, 3], [0, 2, 3, 1], [0, 1, 3, 2], [1, 0, 2], [0, 2, 1]])
+def test_gpu_kernel_strides_address_the_logical_operands(perm) -> None:
+    """The element strides the GPU attention tactics hand their kernels (tactics/gpu_attention.py), checked on the
+    CPU: strided views of the stored arrays are the logical operands, the permuted output and the broadcast mask."""
+    from numpy.lib.stride_tricks import as_strided
+
+    from engine.ir import Node
+    from engine.tactics.gpu_attention import logical_strides, mask_strides
+
+    def view(array, shape, strides):
+        return as_strided(array, shape, [s * array.itemsize for s in strides])
+
+    shape = (2, 3, 4, 5)[:len(perm)]
+    stored = RNG.standard_normal(shape).astype(np.float32)
+    logical = stored.transpose(perm)
+    padded = (1,) * (4 - logical.ndim) + logical.shape
+    np.testing.assert_array_equal(view(stored, padded, logical_strides(stored, perm)), logical.reshape(padded))
+    stored_out = np.ascontiguousarray(logical.transpose(perm))  # the output: stored = transpose(logical, perm)
+    np.testing.assert_array_equal(view(stored_out, padded, logical_strides(stored_out, perm, inverse=True)),
+                                  logical.reshape(padded))
+    layer = Node(trt.LayerType.ATTENTION, "attention", {})
+    mask = RNG.standard_normal((2, 1, 1, 6)).astype(np.float32)
+    np.testing.assert_array_equal(view(mask, (2, 3, 4, 6), mask_strides(layer, mask, (2, 3, 4, 6))),
+                                  np.broadcast_to(mask, (2, 3, 4, 6)))
+    with pytest.raises(EngineError, match="does not broadcast"):
+        mask_strides(layer, mask, (1, 3, 4, 6))

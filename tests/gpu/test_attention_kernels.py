@@ -15,6 +15,7 @@ import engine as trt
 from engine.dtypes import from_numpy
 from engine.enums import LayerType
 from engine.ir import Node
+from engine.ops.attention import PERMS
 from engine.ops.base import TensorInfo
 from engine.tactics import TacticContext, tactic_by_id
 from engine.tactics.base import stable_tactic_id
@@ -47,9 +48,9 @@ def run_tactic(name: str, layer: Node, inputs: list, out_shapes: list, dtype) ->
     return [cupy.asnumpy(o) for o in outs]
 
 
-def attention_reference(q, k, v, mask, scale, k_transposed, nan_to_zero):
-    k = k.astype(np.float64)
-    scores = q.astype(np.float64) @ (k if k_transposed else np.swapaxes(k, -1, -2)) * scale
+def attention_reference(q, k, v, mask, scale, nan_to_zero):
+    """Of the logical operands, in float64."""
+    scores = q.astype(np.float64) @ np.swapaxes(k.astype(np.float64), -1, -2) * scale
     if mask is not None:
         scores = scores + mask.astype(np.float64)
     with np.errstate(invalid="ignore"):
@@ -58,12 +59,19 @@ def attention_reference(q, k, v, mask, scale, k_transposed, nan_to_zero):
     return (np.where(np.isnan(p), 0, p) if nan_to_zero else p) @ v.astype(np.float64)
 
 
-ATTENTION_CASES = {  # name: (leading dims, Sq, Sk, D, Dv, k_transposed, mask)
-    "bert_padding": ((2, 3), 17, 17, 40, 24, True, "padding"),
-    "causal_long_keys": ((1, 2), 5, 70, 128, 128, False, "causal"),
-    "rank3_no_mask": ((3,), 19, 45, 64, 64, False, None),
-    "fully_masked_row": ((2, 2), 9, 33, 16, 8, True, "row"),
+BSHD, SWAP4, SWAP3 = [0, 2, 1, 3], [0, 1, 3, 2], [0, 2, 1]
+ATTENTION_CASES = {  # name: (leading dims, Sq, Sk, D, Dv, mask, {operand: permutation} where not the identity)
+    "bert_heads_last": ((2, 3), 17, 17, 40, 24, "padding", {"q_perm": BSHD, "k_perm": BSHD, "v_perm": BSHD,
+                                                             "out_perm": BSHD}),
+    "causal_long_keys": ((1, 2), 5, 70, 128, 128, "causal", {}),
+    "rank3_k_transposed": ((3,), 19, 45, 64, 64, None, {"k_perm": SWAP3}),
+    "fully_masked_row": ((2, 2), 9, 33, 16, 8, "row", {"k_perm": SWAP4}),
 }
+
+
+def stored(logical: np.ndarray, perm: list[int]) -> np.ndarray:
+    """The array whose transpose by `perm` is `logical` (contiguous, as a Transpose's input is)."""
+    return np.ascontiguousarray(logical.transpose(np.argsort(perm)))
 
 
 def make_mask(kind, lead, sq, sk):
@@ -83,18 +91,24 @@ def make_mask(kind, lead, sq, sk):
 @pytest.mark.parametrize("case", list(ATTENTION_CASES))
 @pytest.mark.parametrize("nan_to_zero", [False, True])
 def test_attention_tactics_match_float64(name, dtype, case, nan_to_zero) -> None:
-    lead, sq, sk, d, dv, k_transposed, mask_kind = ATTENTION_CASES[case]
-    q = RNG.standard_normal(lead + (sq, d)).astype(dtype)
-    k = RNG.standard_normal(lead + ((d, sk) if k_transposed else (sk, d))).astype(dtype)
-    v = RNG.standard_normal(lead + (sk, dv)).astype(dtype)
+    lead, sq, sk, d, dv, mask_kind, layout = ATTENTION_CASES[case]
+    identity = list(range(len(lead) + 2))
+    perms = {key: layout.get(key, identity) for key in ("q_perm", "k_perm", "v_perm", "out_perm")}
+    q, k, v = (RNG.standard_normal(lead + shape).astype(dtype) for shape in ((sq, d), (sk, d), (sk, dv)))
     mask = make_mask(mask_kind, lead, sq, sk)
     mask = None if mask is None else mask.astype(dtype)
     scale = d ** -0.5
-    layer = Node(LayerType.ATTENTION, "attention", {"scale": scale, "k_transposed": k_transposed,
-                                                    "nan_to_zero": nan_to_zero})
-    inputs = [q, k, v] + ([mask] if mask is not None else [])
-    (got,) = run_tactic(name, layer, inputs, [lead + (sq, dv)], dtype)
-    want = attention_reference(q, k, v, mask, scale, k_transposed, nan_to_zero)
+    layer = Node(LayerType.ATTENTION, "attention", {"scale": scale, "nan_to_zero": nan_to_zero, **perms})
+    inputs = [stored(q, perms["q_perm"]), stored(k, perms["k_perm"]), stored(v, perms["v_perm"])]
+    inputs += [mask] if mask is not None else []
+    out_shape = tuple(np.empty(lead + (sq, dv)).transpose(perms["out_perm"]).shape)
+    if name == "gpu:attention:cublas_softmax" and case == "bert_heads_last":
+        ctx = TacticContext(layer, [info(a) for a in inputs], [TensorInfo(out_shape, from_numpy(dtype))],
+                            backend="gpu")
+        assert "flash kernel" in tactic(name).supports(ctx)
+        return
+    (got,) = run_tactic(name, layer, inputs, [out_shape], dtype)
+    want = attention_reference(q, k, v, mask, scale, nan_to_zero).transpose(perms["out_perm"])
     tol = 2e-2 if dtype == np.float16 else 1e-4
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol, equal_nan=True,
                                err_msg=f"{name} {case} {np.dtype(dtype).name} nan_to_zero={nan_to_zero}")
@@ -105,7 +119,8 @@ def test_attention_tactics_match_float64(name, dtype, case, nan_to_zero) -> None
 
 def test_flash_attention_refuses_head_dims_over_128() -> None:
     q = np.zeros((1, 1, 4, 160), np.float32)
-    layer = Node(LayerType.ATTENTION, "attention", {"scale": 1.0, "k_transposed": False, "nan_to_zero": False})
+    layer = Node(LayerType.ATTENTION, "attention", {"scale": 1.0, "nan_to_zero": False,
+                                                    **{key: [0, 1, 2, 3] for key in PERMS}})
     ctx = TacticContext(layer, [info(q), info(q), info(q)], [TensorInfo((1, 1, 4, 160), from_numpy(q.dtype))],
                         backend="gpu")
     assert "at most 128" in tactic("gpu:attention:flash_attention").supports(ctx)
@@ -214,7 +229,8 @@ def test_flash_attention_against_cublas_softmax_at_bert_base_shape() -> None:
     lead, s, d = (32, 12), 128, 64
     q, k, v = (RNG.standard_normal(lead + (s, d)).astype(np.float16) for _ in range(3))
     mask = np.where(RNG.random((32, 1, 1, s)) < 0.2, -10000.0, 0.0).astype(np.float16)
-    layer = Node(LayerType.ATTENTION, "attention", {"scale": d ** -0.5, "k_transposed": False, "nan_to_zero": True})
+    layer = Node(LayerType.ATTENTION, "attention", {"scale": d ** -0.5, "nan_to_zero": True,
+                                                    **{key: [0, 1, 2, 3] for key in PERMS}})
     inputs = [cupy.asarray(a) for a in (q, k, v, mask)]
     results, times = {}, {}
     for name in ATTENTION_TACTICS:

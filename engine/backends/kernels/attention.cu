@@ -8,8 +8,10 @@
 // exp(m_old - m_new)). Arithmetic in float32; float32 or float16 storage (storage.cuh). Head dims up to
 // FA_MAXD; each lane accumulates output dims lane, lane + 32, ... .
 //
-// Layouts (contiguous): q (BH, Sq, D); k (BH, Sk, D), or (BH, D, Sk) with k_transposed; v (BH, Sk, Dv);
-// out (BH, Sq, Dv). The additive mask is read through element strides (batch, head, query, key); a broadcast
+// Every operand is read (and the output written) through element strides over its logical (batch, head, row, dim)
+// axes, so the layouts the Transposes around attention produced are read where they lie (the layer's operand
+// permutations, ops/attention.py): q (Sq, D), k (Sk, D), v (Sk, Dv) and out (Sq, Dv) per (batch, head), with
+// batch*heads blocks along x. The additive mask is read the same way over (batch, head, query, key); a broadcast
 // dim has stride 0. A row whose scores are all -inf ends with l = 0 and gives NaN, as Softmax does, or 0 with
 // nan_to_zero (the IsNaN/Where guard of the exports), which also zeroes rows whose scores hold NaN.
 #include "storage.cuh"
@@ -35,27 +37,30 @@ __device__ __forceinline__ float warp_sum(float v)
     return v;
 }
 
+#define FA_STRIDES(P) long long P##_b, long long P##_h, long long P##_s, long long P##_d
+
 template <typename T>
 __device__ void flash_attention(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                                 const T* __restrict__ mask, T* __restrict__ out, int heads, int Sq, int Sk, int D,
-                                int Dv, float scale, int k_transposed, int has_mask, long long mask_b,
-                                long long mask_h, long long mask_q, long long mask_k, int nan_to_zero)
+                                int Dv, float scale, FA_STRIDES(qs), FA_STRIDES(ks), FA_STRIDES(vs),
+                                FA_STRIDES(os), int has_mask, FA_STRIDES(ms), int nan_to_zero)
 {
-    __shared__ float qs[FA_BQ][FA_MAXD];
-    __shared__ float ks[FA_BK][FA_MAXD + 1];  // +1: lane j reads row j, a different bank per lane
-    __shared__ float vs[FA_BK][FA_MAXD];
+    __shared__ float q_tile[FA_BQ][FA_MAXD];
+    __shared__ float k_tile[FA_BK][FA_MAXD + 1];  // +1: lane j reads row j, a different bank per lane
+    __shared__ float v_tile[FA_BK][FA_MAXD];
 
-    const long long bh = blockIdx.x;
+    const long long bh = blockIdx.x, b = bh / heads, h = bh % heads;
     const int q0 = blockIdx.y * FA_BQ;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const T* qb = q + bh * Sq * D;
-    const T* kb = k + bh * Sk * D;
-    const T* vb = v + bh * Sk * Dv;
-    const T* mb = has_mask ? mask + (bh / heads) * mask_b + (bh % heads) * mask_h : mask;
+    const T* qb = q + b * qs_b + h * qs_h;
+    const T* kb = k + b * ks_b + h * ks_h;
+    const T* vb = v + b * vs_b + h * vs_h;
+    T* ob = out + b * os_b + h * os_h;
+    const T* mb = has_mask ? mask + b * ms_b + h * ms_h : mask;
 
     for (int idx = threadIdx.x; idx < FA_BQ * D; idx += blockDim.x) {
         const int r = idx / D, d = idx % D;
-        qs[r][d] = q0 + r < Sq ? to_float(qb[(long long)(q0 + r) * D + d]) * scale : 0.0f;
+        q_tile[r][d] = q0 + r < Sq ? to_float(qb[(q0 + r) * qs_s + d * qs_d]) * scale : 0.0f;
     }
 
     float m[FA_ROWS], l[FA_ROWS], acc[FA_ROWS][FA_CHUNKS];
@@ -67,20 +72,14 @@ __device__ void flash_attention(const T* __restrict__ q, const T* __restrict__ k
 
     for (int k0 = 0; k0 < Sk; k0 += FA_BK) {
         __syncthreads();  // the previous tile is no longer read (and, the first time, qs is written)
-        if (k_transposed) {
-            for (int idx = threadIdx.x; idx < FA_BK * D; idx += blockDim.x) {
-                const int d = idx / FA_BK, j = idx % FA_BK;
-                ks[j][d] = k0 + j < Sk ? to_float(kb[(long long)d * Sk + k0 + j]) : 0.0f;
-            }
-        } else {
-            for (int idx = threadIdx.x; idx < FA_BK * D; idx += blockDim.x) {
-                const int j = idx / D, d = idx % D;
-                ks[j][d] = k0 + j < Sk ? to_float(kb[(long long)(k0 + j) * D + d]) : 0.0f;
-            }
+        // consecutive threads take consecutive addresses: along d where that is the unit stride, else along keys
+        for (int idx = threadIdx.x; idx < FA_BK * D; idx += blockDim.x) {
+            const int j = ks_d == 1 ? idx / D : idx % FA_BK, d = ks_d == 1 ? idx % D : idx / FA_BK;
+            k_tile[j][d] = k0 + j < Sk ? to_float(kb[(k0 + j) * ks_s + d * ks_d]) : 0.0f;
         }
         for (int idx = threadIdx.x; idx < FA_BK * Dv; idx += blockDim.x) {
-            const int j = idx / Dv, d = idx % Dv;
-            vs[j][d] = k0 + j < Sk ? to_float(vb[(long long)(k0 + j) * Dv + d]) : 0.0f;
+            const int j = vs_d == 1 ? idx / Dv : idx % FA_BK, d = vs_d == 1 ? idx % Dv : idx / FA_BK;
+            v_tile[j][d] = k0 + j < Sk ? to_float(vb[(k0 + j) * vs_s + d * vs_d]) : 0.0f;
         }
         __syncthreads();
 
@@ -92,9 +91,9 @@ __device__ void flash_attention(const T* __restrict__ q, const T* __restrict__ k
                 float s = fa_neg_inf();
                 if (key < Sk) {
                     float dot = 0.0f;
-                    for (int d = 0; d < D; ++d) dot += qs[row][d] * ks[lane][d];
+                    for (int d = 0; d < D; ++d) dot += q_tile[row][d] * k_tile[lane][d];
                     s = dot;
-                    if (has_mask) s += to_float(mb[(long long)i * mask_q + (long long)key * mask_k]);
+                    if (has_mask) s += to_float(mb[i * ms_s + key * ms_d]);
                 }
                 const float m_new = fmaxf(m[rr], warp_max(s));
                 const float alpha = m[rr] == fa_neg_inf() ? 0.0f : expf(m[rr] - m_new);
@@ -108,7 +107,7 @@ __device__ void flash_attention(const T* __restrict__ q, const T* __restrict__ k
 #pragma unroll
                     for (int c = 0; c < FA_CHUNKS; ++c) {
                         const int d = lane + 32 * c;
-                        if (d < Dv) acc[rr][c] += pj * vs[j][d];
+                        if (d < Dv) acc[rr][c] += pj * v_tile[j][d];
                     }
                 }
             }
@@ -121,11 +120,10 @@ __device__ void flash_attention(const T* __restrict__ q, const T* __restrict__ k
         if (i < Sq) {
             const bool zero = nan_to_zero && (l[rr] != l[rr] || l[rr] == 0.0f);
             const float inv = 1.0f / l[rr];
-            T* orow = out + (bh * Sq + i) * Dv;
 #pragma unroll
             for (int c = 0; c < FA_CHUNKS; ++c) {
                 const int d = lane + 32 * c;
-                if (d < Dv) orow[d] = from_float<T>(zero ? 0.0f : acc[rr][c] * inv);
+                if (d < Dv) ob[i * os_s + d * os_d] = from_float<T>(zero ? 0.0f : acc[rr][c] * inv);
             }
         }
     }
@@ -134,10 +132,11 @@ __device__ void flash_attention(const T* __restrict__ q, const T* __restrict__ k
 #define FLASH_ATTENTION(T, NAME)                                                                               \
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)                                                     \
 NAME(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ mask,      \
-     T* __restrict__ out, int heads, int Sq, int Sk, int D, int Dv, float scale, int k_transposed, int has_mask, \
-     long long mask_b, long long mask_h, long long mask_q, long long mask_k, int nan_to_zero)                    \
+     T* __restrict__ out, int heads, int Sq, int Sk, int D, int Dv, float scale, FA_STRIDES(qs), FA_STRIDES(ks),  \
+     FA_STRIDES(vs), FA_STRIDES(os), int has_mask, FA_STRIDES(ms), int nan_to_zero)                              \
 {                                                                                                               \
-    flash_attention(q, k, v, mask, out, heads, Sq, Sk, D, Dv, scale, k_transposed, has_mask, mask_b, mask_h,      \
-                    mask_q, mask_k, nan_to_zero);                                                               \
+    flash_attention(q, k, v, mask, out, heads, Sq, Sk, D, Dv, scale, qs_b, qs_h, qs_s, qs_d, ks_b, ks_h, ks_s,    \
+                    ks_d, vs_b, vs_h, vs_s, vs_d, os_b, os_h, os_s, os_d, has_mask, ms_b, ms_h, ms_s, ms_d,      \
+                    nan_to_zero);                                                                               \
 }
 FOR_STORAGE_TYPES(FLASH_ATTENTION, flash_attention)

@@ -89,7 +89,7 @@ def test_bert_attention_becomes_one_node() -> None:
     assert set(fused) == {"k_t", "q_mul", "k_mul", "qk", "add_mask", "softmax", "isnan", "guard", "pv"}
     (node,) = [n for n in graph.nodes if n.type != LayerType.CONSTANT]
     assert node.type == LayerType.ATTENTION and node.outputs[0].name == "out"
-    assert node.params["k_transposed"] is False and node.params["nan_to_zero"] is True
+    assert node.params["k_perm"] == [0, 1, 2, 3] and node.params["nan_to_zero"] is True  # K^T's Transpose absorbed
     assert node.params["scale"] == pytest.approx(D ** -0.5, rel=1e-6)
     assert node.metadata["fused_from"][-1] == "pv" and "softmax" in node.metadata["fused_from"]
     want = attention_reference(Q, K, V, PAD, D ** -0.5)
@@ -100,7 +100,7 @@ def test_divided_scores_with_a_causal_mask() -> None:
     graph, feeds = lowered(lambda net: attention_chain(net, "div", CAUSAL))
     assert rewrite("attention_fusion", graph) == ["qk", "div", "add_mask", "softmax", "pv"]
     (node,) = [n for n in graph.nodes if n.type == LayerType.ATTENTION]
-    assert node.params["k_transposed"] is False and node.params["nan_to_zero"] is False
+    assert node.params["k_perm"] == [0, 1, 2, 3] and node.params["nan_to_zero"] is False  # MatMul's transB
     np.testing.assert_allclose(only_output(graph, feeds), attention_reference(Q, K, V, CAUSAL, D ** -0.5),
                                rtol=1e-5, atol=1e-5)
 
@@ -120,12 +120,48 @@ def test_fully_masked_rows_follow_the_guard() -> None:
     assert np.isnan(got[:, :, 1]).all() and np.isfinite(np.delete(got, 1, axis=2)).all()
 
 
-def test_unscaled_unmasked_attention_keeps_k_transposed_when_nothing_swaps_it() -> None:
+def test_unscaled_unmasked_attention_absorbs_the_key_transpose() -> None:
     graph, feeds = lowered(lambda net: attention_chain(net, "plain", None))
     assert rewrite("attention_fusion", graph) == ["k_t", "qk", "softmax", "pv"]
     (node,) = [n for n in graph.nodes if n.type == LayerType.ATTENTION]
-    assert node.params["scale"] == 1.0 and node.inputs[1].name == "k" and not node.params["k_transposed"]
+    assert node.params["scale"] == 1.0 and node.inputs[1].name == "k" and node.params["k_perm"] == [0, 1, 2, 3]
     np.testing.assert_allclose(only_output(graph, feeds), attention_reference(Q, K, V), rtol=1e-5, atol=1e-5)
+
+
+def heads_last_chain(net, k_read_twice=False):
+    """q, k, v stored (batch, seq, heads, dim) as projections give them: Transposes move the heads in front (k's
+    straight to K^T), and the output back behind the sequence."""
+    def moved(name, array, perm):
+        x = net.add_input(name, F, array.transpose(0, 2, 1, 3).shape)
+        shuffle = net.add_shuffle(x, name=f"{name}_t")
+        shuffle.first_transpose = perm
+        return shuffle.get_output(0)
+
+    q, kt, v = moved("q", Q, [0, 2, 1, 3]), moved("k", K, [0, 2, 3, 1]), moved("v", V, [0, 2, 1, 3])
+    if k_read_twice:
+        net.mark_output(kt)
+    scores = net.add_matrix_multiply(q, MatrixOperation.NONE, kt, MatrixOperation.NONE, name="qk").get_output(0)
+    probs = net.add_softmax(ew(net, scores, const(net, PAD, "mask"), SUM, "add_mask"), name="softmax").get_output(0)
+    context = net.add_matrix_multiply(probs, MatrixOperation.NONE, v, MatrixOperation.NONE, name="pv").get_output(0)
+    back = net.add_shuffle(context, name="out_t")
+    back.first_transpose = [0, 2, 1, 3]
+    out = back.get_output(0)
+    out.name = "out"
+    net.mark_output(out)
+    return {name: array.transpose(0, 2, 1, 3).copy() for name, array in (("q", Q), ("k", K), ("v", V))}
+
+
+@pytest.mark.parametrize("k_read_twice", [False, True])
+def test_transposes_around_attention_become_operand_permutations(k_read_twice) -> None:
+    graph, feeds = lowered(lambda net: heads_last_chain(net, k_read_twice))
+    fused = rewrite("attention_fusion", graph)
+    assert ("k_t" in fused) is not k_read_twice and {"q_t", "v_t", "out_t", "pv"} <= set(fused)
+    (node,) = [n for n in graph.nodes if n.type == LayerType.ATTENTION]
+    assert node.params["q_perm"] == node.params["v_perm"] == node.params["out_perm"] == [0, 2, 1, 3]
+    assert node.params["k_perm"] == ([0, 1, 3, 2] if k_read_twice else [0, 2, 1, 3])
+    assert node.outputs[0].name == "out" and node.outputs[0].shape == (B, SQ, H, DV)
+    want = attention_reference(Q, K, V, PAD).transpose(0, 2, 1, 3)
+    np.testing.assert_allclose(run_graph(graph, feeds)["out"], want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant", ["softmax_axis", "log_softmax", "mask_enlarges_scores", "scale_not_scalar",
