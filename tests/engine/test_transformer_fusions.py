@@ -18,7 +18,7 @@ from engine.errors import EngineError, PlanFormatError, ShapeError
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
-def build(model: onnx.ModelProto, profile: dict | None = None) -> bytes:
+def build(model: onnx.ModelProto, profile: dict | None = None, fp16: bool = False) -> bytes:
     logger = trt.Logger(trt.Logger.ERROR)
     builder = trt.Builder(logger)
     network = builder.create_network()
@@ -26,6 +26,8 @@ def build(model: onnx.ModelProto, profile: dict | None = None) -> bytes:
     assert parser.parse(model.SerializeToString()), parser.errors_text()
     config = builder.create_builder_config()
     config.device = "cpu"
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
     if profile:
         shapes = builder.create_optimization_profile()
         for name, triple in profile.items():
@@ -52,6 +54,16 @@ def test_bert_style_block_fuses_attention_and_residual_layer_norm() -> None:
     assert "SHUFFLE" not in types or all(row["type"] != "SHUFFLE" or "Transpose" not in row["name"] for row in rows)
     got = load(plan).create_execution_context().execute(feeds)["y"]
     np.testing.assert_allclose(got, onnxruntime_outputs(model, feeds)["y"], **TOL)
+
+
+def test_fp16_layers_stay_close_to_onnxruntime() -> None:
+    """FP16 builds run the fused layers in HALF (float32 inside the reference kernels): within float16's error."""
+    model, feeds = attention_model("bert"), bert_feeds()
+    plan = build(model, fp16=True)
+    rows = {row["type"]: row for row in device_layers(plan)}
+    assert rows["ATTENTION"]["precision"] == rows["RESIDUAL_NORMALIZATION"]["precision"] == "HALF"
+    got = load(plan).create_execution_context().execute(feeds)["y"]
+    np.testing.assert_allclose(got, onnxruntime_outputs(model, feeds)["y"], rtol=2e-2, atol=2e-2)
 
 
 def test_gpt2_style_causal_attention_absorbs_the_key_transpose() -> None:
@@ -161,3 +173,15 @@ def test_gpu_kernel_strides_address_the_logical_operands(perm) -> None:
                                   np.broadcast_to(mask, (2, 3, 4, 6)))
     with pytest.raises(EngineError, match="does not broadcast"):
         mask_strides(layer, mask, (1, 3, 4, 6))
+
+
+def test_the_documented_example_runs(capsys) -> None:
+    """docs/architecture.md's transformer-fusion example, executed as written (tests/ is on the path here)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    section = text[text.index("## Transformer fusions"):]
+    code = section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
+    exec(compile(code, "docs/architecture.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "('ATTENTION', ['Transpose_3'" in out and "(2, 7, 16)" in out
