@@ -4,6 +4,8 @@
   optional additive mask Add → Softmax(last axis) → optional IsNaN/Where guard → MatMul(., v) becomes one
   ATTENTION node (ops/attention.py). The pure Transposes around it (q, k and v moved to (batch, heads, seq, dim),
   K^T, the output moved back) are absorbed as the node's operand permutations, MatMul's own transpose flag too.
+- shape_of_transpose: Shape(Transpose(x)) → Gather(Shape(x), perm): a Transpose whose shape something reads (BERT's
+  exports take the Shape of q and v) is then read by attention alone and can be absorbed.
 - masked_softmax_fusion: Add(scores, mask) → Softmax(last axis) (→ guard) where no attention was matched → one
   MASKED_SOFTMAX node (ops/masked_softmax.py).
 - residual_norm_fusion: Add(x, residual) → NORMALIZATION over trailing axes → one RESIDUAL_NORMALIZATION node
@@ -19,6 +21,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..dtypes import DataType
 from ..enums import ElementWiseOperation, LayerType, MatrixOperation, UnaryOperation
 from ..errors import EngineError
 from ..ir import Graph, Node, Value
@@ -262,6 +267,35 @@ def make_attention(graph: Graph, m: Attention) -> list[str]:
                  "out_perm": m.out_perm, "nan_to_zero": m.nan_to_zero})
     _erase(graph, m.chain[:-1])
     return [node.name for node in m.chain]
+
+
+# ---------------------------------------------------------------------------------------------- shape of transpose
+def match_shape_of_transpose(graph: Graph, shape: Node) -> tuple[Node, list[int]] | None:
+    """(the Shape node, the Transpose's perm) when a Shape reads a pure Transpose that something else reads too."""
+    transposed = shape.inputs[0]
+    perm = _pure_transpose(transposed.producer)
+    if perm is None or len(transposed.uses) < 2:
+        return None
+    return shape, perm
+
+
+def read_shape_before_transpose(graph: Graph, m: tuple[Node, list[int]]) -> list[str]:
+    shape, perm = m
+    source = shape.inputs[0].producer.inputs[0]
+    indices = np.array([perm[i] for i in range(len(perm))[slice(shape.params["start"], shape.params["end"])]],
+                       np.int64)
+    whole = graph.add_node(LayerType.SHAPE, [source], [(graph.fresh_name(f"{shape.name}.untransposed"),
+                                                        DataType.INT64, (len(perm),))],
+                           {"start": 0, "end": None}, name=f"{shape.name}.untransposed", before=shape)
+    picks = graph.add_node(LayerType.CONSTANT, [], [(graph.fresh_name(f"{shape.name}.perm"), DataType.INT64,
+                                                     indices.shape)],
+                           {"weights": indices, "shape": list(indices.shape)}, name=f"{shape.name}.perm", before=shape)
+    gather = graph.add_node(LayerType.GATHER, [whole.outputs[0], picks.outputs[0]],
+                            [(graph.fresh_name(f"{shape.name}.permuted"), DataType.INT64, indices.shape)],
+                            {"axis": 0, "mode": "DEFAULT", "num_elementwise_dims": 0}, name=f"{shape.name}.permuted",
+                            before=shape, metadata={"fused_from": [shape.name]})
+    graph.take_over_output(gather, shape)
+    return [shape.name]
 
 
 # ---------------------------------------------------------------------------------------------- masked softmax

@@ -437,5 +437,5 @@ def test_every_rule_has_cases() -> None:
     tested = {"conv_scale_fusion", "matmul_bias_fusion", "gelu_fusion", "conv_residual_fusion", "activation_fusion",
               "int8_fusion", "int8_residual", "dq_commute", "q_commute", "qdq_cancel", "int8_io",
               # cases in test_transformer_fusion_rules.py
-              "attention_fusion", "masked_softmax_fusion", "residual_norm_fusion"}
+              "shape_of_transpose", "attention_fusion", "masked_softmax_fusion", "residual_norm_fusion"}
     assert set(RULES) == tested

@@ -182,6 +182,41 @@ def test_attention_refusals(variant) -> None:
     assert LayerType.ATTENTION not in [n.type for n in graph.nodes]
 
 
+@pytest.mark.parametrize("start, end", [(0, None), (1, 3), (-2, None)])
+def test_a_shape_read_moves_before_the_transpose_so_attention_takes_it(start, end) -> None:
+    """BERT's exports read the Shape of the transposed q and v; read before the Transpose (its dims picked by the
+    permutation), the Transpose is attention's alone and becomes an operand permutation."""
+    def build(net):
+        feeds = heads_last_chain(net)
+        q_t = next(layer for layer in net if layer.name == "q_t")
+        shape = net.add_shape(q_t.get_output(0), name="q_shape")
+        shape.start, shape.end = start, end
+        out = shape.get_output(0)
+        out.name = "q_dims"
+        net.mark_output(out)
+        return feeds
+
+    graph, feeds = lowered(build)
+    assert rewrite("shape_of_transpose", graph) == ["q_shape"]
+    assert rewrite("attention_fusion", graph)[0] == "q_t"
+    got = run_graph(graph, feeds)
+    np.testing.assert_array_equal(got["q_dims"], np.array([B, H, SQ, D])[start:end])
+    np.testing.assert_allclose(got["out"], attention_reference(Q, K, V, PAD).transpose(0, 2, 1, 3), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_a_shape_of_a_transpose_read_nowhere_else_is_left_alone() -> None:
+    def build(net):
+        x = net.add_input("x", F, (2, 3, 4))
+        t = net.add_shuffle(x, name="t")
+        t.first_transpose = [2, 0, 1]
+        net.mark_output(net.add_shape(t.get_output(0), name="shape").get_output(0))
+        return {}
+
+    graph, _ = lowered(build)
+    assert rewrite("shape_of_transpose", graph) == []
+
+
 # ---------------------------------------------------------------------------------------------- masked softmax
 def masked_softmax_chain(net, mask_shape=(B, 1, 1, SK), axis_last=True):
     x = net.add_input("x", F, (B, H, SQ, SK))
