@@ -60,7 +60,7 @@ def _check_io(ctx: TacticContext) -> str | None:
 def _attention_problem(layer, q, k, v) -> tuple[int, int, int, int, int, int]:
     """(batch*heads, heads, Sq, Sk, D, Dv) of stored operands whose shapes the layer accepts."""
     leading, sq, sk, d, dv = attention_dims(layer, q.shape, k.shape, v.shape)
-    if any(d < 0 for d in leading):
+    if any(n < 0 for n in leading):
         raise EngineError(f"layer '{layer.name}': q {tuple(q.shape)}, k {tuple(k.shape)} and v {tuple(v.shape)} "
                           "must share their leading dims")
     # the kernels see (batch, heads, ...) operands: rank-3 ones are one batch of `leading[0]` heads, so a mask of
