@@ -98,8 +98,13 @@ def test_bert_tiny_runs_fused_and_matches_onnxruntime() -> None:
         pytest.skip(f"{path} is absent")
     model = onnx.load(path)
     plan = build(model, case.profile)
-    types = [row["type"] for row in device_layers(plan)]
+    rows = device_layers(plan)
+    types = [row["type"] for row in rows]
     assert types.count("ATTENTION") == 2 and types.count("RESIDUAL_NORMALIZATION") == 4, types
+    # the q, v and K^T Transposes are inside (their Shape reads moved before them by shape_of_transpose)
+    first = next(row for row in rows if row["type"] == "ATTENTION")
+    transposes = [name.rsplit("/", 1)[-1] for name in first["fused_from"] if "Transpose" in name]
+    assert transposes == ["Transpose", "Transpose_1", "Transpose_2"], first["fused_from"]
     feeds = make_feeds(model, case.run_shapes[1], seed=3)
     feeds["attention_mask"][0, 5:] = 0  # padding in the first sequence
     got = load(plan).create_execution_context().execute(feeds)
