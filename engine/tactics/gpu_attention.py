@@ -6,8 +6,8 @@
   so the layer's operand permutations (the Transposes the rule absorbed) cost nothing.
 - gpu:attention:cublas_softmax: batched cuBLAS GEMM for the scores (float32, the scale as alpha), one fused
   mask + softmax kernel (gpu_kernels.cu masked_softmax_rows) writing the probabilities in the I/O type, and a
-  second batched GEMM; it needs a workspace of Sq*Sk scores per head, and operands laid out as strided batches of
-  matrices (no permutation but K^T). The builder times both and keeps the faster.
+  second batched GEMM; it needs a workspace of Sq*Sk scores per head, and copies operands the absorbed
+  Transposes left in other layouts into it first. The builder times both and keeps the faster.
 - gpu:masked_softmax:masked_softmax_rows: MASKED_SOFTMAX layers with the same softmax kernel.
 
 All are CUDA-graph capturable (cuBLAS is called directly, backends/cublas_gemm.py). The kernels read the mask
@@ -103,13 +103,11 @@ class _AttentionTactic(Tactic):
                 "nan_to_zero": check_flag(ctx.layer, "nan_to_zero")}
 
     @staticmethod
-    def _mask(state, inputs, bh_shape) -> tuple[Any, tuple[int, int, int, int]]:
+    def _mask(state, inputs, bh_shape, xp) -> tuple[Any, tuple[int, int, int, int]]:
         mask = inputs[3] if len(inputs) > 3 else None
         if mask is None:
             return None, (0, 0, 0, 0)
-        import cupy
-
-        mask = cupy.ascontiguousarray(mask)
+        mask = xp.ascontiguousarray(mask)
         return mask, mask_strides(state["layer"], mask, bh_shape)
 
 
@@ -138,7 +136,7 @@ class FlashAttention(_AttentionTactic):
         if sk == 0:  # softmax over no keys weighs nothing: the product is empty, as MatMul's is
             out.fill(0)
             return
-        mask, strides = self._mask(state, inputs, (bh // heads, heads, sq, sk))
+        mask, strides = self._mask(state, inputs, (bh // heads, heads, sq, sk), xp)
         dst = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
         tiles = -(-sq // FLASH_QUERY_TILE)
         if tiles > GRID_YZ_LIMIT:
@@ -161,7 +159,20 @@ def _softmax_threads(length: int) -> int:
     return min(block_size(length), 256)
 
 
+def _gemm_ready(perms: dict[str, tuple[int, ...]]) -> dict[str, bool]:
+    """Per operand, whether its stored layout is a strided batch of row-major matrices cuBLAS reads as it lies: the
+    identity, and for k also K^T; the others are staged into the workspace first."""
+    rank = len(perms["q_perm"])
+    identity = tuple(range(rank))
+    swap = identity[:-2] + (rank - 1, rank - 2)
+    return {key: perm == identity or (key == "k_perm" and perm == swap) for key, perm in perms.items()}
+
+
 class CublasSoftmaxAttention(_AttentionTactic):
+    """Scores by one strided-batched GEMM, one mask + softmax kernel, one more GEMM. Operands the absorbed
+    Transposes left in other layouts are copied to (batch, heads, rows, dims) in the workspace first (what the
+    unfused Transposes did), and the output back."""
+
     name = "gpu:attention:cublas_softmax"
     id = stable_tactic_id(name)
     source = TacticSource.CUBLAS
@@ -172,25 +183,22 @@ class CublasSoftmaxAttention(_AttentionTactic):
         if found is not True:
             return found
         _, _, _, sk, _, _ = _attention_problem(ctx.layer, *ctx.inputs[:3])
-        if sk > MAX_SOFTMAX_ROW:
-            return f"{sk} keys exceed the softmax kernel's row of {MAX_SOFTMAX_ROW}"
-        rank = len(ctx.inputs[0].shape)
-        identity = tuple(range(rank))
-        perms = attention_perms(ctx.layer, rank)
-        if perms["q_perm"] != identity or perms["v_perm"] != identity or perms["out_perm"] != identity or \
-                perms["k_perm"] not in (identity, identity[:-2] + (rank - 1, rank - 2)):
-            return "operands permuted other than K^T are not strided batches of matrices (the flash kernel reads them)"
-        return True
+        return True if sk <= MAX_SOFTMAX_ROW else f"{sk} keys exceed the softmax kernel's row of {MAX_SOFTMAX_ROW}"
 
     @staticmethod
-    def _specs(bh: int, sq: int, sk: int, dtype: Any) -> list:
-        """float32 scores, and the probabilities in the I/O type (their own buffer: the softmax kernel's input and
-        output are restrict pointers)."""
-        return [((bh * sq * sk,), np.float32), ((bh * sq * sk,), np.dtype(dtype))]
+    def _specs(problem: tuple[int, ...], perms: dict, dtype: Any) -> list:
+        """float32 scores; the probabilities in the I/O type (their own buffer: the softmax kernel's input and
+        output are restrict pointers); staging copies of q, k, v and the output where their layout needs one."""
+        bh, _, sq, sk, d, dv = problem
+        ready = _gemm_ready(perms)
+        sizes = {"q_perm": bh * sq * d, "k_perm": bh * sk * d, "v_perm": bh * sk * dv, "out_perm": bh * sq * dv}
+        return [((bh * sq * sk,), np.float32), ((bh * sq * sk,), np.dtype(dtype))] + \
+            [((0 if ready[key] else sizes[key],), np.dtype(dtype)) for key in PERMS]
 
     def workspace_bytes(self, ctx: TacticContext) -> int:
-        bh, _, sq, sk, _, _ = _attention_problem(ctx.layer, *ctx.inputs[:3])
-        return total_bytes(self._specs(bh, sq, sk, np.float16 if ctx.inputs[0].dtype == DataType.HALF else
+        problem = _attention_problem(ctx.layer, *ctx.inputs[:3])
+        perms = attention_perms(ctx.layer, len(ctx.inputs[0].shape))
+        return total_bytes(self._specs(problem, perms, np.float16 if ctx.inputs[0].dtype == DataType.HALF else
                                        np.float32))
 
     def run(self, state, inputs, outputs, workspace, xp) -> None:
@@ -199,15 +207,25 @@ class CublasSoftmaxAttention(_AttentionTactic):
 
         q, k, v = (xp.ascontiguousarray(x) for x in inputs[:3])
         out = outputs[0]
-        bh, heads, sq, sk, d, dv = _attention_problem(state["layer"], q, k, v)
+        problem = _attention_problem(state["layer"], q, k, v)
+        bh, heads, sq, sk, d, dv = problem
         if out.size == 0:
             return
         if sk == 0:
             out.fill(0)
             return
-        mask, strides = self._mask(state, inputs, (bh // heads, heads, sq, sk))
-        scores, probs = carve(workspace, self._specs(bh, sq, sk, q.dtype), xp)
-        k_transposed = state["perms"]["k_perm"] != tuple(range(k.ndim))  # stored (..., D, Sk): K^T itself
+        perms, ready = state["perms"], _gemm_ready(state["perms"])
+        mask, strides = self._mask(state, inputs, (bh // heads, heads, sq, sk), xp)
+        scores, probs, *staging = carve(workspace, self._specs(problem, perms, q.dtype), xp)
+        operands = []
+        for x, key, buffer in zip((q, k, v), PERMS, staging):
+            if not ready[key]:
+                logical = xp.transpose(x, perms[key])
+                x = buffer.reshape(logical.shape)
+                xp.copyto(x, logical)
+            operands.append(x)
+        q, k, v = operands
+        k_transposed = ready["k_perm"] and perms["k_perm"] != tuple(range(k.ndim))  # stored (..., D, Sk): K^T
         key = Operand(k, d, sk, False, d * sk) if k_transposed else Operand(k, sk, d, True, sk * d)
         gemm(Operand(q, sq, d, False, sq * d), key, Operand(scores, sq, sk, False, sq * sk), bh, COMPUTE_32F,
              alpha=state["scale"])
@@ -218,10 +236,15 @@ class CublasSoftmaxAttention(_AttentionTactic):
             (scores, probs if mask is None else mask, np.int32(mask is not None), probs, np.int32(sk),
              np.int32(heads), np.int32(sq), *(np.int64(s) for s in strides), np.int32(state["nan_to_zero"])),
             shared_mem=(threads + sk) * 4)
-        dst = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
+        if ready["out_perm"]:
+            dst = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
+        else:
+            dst = staging[3].reshape(q.shape[:-1] + (dv,))
         gemm(Operand(probs, sq, sk, False, sq * sk), Operand(v, sk, dv, False, sk * dv),
              Operand(dst, sq, dv, False, sq * dv), bh, COMPUTE_32F)
-        if dst is not out:
+        if not ready["out_perm"]:
+            xp.copyto(out, xp.transpose(dst, perms["out_perm"]))
+        elif dst is not out:
             xp.copyto(out, dst)
 
 
