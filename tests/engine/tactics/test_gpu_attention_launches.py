@@ -1,8 +1,8 @@
-"""The host side of the GPU transformer tactics (tactics/gpu_attention.py) run on the CPU: NumPy stands in for
-CuPy, and the launches (cuBLAS's strided-batched GEMM, the flash-attention and masked-softmax kernels) are
-emulated here from their documented argument contracts (kernels/attention.cu, gpu_kernels.cu) in float64. So the
-arguments, strides, workspace carving, operand staging and output permutations the tactics pass are checked
-against float64 attention without a GPU; the CUDA kernels themselves are checked in
+"""The host side of the GPU transformer tactics (tactics/gpu_attention.py and gpu_rows.py's residual LayerNorm)
+run on the CPU: NumPy stands in for CuPy, and the launches (cuBLAS's strided-batched GEMM, the flash-attention,
+masked-softmax and residual-LayerNorm kernels) are emulated here from their documented argument contracts
+(kernels/attention.cu, gpu_kernels.cu) in float64. So the arguments, strides, workspace carving, operand staging
+and output permutations the tactics pass are checked without a GPU; the CUDA kernels themselves are checked in
 tests/gpu/test_attention_kernels.py, on a GPU."""
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def masked_softmax_rows(grid, block, args, shared_mem=0):
         y.reshape(-1)[r * length:(r + 1) * length] = softmax_rows(s, nan_to_zero)
 
 
-KERNELS = {"flash_attention": flash_attention, "masked_softmax_rows": masked_softmax_rows}
+KERNELS = {"flash_attention": flash_attention, "masked_softmax_rows": masked_softmax_rows}  # by entry point base
 
 
 @pytest.fixture(autouse=True)
@@ -161,3 +161,44 @@ def test_masked_softmax_tactic_passes_what_the_kernel_expects() -> None:
     out = np.full(scores.shape, 7.0, np.float32)
     tactic.run(tactic.prepare(ctx), [scores, mask], [out], None, np)
     np.testing.assert_allclose(out, softmax_rows(scores.astype(np.float64) + mask, False), rtol=1e-6, atol=1e-7)
+
+
+def residual_layer_norm_rows(grid, block, args, shared_mem=0):
+    x, r, scale, has_scale, bias, has_bias, y, total, has_sum, length, eps = args
+    length = int(length)
+    assert shared_mem == (block[0] + length) * 4
+    rows = (x.reshape(-1) + r.reshape(-1)).astype(x.dtype).astype(np.float64).reshape(grid[0], length)
+    if has_sum:
+        total.reshape(-1)[:] = rows.reshape(-1)
+    mean = rows.mean(-1, keepdims=True)
+    normalized = (rows - mean) / np.sqrt(((rows - mean) ** 2).mean(-1, keepdims=True) + float(eps))
+    normalized = normalized * (scale if has_scale else 1) + (bias if has_bias else 0)
+    y.reshape(-1)[:] = normalized.reshape(-1)
+
+
+@pytest.mark.parametrize("outputs", [1, 2])
+@pytest.mark.parametrize("constant_scale", [True, False])
+def test_residual_layer_norm_tactic_passes_what_the_kernel_expects(monkeypatch, outputs, constant_scale) -> None:
+    monkeypatch.setitem(sys.modules, "engine.backends.nvrtc", types.SimpleNamespace(
+        kernel=lambda module, name: residual_layer_norm_rows, block_size=lambda n: 32))
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(asarray=np.asarray))
+    x, r = (RNG.standard_normal((2, 3, 6)).astype(np.float32) for _ in range(2))
+    gamma, beta = RNG.uniform(0.5, 1.5, 6).astype(np.float32), RNG.standard_normal(6).astype(np.float32)
+    layer = Node(LayerType.RESIDUAL_NORMALIZATION, "residual_norm", {"axes": [2], "epsilon": 1e-5,
+                                                                      "outputs": outputs})
+    tactic = tactic_by_id(stable_tactic_id("gpu:residual_normalization:residual_layer_norm_rows"))
+    f32 = from_numpy(np.dtype(np.float32))
+    ctx = TacticContext(layer, [TensorInfo(x.shape, f32), TensorInfo(r.shape, f32),
+                                TensorInfo(gamma.shape, f32, gamma if constant_scale else None),
+                                TensorInfo(beta.shape, f32, beta)], [TensorInfo(x.shape, f32)] * outputs,
+                        backend="gpu")
+    assert tactic.supports(ctx) is True
+    outs = [np.full(x.shape, 7.0, np.float32) for _ in range(outputs)]
+    nbytes = tactic.workspace_bytes(ctx)
+    tactic.run(tactic.prepare(ctx), [x, r, gamma, beta], outs, np.zeros(nbytes, np.uint8) if nbytes else None, np)
+    s = x.astype(np.float64) + r
+    mean = s.mean(-1, keepdims=True)
+    want = (s - mean) / np.sqrt(((s - mean) ** 2).mean(-1, keepdims=True) + 1e-5) * gamma + beta
+    np.testing.assert_allclose(outs[0], want, rtol=1e-5, atol=1e-5)
+    if outputs == 2:
+        np.testing.assert_array_equal(outs[1], x + r)
