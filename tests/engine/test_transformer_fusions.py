@@ -190,3 +190,18 @@ def test_the_documented_example_runs(capsys) -> None:
     exec(compile(code, "docs/architecture.md", "exec"), {})
     out = capsys.readouterr().out
     assert "('ATTENTION', ['Transpose_3'" in out and "(2, 7, 16)" in out
+
+
+@pytest.mark.parametrize("layer_type, key, value, message", [
+    ("MASKED_SOFTMAX", "nan_to_zero", "yes", "params.nan_to_zero must be true or false"),
+    ("RESIDUAL_NORMALIZATION", "outputs", 3, "params.outputs must be 1 or 2"),
+])
+def test_tampered_masked_softmax_and_second_output_params_are_refused(layer_type, key, value, message) -> None:
+    plan = build(pre_ln_model())
+
+    def edit(header):
+        setter("layers", "@" + _layer_of(header, layer_type), "params", key, value=value)(header)
+
+    feeds = {n: np.zeros((B, S, E), np.float32) for n in ("x", "r")}
+    with pytest.raises((PlanFormatError, EngineError), match=message):
+        load(reseal(plan, edit)).create_execution_context().execute(feeds)
