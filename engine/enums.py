@@ -65,6 +65,9 @@ class LayerType(_StrEnum):
     CONDITIONAL = "CONDITIONAL"  # an if-conditional: two branch subgraphs (engine/control_flow.py)
     LOOP = "LOOP"                # a loop: one body subgraph run per iteration (engine/control_flow.py)
     RNN_V2 = "RNN_V2"            # LSTM/GRU/RNN over a sequence (engine/ops/recurrent*.py)
+    ATTENTION = "ATTENTION"      # fused softmax(q @ k^T * scale + mask) @ v (engine/ops/attention.py)
+    MASKED_SOFTMAX = "MASKED_SOFTMAX"  # fused softmax(scores + mask) (engine/ops/masked_softmax.py)
+    RESIDUAL_NORMALIZATION = "RESIDUAL_NORMALIZATION"  # fused LayerNorm(x + residual) (ops/residual_normalization.py)
     MISC = "MISC"
 
 

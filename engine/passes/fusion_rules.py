@@ -11,10 +11,14 @@ its producer). A tensor the user marked as an output is never fused away (`sole_
   which GEMM tactics add in their epilogue; PyTorch exports every nn.Linear on a 3-D input this way.
 - gelu_fusion: the erf form of GELU, x * 0.5 * (1 + erf(x / sqrt(2))) in its association orders → one
   ACTIVATION GELU_ERF node.
+- shape_of_transpose, attention_fusion, masked_softmax_fusion, residual_norm_fusion: a transformer's MatMul →
+  scale → mask Add → Softmax → MatMul as one ATTENTION node (a Shape read of its Transposes moved before them
+  first), the remaining Add → Softmax pairs as MASKED_SOFTMAX, Add → LayerNorm as RESIDUAL_NORMALIZATION
+  (transformer_fusions.py).
 - conv_residual_fusion: Convolution + Add(same-shape tensor) → the residual part of the convolution's epilogue:
   a ResNet block's conv → add → ReLU becomes one node, and on the GPU one epilogue pass.
-- activation_fusion: {Convolution, Deconvolution, MatMul, ElementWise, Scale, Normalization} + Activation → the
-  activation part of the producer's epilogue (applied in place right after its kernel).
+- activation_fusion: {Convolution, Deconvolution, MatMul, ElementWise, Scale, (Residual)Normalization} + Activation
+  → the activation part of the producer's epilogue (applied in place right after its kernel).
 - int8_fusion: DequantizeLinear → Convolution/MatMul (→ QuantizeLinear) → one INT8 layer (int8_fusion.py).
 - int8_residual, dq_commute, q_commute, qdq_cancel, int8_io: Q/DQ propagation around INT8 layers, TensorRT's rules
   (qdq_propagation.py).
@@ -46,6 +50,16 @@ from .qdq_propagation import (
     match_q_commute,
     match_qdq_cancel,
     read_int8_residual,
+)
+from .transformer_fusions import (
+    make_attention,
+    make_masked_softmax,
+    make_residual_norm,
+    match_attention,
+    match_masked_softmax,
+    match_residual_norm,
+    match_shape_of_transpose,
+    read_shape_before_transpose,
 )
 
 _SQRT2 = math.sqrt(2.0)
@@ -244,7 +258,7 @@ def add_residual_epilogue(graph: Graph, m: tuple[Node, Node, Value]) -> list[str
 
 # ---------------------------------------------------------------------------------------------- activation
 ACTIVATION_HOSTS = (LayerType.CONVOLUTION, LayerType.DECONVOLUTION, LayerType.MATRIX_MULTIPLY, LayerType.ELEMENTWISE,
-                    LayerType.SCALE, LayerType.NORMALIZATION)
+                    LayerType.SCALE, LayerType.NORMALIZATION, LayerType.RESIDUAL_NORMALIZATION)
 
 
 def match_activation(graph: Graph, host: Node) -> tuple[Node, Node] | None:
@@ -270,6 +284,10 @@ FUSION_RULES: tuple[FusionRule, ...] = (
     FusionRule("conv_scale_fusion", (LayerType.CONVOLUTION,), match_conv_scale, fold_scale_into_conv),
     FusionRule("matmul_bias_fusion", (LayerType.MATRIX_MULTIPLY,), match_matmul_bias, add_bias_operand),
     FusionRule("gelu_fusion", (LayerType.UNARY,), match_gelu, replace_with_gelu),
+    FusionRule("shape_of_transpose", (LayerType.SHAPE,), match_shape_of_transpose, read_shape_before_transpose),
+    FusionRule("attention_fusion", (LayerType.SOFTMAX,), match_attention, make_attention),
+    FusionRule("masked_softmax_fusion", (LayerType.SOFTMAX,), match_masked_softmax, make_masked_softmax),
+    FusionRule("residual_norm_fusion", (LayerType.NORMALIZATION,), match_residual_norm, make_residual_norm),
     FusionRule("conv_residual_fusion", (LayerType.ELEMENTWISE,), match_conv_residual, add_residual_epilogue),
     FusionRule("activation_fusion", ACTIVATION_HOSTS, match_activation, add_activation_epilogue),
     FusionRule("int8_fusion", (LayerType.CONVOLUTION, LayerType.MATRIX_MULTIPLY), match_int8_layer, make_int8_layer),

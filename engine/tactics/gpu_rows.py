@@ -4,6 +4,8 @@ the result once (the reference kernels make a temporary per NumPy operation).
 
 - softmax_rows: SOFTMAX / log-softmax along any axis, the tensor seen as (outer, axis, inner).
 - layer_norm_rows: NORMALIZATION over the trailing axes (LayerNormalization), scale/bias per normalized element.
+- residual_layer_norm_rows: RESIDUAL_NORMALIZATION, LayerNorm(x + residual) reading each summand once, the sum
+  kept in shared memory (and written out when the layer has the sum as its second output).
 
 The kernels read and write float32 or float16 directly and compute in float32; constant scale and bias are
 converted to float32 once, at prepare time. CuPy is imported inside functions: this module is imported on every
@@ -12,6 +14,8 @@ machine.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -34,6 +38,9 @@ def _as_float32(value: Any, buffer: Any, xp: Any) -> Any:
     target = buffer if buffer.size == flat.size else xp.empty(flat.size, xp.float32)
     xp.copyto(target, flat, casting="unsafe")
     return target
+
+
+MAX_CACHED_ROW = 8192  # residual_layer_norm_rows keeps a row in shared memory: (threads + row) floats <= 36 KiB
 
 
 class SoftmaxRows(Tactic):
@@ -148,5 +155,71 @@ class LayerNormRows(Tactic):
             xp.copyto(out, dst)
 
 
+class ResidualLayerNormRows(LayerNormRows):
+    """The layer_norm_rows kernel with the residual sum done on the way in (its constants prepared the same way:
+    the scale and bias are inputs 2 and 3 here, so the context is shifted by one before the parent sees it)."""
+
+    name = "gpu:residual_normalization:residual_layer_norm_rows"
+    id = stable_tactic_id(name)
+    layer_type = LayerType.RESIDUAL_NORMALIZATION
+
+    @staticmethod
+    def _as_normalization(ctx: TacticContext) -> TacticContext:
+        layer = SimpleNamespace(name=ctx.layer.name, params={**ctx.layer.params, "num_groups": 1})
+        return replace(ctx, layer=layer, inputs=[ctx.inputs[0]] + list(ctx.inputs[2:4]))
+
+    def supports(self, ctx: TacticContext) -> bool | str:
+        x, residual = ctx.inputs[0], ctx.inputs[1]
+        if residual.dtype != x.dtype:
+            return f"the residual type {residual.dtype.value} differs from the input's"
+        if x.shape is None or any(d < 0 for d in x.shape):
+            return "the shapes must be concrete"
+        if tuple(residual.shape) != tuple(x.shape):
+            return f"the residual {tuple(residual.shape)} broadcasts against {tuple(x.shape)} (the reference does that)"
+        rows = self._as_normalization(ctx)
+        found = super().supports(rows)
+        if found is not True:
+            return found
+        length = math.prod(x.shape[-self._axis_count(rows):])
+        return True if length <= MAX_CACHED_ROW else f"rows of {length} exceed the kernel's cached {MAX_CACHED_ROW}"
+
+    def workspace_bytes(self, ctx: TacticContext) -> int:
+        return super().workspace_bytes(self._as_normalization(ctx))
+
+    def prepare(self, ctx: TacticContext) -> dict:
+        return super().prepare(self._as_normalization(ctx))
+
+    def run(self, state, inputs, outputs, workspace, xp) -> None:
+        from ..backends.nvrtc import block_size, kernel
+
+        x, residual, scale, bias = inputs
+        out = outputs[0]
+        total = outputs[1] if len(outputs) > 1 else None
+        if x.size == 0:
+            return
+        if tuple(residual.shape) != tuple(x.shape):  # bound shapes the build did not see: the Add's broadcast
+            x, residual = x + residual, xp.zeros_like(x + residual)
+        length = math.prod(x.shape[-state["axis_count"]:])
+        operands = []
+        for value, constant, buffer in zip((scale, bias), state["constants"], carve(workspace, state["specs"], xp)):
+            operands.append(None if value is None else constant if constant is not None else
+                            _as_float32(value, buffer, xp))
+        src, res = xp.ascontiguousarray(x), xp.ascontiguousarray(residual)
+        dst = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
+        sum_dst = None if total is None else total if total.flags.c_contiguous else xp.empty(total.shape, total.dtype)
+        threads = block_size(length)
+        kernel("gpu_kernels", storage_kernel("residual_layer_norm_rows", x.dtype))(
+            (x.size // length,), (threads,),
+            (src, res, src if operands[0] is None else operands[0], np.int32(operands[0] is not None),
+             src if operands[1] is None else operands[1], np.int32(operands[1] is not None), dst,
+             dst if sum_dst is None else sum_dst, np.int32(sum_dst is not None), np.int32(length),
+             np.float32(state["epsilon"])),
+            shared_mem=(threads + length) * 4)
+        for result, target in ((dst, out), (sum_dst, total)):
+            if result is not None and result is not target:
+                xp.copyto(target, result)
+
+
 register_tactic(SoftmaxRows())
 register_tactic(LayerNormRows())
+register_tactic(ResidualLayerNormRows())

@@ -20,7 +20,7 @@ EXACT_UNARY_IN_HALF = frozenset({UnaryOperation.ISNAN, UnaryOperation.ISINF, Una
 # Reference kernels that go through xp.matmul / xp.einsum: on the GPU that is CuPy's cuBLAS wrapper, which refuses
 # to run while a stream is capturing a CUDA graph.
 _CALLS_CUPY_BLAS = frozenset({LayerType.MATRIX_MULTIPLY, LayerType.CONVOLUTION, LayerType.DECONVOLUTION,
-                              LayerType.EINSUM, LayerType.RNN_V2})
+                              LayerType.EINSUM, LayerType.RNN_V2, LayerType.ATTENTION})
 # Control-flow kernels read their condition or trip count back to the host, which a capture cannot record.
 _READS_DEVICE_VALUES_ON_HOST = frozenset({LayerType.CONDITIONAL, LayerType.LOOP})
 

@@ -12,10 +12,13 @@ from engine.backends.kernel_sources import cuda_kernel_names, kernel_source
 
 # Entry points launched by name from engine/tactics/gpu_*.py, per module.
 LAUNCHED = {
+    "attention": ["flash_attention_f32", "flash_attention_f16"],
     "conv_gemm": [f"{base}_{t}" for base in ("im2col_kp", "im2col_rows", "bias_act_nchw", "bias_act_rows")
                   for t in ("f32", "f16")],
     "gpu_kernels": ["depthwise_conv2d", "implicit_gemm_conv2d"] +
-                   [f"{base}_{t}" for base in ("softmax_rows", "layer_norm_rows") for t in ("f32", "f16")],
+                   [f"{base}_{t}" for base in ("softmax_rows", "layer_norm_rows", "masked_softmax_rows",
+                                               "residual_layer_norm_rows") for t in ("f32", "f16")] +
+                   ["masked_softmax_rows_f32_to_f16"],
     "int8": ["im2col_int8", "pad_rows_int8", "grouped_conv_int8"] +
             [f"int8_epilogue_{t}" for t in ("f32", "f16", "i8")] + [f"quantize_int8_{t}" for t in ("f32", "f16")],
     "pooling": [f"{base}_{t}" for base in ("max_pool2d", "global_avg_pool") for t in ("f32", "f16")],

@@ -172,3 +172,94 @@ extern "C" __global__ void NAME(const T* __restrict__ x, const float* __restrict
     layer_norm_row(x, scale, has_scale, bias, has_bias, y, L, eps);                                             \
 }
 FOR_STORAGE_TYPES(LAYER_NORM_ROWS, layer_norm_rows)
+
+// Softmax of each row of L scores plus an additive mask (MASKED_SOFTMAX layers, and the softmax between the two
+// cuBLAS GEMMs of an ATTENTION layer, tactics/gpu_attention.py). Rows are indexed (i0, i1, i2) over (N0, N1, N2);
+// the mask element of (i0, i1, i2, j) is at i0*m0 + i1*m1 + i2*m2 + j*m3 (stride 0 where the mask broadcasts).
+// The row (scores + mask, in float32) is read once into shared memory after the reduction scratch, so the
+// dynamic shared memory is (blockDim.x + L) floats. A row of -inf gives NaN as Softmax does, or 0 with
+// nan_to_zero. TS is the scores' storage type, T the mask's and the output's.
+template <typename TS, typename T>
+__device__ void masked_softmax_row(const TS* __restrict__ x, const T* __restrict__ mask, int has_mask,
+                                   T* __restrict__ y, int L, int N1, int N2, long long m0, long long m1,
+                                   long long m2, long long m3, int nan_to_zero)
+{
+    extern __shared__ float scratch[];
+    float* cached = scratch + blockDim.x;
+    const long long r = blockIdx.x;
+    const TS* xr = x + r * L;
+    T* yr = y + r * L;
+    const T* mr = has_mask ? mask + (r / ((long long)N1 * N2)) * m0 + ((r / N2) % N1) * m1 + (r % N2) * m2 : mask;
+    float local = __int_as_float(0xff800000);
+    for (int j = threadIdx.x; j < L; j += blockDim.x) {
+        const float s = to_float(xr[j]) + (has_mask ? to_float(mr[j * m3]) : 0.0f);
+        cached[j] = s;
+        local = fmaxf(local, s);
+    }
+    const float row_max = block_reduce(local, scratch, true);
+    local = 0.0f;
+    for (int j = threadIdx.x; j < L; j += blockDim.x) {
+        const float e = expf(cached[j] - row_max);
+        cached[j] = e;
+        local += e;
+    }
+    const float total = block_reduce(local, scratch, false);
+    for (int j = threadIdx.x; j < L; j += blockDim.x) {
+        const float p = cached[j] / total;
+        yr[j] = from_float<T>(nan_to_zero && p != p ? 0.0f : p);
+    }
+}
+
+#define MASKED_SOFTMAX_ROWS(TS, T, NAME)                                                                       \
+extern "C" __global__ void NAME(const TS* __restrict__ x, const T* __restrict__ mask, int has_mask,             \
+                                T* __restrict__ y, int L, int N1, int N2, long long m0, long long m1,            \
+                                long long m2, long long m3, int nan_to_zero)                                    \
+{                                                                                                               \
+    masked_softmax_row(x, mask, has_mask, y, L, N1, N2, m0, m1, m2, m3, nan_to_zero);                            \
+}
+MASKED_SOFTMAX_ROWS(float, float, masked_softmax_rows_f32)
+MASKED_SOFTMAX_ROWS(half16, half16, masked_softmax_rows_f16)
+MASKED_SOFTMAX_ROWS(float, half16, masked_softmax_rows_f32_to_f16)  // float32 GEMM scores, float16 probabilities
+
+// layer_norm_row of the sum x + r (RESIDUAL_NORMALIZATION layers): each summand is read once, the sum is rounded
+// to the storage type (as the unfused Add stored it), kept in shared memory after the reduction scratch (dynamic
+// shared memory (blockDim.x + L) floats) and, with has_sum, written out as the layer's second output.
+template <typename T>
+__device__ void residual_layer_norm_row(const T* __restrict__ x, const T* __restrict__ r,
+                                        const float* __restrict__ scale, int has_scale,
+                                        const float* __restrict__ bias, int has_bias, T* __restrict__ y,
+                                        T* __restrict__ sum, int has_sum, int L, float eps)
+{
+    extern __shared__ float scratch[];
+    float* cached = scratch + blockDim.x;
+    const long long offset = (long long)blockIdx.x * L;
+    float local = 0.0f;
+    for (int j = threadIdx.x; j < L; j += blockDim.x) {
+        const T stored = from_float<T>(to_float(x[offset + j]) + to_float(r[offset + j]));
+        if (has_sum) sum[offset + j] = stored;
+        cached[j] = to_float(stored);
+        local += cached[j];
+    }
+    const float mean = block_reduce(local, scratch, false) / L;
+    local = 0.0f;
+    for (int j = threadIdx.x; j < L; j += blockDim.x) {
+        const float d = cached[j] - mean;
+        local += d * d;
+    }
+    const float std_dev = sqrtf(block_reduce(local, scratch, false) / L + eps);
+    for (int j = threadIdx.x; j < L; j += blockDim.x) {
+        float v = (cached[j] - mean) / std_dev;
+        if (has_scale) v *= scale[j];
+        if (has_bias) v += bias[j];
+        y[offset + j] = from_float<T>(v);
+    }
+}
+
+#define RESIDUAL_LAYER_NORM_ROWS(T, NAME)                                                                      \
+extern "C" __global__ void NAME(const T* __restrict__ x, const T* __restrict__ r, const float* __restrict__ scale, \
+                                int has_scale, const float* __restrict__ bias, int has_bias, T* __restrict__ y,   \
+                                T* __restrict__ sum, int has_sum, int L, float eps)                             \
+{                                                                                                               \
+    residual_layer_norm_row(x, r, scale, has_scale, bias, has_bias, y, sum, has_sum, L, eps);                    \
+}
+FOR_STORAGE_TYPES(RESIDUAL_LAYER_NORM_ROWS, residual_layer_norm_rows)

@@ -435,5 +435,7 @@ def test_an_int8_convolution_reads_its_residual_as_int8() -> None:
 
 def test_every_rule_has_cases() -> None:
     tested = {"conv_scale_fusion", "matmul_bias_fusion", "gelu_fusion", "conv_residual_fusion", "activation_fusion",
-              "int8_fusion", "int8_residual", "dq_commute", "q_commute", "qdq_cancel", "int8_io"}
+              "int8_fusion", "int8_residual", "dq_commute", "q_commute", "qdq_cancel", "int8_io",
+              # cases in test_transformer_fusion_rules.py
+              "shape_of_transpose", "attention_fusion", "masked_softmax_fusion", "residual_norm_fusion"}
     assert set(RULES) == tested
