@@ -7,8 +7,11 @@
 #   bash bench/gpu_session.sh suite         # the whole suite with POLYX_DEVICE=gpu (engines built for the GPU)
 #   bash bench/gpu_session.sh bench         # bench/gpu_vs_pytorch.py, same-run ratios vs eager and torch.compile
 #   bash bench/gpu_session.sh int8-bench    # bench/gpu_int8.py, ResNet-50 INT8 vs FP16 vs FP32 (budget 450 s)
+#   bash bench/gpu_session.sh bench11       # issue 11's full configuration (< 9 minutes on an H100)
+#   bash bench/gpu_session.sh bench11 --quick   # its smoke variant: batch 1, opt level 1, no torch.compile
 set -euo pipefail
-stage=${1:?stage: fetch | gpu-tests | suite | bench | int8-bench}
+stage=${1:?stage: fetch | gpu-tests | suite | bench | bench11 [--quick] | int8-bench}
+variant=${2:-}
 OUT=${OUT:-/tmp/polyx-out}
 mkdir -p "$OUT"
 
@@ -52,8 +55,23 @@ case "$stage" in
         setup
         python bench/gpu_int8.py --json "$OUT/gpu_int8.json" --markdown "$OUT/gpu_int8.md" 2>&1 | tee "$OUT/int8.log"
         ;;
+    bench11)
+        # ResNet-50 and BERT-base, batches 1 and 32, FP32 (TF32 off), TF32 and FP16, plain enqueue and CUDA graph,
+        # the 10 slowest layers of each engine, cold and warm (timing cache) build seconds, layers per tactic
+        # source, torch.compile FP16 while --budget-s allows. SIGTERM at 500 s writes what was measured by then.
+        setup
+        case "$variant" in
+            "") name=bench11; extra=(--compile fp16 --profile-top 10 --budget-s 420 --compile-timeout-s 150) ;;
+            --quick) name=bench11_quick; extra=(--quick --batches 1 --profile-top 5 --profile-runs 2) ;;
+            *) echo "bench11: unknown variant '$variant' (--quick or nothing)" >&2; exit 2 ;;
+        esac
+        timeout --signal=TERM --kill-after=20 500 \
+            python bench/gpu_vs_pytorch.py --models resnet50,bert --batches 1,32 --precisions fp32,tf32,fp16 \
+            --timing-cache "$OUT/$name.timing-cache" "${extra[@]}" \
+            --json "$OUT/$name.json" --markdown "$OUT/$name.md" 2>&1 | tee "$OUT/$name.log"
+        ;;
     *)
-        echo "unknown stage '$stage' (fetch | gpu-tests | suite | bench | int8-bench)" >&2
+        echo "unknown stage '$stage' (fetch | gpu-tests | suite | bench | bench11 [--quick] | int8-bench)" >&2
         exit 2
         ;;
 esac

@@ -3,11 +3,14 @@
     PYTHONPATH=$PWD python bench/gpu_vs_pytorch.py --json $OUT/gpu_vs_pytorch.json --markdown $OUT/gpu_vs_pytorch.md
 
 Per model: export to ONNX (dynamic batch, and sequence for BERT) into a temporary folder; build the engine on
-the GPU in FP32 (TF32 off) and FP16, one static-shape engine per measured batch (BERT seq 128; tactics are timed
-for that batch, as `trtexec --shapes` would), or with --shared-profile one engine whose profile covers batch
-1..--max-batch with opt = the largest measured batch; time the engine (plain enqueue, and replaying a CUDA
-graph), PyTorch eager (FP32, FP16 via .half(), ResNet also channels_last) and torch.compile (default mode,
-static shapes; reported as failed on an error or timeout).
+the GPU in FP32 (TF32 off), TF32 (FP32 with TF32 allowed) and FP16, one static-shape engine per measured batch
+(BERT seq 128; tactics are timed for that batch, as `trtexec --shapes` would), or with --shared-profile one engine
+whose profile covers batch 1..--max-batch with opt = the largest measured batch; time the engine (plain
+enqueue, and replaying a CUDA graph), PyTorch eager (FP32, TF32 with allow_tf32 on for that variant only, FP16
+via .half(), ResNet also channels_last) and torch.compile (default mode, static shapes; reported as failed on
+an error or timeout).
+Per engine: the cold build's seconds (empty timing cache), with --timing-cache a warm rebuild's seconds, the layers
+per tactic source, and with --profile-top N the N slowest layers and each layer type's share of a profiled pass.
 A time is the median of per-iteration CUDA-event times after warm-up, synchronizing after every iteration
 (latency, not pipelined throughput). Every variant's outputs are compared with PyTorch eager FP32 on the same
 inputs, in the same run. torch.compile runs last, and only while the time budget (--budget-s) allows.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import datetime
 import json
 import platform
@@ -37,8 +41,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODELS = ("resnet50", "bert")
-PRECISIONS = ("fp32", "fp16")
-SCHEMA = "polyx-gpu-vs-pytorch/1"
+PRECISIONS = ("fp32", "tf32", "fp16")  # tf32: FP32 engine and PyTorch with TF32 tensor-core math allowed
+SCHEMA = "polyx-gpu-vs-pytorch/2"
 EAGER = "PyTorch eager"
 COLUMNS = ["model", "batch", "precision", "runner", "median ms", "time / eager", "max abs diff", "max rel diff",
            "status"]
@@ -64,6 +68,10 @@ class Settings:
     markdown: Path | None
     quick: bool
     pointwise_fusion: bool = False
+    tactic_sources: list[str] | None = None  # TacticSource names the builder may use; None: all
+    profile_top: int = 0                     # slowest layers reported per engine; 0: no profiled pass
+    profile_runs: int = 5
+    timing_cache: Path | None = None         # written by the cold builds, read by a warm rebuild of each engine
 
 
 def _csv(allowed: tuple[str, ...] | None = None, integers: bool = False) -> Callable[[str], list]:
@@ -94,7 +102,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--shared-profile", action="store_true",
                         help="one engine for all batches (profile 1..--max-batch, opt = the largest batch) instead "
                              "of one static-shape engine per batch")
-    parser.add_argument("--precisions", type=_csv(PRECISIONS), default=list(PRECISIONS), help="fp32,fp16")
+    parser.add_argument("--precisions", type=_csv(PRECISIONS), default=["fp32", "fp16"],
+                        help="fp32,tf32,fp16 (default fp32,fp16); tf32 = FP32 with TF32 allowed, engine and PyTorch")
     parser.add_argument("--compile", dest="compile_precisions", type=_csv((*PRECISIONS, "none")), default=None,
                         help="precisions to run torch.compile in (default fp16; none with --quick)")
     parser.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default 10; 3 with --quick)")
@@ -106,6 +115,15 @@ def parse_args(argv: list[str] | None = None) -> Settings:
                                                                    "(default 3; 1 with --quick)")
     parser.add_argument("--pointwise-fusion", action="store_true",
                         help="build with BuilderConfig.pointwise_fusion (elementwise chains as one generated kernel)")
+    parser.add_argument("--tactic-sources", nargs="*", default=None, metavar="SOURCE",
+                        help="tactic sources the builder may use, Polygraphy spelling: cublas jit_convolutions ... "
+                             "(case-insensitive, several after one flag; none after the flag: no source). Default: all")
+    parser.add_argument("--profile-top", type=int, default=0,
+                        help="after timing each engine, profile its layers and report the N slowest (default 0: off)")
+    parser.add_argument("--profile-runs", type=int, default=5, help="runs of the profiled pass (default 5)")
+    parser.add_argument("--timing-cache", type=Path, default=None, metavar="FILE",
+                        help="cold builds write their timing cache here (an existing file is replaced); each engine is "
+                             "then rebuilt from it and the warm build's seconds reported")
     parser.add_argument("--compile-timeout-s", type=float, default=180.0, help="per torch.compile variant")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="total seconds; torch.compile variants that would not fit are skipped")
@@ -119,7 +137,21 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         parser.error(f"--batches {max(args.batches)} is above --max-batch {args.max_batch}")
     if args.opt_level is not None and not 0 <= args.opt_level <= 5:
         parser.error(f"--opt-level must be 0..5, got {args.opt_level}")
-    for path in (args.json, args.markdown):
+    if args.profile_top < 0:
+        parser.error(f"--profile-top must be >= 0, got {args.profile_top}")
+    if args.profile_runs < 1:
+        parser.error(f"--profile-runs must be >= 1, got {args.profile_runs}")
+    tactic_sources = None
+    if args.tactic_sources is not None:
+        from polyx.cli.build_options import parse_tactic_sources
+        from polyx.errors import PolyxError
+
+        values = [v for value in args.tactic_sources for v in value.split(",") if v.strip()]
+        try:
+            tactic_sources = parse_tactic_sources(values)
+        except PolyxError as exc:
+            parser.error(str(exc))
+    for path in (args.json, args.markdown, args.timing_cache):
         if path is not None and not path.parent.is_dir():
             parser.error(f"{path}: directory '{path.parent}' does not exist")
     quick = args.quick
@@ -133,7 +165,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         iterations=args.iterations if args.iterations is not None else (10 if quick else 50),
         max_seconds=args.max_seconds if args.max_seconds is not None else (0.5 if quick else 2.0),
         opt_level=args.opt_level if args.opt_level is not None else (1 if quick else 3),
-        pointwise_fusion=args.pointwise_fusion,
+        pointwise_fusion=args.pointwise_fusion, tactic_sources=tactic_sources, profile_top=args.profile_top,
+        profile_runs=args.profile_runs, timing_cache=args.timing_cache,
         compile_timeout_s=args.compile_timeout_s, budget_s=args.budget_s, json=args.json, markdown=args.markdown,
         quick=quick)
 
@@ -203,10 +236,13 @@ def format_markdown(document: dict[str, Any]) -> str:
         f"- date: {meta['date']}",
         f"- GPU: {meta['gpu']}",
         f"- versions: {versions}",
+        *([f"- **interrupted**: {meta['interrupted']}"] if meta.get("interrupted") else []),
         f"- settings: warm-up {settings['warmup']} iterations, median of up to {settings['iterations']} timed "
         f"iterations (at most {settings['max_seconds']:g} s each measurement; CUDA events, synchronized every "
-        f"iteration); FP32 with TF32 off in the engine and PyTorch; cudnn.benchmark on; engine optimization level "
-        f"{settings['opt_level']}" + (", pointwise fusion on" if settings.get("pointwise_fusion") else "") + ", "
+        f"iteration); fp32 with TF32 off and tf32 with TF32 allowed, in the engine and PyTorch alike; "
+        f"cudnn.benchmark on; engine optimization level {settings['opt_level']}"
+        + (", pointwise fusion on" if settings.get("pointwise_fusion") else "")
+        + f", tactic sources {_sources_setting(settings.get('tactic_sources'))}, "
         + (f"one profile batch 1..{settings['max_batch']} (opt {settings['opt_batch']})"
            if settings.get("shared_profile") else "one static-shape engine per batch") + ", BERT "
         f"seq {settings['seq']}; torch.compile in {', '.join(settings['compile_precisions']) or 'no precision'}",
@@ -217,15 +253,79 @@ def format_markdown(document: dict[str, Any]) -> str:
         "same run (< 1 is faster). max abs diff / max rel diff: against PyTorch eager FP32 on the same inputs; "
         "rel = max |x - ref| / max |ref| per output.",
     ]
-    if document["builds"]:
-        lines += ["", "| model | precision | profile | build s | device layers | status |", "|---|---|---|---|---|---|"]
-        lines += [f"| {b['model']} | {b['precision']} | {b.get('profile', '-')} | {format_cell(b['seconds'], 'ms')} "
-                  f"| {b['device_layers'] or '-'} | {b['status']} |" for b in document["builds"]]
+    lines += format_builds_markdown(document["builds"])
+    lines += format_profiles_markdown(document.get("profiles", []))
     return "\n".join(lines) + "\n"
 
 
+def _sources_setting(sources: list[str] | None) -> str:
+    if sources is None:
+        return "all"
+    return ", ".join(name.lower() for name in sources) or "none (kernels of no source only)"
+
+
+def _md(text: Any) -> str:
+    """A Markdown table cell: pipes escaped (layer names may contain them)."""
+    return str(text).replace("|", "\\|")
+
+
+def _by_source_cell(counts: dict[str, int] | None) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counts.items()) if counts else "-"
+
+
+def _warm_cache_cell(build: dict[str, Any]) -> str:
+    if build.get("warm_cache_hits") is None:
+        return "-"
+    same = {True: "same tactics", False: "OTHER tactics", None: ""}[build.get("warm_same_tactics")]
+    return ", ".join(part for part in (f"{build['warm_cache_hits']} hits", f"{build['warm_cache_misses']} misses",
+                                       same) if part)
+
+
+def format_builds_markdown(builds: list[dict[str, Any]]) -> list[str]:
+    """One row per engine: cold build seconds (empty timing cache), warm rebuild seconds from --timing-cache and
+    its cache hits/misses, device layers and how many of them each tactic source runs."""
+    if not builds:
+        return []
+    lines = ["", "| model | precision | profile | build s | warm build s | warm cache | device layers "
+                 "| layers by tactic source | status |", "|---|---|---|---|---|---|---|---|---|"]
+    for b in builds:
+        warm = b.get("warm_status", "ok")
+        warm_cell = format_cell(b.get("warm_seconds"), "ms") if warm == "ok" else _md(warm)
+        lines.append(f"| {b['model']} | {b['precision']} | {b.get('profile', '-')} | {format_cell(b['seconds'], 'ms')} "
+                     f"| {warm_cell} | {_warm_cache_cell(b)} | {b['device_layers'] or '-'} "
+                     f"| {_by_source_cell(b.get('layers_by_source'))} | {_md(b['status'])} |")
+    lines += ["", "build s: cold build (parse + build, empty timing cache; process-wide kernel-compile caches may be "
+                  "warm from earlier builds of the run). warm build s: the same engine rebuilt from the --timing-cache "
+                  "file the cold builds wrote. layers by tactic source: device layers per chosen tactic's source "
+                  "(none: kernels of no source)."]
+    return lines
+
+
+def format_profiles_markdown(profiles: list[dict[str, Any]]) -> list[str]:
+    """Per engine variant: the slowest layers by median time and each layer type's share of the summed layer time."""
+    if not profiles:
+        return []
+    lines = ["", "## Per-layer profile", "",
+             "A profiled pass after timing (the profiler synchronizes after every layer, no CUDA graph): median per "
+             "layer over the runs; share = of the summed layer medians, which exceeds the timed latency by the "
+             "per-layer synchronization, so compare shares."]
+    for p in profiles:
+        title = f"### {p['model']} {p['precision']} batch {p['batch']}"
+        if p["status"] != "ok":
+            lines += ["", f"{title}: {p['status']}"]
+            continue
+        lines += ["", f"{title}: {p['runs']} profiled runs, {p['total_ms']:.3f} ms summed over {p['layers']} layers",
+                  "", "| # | layer | type | tactic | source | median ms | share |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {i} | {_md(t['name'])} | {t['type']} | {_md(t['tactic'] or '-')} | {t['source'] or '-'} "
+                  f"| {t['median_ms']:.4f} | {100 * t['share']:.1f}% |" for i, t in enumerate(p["top"], 1)]
+        lines += ["", "| layer type | layers | median ms | share |", "|---|---|---|---|"]
+        lines += [f"| {t['type']} | {t['layers']} | {t['median_ms']:.4f} | {100 * t['share']:.1f}% |"
+                  for t in p["by_type"]]
+    return lines
+
+
 def result_document(meta: dict[str, Any], settings: Settings, rows: list[dict[str, Any]],
-                    builds: list[dict[str, Any]]) -> dict[str, Any]:
+                    builds: list[dict[str, Any]], profiles: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"schema": SCHEMA, "meta": meta,
             "settings": {"models": settings.models, "batches": settings.batches, "seq": settings.seq,
                          "max_batch": settings.max_batch, "opt_batch": max(settings.batches),
@@ -233,9 +333,11 @@ def result_document(meta: dict[str, Any], settings: Settings, rows: list[dict[st
                          "precisions": settings.precisions, "compile_precisions": settings.compile_precisions,
                          "warmup": settings.warmup, "iterations": settings.iterations,
                          "max_seconds": settings.max_seconds, "opt_level": settings.opt_level,
-                         "pointwise_fusion": settings.pointwise_fusion,
+                         "pointwise_fusion": settings.pointwise_fusion, "tactic_sources": settings.tactic_sources,
+                         "profile_top": settings.profile_top, "profile_runs": settings.profile_runs,
+                         "timing_cache": None if settings.timing_cache is None else str(settings.timing_cache),
                          "quick": settings.quick},
-            "rows": add_ratios(rows), "builds": builds}
+            "rows": add_ratios(rows), "builds": builds, "profiles": profiles or []}
 
 
 def write_outputs(document: dict[str, Any], settings: Settings) -> None:
@@ -317,6 +419,73 @@ def export_onnx(spec: ModelSpec, path: Path) -> None:
     spec.module.eval()  # the exporter restores the training flag of the module it was given
 
 
+# ----------------------------------------------------------------------------------------------- engines
+@contextlib.contextmanager
+def tf32_allowed(backends: Any, allowed: bool) -> Iterator[None]:
+    """PyTorch's TF32 switches (cuBLAS matmuls, cuDNN convolutions) set for one variant and restored afterwards,
+    so only the tf32 variants run with TF32; `backends` is `torch.backends`."""
+    previous = (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
+    backends.cuda.matmul.allow_tf32 = allowed
+    backends.cudnn.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = previous
+
+
+class EngineBuilds:
+    """Builds each engine cold, from an empty timing cache. With a cache file, the cold build's timings are added
+    to the file (which ends up holding every build of the run) and the engine is rebuilt from it: the warm build,
+    whose seconds, cache hits/misses and whether it chose the same tactics are reported too."""
+
+    def __init__(self, cache_file: Path | None):
+        self.cache_file = cache_file
+        self.run_cache: Any = None  # engine.TimingCache: every cold build's timings
+
+    def build(self, onnx_path: Path, options: Any) -> tuple[Any, dict[str, Any]]:
+        """(cold engine, build record); raises what the cold build raises (a failed warm build is only noted)."""
+        import engine as trt
+        from polyx.bench import count_layers_by_source
+        from polyx.build import build_engine
+
+        cold_cache = trt.TimingCache()
+        engine, _, report = build_engine(onnx_path, dataclasses.replace(options, shared_timing_cache=cold_cache))
+        rows = engine.layer_info()
+        record = {"seconds": report.build_seconds, "device_layers": report.layers_after, "status": "ok",
+                  "tactics": {k: dict(v) for k, v in report.tactics_by_layer_type.items()},
+                  "layers_by_source": count_layers_by_source(rows)}
+        if self.cache_file is not None:
+            record.update(self._warm_build(onnx_path, options, cold_cache, [row["tactic_id"] for row in rows]))
+        return engine, record
+
+    def _warm_build(self, onnx_path: Path, options: Any, cold_cache: Any, cold_tactics: list[int]) -> dict[str, Any]:
+        import engine as trt
+        from polyx.build import build_engine
+        from polyx.data.files import write_file
+
+        if self.run_cache is None:
+            self.run_cache = trt.TimingCache()
+        self.run_cache.combine(cold_cache)
+        write_file(self.cache_file, self.run_cache.serialize())
+        try:
+            warm_cache = trt.TimingCache.deserialize(Path(self.cache_file).read_bytes())
+            warm, _, report = build_engine(onnx_path, dataclasses.replace(options, shared_timing_cache=warm_cache))
+            same = [row["tactic_id"] for row in warm.layer_info()] == cold_tactics
+            del warm
+        except Exception as exc:  # noqa: BLE001 - the cold engine is still measured
+            return {"warm_seconds": None, "warm_status": failure_status(exc)}
+        return {"warm_seconds": report.build_seconds, "warm_status": "ok", "warm_cache_hits": warm_cache.hits,
+                "warm_cache_misses": warm_cache.misses, "warm_same_tactics": same}
+
+
+def profile_engine(engine: Any, worker: Any, runs: int, top: int) -> dict[str, Any]:
+    """`polyx bench --export-profile`'s profiled pass (`worker.run_once()` `runs` times with the engine's
+    IProfiler attached; per-layer times synchronized), summarized: the `top` slowest layers and the type shares."""
+    from polyx.bench import profile_layers, summarize_profile
+
+    return {"status": "ok", **summarize_profile(profile_layers(engine, worker, runs), top).to_json()}
+
+
 # ----------------------------------------------------------------------------------------------- measuring
 def time_cuda(run: Callable[[], Any], stream: Any, warmup: int, iterations: int, max_seconds: float) -> list[float]:
     """Per-iteration CUDA-event times (ms) on `stream`, after `warmup` runs; stops early after `max_seconds`."""
@@ -382,6 +551,8 @@ class EngineVariant:
     def run(self) -> None:
         self.context.execute_async_v3(self.handle)
 
+    run_once = run  # what polyx.bench.profile_layers calls
+
     @property
     def graph_captured(self) -> bool:
         return getattr(self.context, "cuda_graph_captures", 0) > 0
@@ -409,6 +580,23 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+class Interrupted(BaseException):
+    """SIGTERM arrived (`timeout` around a device call): a BaseException, so that no per-variant `except Exception`
+    swallows it; main() still writes the rows measured so far."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    def interrupt(signum, frame):
+        raise Interrupted(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def failure_status(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"failed: {type(exc).__name__}: {text}"[:160]
@@ -422,6 +610,8 @@ class Benchmark:
         self.started = time.perf_counter()
         self.rows: list[dict[str, Any]] = []
         self.builds: list[dict[str, Any]] = []
+        self.profiles: list[dict[str, Any]] = []
+        self.engine_builds = EngineBuilds(settings.timing_cache)
         self.stream = torch.cuda.Stream()
         self.references: dict[tuple[str, int], list[np.ndarray]] = {}
 
@@ -455,15 +645,18 @@ class Benchmark:
             for batch in s.batches:
                 self.references[(spec.name, batch)] = TorchVariant(spec.module, inputs[batch]).results()
             for precision in s.precisions:
-                module = spec.module if precision == "fp32" else copy.deepcopy(spec.module).half()
-                for batch in s.batches:
-                    feeds = [t.half() if precision == "fp16" and t.is_floating_point() else t for t in inputs[batch]]
-                    self.measure(spec, batch, precision, EAGER, TorchVariant(module, feeds))
-                    if spec.channels_last:
-                        layout = copy.deepcopy(module).to(memory_format=torch.channels_last)
-                        cl_feeds = [t.contiguous(memory_format=torch.channels_last) for t in feeds]
-                        self.measure(spec, batch, precision, f"{EAGER} channels_last", TorchVariant(layout, cl_feeds))
-                        del layout
+                module = copy.deepcopy(spec.module).half() if precision == "fp16" else spec.module
+                with tf32_allowed(torch.backends, precision == "tf32"):
+                    for batch in s.batches:
+                        feeds = [t.half() if precision == "fp16" and t.is_floating_point() else t
+                                 for t in inputs[batch]]
+                        self.measure(spec, batch, precision, EAGER, TorchVariant(module, feeds))
+                        if spec.channels_last:
+                            layout = copy.deepcopy(module).to(memory_format=torch.channels_last)
+                            cl_feeds = [t.contiguous(memory_format=torch.channels_last) for t in feeds]
+                            self.measure(spec, batch, precision, f"{EAGER} channels_last",
+                                         TorchVariant(layout, cl_feeds))
+                            del layout
                 del module
                 self._measure_engine(spec, onnx_path, precision, inputs)
         onnx_path.unlink(missing_ok=True)
@@ -481,18 +674,19 @@ class Benchmark:
                            lo: int, opt: int, hi: int, batches: list[int]) -> None:
         import cupy
 
-        from polyx.build import BuildOptions, build_engine
+        from polyx.build import BuildOptions
 
         s = self.settings
         shapes = {name: tuple(t.shape[1:]) for name, t in zip(spec.input_names, inputs[opt])}
         options = BuildOptions(min_shapes={n: (lo, *d) for n, d in shapes.items()},
                                opt_shapes={n: (opt, *d) for n, d in shapes.items()},
                                max_shapes={n: (hi, *d) for n, d in shapes.items()},
-                               fp16=precision == "fp16", tf32=False, device="gpu", optimization_level=s.opt_level,
-                               pointwise_fusion=s.pointwise_fusion)
+                               fp16=precision == "fp16", tf32=precision == "tf32", device="gpu",
+                               optimization_level=s.opt_level, pointwise_fusion=s.pointwise_fusion,
+                               tactic_sources=s.tactic_sources)
         profile = f"batch {lo}..{hi} opt {opt}"
         try:
-            engine, _, report = build_engine(onnx_path, options)
+            engine, record = self.engine_builds.build(onnx_path, options)
         except Exception as exc:  # noqa: BLE001 - reported as a failed build; the other measurements go on
             self.builds.append({"model": spec.name, "precision": precision, "profile": profile, "seconds": None,
                                 "device_layers": None, "status": failure_status(exc)})
@@ -500,10 +694,9 @@ class Benchmark:
                 for runner in ("polyx", "polyx + CUDA graph"):
                     self.rows.append(row(spec.name, batch, precision, runner, "failed: build"))
             return
-        self.builds.append({"model": spec.name, "precision": precision, "profile": profile,
-                            "seconds": report.build_seconds, "device_layers": report.layers_after, "status": "ok",
-                            "tactics": {k: dict(v) for k, v in report.tactics_by_layer_type.items()}})
-        print(f"  built {spec.name} {precision} ({profile}) in {report.build_seconds:.1f} s", flush=True)
+        self.builds.append({"model": spec.name, "precision": precision, "profile": profile, **record})
+        warm = f", warm {record['warm_seconds']:.1f} s" if record.get("warm_seconds") is not None else ""
+        print(f"  built {spec.name} {precision} ({profile}) in {record['seconds']:.1f} s{warm}", flush=True)
         for batch in batches:
             for runner, graph in (("polyx", False), ("polyx + CUDA graph", True)):
                 try:
@@ -512,9 +705,23 @@ class Benchmark:
                     self.rows.append(row(spec.name, batch, precision, runner, failure_status(exc)))
                     continue
                 self.measure(spec, batch, precision, runner, variant)
+                if not graph and s.profile_top:
+                    self._profile(engine, spec, batch, precision, profile, variant)
                 del variant
         del engine
         cupy.get_default_memory_pool().free_all_blocks()
+
+    def _profile(self, engine: Any, spec: ModelSpec, batch: int, precision: str, profile: str,
+                 variant: EngineVariant) -> None:
+        where = {"model": spec.name, "precision": precision, "batch": batch, "profile": profile}
+        try:
+            result = profile_engine(engine, variant, self.settings.profile_runs, self.settings.profile_top)
+        except Exception as exc:  # noqa: BLE001 - the timings stand without the profile
+            result = {"status": failure_status(exc)}
+        self.profiles.append({**where, **result})
+        top = result.get("top") or [{}]
+        print(f"  profiled {spec.name} batch {batch} {precision}: {result['status']}, slowest "
+              f"{top[0].get('name', '-')} ({100 * top[0].get('share', 0):.1f}%)", flush=True)
 
     def run_compile(self, spec: ModelSpec) -> None:
         """torch.compile (default mode, static shapes) per precision and batch, while the budget allows."""
@@ -522,7 +729,7 @@ class Benchmark:
 
         s = self.settings
         for precision in s.compile_precisions:
-            module = spec.module if precision == "fp32" else copy.deepcopy(spec.module).half()
+            module = copy.deepcopy(spec.module).half() if precision == "fp16" else spec.module
             for batch in s.batches:
                 left = self.remaining_s()
                 if left < 60:
@@ -530,17 +737,17 @@ class Benchmark:
                     continue
                 feeds = [t.half() if precision == "fp16" and t.is_floating_point() else t
                          for t in spec.make_inputs(batch)]
-                try:
-                    with torch.no_grad(), time_limit(min(s.compile_timeout_s, left - 30)):
-                        compiled = torch.compile(module, dynamic=False)
-                        compiled(*feeds)
-                        torch.cuda.synchronize()
-                except Exception as exc:  # noqa: BLE001 - TimeoutError included: report and go on
-                    torch._dynamo.reset()
-                    self.rows.append(row(spec.name, batch, precision, "torch.compile", failure_status(exc)))
-                    continue
-                with torch.no_grad():
-                    self.measure(spec, batch, precision, "torch.compile", TorchVariant(compiled, feeds))
+                with tf32_allowed(torch.backends, precision == "tf32"):  # read when compiling and when running
+                    try:
+                        with torch.no_grad(), time_limit(min(s.compile_timeout_s, left - 30)):
+                            compiled = torch.compile(module, dynamic=False)
+                            compiled(*feeds)
+                            torch.cuda.synchronize()
+                    except Exception as exc:  # noqa: BLE001 - TimeoutError included: report and go on
+                        self.rows.append(row(spec.name, batch, precision, "torch.compile", failure_status(exc)))
+                    else:
+                        with torch.no_grad():
+                            self.measure(spec, batch, precision, "torch.compile", TorchVariant(compiled, feeds))
                 torch._dynamo.reset()
             del module
 
@@ -574,6 +781,22 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     bench = Benchmark(settings)
+    interrupted = None
+    with stop_on_sigterm():
+        try:
+            run_all(bench, settings)
+        except Interrupted as exc:
+            interrupted = f"{exc}: stopped early; only what was measured until then is reported"
+            print(f"gpu_vs_pytorch: {interrupted}", file=sys.stderr, flush=True)
+    document = result_document(environment(), settings, bench.rows, bench.builds, bench.profiles)
+    document["meta"]["total_seconds"] = time.perf_counter() - bench.started
+    if interrupted:
+        document["meta"]["interrupted"] = interrupted
+    write_outputs(document, settings)
+    return 0
+
+
+def run_all(bench: Benchmark, settings: Settings) -> None:
     factories = {"resnet50": resnet50_spec, "bert": lambda: bert_spec(settings.seq)}
     specs = []
     with tempfile.TemporaryDirectory(prefix="polyx-gpu-bench-") as workdir:
@@ -589,10 +812,6 @@ def main(argv: list[str] | None = None) -> int:
         if settings.compile_precisions:
             print(f"{spec.name}: torch.compile", flush=True)
             bench.run_compile(spec)
-    document = result_document(environment(), settings, bench.rows, bench.builds)
-    document["meta"]["total_seconds"] = time.perf_counter() - bench.started
-    write_outputs(document, settings)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Per-layer times: a separate profiled pass after the timed run (the engine's profiler synchronizes after every
 layer, which would distort the reported latency), averaged over its runs, joined with each layer's type,
-precision and tactic from the engine."""
+precision, tactic and the tactic's source (cuBLAS, JIT convolutions, ...) from the engine."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,7 @@ import engine as trt
 
 from ..data.files import write_file
 from ..report.text import format_table
+from .tactic_sources import layer_tactic_source
 
 SCHEMA = "polyx-layer-profile/1"
 
@@ -33,6 +34,7 @@ class LayerTime:
     type: str
     precision: str
     tactic: str
+    source: str | None     # the tactic's TacticSource name; None: a kernel of no source (as `inspect model` shows)
     average_ms: float
     median_ms: float
     total_ms: float
@@ -72,7 +74,8 @@ def profile_layers(engine: trt.Engine, worker, runs: int) -> LayerProfile:
     for name, times in collector.times.items():
         row = info.get(name, {})
         layers.append(LayerTime(name=name, type=row.get("type", ""), precision=row.get("precision", ""),
-                                tactic=row.get("tactic", ""), average_ms=averages[name],
+                                tactic=row.get("tactic", ""), source=layer_tactic_source(row),
+                                average_ms=averages[name],
                                 median_ms=float(np.median(times)), total_ms=float(np.sum(times)),
                                 percentage=100.0 * averages[name] / total))
     return LayerProfile(runs=runs, layers=layers)
@@ -81,8 +84,8 @@ def profile_layers(engine: trt.Engine, worker, runs: int) -> LayerProfile:
 def format_layer_table(profile: LayerProfile) -> list[str]:
     """Layers sorted by average time, slowest first."""
     ordered = sorted(profile.layers, key=lambda layer: layer.average_ms, reverse=True)
-    rows = [[layer.name, layer.type, layer.precision, layer.tactic, f"{layer.average_ms:.4f}",
+    rows = [[layer.name, layer.type, layer.precision, layer.tactic, layer.source or "-", f"{layer.average_ms:.4f}",
              f"{layer.median_ms:.4f}", f"{layer.percentage:.1f}"] for layer in ordered]
-    header = ["layer", "type", "precision", "tactic", "avg ms", "median ms", "%"]
+    header = ["layer", "type", "precision", "tactic", "source", "avg ms", "median ms", "%"]
     return [f"Per-layer times ({profile.runs} profiled runs, {profile.total_average_ms:.3f} ms per run in layers):",
             *("  " + line for line in format_table(header, rows))]

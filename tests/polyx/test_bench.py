@@ -163,6 +163,7 @@ def test_layer_profile_covers_every_device_layer(model_path, tmp_path):
     assert sum(layer["percentage"] for layer in doc["layers"]) == pytest.approx(100.0)
     for layer in doc["layers"]:
         assert layer["total_ms"] == pytest.approx(4 * layer["average_ms"]) and layer["tactic"]
+        assert layer["source"] is None                                     # CPU tactics have no TacticSource
     table = format_layer_table(result.profile)
     averages = [float(line.split()[-3]) for line in table[2:]]
     assert averages == sorted(averages, reverse=True) and len(averages) == len(names)
