@@ -548,6 +548,13 @@ class NetworkDefinition:
         return self.add_layer(LayerType.NMS, [boxes, scores, max_output_boxes_per_class], params, num_outputs=2,
                               name=name, output_dtypes=[DataType.INT64, DataType.INT32])
 
+    def add_unique(self, input: Tensor, axis: int | None = None, sorted: bool = True,
+                   name: str | None = None) -> Layer:
+        """The distinct values of `input` (flattened), or its distinct slices along `axis` (engine/ops/unique.py):
+        outputs Y, indices, inverse_indices and counts; the count is known only after running."""
+        return self.add_layer(LayerType.UNIQUE, [input], {"axis": axis, "sorted": sorted}, num_outputs=4, name=name,
+                              output_dtypes=[input.dtype] + [DataType.INT64] * 3)
+
     def add_plugin(self, inputs: Sequence[Tensor], plugin: Any, name: str | None = None) -> Layer:
         """Add a layer computed by a registered plugin (see engine.plugin)."""
         from .plugin import plugin_layer_params
