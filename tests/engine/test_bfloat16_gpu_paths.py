@@ -68,10 +68,22 @@ def _on_device(function):
     return wrapped
 
 
+def _without_bfloat16(function):
+    """A constructor that refuses the bfloat16 dtype, which CuPy does not have."""
+    @functools.wraps(function)
+    def wrapped(*args, dtype=None, **kwargs):
+        if dtype is not None and np.dtype(dtype) == ml_dtypes.bfloat16:
+            raise TypeError("Unsupported dtype bfloat16")
+        return function(*args, dtype=dtype, **kwargs)
+    return wrapped
+
+
 FAKE_CUPY = types.ModuleType("fake_cupy")  # NumPy's functions, but not `np`: the code takes its GPU branches
 FAKE_CUPY.__dict__.update({name: _on_device(value) if callable(value) and not isinstance(value, type) else value
                            for name, value in vars(np).items() if not name.startswith("_")})
 FAKE_CUPY.empty = _device_empty
+for _name in ("empty", "full", "eye", "zeros", "ones", "arange", "asarray", "array"):
+    setattr(FAKE_CUPY, _name, _without_bfloat16(getattr(FAKE_CUPY, _name)))
 
 
 @pytest.fixture
@@ -113,6 +125,21 @@ def test_range_with_host_bfloat16_bounds_runs_on_the_gpu_stand_in(fake_gpu) -> N
     run_widened_reference(only_layer(model, LayerType.FILL), bounds, [out], (0, 1, 2), (0,), fake_gpu)
     # 1.5 + i * 0.75 for i < ceil(2.5 / 0.75) = 4, every value exact in bfloat16
     np.testing.assert_array_equal(bits_as_bfloat16(out).astype(np.float32), [1.5, 2.25, 3.0, 3.75])
+
+
+@pytest.mark.parametrize("op", ["ConstantOfShape", "EyeLike"])
+def test_bfloat16_fills_are_made_without_a_bfloat16_array_on_the_gpu_stand_in(fake_gpu, op) -> None:
+    """ConstantOfShape with a bfloat16 value, EyeLike to bfloat16: the kernel makes float32, the step rounds."""
+    if op == "ConstantOfShape":
+        value = helper.make_tensor("value", TensorProto.BFLOAT16, [1], [-2.75])  # exact in bfloat16
+        model = bf16_model(op, [("shape", None)], [2, 3], value=value)
+        inputs, widened, expected = [np.array([2, 3], np.int64)], (), np.full((2, 3), -2.75)
+    else:
+        model = bf16_model(op, [("x", [2, 3])], [2, 3], k=1, dtype=TensorProto.BFLOAT16)
+        inputs, widened, expected = [device(np.zeros((2, 3), ml_dtypes.bfloat16))], (0,), np.eye(2, 3, k=1)
+    out = _device_empty((2, 3), GPU_BFLOAT16_STORAGE)
+    run_widened_reference(only_layer(model, LayerType.FILL), inputs, [out], widened, (0,), fake_gpu)
+    np.testing.assert_array_equal(bits_as_bfloat16(out).astype(np.float64), expected)
 
 
 def test_pad_with_a_host_bfloat16_value_runs_on_the_gpu_stand_in(fake_gpu) -> None:

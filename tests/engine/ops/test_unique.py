@@ -187,3 +187,20 @@ def test_unique_on_gpu_matches_numpy(axis, is_sorted):
     expected = run_ort(model, {"x": x})
     for i, want in enumerate(expected):
         np.testing.assert_array_equal(actual[f"y{i}"], want, err_msg=f"output {i} (axis={axis}, sorted={is_sorted})")
+
+
+@pytest.mark.gpu
+def test_bfloat16_unique_on_gpu_matches_the_cpu_engine():
+    """A BF16 Unique on the GPU: uint16 bits widened to float32, Y (sized by the data) rounded back to bits."""
+    import ml_dtypes
+
+    x = np.array([2.5, -0.0, 0.0, -1.5, 2.5, 7.0], dtype=ml_dtypes.bfloat16)
+    model = node_model("Unique", ["x"], {"x": x.astype(np.float32)}, opset=11, num_outputs=4)
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.BFLOAT16
+    gpu = run_onnx(model, {"x": x}, device="gpu")
+    cpu = run_onnx(model, {"x": x}, device="cpu")
+    assert gpu["y0"].dtype == ml_dtypes.bfloat16, f"GPU Y dtype {gpu['y0'].dtype}"
+    for name in ("y0", "y1", "y2", "y3"):
+        np.testing.assert_array_equal(np.asarray(gpu[name], np.float32), np.asarray(cpu[name], np.float32),
+                                      err_msg=f"output {name}: GPU vs CPU engine")
+    np.testing.assert_array_equal(cpu["y0"].astype(np.float32), [-1.5, 0.0, 2.5, 7.0])
