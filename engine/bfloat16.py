@@ -79,13 +79,19 @@ def widened_run(run: Any, epilogue: Epilogue | None, positions: tuple[tuple[int,
             if inputs[p] is not None:
                 inputs[p] = to_float32(inputs[p], xp)
         wide = list(outputs)
-        for p in out_positions:
-            wide[p] = xp.empty(outputs[p].shape, dtype=xp.float32)
+        for p in out_positions:  # None: a data-dependent output, which the tactic makes itself
+            wide[p] = None if outputs[p] is None else xp.empty(outputs[p].shape, dtype=xp.float32)
         run(state, inputs, wide, workspace, xp)
         if epilogue is not None:
             apply_epilogue(epilogue, wide[0], inputs, xp)
-        for p in out_positions:
-            store_rounded(wide[p], outputs[p], xp)
+        for p, array in enumerate(wide):
+            if p not in out_positions:
+                outputs[p] = array  # a data-dependent tactic's own arrays (else the same array)
+            elif outputs[p] is None or outputs[p].shape != array.shape:  # sized by the data: stored here
+                outputs[p] = xp.empty(array.shape, dtype=_bfloat16_storage(xp))
+                store_rounded(array, outputs[p], xp)
+            else:
+                store_rounded(array, outputs[p], xp)
 
     return run_widened
 
@@ -105,10 +111,15 @@ def converting_run(from_bfloat16: bool, to_bfloat16: bool) -> Any:
 
 
 def to_float32(array: Any, xp: Any) -> Any:
-    """A float32 copy of a bfloat16 array (ml_dtypes on NumPy, uint16 bits on CuPy)."""
-    if xp is np:
-        return array.astype(np.float32)
+    """A float32 copy of a bfloat16 array (ml_dtypes on NumPy, uint16 bits on CuPy). A NumPy array on the GPU is a
+    host operand (a Range bound, a Pad value the layer reads on the host): it is widened on the host, as it came."""
+    if xp is np or isinstance(array, np.ndarray):
+        return from_device_array(array, DataType.BF16).astype(np.float32)
     return _gpu_kernels()[0](array)
+
+
+def _bfloat16_storage(xp: Any) -> np.dtype:
+    return np.dtype(BFLOAT16) if xp is np else GPU_BFLOAT16_STORAGE
 
 
 def store_rounded(source: Any, target: Any, xp: Any) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .dtypes import nptype
+from .bfloat16 import storage_dtype
+from .dtypes import DataType, nptype
 from .enums import LayerType
 from .errors import EngineError, ExecutionError
 from .evaluator import compute_host_layer, output_infos
@@ -28,6 +29,7 @@ from .ir.epilogue import OUTPUT_SCALE, apply_epilogue
 from .ops.base import TensorInfo, layer_impl
 from .steps import make_step, run_step
 from .subgraph import CONTROL_FLOW_TYPES
+from .tactics.reference import ReferenceTactic
 
 
 def has_control_flow(graph: LoweredGraph) -> bool:
@@ -68,7 +70,14 @@ def run_eagerly(graph: LoweredGraph, states: list[Any] | None, device: str, back
                     slots[out], shapes[out] = backend.to_device(host[out]), tuple(host[out].shape)
                 continue
             chosen = None if states is None else states[position]
-            if chosen is None or layer.type in CONTROL_FLOW_TYPES or not layer_impl(layer.type).static_output_shape:
+            data_dependent = not layer_impl(layer.type).static_output_shape
+            if layer.type not in CONTROL_FLOW_TYPES and touches_bfloat16(graph, spec):
+                # bfloat16 runs as a step does (widened to float32, rounded once; on the GPU the tensors hold the
+                # bits, which no kernel reads as they are): the trial through the reference tactic
+                if chosen is None:
+                    tactic = ReferenceTactic(layer.type, device)
+                    chosen = tactic, tactic.prepare(tactic_context(graph, spec, device, shapes))
+            elif chosen is None or layer.type in CONTROL_FLOW_TYPES or data_dependent:
                 ins = [None if i is None else slots[i] for i in spec.inputs]
                 results = layer_impl(layer.type).compute(layer, ins, xp)
                 for out, result in zip(spec.outputs, results):
@@ -85,15 +94,18 @@ def run_eagerly(graph: LoweredGraph, states: list[Any] | None, device: str, back
                     slots[spec.outputs[0]] = xp.array(slots[spec.outputs[0]], copy=True)
                     apply_epilogue(epilogue, slots[spec.outputs[0]], ins, xp)
                 continue
-            for out, (shape, _) in zip(spec.outputs, output_infos(layer, infos)):
+            for out, (shape, _) in zip(spec.outputs, [] if data_dependent else output_infos(layer, infos)):
                 if shape is None or any(d < 0 for d in shape):
                     raise ExecutionError(f"output '{graph.tensors[out].name}' has shape {shape} even with its inputs "
                                          "known")
                 shapes[out] = tuple(int(d) for d in shape)
-                slots[out] = xp.empty(shapes[out], dtype=nptype(graph.tensors[out].dtype))
+                slots[out] = xp.empty(shapes[out], dtype=storage_dtype(graph.tensors[out].dtype, device))
             tactic, state = chosen
-            need = int(tactic.workspace_bytes(tactic_context(graph, spec, device, shapes)))
-            run_step(make_step(spec, tactic, state, host), slots, backend.allocate(need) if need else None, xp)
+            need = int(tactic.workspace_bytes(tactic_context(graph, spec, device, shapes,
+                                                             widen=not tactic.reads_bfloat16)))
+            run_step(make_step(spec, tactic, state, host, graph), slots, backend.allocate(need) if need else None, xp)
+            for out in spec.outputs if data_dependent else ():  # the step put arrays of the sizes the data asked for
+                shapes[out] = tuple(slots[out].shape)
         except ExecutionError as exc:
             raise ExecutionError(f"layer '{layer.name}' ({layer.type.value}): {exc}") from None
         except EngineError as exc:
@@ -101,6 +113,11 @@ def run_eagerly(graph: LoweredGraph, states: list[Any] | None, device: str, back
         except Exception as exc:  # noqa: BLE001 - a kernel failing on these values: name the layer
             raise ExecutionError(f"layer '{layer.name}' ({layer.type.value}): {type(exc).__name__}: {exc}") from exc
     return slots, shapes, host
+
+
+def touches_bfloat16(graph: LoweredGraph, spec: Any) -> bool:
+    """Whether a layer reads or writes a BF16 tensor."""
+    return any(i is not None and graph.tensors[i].dtype == DataType.BF16 for i in (*spec.inputs, *spec.outputs))
 
 
 def trial_shapes(graph: LoweredGraph, backend: Any, inputs: dict[int, Any],

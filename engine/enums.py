@@ -47,6 +47,8 @@ class LayerType(_StrEnum):
     FILL = "FILL"
     NON_ZERO = "NON_ZERO"
     NMS = "NMS"
+    UNIQUE = "UNIQUE"
+    COL2IM = "COL2IM"
     ROI_ALIGN = "ROI_ALIGN"
     REVERSE_SEQUENCE = "REVERSE_SEQUENCE"
     GRID_SAMPLE = "GRID_SAMPLE"

@@ -31,8 +31,9 @@ MAX_HOST_ELEMENTS = 16
 # Layer type -> first input index whose value sets the output shape (Resize scales/sizes, Range bounds, depth).
 VALUE_SHAPED_INPUTS = {LayerType.RESIZE: 1, LayerType.FILL: 0, LayerType.ONE_HOT: 1}
 # (layer type, input position) of integer operands that are data, never shape values: a network input read only
-# there stays an ordinary input (an RNN's sequence_lens changes per batch, not the engine's shapes).
-DATA_INTEGER_INPUTS = frozenset({(LayerType.RNN_V2, 4)})
+# there stays an ordinary input (an RNN's sequence_lens changes per batch, not the engine's shapes; the values
+# NonZero and Unique search change per execution, and their output sizes with them).
+DATA_INTEGER_INPUTS = frozenset({(LayerType.RNN_V2, 4), (LayerType.NON_ZERO, 0), (LayerType.UNIQUE, 0)})
 
 
 def _small_static(tensor, limit: int) -> bool:
@@ -134,7 +135,8 @@ def host_flags(graph: LoweredGraph) -> list[bool]:
         present = [i for i in spec.inputs if i is not None]
         host = layer_type in (LayerType.CONSTANT, LayerType.SHAPE) or (
             bool(present) and all(i in host_known for i in present)
-            and all(_host_sized(graph.tensors[o]) for o in spec.outputs) and layer_type != LayerType.PLUGIN_V2)
+            and all(_host_sized(graph.tensors[o]) for o in spec.outputs) and layer_type != LayerType.PLUGIN_V2
+            and not is_data_dependent(layer_type))  # sized by running: the staged runtime runs it on the device
         if host:
             host_known.update(spec.outputs)
         flags.append(host)

@@ -548,6 +548,30 @@ class NetworkDefinition:
         return self.add_layer(LayerType.NMS, [boxes, scores, max_output_boxes_per_class], params, num_outputs=2,
                               name=name, output_dtypes=[DataType.INT64, DataType.INT32])
 
+    def add_unique(self, input: Tensor, axis: int | None = None, sorted: bool = True,
+                   name: str | None = None) -> Layer:
+        """The distinct values of `input` (flattened), or its distinct slices along `axis` (engine/ops/unique.py):
+        outputs Y, indices, inverse_indices and counts; the count is known only after running."""
+        return self.add_layer(LayerType.UNIQUE, [input], {"axis": axis, "sorted": sorted}, num_outputs=4, name=name,
+                              output_dtypes=[input.dtype] + [DataType.INT64] * 3)
+
+    def add_col2im(self, input: Tensor, image_shape: Sequence[int] | Tensor, block_shape: Sequence[int] | Tensor,
+                   strides: Sequence[int] | None = None, dilations: Sequence[int] | None = None,
+                   pads: Sequence[int] | None = None, name: str | None = None) -> Layer:
+        """Sum the sliding blocks of `input` (N, C*prod(block_shape), L) into images (N, C, *image_shape), ONNX
+        Col2Im (engine/ops/col2im.py). image_shape and block_shape are ints, or INT64 shape tensors (inputs 1, 2);
+        strides and dilations default to 1, pads ([begin..., end...]) to 0."""
+        sizes = {"image_shape": image_shape, "block_shape": block_shape}
+        n = block_shape.shape[0] if isinstance(block_shape, Tensor) else len(block_shape)
+        params = {key: None if isinstance(value, Tensor) else [int(v) for v in value] for key, value in sizes.items()}
+        params.update({"strides": [int(v) for v in strides or [1] * n],
+                       "dilations": [int(v) for v in dilations or [1] * n],
+                       "pads": [int(v) for v in pads or [0] * (2 * n)]})
+        inputs = [input] + [value if isinstance(value, Tensor) else None for value in sizes.values()]
+        while inputs[-1] is None:
+            inputs.pop()
+        return self.add_layer(LayerType.COL2IM, inputs, params, name=name)
+
     def add_plugin(self, inputs: Sequence[Tensor], plugin: Any, name: str | None = None) -> Layer:
         """Add a layer computed by a registered plugin (see engine.plugin)."""
         from .plugin import plugin_layer_params

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..dtypes import DataType, from_numpy, from_onnx, nptype
 from ..enums import LayerType
 from ..errors import EngineError
@@ -58,11 +60,17 @@ def _compute_fill(layer, inputs, xp):
         n = _range_length(start, limit, delta)
         return [(xp.asarray(start, dtype=dtype) + xp.arange(n, dtype=dtype) * xp.asarray(delta, dtype=dtype))
                 .astype(dtype, copy=False)]
-    dtype = nptype(layer.params["dtype"])
+    dtype = _made_as(DataType(layer.params["dtype"]), xp)
     if op == CONSTANT_OF_SHAPE:
         return [xp.full(tuple(host_ints(inputs[0])), layer.params["value"], dtype=dtype)]
     rows, cols = inputs[0].shape
     return [xp.eye(rows, cols, k=layer.params["k"], dtype=dtype)]
+
+
+def _made_as(dtype: DataType, xp):
+    """The array dtype a fill is made in. CuPy has no bfloat16 dtype: on the GPU a BF16 fill is made in float32 —
+    exact for a bfloat16 value, a 0 or a 1 — and the widened step stores it as bfloat16 bits (bfloat16.py)."""
+    return nptype(DataType.FLOAT if dtype == DataType.BF16 and xp is not np else dtype)
 
 
 register_layer(LayerType.FILL, _infer_fill, _compute_fill, host_operands=(0, 1, 2))

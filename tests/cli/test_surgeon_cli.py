@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "surgeon"))
 from surgeon_models import (  # noqa: E402
     make_checker_failing_model,
     make_cyclic_model,
-    make_unique_model,
+    make_unsupported_op_model,
     run_ort,
     text_feeds,
 )
@@ -142,12 +142,12 @@ def test_check_lint_clean_and_dirty(tmp_path, capsys) -> None:
 
 
 def test_inspect_capability_writes_partitions(tmp_path, capsys) -> None:
-    model_path = tmp_path / "unique.onnx"
-    onnx.save(make_unique_model(), model_path)
+    model_path = tmp_path / "quantize.onnx"
+    onnx.save(make_unsupported_op_model(), model_path)
     out_dir = tmp_path / "capability"
     code, stdout, err = _run(capsys, "inspect", "capability", model_path, "-o", out_dir)
     assert code == 0, err
-    assert "[2] unique (Unique): operator: unsupported operator" in stdout
+    assert "[2] quantize (DynamicQuantizeLinear): operator: unsupported operator" in stdout
     results = json.loads((out_dir / "results.json").read_text())
     assert results["num_nodes"] == 8 and results["num_supported"] == 7
     files = [s["file"] for s in results["subgraphs"]]
@@ -166,8 +166,8 @@ def test_inspect_capability_fully_supported_is_one_line(tmp_path, capsys) -> Non
 
 
 def test_inspect_capability_missing_output_parent(tmp_path, capsys) -> None:
-    model_path = tmp_path / "unique.onnx"
-    onnx.save(make_unique_model(), model_path)
+    model_path = tmp_path / "quantize.onnx"
+    onnx.save(make_unsupported_op_model(), model_path)
     code, _, err = _run(capsys, "inspect", "capability", model_path, "-o", tmp_path / "a" / "b")
     assert code == 2
     _assert_one_line_error(err, "does not exist")

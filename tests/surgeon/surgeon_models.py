@@ -59,24 +59,27 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return copy
 
 
-def make_unique_model() -> onnx.ModelProto:
-    """x[2,8] → Mul → Floor → Unique (unsupported) → Cast → ReduceSum → Add(back onto the Mul output) → Relu.
+def make_unsupported_op_model() -> onnx.ModelProto:
+    """x[2,8] → Mul → Floor → DynamicQuantizeLinear (unsupported, as in TensorRT 8.6; deterministic in onnxruntime)
+    → Cast → ReduceSum → Add(back onto the Mul output) → Relu.
 
-    The Add reads both a supported tensor from before the Unique and one computed after it.
+    The Add reads both a supported tensor from before the DynamicQuantizeLinear and one computed after it.
     """
     nodes = [
         helper.make_node("Mul", ["x", "two"], ["a"], name="mul"),
         helper.make_node("Floor", ["a"], ["floored"], name="floor"),
-        helper.make_node("Unique", ["floored"], ["distinct"], name="unique"),
-        helper.make_node("Cast", ["distinct"], ["distinct_f"], to=TensorProto.FLOAT, name="cast"),
-        helper.make_node("ReduceSum", ["distinct_f"], ["total"], keepdims=0, name="reduce_sum"),
+        helper.make_node("DynamicQuantizeLinear", ["floored"], ["quantized", "q_scale", "q_zero_point"],
+                         name="quantize"),
+        helper.make_node("Cast", ["quantized"], ["quantized_f"], to=TensorProto.FLOAT, name="cast"),
+        helper.make_node("ReduceSum", ["quantized_f"], ["total"], keepdims=0, name="reduce_sum"),
         helper.make_node("Mul", ["total", "scale"], ["scaled"], name="scale"),
         helper.make_node("Add", ["a", "scaled"], ["b"], name="add"),
         helper.make_node("Relu", ["b"], ["y"], name="relu"),
     ]
     inits = [numpy_helper.from_array(np.array(2, np.float32), "two"),
              numpy_helper.from_array(np.array(0.01, np.float32), "scale")]
-    graph = helper.make_graph(nodes, "unique_model", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+    graph = helper.make_graph(nodes, "unsupported_op_model",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)

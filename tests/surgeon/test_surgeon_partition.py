@@ -7,7 +7,7 @@ from surgeon_models import (
     STATIC_SHAPES,
     make_conv_custom_conv_model,
     make_custom_op_model,
-    make_unique_model,
+    make_unsupported_op_model,
     run_ort,
     shared_model,
     text_feeds,
@@ -30,19 +30,19 @@ def _run_chained(report, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return values
 
 
-def test_unique_is_reported_and_partitioned() -> None:
-    report = analyze_capability(make_unique_model(), "unique.onnx")
+def test_unsupported_op_is_reported_and_partitioned() -> None:
+    report = analyze_capability(make_unsupported_op_model(), "quantize.onnx")
     unsupported = {v.name: v for v in report.unsupported}
-    assert list(unsupported) == ["unique"]
-    assert unsupported["unique"].category == "operator"
-    assert "unsupported operator" in unsupported["unique"].reason
+    assert list(unsupported) == ["quantize"]
+    assert unsupported["quantize"].category == "operator"
+    assert "unsupported operator" in unsupported["quantize"].reason
     kinds = [(s.supported, [report.verdicts[i].name for i in s.node_indices]) for s in report.subgraphs]
-    assert kinds == [(True, ["mul", "floor"]), (False, ["unique"]),
+    assert kinds == [(True, ["mul", "floor"]), (False, ["quantize"]),
                      (True, ["cast", "reduce_sum", "scale", "add", "relu"])]
 
 
 def test_chained_partitions_reproduce_the_full_model() -> None:
-    model = make_unique_model()
+    model = make_unsupported_op_model()
     report = analyze_capability(model)
     x = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
     expected = run_ort(model, {"x": x})["y"]
@@ -50,7 +50,7 @@ def test_chained_partitions_reproduce_the_full_model() -> None:
 
 
 def test_every_subgraph_passes_the_checker_and_supported_ones_build(tmp_path) -> None:
-    report = analyze_capability(make_unique_model())
+    report = analyze_capability(make_unsupported_op_model())
     written = write_capability(report, tmp_path / "capability")
     names = sorted(p.name for p in written)
     assert names == sorted(["supported_subgraph-nodes-0-1.onnx", "unsupported_subgraph-nodes-2-2.onnx",
