@@ -131,8 +131,8 @@ def _alignment(pointer: int) -> int:
 @dataclass
 class _PlannedGemm:
     """One GEMM shape planned: nvmath's Matmul (owner of the descriptors and layouts), the chosen algorithm as
-    cuBLASLt's heuristic-result record (its address is what cublasLtMatmul reads), and a workspace of its own
-    when the engine's is smaller than the algorithm needs."""
+    cuBLASLt's heuristic-result record (its address is what cublasLtMatmul reads), and a workspace of its own,
+    made only if a caller gives less than the algorithm needs."""
 
     matmul: Any
     record: Any
@@ -152,7 +152,9 @@ class CublasLtMatmul(Tactic):
         self.mode, self.rank = mode, rank
         self.name = f"gpu:matmul:cublaslt_{mode}_h{rank}"
         self.id = stable_tactic_id(self.name)
-        self.heuristic_rank = (3 if mode == "tf32" else 6) + rank
+        # Without timing (optimization level 0) the cuBLAS tactics rank first (the native BF16 GEMM among them);
+        # timing decides otherwise.
+        self.heuristic_rank = (6 if mode == "tf32" else 11) + rank
         # Builds at optimization level 0-1 take the heuristic's own choice; higher levels time the others too.
         self.min_optimization_level = 0 if rank == 0 else 2
 
@@ -237,7 +239,6 @@ class CublasLtMatmul(Tactic):
     def _plan(self, state: dict, a: Any, b: Any, out: Any) -> _PlannedGemm:
         """Plan the GEMM of these arrays' shapes and alignments (a first run at new shapes, never during a CUDA
         graph capture: the runtime runs new shapes and addresses once before capturing)."""
-        import cupy
         from nvmath.linalg.advanced import Matmul, MatmulEpilog
 
         left, right, result = gemm_views(a, b, out, state["trans_a"], state["trans_b"])
@@ -254,7 +255,8 @@ class CublasLtMatmul(Tactic):
         algorithm = algorithms[rank]
         record = algorithm.as_numpy().copy()
         need = int(record["workspace_size"][0]) + 16  # nvmath's allowance for epilogues, kept
-        planned = _PlannedGemm(matmul, record, rank, need, cupy.empty(need, cupy.uint8),
+        matmul.release_operands()  # the descriptors stay; the (scratch) operands may go
+        planned = _PlannedGemm(matmul, record, rank, need, None,
                                f"cuBLASLt algorithm {algorithm.algorithm_id} (heuristic rank {rank}, tile "
                                f"{algorithm.tile}, stages {algorithm.stages}, split-k {algorithm.split_k})")
         state["plans"][key] = planned
@@ -279,10 +281,11 @@ class CublasLtMatmul(Tactic):
         target = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
         left, right, result = gemm_views(a, b, target, state["trans_a"], state["trans_b"])
         planned = state["plans"].get(_plan_key(left, right, result)) or self._plan(state, a, b, target)
-        if workspace is not None and workspace.nbytes >= planned.workspace_bytes:
-            space, size = workspace.data.ptr, workspace.nbytes
-        else:
-            space, size = planned.own_workspace.data.ptr, planned.own_workspace.nbytes
+        if workspace is None or workspace.nbytes < planned.workspace_bytes:
+            if planned.own_workspace is None:  # a caller that gave less than workspace_bytes: first run, not captured
+                planned.own_workspace = cupy.empty(planned.workspace_bytes, cupy.uint8)
+            workspace = planned.own_workspace
+        space, size = workspace.data.ptr, workspace.nbytes
         m = planned.matmul
         record = planned.record
         cublasLt.matmul(m.handle, m.mm_desc, m.alpha.ctypes.data, left.data.ptr, m.a_layout_ptr, right.data.ptr,
