@@ -14,7 +14,8 @@ inputs (bias pointer, data types, batch strides) and queries the heuristic with 
 planning only: the GEMM is enqueued with nvmath's binding of `cublasLtMatmul` on the descriptors that `Matmul`
 planned, our output buffer and the engine's workspace, because `Matmul.execute` allocates a fresh result per
 call (it cannot write into the engine's planned buffers) and manages a workspace of its own. One call with fixed
-descriptors, pointers and host scalars is what a CUDA graph captures.
+descriptors, pointers and host scalars is what a CUDA graph captures. `Matmul.autotune` is not used either: the
+builder times each algorithm as a tactic, which the timing cache and the algorithm selector then see.
 
 Layout: row-major `out (M x N) = op0(A) @ op1(B) + bias[N]` is planned as the column-major product
 `out^T (N x M) = op1(B)^T @ op0(A)^T`, whose bias is one value per row of the result, which is what cuBLASLt's
@@ -270,7 +271,10 @@ class CublasLtMatmul(Tactic):
         return {"inplace": True, "compute_type": compute, "memory_limit": WORKSPACE_BYTES - 256, "logger": _LOG}
 
     def _count_key(self, state: dict, *shapes: tuple[int, ...]) -> tuple:
-        return (self.mode, state["epilog"], state["trans_a"], state["trans_b"], state["alpha"] != 0, *shapes)
+        import cupy
+
+        return (cupy.cuda.Device().id, self.mode, state["epilog"], state["trans_a"], state["trans_b"],
+                state["alpha"] != 0, *shapes)
 
     # ------------------------------------------------------------------ run
     def run(self, state, inputs, outputs, workspace, xp) -> None:
