@@ -237,8 +237,9 @@ class TacticSource(IntEnum):
     """Kernel libraries a tactic depends on; `BuilderConfig.set_tactic_sources` takes a bit mask of them and the
     builder skips tactics whose source is cleared. TensorRT 8.6 values. Here: CUBLAS marks the GPU GEMM tactics
     (matmul and the im2col/pointwise GEMM convolutions, cuBLAS directly or through CuPy), CUDNN the cuDNN frontend's
-    fused convolution graphs (one tactic per cuDNN engine), JIT_CONVOLUTIONS the NVRTC-compiled convolution kernels;
-    CUBLAS_LT and EDGE_MASK_CONVOLUTIONS mark no tactic yet. Tactics
+    fused convolution graphs (one tactic per cuDNN engine), JIT_CONVOLUTIONS the NVRTC-compiled convolution kernels,
+    CUBLAS_LT the cuBLASLt GEMMs with bias/activation epilogues and heuristic-ranked algorithms
+    (tactics/gpu_cublaslt.py, through nvmath-python); EDGE_MASK_CONVOLUTIONS marks no tactic yet. Tactics
     with no source (reference kernels, every CPU tactic, the GPU pointwise/pooling/softmax kernels) are always
     available, as TensorRT's built-in kernels are, so every layer stays buildable whatever the mask."""
 
