@@ -75,6 +75,20 @@ def fused_activation(activation: Activation | None) -> tuple[str, tuple[tuple[st
     return ACTIVATIONS[activation.type](activation)
 
 
+def fusion_levels(bias: bool, residual: bool, activation: tuple[str, tuple[tuple[str, float], ...]] | None
+                  ) -> list[tuple[bool, bool, tuple[str, tuple[tuple[str, float], ...]] | None]]:
+    """(bias, residual, activation) inside the graph, most fused first. cuDNN 9's runtime-fusion engines want NHWC
+    (on an H200 every NCHW graph with a residual or an activation was declined), so a layer falls back to conv +
+    bias, then the bare convolution; what the graph leaves out runs after it (bias, residual, activation, in that
+    order, as the fused graph would)."""
+    levels = [(bias, residual, activation)]
+    if residual or activation is not None:
+        levels.append((bias, False, None))
+    if bias:
+        levels.append((False, False, None))
+    return levels
+
+
 def conv_spec(g: ConvGeometry, dtype: str, bias: bool, residual: bool,
               activation: tuple[str, tuple[tuple[str, float], ...]] | None) -> ConvSpec:
     """The cuDNN graph a 2-D geometry (as_2d) needs: NCHW input, KCRS weights of C/groups channels."""
@@ -132,9 +146,18 @@ class CudnnConv(ConvTactic):
         return as_2d(super().geometry(ctx))
 
     def spec(self, ctx: TacticContext) -> ConvSpec:
+        """The most fused graph some cuDNN engine builds for the layer (see fusion_levels)."""
         has_bias = len(ctx.inputs) > 2 and ctx.inputs[2] is not None
-        return conv_spec(self.geometry(ctx), _STORAGE[ctx.inputs[0].dtype], has_bias,
-                         ctx.epilogue.residual is not None, fused_activation(ctx.epilogue.activation))
+        g = self.geometry(ctx)
+        levels = fusion_levels(has_bias, ctx.epilogue.residual is not None, fused_activation(ctx.epilogue.activation))
+        for bias, residual, activation in levels[:-1]:
+            spec = conv_spec(g, _STORAGE[ctx.inputs[0].dtype], bias, residual, activation)
+            try:
+                if conv_graph(spec).candidate_engines():
+                    return spec
+            except CudnnPlanError:
+                continue
+        return conv_spec(g, _STORAGE[ctx.inputs[0].dtype], *levels[-1])
 
     def workspace_bytes(self, ctx: TacticContext) -> int:
         """The engine's workspace at ctx's shapes; raises CudnnPlanError where it cannot run there (the builder
@@ -157,14 +180,17 @@ class CudnnConv(ConvTactic):
         w = np.asarray(ctx.inputs[1].value)
         bias = ctx.inputs[2].value if len(ctx.inputs) > 2 and ctx.inputs[2] is not None else None
         activation = ctx.epilogue.activation
-        fused = fused_activation(activation)
+        spec = self.spec(ctx)
+        after = Epilogue(residual=None if spec.residual else ctx.epilogue.residual,
+                         activation=None if spec.activation is not None else activation)
         return {
             "w": cupy.asarray(np.ascontiguousarray(w, dtype=storage)),
             "bias": None if bias is None else cupy.asarray(np.asarray(bias, dtype=storage).reshape(-1)),
-            "layer": ctx.layer, "kernel_shape": w.shape, "dtype": storage.name, "activation": fused,
-            # an activation cuDNN cannot express runs after the graph
-            "after": Epilogue(activation=activation) if activation is not None and fused is None else None,
-            "residual": ctx.epilogue.residual,  # input position, or None
+            "layer": ctx.layer, "kernel_shape": w.shape, "dtype": storage.name, "activation": spec.activation,
+            "bias_in_graph": spec.bias,
+            # what the graph leaves out (fusion_levels) runs after it
+            "after": None if after.empty else after,
+            "residual": ctx.epilogue.residual if spec.residual else None,  # input position, or None
             "graphs": {},  # input shape -> (ConvGraph, workspace bytes)
         }
 
@@ -173,7 +199,7 @@ class CudnnConv(ConvTactic):
         entry = state["graphs"].get(shape)
         if entry is None:
             g = as_2d(conv_geometry(state["layer"], shape, state["kernel_shape"]))
-            spec = conv_spec(g, state["dtype"], state["bias"] is not None, state["residual"] is not None,
+            spec = conv_spec(g, state["dtype"], state["bias_in_graph"], state["residual"] is not None,
                              state["activation"])
             try:
                 graph = conv_graph(spec)
@@ -189,7 +215,7 @@ class CudnnConv(ConvTactic):
         graph, workspace_bytes = self._graph_for(state, tuple(x.shape))
         y = out if out.flags.c_contiguous and _address(out) % _ALIGNMENT == 0 else xp.empty(out.shape, out.dtype)
         pointers = {"x": _address(x), "w": _address(state["w"]), "y": _address(y)}
-        if state["bias"] is not None:
+        if state["bias_in_graph"]:
             pointers["bias"] = _address(state["bias"])
         if state["residual"] is not None:
             residual = inputs[state["residual"]]
@@ -199,6 +225,8 @@ class CudnnConv(ConvTactic):
             pointers["residual"] = _address(residual)
         space = carve(workspace, [((workspace_bytes,), np.uint8)], xp)[0] if workspace_bytes else None
         graph.execute(self.engine_id, pointers, 0 if space is None else _address(space))
+        if state["bias"] is not None and not state["bias_in_graph"]:
+            xp.add(y, state["bias"].reshape((1, -1) + (1,) * (y.ndim - 2)), out=y)
         if state["after"] is not None:
             apply_epilogue(state["after"], y, inputs, xp)
         if y is not out:

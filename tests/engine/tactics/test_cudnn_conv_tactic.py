@@ -130,6 +130,7 @@ class FakeGraph:
     RANKING: list = []
     FAILING: set = set()
     REFUSED = False  # check_support raises, as for a graph no engine supports
+    REFUSED_OPS: set = set()  # check_support raises for a graph with one of these ops (cuDNN 9's NCHW fusions)
     made: list = []
 
     def __init__(self, **kwargs):
@@ -172,7 +173,7 @@ class FakeGraph:
         self.notes.extend(notes)
 
     def check_support(self):
-        if self.REFUSED:
+        if self.REFUSED or self.REFUSED_OPS & {op for op, _, _ in self.ops}:
             raise RuntimeError("no engine supports the graph")
 
     def get_execution_plan_count(self):
@@ -326,7 +327,7 @@ def test_a_graph_cudnn_refuses_is_one_reason_for_every_engine_asked_once(fake_cu
     reasons = {t.supports(ctx) for t in cudnn_tactics()}
     assert reasons == {"cuDNN 9.19.0 does not support this convolution graph: RuntimeError: no engine supports the "
                        "graph"}
-    assert len(FakeGraph.made) == 1
+    assert len(FakeGraph.made) == 2  # the fused graph and the bare convolution (fusion_levels), each asked once
 
 
 def test_an_engine_cudnn_cannot_build_is_an_execution_error_naming_layer_and_engine(fake_cudnn, monkeypatch):
@@ -336,7 +337,7 @@ def test_an_engine_cudnn_cannot_build_is_an_execution_error_naming_layer_and_eng
 
     def state():  # what prepare makes, less the device arrays
         return {"graphs": {}, "layer": ctx.layer, "kernel_shape": (8, 4, 3, 3), "dtype": "float32", "bias": None,
-                "residual": None, "activation": None}
+                "bias_in_graph": False, "residual": None, "activation": None}
 
     # an engine the heuristics no longer propose is replayed with its default knobs
     graph, workspace = CudnnConv(33)._graph_for(state(), (2, 4, 6, 6))
@@ -406,6 +407,34 @@ def test_run_hands_cudnn_each_operand_and_applies_what_it_cannot(fake_cudnn, mon
         np.where(want > 0, want, 0.5 * (np.exp(want) - 1))
     tolerance = 1e-2 if dtype == np.float16 else 1e-5
     np.testing.assert_allclose(out, want, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("refused, graph_ops", [({"add", "relu"}, ["conv_fprop", "bias"]),
+                                               ({"add", "relu", "bias"}, ["conv_fprop"])])
+def test_what_cudnn_declines_to_fuse_runs_after_the_graph(fake_cudnn, monkeypatch, refused, graph_ops):
+    """cuDNN 9 declines NCHW graphs with a residual or an activation (seen on an H200): the tactic falls back to a
+    less fused graph and applies bias, residual and activation after it, in the fused graph's order."""
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
+        asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
+    monkeypatch.setattr(gpu_cudnn_conv, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
+    monkeypatch.setattr(FakeGraph, "REFUSED_OPS", refused)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 4, 7, 6)).astype(np.float32)
+    ctx = conv_context(x.shape, 6, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1),
+                       epilogue=Epilogue(residual=3, activation=Activation(ActivationType.RELU)))
+    w = rng.standard_normal(ctx.inputs[1].shape).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    ctx.inputs[1] = TensorInfo(w.shape, ctx.inputs[1].dtype, w)
+    ctx.inputs[2] = TensorInfo(b.shape, ctx.inputs[2].dtype, b)
+    residual = rng.standard_normal(ctx.outputs[0].shape).astype(np.float32)
+    (tactic,) = [t for t in cudnn_tactics() if t.engine_id == 6]
+    assert tactic.supports(ctx) is True
+    out = np.full(ctx.outputs[0].shape, np.nan, np.float32)
+    tactic.run(tactic.prepare(ctx), [x, w, b, residual], [out], None, np)
+    assert [op for op, _, _ in FakeGraph.made[-1].ops] == graph_ops
+    want = np.maximum(conv_reference(x, w, b, (1, 1), (1, 1), (1, 1), (1, 1), 1) + residual, 0)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
 class WorkspaceFailingTactic(trt.Tactic):
