@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from shared_model_cases import CASES, MODELS, make_feeds
+from shared_model_cases import CASES, MODELS, build_case, make_feeds
 
 import engine as trt
 from engine.backends.cudnn_graphs import unavailable_reason, version_string
@@ -141,27 +141,13 @@ class CudnnConvolutions(trt.IAlgorithmSelector):
 
 
 def build_mobilenet(sources: int | None = None, selector=None, level: int = 2) -> tuple[trt.Engine, bytes]:
-    case = CASES[0]
-    path = MODELS / f"{case.model}.onnx"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (set POLYX_MODELS_DIR to the folder holding the shared models)")
-    logger = trt.CapturingLogger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network()
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(path), parser.errors_text()
-    config = builder.create_builder_config()
-    config.device = "gpu"
-    config.builder_optimization_level = level
-    config.algorithm_selector = selector
-    if sources is not None:
-        config.set_tactic_sources(sources)
-    profile = builder.create_optimization_profile()
-    for name, shapes in case.profile.items():
-        profile.set_shape(name, *shapes)
-    config.add_optimization_profile(profile)
-    plan = builder.build_serialized_network(network, config)
-    return trt.Runtime(logger).deserialize_cuda_engine(plan), plan
+    def configure(config: trt.BuilderConfig) -> None:
+        config.builder_optimization_level = level
+        config.algorithm_selector = selector
+        if sources is not None:
+            config.set_tactic_sources(sources)
+
+    return build_case(CASES[0], "gpu", configure)
 
 
 def conv_tactics(engine: trt.Engine) -> dict[str, str]:
