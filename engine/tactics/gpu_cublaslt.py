@@ -165,7 +165,7 @@ class CublasLtMatmul(Tactic):
         if reason:
             return reason
         try:
-            offered = _heuristic_count(self, ctx)
+            offered = self._heuristic_count(ctx)
         except Exception as exc:  # noqa: BLE001 - a GEMM cuBLASLt refuses is a reason, not a crash
             return f"cuBLASLt cannot plan this GEMM: {type(exc).__name__}: {exc}"
         if self.rank >= offered:
@@ -270,6 +270,21 @@ class CublasLtMatmul(Tactic):
         compute = ComputeType.COMPUTE_32F_FAST_TF32 if self.mode == "tf32" else ComputeType.COMPUTE_32F
         return {"inplace": True, "compute_type": compute, "memory_limit": WORKSPACE_BYTES - 256, "logger": _LOG}
 
+    def _heuristic_count(self, ctx: TacticContext) -> int:
+        """How many algorithms cuBLASLt's heuristic offers for the layer's GEMM at the context's shapes (planned
+        once per problem, with scratch operands freed again)."""
+        import cupy
+
+        state = self._state(ctx)
+        shapes = (ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape)
+        key = self._count_key(state, *shapes)
+        if key not in _HEURISTIC_COUNTS:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a missing rank is reported by supports, not warned
+                planned = self._plan(state, *(cupy.empty(shape, state["storage"]) for shape in shapes))
+            planned.matmul.free()
+        return _HEURISTIC_COUNTS[key]
+
     def _count_key(self, state: dict, *shapes: tuple[int, ...]) -> tuple:
         import cupy
 
@@ -308,22 +323,6 @@ _HEURISTIC_COUNTS: dict[tuple, int] = {}
 
 def _plan_key(left: Any, right: Any, result: Any) -> tuple:
     return tuple((x.shape, x.strides, str(x.dtype), _alignment(x.data.ptr)) for x in (left, right, result))
-
-
-def _heuristic_count(tactic: CublasLtMatmul, ctx: TacticContext) -> int:
-    """How many algorithms cuBLASLt's heuristic offers for the layer's GEMM at the context's shapes (planned
-    once per problem, with scratch operands freed again)."""
-    import cupy
-
-    state = tactic._state(ctx)
-    shapes = (ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape)
-    key = tactic._count_key(state, *shapes)
-    if key not in _HEURISTIC_COUNTS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a missing rank is reported by supports, not warned
-            planned = tactic._plan(state, *(cupy.empty(shape, state["storage"]) for shape in shapes))
-        planned.matmul.free()
-    return _HEURISTIC_COUNTS[key]
 
 
 for _mode in MODES:
