@@ -27,13 +27,13 @@ from ..errors import EngineError
 from ..ops.attention import PERMS, attention_dims, attention_perms, attention_scale
 from ..ops.masked_softmax import check_flag, check_mask_shape
 from .base import Tactic, TacticContext, stable_tactic_id
+from .gpu_rows import MAX_SHARED_ROW
 from .registry import register_tactic
 from .scratch import carve, total_bytes
 
 FLASH_MAX_HEAD_DIM = 128   # FA_MAXD in kernels/attention.cu
 FLASH_QUERY_TILE = 16      # FA_BQ
 FLASH_THREADS = 128        # FA_WARPS * 32
-MAX_SOFTMAX_ROW = 8192     # the softmax kernel keeps a row in shared memory: (threads + row) floats <= 36 KiB
 
 
 def mask_strides(layer, mask: Any, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -191,7 +191,7 @@ class CublasSoftmaxAttention(_AttentionTactic):
 
     def supports_problem(self, problem):
         sk = problem[3]
-        return True if sk <= MAX_SOFTMAX_ROW else f"{sk} keys exceed the softmax kernel's row of {MAX_SOFTMAX_ROW}"
+        return True if sk <= MAX_SHARED_ROW else f"{sk} keys exceed the softmax kernel's row of {MAX_SHARED_ROW}"
 
     @staticmethod
     def _specs(problem: tuple[int, ...], perms: dict, dtype: Any) -> list:
@@ -267,8 +267,8 @@ class MaskedSoftmaxRows(Tactic):
         shape = ctx.inputs[0].shape
         if not 1 <= len(shape) <= 4 or len(ctx.inputs[1].shape) > len(shape):
             return f"scores of rank {len(shape)} (the kernel takes ranks 1 to 4)"
-        if shape[-1] > MAX_SOFTMAX_ROW:
-            return f"rows of {shape[-1]} exceed the kernel's {MAX_SOFTMAX_ROW}"
+        if shape[-1] > MAX_SHARED_ROW:
+            return f"rows of {shape[-1]} exceed the kernel's {MAX_SHARED_ROW}"
         return True
 
     def prepare(self, ctx: TacticContext) -> dict:

@@ -40,7 +40,9 @@ def _as_float32(value: Any, buffer: Any, xp: Any) -> Any:
     return target
 
 
-MAX_CACHED_ROW = 8192  # residual_layer_norm_rows keeps a row in shared memory: (threads + row) floats <= 36 KiB
+# residual_layer_norm_rows and masked_softmax_rows (gpu_attention.py) keep a row in shared memory, after up to 1024
+# per-thread partials: (threads + row) floats <= 36 KiB, inside every GPU's 48 KiB default per block.
+MAX_SHARED_ROW = 8192
 
 
 class SoftmaxRows(Tactic):
@@ -181,7 +183,7 @@ class ResidualLayerNormRows(LayerNormRows):
         if found is not True:
             return found
         length = math.prod(x.shape[-self._axis_count(rows):])
-        return True if length <= MAX_CACHED_ROW else f"rows of {length} exceed the kernel's cached {MAX_CACHED_ROW}"
+        return True if length <= MAX_SHARED_ROW else f"rows of {length} exceed the kernel's cached {MAX_SHARED_ROW}"
 
     def workspace_bytes(self, ctx: TacticContext) -> int:
         return super().workspace_bytes(self._as_normalization(ctx))
