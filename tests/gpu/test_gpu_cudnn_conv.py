@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conv_reference import conv_float64
 from shared_model_cases import CASES, MODELS, build_case, make_feeds
 
 import engine as trt
@@ -35,20 +36,7 @@ def _cudnn_usable():
 
 def reference(x, w, b, stride, dilation, pre, post, groups, residual=None, activation=None) -> np.ndarray:
     """float64 N-D grouped convolution (1-D or 2-D), + bias, + residual, then the activation."""
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    padded = np.pad(x, [(0, 0), (0, 0)] + list(zip(pre, post)))
-    rank = x.ndim - 2
-    out = [(padded.shape[2 + i] - dilation[i] * (w.shape[2 + i] - 1) - 1) // stride[i] + 1 for i in range(rank)]
-    y = np.zeros((x.shape[0], w.shape[0], *out))
-    cg, kg = x.shape[1] // groups, w.shape[0] // groups
-    for pos in np.ndindex(*out):
-        window = tuple(slice(p * s, p * s + d * (k - 1) + 1, d)
-                       for p, s, d, k in zip(pos, stride, dilation, w.shape[2:]))
-        for g in range(groups):
-            patch = padded[(slice(None), slice(g * cg, (g + 1) * cg), *window)].reshape(x.shape[0], -1)
-            y[(slice(None), slice(g * kg, (g + 1) * kg), *pos)] = patch @ w[g * kg:(g + 1) * kg].reshape(kg, -1).T
-    if b is not None:
-        y += b.astype(np.float64).reshape(-1, *[1] * rank)
+    y = conv_float64(x, w, b, stride, dilation, pre, post, groups)
     if residual is not None:
         y += residual.astype(np.float64)
     if activation is not None:
