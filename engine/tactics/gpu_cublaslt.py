@@ -43,8 +43,8 @@ from typing import Any
 from ..dtypes import DataType
 from ..enums import ActivationType, LayerType, MatrixOperation, TacticSource
 from ..ir.epilogue import ACTIVATION, Activation, Epilogue, apply_epilogue
-from ..ops.base import broadcast_shapes
 from .base import Tactic, TacticContext, stable_tactic_id
+from .gpu_matmul import gemm_shape_refusal
 from .registry import register_tactic
 
 MODES = {"fp32": DataType.FLOAT, "tf32": DataType.FLOAT, "fp16": DataType.HALF}
@@ -182,17 +182,11 @@ class CublasLtMatmul(Tactic):
                    f"{b.dtype.value} -> {ctx.outputs[0].dtype.value}"
         if self.mode == "tf32" and not ctx.extra.get("tf32"):
             return "TF32 is used only when BuilderFlag.TF32 is set"
-        p = ctx.layer.params
-        if MatrixOperation.VECTOR in (MatrixOperation(p["op0"]), MatrixOperation(p["op1"])):
-            return "a vector operand (1-D MatMul input) is left to cupy_matmul"
-        if len(a.shape) < 2 or len(b.shape) < 2 or any(d < 0 for d in a.shape + b.shape):
-            return "operands must be matrices of concrete shape"
+        shape_refusal = gemm_shape_refusal(ctx)
+        if shape_refusal:
+            return shape_refusal
         if any(d == 0 for d in a.shape + b.shape):
             return "an empty operand: nothing for cuBLASLt to multiply"
-        if math.prod(a.shape[:-2]) > 1 and math.prod(b.shape[:-2]) > 1 and a.shape[:-2] != b.shape[:-2]:
-            return f"batch dims {a.shape[:-2]} and {b.shape[:-2]} broadcast against each other"
-        if ctx.outputs[0].shape != tuple(broadcast_shapes(a.shape[:-2], b.shape[:-2])) + ctx.outputs[0].shape[-2:]:
-            return "the bias broadcasts the result to a larger shape"
         if ctx.epilogue.residual is not None:
             return "a fused residual comes before the activation: left to the cuBLAS tactics"
         if bias is not None:
