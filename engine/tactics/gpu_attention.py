@@ -24,6 +24,7 @@ from ..backends.kernel_sources import storage_kernel
 from ..dtypes import GPU_KERNEL_FLOAT_TYPES, DataType
 from ..enums import LayerType, TacticSource
 from ..errors import EngineError
+from ..evaluator import is_static
 from ..ops.attention import PERMS, attention_dims, attention_perms, attention_scale
 from ..ops.masked_softmax import check_flag, check_mask_shape
 from .base import Tactic, TacticContext, stable_tactic_id
@@ -53,7 +54,7 @@ def io_refusal(ctx: TacticContext) -> str | None:
     dtype = ctx.inputs[0].dtype
     if dtype not in GPU_KERNEL_FLOAT_TYPES or ctx.outputs[0].dtype != dtype:
         return f"the kernels take FLOAT or HALF to the same type, not {dtype.value}"
-    if any(info.shape is None or any(d < 0 for d in info.shape) for info in ctx.inputs if info is not None):
+    if not all(is_static(info.shape) for info in ctx.inputs if info is not None):
         return "the shapes must be concrete"
     return None
 

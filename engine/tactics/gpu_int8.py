@@ -34,6 +34,7 @@ import numpy as np
 
 from ..dtypes import DataType
 from ..enums import LayerType, TacticSource
+from ..evaluator import is_static
 from .base import TacticContext, stable_tactic_id
 from .cpu_conv import ConvGeometry, conv_geometry
 from .cpu_int8 import Int8Tactic
@@ -88,7 +89,7 @@ class _GpuInt8Tactic(Int8Tactic):
             if residual is None or residual.dtype not in RESIDUAL_KINDS or \
                     (residual.dtype == DataType.INT8) != int8_residual:
                 return "the residual is not FLOAT, HALF, or INT8 with a residual scale"
-        if ctx.inputs[0].shape is None or any(d < 0 for d in ctx.inputs[0].shape):
+        if not is_static(ctx.inputs[0].shape):
             return "the input shape is not concrete"
         bias = ctx.inputs[2] if len(ctx.inputs) > 2 else None
         if bias is not None and (bias.value is None or (math.prod(bias.value.shape) != 1 and (

@@ -23,6 +23,7 @@ import numpy as np
 from ..backends.kernel_sources import storage_kernel
 from ..dtypes import GPU_KERNEL_FLOAT_TYPES, DataType
 from ..enums import LayerType
+from ..evaluator import is_static
 from ..ops.base import normalize_axis
 from ..ops.softmax import softmax_axis
 from .base import Tactic, TacticContext, stable_tactic_id
@@ -174,7 +175,7 @@ class ResidualLayerNormRows(LayerNormRows):
         x, residual = ctx.inputs[0], ctx.inputs[1]
         if residual.dtype != x.dtype:
             return f"the residual type {residual.dtype.value} differs from the input's"
-        if x.shape is None or any(d < 0 for d in x.shape):
+        if not is_static(x.shape):
             return "the shapes must be concrete"
         if tuple(residual.shape) != tuple(x.shape):
             return f"the residual {tuple(residual.shape)} broadcasts against {tuple(x.shape)} (the reference does that)"

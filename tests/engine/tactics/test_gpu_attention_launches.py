@@ -180,6 +180,7 @@ def test_each_attention_tactic_names_its_own_size_limit() -> None:
     assert cublas.supports(context(129, 4)) is True
     assert flash.supports(context(8, 8193)) is True
     assert cublas.supports(context(8, 8193)) == "8193 keys exceed the softmax kernel's row of 8192"
+    assert flash.supports(context(8, -1)) == cublas.supports(context(8, -1)) == "the shapes must be concrete"
 
 
 def test_masked_softmax_tactic_passes_what_the_kernel_expects() -> None:
