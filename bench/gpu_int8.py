@@ -16,7 +16,8 @@ predict one class would say nothing). The INT8 build runs under the time budget 
 that would not fit is stopped and reported.
 
 Only the measuring code needs torch, CuPy and a GPU; argument parsing and the table/Markdown/JSON formatting
-import without them (tests/bench/test_gpu_int8.py). Shared helpers come from bench/gpu_vs_pytorch.py.
+import without them (tests/bench/test_gpu_int8.py). Shared helpers come from bench/gpu_vs_pytorch.py and
+bench/tables.py.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.gpu_vs_pytorch import failure_status, format_cell, time_limit  # noqa: E402 - after the path set-up
+from bench.gpu_vs_pytorch import failure_status, time_limit  # noqa: E402 - after the path set-up
+from bench.tables import format_cell, markdown_table, text_table  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATORS = ("EntropyCalibrator2", "EntropyCalibrator", "MinMaxCalibrator", "LegacyCalibrator")
@@ -150,14 +152,12 @@ def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return [[r["precision"], format_cell(r["median_ms"], "ms"), format_cell(r["time_vs_fp16"], "ratio"),
-             _share(r["top1_vs_fp32"]), format_cell(r["max_abs_diff_vs_fp32"], "diff"), format_cell(r["build_s"], "ms"),
-             r["status"]] for r in rows]
+             format_cell(r["top1_vs_fp32"], "share"), format_cell(r["max_abs_diff_vs_fp32"], "diff"),
+             format_cell(r["build_s"], "ms"), r["status"]] for r in rows]
 
 
 def format_text_table(rows: list[dict[str, Any]]) -> str:
-    cells = [COLUMNS, *table_rows(rows)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
+    return text_table(COLUMNS, table_rows(rows))
 
 
 def speedup_line(rows: list[dict[str, Any]]) -> str:
@@ -182,10 +182,9 @@ def format_markdown(document: dict[str, Any]) -> str:
         f"{settings['calibration_batches']} x {settings['calibration_batch_size']} synthetic N(0, 1) images",
         f"- top-1 agreement over {sanity['agreement_inputs']} synthetic N(0, 1) inputs (other seeds than "
         f"calibration); the FP32 engine predicts {sanity['fp32_distinct_classes']} distinct classes and agrees with "
-        f"PyTorch eager FP32 on {_share(sanity['fp32_top1_vs_pytorch'])} of them",
+        f"PyTorch eager FP32 on {format_cell(sanity['fp32_top1_vs_pytorch'], 'share')} of them",
         f"- {speedup_line(document['rows'])}",
-        "", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|",
-        *("| " + " | ".join(cells) + " |" for cells in table_rows(document["rows"])),
+        "", *markdown_table(COLUMNS, table_rows(document["rows"])),
         "",
         "time / fp16: median time over the FP16 engine's in the same run (< 1 is faster). top-1 vs fp32: share of "
         "inputs whose arg-max class equals the FP32 engine's; max abs diff: largest logit difference from it.",
@@ -194,10 +193,6 @@ def format_markdown(document: dict[str, Any]) -> str:
         layers = ", ".join(f"{name}: {count}" for name, count in document["int8_layers"].items())
         lines += ["", f"INT8 engine layers (type precision: count): {layers}"]
     return "\n".join(lines) + "\n"
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2%}"
 
 
 def result_document(meta: dict[str, Any], settings: Settings, rows: list[dict[str, Any]], sanity: dict[str, Any],

@@ -40,6 +40,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.tables import format_cell, markdown_table, text_table  # noqa: E402 - after the path set-up
+
 MODELS = ("resnet50", "bert")
 PRECISIONS = ("fp32", "tf32", "fp16")  # tf32: FP32 engine and PyTorch with TF32 tensor-core math allowed
 SCHEMA = "polyx-gpu-vs-pytorch/2"
@@ -204,18 +206,6 @@ def output_diffs(outputs: list[np.ndarray], reference: list[np.ndarray]) -> tupl
     return max_abs, max_rel
 
 
-def format_cell(value: Any, kind: str) -> str:
-    if value is None:
-        return "-"
-    if kind == "ms":
-        return f"{value:.3f}"
-    if kind == "ratio":
-        return f"{value:.2f}x"
-    if kind == "diff":
-        return f"{value:.2e}"
-    return str(value)
-
-
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return [[r["model"], str(r["batch"]), r["precision"], r["runner"], format_cell(r["median_ms"], "ms"),
              format_cell(r["time_vs_eager"], "ratio"), format_cell(r["max_abs_diff"], "diff"),
@@ -223,9 +213,7 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def format_text_table(rows: list[dict[str, Any]]) -> str:
-    cells = [COLUMNS, *table_rows(rows)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
+    return text_table(COLUMNS, table_rows(rows))
 
 
 def format_markdown(document: dict[str, Any]) -> str:
@@ -246,8 +234,7 @@ def format_markdown(document: dict[str, Any]) -> str:
         + (f"one profile batch 1..{settings['max_batch']} (opt {settings['opt_batch']})"
            if settings.get("shared_profile") else "one static-shape engine per batch") + ", BERT "
         f"seq {settings['seq']}; torch.compile in {', '.join(settings['compile_precisions']) or 'no precision'}",
-        "", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|",
-        *("| " + " | ".join(cells) + " |" for cells in table_rows(document["rows"])),
+        "", *markdown_table(COLUMNS, table_rows(document["rows"])),
         "",
         "time / eager: median time over PyTorch eager's at the same model, batch and precision, measured in the "
         "same run (< 1 is faster). max abs diff / max rel diff: against PyTorch eager FP32 on the same inputs; "

@@ -31,6 +31,23 @@ from .tactics import Tactic, TacticContext, tactics_for
 from .tactics.base import stable_tactic_id
 from .timing_cache import TimingCache, layer_signature
 
+# A reason shared by many tactics of one layer (the 128 cuDNN engine tactics without the cuDNN frontend) is logged
+# once, naming this many of them and counting the rest, so a VERBOSE build log stays readable per layer.
+SKIPPED_NAMES_SHOWN = 3
+
+
+def skipped_tactic_lines(layer_name: str, skipped: dict[str, list[str]]) -> list[str]:
+    """One VERBOSE line per distinct reason the layer's tactics were skipped for, in first-seen order."""
+    lines = []
+    for reason, names in skipped.items():
+        if len(names) == 1:
+            lines.append(f"[{layer_name}] tactic {names[0]} skipped: {reason}")
+            continue
+        shown = ", ".join(names[:SKIPPED_NAMES_SHOWN])
+        more = f" and {len(names) - SKIPPED_NAMES_SHOWN} more" if len(names) > SKIPPED_NAMES_SHOWN else ""
+        lines.append(f"[{layer_name}] {len(names)} tactics ({shown}{more}) skipped: {reason}")
+    return lines
+
 
 class TacticSelection:
     def __init__(self, config: BuilderConfig, log, graph: LoweredGraph, profiles: list[dict[str, tuple]],
@@ -195,37 +212,38 @@ class TacticSelection:
         eligible = []
         sources = self.config.get_tactic_sources()
         portable_only = self.config.hardware_compatibility_level != HardwareCompatibilityLevel.NONE
+        skipped: dict[str, list[str]] = {}  # reason -> names of the tactics skipped for it, logged once per reason
         for tactic in sorted(tactics_for(spec.layer.type, self.device), key=lambda t: (t.heuristic_rank, t.id)):
             if tactic.min_optimization_level > level:
                 continue
             if tactic.runs_int8 != (spec.layer.precision == DataType.INT8):
                 continue  # INT8 layers run only on INT8 tactics, and those only on INT8 layers
             if portable_only and not tactic.hardware_compatible:
-                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: it runs only on the "
-                                           "build device's architecture (hardware_compatibility_level AMPERE_PLUS)")
+                skipped.setdefault("it runs only on the build device's architecture (hardware_compatibility_level "
+                                   "AMPERE_PLUS)", []).append(tactic.name)
                 continue
             if not allowed_by_sources(tactic, sources):
-                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: tactic source "
-                                           f"{tactic.source.name} is disabled (set_tactic_sources)")
+                skipped.setdefault(f"tactic source {tactic.source.name} is disabled (set_tactic_sources)",
+                                   []).append(tactic.name)
                 continue
             try:
                 ok = tactic.supports(self._seen_by(tactic, tctx))
             except Exception as exc:  # noqa: BLE001 - a crashing supports() only removes that tactic
                 ok = f"supports() raised {exc!r}"
             if ok is not True:
-                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: {ok or 'no'}")
+                skipped.setdefault(str(ok or "no"), []).append(tactic.name)
                 continue
             try:
                 workspace = self._workspace_need(tactic, spec, self._seen_by(tactic, tctx))
             except Exception as exc:  # noqa: BLE001 - e.g. a cuDNN engine that builds at the opt shape, not the max
-                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: workspace_bytes() "
-                                           f"raised {exc!r}")
+                skipped.setdefault(f"workspace_bytes() raised {exc!r}", []).append(tactic.name)
                 continue
             if workspace > limit:
-                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: workspace "
-                                           f"{workspace} bytes exceeds the limit of {limit}")
+                skipped.setdefault(f"workspace {workspace} bytes exceeds the limit of {limit}", []).append(tactic.name)
                 continue
             eligible.append(tactic)
+        for line in skipped_tactic_lines(spec.layer.name, skipped):
+            self.log(Severity.VERBOSE, line)
         if not eligible:
             raise BuildError(f"layer '{spec.layer.name}' ({spec.layer.type.value}): no tactic can run it within the "
                              f"workspace limit of {limit} bytes")

@@ -4,11 +4,15 @@ optimization profile per model, the shapes each run uses inside it, and seeded f
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
+
+import engine as trt
 
 # POLYX_MODELS_DIR points elsewhere (the GPU machine gets the models carried inside the repository).
 MODELS = Path(os.environ.get("POLYX_MODELS_DIR") or Path(__file__).resolve().parents[2] / "shared" / "models")
@@ -30,6 +34,31 @@ CASES = [
     Case("gpt2_tiny", {"input_ids": ((1, 4), (2, 8), (4, 16))},
          ({"input_ids": (1, 7)}, {"input_ids": (3, 16)})),
 ]
+
+
+def build_case(case: Case, device: str, configure: Callable[[trt.BuilderConfig], None] | None = None
+               ) -> tuple[trt.Engine, bytes]:
+    """(engine, plan) of the case's model with its one profile on `device`; `configure` sets the rest of the
+    builder config (flags, tactic sources, level, selector). Skips the test when the model file is absent."""
+    path = MODELS / f"{case.model}.onnx"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (the shared models live next to the repository, in ../shared/models, "
+                    "or where POLYX_MODELS_DIR points)")
+    logger = trt.CapturingLogger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network()
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse_from_file(path), parser.errors_text()
+    config = builder.create_builder_config()
+    config.device = device
+    if configure is not None:
+        configure(config)
+    profile = builder.create_optimization_profile()
+    for name, shapes in case.profile.items():
+        profile.set_shape(name, *shapes)
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    return trt.Runtime(logger).deserialize_cuda_engine(plan), plan
 
 
 def vocab_size(model: onnx.ModelProto) -> int:

@@ -7,6 +7,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+import engine as trt
+
 RNG = np.random.default_rng(5)
 B, S, E, H = 2, 7, 16, 2
 DH = E // H
@@ -81,6 +83,25 @@ def pre_ln_model() -> onnx.ModelProto:
                                                 for n in ("x", "r")],
                               [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "z")], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def build_plan(model: onnx.ModelProto, profile: dict | None = None, fp16: bool = False, device: str = "cpu") -> bytes:
+    """The serialized engine of `model` on `device` (FP16 allowed when `fp16`; `profile`: name -> (min, opt, max))."""
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network()
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse(model.SerializeToString()), parser.errors_text()
+    config = builder.create_builder_config()
+    config.device = device
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if profile:
+        shapes = builder.create_optimization_profile()
+        for name, triple in profile.items():
+            shapes.set_shape(name, *triple)
+        config.add_optimization_profile(shapes)
+    return builder.build_serialized_network(network, config)
 
 
 def onnxruntime_outputs(model: onnx.ModelProto, feeds: dict) -> dict:

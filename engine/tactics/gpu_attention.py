@@ -24,16 +24,17 @@ from ..backends.kernel_sources import storage_kernel
 from ..dtypes import GPU_KERNEL_FLOAT_TYPES, DataType
 from ..enums import LayerType, TacticSource
 from ..errors import EngineError
+from ..evaluator import is_static
 from ..ops.attention import PERMS, attention_dims, attention_perms, attention_scale
 from ..ops.masked_softmax import check_flag, check_mask_shape
 from .base import Tactic, TacticContext, stable_tactic_id
+from .gpu_rows import MAX_SHARED_ROW
 from .registry import register_tactic
 from .scratch import carve, total_bytes
 
 FLASH_MAX_HEAD_DIM = 128   # FA_MAXD in kernels/attention.cu
 FLASH_QUERY_TILE = 16      # FA_BQ
 FLASH_THREADS = 128        # FA_WARPS * 32
-MAX_SOFTMAX_ROW = 8192     # the softmax kernel keeps a row in shared memory: (threads + row) floats <= 36 KiB
 
 
 def mask_strides(layer, mask: Any, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -48,11 +49,12 @@ def mask_strides(layer, mask: Any, shape: tuple[int, ...]) -> tuple[int, int, in
     return tuple(strides)
 
 
-def _check_io(ctx: TacticContext) -> str | None:
+def io_refusal(ctx: TacticContext) -> str | None:
+    """Why the kernels cannot take the layer's tensor types or shapes (None: they can)."""
     dtype = ctx.inputs[0].dtype
     if dtype not in GPU_KERNEL_FLOAT_TYPES or ctx.outputs[0].dtype != dtype:
         return f"the kernels take FLOAT or HALF to the same type, not {dtype.value}"
-    if any(info.shape is None or any(d < 0 for d in info.shape) for info in ctx.inputs if info is not None):
+    if not all(is_static(info.shape) for info in ctx.inputs if info is not None):
         return "the shapes must be concrete"
     return None
 
@@ -87,15 +89,31 @@ class _AttentionTactic(Tactic):
     backend = "gpu"
 
     def supports(self, ctx: TacticContext) -> bool | str:
-        problem = _check_io(ctx)
-        if problem:
-            return problem
-        q, k, v = ctx.inputs[:3]
+        refusal = io_refusal(ctx)
+        if refusal:
+            return refusal
         try:
-            _attention_problem(ctx.layer, q, k, v)
+            problem = _attention_problem(ctx.layer, *ctx.inputs[:3])
         except EngineError as exc:
             return str(exc)
+        return self.supports_problem(problem)
+
+    def supports_problem(self, problem: tuple[int, int, int, int, int, int]) -> bool | str:
+        """What this tactic's kernels add to the shared checks, given (batch*heads, heads, Sq, Sk, D, Dv)."""
         return True
+
+    @staticmethod
+    def operands(state: dict, inputs: list, out: Any, xp: Any) -> tuple[tuple[Any, Any, Any], tuple] | None:
+        """(contiguous q, k, v), (batch*heads, heads, Sq, Sk, D, Dv); None when nothing is left to launch: an empty
+        output, or no keys (softmax over no keys weighs nothing: the product is zeros, as MatMul's is)."""
+        q, k, v = (xp.ascontiguousarray(x) for x in inputs[:3])
+        problem = _attention_problem(state["layer"], q, k, v)
+        if out.size == 0:
+            return None
+        if problem[3] == 0:
+            out.fill(0)
+            return None
+        return (q, k, v), problem
 
     def prepare(self, ctx: TacticContext) -> dict:
         return {"layer": ctx.layer, "scale": attention_scale(ctx.layer),
@@ -116,11 +134,8 @@ class FlashAttention(_AttentionTactic):
     id = stable_tactic_id(name)
     heuristic_rank = 10
 
-    def supports(self, ctx: TacticContext) -> bool | str:
-        found = super().supports(ctx)
-        if found is not True:
-            return found
-        _, _, _, _, d, dv = _attention_problem(ctx.layer, *ctx.inputs[:3])
+    def supports_problem(self, problem):
+        _, _, _, _, d, dv = problem
         if max(d, dv) > FLASH_MAX_HEAD_DIM:
             return f"head dims {d} and {dv} must be at most {FLASH_MAX_HEAD_DIM}"
         return True
@@ -128,14 +143,11 @@ class FlashAttention(_AttentionTactic):
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         from ..backends.nvrtc import GRID_YZ_LIMIT, kernel
 
-        q, k, v = (xp.ascontiguousarray(x) for x in inputs[:3])
         out = outputs[0]
-        bh, heads, sq, sk, d, dv = _attention_problem(state["layer"], q, k, v)
-        if out.size == 0:
+        found = self.operands(state, inputs, out, xp)
+        if found is None:
             return
-        if sk == 0:  # softmax over no keys weighs nothing: the product is empty, as MatMul's is
-            out.fill(0)
-            return
+        (q, k, v), (bh, heads, sq, sk, d, dv) = found
         mask, strides = self._mask(state, inputs, (bh // heads, heads, sq, sk), xp)
         dst = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
         tiles = -(-sq // FLASH_QUERY_TILE)
@@ -178,12 +190,9 @@ class CublasSoftmaxAttention(_AttentionTactic):
     source = TacticSource.CUBLAS
     heuristic_rank = 20
 
-    def supports(self, ctx: TacticContext) -> bool | str:
-        found = super().supports(ctx)
-        if found is not True:
-            return found
-        _, _, _, sk, _, _ = _attention_problem(ctx.layer, *ctx.inputs[:3])
-        return True if sk <= MAX_SOFTMAX_ROW else f"{sk} keys exceed the softmax kernel's row of {MAX_SOFTMAX_ROW}"
+    def supports_problem(self, problem):
+        sk = problem[3]
+        return True if sk <= MAX_SHARED_ROW else f"{sk} keys exceed the softmax kernel's row of {MAX_SHARED_ROW}"
 
     @staticmethod
     def _specs(problem: tuple[int, ...], perms: dict, dtype: Any) -> list:
@@ -205,15 +214,12 @@ class CublasSoftmaxAttention(_AttentionTactic):
         from ..backends.cublas_gemm import COMPUTE_32F, Operand, gemm
         from ..backends.nvrtc import kernel
 
-        q, k, v = (xp.ascontiguousarray(x) for x in inputs[:3])
         out = outputs[0]
-        problem = _attention_problem(state["layer"], q, k, v)
+        found = self.operands(state, inputs, out, xp)
+        if found is None:
+            return
+        (q, k, v), problem = found
         bh, heads, sq, sk, d, dv = problem
-        if out.size == 0:
-            return
-        if sk == 0:
-            out.fill(0)
-            return
         perms, ready = state["perms"], _gemm_ready(state["perms"])
         mask, strides = self._mask(state, inputs, (bh // heads, heads, sq, sk), xp)
         scores, probs, *staging = carve(workspace, self._specs(problem, perms, q.dtype), xp)
@@ -256,14 +262,14 @@ class MaskedSoftmaxRows(Tactic):
     heuristic_rank = 20
 
     def supports(self, ctx: TacticContext) -> bool | str:
-        problem = _check_io(ctx)
-        if problem:
-            return problem
+        refusal = io_refusal(ctx)
+        if refusal:
+            return refusal
         shape = ctx.inputs[0].shape
         if not 1 <= len(shape) <= 4 or len(ctx.inputs[1].shape) > len(shape):
             return f"scores of rank {len(shape)} (the kernel takes ranks 1 to 4)"
-        if shape[-1] > MAX_SOFTMAX_ROW:
-            return f"rows of {shape[-1]} exceed the kernel's {MAX_SOFTMAX_ROW}"
+        if shape[-1] > MAX_SHARED_ROW:
+            return f"rows of {shape[-1]} exceed the kernel's {MAX_SHARED_ROW}"
         return True
 
     def prepare(self, ctx: TacticContext) -> dict:

@@ -43,8 +43,8 @@ from typing import Any
 from ..dtypes import DataType
 from ..enums import ActivationType, LayerType, MatrixOperation, TacticSource
 from ..ir.epilogue import ACTIVATION, Activation, Epilogue, apply_epilogue
-from ..ops.base import broadcast_shapes
 from .base import Tactic, TacticContext, stable_tactic_id
+from .gpu_matmul import gemm_shape_refusal
 from .registry import register_tactic
 
 MODES = {"fp32": DataType.FLOAT, "tf32": DataType.FLOAT, "fp16": DataType.HALF}
@@ -165,7 +165,7 @@ class CublasLtMatmul(Tactic):
         if reason:
             return reason
         try:
-            offered = _heuristic_count(self, ctx)
+            offered = self._heuristic_count(ctx)
         except Exception as exc:  # noqa: BLE001 - a GEMM cuBLASLt refuses is a reason, not a crash
             return f"cuBLASLt cannot plan this GEMM: {type(exc).__name__}: {exc}"
         if self.rank >= offered:
@@ -182,17 +182,11 @@ class CublasLtMatmul(Tactic):
                    f"{b.dtype.value} -> {ctx.outputs[0].dtype.value}"
         if self.mode == "tf32" and not ctx.extra.get("tf32"):
             return "TF32 is used only when BuilderFlag.TF32 is set"
-        p = ctx.layer.params
-        if MatrixOperation.VECTOR in (MatrixOperation(p["op0"]), MatrixOperation(p["op1"])):
-            return "a vector operand (1-D MatMul input) is left to cupy_matmul"
-        if len(a.shape) < 2 or len(b.shape) < 2 or any(d < 0 for d in a.shape + b.shape):
-            return "operands must be matrices of concrete shape"
+        shape_refusal = gemm_shape_refusal(ctx)
+        if shape_refusal:
+            return shape_refusal
         if any(d == 0 for d in a.shape + b.shape):
             return "an empty operand: nothing for cuBLASLt to multiply"
-        if math.prod(a.shape[:-2]) > 1 and math.prod(b.shape[:-2]) > 1 and a.shape[:-2] != b.shape[:-2]:
-            return f"batch dims {a.shape[:-2]} and {b.shape[:-2]} broadcast against each other"
-        if ctx.outputs[0].shape != tuple(broadcast_shapes(a.shape[:-2], b.shape[:-2])) + ctx.outputs[0].shape[-2:]:
-            return "the bias broadcasts the result to a larger shape"
         if ctx.epilogue.residual is not None:
             return "a fused residual comes before the activation: left to the cuBLAS tactics"
         if bias is not None:
@@ -270,6 +264,21 @@ class CublasLtMatmul(Tactic):
         compute = ComputeType.COMPUTE_32F_FAST_TF32 if self.mode == "tf32" else ComputeType.COMPUTE_32F
         return {"inplace": True, "compute_type": compute, "memory_limit": WORKSPACE_BYTES - 256, "logger": _LOG}
 
+    def _heuristic_count(self, ctx: TacticContext) -> int:
+        """How many algorithms cuBLASLt's heuristic offers for the layer's GEMM at the context's shapes (planned
+        once per problem, with scratch operands freed again)."""
+        import cupy
+
+        state = self._state(ctx)
+        shapes = (ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape)
+        key = self._count_key(state, *shapes)
+        if key not in _HEURISTIC_COUNTS:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a missing rank is reported by supports, not warned
+                planned = self._plan(state, *(cupy.empty(shape, state["storage"]) for shape in shapes))
+            planned.matmul.free()
+        return _HEURISTIC_COUNTS[key]
+
     def _count_key(self, state: dict, *shapes: tuple[int, ...]) -> tuple:
         import cupy
 
@@ -308,22 +317,6 @@ _HEURISTIC_COUNTS: dict[tuple, int] = {}
 
 def _plan_key(left: Any, right: Any, result: Any) -> tuple:
     return tuple((x.shape, x.strides, str(x.dtype), _alignment(x.data.ptr)) for x in (left, right, result))
-
-
-def _heuristic_count(tactic: CublasLtMatmul, ctx: TacticContext) -> int:
-    """How many algorithms cuBLASLt's heuristic offers for the layer's GEMM at the context's shapes (planned
-    once per problem, with scratch operands freed again)."""
-    import cupy
-
-    state = tactic._state(ctx)
-    shapes = (ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape)
-    key = tactic._count_key(state, *shapes)
-    if key not in _HEURISTIC_COUNTS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a missing rank is reported by supports, not warned
-            planned = tactic._plan(state, *(cupy.empty(shape, state["storage"]) for shape in shapes))
-        planned.matmul.free()
-    return _HEURISTIC_COUNTS[key]
 
 
 for _mode in MODES:

@@ -131,8 +131,8 @@ class CudnnConv(ConvTactic):
         except CudnnPlanError as exc:
             return str(exc)
         if self.engine_id not in candidates:
-            return f"cuDNN engine {self.engine_id} is not among the engines ranked first for this layer that " \
-                   f"build ({candidates})"
+            # no engine id here: the builder logs the tactic's name, and one line for all engines refused alike
+            return f"this cuDNN engine is not among the engines ranked first for this layer that build ({candidates})"
         return True
 
     def supports_geometry(self, g: ConvGeometry) -> bool | str:

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..dtypes import DataType
 from ..enums import LayerType, TacticSource
+from ..evaluator import is_static
 from .base import TacticContext, stable_tactic_id
 from .cpu_conv import ConvGeometry, conv_geometry
 from .cpu_int8 import Int8Tactic
@@ -88,7 +89,7 @@ class _GpuInt8Tactic(Int8Tactic):
             if residual is None or residual.dtype not in RESIDUAL_KINDS or \
                     (residual.dtype == DataType.INT8) != int8_residual:
                 return "the residual is not FLOAT, HALF, or INT8 with a residual scale"
-        if ctx.inputs[0].shape is None or any(d < 0 for d in ctx.inputs[0].shape):
+        if not is_static(ctx.inputs[0].shape):
             return "the input shape is not concrete"
         bias = ctx.inputs[2] if len(ctx.inputs) > 2 else None
         if bias is not None and (bias.value is None or (math.prod(bias.value.shape) != 1 and (
@@ -161,13 +162,11 @@ class GpuInt8ConvImma(_GpuInt8Tactic):
         return ctx.inputs[1].value.shape[0]
 
     def supports_shapes(self, ctx):
-        weights = ctx.inputs[1].value
         if int(ctx.layer.params["num_groups"]) != 1:
             return "grouped convolutions run on int8_direct_grouped"
-        if weights.ndim not in (3, 4):
-            return f"the im2col kernel handles 1-D and 2-D convolutions, not {weights.ndim - 2}-D"
-        if math.prod(weights.shape[1:]) > MAX_REDUCTION:
-            return f"more than {MAX_REDUCTION} taps per output could overflow the int32 accumulator"
+        refusal = self.window_refusal(ctx.inputs[1].value, "the im2col kernel")
+        if refusal:
+            return refusal
         g = self.geometry(ctx)
         limit = (1 << 31) - 1
         if max(g.channels * math.prod(g.in_sizes), g.batch * g.maps,
@@ -175,8 +174,32 @@ class GpuInt8ConvImma(_GpuInt8Tactic):
             return "a sample, the output planes or one sample's accumulators exceed the kernels' 32-bit indexing"
         return True
 
+    @staticmethod
+    def window_refusal(weights: np.ndarray, kernel_name: str) -> str | None:
+        """Why the kernels cannot take these weights (rank, or taps that could overflow int32), None if they can."""
+        if weights.ndim not in (3, 4):
+            return f"{kernel_name} handles 1-D and 2-D convolutions, not {weights.ndim - 2}-D"
+        if math.prod(weights.shape[1:]) > MAX_REDUCTION:
+            return f"more than {MAX_REDUCTION} taps per output could overflow the int32 accumulator"
+        return None
+
     def geometry(self, ctx: TacticContext) -> ConvGeometry:
         return as_2d(conv_geometry(ctx.layer, ctx.inputs[0].shape, ctx.inputs[1].value.shape))
+
+    @staticmethod
+    def tap_geometry(g: ConvGeometry) -> ConvGeometry:
+        """The geometry whose window taps one output reads: all input channels (one group)."""
+        return g
+
+    def shape_state(self, state: dict, shape: tuple[int, ...], xp: Any) -> tuple[ConvGeometry, list[BufferSpec], Any]:
+        """(geometry, scratch specs, device tap table) for an input shape; made on the first run at that shape,
+        before any CUDA-graph capture, which then replays it."""
+        cached = state["geometry"].get(shape)
+        if cached is None:
+            g = as_2d(conv_geometry(state["layer"], shape, state["kernel_shape"]))
+            cached = state["geometry"][shape] = (
+                g, self.buffers(g), xp.asarray(tap_table(self.tap_geometry(g), state["w"].shape[1])))
+        return cached
 
     @staticmethod
     def buffers(g: ConvGeometry) -> list[BufferSpec]:
@@ -206,12 +229,7 @@ class GpuInt8ConvImma(_GpuInt8Tactic):
         x = xp.ascontiguousarray(inputs[0])
         if x.size == 0 or outputs[0].size == 0:
             return
-        cached = state["geometry"].get(x.shape)
-        if cached is None:  # first run at these shapes: before any CUDA-graph capture, which replays it
-            g = as_2d(conv_geometry(state["layer"], x.shape, state["kernel_shape"]))
-            cached = state["geometry"][x.shape] = (g, self.buffers(g),
-                                                   xp.asarray(tap_table(g, state["w"].shape[1])))
-        g, specs, taps = cached
+        g, specs, taps = self.shape_state(state, x.shape, xp)
         cols, acc = carve(workspace, specs, xp)
         (batch, pixels, depth), maps = cols.shape, acc.shape[1]
         row_tiles = -(-(batch * pixels) // 32)
@@ -295,13 +313,11 @@ class GpuInt8GroupedConv(GpuInt8ConvImma):
     algorithm = "int8_direct_grouped"
 
     def supports_shapes(self, ctx):
-        weights = ctx.inputs[1].value
         if int(ctx.layer.params["num_groups"]) == 1:
             return "ungrouped convolutions run as IMMA GEMMs (int8_imma_gemm)"
-        if weights.ndim not in (3, 4):
-            return f"the kernel handles 1-D and 2-D convolutions, not {weights.ndim - 2}-D"
-        if math.prod(weights.shape[1:]) > MAX_REDUCTION:
-            return f"more than {MAX_REDUCTION} taps per output could overflow the int32 accumulator"
+        refusal = self.window_refusal(ctx.inputs[1].value, "the kernel")
+        if refusal:
+            return refusal
         g = self.geometry(ctx)
         if max(g.channels * math.prod(g.in_sizes), g.batch * g.maps * g.out_pixels) > (1 << 31) - 1:
             return "a sample or the output exceeds the kernel's 32-bit indexing"
@@ -310,6 +326,11 @@ class GpuInt8GroupedConv(GpuInt8ConvImma):
     @staticmethod
     def buffers(g: ConvGeometry) -> list[BufferSpec]:
         return [((g.batch, g.maps, g.out_pixels), np.int32)]
+
+    @staticmethod
+    def tap_geometry(g: ConvGeometry) -> ConvGeometry:
+        """One output reads the window of its own group's channels only."""
+        return replace(g, channels=g.channels // g.groups)
 
     def prepare(self, ctx):
         import cupy
@@ -325,13 +346,7 @@ class GpuInt8GroupedConv(GpuInt8ConvImma):
         x = xp.ascontiguousarray(inputs[0])
         if x.size == 0 or outputs[0].size == 0:
             return
-        cached = state["geometry"].get(x.shape)
-        if cached is None:  # first run at these shapes: before any CUDA-graph capture, which replays it
-            g = as_2d(conv_geometry(state["layer"], x.shape, state["kernel_shape"]))
-            group = replace(g, channels=g.channels // g.groups)
-            cached = state["geometry"][x.shape] = (g, self.buffers(g),
-                                                   xp.asarray(tap_table(group, state["w"].shape[1])))
-        g, specs, taps = cached
+        g, specs, taps = self.shape_state(state, x.shape, xp)
         (acc,) = carve(workspace, specs, xp)
         planes, pixels, threads = g.batch * g.maps, g.out_pixels, plane_threads(g.out_pixels)
         grid = (-(-pixels // threads), max(1, min(-(-planes // _PLANES_PER_THREAD), GRID_YZ_LIMIT)))

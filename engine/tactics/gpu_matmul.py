@@ -44,6 +44,22 @@ def _batch(shape: tuple[int, ...]) -> int:
     return math.prod(shape[:-2])
 
 
+def gemm_shape_refusal(ctx: TacticContext) -> str | None:
+    """Why the layer's operands are not one strided-batched GEMM (None: they are): the shape rules shared by the
+    cuBLAS and cuBLASLt tactics, which run a batch as one call with a stride, or a 2-D operand broadcast over it."""
+    a, b = ctx.inputs[0], ctx.inputs[1]
+    p = ctx.layer.params
+    if MatrixOperation.VECTOR in (MatrixOperation(p["op0"]), MatrixOperation(p["op1"])):
+        return "a vector operand (1-D MatMul input) is left to cupy_matmul"
+    if len(a.shape) < 2 or len(b.shape) < 2 or any(d < 0 for d in a.shape + b.shape):
+        return "operands must be matrices of concrete shape"
+    if _batch(a.shape) > 1 and _batch(b.shape) > 1 and a.shape[:-2] != b.shape[:-2]:
+        return f"batch dims {a.shape[:-2]} and {b.shape[:-2]} broadcast against each other"
+    if ctx.outputs[0].shape != tuple(broadcast_shapes(a.shape[:-2], b.shape[:-2])) + ctx.outputs[0].shape[-2:]:
+        return "the bias broadcasts the result to a larger shape"
+    return None
+
+
 class CublasGemmEx(Tactic):
     layer_type = LayerType.MATRIX_MULTIPLY
     backend = "gpu"
@@ -67,17 +83,7 @@ class CublasGemmEx(Tactic):
             return "TF32 is used only when BuilderFlag.TF32 is set"
         if self.mode == "bf16" and (ctx.outputs[0].dtype != DataType.BF16 or not ctx.epilogue.empty):
             return "a bfloat16 GEMM writes BF16 without a fused epilogue (the widened tactics take the others)"
-        p = ctx.layer.params
-        if MatrixOperation.VECTOR in (MatrixOperation(p["op0"]), MatrixOperation(p["op1"])):
-            return "a vector operand (1-D MatMul input) is left to cupy_matmul"
-        if len(a.shape) < 2 or len(b.shape) < 2 or any(d < 0 for d in a.shape + b.shape):
-            return "operands must be matrices of concrete shape"
-        ba, bb = _batch(a.shape), _batch(b.shape)
-        if ba > 1 and bb > 1 and a.shape[:-2] != b.shape[:-2]:
-            return f"batch dims {a.shape[:-2]} and {b.shape[:-2]} broadcast against each other"
-        if ctx.outputs[0].shape != tuple(broadcast_shapes(a.shape[:-2], b.shape[:-2])) + ctx.outputs[0].shape[-2:]:
-            return "the bias broadcasts the result to a larger shape"
-        return self.supports_epilogue(ctx)
+        return gemm_shape_refusal(ctx) or self.supports_epilogue(ctx)
 
     def supports_epilogue(self, ctx: TacticContext) -> bool | str:
         return True

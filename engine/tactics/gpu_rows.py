@@ -23,6 +23,7 @@ import numpy as np
 from ..backends.kernel_sources import storage_kernel
 from ..dtypes import GPU_KERNEL_FLOAT_TYPES, DataType
 from ..enums import LayerType
+from ..evaluator import is_static
 from ..ops.base import normalize_axis
 from ..ops.softmax import softmax_axis
 from .base import Tactic, TacticContext, stable_tactic_id
@@ -40,7 +41,9 @@ def _as_float32(value: Any, buffer: Any, xp: Any) -> Any:
     return target
 
 
-MAX_CACHED_ROW = 8192  # residual_layer_norm_rows keeps a row in shared memory: (threads + row) floats <= 36 KiB
+# residual_layer_norm_rows and masked_softmax_rows (gpu_attention.py) keep a row in shared memory, after up to 1024
+# per-thread partials: (threads + row) floats <= 36 KiB, inside every GPU's 48 KiB default per block.
+MAX_SHARED_ROW = 8192
 
 
 class SoftmaxRows(Tactic):
@@ -172,7 +175,7 @@ class ResidualLayerNormRows(LayerNormRows):
         x, residual = ctx.inputs[0], ctx.inputs[1]
         if residual.dtype != x.dtype:
             return f"the residual type {residual.dtype.value} differs from the input's"
-        if x.shape is None or any(d < 0 for d in x.shape):
+        if not is_static(x.shape):
             return "the shapes must be concrete"
         if tuple(residual.shape) != tuple(x.shape):
             return f"the residual {tuple(residual.shape)} broadcasts against {tuple(x.shape)} (the reference does that)"
@@ -181,7 +184,7 @@ class ResidualLayerNormRows(LayerNormRows):
         if found is not True:
             return found
         length = math.prod(x.shape[-self._axis_count(rows):])
-        return True if length <= MAX_CACHED_ROW else f"rows of {length} exceed the kernel's cached {MAX_CACHED_ROW}"
+        return True if length <= MAX_SHARED_ROW else f"rows of {length} exceed the kernel's cached {MAX_SHARED_ROW}"
 
     def workspace_bytes(self, ctx: TacticContext) -> int:
         return super().workspace_bytes(self._as_normalization(ctx))

@@ -1,23 +1,15 @@
 """bench/gpu_int8.py: its CPU-safe parts (arguments, top-1 agreement, ratios, table/Markdown/JSON). The measuring
 part needs torch, CuPy and a GPU (the lead runs it on the GPU machine)."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_int8.py"
+from bench_scripts import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("gpu_int8", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("gpu_int8")
 
 
 def test_arguments_defaults_quick_and_errors(script, tmp_path):

@@ -1,29 +1,21 @@
 """bench/gpu_vs_pytorch.py: its CPU-safe parts (arguments, ratios, diffs, table/Markdown/JSON, the TF32 switch, the
 cold/warm builds and the per-layer profile on a CPU engine), and, where torch and transformers are installed, the
 BERT export path on the CPU checked against PyTorch through the engine."""
-import importlib.util
 import json
 import os
 import signal
-import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from bench_scripts import load_bench_script
 from shared_model_cases import MODELS, make_feeds
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_vs_pytorch.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("gpu_vs_pytorch", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("gpu_vs_pytorch")
 
 
 def test_arguments_defaults_quick_and_errors(script, tmp_path):

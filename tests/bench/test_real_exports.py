@@ -1,27 +1,17 @@
 """bench/real_exports.py and bench/detection_compare.py: their CPU-safe parts (no torch here). The check half runs
 polyx on a small model and parses its output; the detection comparison accepts a near-tie reorder and refuses a
 changed label, box or score."""
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_scripts import load_bench_script
 from onnx import TensorProto, helper, save
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def compare():
-    return _load("detection_compare").compare_detections
+    return load_bench_script("detection_compare").compare_detections
 
 
 def detections():
@@ -82,7 +72,7 @@ def test_mask_pasted_at_another_whole_pixel_width_is_not_compared(compare):
 
 def test_check_one_parses_a_polyx_run(tmp_path):
     """The check half on a tiny exported-style model: status, errors and times come from polyx's own output."""
-    script = _load("real_exports")
+    script = load_bench_script("real_exports")
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])

@@ -1,22 +1,16 @@
 """bench/ssdlite_export.py: its CPU-safe parts. The If inlining it applies to torchvision's export keeps what the
 else branch computes (checked against onnxruntime taking that branch), and the check runs on an exported file
 (a small NMS model stands in for SSDlite, whose export needs torch)."""
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+from bench_scripts import load_bench_script
 from onnx import TensorProto, helper, numpy_helper
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "ssdlite_export.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("ssdlite_export", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("ssdlite_export")
 
 
 def if_model() -> onnx.ModelProto:

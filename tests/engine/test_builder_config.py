@@ -11,7 +11,9 @@ import engine as trt
 from engine.config import REFUSED_FLAGS
 from engine.enums import ALL_TACTIC_SOURCES, allowed_by_sources
 from engine.ops.base import layer_impl
+from engine.tactic_selection import skipped_tactic_lines
 from engine.tactics import unregister_tactic
+from engine.tactics.base import stable_tactic_id
 
 ACCEPTED_FLAGS = {trt.BuilderFlag.FP16, trt.BuilderFlag.INT8, trt.BuilderFlag.TF32,
                   trt.BuilderFlag.DISABLE_TIMING_CACHE, trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS,
@@ -191,6 +193,31 @@ def test_cleared_tactic_source_removes_its_tactics_from_the_candidates(cublas_so
     x = np.ones((2, 3), np.float32)
     (out,) = engine.create_execution_context().execute({"x": x}).values()
     np.testing.assert_array_equal(out, [[1, 2, 3], [1, 2, 3]])
+
+
+def test_tactics_skipped_for_one_reason_are_one_verbose_line_per_layer() -> None:
+    """The 128 cuDNN engine tactics share one reason without the frontend: one line per layer, not 128."""
+    tactics = []
+    for k in range(5):
+        tactic = CublasSourcedTactic()
+        tactic.name = f"test_cublas_sourced_elementwise{k}"
+        tactic.id = stable_tactic_id(tactic.name)
+        tactics.append(trt.register_tactic(tactic))
+    try:
+        _, selector, logger = _build_add(ALL_TACTIC_SOURCES & ~(1 << int(trt.TacticSource.CUBLAS)))
+    finally:
+        for tactic in tactics:
+            unregister_tactic(tactic)
+    assert selector.choices["add"] == ["cpu_reference_elementwise"]
+    skipped = [msg for _, msg in logger.messages if "test_cublas_sourced_elementwise" in msg]
+    first = ", ".join(t.name for t in sorted(tactics, key=lambda t: t.id)[:3])  # candidates go in (rank, id) order
+    assert skipped == [f"[add] 5 tactics ({first} and 2 more) skipped: tactic source CUBLAS is disabled "
+                       "(set_tactic_sources)"], skipped
+
+
+def test_skipped_tactic_lines_keep_distinct_reasons_apart_in_first_seen_order() -> None:
+    lines = skipped_tactic_lines("conv", {"reason b": ["t1"], "reason a": ["t2", "t3"]})
+    assert lines == ["[conv] tactic t1 skipped: reason b", "[conv] 2 tactics (t2, t3) skipped: reason a"]
 
 
 def test_debug_flag_engines_synchronize_after_every_layer() -> None:

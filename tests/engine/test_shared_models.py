@@ -8,9 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from shared_model_cases import CASES, MODELS, Case, make_feeds
-
-import engine as trt
+from shared_model_cases import CASES, MODELS, Case, build_case, make_feeds
 
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
 
@@ -18,22 +16,8 @@ TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
 @pytest.mark.parametrize("case", CASES, ids=[c.model for c in CASES])
 def test_shared_model_matches_onnxruntime(case: Case) -> None:
     path = MODELS / f"{case.model}.onnx"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (the shared models live next to the repository, in ../shared/models, "
-                    "or where POLYX_MODELS_DIR points)")
     start = time.perf_counter()
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    network = builder.create_network()
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(path), parser.errors_text()
-    config = builder.create_builder_config()
-    config.device = "cpu"
-    profile = builder.create_optimization_profile()
-    for name, shapes in case.profile.items():
-        profile.set_shape(name, *shapes)
-    config.add_optimization_profile(profile)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    engine, _ = build_case(case, "cpu")
     assert engine.num_optimization_profiles == 1
     for name in case.profile:
         assert -1 in engine.get_tensor_shape(name)

@@ -11,29 +11,12 @@ import pytest
 from shared_model_cases import CASES, MODELS, make_feeds
 from test_tampered_plans import load, reseal, setter
 from transformer_models import RNG, B, E, S, attention_model, bert_feeds, onnxruntime_outputs, pre_ln_model
+from transformer_models import build_plan as build
 
 import engine as trt
 from engine.errors import EngineError, PlanFormatError, ShapeError
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
-
-
-def build(model: onnx.ModelProto, profile: dict | None = None, fp16: bool = False) -> bytes:
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    network = builder.create_network()
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse(model.SerializeToString()), parser.errors_text()
-    config = builder.create_builder_config()
-    config.device = "cpu"
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    if profile:
-        shapes = builder.create_optimization_profile()
-        for name, triple in profile.items():
-            shapes.set_shape(name, *triple)
-        config.add_optimization_profile(shapes)
-    return builder.build_serialized_network(network, config)
 
 
 def device_layers(plan: bytes) -> list[dict]:

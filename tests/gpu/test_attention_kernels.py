@@ -160,21 +160,10 @@ def test_residual_layer_norm_rows_match_float64(dtype, outputs) -> None:
 
 
 def gpu_engine(model: onnx.ModelProto, profile: dict | None = None, fp16: bool = False) -> trt.Engine:
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    network = builder.create_network()
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse(model.SerializeToString()), parser.errors_text()
-    config = builder.create_builder_config()
-    config.device = "gpu"
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    if profile:
-        shapes = builder.create_optimization_profile()
-        for name, triple in profile.items():
-            shapes.set_shape(name, *triple)
-        config.add_optimization_profile(shapes)
-    return trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    from transformer_models import build_plan
+
+    plan = build_plan(model, profile, fp16, device="gpu")
+    return trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(plan)
 
 
 def test_bert_style_block_on_the_gpu_replays_as_a_cuda_graph() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.special import erf
-from shared_model_cases import CASES, MODELS, make_feeds
+from shared_model_cases import CASES, MODELS, build_case, make_feeds
 
 import engine as trt
 from engine.dtypes import from_numpy
@@ -160,25 +160,12 @@ BERT = next(c for c in CASES if c.model == "bert_tiny")
 
 
 def build_bert(fp16: bool = False) -> tuple[trt.Engine, bytes]:
-    path = MODELS / "bert_tiny.onnx"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (set POLYX_MODELS_DIR to the folder holding the shared models)")
-    logger = trt.CapturingLogger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network()
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(path), parser.errors_text()
-    config = builder.create_builder_config()
-    config.device = "gpu"
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    config.set_tactic_sources(1 << int(TacticSource.CUBLAS_LT))  # no cuBLAS: every GEMM on cuBLASLt
-    profile = builder.create_optimization_profile()
-    for name, shapes in BERT.profile.items():
-        profile.set_shape(name, *shapes)
-    config.add_optimization_profile(profile)
-    plan = builder.build_serialized_network(network, config)
-    return trt.Runtime(logger).deserialize_cuda_engine(plan), plan
+    def configure(config: trt.BuilderConfig) -> None:
+        if fp16:
+            config.set_flag(trt.BuilderFlag.FP16)
+        config.set_tactic_sources(1 << int(TacticSource.CUBLAS_LT))  # no cuBLAS: every GEMM on cuBLASLt
+
+    return build_case(BERT, "gpu", configure)
 
 
 def assert_matmuls_on_cublaslt(engine: trt.Engine) -> None:

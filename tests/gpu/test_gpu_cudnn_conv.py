@@ -10,7 +10,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from shared_model_cases import CASES, MODELS, make_feeds
+from conv_reference import conv_float64
+from shared_model_cases import CASES, MODELS, build_case, make_feeds
 
 import engine as trt
 from engine.backends.cudnn_graphs import unavailable_reason, version_string
@@ -35,20 +36,7 @@ def _cudnn_usable():
 
 def reference(x, w, b, stride, dilation, pre, post, groups, residual=None, activation=None) -> np.ndarray:
     """float64 N-D grouped convolution (1-D or 2-D), + bias, + residual, then the activation."""
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    padded = np.pad(x, [(0, 0), (0, 0)] + list(zip(pre, post)))
-    rank = x.ndim - 2
-    out = [(padded.shape[2 + i] - dilation[i] * (w.shape[2 + i] - 1) - 1) // stride[i] + 1 for i in range(rank)]
-    y = np.zeros((x.shape[0], w.shape[0], *out))
-    cg, kg = x.shape[1] // groups, w.shape[0] // groups
-    for pos in np.ndindex(*out):
-        window = tuple(slice(p * s, p * s + d * (k - 1) + 1, d)
-                       for p, s, d, k in zip(pos, stride, dilation, w.shape[2:]))
-        for g in range(groups):
-            patch = padded[(slice(None), slice(g * cg, (g + 1) * cg), *window)].reshape(x.shape[0], -1)
-            y[(slice(None), slice(g * kg, (g + 1) * kg), *pos)] = patch @ w[g * kg:(g + 1) * kg].reshape(kg, -1).T
-    if b is not None:
-        y += b.astype(np.float64).reshape(-1, *[1] * rank)
+    y = conv_float64(x, w, b, stride, dilation, pre, post, groups)
     if residual is not None:
         y += residual.astype(np.float64)
     if activation is not None:
@@ -141,27 +129,13 @@ class CudnnConvolutions(trt.IAlgorithmSelector):
 
 
 def build_mobilenet(sources: int | None = None, selector=None, level: int = 2) -> tuple[trt.Engine, bytes]:
-    case = CASES[0]
-    path = MODELS / f"{case.model}.onnx"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (set POLYX_MODELS_DIR to the folder holding the shared models)")
-    logger = trt.CapturingLogger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network()
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(path), parser.errors_text()
-    config = builder.create_builder_config()
-    config.device = "gpu"
-    config.builder_optimization_level = level
-    config.algorithm_selector = selector
-    if sources is not None:
-        config.set_tactic_sources(sources)
-    profile = builder.create_optimization_profile()
-    for name, shapes in case.profile.items():
-        profile.set_shape(name, *shapes)
-    config.add_optimization_profile(profile)
-    plan = builder.build_serialized_network(network, config)
-    return trt.Runtime(logger).deserialize_cuda_engine(plan), plan
+    def configure(config: trt.BuilderConfig) -> None:
+        config.builder_optimization_level = level
+        config.algorithm_selector = selector
+        if sources is not None:
+            config.set_tactic_sources(sources)
+
+    return build_case(CASES[0], "gpu", configure)
 
 
 def conv_tactics(engine: trt.Engine) -> dict[str, str]:

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from shared_model_cases import CASES, MODELS, Case, make_feeds
+from shared_model_cases import CASES, MODELS, Case, build_case, make_feeds
 
 import engine as trt
 
@@ -16,24 +16,12 @@ pytest.importorskip("cupy")
 
 
 def build(case: Case, fp16: bool = False, level: int = 3) -> trt.Engine:
-    path = MODELS / f"{case.model}.onnx"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent (set POLYX_MODELS_DIR to the folder holding the shared models)")
-    logger = trt.CapturingLogger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network()
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse_from_file(path), parser.errors_text()
-    config = builder.create_builder_config()
-    config.device = "gpu"
-    config.builder_optimization_level = level
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    for name, shapes in case.profile.items():
-        profile.set_shape(name, *shapes)
-    config.add_optimization_profile(profile)
-    return trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    def configure(config: trt.BuilderConfig) -> None:
+        config.builder_optimization_level = level
+        if fp16:
+            config.set_flag(trt.BuilderFlag.FP16)
+
+    return build_case(case, "gpu", configure)[0]
 
 
 def assert_every_layer_ran_on_the_gpu(engine: trt.Engine) -> None:

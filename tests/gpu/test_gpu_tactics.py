@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from conv_reference import conv_float64
 
 from engine.dtypes import from_numpy
 from engine.enums import ActivationType, ElementWiseOperation, LayerType, MatrixOperation
@@ -57,21 +58,6 @@ def test_every_heavy_layer_type_has_gpu_tactics_with_distinct_ids():
 
 
 # ---------------------------------------------------------------------------------------------- convolution
-def conv_reference(x, w, b, stride, dilation, pre, post, groups):
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(pre, post)))
-    out = [(xp.shape[2 + i] - dilation[i] * (w.shape[2 + i] - 1) - 1) // stride[i] + 1 for i in range(2)]
-    y = np.zeros((x.shape[0], w.shape[0], *out))
-    cg, kg = x.shape[1] // groups, w.shape[0] // groups
-    for pos in np.ndindex(*out):
-        window = tuple(slice(p * s, p * s + d * (k - 1) + 1, d)
-                       for p, s, d, k in zip(pos, stride, dilation, w.shape[2:]))
-        for g in range(groups):
-            patch = xp[(slice(None), slice(g * cg, (g + 1) * cg), *window)].reshape(x.shape[0], -1)
-            y[(slice(None), slice(g * kg, (g + 1) * kg), *pos)] = patch @ w[g * kg:(g + 1) * kg].reshape(kg, -1).T
-    return y + (0 if b is None else b.astype(np.float64).reshape(-1, 1, 1))
-
-
 def conv_context(x, w, b, stride, dilation, pre, post, groups):
     net = NetworkDefinition()
     layer = net.add_convolution_nd(net.add_input("x", from_numpy(x.dtype), x.shape), w.shape[0], w.shape[2:], w, b)
@@ -112,7 +98,7 @@ def test_conv_tactics_match_float64(name, with_bias, dtype):
     w = (RNG.standard_normal((maps, shape[1] // groups, *kernel)) / math.sqrt(math.prod(kernel))).astype(dtype)
     b = RNG.standard_normal(maps).astype(dtype) if with_bias else None
     ctx = conv_context(x, w, b, stride, dilation, pre, post, groups)
-    want = conv_reference(x, w, b, stride, dilation, pre, post, groups)
+    want = conv_float64(x, w, b, stride, dilation, pre, post, groups)
     tolerance = 1e-2 if dtype == np.float16 else 1e-4
     ran = set()
     for t in tactics_for(LayerType.CONVOLUTION, "gpu"):
@@ -165,7 +151,7 @@ def test_conv_gemm_epilogue_applies_bias_residual_and_fused_activation(activatio
     alpha, beta = (-0.5, 0.7) if activation == "CLIP" else (0.1, 0.0)
     ctx.layer.epilogue = Epilogue(activation=Activation(activation, alpha, beta))
     inputs = [x, w, b]
-    y = conv_reference(x, w, b, (1, 1), (1, 1), (0, 0), (0, 0), 1)
+    y = conv_float64(x, w, b, (1, 1), (1, 1), (0, 0), (0, 0), 1)
     if residual:
         ctx.layer.epilogue = Epilogue(residual=3, activation=ctx.layer.epilogue.activation)
         ctx.inputs.append(info(r))
@@ -187,7 +173,7 @@ def test_conv_gemm_rows_pads_odd_tap_counts():
     ctx = conv_context(x, w, None, (2, 2), (1, 1), (3, 3), (3, 3), 1)
     t = tactic("gpu:conv:im2col_gemm_rows")
     assert t.row_length(t.geometry(ctx)) == 152
-    want = conv_reference(x, w, None, (2, 2), (1, 1), (3, 3), (3, 3), 1)
+    want = conv_float64(x, w, None, (2, 2), (1, 1), (3, 3), (3, 3), 1)
     np.testing.assert_allclose(run_tactic(t, ctx, [x, w, None]), want, rtol=1e-2, atol=1e-2)
 
 
@@ -200,7 +186,7 @@ def test_conv_gemm_runs_1d_convolutions_as_2d():
     layer.stride_nd, layer.dilation_nd, layer.pre_padding, layer.post_padding = [2], [1], [1], [2]
     ctx = TacticContext(layer, [info(x), info(w, True), info(b, True)],
                         [TensorInfo(layer.get_output(0).shape, from_numpy(x.dtype))], "gpu")
-    want = conv_reference(x[:, :, None], w[:, :, None], b, (1, 2), (1, 1), (0, 1), (0, 2), 1)[:, :, 0]
+    want = conv_float64(x[:, :, None], w[:, :, None], b, (1, 2), (1, 1), (0, 1), (0, 2), 1)[:, :, 0]
     for name in ("gpu:conv:im2col_gemm", "gpu:conv:im2col_gemm_rows"):
         np.testing.assert_allclose(run_tactic(tactic(name), ctx, [x, w, b]), want, rtol=1e-4, atol=1e-4,
                                    err_msg=name)
@@ -211,7 +197,7 @@ def test_conv_gemm_tf32_follows_the_builder_flag():
     w = RNG.standard_normal((8, 8, 3, 3)).astype(np.float32)
     ctx = conv_context(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 1)
     ctx.extra["tf32"] = True
-    want = conv_reference(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 1)
+    want = conv_float64(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 1)
     got = run_tactic(tactic("gpu:conv:im2col_gemm_tf32"), ctx, [x, w, None])
     np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2)  # inputs rounded to 10 mantissa bits
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conv_reference import conv_float64
 
 from engine.dtypes import from_numpy
 from engine.enums import LayerType, PaddingMode
@@ -14,23 +15,6 @@ from engine.tactics.cpu_conv import Depthwise, Im2colGemm, PointwiseGemm, ShiftG
 
 RNG = np.random.default_rng(21)
 CONV_TACTICS = [t for t in tactics_for(LayerType.CONVOLUTION, "cpu")]
-
-
-def _reference(x, w, b, stride, dilation, pre, post, groups):
-    """Direct float64 convolution: one dot product per output pixel, loops over N-D output positions."""
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    n = w.ndim - 2
-    xp = np.pad(x, [(0, 0), (0, 0)] + list(zip(pre, post)))
-    out = [(xp.shape[2 + i] - dilation[i] * (w.shape[2 + i] - 1) - 1) // stride[i] + 1 for i in range(n)]
-    y = np.zeros((x.shape[0], w.shape[0], *out))
-    cg, kg = x.shape[1] // groups, w.shape[0] // groups
-    for pos in np.ndindex(*out):
-        window = tuple(slice(p * s, p * s + d * (k - 1) + 1, d)
-                       for p, s, d, k in zip(pos, stride, dilation, w.shape[2:]))
-        for g in range(groups):
-            patch = xp[(slice(None), slice(g * cg, (g + 1) * cg), *window)].reshape(x.shape[0], -1)
-            y[(slice(None), slice(g * kg, (g + 1) * kg), *pos)] = patch @ w[g * kg:(g + 1) * kg].reshape(kg, -1).T
-    return y + (0 if b is None else b.astype(np.float64).reshape(-1, *([1] * n)))
 
 
 def _context(x, w, b, stride, dilation, pre, post, groups, mode=PaddingMode.EXPLICIT_ROUND_DOWN):
@@ -76,7 +60,7 @@ def test_every_supporting_tactic_matches_float64_reference(name, with_bias, dtyp
     w = RNG.standard_normal((maps, shape[1] // groups, *kernel)).astype(dtype)
     b = RNG.standard_normal(maps).astype(dtype) if with_bias else None
     ctx = _context(x, w, b, stride, dilation, pre, post, groups)
-    want = _reference(x, w, b, stride, dilation, pre, post, groups)
+    want = conv_float64(x, w, b, stride, dilation, pre, post, groups)
     ran = []
     for tactic in CONV_TACTICS:
         if tactic.supports(ctx) is True:
@@ -88,7 +72,7 @@ def test_every_supporting_tactic_matches_float64_reference(name, with_bias, dtyp
 def test_float16_layers_compute_in_float32():
     x = RNG.standard_normal((1, 4, 8, 8)).astype(np.float16)
     w = (RNG.standard_normal((4, 1, 3, 3)) * 0.3).astype(np.float16)
-    want = _reference(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 4)
+    want = conv_float64(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 4)
     ctx = _context(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 4)
     for tactic in CONV_TACTICS:
         if tactic.supports(ctx) is True:
@@ -99,7 +83,7 @@ def test_float16_layers_compute_in_float32():
     w1 = RNG.standard_normal((6, 4, 3, 3)).astype(np.float16)
     ctx = _context(x1, w1, None, (1, 1), (1, 1), (1, 1), (1, 1), 1)
     np.testing.assert_allclose(_run(WinogradF2x2(), ctx, x1, w1, None),
-                               _reference(x1, w1, None, (1, 1), (1, 1), (1, 1), (1, 1), 1), rtol=5e-3, atol=5e-3)
+                               conv_float64(x1, w1, None, (1, 1), (1, 1), (1, 1), (1, 1), 1), rtol=5e-3, atol=5e-3)
 
 
 def test_same_padding_modes():
@@ -107,7 +91,7 @@ def test_same_padding_modes():
     w = RNG.standard_normal((3, 1, 3, 3)).astype(np.float32)
     for mode, pre, post in ((PaddingMode.SAME_UPPER, (0, 1), (1, 1)), (PaddingMode.SAME_LOWER, (1, 1), (0, 1))):
         ctx = _context(x, w, None, (2, 2), (1, 1), (0, 0), (0, 0), 3, mode)
-        want = _reference(x, w, None, (2, 2), (1, 1), pre, post, 3)
+        want = conv_float64(x, w, None, (2, 2), (1, 1), pre, post, 3)
         for tactic in (Im2colGemm(), ShiftGemm(), Depthwise()):
             np.testing.assert_allclose(_run(tactic, ctx, x, w, None), want, rtol=1e-5, atol=1e-5)
 
@@ -156,7 +140,7 @@ def test_runs_without_workspace_and_with_a_larger_batch_than_built_for():
     w = RNG.standard_normal((4, 1, 3, 3)).astype(np.float32)
     ctx = _context(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 4)
     big = RNG.standard_normal((3, 4, 6, 6)).astype(np.float32)
-    want = _reference(big, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 4)
+    want = conv_float64(big, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 4)
     for tactic in (Depthwise(), Im2colGemm(), ShiftGemm()):
         state = tactic.prepare(ctx)
         out = np.empty(want.shape, np.float32)

@@ -10,6 +10,7 @@ import types
 
 import numpy as np
 import pytest
+from conv_reference import conv_float64
 
 import engine as trt
 from engine.backends import cudnn_graphs
@@ -209,8 +210,8 @@ class FakeGraph:
 
         (_, _, conv), *epilogue = self.ops
         x, w = memory(self.tensors["X"]), memory(self.tensors["W"])
-        y = conv_reference(x, w, None, conv["stride"], conv["dilation"], conv["pre_padding"], conv["post_padding"],
-                           x.shape[1] // w.shape[1])
+        y = conv_float64(x, w, None, conv["stride"], conv["dilation"], conv["pre_padding"], conv["post_padding"],
+                         x.shape[1] // w.shape[1])
         for op, operands, params in epilogue:
             if op in ("bias", "add"):
                 y = y + memory(self.tensors[operands[1]])
@@ -218,22 +219,6 @@ class FakeGraph:
                 assert op == "relu" and set(params) == {"negative_slope"}, (op, params)
                 y = np.where(y >= 0, y, params["negative_slope"] * y)
         memory(self.output)[...] = y
-
-
-def conv_reference(x, w, b, stride, dilation, pre, post, groups) -> np.ndarray:
-    """float64 grouped 2-D convolution."""
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    padded = np.pad(x, [(0, 0), (0, 0)] + list(zip(pre, post)))
-    out = [(padded.shape[2 + i] - dilation[i] * (w.shape[2 + i] - 1) - 1) // stride[i] + 1 for i in range(2)]
-    y = np.zeros((x.shape[0], w.shape[0], *out))
-    cg, kg = x.shape[1] // groups, w.shape[0] // groups
-    for pos in np.ndindex(*out):
-        window = tuple(slice(p * s, p * s + d * (k - 1) + 1, d)
-                       for p, s, d, k in zip(pos, stride, dilation, w.shape[2:]))
-        for g in range(groups):
-            patch = padded[(slice(None), slice(g * cg, (g + 1) * cg), *window)].reshape(x.shape[0], -1)
-            y[(slice(None), slice(g * kg, (g + 1) * kg), *pos)] = patch @ w[g * kg:(g + 1) * kg].reshape(kg, -1).T
-    return y + (0 if b is None else b.astype(np.float64).reshape(-1, 1, 1))
 
 
 @pytest.fixture
@@ -305,7 +290,8 @@ def test_candidates_are_the_first_engines_that_build_and_others_say_why(fake_cud
     by_engine = {t.engine_id: t for t in cudnn_tactics()}
     assert [e for e in (3, 7, 9, 11, 12, 15) if by_engine[e].supports(ctx) is True] == [3, 7, 11, 12]
     reason = by_engine[15].supports(ctx)
-    assert reason == "cuDNN engine 15 is not among the engines ranked first for this layer that build ([3, 7, 11, 12])"
+    assert reason == ("this cuDNN engine is not among the engines ranked first for this layer that build "
+                      "([3, 7, 11, 12])")
     assert by_engine[7].workspace_bytes(ctx) == 1004  # engine 7 is plan index 4
     assert len(FakeGraph.made) == 1  # one graph per layer geometry, shared by the engines' tactics
 
@@ -402,7 +388,7 @@ def test_run_hands_cudnn_each_operand_and_applies_what_it_cannot(fake_cudnn, mon
     assert tactic.supports(ctx) is True
     out = np.full(ctx.outputs[0].shape, np.nan, dtype)
     tactic.run(tactic.prepare(ctx), [x, w, b, residual], [out], None, np)
-    want = conv_reference(x, w, b, (2, 1), (1, 2), (1, 0), (1, 1), 2) + residual.astype(np.float64)
+    want = conv_float64(x, w, b, (2, 1), (1, 2), (1, 0), (1, 1), 2) + residual.astype(np.float64)
     want = np.where(want >= 0, want, 0.1 * want) if activation.type == ActivationType.LEAKY_RELU else \
         np.where(want > 0, want, 0.5 * (np.exp(want) - 1))
     tolerance = 1e-2 if dtype == np.float16 else 1e-5
@@ -433,7 +419,7 @@ def test_what_cudnn_declines_to_fuse_runs_after_the_graph(fake_cudnn, monkeypatc
     out = np.full(ctx.outputs[0].shape, np.nan, np.float32)
     tactic.run(tactic.prepare(ctx), [x, w, b, residual], [out], None, np)
     assert [op for op, _, _ in FakeGraph.made[-1].ops] == graph_ops
-    want = np.maximum(conv_reference(x, w, b, (1, 1), (1, 1), (1, 1), (1, 1), 1) + residual, 0)
+    want = np.maximum(conv_float64(x, w, b, (1, 1), (1, 1), (1, 1), (1, 1), 1) + residual, 0)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 

@@ -150,6 +150,39 @@ def test_attention_tactics_pass_what_the_kernels_expect(name, case, nan_to_zero)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5, equal_nan=True)
 
 
+IDENTITY_PERMS = {key: [0, 1, 2, 3] for key in PERMS}
+
+
+@pytest.mark.parametrize("name", ["gpu:attention:flash_attention", "gpu:attention:cublas_softmax"])
+def test_attention_over_no_keys_writes_zeros_without_a_launch(name) -> None:
+    """softmax over zero keys weighs nothing: q (1, 2, 3, 4) @ no keys -> zeros (1, 2, 3, 5), as MatMul gives."""
+    q = RNG.standard_normal((1, 2, 3, 4)).astype(np.float32)
+    k, v = np.zeros((1, 2, 0, 4), np.float32), np.zeros((1, 2, 0, 5), np.float32)
+    layer = Node(LayerType.ATTENTION, "attention", {"scale": 1.0, "nan_to_zero": False, **IDENTITY_PERMS})
+    tactic = tactic_by_id(stable_tactic_id(name))
+    ctx = TacticContext(layer, [TensorInfo(a.shape, from_numpy(a.dtype)) for a in (q, k, v)],
+                        [TensorInfo((1, 2, 3, 5), from_numpy(np.dtype(np.float32)))], backend="gpu")
+    out = np.full((1, 2, 3, 5), 7.0, np.float32)
+    tactic.run(tactic.prepare(ctx), [q, k, v], [out], None, np)
+    np.testing.assert_array_equal(out, np.zeros((1, 2, 3, 5)))
+
+
+def test_each_attention_tactic_names_its_own_size_limit() -> None:
+    def context(d, sk):
+        shapes = ((1, 1, 2, d), (1, 1, sk, d), (1, 1, sk, d))
+        layer = Node(LayerType.ATTENTION, "attention", {"scale": 1.0, "nan_to_zero": False, **IDENTITY_PERMS})
+        return TacticContext(layer, [TensorInfo(shape, from_numpy(np.dtype(np.float32))) for shape in shapes],
+                             [TensorInfo((1, 1, 2, d), from_numpy(np.dtype(np.float32)))], backend="gpu")
+
+    flash, cublas = (tactic_by_id(stable_tactic_id(f"gpu:attention:{name}"))
+                     for name in ("flash_attention", "cublas_softmax"))
+    assert flash.supports(context(129, 4)) == "head dims 129 and 129 must be at most 128"
+    assert cublas.supports(context(129, 4)) is True
+    assert flash.supports(context(8, 8193)) is True
+    assert cublas.supports(context(8, 8193)) == "8193 keys exceed the softmax kernel's row of 8192"
+    assert flash.supports(context(8, -1)) == cublas.supports(context(8, -1)) == "the shapes must be concrete"
+
+
 def test_masked_softmax_tactic_passes_what_the_kernel_expects() -> None:
     scores = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
     mask = RNG.standard_normal((3, 1, 5)).astype(np.float32)

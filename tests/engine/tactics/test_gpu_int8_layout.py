@@ -82,6 +82,25 @@ def test_workspace_is_the_padded_columns_and_accumulators():
     assert GROUPED.workspace_bytes(depthwise.ctx) == 2 * 6 * 5 * 4 * 4  # the int32 accumulators only: 960 bytes
 
 
+def test_per_shape_state_reads_all_channels_or_the_groups_channels_and_is_made_once():
+    """The tap table the im2col (all input channels, padded to 16 taps) and grouped (one group's channels) kernels
+    read, built with NumPy standing in for CuPy: channel offsets are multiples of the 5x5 input plane."""
+    rng = np.random.default_rng(4)
+    for tactic, groups, length in ((CONV, 1, 48), (GROUPED, 2, 18)):  # 4 channels x 3x3 = 36 -> 48; 2 x 3x3 = 18
+        layer = conv_layer(rng, (1, 4, 5, 5), 4, (3, 3), groups=groups)
+        kernel_shape = layer.ctx.inputs[1].value.shape
+        state = {"geometry": {}, "layer": layer.ctx.layer, "kernel_shape": kernel_shape,
+                 "w": np.zeros((4, length), np.int8)}
+        g, specs, taps = tactic.shape_state(state, (1, 4, 5, 5), np)
+        channels = 4 // groups
+        assert (g.channels, g.groups, specs) == (4, groups, tactic.buffers(g))
+        assert taps.shape == (3, length)
+        np.testing.assert_array_equal(taps[0, :9 * channels], np.repeat(np.arange(channels) * 25, 9))
+        np.testing.assert_array_equal(taps[1, :9], [0, 0, 0, 1, 1, 1, 2, 2, 2])  # row offsets r * dilation
+        assert (taps[1, 9 * channels:] < -(1 << 29)).all(), "padding taps must point outside every input"
+        assert tactic.shape_state(state, (1, 4, 5, 5), np)[2] is taps, "made on the first run at a shape only"
+
+
 def quantize_context(x_dtype=np.float32, scale=0.1, zero=3, out=DataType.INT8):
     scale = np.asarray(scale, np.float32)
     zero = None if zero is None else np.asarray(zero, np.int8)
