@@ -25,6 +25,7 @@ from .logger import Logger
 from .memory_plan import device_lifetimes
 from .plan import serialize_plan
 from .tactics import tactic_by_id
+from .tensor_formats import layer_formats
 from .user_hooks import ErrorRecorderHook
 from .version import __version__
 
@@ -84,8 +85,13 @@ class Engine(ErrorRecorderHook):
                 key = (index, spec.tactic_ids[profile])
                 if key not in prepared:
                     tactic = tactic_by_id(key[1])
-                    prepared[key] = (tactic, tactic.prepare(tactic_context(
-                        self.graph, spec, self.device, widen=not tactic.reads_bfloat16)))
+                    tctx = tactic_context(self.graph, spec, self.device, widen=not tactic.reads_bfloat16)
+                    unhandled = layer_formats(tctx) - tactic.formats
+                    if unhandled:  # a tampered format field would otherwise run the kernel on the wrong layout
+                        raise PlanFormatError(f"plan: layer '{spec.layer.name}' has "
+                                              f"{'/'.join(sorted(f.value for f in unhandled))} tensors, which its "
+                                              f"tactic {tactic.name} does not run")
+                    prepared[key] = (tactic, tactic.prepare(tctx))
                 states.append(prepared[key])
             per_profile.append(states)
         return per_profile
