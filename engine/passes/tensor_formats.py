@@ -7,12 +7,12 @@ activations of convolution chains: cuDNN's fused convolution graphs and FP16 ten
 Members are CONVOLUTION, POOLING, ACTIVATION, and ELEMENTWISE / POINTWISE layers whose operands all have the
 output's shape (a broadcast operand would need its own reformat), of FLOAT or HALF 4-D tensors, not INT8, for
 which some tactic of the build device runs HWC (`ctx.runs_channels_last`, asked of the tactic registry by the
-builder). Connected members form a chain; a chain without a convolution or pooling layer stays LINEAR (reformats
-around a lone activation would only cost). Inside a chain every member's activation tensors are HWC; a REFORMAT
-layer converts each tensor entering the chain (one per tensor, shared by its readers) and each tensor leaving it
-(read by another layer, or a network output). The LINEAR copy of a leaving tensor keeps its name, so network
-outputs, debug tensors and comparisons see the names they know; the HWC tensor inside becomes `<name>:hwc`.
-Weights, biases and every other operand stay LINEAR.
+builder). Connected members form a chain; a chain without a convolution stays LINEAR (the layouts are for the
+convolutions: reformats around a lone pooling or activation would only cost). Inside a chain every member's
+activation tensors are HWC; a REFORMAT layer converts each tensor entering the chain (one per tensor, shared by its
+readers) and each tensor leaving it (read by another layer, or a network output). The LINEAR copy of a leaving
+tensor keeps its name, so network outputs, debug tensors and comparisons see the names they know; the HWC tensor
+inside becomes `<name>:hwc`. Weights, biases and every other operand stay LINEAR.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from .base import Pass, PassContext
 
 CHAIN_TYPES = frozenset({LayerType.CONVOLUTION, LayerType.POOLING, LayerType.ACTIVATION, LayerType.ELEMENTWISE,
                          LayerType.POINTWISE})
-# A chain is worth its reformats only around these.
-ANCHOR_TYPES = frozenset({LayerType.CONVOLUTION, LayerType.POOLING})
+# Layers whose input has its own spatial size (a window slides over it).
+WINDOW_TYPES = frozenset({LayerType.CONVOLUTION, LayerType.POOLING})
 FORMAT_DTYPES = frozenset({DataType.FLOAT, DataType.HALF})
 
 
@@ -55,7 +55,7 @@ def can_join(node: Node) -> str | None:
         value = node.inputs[position] if position < len(node.inputs) else None
         if not _is_4d_float(value) or value.is_constant:
             return f"input {position} is not a 4-D FLOAT/HALF activation"
-        if position != 0 or node.type not in ANCHOR_TYPES:  # a window's input has its own spatial size
+        if position != 0 or node.type not in WINDOW_TYPES:
             if value.shape != output.shape:
                 return f"input {position} of shape {list(value.shape)} broadcasts to {list(output.shape)}"
     return None
@@ -89,7 +89,8 @@ class ChannelsLastFormats(Pass):
         if not ctx.channels_last:
             return {}
         members = [n for n in graph.nodes if can_join(n) is None and ctx.runs_channels_last(n)]
-        chosen = [n for chain in _chains(members) if any(n.type in ANCHOR_TYPES for n in chain) for n in chain]
+        chosen = [n for chain in _chains(members) if any(n.type == LayerType.CONVOLUTION for n in chain)
+                  for n in chain]
         inside = {id(n) for n in chosen}
         for node in chosen:
             node.outputs[0].format = TensorFormat.HWC

@@ -26,8 +26,11 @@ _CALLS_CUPY_BLAS = frozenset({LayerType.MATRIX_MULTIPLY, LayerType.CONVOLUTION, 
 _RUNS_CHANNELS_LAST = {
     "cpu": frozenset({LayerType.CONVOLUTION, LayerType.POOLING, LayerType.ACTIVATION, LayerType.ELEMENTWISE,
                       LayerType.POINTWISE, LayerType.REFORMAT}),
-    "gpu": frozenset({LayerType.CONVOLUTION, LayerType.ACTIVATION, LayerType.ELEMENTWISE, LayerType.REFORMAT}),
+    "gpu": frozenset({LayerType.CONVOLUTION, LayerType.POOLING, LayerType.ACTIVATION, LayerType.ELEMENTWISE,
+                      LayerType.POINTWISE, LayerType.REFORMAT}),
 }
+# (On the GPU the channels-last pass forms chains only where a tactic other than these runs HWC; these are the
+# fallback for a layer variant those refuse, a windowed average pooling say, so an HWC layer always has a tactic.)
 # Control-flow kernels read their condition or trip count back to the host, which a capture cannot record.
 _READS_DEVICE_VALUES_ON_HOST = frozenset({LayerType.CONDITIONAL, LayerType.LOOP})
 

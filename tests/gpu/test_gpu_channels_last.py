@@ -1,8 +1,8 @@
 """Channels-last convolution chains on the GPU (BuilderConfig.channels_last; docs/formats.md): every cuDNN engine
-run on NHWC memory against float64 NumPy; the ResNet-like test model and MobileNetV2 built channels-last on cuDNN
-convolutions against onnxruntime (FP32 within 1e-4, FP16 within 2e-2), under CUDA-graph replay and after a plan
-reload; HWC tensors really laid out NHWC in device memory; and the GPU chain breaking at pooling (no NHWC pooling
-kernel yet). Needs nvidia-cudnn-frontend and libcudnn 9 (docs/gpu.md)."""
+run on NHWC memory against float64 NumPy; the NHWC pooling kernels against NumPy; the ResNet-like test model and
+MobileNetV2 built channels-last on cuDNN convolutions against onnxruntime (FP32 within 1e-4, FP16 within 2e-2),
+under CUDA-graph replay and after a plan reload; HWC tensors really laid out NHWC in device memory; no chain
+without cuDNN. Needs nvidia-cudnn-frontend and libcudnn 9 (docs/gpu.md)."""
 from __future__ import annotations
 
 import numpy as np
@@ -79,6 +79,49 @@ def test_every_cudnn_engine_runs_an_nhwc_fused_conv(dtype) -> None:
     assert ran, f"no cuDNN {version_string()} engine runs the NHWC conv+bias+residual+ReLU graph"
 
 
+def _numpy_max_pool(x, kernel, stride, pre, post, dilation):
+    padded = np.pad(x.astype(np.float64), [(0, 0), (0, 0), (pre[0], post[0]), (pre[1], post[1])],
+                    constant_values=-np.inf)
+    rows = (padded.shape[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    cols = (padded.shape[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    taps = [padded[:, :, i * dilation[0]:i * dilation[0] + stride[0] * (rows - 1) + 1:stride[0],
+                   j * dilation[1]:j * dilation[1] + stride[1] * (cols - 1) + 1:stride[1]]
+            for i in range(kernel[0]) for j in range(kernel[1])]
+    return np.max(taps, axis=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_the_nhwc_pooling_kernels_match_numpy(dtype) -> None:
+    """Max pooling (padding, stride 2, dilation) and global average pooling on HWC tensors, written into an HWC
+    output in place and into a LINEAR one through a copy."""
+    from engine.network import NetworkDefinition as Net
+    from engine.tactics.gpu_pooling import GlobalAvgPoolNvrtc, MaxPoolNvrtc
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 40, 11, 9)).astype(dtype)
+    net = Net()
+    pool = net.add_pooling_nd(net.add_input("x", trt.DataType.FLOAT, x.shape), trt.PoolingType.MAX, (3, 2))
+    pool.stride_nd, pool.pre_padding, pool.post_padding, pool.dilation_nd = [2, 2], [1, 0], [1, 1], [1, 2]
+    want = _numpy_max_pool(x, (3, 2), (2, 2), (1, 0), (1, 1), (1, 2))
+    kind = trt.DataType.HALF if dtype == np.float16 else trt.DataType.FLOAT
+    for tactic, layer, expected in (
+            (MaxPoolNvrtc(), pool, want),
+            (GlobalAvgPoolNvrtc(), net.add_pooling_nd(net.add_input("z", trt.DataType.FLOAT, x.shape),
+                                                      trt.PoolingType.AVERAGE, (11, 9)),
+             x.astype(np.float64).mean(axis=(2, 3), keepdims=True))):
+        node = Node(layer.type, "pool", layer.params, precision=kind)
+        for out_format in (HWC, LINEAR):
+            ctx = TacticContext(node, [TensorInfo(x.shape, kind)], [TensorInfo(expected.shape, kind)], "gpu",
+                                input_formats=(HWC,), output_formats=(out_format,))
+            assert tactic.supports(ctx) is True
+            out = empty_in_format(cupy, expected.shape, dtype, out_format)
+            out[...] = np.nan
+            tactic.run(tactic.prepare(ctx), [_hwc_on_device(x)], [out], None, cupy)
+            tolerance = 1e-2 if dtype == np.float16 else 1e-5
+            np.testing.assert_allclose(cupy.asnumpy(out), expected, rtol=tolerance, atol=tolerance,
+                                       err_msg=f"{tactic.name} NHWC -> {out_format.value} {np.dtype(dtype)}")
+
+
 def build(model: onnx.ModelProto, name: str, batch: tuple, fp16: bool = False) -> bytes:
     builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
     network = builder.create_network()
@@ -110,10 +153,13 @@ def test_resnet_like_channels_last_on_cudnn_matches_onnxruntime(fp16) -> None:
     rows = {r["name"]: r for r in engine.layer_info()}
     convs = {n: r["tactic"] for n, r in rows.items() if r["type"] == "CONVOLUTION"}
     assert all(t.startswith("gpu:conv:cudnn_engine") for t in convs.values()), convs
+    assert rows["pool"]["tactic"] == "gpu:pooling:max_pool_nvrtc", rows["pool"]
+    assert rows["gap"]["tactic"] == "gpu:pooling:global_avg_pool_nvrtc", rows["gap"]
     formats = {t.name: t.format for t in engine.graph.tensors}
-    # no NHWC pooling kernel on the GPU: the pools stay LINEAR and split the chain around them
-    assert formats["p1"] == LINEAR and formats["gap"] == LINEAR, formats
-    assert formats["r2"] == HWC and formats["block_out:hwc"] == HWC, formats
+    # as on the CPU (channels_last_models.py): the pools run NHWC inside the chains
+    assert all(formats[name] == HWC for name in ("r1", "p1", "r2", "block_out:hwc", "c4", "gap:hwc")), formats
+    assert sum(r["type"] == "REFORMAT" and "HWC" in r["name"] for r in engine.layer_info()) == 2
+    assert formats["block_out"] == LINEAR and formats["gap"] == LINEAR
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     plain, graphed = engine.create_execution_context(), engine.create_execution_context()
     graphed.use_cuda_graph = True
