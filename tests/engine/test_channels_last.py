@@ -129,6 +129,8 @@ def test_the_plan_keeps_the_formats(hwc_plan) -> None:
     assert len(rows) == FORMAT_REFORMATS
     conv = next(spec for spec in engine.graph.layers if spec.layer.name == "conv2")
     assert [engine.graph.tensors[i].format for i in (conv.inputs[0], conv.outputs[0])] == [HWC, HWC]
+    # untimed (level 0), the NHWC GEMM convolution is preferred; the LINEAR-only CPU convolutions are not offered
+    assert {r["tactic"] for r in engine.layer_info() if r["type"] == "CONVOLUTION"} == {"cpu:conv:nhwc_gemm"}
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -179,6 +181,44 @@ def test_outputs_match_onnxruntime_and_memory_is_channels_last(hwc_plan) -> None
     # the HWC tensors lie channels-last in memory (with 8 channels and 6x6 planes, NCHW memory is not)
     assert layouts.seen["p1"] and layouts.seen["r2"] and layouts.seen["c4"], layouts.seen
     assert not layouts.seen["block_out"] and not layouts.seen["scaled"], layouts.seen
+
+
+def test_a_timed_build_matches_onnxruntime_and_keys_its_timings_by_format() -> None:
+    """At level 2 the HWC layers' candidates (NHWC GEMM and reference convolutions) are timed; the timing cache
+    keeps them apart from the same layers built LINEAR."""
+    model = resnet_like_model()
+    cache_config = trt.Builder(trt.Logger()).create_builder_config()
+    cache = cache_config.create_timing_cache(b"")
+    plans = {}
+    for channels_last in (False, True):
+        builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+        network = builder.create_network()
+        trt.OnnxParser(network).parse(model.SerializeToString())
+        config = builder.create_builder_config()
+        config.device, config.channels_last, config.builder_optimization_level = "cpu", channels_last, 2
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        profile = builder.create_optimization_profile()
+        profile.set_shape("x", (1, 3, 12, 12), (2, 3, 12, 12), (4, 3, 12, 12))
+        config.add_optimization_profile(profile)
+        before = len(cache.entries)
+        plans[channels_last] = builder.build_serialized_network(network, config)
+        if channels_last:  # the LINEAR build's entries were no hits for the HWC layers: new entries were made
+            assert len(cache.entries) > before
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = model_feeds(2, seed=9)
+    expected = dict(zip(["y", "block_out"], session.run(["y", "block_out"], feeds)))
+    for channels_last, plan in plans.items():
+        got = load(plan).create_execution_context().execute(feeds)
+        for name in expected:
+            np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{name}, channels_last={channels_last}")
+
+
+def test_a_format_reformat_is_no_noop() -> None:
+    from engine.passes.eliminate import is_noop
+
+    graph = optimized(resnet_like_model())
+    assert all(not is_noop(node) for node in reformats(graph))
 
 
 @pytest.mark.skipif(not (MODELS / "mobilenet_v2.onnx").exists(), reason="shared models not present")
