@@ -12,7 +12,9 @@ convolutions: reformats around a lone pooling or activation would only cost). In
 activation tensors are HWC; a REFORMAT layer converts each tensor entering the chain (one per tensor, shared by its
 readers) and each tensor leaving it (read by another layer, or a network output). The LINEAR copy of a leaving
 tensor keeps its name, so network outputs, debug tensors and comparisons see the names they know; the HWC tensor
-inside becomes `<name>:hwc`. Weights, biases and every other operand stay LINEAR.
+inside becomes `<name>:hwc`. Weights, biases and every other operand stay LINEAR. Where a precision REFORMAT
+(FP16 builds) already stands at a chain's end, it converts the layout too (one copy, not two): one whose output only
+the chain reads writes HWC, and one reading a chain's tensor reads it HWC.
 """
 from __future__ import annotations
 
@@ -82,6 +84,15 @@ def _chains(members: list[Node]) -> list[list[Node]]:
     return list(groups.values())
 
 
+def _converts_only_for(value: Value, inside: set[int], graph: Graph) -> bool:
+    """Whether `value` is a REFORMAT's output that only chain members read, as activations (not a network output):
+    that reformat can write it HWC directly."""
+    producer = value.producer
+    return (producer is not None and producer.type == LayerType.REFORMAT and value not in graph.outputs
+            and all(id(reader) in inside and position in activation_positions(reader)
+                    for reader, position in value.uses))
+
+
 class ChannelsLastFormats(Pass):
     name = "channels_last"
 
@@ -101,6 +112,11 @@ class ChannelsLastFormats(Pass):
                 value = node.inputs[position]
                 if value.format == TensorFormat.HWC:
                     continue
+                if _converts_only_for(value, inside, graph):  # the precision reformat converts the layout too
+                    value.producer.params["to_format"] = TensorFormat.HWC
+                    value.format = TensorFormat.HWC
+                    reformats.append(value.producer.name)
+                    continue
                 if id(value) not in entering:
                     entering[id(value)] = self._reformat(graph, value, f"{value.name}:hwc", TensorFormat.HWC,
                                                          reformats)
@@ -108,7 +124,8 @@ class ChannelsLastFormats(Pass):
         for node in chosen:
             value = node.outputs[0]
             leaving = [(reader, position) for reader, position in value.uses
-                       if id(reader) not in inside or position not in activation_positions(reader)]
+                       if (id(reader) not in inside or position not in activation_positions(reader))
+                       and reader.type != LayerType.REFORMAT]  # a reformat reads any layout (precision ones too)
             if not leaving and value not in graph.outputs:
                 continue
             name = value.name

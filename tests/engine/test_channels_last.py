@@ -214,6 +214,35 @@ def test_a_timed_build_matches_onnxruntime_and_keys_its_timings_by_format() -> N
                                        err_msg=f"{name}, channels_last={channels_last}")
 
 
+def test_fp16_precision_reformats_convert_the_layout_too() -> None:
+    """FP16 alone makes 3 REFORMATs (x to HALF, y and block_out back to FLOAT). Channels-last adds only 3: x's HALF
+    reformat writes HWC itself and block_out's FLOAT reformat reads HWC itself; block_out into scale_mul, scaled
+    into conv4 and gap out to flatten need their own."""
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    network = builder.create_network()
+    trt.OnnxParser(network).parse(resnet_like_model().SerializeToString())
+    config = builder.create_builder_config()
+    config.device, config.channels_last = "cpu", True
+    config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    profile.set_shape("x", (1, 3, 12, 12), (2, 3, 12, 12), (4, 3, 12, 12))
+    config.add_optimization_profile(profile)
+    engine = load(builder.build_serialized_network(network, config))
+    tensors = engine.graph.tensors
+    sides = {spec.layer.name: tuple(f"{tensors[i].dtype.value} {tensors[i].format.value}"
+                                    for i in (spec.inputs[0], spec.outputs[0]))
+             for spec in engine.graph.layers if spec.layer.type == LayerType.REFORMAT}
+    assert len(sides) == 6, sides
+    assert sides["Reformat(x)->HALF"] == ("FLOAT LINEAR", "HALF HWC")
+    assert sides["Reformat(block_out:half)->FLOAT"] == ("HALF HWC", "FLOAT LINEAR")
+    feeds = model_feeds(2, seed=4)
+    expected = ort.InferenceSession(resnet_like_model().SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(["y", "block_out"], feeds)
+    got = engine.create_execution_context().execute(feeds)
+    for name, want in zip(["y", "block_out"], expected):
+        np.testing.assert_allclose(got[name].astype(np.float32), want, rtol=2e-2, atol=2e-2, err_msg=name)
+
+
 def test_a_format_reformat_is_no_noop() -> None:
     from engine.passes.eliminate import is_noop
 
