@@ -15,7 +15,7 @@ from .backends import get_backend
 from .compatibility import check_loadable
 from .config import ProfilingVerbosity
 from .dtypes import DataType, nptype
-from .enums import LayerType, TensorIOMode
+from .enums import LayerType, TensorFormat, TensorIOMode
 from .error_recorder import IErrorRecorder
 from .errors import ExecutionError, PlanFormatError
 from .execution_context import ExecutionContext
@@ -117,6 +117,11 @@ class Engine(ErrorRecorderHook):
 
     def get_tensor_dtype(self, name: str) -> DataType:
         return self.graph.tensors[self.io_index(name)].dtype
+
+    def get_tensor_format(self, name: str) -> TensorFormat:
+        """The IO tensor's memory layout (TensorRT's get_tensor_format): LINEAR, as the user's arrays are, also in a
+        channels-last engine, whose HWC tensors are all inside (docs/formats.md)."""
+        return self.graph.tensors[self.io_index(name)].format
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         """Build-time shape: -1 marks a dimension that depends on the input shapes."""

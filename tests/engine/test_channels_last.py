@@ -129,6 +129,7 @@ def test_the_plan_keeps_the_formats(hwc_plan) -> None:
     assert len(rows) == FORMAT_REFORMATS
     conv = next(spec for spec in engine.graph.layers if spec.layer.name == "conv2")
     assert [engine.graph.tensors[i].format for i in (conv.inputs[0], conv.outputs[0])] == [HWC, HWC]
+    assert [engine.get_tensor_format(name) for name in ("x", "y", "block_out")] == [LINEAR] * 3
     # untimed (level 0), the NHWC GEMM convolution is preferred; the LINEAR-only CPU convolutions are not offered
     assert {r["tactic"] for r in engine.layer_info() if r["type"] == "CONVOLUTION"} == {"cpu:conv:nhwc_gemm"}
 
