@@ -70,6 +70,7 @@ class Settings:
     markdown: Path | None
     quick: bool
     pointwise_fusion: bool = False
+    channels_last: bool = False              # BuilderConfig.channels_last: convolution chains in NHWC memory
     tactic_sources: list[str] | None = None  # TacticSource names the builder may use; None: all
     profile_top: int = 0                     # slowest layers reported per engine; 0: no profiled pass
     profile_runs: int = 5
@@ -117,6 +118,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
                                                                    "(default 3; 1 with --quick)")
     parser.add_argument("--pointwise-fusion", action="store_true",
                         help="build with BuilderConfig.pointwise_fusion (elementwise chains as one generated kernel)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="build with BuilderConfig.channels_last (convolution chains in NHWC memory, "
+                             "docs/formats.md)")
     parser.add_argument("--tactic-sources", nargs="*", default=None, metavar="SOURCE",
                         help="tactic sources the builder may use, Polygraphy spelling: cublas jit_convolutions ... "
                              "(case-insensitive, several after one flag; none after the flag: no source). Default: all")
@@ -167,7 +171,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         iterations=args.iterations if args.iterations is not None else (10 if quick else 50),
         max_seconds=args.max_seconds if args.max_seconds is not None else (0.5 if quick else 2.0),
         opt_level=args.opt_level if args.opt_level is not None else (1 if quick else 3),
-        pointwise_fusion=args.pointwise_fusion, tactic_sources=tactic_sources, profile_top=args.profile_top,
+        pointwise_fusion=args.pointwise_fusion, channels_last=args.channels_last, tactic_sources=tactic_sources,
+        profile_top=args.profile_top,
         profile_runs=args.profile_runs, timing_cache=args.timing_cache,
         compile_timeout_s=args.compile_timeout_s, budget_s=args.budget_s, json=args.json, markdown=args.markdown,
         quick=quick)
@@ -230,6 +235,7 @@ def format_markdown(document: dict[str, Any]) -> str:
         f"iteration); fp32 with TF32 off and tf32 with TF32 allowed, in the engine and PyTorch alike; "
         f"cudnn.benchmark on; engine optimization level {settings['opt_level']}"
         + (", pointwise fusion on" if settings.get("pointwise_fusion") else "")
+        + (", channels-last on" if settings.get("channels_last") else "")
         + f", tactic sources {_sources_setting(settings.get('tactic_sources'))}, "
         + (f"one profile batch 1..{settings['max_batch']} (opt {settings['opt_batch']})"
            if settings.get("shared_profile") else "one static-shape engine per batch") + ", BERT "
@@ -320,7 +326,8 @@ def result_document(meta: dict[str, Any], settings: Settings, rows: list[dict[st
                          "precisions": settings.precisions, "compile_precisions": settings.compile_precisions,
                          "warmup": settings.warmup, "iterations": settings.iterations,
                          "max_seconds": settings.max_seconds, "opt_level": settings.opt_level,
-                         "pointwise_fusion": settings.pointwise_fusion, "tactic_sources": settings.tactic_sources,
+                         "pointwise_fusion": settings.pointwise_fusion, "channels_last": settings.channels_last,
+                         "tactic_sources": settings.tactic_sources,
                          "profile_top": settings.profile_top, "profile_runs": settings.profile_runs,
                          "timing_cache": None if settings.timing_cache is None else str(settings.timing_cache),
                          "quick": settings.quick},
@@ -670,7 +677,7 @@ class Benchmark:
                                max_shapes={n: (hi, *d) for n, d in shapes.items()},
                                fp16=precision == "fp16", tf32=precision == "tf32", device="gpu",
                                optimization_level=s.opt_level, pointwise_fusion=s.pointwise_fusion,
-                               tactic_sources=s.tactic_sources)
+                               channels_last=s.channels_last, tactic_sources=s.tactic_sources)
         profile = f"batch {lo}..{hi} opt {opt}"
         try:
             engine, record = self.engine_builds.build(onnx_path, options)

@@ -32,6 +32,7 @@ from .enums import (
     RNNDirection,
     RNNOperation,
     ScaleMode,
+    TensorFormat,
     TensorIOMode,
     TopKOperation,
     TripLimit,

@@ -19,6 +19,7 @@ from .logger import Severity
 from .memory_plan import plan_graph_memory
 from .steps import Step, compile_steps
 from .subgraph import CONTROL_FLOW_TYPES
+from .tensor_formats import view_in_format
 
 if TYPE_CHECKING:
     from .cuda_engine import Engine
@@ -88,7 +89,8 @@ def bind(engine: Engine, inputs: BoundInputs, data_shapes: dict[int, tuple[int, 
     for i, offset in zip(planned, plan.offsets):
         dtype = storage_dtype(graph.tensors[i].dtype, engine.device)
         count = int(np.prod(shapes[i], dtype=np.int64))
-        slots[i] = arena[offset:offset + count * dtype.itemsize].view(dtype).reshape(shapes[i])
+        slots[i] = view_in_format(arena[offset:offset + count * dtype.itemsize].view(dtype), shapes[i],
+                                  graph.tensors[i].format)
     steps, workspace_bytes = compile_steps(graph, engine.tactic_states[inputs.profile], shapes, resolved.host_values,
                                            engine.device, range(start, end) if start or end < len(graph.layers)
                                            else None)

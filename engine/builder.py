@@ -18,7 +18,7 @@ from .calibration import DynamicRanges, calibrate
 from .calibrator import read_cache, write_cache
 from .compatibility import build_record
 from .config import BuilderConfig, BuilderFlag, resolve_device
-from .enums import LayerType
+from .enums import LayerType, TensorFormat, allowed_by_sources
 from .error_recorder import reports_errors
 from .errors import BuildError, DataDependentShapeError, EngineError
 from .gpu_allocator import allocation_scope
@@ -34,6 +34,8 @@ from .profile import OptimizationProfile
 from .refittable import mark_refittable_weights, network_digest, refit_table
 from .shape_inference import infer_graph
 from .tactic_selection import TacticSelection, input_shapes, input_values
+from .tactics import tactics_for
+from .tactics.reference import ReferenceTactic
 from .timing_cache import TimingCache
 from .user_hooks import UserHooks
 from .version import __version__
@@ -140,7 +142,9 @@ class _Build:
         strongly_typed = self.source.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED)
         context = PassContext(fp16=config.get_flag(BuilderFlag.FP16), bf16=config.get_flag(BuilderFlag.BF16),
                               strongly_typed=strongly_typed, constraints=constraints, log=self.log,
-                              dynamic_ranges=ranges, pointwise_fusion=bool(config.pointwise_fusion))
+                              dynamic_ranges=ranges, pointwise_fusion=bool(config.pointwise_fusion),
+                              channels_last=bool(config.channels_last),
+                              runs_channels_last=channels_last_check(device, config.get_tactic_sources()))
         lint = config.get_flag(BuilderFlag.DEBUG) or os.environ.get("POLYX_LINT_IR") == "1"
         report = PassPipeline().run(ir_graph, context, lint=lint)
         graph = lower(ir_graph)
@@ -295,6 +299,16 @@ class _Build:
             peak, naive = max(peak, plan.peak_bytes), max(naive, plan.naive_bytes)
         return {"planned_peak_bytes": peak, "naive_bytes": naive, "workspace_bytes": workspace,
                 "planned_tensors": len(lifetimes)}
+
+
+def channels_last_check(device: str, sources: int):
+    """Whether some tactic of `device` runs a node on HWC tensors: allowed by the tactic sources, usable on this
+    machine, and on the GPU not the reference kernel (a chain through it would be slower than LINEAR)."""
+    def runs(node) -> bool:
+        return any(TensorFormat.HWC in t.formats and not t.runs_int8 and allowed_by_sources(t, sources)
+                   and t.unavailable() is None and (device == "cpu" or not isinstance(t, ReferenceTactic))
+                   for t in tactics_for(node.type, device))
+    return runs
 
 
 def _check_strongly_typed(network: NetworkDefinition, config: BuilderConfig) -> None:

@@ -131,6 +131,9 @@ class BuilderConfig:
         # Fuse elementwise/activation/unary chains into one POINTWISE layer (passes/pointwise_fusion.py). Off by
         # default until its GPU kernel has been measured on the GPU machine (docs/architecture.md).
         self.pointwise_fusion = False
+        # Run 4-D convolution chains channels-last (HWC tensors, REFORMAT layers at the chains' ends;
+        # passes/tensor_formats.py, docs/formats.md). Off by default: plans stay LINEAR.
+        self.channels_last = False
 
     # flags
     @property

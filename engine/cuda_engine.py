@@ -15,7 +15,7 @@ from .backends import get_backend
 from .compatibility import check_loadable
 from .config import ProfilingVerbosity
 from .dtypes import DataType, nptype
-from .enums import LayerType, TensorIOMode
+from .enums import LayerType, TensorFormat, TensorIOMode
 from .error_recorder import IErrorRecorder
 from .errors import ExecutionError, PlanFormatError
 from .execution_context import ExecutionContext
@@ -25,6 +25,7 @@ from .logger import Logger
 from .memory_plan import device_lifetimes
 from .plan import serialize_plan
 from .tactics import tactic_by_id
+from .tensor_formats import layer_formats
 from .user_hooks import ErrorRecorderHook
 from .version import __version__
 
@@ -84,8 +85,13 @@ class Engine(ErrorRecorderHook):
                 key = (index, spec.tactic_ids[profile])
                 if key not in prepared:
                     tactic = tactic_by_id(key[1])
-                    prepared[key] = (tactic, tactic.prepare(tactic_context(
-                        self.graph, spec, self.device, widen=not tactic.reads_bfloat16)))
+                    tctx = tactic_context(self.graph, spec, self.device, widen=not tactic.reads_bfloat16)
+                    unhandled = layer_formats(tctx) - tactic.formats
+                    if unhandled:  # a tampered format field would otherwise run the kernel on the wrong layout
+                        raise PlanFormatError(f"plan: layer '{spec.layer.name}' has "
+                                              f"{'/'.join(sorted(f.value for f in unhandled))} tensors, which its "
+                                              f"tactic {tactic.name} does not run")
+                    prepared[key] = (tactic, tactic.prepare(tctx))
                 states.append(prepared[key])
             per_profile.append(states)
         return per_profile
@@ -111,6 +117,11 @@ class Engine(ErrorRecorderHook):
 
     def get_tensor_dtype(self, name: str) -> DataType:
         return self.graph.tensors[self.io_index(name)].dtype
+
+    def get_tensor_format(self, name: str) -> TensorFormat:
+        """The IO tensor's memory layout (TensorRT's get_tensor_format): LINEAR, as the user's arrays are, also in a
+        channels-last engine, whose HWC tensors are all inside (docs/formats.md)."""
+        return self.graph.tensors[self.io_index(name)].format
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         """Build-time shape: -1 marks a dimension that depends on the input shapes."""

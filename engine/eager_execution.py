@@ -30,6 +30,7 @@ from .ops.base import TensorInfo, layer_impl
 from .steps import make_step, run_step
 from .subgraph import CONTROL_FLOW_TYPES
 from .tactics.reference import ReferenceTactic
+from .tensor_formats import empty_in_format
 
 
 def has_control_flow(graph: LoweredGraph) -> bool:
@@ -99,7 +100,8 @@ def run_eagerly(graph: LoweredGraph, states: list[Any] | None, device: str, back
                     raise ExecutionError(f"output '{graph.tensors[out].name}' has shape {shape} even with its inputs "
                                          "known")
                 shapes[out] = tuple(int(d) for d in shape)
-                slots[out] = xp.empty(shapes[out], dtype=storage_dtype(graph.tensors[out].dtype, device))
+                slots[out] = empty_in_format(xp, shapes[out], storage_dtype(graph.tensors[out].dtype, device),
+                                             graph.tensors[out].format)
             tactic, state = chosen
             need = int(tactic.workspace_bytes(tactic_context(graph, spec, device, shapes,
                                                              widen=not tactic.reads_bfloat16)))

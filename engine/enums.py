@@ -188,6 +188,15 @@ class BoundingBoxFormat(_StrEnum):
     CENTER_SIZES = "CENTER_SIZES"  # [x_center, y_center, width, height] (ONNX center_point_box=1)
 
 
+class TensorFormat(_StrEnum):
+    """How a tensor is laid out in memory (TensorRT's trt.TensorFormat names). Its dims stay NCHW-ordered either
+    way; HWC stores a 4-D tensor channels-last (NHWC strides), chosen only by BuilderConfig.channels_last
+    (engine/passes/tensor_formats.py)."""
+
+    LINEAR = "LINEAR"  # row-major in the order of the dims (NCHW)
+    HWC = "HWC"        # channels last: N, H, W, C in memory
+
+
 class ScaleMode(_StrEnum):
     UNIFORM = "UNIFORM"
     CHANNEL = "CHANNEL"

@@ -14,7 +14,7 @@ import numpy as np
 
 from .bfloat16 import bfloat16_positions, widened_info
 from .dtypes import DataType, nptype
-from .enums import LayerType
+from .enums import LayerType, TensorFormat
 from .errors import DataDependentShapeError, ShapeError
 from .evaluator import compute_host_layer, output_infos
 from .ir import Graph, Node, Value
@@ -67,6 +67,7 @@ class TensorSpec:
     name: str
     dtype: DataType
     shape: tuple[int, ...] | None  # build-time shape, -1 for dynamic dims
+    format: TensorFormat = TensorFormat.LINEAR  # memory layout (tensor_formats.py); dims stay NCHW-ordered
 
 
 @dataclass
@@ -104,7 +105,7 @@ def lower(graph: Graph) -> LoweredGraph:
     def tid(value: Value) -> int:
         if id(value) not in index:
             index[id(value)] = len(tensors)
-            tensors.append(TensorSpec(value.name, value.dtype, value.shape))
+            tensors.append(TensorSpec(value.name, value.dtype, value.shape, value.format))
         return index[id(value)]
 
     inputs = [tid(v) for v in graph.inputs]
@@ -229,7 +230,9 @@ def tactic_context(graph: LoweredGraph, spec: LayerSpec, device: str, shapes=Non
     inputs, outputs = [info(i) for i in spec.inputs], [info(o) for o in spec.outputs]
     if widen and widened_positions(graph, spec) is not None:  # tactics run bfloat16 layers in float32
         inputs, outputs = [widened_info(i) for i in inputs], [widened_info(o) for o in outputs]
-    return TacticContext(spec.layer, inputs, outputs, device, dict(extra or {}))
+    formats = tuple(None if i is None else graph.tensors[i].format for i in spec.inputs), \
+        tuple(graph.tensors[o].format for o in spec.outputs)
+    return TacticContext(spec.layer, inputs, outputs, device, dict(extra or {}), *formats)
 
 
 def widened_positions(graph: LoweredGraph, spec: LayerSpec) -> tuple[tuple[int, ...], tuple[int, ...]] | None:

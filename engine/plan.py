@@ -26,6 +26,7 @@ from .enums import (
     ReduceOperation,
     RNNDirection,
     RNNOperation,
+    TensorFormat,
     TopKOperation,
     UnaryOperation,
 )
@@ -51,8 +52,10 @@ MAGIC = b"POLYXPLN"
 # missing weights; and meta "compatibility" (engine version, compute capability, VERSION_COMPATIBLE, hardware
 # compatibility level), checked when loading, and meta "profiling_verbosity" (what inspect may show); and the INT8
 # layers made by Q/DQ propagation (params.int8.input_scales: ElementWise/Activation/Pooling/Concat/Scale layers
-# reading INT8; params.int8.residual_scale: an INT8 residual), which a version-5 reader would run on raw INT8 values
-FORMAT_VERSION = 6
+# reading INT8; params.int8.residual_scale: an INT8 residual), which a version-5 reader would run on raw INT8 values;
+# 7: tensor formats (a tensor's "format", written when not LINEAR: "HWC" for channels-last, and REFORMAT layers'
+# params.to_format), which a version-6 reader would run as NCHW memory
+FORMAT_VERSION = 7
 SUBGRAPHS = "subgraphs"
 
 
@@ -89,7 +92,8 @@ def _graph_fields(graph: LoweredGraph, arrays: dict[str, np.ndarray], prefix: st
     for index, array in graph.constants.items():
         arrays[f"{prefix}const{index}"] = array
     return {
-        "tensors": [{"name": t.name, "dtype": t.dtype.value, "shape": None if t.shape is None else list(t.shape)}
+        "tensors": [{"name": t.name, "dtype": t.dtype.value, "shape": None if t.shape is None else list(t.shape),
+                     **({} if t.format == TensorFormat.LINEAR else {"format": t.format.value})}
                     for t in graph.tensors],
         "layers": layers,
         "inputs": graph.inputs,
@@ -131,8 +135,8 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
     """One graph of the plan (the network, or a control-flow layer's subgraph when `where` names it), validated
     field by field, its subgraphs loaded the same way."""
     _check_header(header, where)
-    tensors = [TensorSpec(t["name"], DataType(t["dtype"]), None if t["shape"] is None else tuple(t["shape"]))
-               for t in header["tensors"]]
+    tensors = [TensorSpec(t["name"], DataType(t["dtype"]), None if t["shape"] is None else tuple(t["shape"]),
+                          TensorFormat(t.get("format", TensorFormat.LINEAR.value))) for t in header["tensors"]]
     own = {name[len(prefix):]: array for name, array in arrays.items()
            if name.startswith(prefix) and "/" not in name[len(prefix):]}
     constants = _constants(own, tensors, where)
@@ -188,7 +192,7 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
 # Keyed by param name, or by (layer type, name) where the name means different things per layer type.
 ENUM_PARAMS: dict[Any, type] = {
     "padding_mode": PaddingMode, "activation_type": ActivationType, "pooling_type": PoolingType,
-    "op0": MatrixOperation, "op1": MatrixOperation, "to_type": DataType,
+    "op0": MatrixOperation, "op1": MatrixOperation, "to_type": DataType, "to_format": TensorFormat,
     (LayerType.ELEMENTWISE.value, "op"): ElementWiseOperation, (LayerType.UNARY.value, "op"): UnaryOperation,
     (LayerType.REDUCE.value, "op"): ReduceOperation, (LayerType.TOPK.value, "op"): TopKOperation,
     (LayerType.RNN_V2.value, "op"): RNNOperation, (LayerType.RNN_V2.value, "direction"): RNNDirection,
@@ -261,6 +265,7 @@ def _check_header(header: dict[str, Any], where: str = "") -> None:
         shape = tensor.get("shape")
         if shape is not None and (not isinstance(shape, list) or not all(_is_int(d) and d >= -1 for d in shape)):
             raise _fail(f"{field} ('{tensor['name']}') shape", f"must be null or a list of dims >= -1, got {shape!r}")
+        _check_tensor_format(f"{field} ('{tensor['name']}') format", tensor)
     count = len(header["tensors"])
     for key in ("inputs", "outputs", "shape_inputs"):
         _check_indices(f"'{key}'", header.get(key, []), count)
@@ -310,6 +315,43 @@ def _check_header(header: dict[str, Any], where: str = "") -> None:
     for i in header["outputs"]:
         if i not in produced and not (where and i in header["inputs"]):
             raise _fail(f"{where}'outputs'", f"tensor {i} is not produced by any layer")
+    _check_format_boundaries(header)
+
+
+def _format_of(tensor: dict[str, Any]) -> str:
+    return tensor.get("format", TensorFormat.LINEAR.value)
+
+
+def _check_tensor_format(field: str, tensor: dict[str, Any]) -> None:
+    """A recorded format is a known one, and HWC only on a 4-D FLOAT/HALF tensor (what the format pass makes)."""
+    if "format" not in tensor:
+        return
+    value = tensor["format"]
+    if value not in {f.value for f in TensorFormat}:
+        raise _fail(field, f"{value!r} is not a TensorFormat ({', '.join(f.value for f in TensorFormat)})")
+    if value == TensorFormat.HWC.value and (not isinstance(tensor.get("shape"), list) or len(tensor["shape"]) != 4
+                                            or tensor["dtype"] not in (DataType.FLOAT.value, DataType.HALF.value)):
+        raise _fail(field, f"HWC needs a 4-D FLOAT or HALF tensor, not {tensor['dtype']} {tensor.get('shape')!r}")
+
+
+def _check_format_boundaries(header: dict[str, Any]) -> None:
+    """Network inputs and outputs are LINEAR (what the user's arrays are), and a REFORMAT layer's output has its
+    params.to_format (LINEAR when it converts only the precision) while its input may differ: formats change only
+    there. (Which tactic may run HWC tensors is checked when the engine prepares its tactics.)"""
+    tensors = header["tensors"]
+    for i in header["inputs"] + header["outputs"]:
+        if _format_of(tensors[i]) != TensorFormat.LINEAR.value:
+            raise _fail(f"tensors[{i}] ('{tensors[i]['name']}') format", "network inputs and outputs must be LINEAR, "
+                                                                          f"got {_format_of(tensors[i])!r}")
+    for layer in header["layers"]:
+        if layer["type"] != LayerType.REFORMAT.value:
+            continue
+        expected = layer["params"].get("to_format", TensorFormat.LINEAR.value)
+        made = _format_of(tensors[layer["outputs"][0]])
+        if made != expected:
+            raise _fail(f"layer '{layer['name']}' params.to_format", f"{expected!r}, but its output "
+                                                                     f"'{tensors[layer['outputs'][0]]['name']}' is "
+                                                                     f"recorded as {made!r}")
 
 
 def _constants(arrays: dict[str, Any], tensors: list[TensorSpec], where: str = "") -> dict[int, Any]:

@@ -29,6 +29,7 @@ from .steps import make_step, run_step
 from .subgraph import CONTROL_FLOW_TYPES
 from .tactics import Tactic, TacticContext, tactics_for
 from .tactics.base import stable_tactic_id
+from .tensor_formats import empty_in_format, layer_formats
 from .timing_cache import TimingCache, layer_signature
 
 # A reason shared by many tactics of one layer (the 128 cuDNN engine tactics without the cuDNN frontend) is logged
@@ -130,8 +131,9 @@ class TacticSelection:
                     self._run_control_flow(spec, step, slots, shapes)
                 else:
                     for o in spec.outputs:
-                        slots[o] = backend.xp.empty(shapes[o],
-                                                    dtype=storage_dtype(graph.tensors[o].dtype, self.device))
+                        slots[o] = empty_in_format(backend.xp, shapes[o],
+                                                   storage_dtype(graph.tensors[o].dtype, self.device),
+                                                   graph.tensors[o].format)
                     self._run_once(step, slots, self._workspace(tactic, spec, shapes))
                     if step.data_dependent:
                         for o in spec.outputs:
@@ -222,6 +224,11 @@ class TacticSelection:
                 skipped.setdefault("it runs only on the build device's architecture (hardware_compatibility_level "
                                    "AMPERE_PLUS)", []).append(tactic.name)
                 continue
+            unhandled = layer_formats(tctx) - tactic.formats
+            if unhandled:
+                self.log(Severity.VERBOSE, f"[{spec.layer.name}] tactic {tactic.name} skipped: it does not run "
+                                           f"{'/'.join(sorted(f.value for f in unhandled))} tensors")
+                continue
             if not allowed_by_sources(tactic, sources):
                 skipped.setdefault(f"tactic source {tactic.source.name} is disabled (set_tactic_sources)",
                                    []).append(tactic.name)
@@ -260,7 +267,8 @@ class TacticSelection:
         if level == 0 or len(candidates) < 2:
             return {}
         key = layer_signature(spec.layer.type.value, spec.layer.params, tctx.inputs, spec.layer.precision.value,
-                              f"{self.device}:{self.backend.device_name}", spec.layer.epilogue.to_json())
+                              f"{self.device}:{self.backend.device_name}", spec.layer.epilogue.to_json(),
+                              _format_key(tctx))
         if self.cache is not None:
             entry = self.cache.query(key)
             if entry is not None and all(str(t.id) in entry["timings_ms"] for t in candidates):
@@ -273,8 +281,9 @@ class TacticSelection:
         trial = list(slots)  # candidates write into their own output buffers
         for tactic in candidates:
             for o in spec.outputs:
-                trial[o] = self.backend.xp.empty(shapes[o],
-                                                 dtype=storage_dtype(self.graph.tensors[o].dtype, self.device))
+                trial[o] = empty_in_format(self.backend.xp, shapes[o],
+                                           storage_dtype(self.graph.tensors[o].dtype, self.device),
+                                           self.graph.tensors[o].format)
             try:
                 step = make_step(spec, tactic, tactic.prepare(self._seen_by(tactic, tctx)), host_values, self.graph)
                 workspace = self._workspace(tactic, spec, shapes)
@@ -359,6 +368,13 @@ class TacticSelection:
                 raise BuildError(f"layer '{context.name}': the algorithm selector returned index {index!r}, valid "
                                  f"indices are 0..{len(algorithms) - 1}")
         return [int(i) for i in chosen]
+
+
+def _format_key(tctx: TacticContext) -> list[str] | None:
+    """The formats as the timing cache's key takes them: only for channels-last layers (other keys unchanged)."""
+    if not tctx.channels_last:
+        return None
+    return [None if f is None else f.value for f in (*tctx.input_formats, *tctx.output_formats)]
 
 
 def input_shapes(graph: LoweredGraph, profile: dict[str, tuple], which: int) -> dict[int, tuple[int, ...]]:

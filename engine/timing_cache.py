@@ -19,9 +19,10 @@ FORMAT_VERSION = 1
 
 
 def layer_signature(layer_type: str, params: dict[str, Any], input_infos: list[Any], precision: str,
-                    device: str, epilogue: dict[str, Any] | None = None) -> str:
+                    device: str, epilogue: dict[str, Any] | None = None, formats: list[str] | None = None) -> str:
     """A stable hash of everything that affects which tactic is fastest (never the weight values); the epilogue
-    counts, since a tactic that absorbs it saves a pass over the output."""
+    counts, since a tactic that absorbs it saves a pass over the output; so do the tensor formats of a
+    channels-last layer (None for all-LINEAR layers, whose keys stay as they were)."""
     desc = {
         "type": str(layer_type),
         "params": {k: v for k, v in sorted(params.items()) if k != "weights"},
@@ -31,6 +32,8 @@ def layer_signature(layer_type: str, params: dict[str, Any], input_infos: list[A
         "precision": str(precision),
         "device": device,
     }
+    if formats is not None:
+        desc["formats"] = formats
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 

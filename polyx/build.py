@@ -77,6 +77,7 @@ class BuildOptions:
     optimization_level: int = 3
     tactic_sources: list[str] | None = None  # TacticSource names (any case) the builder may use; None: all
     pointwise_fusion: bool = False  # BuilderConfig.pointwise_fusion: elementwise chains as one POINTWISE layer
+    channels_last: bool = False  # BuilderConfig.channels_last: convolution chains in HWC (NHWC) memory
     device: str = "auto"
     timing_cache: Path | None = None  # read when it exists, written after the build
     load_timing_cache: Path | None = None  # read (must exist); overrides timing_cache for reading
@@ -278,6 +279,7 @@ def _config(builder: trt.Builder, network: NetworkDefinition, options: BuildOpti
     config.device = options.device
     config.builder_optimization_level = options.optimization_level
     config.pointwise_fusion = options.pointwise_fusion
+    config.channels_last = options.channels_last
     if options.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     if options.bf16:

@@ -101,7 +101,7 @@ def _refuse_unsupported(options: RunOptions) -> None:
             flag = {"mark_all": "--mark-all", "mark_outputs": "--engine-outputs", "int8": "--int8",
                     "timing_cache": "--timing-cache (use --load-timing-cache / --save-timing-cache)",
                     "calibration_cache": "--calibration-cache", "calib_base_cls": "--calib-base-cls",
-                    "pointwise_fusion": "--pointwise-fusion"}
+                    "pointwise_fusion": "--pointwise-fusion", "channels_last": "--channels-last"}
             raise PolyxError(f"--gen-script: the generated script cannot express "
                              f"{flag.get(field.name, '--' + field.name.replace('_', '-'))}; drop it or run the command")
 

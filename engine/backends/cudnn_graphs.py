@@ -109,8 +109,9 @@ def _handle() -> Any:
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """What one cuDNN graph is built for: NCHW tensors of these shapes (contiguous; weights KCRS with C the
-    channels per group, so cuDNN reads the groups from X's and W's channels), storage type `dtype`
+    """What one cuDNN graph is built for: NCHW-ordered tensors of these shapes (contiguous, or channels-last
+    throughout; weights KCRS with C the channels per group, so cuDNN reads the groups from X's and W's channels),
+    storage type `dtype`
     ("float32" or "float16", float32 accumulation), the window, and the fused epilogue: a bias, a residual
     (same shape as the output) and an activation (the name of a pointwise builder of cudnn.pygraph with its
     keyword parameters)."""
@@ -126,6 +127,15 @@ class ConvSpec:
     bias: bool
     residual: bool
     activation: tuple[str, tuple[tuple[str, float], ...]] | None
+    # X, W, the residual and Y channels-last (NHWC / KRSC memory, the dims still NCHW-ordered: how the frontend
+    # expresses layouts): what cuDNN's runtime-fusion and FP16 tensor-core engines want (tensor_formats.py)
+    channels_last: bool = False
+
+
+def channels_last_strides(shape: tuple[int, ...]) -> list[int]:
+    """Element strides of an NCHW-ordered 4-D tensor stored N, H, W, C (the channels innermost)."""
+    n, c, h, w = (max(int(d), 1) for d in shape)
+    return [h * w * c, 1, w * c, c]
 
 
 def contiguous_strides(shape: tuple[int, ...]) -> list[int]:
@@ -151,11 +161,10 @@ class ConvGraph:
         fp32 = cudnn.data_type.FLOAT
         graph = cudnn.pygraph(io_data_type=io, intermediate_data_type=fp32, compute_data_type=fp32,
                               handle=_handle())
+        strides = channels_last_strides if spec.channels_last else contiguous_strides
         self.tensors: dict[str, Any] = {
-            "x": graph.tensor(name="X", dim=list(spec.x_shape), stride=contiguous_strides(spec.x_shape),
-                              data_type=io),
-            "w": graph.tensor(name="W", dim=list(spec.w_shape), stride=contiguous_strides(spec.w_shape),
-                              data_type=io)}
+            "x": graph.tensor(name="X", dim=list(spec.x_shape), stride=strides(spec.x_shape), data_type=io),
+            "w": graph.tensor(name="W", dim=list(spec.w_shape), stride=strides(spec.w_shape), data_type=io)}
         y = graph.conv_fprop(image=self.tensors["x"], weight=self.tensors["w"], pre_padding=list(spec.pre),
                              post_padding=list(spec.post), stride=list(spec.strides),
                              dilation=list(spec.dilations), compute_data_type=fp32, name="conv")
@@ -165,14 +174,14 @@ class ConvGraph:
                                                 data_type=io)
             y = graph.bias(input=y, bias=self.tensors["bias"], name="bias")
         if spec.residual:
-            self.tensors["residual"] = graph.tensor(name="R", dim=list(spec.y_shape),
-                                                    stride=contiguous_strides(spec.y_shape), data_type=io)
+            self.tensors["residual"] = graph.tensor(name="R", dim=list(spec.y_shape), stride=strides(spec.y_shape),
+                                                    data_type=io)
             y = graph.add(a=y, b=self.tensors["residual"], name="residual")
         if spec.activation is not None:
             op, params = spec.activation
             y = getattr(graph, op)(input=y, name="activation", **dict(params))
         y.set_output(True).set_data_type(io)
-        y.set_dim(list(spec.y_shape)).set_stride(contiguous_strides(spec.y_shape))
+        y.set_dim(list(spec.y_shape)).set_stride(strides(spec.y_shape))
         self.tensors["y"] = y
         graph.validate()
         graph.build_operation_graph()

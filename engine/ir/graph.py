@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import DataType
-from ..enums import LayerType
+from ..enums import LayerType, TensorFormat
 from ..errors import BuildError
 from .epilogue import NO_EPILOGUE, Epilogue
 
@@ -32,6 +32,8 @@ class Value:
         self.shape: tuple[int, ...] | None = None if shape is None else tuple(int(d) for d in shape)
         self.producer: Node | None = None
         self.uses: list[tuple[Node, int]] = []  # (reader, input position), kept in sync by Graph edits
+        # Memory layout; only the channels-last pass (passes/tensor_formats.py) sets anything but LINEAR
+        self.format = TensorFormat.LINEAR
 
     @property
     def consumers(self) -> list[Node]:

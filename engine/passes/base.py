@@ -27,6 +27,10 @@ class PassContext:
     dynamic_ranges: Any = None
     # Merge elementwise/activation/unary chains into POINTWISE nodes (passes/pointwise_fusion.py)
     pointwise_fusion: bool = False
+    # Run convolution chains channels-last (passes/tensor_formats.py); `runs_channels_last(node)`: whether some
+    # tactic of the build device runs that node on HWC tensors (the builder asks its tactic registry)
+    channels_last: bool = False
+    runs_channels_last: Callable[[Any], bool] = field(default=lambda node: False)
 
     def warn(self, message: str) -> None:
         self.log(Severity.WARNING, message)

@@ -7,10 +7,11 @@ from .base import Pass, PassContext
 
 
 def is_noop(node: Node) -> bool:
-    """Identity, a same-type Cast or Reformat, a Shuffle that keeps a static shape and permutes nothing."""
+    """Identity, a same-type (and same-format) Cast or Reformat, a Shuffle that keeps a static shape and permutes
+    nothing."""
     source, result = node.inputs[0], node.outputs[0]
     if node.type in (LayerType.IDENTITY, LayerType.CAST, LayerType.REFORMAT):
-        return source.dtype == result.dtype
+        return source.dtype == result.dtype and source.format == result.format
     if node.type == LayerType.SHUFFLE:
         identity = list(range(len(source.shape or ())))
         no_permutation = all(node.params.get(k) in (None, identity) for k in ("first_transpose", "second_transpose"))

@@ -17,6 +17,7 @@ from .implicit_quantization import ImplicitQuantization
 from .int8_constraints import Int8PrecisionConstraints
 from .pointwise_fusion import PointwiseFusion
 from .precision import PrecisionAssignment
+from .tensor_formats import ChannelsLastFormats
 
 DEAD_NODES = "dead_layer_elimination"
 
@@ -24,7 +25,7 @@ DEAD_NODES = "dead_layer_elimination"
 def default_passes() -> list[Pass]:
     return [ConstantFolding(keep_quantized_weights=True), FoldConstantConditions(), NoopElimination(), FusionPass(),
             ImplicitQuantization(), FusionPass(), ConstantFolding(), Int8PrecisionConstraints(), PrecisionAssignment(),
-            PointwiseFusion()]
+            PointwiseFusion(), ChannelsLastFormats()]
 
 
 class PassPipeline:

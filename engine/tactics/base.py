@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..enums import LayerType, TacticSource
+from ..enums import LayerType, TacticSource, TensorFormat
 from ..ir.epilogue import NO_EPILOGUE, Epilogue
 
 
@@ -20,13 +20,21 @@ from ..ir.epilogue import NO_EPILOGUE, Epilogue
 class TacticContext:
     """What a tactic may look at when deciding and preparing: the layer (type, name, params, precision),
     input infos (shape, dtype, known value for constants) and output infos, at the shapes being built for.
-    `extra` carries build options at build time: {"tf32": BuilderFlag.TF32 is set}."""
+    `extra` carries build options at build time: {"tf32": BuilderFlag.TF32 is set}. The formats are the tensors'
+    memory layouts (None for an absent input); empty means all LINEAR."""
 
     layer: Any
     inputs: Sequence[Any]
     outputs: Sequence[Any]
     backend: str = "cpu"
     extra: dict = field(default_factory=dict)
+    input_formats: Sequence[TensorFormat | None] = ()
+    output_formats: Sequence[TensorFormat] = ()
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether the layer runs on HWC tensors (passes/tensor_formats.py gives a layer all-HWC activations)."""
+        return TensorFormat.HWC in self.output_formats
 
     @property
     def epilogue(self) -> Epilogue:
@@ -69,10 +77,18 @@ class Tactic:
     # True for a tactic that runs BF16 tensors as they are stored (ml_dtypes arrays on the CPU, uint16 bits on the
     # GPU) and sees them as BF16 in its context; other tactics get widened float32 copies (engine/bfloat16.py).
     reads_bfloat16: bool = False
+    # The tensor formats `run` handles (engine/tensor_formats.py); the builder gives a layer whose tensors are HWC
+    # only to tactics listing HWC, and the channels-last pass makes HWC only layers some such tactic can run.
+    formats: frozenset[TensorFormat] = frozenset({TensorFormat.LINEAR})
 
     def supports(self, ctx: TacticContext) -> bool | str:
         """True when this tactic can run the layer; otherwise False or a string saying why not."""
         return True
+
+    def unavailable(self) -> str | None:
+        """Why this tactic cannot run on this machine at all (a missing library), else None. The channels-last
+        pass asks it: a chain is formed only where a tactic that can run it is really there."""
+        return None
 
     def workspace_bytes(self, ctx: TacticContext) -> int:
         return 0

@@ -7,7 +7,9 @@ layer, and the plan records the chosen engine's id. At run time the engine is re
 (with the knobs the heuristics give it there); an installed cuDNN that cannot build it fails with an
 ExecutionError naming the layer and the engine, never a silent switch to another engine.
 
-NCHW tensors (contiguous strides), FLOAT and HALF layers with float32 accumulation (FP32 is IEEE: engines that
+NCHW tensors (contiguous strides), or HWC ones (channels-last, BuilderConfig.channels_last: the graph's X, W,
+residual and Y given NHWC strides, the weights prepared KRSC; cuDNN 9 runs its runtime fusions only so), FLOAT and
+HALF layers with float32 accumulation (FP32 is IEEE: engines that
 would use TF32 are deselected), BF16 layers through the usual float32 widening; 1-D and 2-D convolutions, groups,
 strides, dilations, asymmetric padding. Activations cuDNN's pointwise nodes express (ACTIVATIONS) are fused; any
 other activation is applied after the graph by the shared epilogue helper.
@@ -23,9 +25,10 @@ import numpy as np
 
 from ..backends.cudnn_graphs import MAX_ENGINE_ID, ConvSpec, CudnnPlanError, conv_graph, unavailable_reason
 from ..dtypes import DataType
-from ..enums import ActivationType, TacticSource
+from ..enums import ActivationType, TacticSource, TensorFormat
 from ..errors import ExecutionError, PlanFormatError
 from ..ir.epilogue import ACTIVATION, RESIDUAL, Activation, Epilogue, apply_epilogue
+from ..tensor_formats import TO_CHANNELS_LAST, empty_in_format, is_channels_last
 from .base import TacticContext, stable_tactic_id
 from .cpu_conv import ConvGeometry, ConvTactic, conv_geometry
 from .gpu_conv_gemm import as_2d
@@ -47,6 +50,24 @@ def _aligned(array: Any, xp: Any) -> Any:
     """`array` C-contiguous and 16-byte aligned (itself when it already is)."""
     array = xp.ascontiguousarray(array)
     return array if _address(array) % _ALIGNMENT == 0 else array.copy()
+
+
+def _is_plain(array: Any, layout: TensorFormat) -> bool:
+    """Whether `array` lies in memory as the graph's tensors do (C-contiguous NCHW, or NHWC) and is aligned."""
+    plain = is_channels_last(array) if layout == TensorFormat.HWC else array.flags.c_contiguous
+    return plain and _address(array) % _ALIGNMENT == 0
+
+
+def _in_memory_order(array: Any, layout: TensorFormat, xp: Any) -> Any:
+    """`array` laid out as the graph reads it and aligned: itself when it already is, else a copy (NCHW-shaped
+    either way; the graph is given its address)."""
+    if _is_plain(array, layout):
+        return array
+    if layout == TensorFormat.LINEAR:
+        return _aligned(array, xp)
+    copy = empty_in_format(xp, array.shape, array.dtype, layout)
+    xp.copyto(copy, array)
+    return copy
 
 
 def _clip(a: Activation) -> tuple[str, tuple[tuple[str, float], ...]] | None:
@@ -90,13 +111,14 @@ def fusion_levels(bias: bool, residual: bool, activation: tuple[str, tuple[tuple
 
 
 def conv_spec(g: ConvGeometry, dtype: str, bias: bool, residual: bool,
-              activation: tuple[str, tuple[tuple[str, float], ...]] | None) -> ConvSpec:
-    """The cuDNN graph a 2-D geometry (as_2d) needs: NCHW input, KCRS weights of C/groups channels."""
+              activation: tuple[str, tuple[tuple[str, float], ...]] | None, channels_last: bool = False) -> ConvSpec:
+    """The cuDNN graph a 2-D geometry (as_2d) needs: NCHW input, KCRS weights of C/groups channels (or all of them
+    channels-last)."""
     return ConvSpec(x_shape=(g.batch, g.channels, *g.in_sizes),
                     w_shape=(g.maps, g.channels // g.groups, *g.kernel),
                     y_shape=(g.batch, g.maps, *g.out_sizes), dtype=dtype, pre=tuple(g.pre), post=tuple(g.post),
                     strides=tuple(g.strides), dilations=tuple(g.dilations), bias=bias, residual=residual,
-                    activation=activation)
+                    activation=activation, channels_last=channels_last)
 
 
 class CudnnConv(ConvTactic):
@@ -109,17 +131,23 @@ class CudnnConv(ConvTactic):
     heuristic_rank = 30
     # Building a cuDNN plan may compile a runtime-fusion kernel: not worth it when the choice is not timed.
     min_optimization_level = 1
+    formats = frozenset({TensorFormat.LINEAR, TensorFormat.HWC})
 
     def __init__(self, engine_id: int):
         self.engine_id = engine_id
         self.name = f"gpu:conv:cudnn_engine{engine_id}"
         self.id = stable_tactic_id(self.name)
 
+    def unavailable(self) -> str | None:
+        return unavailable_reason()
+
     def supports(self, ctx: TacticContext) -> bool | str:
         reason = unavailable_reason()
         if reason is not None:
             return reason
         x, y = ctx.inputs[0], ctx.outputs[0]
+        if ctx.channels_last and (x.shape is None or len(x.shape) != 4):
+            return "HWC tensors are 4-D: a 2-D convolution"
         if x.dtype not in _STORAGE or y.dtype != x.dtype:
             return f"the cuDNN graph runs FLOAT or HALF layers with outputs of the input type, not " \
                    f"{x.dtype.value} -> {y.dtype.value}"
@@ -151,13 +179,13 @@ class CudnnConv(ConvTactic):
         g = self.geometry(ctx)
         levels = fusion_levels(has_bias, ctx.epilogue.residual is not None, fused_activation(ctx.epilogue.activation))
         for bias, residual, activation in levels[:-1]:
-            spec = conv_spec(g, _STORAGE[ctx.inputs[0].dtype], bias, residual, activation)
+            spec = conv_spec(g, _STORAGE[ctx.inputs[0].dtype], bias, residual, activation, ctx.channels_last)
             try:
                 if conv_graph(spec).candidate_engines():
                     return spec
             except CudnnPlanError:
                 continue
-        return conv_spec(g, _STORAGE[ctx.inputs[0].dtype], *levels[-1])
+        return conv_spec(g, _STORAGE[ctx.inputs[0].dtype], *levels[-1], ctx.channels_last)
 
     def workspace_bytes(self, ctx: TacticContext) -> int:
         """The engine's workspace at ctx's shapes; raises CudnnPlanError where it cannot run there (the builder
@@ -183,8 +211,12 @@ class CudnnConv(ConvTactic):
         spec = self.spec(ctx)
         after = Epilogue(residual=None if spec.residual else ctx.epilogue.residual,
                          activation=None if spec.activation is not None else activation)
+        channels_last = ctx.channels_last
         return {
-            "w": cupy.asarray(np.ascontiguousarray(w, dtype=storage)),
+            # KRSC memory for a channels-last graph (its W strides say so), KCRS otherwise
+            "w": cupy.asarray(np.ascontiguousarray(w.transpose(TO_CHANNELS_LAST) if channels_last else w,
+                                                   dtype=storage)),
+            "channels_last": channels_last,
             "bias": None if bias is None else cupy.asarray(np.asarray(bias, dtype=storage).reshape(-1)),
             "layer": ctx.layer, "kernel_shape": w.shape, "dtype": storage.name, "activation": spec.activation,
             "bias_in_graph": spec.bias,
@@ -200,7 +232,7 @@ class CudnnConv(ConvTactic):
         if entry is None:
             g = as_2d(conv_geometry(state["layer"], shape, state["kernel_shape"]))
             spec = conv_spec(g, state["dtype"], state["bias_in_graph"], state["residual"] is not None,
-                             state["activation"])
+                             state["activation"], state["channels_last"])
             try:
                 graph = conv_graph(spec)
                 entry = state["graphs"][shape] = (graph, graph.workspace_bytes(self.engine_id))
@@ -211,17 +243,20 @@ class CudnnConv(ConvTactic):
         return entry
 
     def run(self, state, inputs, outputs, workspace, xp) -> None:
-        x, out = _aligned(inputs[0], xp), outputs[0]
+        layout = TensorFormat.HWC if state["channels_last"] else TensorFormat.LINEAR
+        x, out = _in_memory_order(inputs[0], layout, xp), outputs[0]
         graph, workspace_bytes = self._graph_for(state, tuple(x.shape))
-        y = out if out.flags.c_contiguous and _address(out) % _ALIGNMENT == 0 else xp.empty(out.shape, out.dtype)
+        y = out if _is_plain(out, layout) else empty_in_format(xp, out.shape, out.dtype, layout)
         pointers = {"x": _address(x), "w": _address(state["w"]), "y": _address(y)}
         if state["bias_in_graph"]:
             pointers["bias"] = _address(state["bias"])
         if state["residual"] is not None:
             residual = inputs[state["residual"]]
             if residual.shape != y.shape or residual.dtype != y.dtype:
-                residual = xp.ascontiguousarray(xp.broadcast_to(residual, y.shape), dtype=y.dtype)
-            residual = _aligned(residual, xp)  # kept referenced until the graph is enqueued
+                widened = empty_in_format(xp, y.shape, y.dtype, layout)
+                xp.copyto(widened, xp.broadcast_to(residual, y.shape), casting="unsafe")
+                residual = widened
+            residual = _in_memory_order(residual, layout, xp)  # kept referenced until the graph is enqueued
             pointers["residual"] = _address(residual)
         space = carve(workspace, [((workspace_bytes,), np.uint8)], xp)[0] if workspace_bytes else None
         graph.execute(self.engine_id, pointers, 0 if space is None else _address(space))

@@ -15,6 +15,7 @@ from typing import Any
 from ..dtypes import GPU_KERNEL_FLOAT_TYPES
 from ..enums import ActivationType, ElementWiseOperation, LayerType, UnaryOperation
 from ..ops.pointwise import step_layer
+from ..tensor_formats import STRIDED_FORMATS
 from .base import Tactic, TacticContext, stable_tactic_id
 from .gpu_pointwise import _ACTIVATIONS, _BINARY, _PREAMBLE
 from .registry import register_tactic
@@ -90,6 +91,7 @@ class FusedPointwiseKernelTactic(Tactic):
     layer_type = LayerType.POINTWISE
     backend = "gpu"
     heuristic_rank = 10
+    formats = STRIDED_FORMATS  # a CuPy elementwise kernel indexes every operand through its strides
 
     def supports(self, ctx: TacticContext) -> bool | str:
         dtypes = {v.dtype for v in ctx.inputs} | {ctx.outputs[0].dtype}

@@ -11,6 +11,7 @@ from ..dtypes import GPU_KERNEL_FLOAT_TYPES
 from ..enums import ActivationType as Act
 from ..enums import ElementWiseOperation as Op
 from ..enums import LayerType
+from ..tensor_formats import STRIDED_FORMATS
 from .base import Tactic, TacticContext, stable_tactic_id
 from .registry import register_tactic
 
@@ -79,6 +80,7 @@ class ElementwiseKernelTactic(Tactic):
     layer_type = LayerType.ELEMENTWISE
     backend = "gpu"
     heuristic_rank = 20
+    formats = STRIDED_FORMATS  # CuPy elementwise kernels index every operand through its strides
 
     def supports(self, ctx: TacticContext) -> bool | str:
         op = Op(ctx.layer.params["op"])
@@ -102,6 +104,7 @@ class ActivationKernelTactic(Tactic):
     layer_type = LayerType.ACTIVATION
     backend = "gpu"
     heuristic_rank = 20
+    formats = STRIDED_FORMATS  # CuPy elementwise kernels index every operand through its strides
 
     def supports(self, ctx: TacticContext) -> bool | str:
         kind = Act(ctx.layer.params["activation_type"])

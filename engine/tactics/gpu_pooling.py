@@ -4,6 +4,8 @@
 - global_avg_pool_nvrtc: average pooling over whole planes (GlobalAveragePool), one warp per plane summing in
   float32.
 
+Both run HWC (channels-last) tensors too, with their NHWC kernels (one thread per output value, channel innermost).
+
 Windowed average and Lp pooling, and max pooling that also returns indices, stay with the reference kernel.
 CuPy is imported inside functions: this module is imported on every machine."""
 from __future__ import annotations
@@ -12,8 +14,9 @@ import numpy as np
 
 from ..backends.kernel_sources import storage_kernel
 from ..dtypes import GPU_KERNEL_FLOAT_TYPES
-from ..enums import LayerType, PoolingType
+from ..enums import LayerType, PoolingType, TensorFormat
 from ..ops.pooling import pooling_geometry
+from ..tensor_formats import FROM_CHANNELS_LAST, storage_order
 from .base import Tactic, TacticContext, stable_tactic_id
 from .registry import register_tactic
 
@@ -24,6 +27,10 @@ class _PoolingNvrtc(Tactic):
     layer_type = LayerType.POOLING
     backend = "gpu"
     heuristic_rank = 20
+    formats = frozenset({TensorFormat.LINEAR, TensorFormat.HWC})
+
+    def prepare(self, ctx: TacticContext) -> dict:
+        return {"layer": ctx.layer, "geometry": {}, "channels_last": ctx.channels_last}
 
     def supports(self, ctx: TacticContext) -> bool | str:
         p, x = ctx.layer.params, ctx.inputs[0]
@@ -31,6 +38,8 @@ class _PoolingNvrtc(Tactic):
             return f"the kernel takes FLOAT or HALF, not {x.dtype.value}"
         if x.shape is None or any(d < 0 for d in x.shape) or len(x.shape) < len(p["window_size_nd"]) + 1:
             return "the input shape is not concrete"
+        if ctx.channels_last and (len(x.shape) != 4 or len(p["window_size_nd"]) != 2):
+            return "the NHWC kernels pool 2-D windows of 4-D tensors"
         return self.supports_pooling(ctx.layer, x)
 
     def supports_pooling(self, layer, x) -> bool | str:
@@ -49,12 +58,12 @@ class MaxPoolNvrtc(_PoolingNvrtc):
             return f"the kernel handles 1-D and 2-D windows, not {len(p['window_size_nd'])}-D"
         return True
 
-    def prepare(self, ctx: TacticContext) -> dict:
-        return {"layer": ctx.layer, "geometry": {}}
-
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         from ..backends.nvrtc import kernel
 
+        if state["channels_last"]:
+            self._run_nhwc(state, inputs[0], outputs[0], xp)
+            return
         x, y = xp.ascontiguousarray(inputs[0]), outputs[0]
         args = state["geometry"].get(x.shape)
         if args is None:
@@ -64,6 +73,23 @@ class MaxPoolNvrtc(_PoolingNvrtc):
         kernel("pooling", storage_kernel("max_pool2d", x.dtype))(grid, block, (x, target, *sizes))
         if target is not y:
             xp.copyto(y, target)
+
+    def _run_nhwc(self, state, x, y, xp) -> None:
+        from ..backends.nvrtc import kernel
+
+        key = ("nhwc", x.shape)
+        sizes = state["geometry"].get(key)
+        if sizes is None:
+            p = state["layer"].params
+            kernel_sizes, (out, pre, _) = pooling_geometry(state["layer"], list(x.shape[2:]))
+            sizes = state["geometry"][key] = tuple(np.int32(v) for v in (
+                x.shape[0], x.shape[1], *x.shape[2:], *out, *kernel_sizes, *p["stride_nd"], *pre,
+                *(p.get("dilation_nd") or [1, 1])))
+        source, target, separate = nhwc_buffers(x, y, xp)
+        kernel("pooling", storage_kernel("max_pool2d_nhwc", x.dtype))(
+            (min(-(-y.size // 256), 1 << 20),), (256,), (source, target, *sizes))
+        if separate:
+            xp.copyto(y, target.transpose(FROM_CHANNELS_LAST))
 
     @staticmethod
     def _launch(layer, shape: tuple[int, ...]) -> tuple:
@@ -101,6 +127,16 @@ class GlobalAvgPoolNvrtc(_PoolingNvrtc):
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         from ..backends.nvrtc import kernel
 
+        if state["channels_last"]:
+            x, y = inputs[0], outputs[0]
+            source, target, separate = nhwc_buffers(x, y, xp)
+            planes = x.shape[0] * x.shape[1]
+            kernel("pooling", storage_kernel("global_avg_pool_nhwc", x.dtype))(
+                (min(-(-planes // 256), 1 << 20),), (256,),
+                (source, target, np.int32(x.shape[0]), np.int32(x.shape[1]), np.int32(x.shape[2] * x.shape[3])))
+            if separate:
+                xp.copyto(y, target.transpose(FROM_CHANNELS_LAST))
+            return
         x, y = xp.ascontiguousarray(inputs[0]), outputs[0]
         planes = y.size
         pixels = x.size // max(planes, 1)
@@ -109,6 +145,19 @@ class GlobalAvgPoolNvrtc(_PoolingNvrtc):
             (min(-(-planes // 8), 1 << 20),), (32, 8), (x, target, np.int32(planes), np.int32(pixels)))
         if target is not y:
             xp.copyto(y, target)
+
+
+def nhwc_buffers(x, y, xp) -> tuple:
+    """The input and output of an NHWC kernel in memory order (N, H, W, C), C-contiguous: the tensors' own
+    memory when they are laid out channels-last (the format pass's HWC tensors), else copies; and whether the
+    output is such a copy (to be copied into `y` after the kernel)."""
+    source = storage_order(x)
+    if not source.flags.c_contiguous:
+        source = xp.ascontiguousarray(source)
+    target = storage_order(y)
+    if target.flags.c_contiguous:
+        return source, target, False
+    return source, xp.empty(target.shape, y.dtype), True
 
 
 register_tactic(MaxPoolNvrtc())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..dtypes import DataType
-from ..enums import LayerType, UnaryOperation
+from ..enums import LayerType, TensorFormat, UnaryOperation
 from ..ops.math_helpers import upcast_bfloat16, upcast_half
 from .base import Tactic, TacticContext
 
@@ -21,6 +21,16 @@ EXACT_UNARY_IN_HALF = frozenset({UnaryOperation.ISNAN, UnaryOperation.ISINF, Una
 # to run while a stream is capturing a CUDA graph.
 _CALLS_CUPY_BLAS = frozenset({LayerType.MATRIX_MULTIPLY, LayerType.CONVOLUTION, LayerType.DECONVOLUTION,
                               LayerType.EINSUM, LayerType.RNN_V2, LayerType.ATTENTION})
+# Reference kernels that index their arrays only through NumPy/CuPy operations, so they compute the same on a
+# channels-last view (engine/tensor_formats.py) as on a LINEAR array; they run HWC layers on that backend.
+_RUNS_CHANNELS_LAST = {
+    "cpu": frozenset({LayerType.CONVOLUTION, LayerType.POOLING, LayerType.ACTIVATION, LayerType.ELEMENTWISE,
+                      LayerType.POINTWISE, LayerType.REFORMAT}),
+    "gpu": frozenset({LayerType.CONVOLUTION, LayerType.POOLING, LayerType.ACTIVATION, LayerType.ELEMENTWISE,
+                      LayerType.POINTWISE, LayerType.REFORMAT}),
+}
+# (On the GPU the channels-last pass forms chains only where a tactic other than these runs HWC; these are the
+# fallback for a layer variant those refuse, a windowed average pooling say, so an HWC layer always has a tactic.)
 # Control-flow kernels read their condition or trip count back to the host, which a capture cannot record.
 _READS_DEVICE_VALUES_ON_HOST = frozenset({LayerType.CONDITIONAL, LayerType.LOOP})
 
@@ -41,6 +51,8 @@ class ReferenceTactic(Tactic):
         self.name = f"{backend}_reference_{self.layer_type.value.lower()}"
         self.id = 0
         self.capturable = backend != "gpu" or self.layer_type not in _CALLS_CUPY_BLAS | _READS_DEVICE_VALUES_ON_HOST
+        if self.layer_type in _RUNS_CHANNELS_LAST.get(backend, ()):
+            self.formats = frozenset({TensorFormat.LINEAR, TensorFormat.HWC})
 
     def supports(self, ctx: TacticContext) -> bool | str:
         if self.layer_type == LayerType.PLUGIN_V2:

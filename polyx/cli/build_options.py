@@ -294,6 +294,9 @@ _BUILD_PARAMETERS = [
     ("pointwise_fusion", Annotated[bool, _option(
         "--pointwise-fusion", help="Fuse chains of elementwise, activation and unary layers into one POINTWISE "
                                    "layer (one generated kernel on the GPU).")], False),
+    ("channels_last", Annotated[bool, _option(
+        "--channels-last", help="Run 4-D convolution chains in channels-last (NHWC, TensorFormat.HWC) memory, "
+                                "with REFORMAT layers at the chains' ends; inputs and outputs stay NCHW.")], False),
     ("plugins", Annotated[list[Path] | None, _option(
         "--plugins", help="Python modules that register plugins (engine.register_plugin), loaded before parsing "
                           "(several values after one flag).")], None),
@@ -310,7 +313,8 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
                            layer_precisions_file=None, workspace=None, pool_limit=None, timing_cache=None,
                            load_timing_cache=None, save_timing_cache=None, save_tactics=None,
                            load_tactics=None, builder_optimization_level=3, tactic_sources=None,
-                           device=Device.auto, pointwise_fusion=False, plugins=None) -> BuildOptions:
+                           device=Device.auto, pointwise_fusion=False, channels_last=False,
+                           plugins=None) -> BuildOptions:
     """The flags' raw values -> a validated BuildOptions (PolyxError names the flag at fault). Plugin modules are
     imported here, before any model is parsed."""
     load_plugin_modules(plugins)
@@ -327,7 +331,7 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
         layer_precisions=parse_layer_precisions(layer_precisions, layer_precisions_file),
         workspace_bytes=_workspace_bytes(workspace, pool_limit),
         optimization_level=builder_optimization_level, tactic_sources=parse_tactic_sources(tactic_sources),
-        device=Device(device).value, pointwise_fusion=pointwise_fusion,
+        device=Device(device).value, pointwise_fusion=pointwise_fusion, channels_last=channels_last,
         timing_cache=timing_cache, load_timing_cache=load_timing_cache, save_timing_cache=save_timing_cache,
         save_tactics=save_tactics, load_tactics=load_tactics)
     options.validate()

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from engine.enums import LayerType
+from engine.enums import LayerType, TensorFormat
 from engine.errors import PlanFormatError
 from engine.graph import LoweredGraph
 from engine.plan import deserialize_plan
@@ -68,6 +68,8 @@ def describe_plan(path: Path, show: set[str]) -> dict[str, Any]:
         "tactics": [{"tactic": name, "tactic_id": tactic_id, "count": count}
                     for (name, tactic_id), count in sorted(tactics.items(), key=lambda i: (-i[1], i[0][0]))],
         "reformat_layers": [{"name": r["name"], **r["reformat"]} for r in rows if "reformat" in r],
+        # tensors by memory layout (BuilderConfig.channels_last makes HWC ones)
+        "tensor_formats": dict(Counter(t.format.value for t in graph.tensors)),
         "int8_tensors": _int8_tensors(graph),
         "memory": memory,
         "passes": dict(meta.get("passes", {})),
@@ -98,6 +100,7 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
             ("compatibility", _compatibility_text(report["compatibility"])),
             ("layers", f"{counts['total']} ({counts['device']} device, {counts['host']} host shape arithmetic, "
                        f"{counts['reformat']} reformat; {counts['before_optimization']} before optimization)"),
+            *_formats_field(report["tensor_formats"]),
         ]),
         Table("profiles", ["profile", "input", "min", "opt", "max"],
               [[str(p["index"]), e["name"], format_shape(e["min"]), format_shape(e["opt"]), format_shape(e["max"])]
@@ -173,8 +176,8 @@ def _layers(graph: LoweredGraph, with_params: bool, verbosity: str = "DETAILED")
                             "outputs": [_format(graph, o) for o in spec.outputs]},
             })
         if layer.type == LayerType.REFORMAT:
-            source = graph.tensors[spec.inputs[0]].dtype.value if spec.inputs and spec.inputs[0] is not None else "?"
-            row["reformat"] = {"from": source, "to": graph.tensors[spec.outputs[0]].dtype.value}
+            source = _layout(graph, spec.inputs[0]) if spec.inputs and spec.inputs[0] is not None else "?"
+            row["reformat"] = {"from": source, "to": _layout(graph, spec.outputs[0])}
         if with_params:
             row["params"] = {k: v for k, v in layer.params.items() if k != "weights"}
         rows.append(row)
@@ -215,9 +218,24 @@ def _refit_text(refit: dict[str, Any]) -> str:
 
 
 def _format(graph: LoweredGraph, index: int) -> str:
-    """A tensor's format as DETAILED inspection shows it: dtype and linear shape ("FLOAT [-1, 16]")."""
+    """A tensor's format as DETAILED inspection shows it: dtype and shape ("FLOAT [-1, 16]"), then the memory
+    layout when it is not LINEAR ("HALF [-1, 32, 56, 56] HWC": NCHW dims in channels-last memory)."""
     tensor = graph.tensors[index]
-    return f"{tensor.dtype.value} {format_shape(_shape(tensor.shape))}"
+    layout = "" if tensor.format == TensorFormat.LINEAR else f" {tensor.format.value}"
+    return f"{tensor.dtype.value} {format_shape(_shape(tensor.shape))}{layout}"
+
+
+def _formats_field(formats: dict[str, int]) -> list[tuple[str, str]]:
+    """The 'tensor formats' line, shown only for a plan with other than LINEAR tensors (--channels-last)."""
+    if set(formats) <= {TensorFormat.LINEAR.value}:
+        return []
+    return [("tensor formats", ", ".join(f"{count} {name}" for name, count in sorted(formats.items())))]
+
+
+def _layout(graph: LoweredGraph, index: int) -> str:
+    """What a reformat layer converts from or to: the dtype, and the memory layout when it is not LINEAR."""
+    tensor = graph.tensors[index]
+    return tensor.dtype.value + ("" if tensor.format == TensorFormat.LINEAR else f" {tensor.format.value}")
 
 
 def _compatibility_text(record: dict[str, Any]) -> str:

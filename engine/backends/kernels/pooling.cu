@@ -44,3 +44,50 @@ extern "C" __global__ void NAME(const T* __restrict__ x, T* __restrict__ y, int 
     }                                                                                                           \
 }
 FOR_STORAGE_TYPES(GLOBAL_AVG_POOL, global_avg_pool)
+
+// The same two poolings on channels-last (NHWC) memory (BuilderConfig.channels_last, engine/tensor_formats.py):
+// one thread per output value, the channel innermost so a warp reads 32 neighbouring channels of one pixel.
+// Grid-stride loops over the N*OH*OW*C outputs (max) and the N*C planes (global average).
+#define MAX_POOL_2D_NHWC(T, NAME)                                                                              \
+extern "C" __global__ void NAME(const T* __restrict__ x, T* __restrict__ y, int N, int C, int H, int W, int OH, \
+                                int OW, int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW)         \
+{                                                                                                               \
+    const long long total = (long long)N * OH * OW * C;                                                         \
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;                             \
+         i += (long long)gridDim.x * blockDim.x) {                                                              \
+        const int c = (int)(i % C);                                                                             \
+        const long long pixel = i / C;                                                                          \
+        const int ow = (int)(pixel % OW), oh = (int)((pixel / OW) % OH);                                        \
+        const long long n = pixel / ((long long)OW * OH);                                                       \
+        const int h0 = oh * SH - PH, w0 = ow * SW - PW;                                                         \
+        const T* image = x + n * H * W * C + c;                                                                 \
+        float best = __int_as_float(0xff800000);                                                                \
+        for (int r = 0; r < KH; ++r) {                                                                          \
+            const int h = h0 + r * DH;                                                                          \
+            if (h < 0 || h >= H) continue;                                                                      \
+            for (int s = 0; s < KW; ++s) {                                                                      \
+                const int w = w0 + s * DW;                                                                      \
+                if (w < 0 || w >= W) continue;                                                                  \
+                const float v = to_float(image[((long long)h * W + w) * C]);                                    \
+                if (v > best || v != v) best = v;                                                               \
+            }                                                                                                   \
+        }                                                                                                       \
+        y[i] = from_float<T>(best);                                                                             \
+    }                                                                                                           \
+}
+FOR_STORAGE_TYPES(MAX_POOL_2D_NHWC, max_pool2d_nhwc)
+
+#define GLOBAL_AVG_POOL_NHWC(T, NAME)                                                                          \
+extern "C" __global__ void NAME(const T* __restrict__ x, T* __restrict__ y, int N, int C, int P)               \
+{                                                                                                               \
+    const long long planes = (long long)N * C;                                                                  \
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < planes;                            \
+         i += (long long)gridDim.x * blockDim.x) {                                                              \
+        const long long n = i / C;                                                                              \
+        const T* values = x + n * P * C + (i % C);                                                              \
+        float sum = 0.0f;                                                                                       \
+        for (int p = 0; p < P; ++p) sum += to_float(values[(long long)p * C]);                                  \
+        y[i] = from_float<T>(sum / P);                                                                          \
+    }                                                                                                           \
+}
+FOR_STORAGE_TYPES(GLOBAL_AVG_POOL_NHWC, global_avg_pool_nhwc)

@@ -206,7 +206,8 @@ class FakeGraph:
             dtype = np.float16 if tensor.data_type == "HALF" else np.float32
             raw = (ctypes.c_char * (int(np.prod(tensor.dim)) * np.dtype(dtype).itemsize)).from_address(
                 address[tensor.name])
-            return np.ctypeslib.as_array(raw).view(dtype).reshape(tensor.dim)
+            flat = np.ctypeslib.as_array(raw).view(dtype)  # read through the declared strides, as cuDNN does
+            return np.lib.stride_tricks.as_strided(flat, tensor.dim, [s * flat.itemsize for s in tensor.stride])
 
         (_, _, conv), *epilogue = self.ops
         x, w = memory(self.tensors["X"]), memory(self.tensors["W"])
@@ -323,7 +324,7 @@ def test_an_engine_cudnn_cannot_build_is_an_execution_error_naming_layer_and_eng
 
     def state():  # what prepare makes, less the device arrays
         return {"graphs": {}, "layer": ctx.layer, "kernel_shape": (8, 4, 3, 3), "dtype": "float32", "bias": None,
-                "bias_in_graph": False, "residual": None, "activation": None}
+                "bias_in_graph": False, "residual": None, "activation": None, "channels_last": False}
 
     # an engine the heuristics no longer propose is replayed with its default knobs
     graph, workspace = CudnnConv(33)._graph_for(state(), (2, 4, 6, 6))
@@ -456,3 +457,60 @@ def test_a_tactic_whose_workspace_cannot_be_sized_is_left_out_with_the_reason():
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     (out,) = engine.create_execution_context().execute({"x": x}).values()
     np.testing.assert_array_equal(out, 2 * x)
+
+
+def test_a_channels_last_layer_is_one_nhwc_graph_reading_and_writing_nhwc_memory(fake_cudnn, monkeypatch):
+    """A layer the format pass made HWC (BuilderConfig.channels_last): X, W, the residual and Y get channels-last
+    strides in the graph (NCHW-ordered dims), the weights are handed over KRSC, and the stand-in frontend, reading
+    and writing memory through those strides, gives the float64 reference in the HWC output's NHWC memory."""
+    import dataclasses
+
+    from engine.enums import TensorFormat
+    from engine.tensor_formats import empty_in_format, is_channels_last
+
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
+        asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
+    monkeypatch.setattr(gpu_cudnn_conv, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
+    hwc, linear = TensorFormat.HWC, TensorFormat.LINEAR
+    rng = np.random.default_rng(6)
+    ctx = conv_context((2, 4, 9, 8), 6, 2, (3, 3), (2, 1), (1, 2), (1, 0), (2, 1),
+                       epilogue=Epilogue(residual=3, activation=Activation(ActivationType.LEAKY_RELU, 0.1)))
+    ctx = dataclasses.replace(ctx, input_formats=(hwc, linear, linear, hwc), output_formats=(hwc,))
+    w = rng.standard_normal(ctx.inputs[1].shape).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    ctx.inputs[1] = TensorInfo(w.shape, ctx.inputs[1].dtype, w)
+    ctx.inputs[2] = TensorInfo(b.shape, ctx.inputs[2].dtype, b)
+    x = empty_in_format(np, (2, 4, 9, 8), np.float32, hwc)
+    x[...] = rng.standard_normal(x.shape)
+    residual = empty_in_format(np, ctx.outputs[0].shape, np.float32, hwc)
+    residual[...] = rng.standard_normal(residual.shape)
+    (tactic,) = [t for t in cudnn_tactics() if t.engine_id == 6]
+    assert tactic.supports(ctx) is True
+    out = empty_in_format(np, ctx.outputs[0].shape, np.float32, hwc)
+    out[...] = np.nan
+    state = tactic.prepare(ctx)
+    tactic.run(state, [x, w, b, residual], [out], None, np)
+    graph = FakeGraph.made[-1]
+    x_t, w_t, r_t = (graph.tensors[n] for n in "XWR")
+    assert (x_t.dim, x_t.stride) == ([2, 4, 9, 8], [288, 1, 32, 4]), "X: NCHW dims, NHWC strides"
+    assert (w_t.dim, w_t.stride) == ([6, 2, 3, 3], [18, 1, 6, 2]), "W: KCRS dims, KRSC strides"
+    assert (r_t.dim, r_t.stride) == ([2, 6, 5, 5], [150, 1, 30, 6]) and graph.output.stride == [150, 1, 30, 6]
+    assert state["w"].flags.c_contiguous and state["w"].shape == (6, 3, 3, 2), "weights handed over KRSC"
+    want = conv_reference(x, w, b, (2, 1), (1, 2), (1, 0), (1, 1), 2) + residual
+    want = np.where(want >= 0, want, 0.1 * want)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    assert is_channels_last(out)
+
+
+def test_a_channels_last_context_needs_a_2d_convolution(fake_cudnn, monkeypatch):
+    import dataclasses
+
+    from engine.enums import TensorFormat
+
+    monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
+    ctx = conv_context((3, 2, 10), 4, 1, (3,), (2,), (1,), (1,), (0,), bias=False)
+    ctx = dataclasses.replace(ctx, input_formats=(TensorFormat.HWC, None), output_formats=(TensorFormat.HWC,))
+    (tactic,) = [t for t in cudnn_tactics() if t.engine_id == 6]
+    assert tactic.supports(ctx) == "HWC tensors are 4-D: a 2-D convolution"
+    assert TensorFormat.HWC in tactic.formats and tactic.unavailable() is None
