@@ -497,7 +497,7 @@ def test_a_channels_last_layer_is_one_nhwc_graph_reading_and_writing_nhwc_memory
     assert (w_t.dim, w_t.stride) == ([6, 2, 3, 3], [18, 1, 6, 2]), "W: KCRS dims, KRSC strides"
     assert (r_t.dim, r_t.stride) == ([2, 6, 5, 5], [150, 1, 30, 6]) and graph.output.stride == [150, 1, 30, 6]
     assert state["w"].flags.c_contiguous and state["w"].shape == (6, 3, 3, 2), "weights handed over KRSC"
-    want = conv_reference(x, w, b, (2, 1), (1, 2), (1, 0), (1, 1), 2) + residual
+    want = conv_float64(x, w, b, (2, 1), (1, 2), (1, 0), (1, 1), 2) + residual
     want = np.where(want >= 0, want, 0.1 * want)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
     assert is_channels_last(out)
