@@ -7,7 +7,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_cpu_conv_tactics import CASES, _context, _reference
+from conv_reference import conv_float64
+from test_cpu_conv_tactics import CASES, _context
 
 from engine.enums import TensorFormat
 from engine.tactics.cpu_nhwc_conv import ChannelsLastGemm
@@ -44,7 +45,7 @@ def test_matches_the_float64_convolution_in_nhwc_memory(name, with_bias):
     out[...] = np.nan
     TACTIC.run(TACTIC.prepare(ctx), [hwc(x), w, b], [out], np.empty(TACTIC.workspace_bytes(ctx), np.uint8), np)
     assert is_channels_last(out)
-    np.testing.assert_allclose(out, _reference(x, w, b, stride, dilation, pre, post, groups), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out, conv_float64(x, w, b, stride, dilation, pre, post, groups), rtol=1e-4, atol=1e-4)
 
 
 def test_float16_layers_compute_in_float32():
@@ -53,7 +54,7 @@ def test_float16_layers_compute_in_float32():
     ctx = hwc_context(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 2)
     out = empty_in_format(np, ctx.outputs[0].shape, np.float16, HWC)
     TACTIC.run(TACTIC.prepare(ctx), [hwc(x), w, None], [out], None, np)
-    want = _reference(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 2)
+    want = conv_float64(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 2)
     np.testing.assert_allclose(out.astype(np.float64), want, rtol=1e-2, atol=1e-2)
 
 
