@@ -454,6 +454,19 @@ _REL = re.compile(r"rel diff \|.*?max=([0-9.eE+-]+|nan|inf)")
 _REF = re.compile(r"onnxrt +\|.*?min=([0-9.eE+-]+|nan|inf).*?max=([0-9.eE+-]+|nan|inf)")
 _BUILD = re.compile(r"build time: ([0-9.]+) s")
 _INFER = re.compile(r"engine: \d+ iteration\(s\), ([0-9.]+) ms per inference")
+# The build summary's "tactics by layer type" rows (`    ATTENTION: reference x12, ...`): the fused transformer
+# layers a model got, to see which real exports the builder's attention / LayerNorm fusions reach.
+FUSED_TYPES = ("ATTENTION", "MASKED_SOFTMAX", "RESIDUAL_NORMALIZATION")
+_TACTIC_ROW = re.compile(r"^ {4}([A-Z_0-9]+): (.+)$", re.M)
+
+
+def fused_layer_counts(text: str) -> dict:
+    """{layer type: count} of FUSED_TYPES in a `polyx run -v` output (types that are absent are left out)."""
+    counts = {}
+    for layer_type, chosen in _TACTIC_ROW.findall(text):
+        if layer_type in FUSED_TYPES:
+            counts[layer_type] = sum(int(n) for n in re.findall(r" x(\d+)(?:,|$)", chosen))
+    return counts
 
 
 def _first_error(text: str) -> str:
@@ -499,6 +512,7 @@ def check_one(name: str, out: Path, python: str, fp16: bool, timeout: int) -> di
             "max_abs": max(absd) if absd else None, "max_rel": max(reld) if reld else None,
             # the error against the outputs' size: per-element rel is huge where an output is near zero
             "max_abs_over_max_ref": max(normalized) if normalized else None,
+            "fused_layers": fused_layer_counts(text),
             "error": "" if status == "pass" else _first_error(text)}
 
 
