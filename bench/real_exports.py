@@ -520,9 +520,16 @@ def _fmt(v, spec=".2e"):
     return "" if v is None else format(v, spec)
 
 
+def _fused(check: dict) -> str:
+    """The FP32 engine's fused layers of FUSED_TYPES in that order, e.g. "12 / 25 / 0" (empty when not checked)."""
+    counts = check.get("fused_layers")
+    return "" if counts is None else " / ".join(str(counts.get(t, 0)) for t in FUSED_TYPES)
+
+
 def markdown(results: dict) -> str:
     rows = ["| model | export | FP32 | max abs | max rel | abs/max\\|ref\\| | build s | run ms | FP16 | FP16 max abs | "
-            "FP16 abs/max\\|ref\\| | first error |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "FP16 abs/max\\|ref\\| | fused attention / residual norm / masked softmax | first error |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         f32, f16 = r.get("fp32", {}), r.get("fp16", {})
         error = r.get("export_error") or f32.get("error") or f16.get("error") or ""
@@ -530,7 +537,7 @@ def markdown(results: dict) -> str:
                     f"{_fmt(f32.get('max_rel'))} | {_fmt(f32.get('max_abs_over_max_ref'))} | "
                     f"{_fmt(f32.get('build_s'), '.1f')} | {_fmt(f32.get('infer_ms'), '.0f')} | "
                     f"{f16.get('status', '')} | {_fmt(f16.get('max_abs'))} | "
-                    f"{_fmt(f16.get('max_abs_over_max_ref'))} | {error.replace('|', '/')} |")
+                    f"{_fmt(f16.get('max_abs_over_max_ref'))} | {_fused(f32)} | {error.replace('|', '/')} |")
     passed = sum(r.get("fp32", {}).get("status") == "pass" for r in results.values())
     rows.append(f"\nFP32 pass: {passed} of {len(results)}")
     return "\n".join(rows)

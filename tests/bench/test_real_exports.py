@@ -108,3 +108,7 @@ def test_fused_layer_counts_read_from_the_build_summary():
             "  plan: 16.8 MiB, device cpu\n")
     assert script.fused_layer_counts(text) == {"ATTENTION": 12, "RESIDUAL_NORMALIZATION": 4}
     assert script.fused_layer_counts("no build summary") == {}
+    table = script.markdown({"bert": {"export": "ok", "fp32": {"status": "pass", "fused_layers": {"ATTENTION": 12}}},
+                             "vgg": {"export": "fail", "export_error": "no"}})
+    assert "| 12 / 0 / 0 |" in table.splitlines()[2] and "| ok | pass |" in table.splitlines()[2]
+    assert "/ 0 |" not in table.splitlines()[3]  # not checked: no counts
