@@ -454,6 +454,19 @@ _REL = re.compile(r"rel diff \|.*?max=([0-9.eE+-]+|nan|inf)")
 _REF = re.compile(r"onnxrt +\|.*?min=([0-9.eE+-]+|nan|inf).*?max=([0-9.eE+-]+|nan|inf)")
 _BUILD = re.compile(r"build time: ([0-9.]+) s")
 _INFER = re.compile(r"engine: \d+ iteration\(s\), ([0-9.]+) ms per inference")
+# The build summary's "tactics by layer type" rows (`    ATTENTION: reference x12, ...`): the fused transformer
+# layers a model got, to see which real exports the builder's attention / LayerNorm fusions reach.
+FUSED_TYPES = ("ATTENTION", "MASKED_SOFTMAX", "RESIDUAL_NORMALIZATION")
+_TACTIC_ROW = re.compile(r"^ {4}([A-Z_0-9]+): (.+)$", re.M)
+
+
+def fused_layer_counts(text: str) -> dict:
+    """{layer type: count} of FUSED_TYPES in a `polyx run -v` output (types that are absent are left out)."""
+    counts = {}
+    for layer_type, chosen in _TACTIC_ROW.findall(text):
+        if layer_type in FUSED_TYPES:
+            counts[layer_type] = sum(int(n) for n in re.findall(r" x(\d+)(?:,|$)", chosen))
+    return counts
 
 
 def _first_error(text: str) -> str:
@@ -499,6 +512,7 @@ def check_one(name: str, out: Path, python: str, fp16: bool, timeout: int) -> di
             "max_abs": max(absd) if absd else None, "max_rel": max(reld) if reld else None,
             # the error against the outputs' size: per-element rel is huge where an output is near zero
             "max_abs_over_max_ref": max(normalized) if normalized else None,
+            "fused_layers": fused_layer_counts(text),
             "error": "" if status == "pass" else _first_error(text)}
 
 
@@ -506,9 +520,16 @@ def _fmt(v, spec=".2e"):
     return "" if v is None else format(v, spec)
 
 
+def _fused(check: dict) -> str:
+    """The FP32 engine's fused layers of FUSED_TYPES in that order, e.g. "12 / 25 / 0" (empty when not checked)."""
+    counts = check.get("fused_layers")
+    return "" if counts is None else " / ".join(str(counts.get(t, 0)) for t in FUSED_TYPES)
+
+
 def markdown(results: dict) -> str:
     rows = ["| model | export | FP32 | max abs | max rel | abs/max\\|ref\\| | build s | run ms | FP16 | FP16 max abs | "
-            "FP16 abs/max\\|ref\\| | first error |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "FP16 abs/max\\|ref\\| | fused attention / residual norm / masked softmax | first error |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         f32, f16 = r.get("fp32", {}), r.get("fp16", {})
         error = r.get("export_error") or f32.get("error") or f16.get("error") or ""
@@ -516,7 +537,7 @@ def markdown(results: dict) -> str:
                     f"{_fmt(f32.get('max_rel'))} | {_fmt(f32.get('max_abs_over_max_ref'))} | "
                     f"{_fmt(f32.get('build_s'), '.1f')} | {_fmt(f32.get('infer_ms'), '.0f')} | "
                     f"{f16.get('status', '')} | {_fmt(f16.get('max_abs'))} | "
-                    f"{_fmt(f16.get('max_abs_over_max_ref'))} | {error.replace('|', '/')} |")
+                    f"{_fmt(f16.get('max_abs_over_max_ref'))} | {_fused(f32)} | {error.replace('|', '/')} |")
     passed = sum(r.get("fp32", {}).get("status") == "pass" for r in results.values())
     rows.append(f"\nFP32 pass: {passed} of {len(results)}")
     return "\n".join(rows)

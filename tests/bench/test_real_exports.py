@@ -85,3 +85,20 @@ def test_check_one_parses_a_polyx_run(tmp_path):
     broken.write_bytes(b"not a model")
     failed = script.check_one("broken", tmp_path, sys.executable, False, 120)
     assert failed["status"] == "error" and "broken.onnx" in failed["error"]
+
+
+def test_fused_layer_counts_read_from_the_build_summary():
+    """The fused transformer layers per model come from `polyx run -v`'s "tactics by layer type" rows, all tactics of
+    a type summed; other types and other lines are ignored."""
+    script = _load("real_exports")
+    text = ("  tactics by layer type:\n"
+            "    ATTENTION: cpu_reference_attention x2, gpu:attention:flash x10\n"
+            "    MATRIX_MULTIPLY: cpu:matmul:constant_weight_gemm x10\n"
+            "    RESIDUAL_NORMALIZATION: cpu_reference_residual_normalization x4\n"
+            "  plan: 16.8 MiB, device cpu\n")
+    assert script.fused_layer_counts(text) == {"ATTENTION": 12, "RESIDUAL_NORMALIZATION": 4}
+    assert script.fused_layer_counts("no build summary") == {}
+    table = script.markdown({"bert": {"export": "ok", "fp32": {"status": "pass", "fused_layers": {"ATTENTION": 12}}},
+                             "vgg": {"export": "fail", "export_error": "no"}})
+    assert "| 12 / 0 / 0 |" in table.splitlines()[2] and "| ok | pass |" in table.splitlines()[2]
+    assert "/ 0 |" not in table.splitlines()[3]  # not checked: no counts
