@@ -90,7 +90,7 @@ def test_check_one_parses_a_polyx_run(tmp_path):
 def test_fused_layer_counts_read_from_the_build_summary():
     """The fused transformer layers per model come from `polyx run -v`'s "tactics by layer type" rows, all tactics of
     a type summed; other types and other lines are ignored."""
-    script = _load("real_exports")
+    script = load_bench_script("real_exports")
     text = ("  tactics by layer type:\n"
             "    ATTENTION: cpu_reference_attention x2, gpu:attention:flash x10\n"
             "    MATRIX_MULTIPLY: cpu:matmul:constant_weight_gemm x10\n"
