@@ -26,7 +26,9 @@ class SdpaSpec:
     """What one cuDNN SDPA graph is built for: (batch, heads, Sq, Sk, D, Dv), element strides of the logical q
     (B, H, Sq, D), k (B, H, Sk, D), v (B, H, Sk, Dv) and output (B, H, Sq, Dv), the storage type ("float16" or
     "bfloat16"; float32 softmax and accumulation), the scale, cuDNN's top-left causal mask, and an additive bias
-    of dims (B, H, Sq, Sk) with `bias_strides` (0 along the axes the mask broadcasts over), or None."""
+    of dims (B, H, Sq, Sk) with `bias_strides` (0 along the axes the mask broadcasts over), or None. With `stats`,
+    the graph also writes its softmax statistics (float32 (B, H, Sq, 1), contiguous): they tell which rows a mask
+    filled with -inf."""
 
     dims: tuple[int, int, int, int, int, int]
     q_strides: Strides
@@ -37,6 +39,7 @@ class SdpaSpec:
     scale: float
     causal: bool
     bias_strides: Strides | None
+    stats: bool = False
 
 
 class SdpaGraph:
@@ -61,10 +64,15 @@ class SdpaGraph:
             self.tensors["bias"] = graph.tensor(name="Bias", dim=[b, h, sq, sk], stride=list(spec.bias_strides),
                                                 data_type=io)
             options["bias"] = self.tensors["bias"]
-        o, _stats = graph.sdpa(name="sdpa", q=self.tensors["q"], k=self.tensors["k"], v=self.tensors["v"],
-                               attn_scale=spec.scale, is_inference=True, use_causal_mask=spec.causal, **options)
+        # is_inference=False is what asks for the statistics (frontends before generate_stats= know only it)
+        o, stats = graph.sdpa(name="sdpa", q=self.tensors["q"], k=self.tensors["k"], v=self.tensors["v"],
+                              attn_scale=spec.scale, is_inference=not spec.stats, use_causal_mask=spec.causal,
+                              **options)
         o.set_output(True).set_dim([b, h, sq, dv]).set_stride(list(spec.o_strides)).set_data_type(io)
         self.tensors["o"] = o
+        if spec.stats:
+            stats.set_output(True).set_dim([b, h, sq, 1]).set_stride([h * sq, sq, 1, 1]).set_data_type(fp32)
+            self.tensors["stats"] = stats
         graph.validate()
         graph.build_operation_graph()
         graph.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
@@ -92,8 +100,8 @@ class SdpaGraph:
                              + (f" ({'; '.join(failures)})" if failures else " (its heuristics propose none)"))
 
     def execute(self, pointers: dict[str, int], workspace: int) -> None:
-        """Enqueue the plan on the current CuPy stream; `pointers` maps "q", "k", "v", "o" and "bias" (when the
-        graph has one) to device addresses."""
+        """Enqueue the plan on the current CuPy stream; `pointers` maps "q", "k", "v", "o", and "bias" and
+        "stats" when the graph has them, to device addresses."""
         import cupy
 
         cudnn = frontend()

@@ -12,9 +12,10 @@ left to the other tactics):
   most CAUSAL_MASKED above: exp of that underflows to 0 in float32) becomes cuDNN's own causal mask with no bias
   read; any other mask is an additive bias of dims (B, H, Sq, Sk) whose strides are 0 where it broadcasts.
 - fully masked rows: ONNX's softmax makes a row masked entirely with -inf NaN (0 under `nan_to_zero`, the export's
-  IsNaN guard), and cuDNN does not document what its kernel gives there. So a constant mask with such a row is
-  refused, and so is `nan_to_zero` with a mask known only at run time; a run-time mask without the guard is taken
-  (the GPU test checks what cuDNN gives for such a row).
+  IsNaN guard), and cuDNN does not document what its kernel writes there. So a layer with a mask (other than the
+  causal one, which never masks a whole row) has the graph write its softmax statistics too (float32 per query
+  row, in the workspace): they are -inf or NaN exactly for such rows, and one small kernel (kernels/attention.cu
+  fill_unweighted_rows_u16, one thread per row) writes NaN, or 0 under nan_to_zero, into those rows of the output.
 
 The graph is cached per spec (shapes, strides, type, scale, mask kind); its plan is built at the first run at a
 shape (before any CUDA-graph capture) and its workspace is declared to the builder. CuPy and cudnn are imported
@@ -34,11 +35,11 @@ from ..enums import TacticSource
 from ..errors import EngineError, ExecutionError, PlanFormatError
 from ..evaluator import is_static
 from ..ops.attention import attention_dims, attention_perms, attention_scale
-from ..ops.masked_softmax import check_flag, check_mask_shape
+from ..ops.masked_softmax import check_mask_shape
 from .base import TacticContext, stable_tactic_id
 from .gpu_attention import _AttentionTactic
 from .registry import register_tactic
-from .scratch import carve
+from .scratch import carve, total_bytes
 
 _STORAGE = {DataType.HALF: "float16", DataType.BF16: "bfloat16"}
 MAX_HEAD_DIM = 128
@@ -113,14 +114,7 @@ def sdpa_spec(layer, shapes: list[tuple[int, ...]], mask_value: np.ndarray | Non
     if mask_shape is not None:
         check_mask_shape(layer, mask_shape, leading + (sq, sk))
         if mask_value is not None:
-            value = np.asarray(mask_value, dtype=np.float64)
-            if np.any(np.all(np.isneginf(value), axis=-1)):
-                return ("the constant mask masks a whole row with -inf, where softmax gives NaN (0 under "
-                        "nan_to_zero); cuDNN does not specify its result there")
-            causal = _is_causal(value, sq, sk)
-        elif check_flag(layer, "nan_to_zero"):
-            return ("nan_to_zero (the export's IsNaN guard) asks for zeros where the run-time mask fills a row "
-                    "with -inf; cuDNN does not specify its result there")
+            causal = _is_causal(np.asarray(mask_value, dtype=np.float64), sq, sk)
         if not causal:
             dims = (1,) * (4 - len(mask_shape)) + tuple(mask_shape)
             bias, step = [0, 0, 0, 0], 1
@@ -130,7 +124,38 @@ def sdpa_spec(layer, shapes: list[tuple[int, ...]], mask_value: np.ndarray | Non
             bias = tuple(bias)
     return SdpaSpec(dims=(batch, heads, sq, sk, d, dv), q_strides=strides["q"], k_strides=strides["k"],
                     v_strides=strides["v"], o_strides=strides["out"], dtype=_STORAGE[dtype],
-                    scale=attention_scale(layer), causal=causal, bias_strides=bias)
+                    scale=attention_scale(layer), causal=causal, bias_strides=bias, stats=bias is not None)
+
+
+def _scratch(graph) -> list:
+    """cuDNN's workspace, then the softmax statistics when the graph writes them (float32 per query row)."""
+    b, h, sq = graph.spec.dims[:3]
+    return [((graph.workspace_bytes,), np.uint8), ((b * h * sq if graph.spec.stats else 0,), np.float32)]
+
+
+# 16-bit patterns written into rows a mask filled with -inf: NaN (as Softmax gives) or 0 (nan_to_zero)
+_NAN_BITS = {"float16": 0x7E00, "bfloat16": 0x7FC0}
+
+
+def fill_unweighted_rows(stats: Any, dst: Any, spec: SdpaSpec, nan_to_zero: bool, xp: Any) -> None:
+    """Rows of the C-contiguous output `dst` whose softmax statistic is -inf or NaN (every score masked with -inf)
+    get NaN, or 0 with `nan_to_zero`; on NumPy arrays (CPU tests with a stand-in frontend) the same by indexing."""
+    b, h, sq, _, _, dv = spec.dims
+    fill = 0 if nan_to_zero else _NAN_BITS[spec.dtype]
+    os_b, os_h, os_s, _ = spec.o_strides
+    if xp is np:
+        flat = dst.reshape(-1).view(np.uint16)
+        for row in np.flatnonzero(~(stats > -np.inf)):
+            r, head, batch = row % sq, (row // sq) % h, row // (sq * h)
+            start = batch * os_b + head * os_h + r * os_s
+            flat[start:start + dv] = fill
+        return
+    from ..backends.nvrtc import kernel, launch_1d
+
+    grid, block = launch_1d(b * h * sq)
+    kernel("attention", "fill_unweighted_rows_u16")(
+        grid, block, (stats, dst, np.uint16(fill), np.int64(b * h * sq), np.int32(h), np.int32(sq), np.int32(dv),
+                      np.int64(os_b), np.int64(os_h), np.int64(os_s)))
 
 
 def _mask_value(ctx: TacticContext) -> np.ndarray | None:
@@ -185,7 +210,7 @@ class CudnnSdpaAttention(_AttentionTactic):
         if isinstance(spec, str):
             raise CudnnPlanError(f"at q shape {list(ctx.inputs[0].shape)}: {spec}")
         try:
-            return sdpa_graph(spec).workspace_bytes
+            return total_bytes(_scratch(sdpa_graph(spec)))
         except CudnnPlanError as exc:
             raise CudnnPlanError(f"at q shape {list(ctx.inputs[0].shape)}: {exc}") from exc
 
@@ -230,8 +255,12 @@ class CudnnSdpaAttention(_AttentionTactic):
         plain = out.flags.c_contiguous and _address(out) % _ALIGNMENT == 0
         dst = out if plain else xp.empty(out.shape, out.dtype)
         pointers["o"] = _address(dst)
-        space = carve(workspace, [((graph.workspace_bytes,), np.uint8)], xp)[0] if graph.workspace_bytes else None
-        graph.execute(pointers, 0 if space is None else _address(space))
+        space, stats = carve(workspace, _scratch(graph), xp)
+        if graph.spec.stats:
+            pointers["stats"] = _address(stats)
+        graph.execute(pointers, _address(space) if graph.workspace_bytes else 0)
+        if graph.spec.stats:
+            fill_unweighted_rows(stats, dst, graph.spec, state["nan_to_zero"], xp)
         if dst is not out:
             xp.copyto(out, dst)
 

@@ -134,7 +134,8 @@ class FakeGraph:
         self.sdpa_args = {"q": q.name, "k": k.name, "v": v.name, **{key: getattr(value, "name", value)
                                                                      for key, value in params.items()}}
         self.output = FakeTensor("O")
-        return [self.output, None]
+        self.stats = None if params["is_inference"] else FakeTensor("Stats")
+        return [self.output, self.stats]
 
     def validate(self):
         pass
@@ -173,10 +174,11 @@ class FakeGraph:
         self.executed.append(sorted(address))
 
         def memory(tensor):
+            dtype = np.float32 if tensor.data_type == "FLOAT" else np.float16
             extent = 1 + sum((n - 1) * s for n, s in zip(tensor.dim, tensor.stride))
-            raw = (ctypes.c_char * (extent * 2)).from_address(address[tensor.name])
-            flat = np.ctypeslib.as_array(raw).view(np.float16)
-            return np.lib.stride_tricks.as_strided(flat, tensor.dim, [s * 2 for s in tensor.stride])
+            raw = (ctypes.c_char * (extent * np.dtype(dtype).itemsize)).from_address(address[tensor.name])
+            flat = np.ctypeslib.as_array(raw).view(dtype)
+            return np.lib.stride_tricks.as_strided(flat, tensor.dim, [s * flat.itemsize for s in tensor.stride])
 
         q, k, v = (memory(self.tensors[n]).astype(np.float64) for n in "QKV")
         scores = q @ np.swapaxes(k, -1, -2) * self.sdpa_args["attn_scale"]
@@ -185,8 +187,17 @@ class FakeGraph:
         if self.sdpa_args["use_causal_mask"]:
             sq, sk = scores.shape[-2:]
             scores = np.where(np.tril(np.ones((sq, sk), bool)), scores, -np.inf)
-        e = np.exp(scores - scores.max(-1, keepdims=True))
-        memory(self.output)[...] = (e / e.sum(-1, keepdims=True)) @ v
+        top = scores.max(-1, keepdims=True)
+        hidden = np.isneginf(top)  # rows masked entirely: what cuDNN writes there is unspecified, say 0.5
+        with np.errstate(invalid="ignore", divide="ignore"):
+            e = np.exp(scores - np.where(hidden, 0, top))
+            total = e.sum(-1, keepdims=True)
+            memory(self.output)[...] = np.where(hidden, 0.5, (e / total) @ v)
+            if self.stats is not None:
+                assert (self.stats.dim, self.stats.stride, self.stats.data_type) == (
+                    list(top.shape[:3]) + [1], [top.shape[1] * top.shape[2], top.shape[2], 1, 1], "FLOAT"), \
+                    "the statistics: float32 (B, H, Sq, 1), contiguous"
+                memory(self.stats)[...] = top + np.log(total)
 
 
 @pytest.fixture
@@ -216,8 +227,9 @@ def reference(q, k, v, mask, scale) -> np.ndarray:
     scores = q.astype(np.float64) @ np.swapaxes(k.astype(np.float64), -1, -2) * scale
     if mask is not None:
         scores = scores + mask.astype(np.float64)
-    e = np.exp(scores - scores.max(-1, keepdims=True))
-    return (e / e.sum(-1, keepdims=True)) @ v.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # a row masked entirely gives NaN, as Softmax does
+        e = np.exp(scores - scores.max(-1, keepdims=True))
+        return (e / e.sum(-1, keepdims=True)) @ v.astype(np.float64)
 
 
 def run_case(ctx, perms, lead, sq, sk, d, dv, mask, scale=0.25):
@@ -248,13 +260,15 @@ def test_bert_like_operands_are_handed_over_as_strides_with_the_padding_mask_as_
     assert (v.dim, v.stride) == ([2, 3, 7, 8], [168, 8, 24, 1])
     assert (bias.dim, bias.stride) == ([2, 3, 7, 7], [7, 0, 0, 1]), "the (B, 1, 1, S) mask broadcast by 0 strides"
     assert (graph.output.dim, graph.output.stride) == ([2, 3, 7, 8], [168, 8, 24, 1]) and graph.output.output
-    assert graph.sdpa_args == {"q": "Q", "k": "K", "v": "V", "attn_scale": 0.25, "is_inference": True,
+    # with a mask, the statistics too (they find the rows the mask fills with -inf)
+    assert graph.sdpa_args == {"q": "Q", "k": "K", "v": "V", "attn_scale": 0.25, "is_inference": False,
                                "use_causal_mask": False, "bias": "Bias"}
     assert graph.kwargs["io_data_type"] == "HALF" and graph.kwargs["compute_data_type"] == "FLOAT"
     assert q.data_type == "HALF" and graph.output.data_type == "HALF"
-    # the Python engine (-1) is skipped: backend engine 7 at index 1 is built, its workspace declared and used
-    assert graph.modes == ["A", "FALLBACK"] and graph.built == [1] and nbytes == 4097
-    assert graph.executed == [["Bias", "K", "O", "Q", "V"]]
+    # the Python engine (-1) is skipped: backend engine 7 at index 1 is built; the tactic's workspace is cuDNN's
+    # 4097 bytes (64-byte aligned: 4160) and 2*3*7 float32 statistics (168 bytes, aligned: 192)
+    assert graph.modes == ["A", "FALLBACK"] and graph.built == [1] and nbytes == 4160 + 192
+    assert graph.executed == [["Bias", "K", "O", "Q", "Stats", "V"]]
 
 
 def test_gpt2_like_constant_causal_mask_becomes_cudnns_causal_mask(fake_cudnn):
@@ -264,6 +278,7 @@ def test_gpt2_like_constant_causal_mask_becomes_cudnns_causal_mask(fake_cudnn):
     ctx, perms = attention_context(lead, s, s, d, dv, layout, causal, mask_constant=True, nan_to_zero=True)
     graph, _ = run_case(ctx, perms, lead, s, s, d, dv, causal)
     assert graph.sdpa_args["use_causal_mask"] is True and "bias" not in graph.sdpa_args
+    assert graph.sdpa_args["is_inference"] is True, "no statistics: a causal mask never masks a whole row"
     assert "Bias" not in graph.tensors and graph.executed == [["K", "O", "Q", "V"]]
     assert graph.tensors["V"].dim == [1, 2, 9, 24] and graph.output.stride == [432, 24, 48, 1]
 
@@ -287,7 +302,8 @@ def test_rank3_operands_are_one_batch_of_heads(fake_cudnn):
 def test_one_graph_per_spec(fake_cudnn):
     ctx, _ = attention_context((2, 2), 5, 5, 8, 8)
     tactic = sdpa_tactic()
-    assert tactic.supports(ctx) is True and tactic.supports(ctx) is True and tactic.workspace_bytes(ctx) == 4097
+    assert tactic.supports(ctx) is True and tactic.supports(ctx) is True
+    assert tactic.workspace_bytes(ctx) == 4160, "cuDNN's 4097 bytes aligned to 64; no mask, no statistics"
     assert len(FakeGraph.made) == 1
     assert tactic.supports(attention_context((2, 2), 6, 5, 8, 8)[0]) is True
     assert len(FakeGraph.made) == 2
@@ -301,24 +317,12 @@ def test_one_graph_per_spec(fake_cudnn):
     (dict(lead=(3,), layout={"k_perm": SWAP3}),
      "the head dim of k lies at stride 5 in its stored layout (k_perm [0, 2, 1]): cuDNN's fused attention reads it "
      "contiguously"),
-    (dict(mask="runtime", nan_to_zero=True),
-     "nan_to_zero (the export's IsNaN guard) asks for zeros where the run-time mask fills a row with -inf; cuDNN "
-     "does not specify its result there"),
-    (dict(mask="masked_row"), "the constant mask masks a whole row with -inf, where softmax gives NaN (0 under "
-                              "nan_to_zero); cuDNN does not specify its result there"),
     (dict(sk=0), "an empty attention (no heads, queries, keys or dims) is left to the other tactics"),
 ])
 def test_refusals_say_why(fake_cudnn, case, reason):
     lead, sq, sk = case.get("lead", (2, 2)), 5, case.get("sk", 5)
-    mask = None
-    if case.get("mask") == "runtime":
-        mask = np.zeros((2, 1, 1, sk), np.float16)
-    elif case.get("mask") == "masked_row":
-        mask = np.zeros((sq, sk), np.float16)
-        mask[2] = -np.inf
-    ctx, _ = attention_context(lead, sq, sk, case.get("d", 8), case.get("dv", 8), case.get("layout"), mask,
-                               mask_constant=case.get("mask") == "masked_row",
-                               nan_to_zero=case.get("nan_to_zero", False), dtype=case.get("dtype", DataType.HALF))
+    ctx, _ = attention_context(lead, sq, sk, case.get("d", 8), case.get("dv", 8), case.get("layout"),
+                               dtype=case.get("dtype", DataType.HALF))
     assert sdpa_tactic().supports(ctx) == reason
     assert FakeGraph.made == [], "refused before any graph is built"
 
@@ -377,3 +381,28 @@ def test_permutations_that_are_not_their_own_inverse(fake_cudnn):
     assert ctx.inputs[0].shape == (3, 5, 2, 8) and ctx.outputs[0].shape == (5, 2, 3, 8)
     graph, _ = run_case(ctx, perms, lead, s, s, d, d, None)
     assert graph.tensors["Q"].stride == [8, 80, 16, 1] and graph.output.stride == [24, 8, 48, 1]
+
+
+@pytest.mark.parametrize("constant", [False, True])
+@pytest.mark.parametrize("nan_to_zero", [False, True])
+def test_rows_the_mask_fills_with_minus_inf_are_nan_or_zero_whatever_cudnn_writes(fake_cudnn, constant, nan_to_zero):
+    """The stand-in writes 0.5 into a fully masked row (cuDNN leaves it unspecified); the statistics find the row
+    and the tactic writes NaN there as Softmax does, or 0 under nan_to_zero; the other rows are untouched."""
+    lead, sq, sk, d = (2, 2), 6, 5, 8
+    layout = {"q_perm": BSHD, "k_perm": BSHD, "v_perm": BSHD, "out_perm": BSHD}
+    mask = np.where(RNG.random((2, 1, sq, sk)) < 0.3, -np.inf, 0.0).astype(np.float16)
+    mask[:, :, :, 0] = 0
+    mask[1, :, 4] = -np.inf  # batch 1, query 4: every key masked
+    ctx, perms = attention_context(lead, sq, sk, d, d, layout, mask, mask_constant=constant, nan_to_zero=nan_to_zero)
+    q, k, v = (RNG.standard_normal(lead + (n, d)).astype(np.float16) for n in (sq, sk, sk))
+    tactic = sdpa_tactic()
+    assert tactic.supports(ctx) is True, tactic.supports(ctx)
+    out = np.full(ctx.outputs[0].shape, 7, np.float16)
+    tactic.run(tactic.prepare(ctx), [stored(q, BSHD), stored(k, BSHD), stored(v, BSHD), mask], [out],
+               np.zeros(tactic.workspace_bytes(ctx), np.uint8), np)
+    logical = out.transpose(np.argsort(perms["out_perm"]))  # (B, H, Sq, Dv)
+    hidden = logical[1, :, 4]
+    assert (np.all(hidden == 0) if nan_to_zero else np.isnan(hidden).all()), hidden
+    keep = np.ones((2, 2, sq), bool)
+    keep[1, :, 4] = False
+    np.testing.assert_allclose(logical[keep], reference(q, k, v, mask, 0.25)[keep], rtol=2e-3, atol=2e-3)
