@@ -1,6 +1,6 @@
 """The cuDNN SDPA attention tactic on the GPU (needs nvidia-cudnn-frontend and libcudnn 9; docs/gpu.md): run
 directly on FP16 odd sizes against float64 NumPy (permuted operands, padding / causal / full bias masks, rank 3),
-what cuDNN gives for a row a run-time mask fills with -inf, and bert_tiny / gpt2_tiny built with their ATTENTION
+rows a mask fills with -inf (NaN, or 0 under nan_to_zero), and bert_tiny / gpt2_tiny built with their ATTENTION
 layers on cuDNN against onnxruntime within the FP16 bound of the other GPU attention tests, replayed as CUDA graphs.
 Not yet run on a GPU (written without one)."""
 from __future__ import annotations
@@ -96,16 +96,19 @@ def test_cudnn_sdpa_matches_float64(case) -> None:
     np.testing.assert_allclose(got, want, rtol=2e-2, atol=2e-2, err_msg=f"{SDPA} (cuDNN {version_string()}) {case}")
 
 
-def test_a_row_the_run_time_mask_fills_with_minus_inf_is_nan_as_in_onnx() -> None:
-    """The tactic takes a run-time mask without nan_to_zero, so such a row must come out NaN as ONNX's softmax
-    makes it. If this fails, cuDNN gives something else there: refuse run-time masks in sdpa_spec
-    (tactics/gpu_cudnn_attention.py) and update docs/gpu.md."""
+@pytest.mark.parametrize("constant", [False, True])
+@pytest.mark.parametrize("nan_to_zero", [False, True])
+def test_a_row_the_mask_fills_with_minus_inf_is_nan_or_zero(constant, nan_to_zero) -> None:
+    """cuDNN's softmax statistics find the row and the fill kernel writes NaN (as Softmax gives) or 0 under
+    nan_to_zero, whatever cuDNN wrote there; the other rows match float64."""
     lead, sq, sk = (2, 2), 9, 33
     mask = np.zeros((1, 1, sq, sk), np.float16)
     mask[..., 3, :] = -np.inf
-    got, want = run_sdpa(lead, sq, sk, 16, 8, mask, False, {})
+    mask[..., 5, ::2] = -np.inf
+    got, want = run_sdpa(lead, sq, sk, 16, 8, mask, constant, {}, nan_to_zero)
     row = got[:, :, 3]
-    assert np.isnan(row).all(), f"cuDNN {version_string()} gave {row.ravel()[:8]} for a row masked with -inf"
+    assert (np.all(row == 0) if nan_to_zero else np.isnan(row).all()), \
+        f"cuDNN {version_string()}: the masked row came out {row.ravel()[:8]}"
     keep = np.ones(sq, bool)
     keep[3] = False
     np.testing.assert_allclose(got[:, :, keep], want[:, :, keep], rtol=2e-2, atol=2e-2)
