@@ -1,7 +1,8 @@
 """Scaled dot-product attention (LayerType.ATTENTION): softmax(q @ k^T * scale + mask) @ v, the MatMul → scale →
 mask Add → Softmax → MatMul chain that transformer exports emit, fused by a builder rule
 (passes/transformer_fusions.py) so the GPU never writes the (queries x keys) score matrix
-(tactics/gpu_attention.py: a flash-attention kernel, and cuBLAS GEMMs around one fused softmax kernel).
+(tactics/gpu_attention.py: a flash-attention kernel, and cuBLAS GEMMs around one fused softmax kernel;
+tactics/gpu_cudnn_attention.py: cuDNN's fused flash attention).
 
 Logical operands: q (..., Sq, D), k (..., Sk, D), v (..., Sk, Dv) of one floating type, one rank (3 or 4:
 (batch, heads, ...) or (batch, ...)) and the same leading dims, and optionally an additive mask that broadcasts to

@@ -12,7 +12,7 @@ from engine.backends.kernel_sources import cuda_kernel_names, kernel_source
 
 # Entry points launched by name from engine/tactics/gpu_*.py, per module.
 LAUNCHED = {
-    "attention": ["flash_attention_f32", "flash_attention_f16"],
+    "attention": ["flash_attention_f32", "flash_attention_f16", "fill_unweighted_rows_u16"],
     "conv_gemm": [f"{base}_{t}" for base in ("im2col_kp", "im2col_rows", "bias_act_nchw", "bias_act_rows")
                   for t in ("f32", "f16")],
     "gpu_kernels": ["depthwise_conv2d", "implicit_gemm_conv2d"] +

@@ -140,3 +140,22 @@ NAME(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, 
                     nan_to_zero);                                                                               \
 }
 FOR_STORAGE_TYPES(FLASH_ATTENTION, flash_attention)
+
+// cuDNN SDPA's fully masked rows (tactics/gpu_cudnn_attention.py): cuDNN does not specify its output for a row whose
+// scores are all -inf, but its softmax statistics (float32 log-sum-exp per (batch, head, query)) are then -inf or
+// NaN. Such rows of the output (16-bit storage, HALF or BF16, given by element strides over (batch, head, query);
+// the head dim contiguous) get `fill`: NaN bits as ONNX's Softmax gives, or 0 under nan_to_zero. One thread per row
+// (grid-stride), which reads its statistic and writes only the rows that need it.
+extern "C" __global__ void fill_unweighted_rows_u16(const float* __restrict__ stats, unsigned short* __restrict__ out,
+                                                    unsigned short fill, long long rows, int heads, int Sq, int Dv,
+                                                    long long os_b, long long os_h, long long os_s)
+{
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < rows;
+         i += (long long)gridDim.x * blockDim.x) {
+        const float s = stats[i];
+        if (s > fa_neg_inf()) continue;  // false for -inf and NaN
+        const long long r = i % Sq, h = (i / Sq) % heads, b = i / ((long long)Sq * heads);
+        unsigned short* row = out + b * os_b + h * os_h + r * os_s;
+        for (int d = 0; d < Dv; ++d) row[d] = fill;
+    }
+}
