@@ -84,7 +84,7 @@ def logical_strides(array: Any, perm: tuple[int, ...], inverse: bool = False) ->
     return tuple([0] * (4 - len(strides)) + strides)
 
 
-class _AttentionTactic(Tactic):
+class AttentionTactic(Tactic):
     layer_type = LayerType.ATTENTION
     backend = "gpu"
 
@@ -129,7 +129,7 @@ class _AttentionTactic(Tactic):
         return mask, mask_strides(state["layer"], mask, bh_shape)
 
 
-class FlashAttention(_AttentionTactic):
+class FlashAttention(AttentionTactic):
     name = "gpu:attention:flash_attention"
     id = stable_tactic_id(name)
     heuristic_rank = 10
@@ -180,7 +180,7 @@ def _gemm_ready(perms: dict[str, tuple[int, ...]]) -> dict[str, bool]:
     return {key: perm == identity or (key == "k_perm" and perm == swap) for key, perm in perms.items()}
 
 
-class CublasSoftmaxAttention(_AttentionTactic):
+class CublasSoftmaxAttention(AttentionTactic):
     """Scores by one strided-batched GEMM, one mask + softmax kernel, one more GEMM. Operands the absorbed
     Transposes left in other layouts are copied to (batch, heads, rows, dims) in the workspace first (what the
     unfused Transposes did), and the output back."""

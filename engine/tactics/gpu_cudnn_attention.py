@@ -37,7 +37,7 @@ from ..evaluator import is_static
 from ..ops.attention import attention_dims, attention_perms, attention_scale
 from ..ops.masked_softmax import check_mask_shape
 from .base import TacticContext, stable_tactic_id
-from .gpu_attention import _AttentionTactic
+from .gpu_attention import AttentionTactic
 from .registry import register_tactic
 from .scratch import carve, total_bytes
 
@@ -163,7 +163,7 @@ def _mask_value(ctx: TacticContext) -> np.ndarray | None:
     return None if mask is None or mask.value is None else np.asarray(mask.value).astype(np.float64)
 
 
-class CudnnSdpaAttention(_AttentionTactic):
+class CudnnSdpaAttention(AttentionTactic):
     name = "gpu:attention:cudnn_sdpa"
     id = stable_tactic_id(name)
     source = TacticSource.CUDNN
