@@ -19,6 +19,7 @@ import ctypes
 import functools
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ def version_string() -> str:
 _HANDLES = threading.local()
 
 
-def _handle() -> Any:
+def thread_handle() -> Any:
     """A cuDNN handle for the calling thread and current device (a handle must not be used by two threads at
     once; contexts of one engine run on several threads)."""
     import cupy
@@ -160,7 +161,7 @@ class ConvGraph:
         io = cudnn.data_type.HALF if spec.dtype == "float16" else cudnn.data_type.FLOAT
         fp32 = cudnn.data_type.FLOAT
         graph = cudnn.pygraph(io_data_type=io, intermediate_data_type=fp32, compute_data_type=fp32,
-                              handle=_handle())
+                              handle=thread_handle())
         strides = channels_last_strides if spec.channels_last else contiguous_strides
         self.tensors: dict[str, Any] = {
             "x": graph.tensor(name="X", dim=list(spec.x_shape), stride=strides(spec.x_shape), data_type=io),
@@ -266,31 +267,50 @@ class ConvGraph:
 
         cudnn = frontend()
         index = self.plan_index(engine_id)
-        handle = _handle()
+        handle = thread_handle()
         pack = {self.tensors[name]: int(pointer) for name, pointer in pointers.items() if name in self.tensors}
         with self._lock:
             cudnn.set_stream(handle, cupy.cuda.get_current_stream().ptr)
             self.graph.execute_plan_at_index(pack, int(workspace), index, handle)
 
 
-_GRAPHS: dict[ConvSpec, ConvGraph | str] = {}  # a string: why cuDNN refused the spec (asked once, not per engine)
-_GRAPHS_LOCK = threading.Lock()
+class GraphCache:
+    """Built graphs by spec, kept for the process (plans are reused by every context); a spec cuDNN refused is kept
+    as the reason, so it is asked once, not once per engine tactic."""
+
+    def __init__(self, what: str):
+        self.what = what  # "convolution", "attention": named in the refusal
+        self._graphs: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, spec: Any, make: Callable[[Any], Any]) -> Any:
+        """The graph for `spec`, made by `make(spec)` on first use. Raises CudnnPlanError when cuDNN does not
+        support it."""
+        with self._lock:
+            graph = self._graphs.get(spec)
+        if graph is None:
+            try:
+                graph = make(spec)
+            except CudnnPlanError as exc:
+                graph = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the frontend's errors: unsupported graph, bad descriptor
+                graph = f"cuDNN {version_string()} does not support this {self.what} graph: {type(exc).__name__}: " \
+                        f"{exc}"
+            with self._lock:
+                graph = self._graphs.setdefault(spec, graph)
+        if isinstance(graph, str):
+            raise CudnnPlanError(graph)
+        return graph
+
+    def clear(self) -> None:
+        """Forget every graph (tests that swap the frontend)."""
+        with self._lock:
+            self._graphs.clear()
+
+
+CONV_GRAPHS = GraphCache("convolution")
 
 
 def conv_graph(spec: ConvSpec) -> ConvGraph:
-    """The graph for `spec`, built on first use and kept for the process (plans are reused by every context).
-    Raises CudnnPlanError when cuDNN does not support the graph."""
-    with _GRAPHS_LOCK:
-        graph = _GRAPHS.get(spec)
-    if graph is None:
-        try:
-            graph = ConvGraph(spec)
-        except CudnnPlanError as exc:
-            graph = str(exc)
-        except Exception as exc:  # noqa: BLE001 - the frontend's errors: unsupported graph, bad descriptor
-            graph = f"cuDNN {version_string()} does not support this convolution graph: {type(exc).__name__}: {exc}"
-        with _GRAPHS_LOCK:
-            graph = _GRAPHS.setdefault(spec, graph)
-    if isinstance(graph, str):
-        raise CudnnPlanError(graph)
-    return graph
+    """The convolution graph for `spec` (GraphCache.get)."""
+    return CONV_GRAPHS.get(spec, ConvGraph)

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .cudnn_graphs import MAX_ENGINE_ID, CudnnPlanError, _handle, frontend, version_string
+from .cudnn_graphs import MAX_ENGINE_ID, CudnnPlanError, GraphCache, frontend, thread_handle, version_string
 
 Strides = tuple[int, int, int, int]
 
@@ -53,7 +53,7 @@ class SdpaGraph:
         io = cudnn.data_type.HALF if spec.dtype == "float16" else cudnn.data_type.BFLOAT16
         fp32 = cudnn.data_type.FLOAT
         graph = cudnn.pygraph(io_data_type=io, intermediate_data_type=fp32, compute_data_type=fp32,
-                              handle=_handle())
+                              handle=thread_handle())
         b, h, sq, sk, d, dv = spec.dims
         self.tensors: dict[str, Any] = {
             "q": graph.tensor(name="Q", dim=[b, h, sq, d], stride=list(spec.q_strides), data_type=io),
@@ -105,31 +105,16 @@ class SdpaGraph:
         import cupy
 
         cudnn = frontend()
-        handle = _handle()
+        handle = thread_handle()
         pack = {self.tensors[name]: int(pointer) for name, pointer in pointers.items() if name in self.tensors}
         with self._lock:
             cudnn.set_stream(handle, cupy.cuda.get_current_stream().ptr)
             self.graph.execute_plan_at_index(pack, int(workspace), self.index, handle)
 
 
-_GRAPHS: dict[SdpaSpec, SdpaGraph | str] = {}  # a string: why cuDNN refused the spec (asked once)
-_GRAPHS_LOCK = threading.Lock()
+SDPA_GRAPHS = GraphCache("attention")
 
 
 def sdpa_graph(spec: SdpaSpec) -> SdpaGraph:
-    """The graph for `spec`, built on first use and kept for the process. Raises CudnnPlanError when cuDNN does
-    not support it."""
-    with _GRAPHS_LOCK:
-        graph = _GRAPHS.get(spec)
-    if graph is None:
-        try:
-            graph = SdpaGraph(spec)
-        except CudnnPlanError as exc:
-            graph = str(exc)
-        except Exception as exc:  # noqa: BLE001 - the frontend's errors: unsupported graph, bad descriptor
-            graph = f"cuDNN {version_string()} does not support this attention graph: {type(exc).__name__}: {exc}"
-        with _GRAPHS_LOCK:
-            graph = _GRAPHS.setdefault(spec, graph)
-    if isinstance(graph, str):
-        raise CudnnPlanError(graph)
-    return graph
+    """The attention graph for `spec` (GraphCache.get)."""
+    return SDPA_GRAPHS.get(spec, SdpaGraph)

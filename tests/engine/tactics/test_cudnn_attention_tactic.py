@@ -11,6 +11,7 @@ import types
 
 import numpy as np
 import pytest
+from cudnn_stand_in import FakeTensor
 
 import engine as trt
 from engine.backends import cudnn_graphs, cudnn_sdpa
@@ -92,27 +93,6 @@ def test_operand_strides_of_permuted_operands():
 
 
 # ------------------------------------------------------------------------------------- a stand-in frontend
-class FakeTensor:
-    def __init__(self, name, dim=None, stride=None, data_type=None):
-        self.name, self.dim, self.stride, self.data_type, self.output = name, dim, stride, data_type, False
-
-    def set_output(self, value):
-        self.output = value
-        return self
-
-    def set_data_type(self, value):
-        self.data_type = value
-        return self
-
-    def set_dim(self, value):
-        self.dim = value
-        return self
-
-    def set_stride(self, value):
-        self.stride = value
-        return self
-
-
 class FakeGraph:
     """Records the graph; `RANKING` is the heuristics' [(engine id, knobs)] (-1: a Python engine, no backend
     engine), engines in `FAILING` do not build, `REFUSED` makes check_support raise."""
@@ -212,14 +192,14 @@ def fake_cudnn(monkeypatch):
     monkeypatch.setitem(sys.modules, "cudnn", module)
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
-    monkeypatch.setattr(cudnn_sdpa, "_handle", lambda: "handle")
+    monkeypatch.setattr(cudnn_sdpa, "thread_handle", lambda: "handle")
     monkeypatch.setattr(gpu_cudnn_attention, "_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "made", [])
     cudnn_graphs._probe.cache_clear()
-    cudnn_sdpa._GRAPHS.clear()
+    cudnn_sdpa.SDPA_GRAPHS.clear()
     yield module
     cudnn_graphs._probe.cache_clear()
-    cudnn_sdpa._GRAPHS.clear()
+    cudnn_sdpa.SDPA_GRAPHS.clear()
 
 
 def reference(q, k, v, mask, scale) -> np.ndarray:

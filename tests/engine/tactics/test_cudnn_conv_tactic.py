@@ -11,6 +11,7 @@ import types
 import numpy as np
 import pytest
 from conv_reference import conv_float64
+from cudnn_stand_in import FakeTensor
 
 import engine as trt
 from engine.backends import cudnn_graphs
@@ -103,27 +104,6 @@ def test_activations_cudnn_expresses_and_those_left_to_the_epilogue_helper():
 
 
 # ------------------------------------------------------------------------------------- a stand-in frontend
-class FakeTensor:
-    def __init__(self, name, dim=None, stride=None, data_type=None):
-        self.name, self.dim, self.stride, self.data_type, self.output = name, dim, stride, data_type, False
-
-    def set_output(self, value):
-        self.output = value
-        return self
-
-    def set_data_type(self, value):
-        self.data_type = value
-        return self
-
-    def set_dim(self, value):
-        self.dim = value
-        return self
-
-    def set_stride(self, value):
-        self.stride = value
-        return self
-
-
 class FakeGraph:
     """Records the graph; its heuristics' ranking is `RANKING` [(engine id, knobs)], engines in `FAILING` refuse
     to build, an engine id of -1 is a delegating entry (no engine to name)."""
@@ -235,13 +215,13 @@ def fake_cudnn(monkeypatch):
     module.backend_version_string = lambda: "9.19.0"
     module.set_stream = lambda handle, stream: None
     monkeypatch.setitem(sys.modules, "cudnn", module)
-    monkeypatch.setattr(cudnn_graphs, "_handle", lambda: "handle")
+    monkeypatch.setattr(cudnn_graphs, "thread_handle", lambda: "handle")
     monkeypatch.setattr(FakeGraph, "made", [])
     cudnn_graphs._probe.cache_clear()
-    cudnn_graphs._GRAPHS.clear()
+    cudnn_graphs.CONV_GRAPHS.clear()
     yield module
     cudnn_graphs._probe.cache_clear()
-    cudnn_graphs._GRAPHS.clear()
+    cudnn_graphs.CONV_GRAPHS.clear()
 
 
 def test_a_grouped_strided_dilated_conv_with_its_epilogue_is_one_graph(fake_cudnn, monkeypatch):
