@@ -245,3 +245,14 @@ def test_inspect_model_shows_the_body_layers_tactics(tmp_path, capsys):
     assert main(["inspect", "model", str(tmp_path / "scan.plan"), "--show", "layers"]) == 0
     out = capsys.readouterr().out
     assert "subgraph layers" in out and rows["scan_matmul"]["tactic"] in out, out
+
+
+def test_the_control_flow_doc_example_of_body_tactics_runs(capsys):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "control-flow.md").read_text()
+    section = doc[doc.index("## Tactics inside subgraphs"):]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)[1]
+    exec(compile(code, "docs/control-flow.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == ["recur/body True", "True"]
