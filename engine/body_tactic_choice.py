@@ -178,3 +178,5 @@ class BodyTacticChooser:
                 self.chosen += 1
             sel.log(Severity.VERBOSE, f"[{spec.layer.name}] (subgraph) chose {tactic.name}")
             return
+        if sel.config.algorithm_selector is not None:  # nothing allowed prepared: the reference runs, unreported
+            sel.contexts.pop()

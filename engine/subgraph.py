@@ -11,6 +11,7 @@ chosen tactic (engine/body_tactics.py) runs it where it supports this call's sha
 """
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,18 +34,25 @@ _lowered_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # dataclass, so it cannot key a WeakKeyDictionary.
 _device_constants: dict[int, tuple[Any, dict[str, dict[int, Any]]]] = {}
 # The builder's body-tactic chooser (engine/body_tactic_choice.py) while a trial run goes through subgraphs:
-# called with (graph, layer spec, input arrays, xp) before each layer runs.
-_observers: list[Callable[[Any, Any, list[Any], Any], None]] = []
+# called with (graph, layer spec, input arrays, xp) before each layer runs; per thread, so that builds in other
+# threads are not observed.
+_observing = threading.local()
+
+
+def _observers() -> list[Callable[[Any, Any, list[Any], Any], None]]:
+    if not hasattr(_observing, "observers"):
+        _observing.observers = []
+    return _observing.observers
 
 
 @contextmanager
 def observing_layers(observer: Callable[[Any, Any, list[Any], Any], None]) -> Iterator[None]:
     """Call `observer(graph, spec, inputs, xp)` before every subgraph layer runs, while the block runs."""
-    _observers.append(observer)
+    _observers().append(observer)
     try:
         yield
     finally:
-        _observers.remove(observer)
+        _observers().remove(observer)
 
 
 def as_lowered(subgraph: Any) -> Any:
@@ -156,7 +164,7 @@ def run_subgraph(subgraph: Any, inputs: Sequence[Any], xp: Any, what: str,
         if layer.type == LayerType.CONSTANT:
             continue
         arrays = [None if i is None else slots[i] for i in spec.inputs]
-        for observer in _observers:
+        for observer in _observers():
             observer(graph, spec, arrays, xp)
         try:
             results = None if not spec.tactic_id else run_body_layer(graph, spec, arrays, xp)

@@ -193,12 +193,15 @@ def test_tampered_body_tactic_fields_are_refused_naming_the_field(edit, message)
         _load(_plan_with(edit))
 
 
-def test_a_body_tactic_of_another_layer_type_is_refused():
+@pytest.mark.parametrize("layer_type, backend", [(LayerType.CONVOLUTION, "cpu"), (LayerType.MATRIX_MULTIPLY, "gpu")],
+                         ids=["another-layer-type", "another-device"])
+def test_a_body_tactic_of_another_layer_type_or_device_is_refused(layer_type, backend):
     from engine.tactics import tactics_for
 
-    conv = next(t for t in tactics_for(LayerType.CONVOLUTION, "cpu") if t.id)
-    with pytest.raises(PlanFormatError, match=r"'body_matmul' tactic_id: tactic .* runs CONVOLUTION layers"):
-        _load(_plan_with(lambda m: m.update(tactic_id=conv.id, tactic_name=conv.name)))
+    other = next(t for t in tactics_for(layer_type, backend) if "reference" not in t.name)
+    with pytest.raises(PlanFormatError, match=rf"'body_matmul' tactic_id: tactic .* runs {layer_type.value} layers "
+                                              rf"on the {backend}, the layer is MATRIX_MULTIPLY on the cpu"):
+        _load(_plan_with(lambda m: m.update(tactic_id=other.id, tactic_name=other.name)))
 
 
 def test_a_reference_body_layer_round_trips():
