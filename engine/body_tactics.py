@@ -98,19 +98,6 @@ def prepare_body_tactic(graph: LoweredGraph, spec: LayerSpec, backend: str, wher
     remember(spec, backend, tactic, state)
 
 
-def prepare_subgraph_tactics(graph: LoweredGraph, backend: str, where: str = "") -> None:
-    """`prepare_body_tactic` for every layer of every subgraph of `graph`'s control-flow layers, nested too."""
-    from .subgraph import as_lowered, subgraphs_of
-
-    for spec in graph.layers:
-        for name, sub in subgraphs_of(spec.layer).items():
-            body = as_lowered(sub)
-            inner = f"{where}layer '{spec.layer.name}' {name} subgraph: "
-            for body_spec in body.layers:
-                prepare_body_tactic(body, body_spec, backend, inner)
-            prepare_subgraph_tactics(body, backend, inner)
-
-
 def runtime_context(graph: LoweredGraph, spec: LayerSpec, arrays: list[Any], backend: str,
                     extra: dict | None = None) -> TacticContext | None:
     """The tactic context of a body layer at the shapes of `arrays` (its inputs this call), constants' values

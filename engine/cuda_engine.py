@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from .backends import get_backend
-from .body_tactics import prepare_subgraph_tactics
 from .compatibility import check_loadable
 from .config import ProfilingVerbosity
 from .dtypes import DataType, nptype
@@ -25,6 +24,7 @@ from .graph import LoweredGraph, is_data_dependent, tactic_context
 from .logger import Logger
 from .memory_plan import device_lifetimes
 from .plan import serialize_plan
+from .subgraph import prepare_subgraph_tactics
 from .tactics import tactic_by_id
 from .tensor_formats import layer_formats
 from .user_hooks import ErrorRecorderHook

@@ -100,6 +100,20 @@ def subgraph_layers(graph: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from subgraph_layers(body, path + "/")
 
 
+def prepare_subgraph_tactics(graph: Any, backend: str, where: str = "") -> None:
+    """Check and prepare the recorded tactic of every layer inside `graph`'s control-flow subgraphs, nested too
+    (the engine, once at load: engine/body_tactics.py)."""
+    from .body_tactics import prepare_body_tactic
+
+    for spec in graph.layers:
+        for name, sub in subgraphs_of(spec.layer).items():
+            body = as_lowered(sub)
+            inner = f"{where}layer '{spec.layer.name}' {name} subgraph: "
+            for body_spec in body.layers:
+                prepare_body_tactic(body, body_spec, backend, inner)
+            prepare_subgraph_tactics(body, backend, inner)
+
+
 def infer_subgraph(subgraph: Any, inputs: Sequence[TensorInfo], what: str) -> list[TensorInfo]:
     """Output infos (shape with -1 where unknown, dtype, value when known at build time) of a subgraph given its
     input infos. `what` names the subgraph in errors ("loop 'L' body")."""
