@@ -24,6 +24,7 @@ from .graph import LoweredGraph, is_data_dependent, tactic_context
 from .logger import Logger
 from .memory_plan import device_lifetimes
 from .plan import serialize_plan
+from .subgraph import prepare_subgraph_tactics
 from .tactics import tactic_by_id
 from .tensor_formats import layer_formats
 from .user_hooks import ErrorRecorderHook
@@ -72,6 +73,7 @@ class Engine(ErrorRecorderHook):
         """Per profile, per layer: (tactic, prepared state), None for host layers. Each distinct (layer, tactic)
         is prepared once and shared by the profiles that chose it."""
         prepared: dict[tuple[int, int], tuple[Any, Any]] = {}
+        prepare_subgraph_tactics(self.graph, self.device)  # control-flow subgraph layers: one tactic each
         per_profile = []
         for profile in range(max(len(self.profiles), 1)):
             states: list[Any] = []
@@ -244,6 +246,16 @@ class Engine(ErrorRecorderHook):
             self._debug_index = {tensors[o].name: o for spec in self.graph.layers
                                  if spec.layer.type != LayerType.CONSTANT for o in spec.outputs}
         return self._debug_index
+
+    def subgraph_layer_info(self) -> list[dict[str, Any]]:
+        """Per layer inside a control-flow subgraph (nested ones too), in execution order: the subgraph
+        ("<layer>/<then|else|body>", nested paths joined by "/"), name, type and its one tactic (0 and
+        "reference": its reference kernel; it also runs that on shapes its tactic does not support)."""
+        from .subgraph import subgraph_layers
+
+        return [{"subgraph": path, "name": spec.layer.name, "type": spec.layer.type.value,
+                 "tactic_id": spec.tactic_id, "tactic": spec.tactic_name or "reference"}
+                for path, spec in subgraph_layers(self.graph)]
 
     def layer_info(self) -> list[dict[str, Any]]:
         """Per layer: name, type, precision, tactic (profile 0's; `tactics_per_profile` has every profile's),

@@ -54,8 +54,10 @@ MAGIC = b"POLYXPLN"
 # layers made by Q/DQ propagation (params.int8.input_scales: ElementWise/Activation/Pooling/Concat/Scale layers
 # reading INT8; params.int8.residual_scale: an INT8 residual), which a version-5 reader would run on raw INT8 values;
 # 7: tensor formats (a tensor's "format", written when not LINEAR: "HWC" for channels-last, and REFORMAT layers'
-# params.to_format), which a version-6 reader would run as NCHW memory
-FORMAT_VERSION = 7
+# params.to_format), which a version-6 reader would run as NCHW memory; 8: control-flow subgraph layers' chosen
+# tactics (a subgraph layer's "tactic_id"/"tactic_name", 0/"" for the reference kernel; engine/body_tactics.py),
+# which a version-7 reader would ignore
+FORMAT_VERSION = 8
 SUBGRAPHS = "subgraphs"
 
 
@@ -305,6 +307,12 @@ def _check_header(header: dict[str, Any], where: str = "") -> None:
         ids = layer.get("tactic_ids")
         if not _is_int(layer.get("tactic_id")) or not isinstance(ids, list) or not all(_is_int(t) for t in ids):
             raise _fail(f"{field} tactics", "tactic_id and tactic_ids must be integers")
+        if not isinstance(layer.get("tactic_name", ""), str):
+            raise _fail(f"{field} tactic_name", f"must be a string, got {layer.get('tactic_name')!r:.100}")
+        if where and (layer["tactic_id"] < 0 or (layer["tactic_id"] == 0) != (layer.get("tactic_name", "") == "")):
+            raise _fail(f"{where}{field} tactic_id", "a subgraph layer's tactic_id is 0 with an empty tactic_name "
+                                                     "(its reference kernel) or a tactic's id with its name, got "
+                                                     f"{layer['tactic_id']!r} and {layer.get('tactic_name')!r}")
         if not isinstance(layer.get("tactic_names"), list) or len(layer["tactic_names"]) != len(ids):
             raise _fail(f"{field} tactic_names", "must be a list as long as tactic_ids")
     for layer in header["layers"]:

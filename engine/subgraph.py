@@ -6,12 +6,15 @@ A CONDITIONAL or LOOP layer keeps its subgraphs in `params["subgraphs"]` ({"then
 loaded from a plan. `as_lowered` turns any of them into the LoweredGraph (tensors and layers by index) that
 `infer_subgraph` and `run_subgraph` walk. A subgraph runs as a small sub-engine: layer by layer, each through its
 op's registered kernel on the caller's array module (NumPy on the CPU, CuPy on the GPU), with shapes taken from
-the arrays of this very call — a loop body's shapes may change from one iteration to the next.
+the arrays of this very call — a loop body's shapes may change from one iteration to the next. A layer with a
+chosen tactic (engine/body_tactics.py) runs it where it supports this call's shapes, else its reference kernel.
 """
 from __future__ import annotations
 
+import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -30,6 +33,26 @@ _lowered_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # id(LoweredGraph) -> (weak reference to it, {array module name: device constants}); a LoweredGraph is a
 # dataclass, so it cannot key a WeakKeyDictionary.
 _device_constants: dict[int, tuple[Any, dict[str, dict[int, Any]]]] = {}
+# The builder's body-tactic chooser (engine/body_tactic_choice.py) while a trial run goes through subgraphs:
+# called with (graph, layer spec, input arrays, xp) before each layer runs; per thread, so that builds in other
+# threads are not observed.
+_observing = threading.local()
+
+
+def _observers() -> list[Callable[[Any, Any, list[Any], Any], None]]:
+    if not hasattr(_observing, "observers"):
+        _observing.observers = []
+    return _observing.observers
+
+
+@contextmanager
+def observing_layers(observer: Callable[[Any, Any, list[Any], Any], None]) -> Iterator[None]:
+    """Call `observer(graph, spec, inputs, xp)` before every subgraph layer runs, while the block runs."""
+    _observers().append(observer)
+    try:
+        yield
+    finally:
+        _observers().remove(observer)
 
 
 def as_lowered(subgraph: Any) -> Any:
@@ -62,6 +85,33 @@ def forget_lowered(graph: Any) -> None:
 
 def subgraphs_of(layer: Any) -> dict[str, Any]:
     return layer.params.get(SUBGRAPHS) or {}
+
+
+def subgraph_layers(graph: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(subgraph path, layer spec) of every non-constant layer inside `graph`'s control-flow subgraphs, nested
+    ones after their layer; the path is "<layer>/<then|else|body>", nested paths joined by "/"."""
+    for spec in graph.layers:
+        for name, sub in subgraphs_of(spec.layer).items():
+            body = as_lowered(sub)
+            path = f"{prefix}{spec.layer.name}/{name}"
+            for inner in body.layers:
+                if inner.layer.type != LayerType.CONSTANT:
+                    yield path, inner
+            yield from subgraph_layers(body, path + "/")
+
+
+def prepare_subgraph_tactics(graph: Any, backend: str, where: str = "") -> None:
+    """Check and prepare the recorded tactic of every layer inside `graph`'s control-flow subgraphs, nested too
+    (the engine, once at load: engine/body_tactics.py)."""
+    from .body_tactics import prepare_body_tactic
+
+    for spec in graph.layers:
+        for name, sub in subgraphs_of(spec.layer).items():
+            body = as_lowered(sub)
+            inner = f"{where}layer '{spec.layer.name}' {name} subgraph: "
+            for body_spec in body.layers:
+                prepare_body_tactic(body, body_spec, backend, inner)
+            prepare_subgraph_tactics(body, backend, inner)
 
 
 def infer_subgraph(subgraph: Any, inputs: Sequence[TensorInfo], what: str) -> list[TensorInfo]:
@@ -113,6 +163,8 @@ def run_subgraph(subgraph: Any, inputs: Sequence[Any], xp: Any, what: str,
                  wanted: Sequence[int] | None = None) -> list[Any]:
     """Run a subgraph on `inputs` (arrays of `xp`); returns its outputs, or only the outputs at positions
     `wanted` (then only the layers they depend on run: a loop's WHILE condition before the iteration)."""
+    from .body_tactics import run_body_layer
+
     graph = as_lowered(subgraph)
     slots: list[Any] = [None] * len(graph.tensors)
     for index, array in _constants_on(graph, xp).items():
@@ -125,9 +177,13 @@ def run_subgraph(subgraph: Any, inputs: Sequence[Any], xp: Any, what: str,
         layer = spec.layer
         if layer.type == LayerType.CONSTANT:
             continue
+        arrays = [None if i is None else slots[i] for i in spec.inputs]
+        for observer in _observers():
+            observer(graph, spec, arrays, xp)
         try:
-            results = layer_impl(layer.type).compute(layer, [None if i is None else slots[i] for i in spec.inputs],
-                                                     xp)
+            results = None if not spec.tactic_id else run_body_layer(graph, spec, arrays, xp)
+            if results is None:
+                results = layer_impl(layer.type).compute(layer, arrays, xp)
         except EngineError as exc:
             raise EngineError(f"{what}: layer '{layer.name}': {exc}") from None
         except Exception as exc:  # noqa: BLE001 - a kernel failing on this iteration's values: name the layer

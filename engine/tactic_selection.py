@@ -15,6 +15,7 @@ import numpy as np
 
 from .algorithm_selector import Algorithm, AlgorithmContext, AlgorithmIOInfo, AlgorithmVariant
 from .bfloat16 import storage_dtype
+from .body_tactic_choice import BodyTacticChooser
 from .compatibility import HardwareCompatibilityLevel
 from .config import BuilderConfig, BuilderFlag, MemoryPoolType
 from .dtypes import DataType, nptype
@@ -26,7 +27,7 @@ from .logger import Severity
 from .memory_plan import MEMORY_LIMIT_ENV, device_memory_limit, host_memory_limit, tensor_bytes, trial_run_peak
 from .ops.base import layer_impl
 from .steps import make_step, run_step
-from .subgraph import CONTROL_FLOW_TYPES
+from .subgraph import CONTROL_FLOW_TYPES, observing_layers
 from .tactics import Tactic, TacticContext, tactics_for
 from .tactics.base import stable_tactic_id
 from .tensor_formats import empty_in_format, layer_formats
@@ -70,6 +71,7 @@ class TacticSelection:
         # TF32 tensor-core math for FP32 layers only when asked for (BuilderFlag.TF32): it rounds inputs to 10
         # mantissa bits, which FP32 accuracy checks against onnxruntime (1e-4) do not tolerate.
         self.build_options = {"tf32": config.get_flag(BuilderFlag.TF32)}
+        self.body_chooser = BodyTacticChooser(self)  # the layers inside control-flow subgraphs
 
     def run(self) -> None:
         for spec in self.graph.layers:
@@ -79,6 +81,10 @@ class TacticSelection:
                 self._sweep(index)
         for spec in self.graph.device_layers:
             spec.tactic_id, spec.tactic_name = spec.tactic_ids[0], spec.tactic_names[0]
+        self.body_chooser.finish(self.graph)
+        if self.body_chooser.chosen:
+            self.log(Severity.INFO, f"tactic selection: {self.body_chooser.chosen} control-flow subgraph layers run "
+                                    "a tactic other than their reference kernel")
         selector = self.config.algorithm_selector
         if selector is not None:
             selector.report_algorithms(self.contexts, self.chosen)
@@ -127,8 +133,10 @@ class TacticSelection:
             try:
                 tactic, state = self._choose(spec, profile_index, by_which, slots, resolved.host_values)
                 step = make_step(spec, tactic, state, resolved.host_values, graph)
-                if learnt and spec.layer.type in CONTROL_FLOW_TYPES:
-                    self._run_control_flow(spec, step, slots, shapes)
+                if spec.layer.type in CONTROL_FLOW_TYPES:
+                    self.body_chooser.profile_index = profile_index
+                    with observing_layers(self.body_chooser.observe):
+                        self._run_control_flow_layer(spec, step, slots, shapes, learnt, tactic)
                 else:
                     for o in spec.outputs:
                         slots[o] = empty_in_format(backend.xp, shapes[o],
@@ -327,6 +335,21 @@ class TacticSelection:
         nbytes = int(tactic.workspace_bytes(tactic_context(self.graph, spec, self.device, shapes, self.build_options,
                                                            widen=not tactic.reads_bfloat16)))
         return self.backend.allocate(nbytes) if nbytes else None
+
+    def _run_control_flow_layer(self, spec: LayerSpec, step, slots: list[Any], shapes, learnt: bool,
+                                tactic: Tactic) -> None:
+        """Run a conditional or loop in the trial run (its subgraph layers' tactics are chosen on the way)."""
+        if learnt:
+            self._run_control_flow(spec, step, slots, shapes)
+            return
+        for o in spec.outputs:
+            slots[o] = empty_in_format(self.backend.xp, shapes[o], storage_dtype(self.graph.tensors[o].dtype,
+                                                                                 self.device),
+                                       self.graph.tensors[o].format)
+        self._run_once(step, slots, self._workspace(tactic, spec, shapes))
+        if step.data_dependent:
+            for o in spec.outputs:
+                slots[o] = _fit_to(slots[o], shapes[o], self.backend.xp)
 
     def _run_control_flow(self, spec: LayerSpec, step, slots: list[Any], shapes) -> None:
         """Run a conditional or loop whose output shapes were learnt from the reference run on the sample inputs.

@@ -77,6 +77,8 @@ def describe_plan(path: Path, show: set[str]) -> dict[str, Any]:
     }
     if show & {"layers", "attrs"}:
         report["layers"] = rows
+        # the layers inside If/Loop/Scan subgraphs, each with its one tactic (DETAILED verbosity shows them)
+        report["subgraph_layers"] = _subgraph_layers(graph) if verbosity == "DETAILED" else []
     if "weights" in show:
         stripped = graph.refit.tensors() if graph.refit is not None and graph.refit.stripped else set()
         report["weights"] = [{"name": graph.tensors[index].name, **tensor_stats(array)}
@@ -139,6 +141,10 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
                 cells.append(attribute_text(row["params"]))
             rows.append(cells)
         blocks.append(Table("layers", columns + (["params"] if with_params else []), rows))
+    if report.get("subgraph_layers"):
+        blocks.append(Table("subgraph layers", ["subgraph", "name", "type", "tactic", "tactic id"],
+                            [[r["subgraph"], r["name"], r["type"], r["tactic"], str(r["tactic_id"])]
+                             for r in report["subgraph_layers"]]))
     if "weights" in report:
         blocks.append(stats_table("constant statistics", report["weights"]))
     return blocks
@@ -182,6 +188,16 @@ def _layers(graph: LoweredGraph, with_params: bool, verbosity: str = "DETAILED")
             row["params"] = {k: v for k, v in layer.params.items() if k != "weights"}
         rows.append(row)
     return rows
+
+
+def _subgraph_layers(graph: LoweredGraph) -> list[dict[str, Any]]:
+    """Engine.subgraph_layer_info's rows, read from the plan's graph: the tactic each subgraph layer runs where it
+    supports the shapes (else, and for "reference", its reference kernel)."""
+    from engine.subgraph import subgraph_layers
+
+    return [{"subgraph": path, "name": spec.layer.name, "type": spec.layer.type.value,
+             "tactic": spec.tactic_name or "reference", "tactic_id": spec.tactic_id}
+            for path, spec in subgraph_layers(graph)]
 
 
 def _int8_tensors(graph: LoweredGraph) -> list[dict[str, Any]]:
