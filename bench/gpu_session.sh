@@ -3,20 +3,25 @@
 # Prepare here (a machine with a package registry) once:   bash bench/gpu_session.sh fetch
 # Then copy ../shared/models into shared/ (listed in .git/info/exclude) and, on the device, from the repository
 # root, carrying [".whl", "shared"]:
+#   bash bench/gpu_session.sh check         # gpu-tests then suite, in parallel workers, in one call (~4 minutes)
 #   bash bench/gpu_session.sh gpu-tests     # every @pytest.mark.gpu test (the GPU paths written without a GPU)
-#   bash bench/gpu_session.sh suite         # the whole suite with POLYX_DEVICE=gpu (engines built for the GPU)
+#   bash bench/gpu_session.sh suite         # the rest of the suite with POLYX_DEVICE=gpu (engines built for the GPU)
+# Device time is scarce (30 minutes a session, failed machine starts included): check, bench11 and int8-bench are
+# three calls. Tests run in pytest-xdist workers (-n $POLYX_TEST_WORKERS, default 8) when its wheel was fetched.
 #   bash bench/gpu_session.sh bench         # bench/gpu_vs_pytorch.py, same-run ratios vs eager and torch.compile
 #   bash bench/gpu_session.sh int8-bench    # bench/gpu_int8.py, ResNet-50 INT8 vs FP16 vs FP32 (budget 450 s)
 #   bash bench/gpu_session.sh bench11       # issue 11's full configuration (< 9 minutes on an H100)
 #   bash bench/gpu_session.sh bench11 --quick   # its smoke variant: batch 1, opt level 1, no torch.compile
 set -euo pipefail
-stage=${1:?stage: fetch | gpu-tests | suite | bench | bench11 [--quick] | int8-bench}
+stage=${1:?stage: fetch | check | gpu-tests | suite | bench | bench11 [--quick] | int8-bench}
 variant=${2:-}
 OUT=${OUT:-/tmp/polyx-out}
 mkdir -p "$OUT"
 
 # Packages the GPU machine lacks (DESIGN.md): pure-Python or manylinux wheels for CPython 3.12, no dependencies.
-WHEELS=(onnx-graphsurgeon polygraphy onnxslim)
+# The cuDNN frontend and nvmath-python serve the CUDNN and CUBLAS_LT tactic sources; pytest-xdist (+ execnet)
+# runs the tests in parallel workers so they fit the device time.
+WHEELS=(onnx-graphsurgeon polygraphy onnxslim nvidia-cudnn-frontend nvmath-python pytest-xdist execnet)
 
 setup() {
     local site=/tmp/polyx-site
@@ -33,18 +38,30 @@ print("cupy", cupy.__version__, "devices", cupy.cuda.runtime.getDeviceCount(), "
 PY
 }
 
+workers() {
+    if python -c "import xdist" 2>/dev/null; then echo "-n ${POLYX_TEST_WORKERS:-8}"; fi
+}
+
 case "$stage" in
     fetch)
         python -m pip download --no-deps --python-version 3.12 --only-binary=:all: \
             --platform manylinux_2_28_x86_64 -d .whl "${WHEELS[@]}"
         ;;
+    check)
+        setup
+        timeout 150 python -m pytest -q -p no:cacheprovider $(workers) -m gpu tests -rs >"$OUT/gpu_tests.log" 2>&1 || true
+        POLYX_DEVICE=gpu timeout 300 python -m pytest -q -p no:cacheprovider $(workers) -m "not gpu" tests \
+            >"$OUT/suite_gpu.log" 2>&1 || true
+        grep -hE "^(FAILED|ERROR)|[0-9]+ (passed|failed)" "$OUT/gpu_tests.log" "$OUT/suite_gpu.log" | cut -c1-300
+        ;;
     gpu-tests)
         setup
-        python -m pytest -q -p no:cacheprovider -m gpu tests -rs 2>&1 | tee "$OUT/gpu_tests.log"
+        python -m pytest -q -p no:cacheprovider $(workers) -m gpu tests -rs 2>&1 | tee "$OUT/gpu_tests.log"
         ;;
     suite)
         setup
-        POLYX_DEVICE=gpu python -m pytest -q -p no:cacheprovider tests --durations=20 2>&1 | tee "$OUT/suite_gpu.log"
+        POLYX_DEVICE=gpu python -m pytest -q -p no:cacheprovider $(workers) -m "not gpu" tests --durations=20 2>&1 \
+            | tee "$OUT/suite_gpu.log"
         ;;
     bench)
         setup
@@ -71,7 +88,7 @@ case "$stage" in
             --json "$OUT/$name.json" --markdown "$OUT/$name.md" 2>&1 | tee "$OUT/$name.log"
         ;;
     *)
-        echo "unknown stage '$stage' (fetch | gpu-tests | suite | bench | bench11 [--quick] | int8-bench)" >&2
+        echo "unknown stage '$stage' (fetch | check | gpu-tests | suite | bench | bench11 [--quick] | int8-bench)" >&2
         exit 2
         ;;
 esac
