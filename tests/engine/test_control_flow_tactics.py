@@ -186,7 +186,7 @@ def _load(plan: bytes) -> trt.Engine:
     (lambda m: m.update(tactic_name=""), r"layer 'body_matmul' tactic_id: a subgraph layer's tactic_id is 0 with"),
     (lambda m: m.update(tactic_name=3), r"layer 'body_matmul' tactic_name: must be a string"),
     (lambda m: m.update(tactic_ids=[m["tactic_id"]], tactic_names=[m["tactic_name"]]),
-     r"a subgraph layer has no tactics"),
+     r"a subgraph layer has no per-profile tactics \(tactic_ids\)"),
 ], ids=["unknown-id", "id-not-int", "wrong-name", "id-without-name", "name-not-string", "per-profile-list"])
 def test_tampered_body_tactic_fields_are_refused_naming_the_field(edit, message):
     with pytest.raises(PlanFormatError, match=message):
@@ -202,6 +202,19 @@ def test_a_body_tactic_of_another_layer_type_or_device_is_refused(layer_type, ba
     with pytest.raises(PlanFormatError, match=rf"'body_matmul' tactic_id: tactic .* runs {layer_type.value} layers "
                                               rf"on the {backend}, the layer is MATRIX_MULTIPLY on the cpu"):
         _load(_plan_with(lambda m: m.update(tactic_id=other.id, tactic_name=other.name)))
+
+
+def test_a_subgraph_tensor_recorded_in_another_format_is_refused():
+    """The format pass never enters subgraphs and their reference kernels check no formats: a branch's 4-D weight
+    marked HWC would pass the per-tensor check (4-D float), so the loader refuses any non-LINEAR subgraph tensor."""
+    x = RNG.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    plan = build_engine_for_feeds(parse_onnx(conv_if()), {"c": np.array(True), "x": x}).serialize()
+    header, arrays = unpack(plan, MAGIC, FORMAT_VERSION, "plan")
+    branch = next(layer for layer in header["layers"] if layer["type"] == LayerType.CONDITIONAL.value)
+    next(t for t in branch["subgraphs"]["then"]["tensors"] if t["name"] == "cw").update(format="HWC")
+    with pytest.raises(PlanFormatError, match=r"layer 'choose' then subgraph: tensors\[\d+\] \('cw'\) format: a "
+                                              r"subgraph's tensors are LINEAR, got 'HWC'"):
+        _load(pack(MAGIC, FORMAT_VERSION, header, arrays))
 
 
 def test_a_reference_body_layer_round_trips():
