@@ -14,7 +14,7 @@ import pytest
 from cudnn_stand_in import FakeTensor
 
 import engine as trt
-from engine.backends import cudnn_graphs, cudnn_sdpa
+from engine.backends import cudnn_frontend, cudnn_sdpa
 from engine.dtypes import DataType
 from engine.enums import LayerType, TacticSource
 from engine.ir import Node
@@ -59,9 +59,9 @@ def attention_context(lead, sq, sk, d, dv, layout=None, mask=None, mask_constant
 def no_cudnn(monkeypatch):
     """`import cudnn` fails, as on a machine without nvidia-cudnn-frontend."""
     monkeypatch.setitem(sys.modules, "cudnn", None)
-    cudnn_graphs._probe.cache_clear()
+    cudnn_frontend._probe.cache_clear()
     yield
-    cudnn_graphs._probe.cache_clear()
+    cudnn_frontend._probe.cache_clear()
 
 
 def test_without_the_frontend_supports_says_why_and_prepare_names_the_layer(no_cudnn):
@@ -193,12 +193,12 @@ def fake_cudnn(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
     monkeypatch.setattr(cudnn_sdpa, "thread_handle", lambda: "handle")
-    monkeypatch.setattr(gpu_cudnn_attention, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(gpu_cudnn_attention, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "made", [])
-    cudnn_graphs._probe.cache_clear()
+    cudnn_frontend._probe.cache_clear()
     cudnn_sdpa.SDPA_GRAPHS.clear()
     yield module
-    cudnn_graphs._probe.cache_clear()
+    cudnn_frontend._probe.cache_clear()
     cudnn_sdpa.SDPA_GRAPHS.clear()
 
 
@@ -317,7 +317,7 @@ def test_a_graph_cudnn_refuses_or_cannot_build_is_the_reason(fake_cudnn, monkeyp
     ctx, _ = attention_context((2, 2), 6, 5, 8, 8)
     assert sdpa_tactic().supports(ctx) == ("cuDNN 9.19.0 builds no engine for this attention graph (engine 7: "
                                            "RuntimeError: engine 7 is not supported)")
-    with pytest.raises(cudnn_graphs.CudnnPlanError, match=r"^at q shape \[2, 2, 6, 8\]: cuDNN 9.19.0 builds no "):
+    with pytest.raises(cudnn_frontend.CudnnPlanError, match=r"^at q shape \[2, 2, 6, 8\]: cuDNN 9.19.0 builds no "):
         sdpa_tactic().workspace_bytes(ctx)
 
 

@@ -14,7 +14,7 @@ from conv_reference import conv_float64
 from cudnn_stand_in import FakeTensor
 
 import engine as trt
-from engine.backends import cudnn_graphs
+from engine.backends import cudnn_conv, cudnn_frontend
 from engine.dtypes import DataType, from_numpy
 from engine.enums import ActivationType, LayerType, TacticSource, allowed_by_sources
 from engine.ir import Activation, Epilogue, Node
@@ -51,9 +51,9 @@ def conv_context(x_shape, maps, groups, kernel, stride, dilation, pre, post, bia
 def no_cudnn(monkeypatch):
     """`import cudnn` fails, as on a machine without nvidia-cudnn-frontend (None in sys.modules: ImportError)."""
     monkeypatch.setitem(sys.modules, "cudnn", None)
-    cudnn_graphs._probe.cache_clear()
+    cudnn_frontend._probe.cache_clear()
     yield
-    cudnn_graphs._probe.cache_clear()
+    cudnn_frontend._probe.cache_clear()
 
 
 def test_without_the_frontend_supports_says_why_and_prepare_names_the_layer(no_cudnn):
@@ -70,7 +70,7 @@ def test_without_the_frontend_supports_says_why_and_prepare_names_the_layer(no_c
 
 def test_one_tactic_per_cudnn_engine_with_a_stable_id_and_the_cudnn_source():
     tactics = cudnn_tactics()
-    assert [t.engine_id for t in tactics] == list(range(cudnn_graphs.MAX_ENGINE_ID))
+    assert [t.engine_id for t in tactics] == list(range(cudnn_frontend.MAX_ENGINE_ID))
     for t in tactics:
         assert t.name == f"gpu:conv:cudnn_engine{t.engine_id}"
         assert t.id == stable_tactic_id(t.name) and tactic_by_id(t.id) is t
@@ -215,13 +215,13 @@ def fake_cudnn(monkeypatch):
     module.backend_version_string = lambda: "9.19.0"
     module.set_stream = lambda handle, stream: None
     monkeypatch.setitem(sys.modules, "cudnn", module)
-    monkeypatch.setattr(cudnn_graphs, "thread_handle", lambda: "handle")
+    monkeypatch.setattr(cudnn_conv, "thread_handle", lambda: "handle")
     monkeypatch.setattr(FakeGraph, "made", [])
-    cudnn_graphs._probe.cache_clear()
-    cudnn_graphs.CONV_GRAPHS.clear()
+    cudnn_frontend._probe.cache_clear()
+    cudnn_conv.CONV_GRAPHS.clear()
     yield module
-    cudnn_graphs._probe.cache_clear()
-    cudnn_graphs.CONV_GRAPHS.clear()
+    cudnn_frontend._probe.cache_clear()
+    cudnn_conv.CONV_GRAPHS.clear()
 
 
 def test_a_grouped_strided_dilated_conv_with_its_epilogue_is_one_graph(fake_cudnn, monkeypatch):
@@ -283,7 +283,7 @@ def test_an_engine_that_builds_at_the_opt_shape_but_not_the_max_one_cannot_size_
     tactic = CudnnConv(3)
     assert tactic.supports(conv_context((2, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))) is True
     monkeypatch.setattr(FakeGraph, "FAILING", {3})  # the larger shape's graph cannot build the engine
-    with pytest.raises(cudnn_graphs.CudnnPlanError, match=r"^at input shape \[8, 4, 6, 6\]: cuDNN 9.19.0 cannot "
+    with pytest.raises(cudnn_frontend.CudnnPlanError, match=r"^at input shape \[8, 4, 6, 6\]: cuDNN 9.19.0 cannot "
                                                           r"build engine 3 for this convolution"):
         tactic.workspace_bytes(conv_context((8, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)))
 
@@ -354,7 +354,7 @@ def test_run_hands_cudnn_each_operand_and_applies_what_it_cannot(fake_cudnn, mon
     passes, as cuDNN would. LeakyReLU is fused into the graph, ELU applied after it by the epilogue helper."""
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
-    monkeypatch.setattr(gpu_cudnn_conv, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(gpu_cudnn_conv, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 4, 9, 8)).astype(dtype)
@@ -383,7 +383,7 @@ def test_what_cudnn_declines_to_fuse_runs_after_the_graph(fake_cudnn, monkeypatc
     less fused graph and applies bias, residual and activation after it, in the fused graph's order."""
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
-    monkeypatch.setattr(gpu_cudnn_conv, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(gpu_cudnn_conv, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
     monkeypatch.setattr(FakeGraph, "REFUSED_OPS", refused)
     rng = np.random.default_rng(5)
@@ -413,7 +413,7 @@ class WorkspaceFailingTactic(trt.Tactic):
     heuristic_rank = -1
 
     def workspace_bytes(self, ctx):
-        raise cudnn_graphs.CudnnPlanError("cannot build engine 3 at the max shape")
+        raise cudnn_frontend.CudnnPlanError("cannot build engine 3 at the max shape")
 
 
 def test_a_tactic_whose_workspace_cannot_be_sized_is_left_out_with_the_reason():
@@ -450,7 +450,7 @@ def test_a_channels_last_layer_is_one_nhwc_graph_reading_and_writing_nhwc_memory
 
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
-    monkeypatch.setattr(gpu_cudnn_conv, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(gpu_cudnn_conv, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
     hwc, linear = TensorFormat.HWC, TensorFormat.LINEAR
     rng = np.random.default_rng(6)
