@@ -4,14 +4,13 @@ layer (a loaded plan), never a crash; one stable tactic id per cuDNN engine; and
 order, numerical notes) and which engines become candidates or are refused with the reason."""
 from __future__ import annotations
 
-import ctypes
 import sys
 import types
 
 import numpy as np
 import pytest
 from conv_reference import conv_float64
-from cudnn_stand_in import FakeTensor
+from cudnn_stand_in import FakeTensor, StandInGraph, operand_memory
 
 import engine as trt
 from engine.backends import cudnn_conv, cudnn_frontend
@@ -104,24 +103,19 @@ def test_activations_cudnn_expresses_and_those_left_to_the_epilogue_helper():
 
 
 # ------------------------------------------------------------------------------------- a stand-in frontend
-class FakeGraph:
-    """Records the graph; its heuristics' ranking is `RANKING` [(engine id, knobs)], engines in `FAILING` refuse
-    to build, an engine id of -1 is a delegating entry (no engine to name)."""
+class FakeGraph(StandInGraph):
+    """A convolution graph: records its ops in order; check_support also refuses a graph holding one of
+    `REFUSED_OPS` (cuDNN 9's NCHW fusions)."""
 
     RANKING: list = []
     FAILING: set = set()
-    REFUSED = False  # check_support raises, as for a graph no engine supports
-    REFUSED_OPS: set = set()  # check_support raises for a graph with one of these ops (cuDNN 9's NCHW fusions)
+    REFUSED = False
+    REFUSED_OPS: set = set()
     made: list = []
 
     def __init__(self, **kwargs):
-        self.kwargs, self.tensors, self.ops, self.notes, self.plans = kwargs, {}, [], [], []
-        self.built, self.executed = [], []
-        FakeGraph.made.append(self)
-
-    def tensor(self, name, dim, stride, data_type):
-        self.tensors[name] = FakeTensor(name, dim, stride, data_type)
-        return self.tensors[name]
+        super().__init__(**kwargs)
+        self.ops, self.notes = [], []
 
     def _op(self, op, *operands, **params):
         self.ops.append((op, [t.name for t in operands], params))
@@ -140,35 +134,13 @@ class FakeGraph:
     def relu(self, input, name, **params):
         return self._op("relu", input, **params)
 
-    def validate(self):
-        pass
-
-    def build_operation_graph(self):
-        pass
-
-    def create_execution_plans(self, modes):
-        self.modes = modes
-        self.plans = list(self.RANKING)
-
     def deselect_numeric_notes(self, notes):
         self.notes.extend(notes)
 
     def check_support(self):
-        if self.REFUSED or self.REFUSED_OPS & {op for op, _, _ in self.ops}:
+        super().check_support()
+        if self.REFUSED_OPS & {op for op, _, _ in self.ops}:
             raise RuntimeError("no engine supports the graph")
-
-    def get_execution_plan_count(self):
-        return len(self.plans)
-
-    def get_engine_and_knobs_at_index(self, index):
-        if self.plans[index][0] == -1:
-            raise NotImplementedError("delegating entry")
-        return self.plans[index]
-
-    def build_plan_at_index(self, index):
-        if self.plans[index][0] in self.FAILING:
-            raise RuntimeError(f"engine {self.plans[index][0]} is not supported")
-        self.built.append(index)
 
     def create_execution_plan(self, engine_id, knobs):
         self.plans.append((engine_id, knobs))
@@ -183,11 +155,7 @@ class FakeGraph:
         address = {tensor.name: pointer for tensor, pointer in pack.items()}
 
         def memory(tensor):
-            dtype = np.float16 if tensor.data_type == "HALF" else np.float32
-            raw = (ctypes.c_char * (int(np.prod(tensor.dim)) * np.dtype(dtype).itemsize)).from_address(
-                address[tensor.name])
-            flat = np.ctypeslib.as_array(raw).view(dtype)  # read through the declared strides, as cuDNN does
-            return np.lib.stride_tricks.as_strided(flat, tensor.dim, [s * flat.itemsize for s in tensor.stride])
+            return operand_memory(tensor, address[tensor.name])
 
         (_, _, conv), *epilogue = self.ops
         x, w = memory(self.tensors["X"]), memory(self.tensors["W"])
