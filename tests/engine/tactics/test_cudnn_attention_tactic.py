@@ -54,15 +54,6 @@ def attention_context(lead, sq, sk, d, dv, layout=None, mask=None, mask_constant
     return TacticContext(node, inputs, [TensorInfo(out, dtype)], "gpu"), perms
 
 
-@pytest.fixture
-def no_cudnn(monkeypatch):
-    """`import cudnn` fails, as on a machine without nvidia-cudnn-frontend."""
-    monkeypatch.setitem(sys.modules, "cudnn", None)
-    cudnn_frontend._probe.cache_clear()
-    yield
-    cudnn_frontend._probe.cache_clear()
-
-
 def test_without_the_frontend_supports_says_why_and_prepare_names_the_layer(no_cudnn):
     ctx, _ = attention_context((2, 2), 5, 5, 8, 8)
     tactic = sdpa_tactic()

@@ -46,15 +46,6 @@ def conv_context(x_shape, maps, groups, kernel, stride, dilation, pre, post, bia
     return TacticContext(node, inputs, [TensorInfo(y_shape, dtype)], "gpu")
 
 
-@pytest.fixture
-def no_cudnn(monkeypatch):
-    """`import cudnn` fails, as on a machine without nvidia-cudnn-frontend (None in sys.modules: ImportError)."""
-    monkeypatch.setitem(sys.modules, "cudnn", None)
-    cudnn_frontend._probe.cache_clear()
-    yield
-    cudnn_frontend._probe.cache_clear()
-
-
 def test_without_the_frontend_supports_says_why_and_prepare_names_the_layer(no_cudnn):
     ctx = conv_context((1, 4, 6, 6), 4, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
     tactic = cudnn_tactics()[0]
