@@ -528,7 +528,7 @@ def _fused(check: dict) -> str:
 
 def markdown(results: dict) -> str:
     rows = ["| model | export | FP32 | max abs | max rel | abs/max\\|ref\\| | build s | run ms | FP16 | FP16 max abs | "
-            "FP16 abs/max\\|ref\\| | fused attention / residual norm / masked softmax | first error |",
+            f"FP16 abs/max\\|ref\\| | fused {' / '.join(FUSED_TYPES)} | first error |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         f32, f16 = r.get("fp32", {}), r.get("fp16", {})

@@ -156,8 +156,8 @@ class BodyTacticChooser:
             context = AlgorithmContext(spec.layer.name, spec.layer.type.value, shapes_in,
                                        tuple((tuple(o.shape),) * 3 for o in tctx.outputs),
                                        spec.layer.precision.value, self.profile_index)
-            algorithms = [sel._algorithm(t, timings.get(t.id, 0.0), tctx) for t in candidates]
-            allowed = sel._ask_selector(sel.config.algorithm_selector, context, algorithms)
+            algorithms = [sel.algorithm_record(t, timings.get(t.id, 0.0), tctx) for t in candidates]
+            allowed = sel.ask_selector(sel.config.algorithm_selector, context, algorithms)
             sel.contexts.append(context)
         ranked = sorted(allowed, key=lambda k: (timings.get(candidates[k].id, 0.0), candidates[k].heuristic_rank,
                                                 candidates[k].id))
@@ -171,7 +171,7 @@ class BodyTacticChooser:
                                           f"prepare from the subgraph's shapes ({type(exc).__name__}: {exc})")
                 continue
             if sel.config.algorithm_selector is not None:
-                sel.chosen.append(sel._algorithm(tactic, timings.get(tactic.id, 0.0), tctx))
+                sel.chosen.append(sel.algorithm_record(tactic, timings.get(tactic.id, 0.0), tctx))
             if not isinstance(tactic, ReferenceTactic):  # the reference is recorded as 0: run_subgraph's default
                 spec.tactic_id, spec.tactic_name = tactic.id, tactic.name
                 remember(spec, sel.device, tactic, state)

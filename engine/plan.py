@@ -149,7 +149,8 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
     for position, entry in enumerate(header["layers"]):
         params = dict(entry["params"])
         if where and (entry["tactic_ids"] or not Epilogue.from_json(entry["epilogue"], "").empty):
-            raise _fail(f"{where}layer '{entry['name']}'", "a subgraph layer has no tactics and no epilogue")
+            raise _fail(f"{where}layer '{entry['name']}'", "a subgraph layer has no per-profile tactics "
+                                                           "(tactic_ids) and no epilogue")
         subgraphs = entry.get(SUBGRAPHS)
         if (subgraphs is not None) != (entry["type"] in (LayerType.CONDITIONAL.value, LayerType.LOOP.value)):
             raise _fail(f"{where}layer '{entry['name']}' {SUBGRAPHS}", "only CONDITIONAL and LOOP layers have "
@@ -313,8 +314,9 @@ def _check_header(header: dict[str, Any], where: str = "") -> None:
             raise _fail(f"{where}{field} tactic_id", "a subgraph layer's tactic_id is 0 with an empty tactic_name "
                                                      "(its reference kernel) or a tactic's id with its name, got "
                                                      f"{layer['tactic_id']!r} and {layer.get('tactic_name')!r}")
-        if not isinstance(layer.get("tactic_names"), list) or len(layer["tactic_names"]) != len(ids):
-            raise _fail(f"{field} tactic_names", "must be a list as long as tactic_ids")
+        names = layer.get("tactic_names")
+        if not isinstance(names, list) or len(names) != len(ids) or not all(isinstance(n, str) for n in names):
+            raise _fail(f"{field} tactic_names", "must be a list of strings as long as tactic_ids")
     for layer in header["layers"]:
         for i in layer["inputs"]:
             if i is not None and i not in produced and i not in header["inputs"]:
@@ -323,7 +325,7 @@ def _check_header(header: dict[str, Any], where: str = "") -> None:
     for i in header["outputs"]:
         if i not in produced and not (where and i in header["inputs"]):
             raise _fail(f"{where}'outputs'", f"tensor {i} is not produced by any layer")
-    _check_format_boundaries(header)
+    _check_format_boundaries(header, where)
 
 
 def _format_of(tensor: dict[str, Any]) -> str:
@@ -342,11 +344,17 @@ def _check_tensor_format(field: str, tensor: dict[str, Any]) -> None:
         raise _fail(field, f"HWC needs a 4-D FLOAT or HALF tensor, not {tensor['dtype']} {tensor.get('shape')!r}")
 
 
-def _check_format_boundaries(header: dict[str, Any]) -> None:
+def _check_format_boundaries(header: dict[str, Any], where: str = "") -> None:
     """Network inputs and outputs are LINEAR (what the user's arrays are), and a REFORMAT layer's output has its
     params.to_format (LINEAR when it converts only the precision) while its input may differ: formats change only
-    there. (Which tactic may run HWC tensors is checked when the engine prepares its tactics.)"""
+    there. (Which tactic may run HWC tensors is checked when the engine prepares its tactics.) A subgraph's tensors
+    are all LINEAR: the format pass does not enter subgraphs, and their reference kernels run no format check."""
     tensors = header["tensors"]
+    if where:
+        for i, tensor in enumerate(tensors):
+            if _format_of(tensor) != TensorFormat.LINEAR.value:
+                raise _fail(f"{where}tensors[{i}] ('{tensor['name']}') format", "a subgraph's tensors are LINEAR, "
+                                                                                f"got {_format_of(tensor)!r}")
     for i in header["inputs"] + header["outputs"]:
         if _format_of(tensors[i]) != TensorFormat.LINEAR.value:
             raise _fail(f"tensors[{i}] ('{tensors[i]['name']}') format", "network inputs and outputs must be LINEAR, "

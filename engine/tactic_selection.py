@@ -182,14 +182,14 @@ class TacticSelection:
         level = int(self.config.builder_optimization_level)
         candidates = self._candidates(spec, tctx, level)
         timings = self._time(spec, tctx, candidates, level, slots, host_values, shapes)
-        algorithms = [self._algorithm(t, timings.get(t.id, 0.0), self._seen_by(t, tctx)) for t in candidates]
+        algorithms = [self.algorithm_record(t, timings.get(t.id, 0.0), self._seen_by(t, tctx)) for t in candidates]
         context = AlgorithmContext(
             spec.layer.name, spec.layer.type.value,
             tuple(tuple(tuple(r.shapes[i]) if i is not None else () for r in by_which) for i in spec.inputs),
             tuple(tuple(tuple(r.shapes[o]) for r in by_which) for o in spec.outputs),
             spec.layer.precision.value, profile_index)
         selector = self.config.algorithm_selector
-        allowed = list(range(len(candidates))) if selector is None else self._ask_selector(selector, context,
+        allowed = list(range(len(candidates))) if selector is None else self.ask_selector(selector, context,
                                                                                             algorithms)
         ranked = sorted(allowed, key=lambda k: (timings.get(candidates[k].id, 0.0) if timings else
                                                 candidates[k].heuristic_rank, candidates[k].heuristic_rank,
@@ -370,14 +370,18 @@ class TacticSelection:
         run_step(step, slots, workspace, self.backend.xp)
         self.backend.synchronize()
 
-    def _algorithm(self, tactic: Tactic, timing: float, tctx: TacticContext) -> Algorithm:
+    def algorithm_record(self, tactic: Tactic, timing: float, tctx: TacticContext) -> Algorithm:
+        """The IAlgorithm an algorithm selector sees for `tactic` at tctx's shapes (also the body-tactic chooser's,
+        engine/body_tactic_choice.py)."""
         return Algorithm(
             AlgorithmVariant(stable_tactic_id(f"{tactic.backend}:{tactic.layer_type.value}"), tactic.id),
             tactic.name, float(timing), int(tactic.workspace_bytes(tctx)),
             tuple(AlgorithmIOInfo(i.dtype, tuple(i.shape)) for i in tctx.inputs if i is not None),
             tuple(AlgorithmIOInfo(o.dtype, tuple(o.shape)) for o in tctx.outputs))
 
-    def _ask_selector(self, selector, context: AlgorithmContext, algorithms: list[Algorithm]) -> list[int]:
+    def ask_selector(self, selector, context: AlgorithmContext, algorithms: list[Algorithm]) -> list[int]:
+        """The indices of `algorithms` the user's selector allows; a selector that raises or answers nothing valid
+        is a BuildError naming the layer (shared with the body-tactic chooser)."""
         try:
             chosen = list(selector.select_algorithms(context, list(algorithms)))
         except Exception as exc:

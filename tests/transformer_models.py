@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 import engine as trt
@@ -102,11 +101,6 @@ def build_plan(model: onnx.ModelProto, profile: dict | None = None, fp16: bool =
             shapes.set_shape(name, *triple)
         config.add_optimization_profile(shapes)
     return builder.build_serialized_network(network, config)
-
-
-def onnxruntime_outputs(model: onnx.ModelProto, feeds: dict) -> dict:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 def bert_feeds() -> dict:

@@ -6,7 +6,7 @@ layer's operand permutations become strides, nothing is copied), the storage typ
 either cuDNN's own causal mask or an additive bias broadcast through zero strides. cuDNN's heuristics (modes A,
 then FALLBACK) rank engine configurations; the first backend engine that builds is kept (entries that name no
 backend engine, the frontend's Python engines, are left out as for convolutions: they need packages the GPU machine
-lacks). The frontend import, the libcudnn preload and the per-thread handles are backends/cudnn_graphs.py's.
+lacks). The frontend import, the libcudnn preload and the per-thread handles are backends/cudnn_frontend.py's.
 
 Nothing here imports cudnn or CuPy at module import: every machine imports this module.
 """
@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .cudnn_graphs import MAX_ENGINE_ID, CudnnPlanError, GraphCache, frontend, thread_handle, version_string
+from .cudnn_frontend import MAX_ENGINE_ID, CudnnPlanError, GraphCache, frontend, thread_handle, version_string
 
 Strides = tuple[int, int, int, int]
 

@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.cudnn_graphs import CudnnPlanError, contiguous_strides, unavailable_reason
+from ..backends.cudnn_frontend import (
+    CUDNN_ALIGNMENT,
+    CudnnPlanError,
+    contiguous_strides,
+    device_address,
+    unavailable_reason,
+)
 from ..backends.cudnn_sdpa import SdpaSpec, Strides, sdpa_graph
 from ..dtypes import DataType
 from ..enums import TacticSource
@@ -47,15 +53,6 @@ HEAD_DIM_MULTIPLE = 8
 # Masked entries of a constant causal mask at or below this (or -inf) are what cuDNN's causal mask computes: their
 # exp underflows to 0 in float32 whenever the scaled scores of a row span less than about 9,900.
 CAUSAL_MASKED = -1e4
-# cuDNN's kernels assume 16-byte aligned tensors; an operand at another address is copied first.
-_ALIGNMENT = 16
-
-
-def _address(array: Any) -> int:
-    """The device address of a CuPy array (what the variant pack takes)."""
-    return array.data.ptr
-
-
 def operand_strides(shape: tuple[int, ...], perm: tuple[int, ...], inverse: bool = False) -> Strides:
     """Element strides of a C-contiguous stored operand over its logical (batch, head, row, dim) axes: logical =
     transpose(stored, perm), or stored = transpose(logical, perm) with `inverse` (the output). A rank-3 operand is
@@ -243,22 +240,22 @@ class CudnnSdpaAttention(AttentionTactic):
         found = self.operands(state, inputs, out, xp)
         if found is None:
             return
-        operands = [x if _address(x) % _ALIGNMENT == 0 else x.copy() for x in found[0]]
+        operands = [x if device_address(x) % CUDNN_ALIGNMENT == 0 else x.copy() for x in found[0]]
         mask = inputs[3] if len(inputs) > 3 else None
         shapes = [tuple(x.shape) for x in operands] + ([] if mask is None else [tuple(mask.shape)])
         graph = self._graph_for(state, shapes)
-        pointers = {name: _address(x) for name, x in zip("qkv", operands)}
+        pointers = {name: device_address(x) for name, x in zip("qkv", operands)}
         if graph.spec.bias_strides is not None:
             mask = xp.ascontiguousarray(mask)
-            mask = mask if _address(mask) % _ALIGNMENT == 0 else mask.copy()
-            pointers["bias"] = _address(mask)
-        plain = out.flags.c_contiguous and _address(out) % _ALIGNMENT == 0
+            mask = mask if device_address(mask) % CUDNN_ALIGNMENT == 0 else mask.copy()
+            pointers["bias"] = device_address(mask)
+        plain = out.flags.c_contiguous and device_address(out) % CUDNN_ALIGNMENT == 0
         dst = out if plain else xp.empty(out.shape, out.dtype)
-        pointers["o"] = _address(dst)
+        pointers["o"] = device_address(dst)
         space, stats = carve(workspace, _scratch(graph), xp)
         if graph.spec.stats:
-            pointers["stats"] = _address(stats)
-        graph.execute(pointers, _address(space) if graph.workspace_bytes else 0)
+            pointers["stats"] = device_address(stats)
+        graph.execute(pointers, device_address(space) if graph.workspace_bytes else 0)
         if graph.spec.stats:
             fill_unweighted_rows(stats, dst, graph.spec, state["nan_to_zero"], xp)
         if dst is not out:

@@ -1,5 +1,5 @@
 """cuDNN convolutions (TacticSource.CUDNN): the convolution, its bias, a fused residual add and a fused activation as
-ONE cuDNN frontend graph (backends/cudnn_graphs.py), which cuDNN's runtime-fusion engines run as one kernel.
+ONE cuDNN frontend graph (backends/cudnn_conv.py), which cuDNN's runtime-fusion engines run as one kernel.
 
 Each cuDNN engine is a tactic of its own, `gpu:conv:cudnn_engine<id>` with cuDNN's engine id, as TensorRT makes
 each cuDNN engine configuration a tactic: the builder times the first few engines cuDNN's heuristics rank for the
@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.cudnn_graphs import MAX_ENGINE_ID, ConvSpec, CudnnPlanError, conv_graph, unavailable_reason
+from ..backends.cudnn_conv import ConvSpec, conv_graph
+from ..backends.cudnn_frontend import CUDNN_ALIGNMENT, MAX_ENGINE_ID, CudnnPlanError, device_address, unavailable_reason
 from ..dtypes import DataType
 from ..enums import ActivationType, TacticSource, TensorFormat
 from ..errors import ExecutionError, PlanFormatError
@@ -36,26 +37,16 @@ from .registry import register_tactic
 from .scratch import carve
 
 _STORAGE = {DataType.FLOAT: "float32", DataType.HALF: "float16"}
-# cuDNN's vectorized engines assume 16-byte aligned tensors (the frontend's default tensor alignment); a view at
-# another offset is copied first.
-_ALIGNMENT = 16
-
-
-def _address(array: Any) -> int:
-    """The device address of a CuPy array (what the cuDNN graph's variant pack takes)."""
-    return array.data.ptr
-
-
 def _aligned(array: Any, xp: Any) -> Any:
     """`array` C-contiguous and 16-byte aligned (itself when it already is)."""
     array = xp.ascontiguousarray(array)
-    return array if _address(array) % _ALIGNMENT == 0 else array.copy()
+    return array if device_address(array) % CUDNN_ALIGNMENT == 0 else array.copy()
 
 
 def _is_plain(array: Any, layout: TensorFormat) -> bool:
     """Whether `array` lies in memory as the graph's tensors do (C-contiguous NCHW, or NHWC) and is aligned."""
     plain = is_channels_last(array) if layout == TensorFormat.HWC else array.flags.c_contiguous
-    return plain and _address(array) % _ALIGNMENT == 0
+    return plain and device_address(array) % CUDNN_ALIGNMENT == 0
 
 
 def _in_memory_order(array: Any, layout: TensorFormat, xp: Any) -> Any:
@@ -247,9 +238,9 @@ class CudnnConv(ConvTactic):
         x, out = _in_memory_order(inputs[0], layout, xp), outputs[0]
         graph, workspace_bytes = self._graph_for(state, tuple(x.shape))
         y = out if _is_plain(out, layout) else empty_in_format(xp, out.shape, out.dtype, layout)
-        pointers = {"x": _address(x), "w": _address(state["w"]), "y": _address(y)}
+        pointers = {"x": device_address(x), "w": device_address(state["w"]), "y": device_address(y)}
         if state["bias_in_graph"]:
-            pointers["bias"] = _address(state["bias"])
+            pointers["bias"] = device_address(state["bias"])
         if state["residual"] is not None:
             residual = inputs[state["residual"]]
             if residual.shape != y.shape or residual.dtype != y.dtype:
@@ -257,9 +248,9 @@ class CudnnConv(ConvTactic):
                 xp.copyto(widened, xp.broadcast_to(residual, y.shape), casting="unsafe")
                 residual = widened
             residual = _in_memory_order(residual, layout, xp)  # kept referenced until the graph is enqueued
-            pointers["residual"] = _address(residual)
+            pointers["residual"] = device_address(residual)
         space = carve(workspace, [((workspace_bytes,), np.uint8)], xp)[0] if workspace_bytes else None
-        graph.execute(self.engine_id, pointers, 0 if space is None else _address(space))
+        graph.execute(self.engine_id, pointers, 0 if space is None else device_address(space))
         if state["bias"] is not None and not state["bias_in_graph"]:
             xp.add(y, state["bias"].reshape((1, -1) + (1,) * (y.ndim - 2)), out=y)
         if state["after"] is not None:

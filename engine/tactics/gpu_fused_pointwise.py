@@ -17,7 +17,7 @@ from ..enums import ActivationType, ElementWiseOperation, LayerType, UnaryOperat
 from ..ops.pointwise import step_layer
 from ..tensor_formats import STRIDED_FORMATS
 from .base import Tactic, TacticContext, stable_tactic_id
-from .gpu_pointwise import _ACTIVATIONS, _BINARY, _PREAMBLE
+from .gpu_pointwise import ACTIVATION_EXPRESSIONS, BINARY_EXPRESSIONS, KERNEL_PREAMBLE
 from .registry import register_tactic
 
 _UNARY = {
@@ -55,13 +55,13 @@ def kernel_body(program: list[dict[str, Any]], num_inputs: int) -> str | None:
         layer = step_layer(_Named(), i, step, num_inputs)
         args = [operand(ref) for ref in step["args"]]
         if layer.type == LayerType.ELEMENTWISE:
-            expression = _BINARY.get(ElementWiseOperation(layer.params["op"]))
+            expression = BINARY_EXPRESSIONS.get(ElementWiseOperation(layer.params["op"]))
             setup = f"float a = {args[0]}, b = {args[1]};"
         elif layer.type == LayerType.UNARY:
             expression = _UNARY.get(UnaryOperation(layer.params["op"]))
             setup = f"float v = {args[0]};"
         else:
-            expression = _ACTIVATIONS.get(ActivationType(layer.params["activation_type"]))
+            expression = ACTIVATION_EXPRESSIONS.get(ActivationType(layer.params["activation_type"]))
             setup = (f"float v = {args[0]}; const float alpha = {float_literal(layer.params.get('alpha', 0.0))}, "
                      f"beta = {float_literal(layer.params.get('beta', 0.0))};")
         if expression is None:
@@ -82,7 +82,7 @@ def _kernel(program_json: str, num_inputs: int):
     body = kernel_body(json.loads(program_json), num_inputs)
     params = ", ".join(f"T x{i}" for i in range(num_inputs))
     name = f"polyx_pointwise_{stable_tactic_id(program_json):08x}"
-    return cupy.ElementwiseKernel(params, "T y", body, name, preamble=_PREAMBLE)
+    return cupy.ElementwiseKernel(params, "T y", body, name, preamble=KERNEL_PREAMBLE)
 
 
 class FusedPointwiseKernelTactic(Tactic):

@@ -15,14 +15,15 @@ from ..tensor_formats import STRIDED_FORMATS
 from .base import Tactic, TacticContext, stable_tactic_id
 from .registry import register_tactic
 
-# Binary operations on floats a, b. MAX/MIN propagate NaN as NumPy's maximum/minimum do.
-_BINARY = {
+# Binary operations on floats a, b (public: the fused POINTWISE tactic generates its kernels from the same
+# expressions). MAX/MIN propagate NaN as NumPy's maximum/minimum do.
+BINARY_EXPRESSIONS = {
     Op.SUM: "a + b", Op.SUB: "a - b", Op.PROD: "a * b", Op.DIV: "a / b", Op.POW: "powf(a, b)",
     Op.MAX: "(a > b || a != a) ? a : b", Op.MIN: "(a < b || a != a) ? a : b",
 }
 
 # exp of -|z| never overflows: the same formulations as the reference kernels.
-_PREAMBLE = """
+KERNEL_PREAMBLE = """
 __device__ float polyx_sigmoid(float z) {
     float e = expf(-fabsf(z));
     return z >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
@@ -35,7 +36,7 @@ __device__ float polyx_clip(float v, float lo, float hi) {  // min(max(v, lo), h
 """
 
 # Activations of float v with float parameters alpha, beta (semantics: engine/ops/activation.py).
-_ACTIVATIONS = {
+ACTIVATION_EXPRESSIONS = {
     Act.RELU: "v < 0.0f ? 0.0f : v",
     Act.SIGMOID: "polyx_sigmoid(v)",
     Act.TANH: "tanhf(v)",
@@ -61,7 +62,8 @@ _ACTIVATIONS = {
 def _binary_kernel(op: Op):
     import cupy
 
-    return cupy.ElementwiseKernel("T x, T y", "T out", f"float a = (float)x, b = (float)y; out = (T)({_BINARY[op]});",
+    return cupy.ElementwiseKernel("T x, T y", "T out",
+                                  f"float a = (float)x, b = (float)y; out = (T)({BINARY_EXPRESSIONS[op]});",
                                   f"polyx_elementwise_{op.value.lower()}")
 
 
@@ -70,8 +72,8 @@ def _activation_kernel(kind: Act):
     import cupy
 
     return cupy.ElementwiseKernel("T x, float32 alpha, float32 beta", "T y",
-                                  f"float v = (float)x; y = (T)({_ACTIVATIONS[kind]});",
-                                  f"polyx_activation_{kind.value.lower()}", preamble=_PREAMBLE)
+                                  f"float v = (float)x; y = (T)({ACTIVATION_EXPRESSIONS[kind]});",
+                                  f"polyx_activation_{kind.value.lower()}", preamble=KERNEL_PREAMBLE)
 
 
 class ElementwiseKernelTactic(Tactic):
@@ -84,7 +86,7 @@ class ElementwiseKernelTactic(Tactic):
 
     def supports(self, ctx: TacticContext) -> bool | str:
         op = Op(ctx.layer.params["op"])
-        if op not in _BINARY:
+        if op not in BINARY_EXPRESSIONS:
             return f"{op.value} has no elementwise kernel here"
         dtypes = {ctx.inputs[0].dtype, ctx.inputs[1].dtype, ctx.outputs[0].dtype}
         if len(dtypes) != 1 or dtypes.pop() not in GPU_KERNEL_FLOAT_TYPES:
@@ -108,7 +110,7 @@ class ActivationKernelTactic(Tactic):
 
     def supports(self, ctx: TacticContext) -> bool | str:
         kind = Act(ctx.layer.params["activation_type"])
-        if kind not in _ACTIVATIONS:
+        if kind not in ACTIVATION_EXPRESSIONS:
             return f"{kind.value} has no activation kernel here"
         if ctx.inputs[0].dtype not in GPU_KERNEL_FLOAT_TYPES:
             return f"the kernel takes FLOAT or HALF, not {ctx.inputs[0].dtype.value}"

@@ -24,7 +24,7 @@ from ..errors import PolyxError
 LEVELS = {"ULTRA_VERBOSE": "VERBOSE", "SUPER_VERBOSE": "VERBOSE", "EXTRA_VERBOSE": "VERBOSE", "VERBOSE": "VERBOSE",
           "INFO": "INFO", "START": "INFO", "FINISH": "INFO", "WARNING": "WARNING", "ERROR": "ERROR",
           "CRITICAL": "ERROR"}
-_FLAGS = ("--verbosity", "--log-file")
+LOGGING_FLAGS = ("--verbosity", "--log-file")
 
 
 @dataclass
@@ -71,7 +71,7 @@ def take_logging_flags(args: list[str]) -> tuple[list[str], LoggingSettings]:
             rest.extend(tokens)
             break
         flag, eq, value = token.partition("=")
-        if flag not in _FLAGS:
+        if flag not in LOGGING_FLAGS:
             rest.append(token)
             continue
         if not eq:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from polyx.cli.app import COMMANDS, load_command
-from polyx.cli.logging_options import _FLAGS as LOGGING_FLAGS
+from polyx.cli.logging_options import LOGGING_FLAGS
 from polyx.cli.polygraphy_hints import POLYGRAPHY_EQUIVALENTS
 
 CLI_DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from control_flow_models import if_on_constant, if_on_input, loop_until_large, loop_with_nested_if, scan_reversed_axes
 from onnx import TensorProto as TP
 from onnx import helper
+from onnxruntime_reference import onnxruntime_outputs
 
 import engine as trt
 from engine.conformance.harness import build_engine_for_feeds, parse_onnx
@@ -20,11 +20,6 @@ from engine.errors import EngineError, PlanFormatError, UnsupportedCategory
 from engine.plan import FORMAT_VERSION, MAGIC
 
 RNG = np.random.default_rng(7)
-
-
-def _ort(model: onnx.ModelProto, feeds: dict) -> dict:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 def _engine(model: onnx.ModelProto, feeds: dict) -> trt.Engine:
@@ -55,13 +50,13 @@ def test_if_on_a_runtime_condition_matches_onnxruntime_through_a_plan(condition)
              "y": RNG.standard_normal((2, 3)).astype(np.float32)}
     engine = _engine(model, feeds)
     assert "CONDITIONAL" in _layer_types(engine)
-    want = _ort(model, feeds)
+    want = onnxruntime_outputs(model, feeds)
     _assert_matches(engine.create_execution_context().execute(feeds), want)
     reloaded = _reloaded(engine)
     _assert_matches(reloaded.create_execution_context().execute(feeds), want)
     # one engine serves both conditions
     flipped = {**feeds, "c": np.array(not condition)}
-    _assert_matches(reloaded.create_execution_context().execute(flipped), _ort(model, flipped))
+    _assert_matches(reloaded.create_execution_context().execute(flipped), onnxruntime_outputs(model, flipped))
 
 
 @pytest.mark.parametrize("flag", [True, False])
@@ -74,7 +69,7 @@ def test_if_on_a_constant_condition_is_folded_to_its_branch(flag):
     expected = np.maximum(feeds["x"], 0) * 2 if flag else -feeds["x"]  # hand-computed
     got = engine.create_execution_context().execute(feeds)["out"]
     np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(got, _ort(model, feeds)["out"])
+    np.testing.assert_array_equal(got, onnxruntime_outputs(model, feeds)["out"])
     np.testing.assert_array_equal(_reloaded(engine).create_execution_context().execute(feeds)["out"], expected)
 
 
@@ -85,7 +80,7 @@ def test_loop_with_a_data_dependent_trip_count_matches_onnxruntime(start, limit)
     model = loop_until_large(max_trips=10)
     feeds = {"go": np.array(limit > 0), "x0": np.array(start, np.float32), "limit": np.array(limit, np.float32)}
     engine = _engine(model, feeds)
-    want = _ort(model, feeds)
+    want = onnxruntime_outputs(model, feeds)
     got = engine.create_execution_context().execute(feeds)
     _assert_matches(got, want)
     _assert_matches(_reloaded(engine).create_execution_context().execute(feeds), want)
@@ -99,7 +94,7 @@ def test_one_loop_engine_runs_different_trip_counts():
     context = _engine(model, {**base, "limit": np.array(10.0, np.float32)}).create_execution_context()
     for limit in (10.0, 100.0, 1000.0):
         feeds = {**base, "limit": np.array(limit, np.float32)}
-        _assert_matches(context.execute(feeds), _ort(model, feeds))
+        _assert_matches(context.execute(feeds), onnxruntime_outputs(model, feeds))
 
 
 def test_nested_if_in_a_loop_body_reads_an_outer_scope_tensor():
@@ -107,7 +102,7 @@ def test_nested_if_in_a_loop_body_reads_an_outer_scope_tensor():
     feeds = {"acc0": RNG.standard_normal((2, 2)).astype(np.float32),
              "w": RNG.standard_normal((2, 2)).astype(np.float32)}
     engine = _engine(model, feeds)
-    want = _ort(model, feeds)
+    want = onnxruntime_outputs(model, feeds)
     _assert_matches(engine.create_execution_context().execute(feeds), want)
     _assert_matches(_reloaded(engine).create_execution_context().execute(feeds), want)
     # four iterations: +w, -w, +w, -w  -> back to acc0 (float64 reference for the per-step sums)
@@ -127,7 +122,7 @@ def test_scan_with_axes_and_directions_matches_onnxruntime():
     feeds = {"s0": RNG.standard_normal((2, 3)).astype(np.float32),
              "x": RNG.standard_normal((2, 5, 3)).astype(np.float32)}
     engine = _engine(model, feeds)
-    want = _ort(model, feeds)
+    want = onnxruntime_outputs(model, feeds)
     _assert_matches(engine.create_execution_context().execute(feeds), want)
     _assert_matches(_reloaded(engine).create_execution_context().execute(feeds), want)
 
@@ -345,7 +340,7 @@ def test_execute_async_v3_with_data_dependent_outputs_fills_buffers_of_the_right
     feeds = {"go": np.array(True), "x0": np.array([0.5, 0.25, 1.0], np.float32), "limit": np.array(40.0, np.float32)}
     context = build_engine_for_feeds(parse_onnx(model), feeds, device="cpu").create_execution_context()  # NumPy IO
     assert context.get_tensor_shape("history") == (-1, 3)  # known only once it has run
-    want = _ort(model, feeds)
+    want = onnxruntime_outputs(model, feeds)
     for name, value in feeds.items():
         context.set_tensor_address(name, value)
     final, history = np.zeros(3, np.float32), np.zeros(want["history"].shape, np.float32)
@@ -375,7 +370,7 @@ def test_a_constant_if_inside_a_loop_body_is_folded_in_the_body():
     loop = next(layer for layer in header["layers"] if layer["type"] == "LOOP")
     body_types = [layer["type"] for layer in loop["subgraphs"]["body"]["layers"]]
     assert "CONDITIONAL" not in body_types and "ELEMENTWISE" in body_types
-    want = _ort(model, feeds)
+    want = onnxruntime_outputs(model, feeds)
     np.testing.assert_allclose(want["acc"], feeds["acc0"] + 4 * feeds["w"].astype(np.float64), rtol=1e-5)
     _assert_matches(_reloaded(engine).create_execution_context().execute(feeds), want)
 
@@ -409,7 +404,7 @@ def test_if_whose_branches_differ_in_shape_runs_with_the_shape_of_the_branch_tak
     context = _reloaded(engine).create_execution_context()
     for flag in (True, False):
         feeds = {"c": np.array(flag), "x": x}
-        _assert_matches(context.execute(feeds), _ort(model, feeds))
+        _assert_matches(context.execute(feeds), onnxruntime_outputs(model, feeds))
 
 
 def test_a_body_layer_reading_an_outer_tensor_directly_is_a_build_error_naming_the_loop():

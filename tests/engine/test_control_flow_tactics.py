@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from control_flow_tactic_models import conv_if, matmul_loop, matmul_scan
+from onnxruntime_reference import onnxruntime_outputs
 
 import engine as trt
 from engine.conformance.harness import build_engine_for_feeds, parse_onnx
@@ -21,11 +21,6 @@ from engine.tactics import Tactic, TacticContext
 from engine.tactics.registry import register_tactic, unregister_tactic
 
 RNG = np.random.default_rng(15)
-
-
-def _ort(model: onnx.ModelProto, feeds: dict) -> dict:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 def _assert_matches(got: dict, want: dict) -> None:
@@ -62,7 +57,7 @@ def test_a_loop_body_matmul_gets_a_cpu_gemm_tactic_recorded_and_used(monkeypatch
     monkeypatch.setattr(type(tactic), "run", lambda self, *a: (calls.append(1), original(self, *a))[1])
     got = reloaded.create_execution_context().execute(feeds)
     assert len(calls) == 4, f"the chosen tactic ran {len(calls)} times for 4 iterations"
-    _assert_matches(got, _ort(model, feeds))
+    _assert_matches(got, onnxruntime_outputs(model, feeds))
 
 
 def test_a_scan_body_matmul_runs_its_tactic_and_matches_onnxruntime():
@@ -71,7 +66,7 @@ def test_a_scan_body_matmul_runs_its_tactic_and_matches_onnxruntime():
              "xs": RNG.standard_normal((5, 2, 8)).astype(np.float32)}
     engine = _reloaded(build_engine_for_feeds(parse_onnx(model), feeds))
     assert _body_rows(engine)["scan_matmul"]["tactic"].startswith("cpu:matmul:")
-    _assert_matches(engine.create_execution_context().execute(feeds), _ort(model, feeds))
+    _assert_matches(engine.create_execution_context().execute(feeds), onnxruntime_outputs(model, feeds))
 
 
 def test_a_branch_conv_not_reached_at_build_time_gets_a_heuristic_tactic():
@@ -93,7 +88,7 @@ def test_a_branch_conv_not_reached_at_build_time_gets_a_heuristic_tactic():
         "the reached Conv was not timed"
     for value in (True, False):
         feeds = {"c": np.array(value), "x": x}
-        _assert_matches(engine.create_execution_context().execute(feeds), _ort(model, feeds))
+        _assert_matches(engine.create_execution_context().execute(feeds), onnxruntime_outputs(model, feeds))
 
 
 class TwoRowMatmul(Tactic):
@@ -132,7 +127,7 @@ def test_shapes_changing_across_iterations_fall_back_to_the_reference(two_row_ta
     got = engine.create_execution_context().execute(feeds)
     assert TwoRowMatmul.runs == 1, f"rows 2, 3, 4: only the 2-row iteration may run the tactic, ran " \
                                    f"{TwoRowMatmul.runs} times"
-    want = _ort(model, feeds)
+    want = onnxruntime_outputs(model, feeds)
     assert want["h_final"].shape == (5, 8)
     _assert_matches(got, want)
 
@@ -186,7 +181,7 @@ def _load(plan: bytes) -> trt.Engine:
     (lambda m: m.update(tactic_name=""), r"layer 'body_matmul' tactic_id: a subgraph layer's tactic_id is 0 with"),
     (lambda m: m.update(tactic_name=3), r"layer 'body_matmul' tactic_name: must be a string"),
     (lambda m: m.update(tactic_ids=[m["tactic_id"]], tactic_names=[m["tactic_name"]]),
-     r"a subgraph layer has no tactics"),
+     r"a subgraph layer has no per-profile tactics \(tactic_ids\)"),
 ], ids=["unknown-id", "id-not-int", "wrong-name", "id-without-name", "name-not-string", "per-profile-list"])
 def test_tampered_body_tactic_fields_are_refused_naming_the_field(edit, message):
     with pytest.raises(PlanFormatError, match=message):
@@ -204,13 +199,26 @@ def test_a_body_tactic_of_another_layer_type_or_device_is_refused(layer_type, ba
         _load(_plan_with(lambda m: m.update(tactic_id=other.id, tactic_name=other.name)))
 
 
+def test_a_subgraph_tensor_recorded_in_another_format_is_refused():
+    """The format pass never enters subgraphs and their reference kernels check no formats: a branch's 4-D weight
+    marked HWC would pass the per-tensor check (4-D float), so the loader refuses any non-LINEAR subgraph tensor."""
+    x = RNG.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    plan = build_engine_for_feeds(parse_onnx(conv_if()), {"c": np.array(True), "x": x}).serialize()
+    header, arrays = unpack(plan, MAGIC, FORMAT_VERSION, "plan")
+    branch = next(layer for layer in header["layers"] if layer["type"] == LayerType.CONDITIONAL.value)
+    next(t for t in branch["subgraphs"]["then"]["tensors"] if t["name"] == "cw").update(format="HWC")
+    with pytest.raises(PlanFormatError, match=r"layer 'choose' then subgraph: tensors\[\d+\] \('cw'\) format: a "
+                                              r"subgraph's tensors are LINEAR, got 'HWC'"):
+        _load(pack(MAGIC, FORMAT_VERSION, header, arrays))
+
+
 def test_a_reference_body_layer_round_trips():
     """A plan whose body layer records the reference (0, "") loads and still matches onnxruntime."""
     model = matmul_loop()
     feeds = {"trips": np.array(2, np.int64), "h0": RNG.standard_normal((2, 8)).astype(np.float32)}
     engine = _load(_plan_with(lambda m: m.update(tactic_id=0, tactic_name="")))
     assert _body_rows(engine)["body_matmul"]["tactic_id"] == 0
-    _assert_matches(engine.create_execution_context().execute(feeds), _ort(model, feeds))
+    _assert_matches(engine.create_execution_context().execute(feeds), onnxruntime_outputs(model, feeds))
 
 
 def test_the_timing_cache_records_the_body_layer_and_its_choice_wins():
@@ -229,7 +237,7 @@ def test_the_timing_cache_records_the_body_layer_and_its_choice_wins():
     assert len(entries) == 1 and len(entries[0]["timings_ms"]) >= 3, f"no timing of the body MatMul: {cache.entries}"
     timings = entries[0]["timings_ms"]
     assert entries[0]["tactic"] == row["tactic_id"] == int(min(timings, key=timings.get)), (row, timings)
-    _assert_matches(engine.create_execution_context().execute(feeds), _ort(model, feeds))
+    _assert_matches(engine.create_execution_context().execute(feeds), onnxruntime_outputs(model, feeds))
 
 
 def test_inspect_model_shows_the_body_layers_tactics(tmp_path, capsys):

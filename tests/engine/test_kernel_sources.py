@@ -81,7 +81,7 @@ def test_generated_pointwise_kernels_compile(nvrtc):
     from engine.enums import ActivationType, ElementWiseOperation, UnaryOperation
     from engine.passes.pointwise_fusion import FLOAT_ACTIVATIONS, FLOAT_BINARY, FLOAT_UNARY
     from engine.tactics.gpu_fused_pointwise import kernel_body
-    from engine.tactics.gpu_pointwise import _PREAMBLE
+    from engine.tactics.gpu_pointwise import KERNEL_PREAMBLE
 
     steps = [{"layer": "ELEMENTWISE", "params": {"op": op.value}, "args": [["input", 0], ["input", 1]]}
              for op in sorted(FLOAT_BINARY)]
@@ -96,7 +96,7 @@ def test_generated_pointwise_kernels_compile(nvrtc):
         FLOAT_ACTIVATIONS and UnaryOperation.ERF in FLOAT_UNARY
     body = kernel_body(steps, 2)
     assert body is not None
-    source = (f"typedef float T;\n{_PREAMBLE}\nextern \"C\" __global__ void pointwise(const T* p0, const T* p1, "
+    source = (f"typedef float T;\n{KERNEL_PREAMBLE}\nextern \"C\" __global__ void pointwise(const T* p0, const T* p1, "
               f"T* out) {{\n  int i = blockIdx.x * blockDim.x + threadIdx.x;\n  T x0 = p0[i], x1 = p1[i], y;\n"
               f"{body}\n  out[i] = y;\n}}\n")
     assert ".entry pointwise(" in compile_to_ptx(nvrtc, "pointwise", source)

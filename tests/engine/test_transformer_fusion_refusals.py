@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
+from onnxruntime_reference import onnxruntime_outputs
 from test_tampered_plans import load
 from test_transformer_fusions import build, device_layers
-from transformer_models import RNG, init, onnxruntime_outputs
+from transformer_models import RNG, init
 
 FUSED = {"ATTENTION", "MASKED_SOFTMAX", "RESIDUAL_NORMALIZATION"}
 TOL = {"rtol": 1e-5, "atol": 1e-5}

@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from onnxruntime_reference import onnxruntime_outputs
 from shared_model_cases import CASES, MODELS, make_feeds
 from test_tampered_plans import load, reseal, setter
-from transformer_models import RNG, B, E, S, attention_model, bert_feeds, onnxruntime_outputs, pre_ln_model
+from transformer_models import RNG, B, E, S, attention_model, bert_feeds, pre_ln_model
 from transformer_models import build_plan as build
 
 import engine as trt

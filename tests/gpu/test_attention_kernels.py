@@ -167,7 +167,8 @@ def gpu_engine(model: onnx.ModelProto, profile: dict | None = None, fp16: bool =
 
 
 def test_bert_style_block_on_the_gpu_replays_as_a_cuda_graph() -> None:
-    from transformer_models import attention_model, bert_feeds, onnxruntime_outputs
+    from onnxruntime_reference import onnxruntime_outputs
+    from transformer_models import attention_model, bert_feeds
 
     model, feeds = attention_model("bert"), bert_feeds()
     engine = gpu_engine(model)

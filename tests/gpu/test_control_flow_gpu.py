@@ -4,9 +4,9 @@ condition and trip count are read on the host. Values are checked against onnxru
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from control_flow_models import if_on_input, loop_until_large, loop_with_nested_if, scan_reversed_axes
+from onnxruntime_reference import onnxruntime_outputs
 
 import engine as trt
 from engine.conformance.harness import build_engine_for_feeds, parse_onnx
@@ -15,11 +15,6 @@ from engine.logger import CapturingLogger, Severity
 pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy")
 RNG = np.random.default_rng(5)
-
-
-def _ort(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 def _check(got, want):
@@ -42,7 +37,7 @@ def test_control_flow_on_the_gpu_matches_onnxruntime(make, feeds):
     model = make()
     engine = build_engine_for_feeds(parse_onnx(model), feeds, device="gpu")
     assert engine.device == "gpu"
-    _check(engine.create_execution_context().execute(feeds), _ort(model, feeds))
+    _check(engine.create_execution_context().execute(feeds), onnxruntime_outputs(model, feeds))
 
 
 def test_cuda_graph_capture_is_skipped_with_a_warning_naming_the_layer():
@@ -56,7 +51,7 @@ def test_cuda_graph_capture_is_skipped_with_a_warning_naming_the_layer():
     context.use_cuda_graph = True
     for flag in (True, False, True):  # a captured graph would replay the first branch
         step = {**feeds, "c": np.array(flag)}
-        _check(context.execute(step), _ort(model, step))
+        _check(context.execute(step), onnxruntime_outputs(model, step))
     assert context.cuda_graph_captures == 0
     warnings = [message for _, message in logger.messages if "CUDA graph capture skipped" in message]
     assert warnings and "layer 'choose' (CONDITIONAL) reads its condition" in warnings[0]

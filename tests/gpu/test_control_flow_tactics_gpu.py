@@ -4,9 +4,9 @@ reference kernel on shapes their tactic does not support. Values are checked aga
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from control_flow_tactic_models import conv_if, matmul_loop, matmul_scan
+from onnxruntime_reference import onnxruntime_outputs
 
 import engine as trt
 from engine.conformance.harness import build_engine_for_feeds, parse_onnx
@@ -14,11 +14,6 @@ from engine.conformance.harness import build_engine_for_feeds, parse_onnx
 pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy")
 RNG = np.random.default_rng(25)
-
-
-def _ort(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 def _check(got, want):
@@ -47,13 +42,13 @@ def test_body_layers_get_gpu_tactics_and_match_onnxruntime(make, feeds, layer):
     rows = {row["name"]: row for row in engine.subgraph_layer_info()}
     assert rows[layer]["tactic_id"] != 0, f"the body layer {layer} kept the reference kernel on the GPU: {rows}"
     assert "reference" not in rows[layer]["tactic"], rows[layer]
-    _check(engine.create_execution_context().execute(feeds), _ort(model, feeds))
+    _check(engine.create_execution_context().execute(feeds), onnxruntime_outputs(model, feeds))
 
 
 def test_body_matmul_rows_changing_every_iteration_match_onnxruntime():
     model = matmul_loop(rows_grow=True)
     feeds = {"trips": np.array(3, np.int64), "h0": RNG.standard_normal((2, 8)).astype(np.float32)}
     engine = _reloaded(build_engine_for_feeds(parse_onnx(model), feeds, device="gpu", optimization_level=3))
-    want = _ort(model, feeds)
+    want = onnxruntime_outputs(model, feeds)
     assert want["h_final"].shape == (5, 8)  # the body MatMul saw 2, 3 and 4 rows
     _check(engine.create_execution_context().execute(feeds), want)

@@ -14,7 +14,7 @@ from channels_last_models import resnet_like_model
 from shared_model_cases import CASES, MODELS, make_feeds
 
 import engine as trt
-from engine.backends.cudnn_graphs import unavailable_reason, version_string
+from engine.backends.cudnn_frontend import unavailable_reason, version_string
 from engine.enums import ActivationType, LayerType, TacticSource, TensorFormat
 from engine.ir import Activation, Epilogue, Node
 from engine.network import NetworkDefinition

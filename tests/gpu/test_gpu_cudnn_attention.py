@@ -12,7 +12,7 @@ import pytest
 from shared_model_cases import CASES, MODELS, build_case, make_feeds
 
 import engine as trt
-from engine.backends.cudnn_graphs import unavailable_reason, version_string
+from engine.backends.cudnn_frontend import unavailable_reason, version_string
 from engine.dtypes import from_numpy
 from engine.enums import LayerType
 from engine.ir import Node

@@ -14,7 +14,7 @@ from conv_reference import conv_float64
 from shared_model_cases import CASES, MODELS, build_case, make_feeds
 
 import engine as trt
-from engine.backends.cudnn_graphs import unavailable_reason, version_string
+from engine.backends.cudnn_frontend import unavailable_reason, version_string
 from engine.dtypes import from_numpy
 from engine.enums import ActivationType, LayerType, TacticSource
 from engine.ir import Activation, Epilogue, Node

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 from conv_reference import conv_float64
-from test_cpu_conv_tactics import CASES, _context
+from test_cpu_conv_tactics import CASES, conv_context
 
 from engine.enums import TensorFormat
 from engine.tactics.cpu_nhwc_conv import ChannelsLastGemm
@@ -21,7 +21,7 @@ CASES_2D = [name for name, case in CASES.items() if len(case[3]) == 2]
 
 
 def hwc_context(x, w, b, stride, dilation, pre, post, groups):
-    ctx = _context(x, w, b, stride, dilation, pre, post, groups)
+    ctx = conv_context(x, w, b, stride, dilation, pre, post, groups)
     return dataclasses.replace(ctx, input_formats=(HWC, LINEAR, None if b is None else LINEAR),
                                output_formats=(HWC,))
 
@@ -61,8 +61,8 @@ def test_float16_layers_compute_in_float32():
 def test_refuses_linear_layers_and_non_2d_convolutions():
     x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
     w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    assert "channels-last build" in TACTIC.supports(_context(x, w, None, (1, 1), (1, 1), (0, 0), (0, 0), 1))
+    assert "channels-last build" in TACTIC.supports(conv_context(x, w, None, (1, 1), (1, 1), (0, 0), (0, 0), 1))
     x1 = RNG.standard_normal((1, 3, 11)).astype(np.float32)
-    ctx = dataclasses.replace(_context(x1, w[..., 0], None, (1,), (1,), (0,), (0,), 1),
+    ctx = dataclasses.replace(conv_context(x1, w[..., 0], None, (1,), (1,), (0,), (0,), 1),
                               input_formats=(HWC, LINEAR, None), output_formats=(HWC,))
     assert TACTIC.supports(ctx) == "HWC tensors are 4-D: a 2-D convolution"

@@ -5,16 +5,15 @@ and strides handed over for BERT-like and GPT-2-like operand permutations (check
 causal mask for a constant causal mask, the workspace, and each refusal with its reason."""
 from __future__ import annotations
 
-import ctypes
 import sys
 import types
 
 import numpy as np
 import pytest
-from cudnn_stand_in import FakeTensor
+from cudnn_stand_in import FakeTensor, StandInGraph, operand_memory
 
 import engine as trt
-from engine.backends import cudnn_graphs, cudnn_sdpa
+from engine.backends import cudnn_frontend, cudnn_sdpa
 from engine.dtypes import DataType
 from engine.enums import LayerType, TacticSource
 from engine.ir import Node
@@ -55,15 +54,6 @@ def attention_context(lead, sq, sk, d, dv, layout=None, mask=None, mask_constant
     return TacticContext(node, inputs, [TensorInfo(out, dtype)], "gpu"), perms
 
 
-@pytest.fixture
-def no_cudnn(monkeypatch):
-    """`import cudnn` fails, as on a machine without nvidia-cudnn-frontend."""
-    monkeypatch.setitem(sys.modules, "cudnn", None)
-    cudnn_graphs._probe.cache_clear()
-    yield
-    cudnn_graphs._probe.cache_clear()
-
-
 def test_without_the_frontend_supports_says_why_and_prepare_names_the_layer(no_cudnn):
     ctx, _ = attention_context((2, 2), 5, 5, 8, 8)
     tactic = sdpa_tactic()
@@ -93,9 +83,8 @@ def test_operand_strides_of_permuted_operands():
 
 
 # ------------------------------------------------------------------------------------- a stand-in frontend
-class FakeGraph:
-    """Records the graph; `RANKING` is the heuristics' [(engine id, knobs)] (-1: a Python engine, no backend
-    engine), engines in `FAILING` do not build, `REFUSED` makes check_support raise."""
+class FakeGraph(StandInGraph):
+    """An SDPA graph: records the sdpa call's operands and options."""
 
     RANKING: list = [(-1, {}), (7, {})]
     FAILING: set = set()
@@ -103,12 +92,8 @@ class FakeGraph:
     made: list = []
 
     def __init__(self, **kwargs):
-        self.kwargs, self.tensors, self.sdpa_args, self.built, self.executed = kwargs, {}, None, [], []
-        FakeGraph.made.append(self)
-
-    def tensor(self, name, dim, stride, data_type):
-        self.tensors[name] = FakeTensor(name, dim, stride, data_type)
-        return self.tensors[name]
+        super().__init__(**kwargs)
+        self.sdpa_args = None
 
     def sdpa(self, name, q, k, v, **params):
         self.sdpa_args = {"q": q.name, "k": k.name, "v": v.name, **{key: getattr(value, "name", value)
@@ -116,32 +101,6 @@ class FakeGraph:
         self.output = FakeTensor("O")
         self.stats = None if params["is_inference"] else FakeTensor("Stats")
         return [self.output, self.stats]
-
-    def validate(self):
-        pass
-
-    def build_operation_graph(self):
-        pass
-
-    def create_execution_plans(self, modes):
-        self.modes, self.plans = modes, list(self.RANKING)
-
-    def check_support(self):
-        if self.REFUSED:
-            raise RuntimeError("no engine supports the graph")
-
-    def get_execution_plan_count(self):
-        return len(self.plans)
-
-    def get_engine_and_knobs_at_index(self, index):
-        if self.plans[index][0] == -1:
-            raise NotImplementedError("a python engine")
-        return self.plans[index]
-
-    def build_plan_at_index(self, index):
-        if self.plans[index][0] in self.FAILING:
-            raise RuntimeError(f"engine {self.plans[index][0]} is not supported")
-        self.built.append(index)
 
     def get_workspace_size_plan_at_index(self, index):
         return 4096 + index
@@ -154,11 +113,7 @@ class FakeGraph:
         self.executed.append(sorted(address))
 
         def memory(tensor):
-            dtype = np.float32 if tensor.data_type == "FLOAT" else np.float16
-            extent = 1 + sum((n - 1) * s for n, s in zip(tensor.dim, tensor.stride))
-            raw = (ctypes.c_char * (extent * np.dtype(dtype).itemsize)).from_address(address[tensor.name])
-            flat = np.ctypeslib.as_array(raw).view(dtype)
-            return np.lib.stride_tricks.as_strided(flat, tensor.dim, [s * flat.itemsize for s in tensor.stride])
+            return operand_memory(tensor, address[tensor.name])
 
         q, k, v = (memory(self.tensors[n]).astype(np.float64) for n in "QKV")
         scores = q @ np.swapaxes(k, -1, -2) * self.sdpa_args["attn_scale"]
@@ -193,12 +148,12 @@ def fake_cudnn(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
     monkeypatch.setattr(cudnn_sdpa, "thread_handle", lambda: "handle")
-    monkeypatch.setattr(gpu_cudnn_attention, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(gpu_cudnn_attention, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "made", [])
-    cudnn_graphs._probe.cache_clear()
+    cudnn_frontend._probe.cache_clear()
     cudnn_sdpa.SDPA_GRAPHS.clear()
     yield module
-    cudnn_graphs._probe.cache_clear()
+    cudnn_frontend._probe.cache_clear()
     cudnn_sdpa.SDPA_GRAPHS.clear()
 
 
@@ -317,7 +272,7 @@ def test_a_graph_cudnn_refuses_or_cannot_build_is_the_reason(fake_cudnn, monkeyp
     ctx, _ = attention_context((2, 2), 6, 5, 8, 8)
     assert sdpa_tactic().supports(ctx) == ("cuDNN 9.19.0 builds no engine for this attention graph (engine 7: "
                                            "RuntimeError: engine 7 is not supported)")
-    with pytest.raises(cudnn_graphs.CudnnPlanError, match=r"^at q shape \[2, 2, 6, 8\]: cuDNN 9.19.0 builds no "):
+    with pytest.raises(cudnn_frontend.CudnnPlanError, match=r"^at q shape \[2, 2, 6, 8\]: cuDNN 9.19.0 builds no "):
         sdpa_tactic().workspace_bytes(ctx)
 
 

@@ -4,17 +4,16 @@ layer (a loaded plan), never a crash; one stable tactic id per cuDNN engine; and
 order, numerical notes) and which engines become candidates or are refused with the reason."""
 from __future__ import annotations
 
-import ctypes
 import sys
 import types
 
 import numpy as np
 import pytest
 from conv_reference import conv_float64
-from cudnn_stand_in import FakeTensor
+from cudnn_stand_in import FakeTensor, StandInGraph, operand_memory
 
 import engine as trt
-from engine.backends import cudnn_graphs
+from engine.backends import cudnn_conv, cudnn_frontend
 from engine.dtypes import DataType, from_numpy
 from engine.enums import ActivationType, LayerType, TacticSource, allowed_by_sources
 from engine.ir import Activation, Epilogue, Node
@@ -47,15 +46,6 @@ def conv_context(x_shape, maps, groups, kernel, stride, dilation, pre, post, bia
     return TacticContext(node, inputs, [TensorInfo(y_shape, dtype)], "gpu")
 
 
-@pytest.fixture
-def no_cudnn(monkeypatch):
-    """`import cudnn` fails, as on a machine without nvidia-cudnn-frontend (None in sys.modules: ImportError)."""
-    monkeypatch.setitem(sys.modules, "cudnn", None)
-    cudnn_graphs._probe.cache_clear()
-    yield
-    cudnn_graphs._probe.cache_clear()
-
-
 def test_without_the_frontend_supports_says_why_and_prepare_names_the_layer(no_cudnn):
     ctx = conv_context((1, 4, 6, 6), 4, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))
     tactic = cudnn_tactics()[0]
@@ -70,7 +60,7 @@ def test_without_the_frontend_supports_says_why_and_prepare_names_the_layer(no_c
 
 def test_one_tactic_per_cudnn_engine_with_a_stable_id_and_the_cudnn_source():
     tactics = cudnn_tactics()
-    assert [t.engine_id for t in tactics] == list(range(cudnn_graphs.MAX_ENGINE_ID))
+    assert [t.engine_id for t in tactics] == list(range(cudnn_frontend.MAX_ENGINE_ID))
     for t in tactics:
         assert t.name == f"gpu:conv:cudnn_engine{t.engine_id}"
         assert t.id == stable_tactic_id(t.name) and tactic_by_id(t.id) is t
@@ -104,24 +94,19 @@ def test_activations_cudnn_expresses_and_those_left_to_the_epilogue_helper():
 
 
 # ------------------------------------------------------------------------------------- a stand-in frontend
-class FakeGraph:
-    """Records the graph; its heuristics' ranking is `RANKING` [(engine id, knobs)], engines in `FAILING` refuse
-    to build, an engine id of -1 is a delegating entry (no engine to name)."""
+class FakeGraph(StandInGraph):
+    """A convolution graph: records its ops in order; check_support also refuses a graph holding one of
+    `REFUSED_OPS` (cuDNN 9's NCHW fusions)."""
 
     RANKING: list = []
     FAILING: set = set()
-    REFUSED = False  # check_support raises, as for a graph no engine supports
-    REFUSED_OPS: set = set()  # check_support raises for a graph with one of these ops (cuDNN 9's NCHW fusions)
+    REFUSED = False
+    REFUSED_OPS: set = set()
     made: list = []
 
     def __init__(self, **kwargs):
-        self.kwargs, self.tensors, self.ops, self.notes, self.plans = kwargs, {}, [], [], []
-        self.built, self.executed = [], []
-        FakeGraph.made.append(self)
-
-    def tensor(self, name, dim, stride, data_type):
-        self.tensors[name] = FakeTensor(name, dim, stride, data_type)
-        return self.tensors[name]
+        super().__init__(**kwargs)
+        self.ops, self.notes = [], []
 
     def _op(self, op, *operands, **params):
         self.ops.append((op, [t.name for t in operands], params))
@@ -140,35 +125,13 @@ class FakeGraph:
     def relu(self, input, name, **params):
         return self._op("relu", input, **params)
 
-    def validate(self):
-        pass
-
-    def build_operation_graph(self):
-        pass
-
-    def create_execution_plans(self, modes):
-        self.modes = modes
-        self.plans = list(self.RANKING)
-
     def deselect_numeric_notes(self, notes):
         self.notes.extend(notes)
 
     def check_support(self):
-        if self.REFUSED or self.REFUSED_OPS & {op for op, _, _ in self.ops}:
+        super().check_support()
+        if self.REFUSED_OPS & {op for op, _, _ in self.ops}:
             raise RuntimeError("no engine supports the graph")
-
-    def get_execution_plan_count(self):
-        return len(self.plans)
-
-    def get_engine_and_knobs_at_index(self, index):
-        if self.plans[index][0] == -1:
-            raise NotImplementedError("delegating entry")
-        return self.plans[index]
-
-    def build_plan_at_index(self, index):
-        if self.plans[index][0] in self.FAILING:
-            raise RuntimeError(f"engine {self.plans[index][0]} is not supported")
-        self.built.append(index)
 
     def create_execution_plan(self, engine_id, knobs):
         self.plans.append((engine_id, knobs))
@@ -183,11 +146,7 @@ class FakeGraph:
         address = {tensor.name: pointer for tensor, pointer in pack.items()}
 
         def memory(tensor):
-            dtype = np.float16 if tensor.data_type == "HALF" else np.float32
-            raw = (ctypes.c_char * (int(np.prod(tensor.dim)) * np.dtype(dtype).itemsize)).from_address(
-                address[tensor.name])
-            flat = np.ctypeslib.as_array(raw).view(dtype)  # read through the declared strides, as cuDNN does
-            return np.lib.stride_tricks.as_strided(flat, tensor.dim, [s * flat.itemsize for s in tensor.stride])
+            return operand_memory(tensor, address[tensor.name])
 
         (_, _, conv), *epilogue = self.ops
         x, w = memory(self.tensors["X"]), memory(self.tensors["W"])
@@ -215,13 +174,13 @@ def fake_cudnn(monkeypatch):
     module.backend_version_string = lambda: "9.19.0"
     module.set_stream = lambda handle, stream: None
     monkeypatch.setitem(sys.modules, "cudnn", module)
-    monkeypatch.setattr(cudnn_graphs, "thread_handle", lambda: "handle")
+    monkeypatch.setattr(cudnn_conv, "thread_handle", lambda: "handle")
     monkeypatch.setattr(FakeGraph, "made", [])
-    cudnn_graphs._probe.cache_clear()
-    cudnn_graphs.CONV_GRAPHS.clear()
+    cudnn_frontend._probe.cache_clear()
+    cudnn_conv.CONV_GRAPHS.clear()
     yield module
-    cudnn_graphs._probe.cache_clear()
-    cudnn_graphs.CONV_GRAPHS.clear()
+    cudnn_frontend._probe.cache_clear()
+    cudnn_conv.CONV_GRAPHS.clear()
 
 
 def test_a_grouped_strided_dilated_conv_with_its_epilogue_is_one_graph(fake_cudnn, monkeypatch):
@@ -283,7 +242,7 @@ def test_an_engine_that_builds_at_the_opt_shape_but_not_the_max_one_cannot_size_
     tactic = CudnnConv(3)
     assert tactic.supports(conv_context((2, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1))) is True
     monkeypatch.setattr(FakeGraph, "FAILING", {3})  # the larger shape's graph cannot build the engine
-    with pytest.raises(cudnn_graphs.CudnnPlanError, match=r"^at input shape \[8, 4, 6, 6\]: cuDNN 9.19.0 cannot "
+    with pytest.raises(cudnn_frontend.CudnnPlanError, match=r"^at input shape \[8, 4, 6, 6\]: cuDNN 9.19.0 cannot "
                                                           r"build engine 3 for this convolution"):
         tactic.workspace_bytes(conv_context((8, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)))
 
@@ -354,7 +313,7 @@ def test_run_hands_cudnn_each_operand_and_applies_what_it_cannot(fake_cudnn, mon
     passes, as cuDNN would. LeakyReLU is fused into the graph, ELU applied after it by the epilogue helper."""
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
-    monkeypatch.setattr(gpu_cudnn_conv, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(gpu_cudnn_conv, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 4, 9, 8)).astype(dtype)
@@ -383,7 +342,7 @@ def test_what_cudnn_declines_to_fuse_runs_after_the_graph(fake_cudnn, monkeypatc
     less fused graph and applies bias, residual and activation after it, in the fused graph's order."""
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
-    monkeypatch.setattr(gpu_cudnn_conv, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(gpu_cudnn_conv, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
     monkeypatch.setattr(FakeGraph, "REFUSED_OPS", refused)
     rng = np.random.default_rng(5)
@@ -413,7 +372,7 @@ class WorkspaceFailingTactic(trt.Tactic):
     heuristic_rank = -1
 
     def workspace_bytes(self, ctx):
-        raise cudnn_graphs.CudnnPlanError("cannot build engine 3 at the max shape")
+        raise cudnn_frontend.CudnnPlanError("cannot build engine 3 at the max shape")
 
 
 def test_a_tactic_whose_workspace_cannot_be_sized_is_left_out_with_the_reason():
@@ -450,7 +409,7 @@ def test_a_channels_last_layer_is_one_nhwc_graph_reading_and_writing_nhwc_memory
 
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
-    monkeypatch.setattr(gpu_cudnn_conv, "_address", lambda array: array.ctypes.data)
+    monkeypatch.setattr(gpu_cudnn_conv, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
     hwc, linear = TensorFormat.HWC, TensorFormat.LINEAR
     rng = np.random.default_rng(6)

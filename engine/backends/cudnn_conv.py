@@ -1,111 +1,38 @@
-"""Convolutions with fused epilogues as cuDNN frontend graphs (`import cudnn`, package nvidia-cudnn-frontend).
+"""Convolutions with fused epilogues as cuDNN frontend graphs.
 
-CuPy has no cuDNN bindings, so the frontend's Python graph API is the way in. One graph per convolution geometry
-(shapes, data type, padding, strides, dilations, groups, which epilogue parts): conv_fprop, then bias, residual add
-and activation as pointwise nodes, so cuDNN's runtime-fusion engines run them as one kernel where they can. cuDNN's
-heuristics (modes A, then FALLBACK) rank engine configurations; each engine is a tactic of its own
-(tactics/gpu_cudnn_conv.py), identified by cuDNN's engine id, which is what a plan records.
-
-Loading: the frontend finds libcudnn through LD_LIBRARY_PATH, then `nvidia/cudnn/lib` under the interpreter's own
-site-packages, then the dynamic linker by soname. Installed with `pip install --target` elsewhere (the GPU machine),
-it would miss PyTorch's `nvidia-cudnn-cu13` wheel, so `frontend()` first loads that wheel's libcudnn (searched along
-sys.path) with RTLD_GLOBAL: the frontend's soname fallback then finds the library already loaded.
+CuPy has no cuDNN bindings, so the frontend's Python graph API is the way in (loaded by backends/cudnn_frontend.py).
+One graph per convolution geometry (shapes, data type, padding, strides, dilations, groups, which epilogue parts):
+conv_fprop, then bias, residual add and activation as pointwise nodes, so cuDNN's runtime-fusion engines run them
+as one kernel where they can. cuDNN's heuristics (modes A, then FALLBACK) rank engine configurations; each engine is
+a tactic of its own (tactics/gpu_cudnn_conv.py), identified by cuDNN's engine id, which is what a plan records.
 
 Nothing here imports cudnn or CuPy at module import: every machine imports this module.
 """
 from __future__ import annotations
 
-import ctypes
-import functools
-import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-# Tactics exist for cuDNN engine ids below this (cuDNN 9 numbers its engines from 0, under 100 today); an engine
-# the heuristics propose beyond it is not offered.
-MAX_ENGINE_ID = 128
+from .cudnn_frontend import (
+    MAX_ENGINE_ID,
+    CudnnPlanError,
+    GraphCache,
+    contiguous_strides,
+    frontend,
+    thread_handle,
+    version_string,
+)
+
 # Engines built and timed per convolution: the first this many distinct engines of the heuristics' ranking that
 # build (each build may compile a runtime-fusion kernel, so the count bounds build time).
 CANDIDATE_ENGINES = 4
-_LIBCUDNN = "libcudnn.so.9"
 # Numerical notes of engines left out (names of cudnn.numerical_note; those a cuDNN lacks are skipped). FP32 layers
 # are IEEE as everywhere in the engine (FP32 engines match onnxruntime within 1e-4): no TF32 tensor cores, no
 # down-converted inputs, no FFT or Winograd transforms. FP16 layers accumulate in float32.
 FP32_EXCLUDED_NOTES = ("TENSOR_CORE", "DOWN_CONVERT_INPUTS", "FFT", "WINOGRAD", "WINOGRAD_TILE_4x4",
                        "WINOGRAD_TILE_6x6", "WINOGRAD_TILE_13x13")
 FP16_EXCLUDED_NOTES = ("REDUCED_PRECISION_REDUCTION",)
-
-
-class CudnnPlanError(RuntimeError):
-    """cuDNN cannot build or run an engine for a graph; the message says which and why."""
-
-
-def _preload_libcudnn() -> None:
-    """Load the first `nvidia/cudnn/lib/libcudnn.so.9` found along sys.path, globally (see the module docstring)."""
-    for base in sys.path:
-        candidate = Path(base or ".") / "nvidia" / "cudnn" / "lib" / _LIBCUDNN
-        if candidate.is_file():
-            ctypes.CDLL(str(candidate), mode=ctypes.RTLD_GLOBAL)
-            return
-
-
-@functools.lru_cache(maxsize=1)
-def _probe() -> tuple[Any, str | None]:
-    """(the cudnn module, None) or (None, why it is unusable); probed once per process."""
-    try:
-        _preload_libcudnn()
-    except OSError as exc:
-        return None, f"libcudnn from the nvidia-cudnn wheel failed to load: {exc}"
-    try:
-        import cudnn
-    except Exception as exc:  # noqa: BLE001 - ImportError, or the frontend's own loader failing
-        return None, f"the cuDNN frontend (nvidia-cudnn-frontend) cannot be imported: {type(exc).__name__}: {exc}"
-    try:
-        version = int(cudnn.backend_version())
-    except Exception as exc:  # noqa: BLE001 - no libcudnn was found by the frontend
-        return None, f"the cuDNN frontend found no libcudnn ({_LIBCUDNN}): {type(exc).__name__}: {exc}"
-    if version < 90000:
-        return None, f"libcudnn {version} is older than cuDNN 9"
-    return cudnn, None
-
-
-def unavailable_reason() -> str | None:
-    """None when the frontend and libcudnn are usable here; otherwise why not (shown by verbose builds)."""
-    return _probe()[1]
-
-
-def frontend() -> Any:
-    """The cudnn module; raises CudnnPlanError saying why when it is unusable."""
-    module, reason = _probe()
-    if module is None:
-        raise CudnnPlanError(reason)
-    return module
-
-
-def version_string() -> str:
-    """The libcudnn version, for messages ("unavailable" when it is not usable)."""
-    module, _ = _probe()
-    return "unavailable" if module is None else str(module.backend_version_string())
-
-
-_HANDLES = threading.local()
-
-
-def thread_handle() -> Any:
-    """A cuDNN handle for the calling thread and current device (a handle must not be used by two threads at
-    once; contexts of one engine run on several threads)."""
-    import cupy
-
-    device = cupy.cuda.Device().id
-    handles = getattr(_HANDLES, "by_device", None)
-    if handles is None:
-        handles = _HANDLES.by_device = {}
-    if device not in handles:
-        handles[device] = frontend().create_handle()
-    return handles[device]
 
 
 @dataclass(frozen=True)
@@ -137,15 +64,6 @@ def channels_last_strides(shape: tuple[int, ...]) -> list[int]:
     """Element strides of an NCHW-ordered 4-D tensor stored N, H, W, C (the channels innermost)."""
     n, c, h, w = (max(int(d), 1) for d in shape)
     return [h * w * c, 1, w * c, c]
-
-
-def contiguous_strides(shape: tuple[int, ...]) -> list[int]:
-    """Element strides of a C-contiguous (NCHW) tensor."""
-    strides, step = [], 1
-    for size in reversed(shape):
-        strides.append(step)
-        step *= max(int(size), 1)
-    return strides[::-1]
 
 
 class ConvGraph:
@@ -272,40 +190,6 @@ class ConvGraph:
         with self._lock:
             cudnn.set_stream(handle, cupy.cuda.get_current_stream().ptr)
             self.graph.execute_plan_at_index(pack, int(workspace), index, handle)
-
-
-class GraphCache:
-    """Built graphs by spec, kept for the process (plans are reused by every context); a spec cuDNN refused is kept
-    as the reason, so it is asked once, not once per engine tactic."""
-
-    def __init__(self, what: str):
-        self.what = what  # "convolution", "attention": named in the refusal
-        self._graphs: dict[Any, Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, spec: Any, make: Callable[[Any], Any]) -> Any:
-        """The graph for `spec`, made by `make(spec)` on first use. Raises CudnnPlanError when cuDNN does not
-        support it."""
-        with self._lock:
-            graph = self._graphs.get(spec)
-        if graph is None:
-            try:
-                graph = make(spec)
-            except CudnnPlanError as exc:
-                graph = str(exc)
-            except Exception as exc:  # noqa: BLE001 - the frontend's errors: unsupported graph, bad descriptor
-                graph = f"cuDNN {version_string()} does not support this {self.what} graph: {type(exc).__name__}: " \
-                        f"{exc}"
-            with self._lock:
-                graph = self._graphs.setdefault(spec, graph)
-        if isinstance(graph, str):
-            raise CudnnPlanError(graph)
-        return graph
-
-    def clear(self) -> None:
-        """Forget every graph (tests that swap the frontend)."""
-        with self._lock:
-            self._graphs.clear()
 
 
 CONV_GRAPHS = GraphCache("convolution")
