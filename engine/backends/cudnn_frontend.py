@@ -146,3 +146,14 @@ CUDNN_ALIGNMENT = 16
 def device_address(array: Any) -> int:
     """The device address of a CuPy array (what a graph's variant pack takes)."""
     return array.data.ptr
+
+
+def is_aligned(array: Any) -> bool:
+    return device_address(array) % CUDNN_ALIGNMENT == 0
+
+
+def aligned_contiguous(array: Any, xp: Any) -> Any:
+    """`array` C-contiguous and CUDNN_ALIGNMENT-aligned, as a graph's contiguous tensor reads it: itself when it
+    already is, else a copy."""
+    array = xp.ascontiguousarray(array)
+    return array if is_aligned(array) else array.copy()

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from ..backends.cudnn_frontend import (
-    CUDNN_ALIGNMENT,
     CudnnPlanError,
+    aligned_contiguous,
     contiguous_strides,
     device_address,
+    is_aligned,
     unavailable_reason,
 )
 from ..backends.cudnn_sdpa import SdpaSpec, Strides, sdpa_graph
@@ -240,16 +241,15 @@ class CudnnSdpaAttention(AttentionTactic):
         found = self.operands(state, inputs, out, xp)
         if found is None:
             return
-        operands = [x if device_address(x) % CUDNN_ALIGNMENT == 0 else x.copy() for x in found[0]]
+        operands = [aligned_contiguous(x, xp) for x in found[0]]
         mask = inputs[3] if len(inputs) > 3 else None
         shapes = [tuple(x.shape) for x in operands] + ([] if mask is None else [tuple(mask.shape)])
         graph = self._graph_for(state, shapes)
         pointers = {name: device_address(x) for name, x in zip("qkv", operands)}
         if graph.spec.bias_strides is not None:
-            mask = xp.ascontiguousarray(mask)
-            mask = mask if device_address(mask) % CUDNN_ALIGNMENT == 0 else mask.copy()
+            mask = aligned_contiguous(mask, xp)
             pointers["bias"] = device_address(mask)
-        plain = out.flags.c_contiguous and device_address(out) % CUDNN_ALIGNMENT == 0
+        plain = out.flags.c_contiguous and is_aligned(out)
         dst = out if plain else xp.empty(out.shape, out.dtype)
         pointers["o"] = device_address(dst)
         space, stats = carve(workspace, _scratch(graph), xp)

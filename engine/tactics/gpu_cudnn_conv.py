@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from ..backends.cudnn_conv import ConvSpec, conv_graph
-from ..backends.cudnn_frontend import CUDNN_ALIGNMENT, MAX_ENGINE_ID, CudnnPlanError, device_address, unavailable_reason
+from ..backends.cudnn_frontend import (
+    MAX_ENGINE_ID,
+    CudnnPlanError,
+    aligned_contiguous,
+    device_address,
+    is_aligned,
+    unavailable_reason,
+)
 from ..dtypes import DataType
 from ..enums import ActivationType, TacticSource, TensorFormat
 from ..errors import ExecutionError, PlanFormatError
@@ -37,16 +44,12 @@ from .registry import register_tactic
 from .scratch import carve
 
 _STORAGE = {DataType.FLOAT: "float32", DataType.HALF: "float16"}
-def _aligned(array: Any, xp: Any) -> Any:
-    """`array` C-contiguous and 16-byte aligned (itself when it already is)."""
-    array = xp.ascontiguousarray(array)
-    return array if device_address(array) % CUDNN_ALIGNMENT == 0 else array.copy()
 
 
 def _is_plain(array: Any, layout: TensorFormat) -> bool:
     """Whether `array` lies in memory as the graph's tensors do (C-contiguous NCHW, or NHWC) and is aligned."""
     plain = is_channels_last(array) if layout == TensorFormat.HWC else array.flags.c_contiguous
-    return plain and device_address(array) % CUDNN_ALIGNMENT == 0
+    return plain and is_aligned(array)
 
 
 def _in_memory_order(array: Any, layout: TensorFormat, xp: Any) -> Any:
@@ -55,7 +58,7 @@ def _in_memory_order(array: Any, layout: TensorFormat, xp: Any) -> Any:
     if _is_plain(array, layout):
         return array
     if layout == TensorFormat.LINEAR:
-        return _aligned(array, xp)
+        return aligned_contiguous(array, xp)
     copy = empty_in_format(xp, array.shape, array.dtype, layout)
     xp.copyto(copy, array)
     return copy

@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from engine.backends import cudnn_frontend
+from engine.tactics import gpu_cudnn_attention, gpu_cudnn_conv
 
 
 @pytest.fixture
@@ -14,3 +15,10 @@ def no_cudnn(monkeypatch):
     cudnn_frontend._probe.cache_clear()
     yield
     cudnn_frontend._probe.cache_clear()
+
+
+@pytest.fixture
+def host_addresses(monkeypatch):
+    """NumPy arrays stand in for CuPy ones: a "device address" is the host address, in every module that asks."""
+    for module in (cudnn_frontend, gpu_cudnn_conv, gpu_cudnn_attention):
+        monkeypatch.setattr(module, "device_address", lambda array: array.ctypes.data)

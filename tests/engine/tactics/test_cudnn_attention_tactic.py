@@ -18,7 +18,7 @@ from engine.dtypes import DataType
 from engine.enums import LayerType, TacticSource
 from engine.ir import Node
 from engine.ops.base import TensorInfo
-from engine.tactics import TacticContext, gpu_cudnn_attention, tactic_by_id, tactics_for
+from engine.tactics import TacticContext, tactic_by_id, tactics_for
 from engine.tactics.base import stable_tactic_id
 from engine.tactics.gpu_cudnn_attention import CudnnSdpaAttention, operand_strides
 
@@ -136,7 +136,7 @@ class FakeGraph(StandInGraph):
 
 
 @pytest.fixture
-def fake_cudnn(monkeypatch):
+def fake_cudnn(monkeypatch, host_addresses):
     module = types.ModuleType("cudnn")
     module.data_type = types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF", BFLOAT16="BFLOAT16")
     module.heur_mode = types.SimpleNamespace(A="A", FALLBACK="FALLBACK")
@@ -148,7 +148,6 @@ def fake_cudnn(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
     monkeypatch.setattr(cudnn_sdpa, "thread_handle", lambda: "handle")
-    monkeypatch.setattr(gpu_cudnn_attention, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "made", [])
     cudnn_frontend._probe.cache_clear()
     cudnn_sdpa.SDPA_GRAPHS.clear()

@@ -20,7 +20,7 @@ from engine.ir import Activation, Epilogue, Node
 from engine.ir.epilogue import NO_EPILOGUE
 from engine.network import NetworkDefinition
 from engine.ops.base import TensorInfo
-from engine.tactics import TacticContext, gpu_cudnn_conv, tactic_by_id, tactics_for
+from engine.tactics import TacticContext, tactic_by_id, tactics_for
 from engine.tactics.base import stable_tactic_id
 from engine.tactics.gpu_cudnn_conv import CudnnConv, fused_activation
 
@@ -162,7 +162,7 @@ class FakeGraph(StandInGraph):
 
 
 @pytest.fixture
-def fake_cudnn(monkeypatch):
+def fake_cudnn(monkeypatch, host_addresses):
     module = types.ModuleType("cudnn")
     module.data_type = types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF")
     module.heur_mode = types.SimpleNamespace(A="A", FALLBACK="FALLBACK")
@@ -313,7 +313,6 @@ def test_run_hands_cudnn_each_operand_and_applies_what_it_cannot(fake_cudnn, mon
     passes, as cuDNN would. LeakyReLU is fused into the graph, ELU applied after it by the epilogue helper."""
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
-    monkeypatch.setattr(gpu_cudnn_conv, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 4, 9, 8)).astype(dtype)
@@ -342,7 +341,6 @@ def test_what_cudnn_declines_to_fuse_runs_after_the_graph(fake_cudnn, monkeypatc
     less fused graph and applies bias, residual and activation after it, in the fused graph's order."""
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
-    monkeypatch.setattr(gpu_cudnn_conv, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
     monkeypatch.setattr(FakeGraph, "REFUSED_OPS", refused)
     rng = np.random.default_rng(5)
@@ -409,7 +407,6 @@ def test_a_channels_last_layer_is_one_nhwc_graph_reading_and_writing_nhwc_memory
 
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
         asarray=np.asarray, cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))))
-    monkeypatch.setattr(gpu_cudnn_conv, "device_address", lambda array: array.ctypes.data)
     monkeypatch.setattr(FakeGraph, "RANKING", [(6, {})])
     hwc, linear = TensorFormat.HWC, TensorFormat.LINEAR
     rng = np.random.default_rng(6)
