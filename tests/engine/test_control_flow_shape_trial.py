@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
+from test_control_flow_with_nonzero import nonzero_then_if
 
 import engine.tactic_selection as tactic_selection
 from engine.conformance.harness import run_onnx
@@ -52,31 +53,6 @@ def test_shape_trial_applies_the_fused_activation() -> None:
     np.testing.assert_array_equal(actual, expected)
 
 
-def scaled_nonzero_then_if():
-    """s = 3x; y = If(sum(s) > 0, then: 2 * s[s > 0], else: [-1, -1, -1]). How many values the NonZero selects, and
-    so the then-branch's size, depends on values the Mul layer computes."""
-    then = helper.make_graph([helper.make_node("Mul", ["selected", "two"], ["then_out"], name="double")], "then", [],
-                             [helper.make_tensor_value_info("then_out", TensorProto.FLOAT, [None])],
-                             [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
-    other = helper.make_graph([helper.make_node("Identity", ["minus_ones"], ["else_out"], name="fallback")], "else",
-                              [], [helper.make_tensor_value_info("else_out", TensorProto.FLOAT, [3])],
-                              [helper.make_tensor("minus_ones", TensorProto.FLOAT, [3], [-1.0] * 3)])
-    nodes = [helper.make_node("Mul", ["x", "three"], ["s"], name="scale"),
-             helper.make_node("Greater", ["s", "zero"], ["mask"], name="positive"),
-             helper.make_node("NonZero", ["mask"], ["where"], name="nonzero"),
-             helper.make_node("Reshape", ["where", "flat"], ["indices"], name="flatten"),
-             helper.make_node("Gather", ["s", "indices"], ["selected"], name="select"),
-             helper.make_node("ReduceSum", ["s"], ["total"], name="total", keepdims=0),
-             helper.make_node("Greater", ["total", "zero"], ["cond"], name="is_positive"),
-             helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then, else_branch=other)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
-                              [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
-                               helper.make_tensor("three", TensorProto.FLOAT, [], [3.0]),
-                               helper.make_tensor("flat", TensorProto.INT64, [1], [-1])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-
-
 @pytest.mark.parametrize("shift", [10.0, -10.0])
 def test_sweep_fits_outputs_when_a_tactic_selects_another_count(monkeypatch, shift) -> None:
     """The sweep's Mul tactic is made to add `shift` (a stand-in for a tactic whose rounding differs from the
@@ -97,7 +73,8 @@ def test_sweep_fits_outputs_when_a_tactic_selects_another_count(monkeypatch, shi
         return type(step)(**{**step.__dict__, "run": run})
 
     monkeypatch.setattr(tactic_selection, "make_step", shifting_make_step)
-    model = scaled_nonzero_then_if()
+    # s = 3x: how many values NonZero selects, and so the then-branch's size, depends on values a Mul computes
+    model = nonzero_then_if(scale=3.0)
     x = np.array([1, -2, 3, 0, 5, -1, 2, 1], np.float32)
     (expected,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None,
                                                                                                           {"x": x})

@@ -10,26 +10,31 @@ from onnx import TensorProto, helper
 from engine.conformance.harness import run_onnx
 
 
-def nonzero_then_if():
+def nonzero_then_if(scale: float | None = None):
     """y = If(sum(x) > 0, then: 2 * x[x > 0], else: [-1, -1, -1]): the then-branch reads a tensor whose size NonZero
-    decides, and the branches' shapes differ, so y's shape is known only once the If has run."""
+    decides, and the branches' shapes differ, so y's shape is known only once the If has run. With `scale`, x is
+    first multiplied by it (a Mul layer computes the values NonZero reads)."""
     then = helper.make_graph([helper.make_node("Mul", ["selected", "two"], ["then_out"], name="double")], "then", [],
                              [helper.make_tensor_value_info("then_out", TensorProto.FLOAT, [None])],
                              [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
     other = helper.make_graph([helper.make_node("Identity", ["minus_ones"], ["else_out"], name="fallback")], "else",
                               [], [helper.make_tensor_value_info("else_out", TensorProto.FLOAT, [3])],
                               [helper.make_tensor("minus_ones", TensorProto.FLOAT, [3], [-1.0] * 3)])
-    nodes = [helper.make_node("Greater", ["x", "zero"], ["mask"], name="positive"),
-             helper.make_node("NonZero", ["mask"], ["where"], name="nonzero"),
-             helper.make_node("Reshape", ["where", "flat"], ["indices"], name="flatten"),
-             helper.make_node("Gather", ["x", "indices"], ["selected"], name="select"),
-             helper.make_node("ReduceSum", ["x"], ["total"], name="total", keepdims=0),
-             helper.make_node("Greater", ["total", "zero"], ["cond"], name="is_positive"),
-             helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then, else_branch=other)]
+    constants = [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+                 helper.make_tensor("flat", TensorProto.INT64, [1], [-1])]
+    nodes, s = [], "x"
+    if scale is not None:
+        nodes, s = [helper.make_node("Mul", ["x", "factor"], ["s"], name="scale")], "s"
+        constants.append(helper.make_tensor("factor", TensorProto.FLOAT, [], [scale]))
+    nodes += [helper.make_node("Greater", [s, "zero"], ["mask"], name="positive"),
+              helper.make_node("NonZero", ["mask"], ["where"], name="nonzero"),
+              helper.make_node("Reshape", ["where", "flat"], ["indices"], name="flatten"),
+              helper.make_node("Gather", [s, "indices"], ["selected"], name="select"),
+              helper.make_node("ReduceSum", [s], ["total"], name="total", keepdims=0),
+              helper.make_node("Greater", ["total", "zero"], ["cond"], name="is_positive"),
+              helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=then, else_branch=other)]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
-                              [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
-                               helper.make_tensor("flat", TensorProto.INT64, [1], [-1])])
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])], constants)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
