@@ -35,7 +35,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.gpu_vs_pytorch import failure_status, time_limit  # noqa: E402 - after the path set-up
+from bench.gpu_vs_pytorch import (  # noqa: E402 - after the path set-up
+    failure_status,
+    format_profiles_markdown,
+    time_limit,
+)
 from bench.tables import format_cell, markdown_table, text_table  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -62,6 +66,7 @@ class Settings:
     json: Path | None
     markdown: Path | None
     quick: bool
+    profile_top: int = 0
 
 
 def _positive(text: str) -> int:
@@ -96,6 +101,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
                         help="total seconds (default 450): the INT8 build is stopped when it would not fit")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--markdown", type=Path, default=None, help="write the results as a Markdown table")
+    parser.add_argument("--profile-top", type=int, default=0,
+                        help="after timing, profile each engine per layer (3 runs, no CUDA graph) and report its N "
+                             "slowest layers and the time share of each layer type (default 0: no profile)")
     parser.add_argument("--quick", action="store_true",
                         help="fewer iterations and calibration images, opt level 1, one agreement batch")
     args = parser.parse_args(argv)
@@ -118,7 +126,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         agreement_batches=pick(args.agreement_batches, 4, 1), warmup=pick(args.warmup, 10, 3),
         iterations=pick(args.iterations, 50, 10), max_seconds=pick(args.max_seconds, 2.0, 0.5),
         opt_level=pick(args.opt_level, 3, 1), budget_s=args.budget_s, json=args.json, markdown=args.markdown,
-        quick=quick)
+        quick=quick, profile_top=max(0, args.profile_top))
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -192,20 +200,23 @@ def format_markdown(document: dict[str, Any]) -> str:
     if document.get("int8_layers"):
         layers = ", ".join(f"{name}: {count}" for name, count in document["int8_layers"].items())
         lines += ["", f"INT8 engine layers (type precision: count): {layers}"]
+    lines += format_profiles_markdown(document.get("profiles", []))
     return "\n".join(lines) + "\n"
 
 
 def result_document(meta: dict[str, Any], settings: Settings, rows: list[dict[str, Any]], sanity: dict[str, Any],
-                    int8_layers: dict[str, int] | None = None, tactics: dict[str, Any] | None = None
-                    ) -> dict[str, Any]:
+                    int8_layers: dict[str, int] | None = None, tactics: dict[str, Any] | None = None,
+                    profiles: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"schema": SCHEMA, "meta": meta,
             "settings": {"batch": settings.batch, "calibration_batches": settings.calibration_batches,
                          "calibration_batch_size": settings.calibration_batch_size,
                          "calibrator": settings.calibrator, "agreement_batches": settings.agreement_batches,
                          "warmup": settings.warmup, "iterations": settings.iterations,
                          "max_seconds": settings.max_seconds, "opt_level": settings.opt_level,
-                         "budget_s": settings.budget_s, "quick": settings.quick},
-            "rows": add_ratios(rows), "sanity": sanity, "int8_layers": int8_layers or {}, "tactics": tactics or {}}
+                         "budget_s": settings.budget_s, "quick": settings.quick,
+                         "profile_top": settings.profile_top},
+            "rows": add_ratios(rows), "sanity": sanity, "int8_layers": int8_layers or {}, "tactics": tactics or {},
+            "profiles": profiles or []}
 
 
 def write_outputs(document: dict[str, Any], settings: Settings) -> None:
@@ -233,6 +244,7 @@ class Int8Benchmark:
         self.engines: dict[str, Any] = {}
         self.int8_layers: dict[str, int] = {}
         self.tactics: dict[str, Any] = {}
+        self.profiles: list[dict[str, Any]] = []
 
     def remaining_s(self) -> float:
         return self.settings.budget_s - (time.perf_counter() - self.started)
@@ -281,6 +293,24 @@ class Int8Benchmark:
         except Exception as exc:  # noqa: BLE001 - one failing engine must not lose the others' results
             result["status"] = failure_status(exc)
         print(f"  {precision}: {result['status']} {format_cell(result['median_ms'], 'ms')} ms", flush=True)
+        if s.profile_top:
+            self.profile(spec, precision)
+
+    def profile(self, spec: Any, precision: str) -> None:
+        """The per-layer profile of one engine (plain enqueue: a CUDA graph has no per-layer times)."""
+        import torch
+
+        from bench.gpu_vs_pytorch import EngineVariant, profile_engine
+
+        s = self.settings
+        where = {"model": "resnet50", "precision": precision, "batch": s.batch}
+        try:
+            variant = EngineVariant(self.engines[precision], spec, [torch.from_numpy(synthetic_images(7, s.batch))
+                                                                    .cuda()], self.stream, cuda_graph=False)
+            result = profile_engine(self.engines[precision], variant, 3, s.profile_top)
+        except Exception as exc:  # noqa: BLE001 - the timings stand without the profile
+            result = {"status": failure_status(exc)}
+        self.profiles.append({**where, **result})
 
     def agreement(self, spec: Any) -> dict[str, Any]:
         """Logits of every engine (and PyTorch eager FP32) on the agreement inputs; rows get top-1 vs FP32."""
@@ -335,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         sanity = bench.agreement(spec)
     except Exception as exc:  # noqa: BLE001 - timings are still worth writing
         print(f"agreement: {failure_status(exc)}", flush=True)
-    document = result_document(environment(), settings, bench.rows, sanity, bench.int8_layers, bench.tactics)
+    document = result_document(environment(), settings, bench.rows, sanity, bench.int8_layers, bench.tactics,
+                               bench.profiles)
     document["meta"]["total_seconds"] = time.perf_counter() - bench.started
     write_outputs(document, settings)
     return 0

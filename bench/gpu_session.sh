@@ -70,10 +70,12 @@ case "$stage" in
         ;;
     int8-bench)
         setup
-        python bench/gpu_int8.py --json "$OUT/gpu_int8.json" --markdown "$OUT/gpu_int8.md" 2>&1 | tee "$OUT/int8.log"
+        python bench/gpu_int8.py --profile-top 12 --json "$OUT/gpu_int8.json" --markdown "$OUT/gpu_int8.md" 2>&1 \
+            | tee "$OUT/int8.log"
         ;;
     bench11)
-        # ResNet-50 and BERT-base, batches 1 and 32, FP32 (TF32 off), TF32 and FP16, plain enqueue and CUDA graph,
+        # ResNet-50 and BERT-base, batches 1 and 32, FP16, TF32 and FP32 (TF32 off; in that order, the goals' FP16
+        # first should the budget stop it), plain enqueue and CUDA graph,
         # the 10 slowest layers of each engine, cold and warm (timing cache) build seconds, layers per tactic
         # source, torch.compile FP16 while --budget-s allows. SIGTERM at 500 s writes what was measured by then.
         setup
@@ -83,7 +85,7 @@ case "$stage" in
             *) echo "bench11: unknown variant '$variant' (--quick or nothing)" >&2; exit 2 ;;
         esac
         timeout --signal=TERM --kill-after=20 500 \
-            python bench/gpu_vs_pytorch.py --models resnet50,bert --batches 1,32 --precisions fp32,tf32,fp16 \
+            python bench/gpu_vs_pytorch.py --models resnet50,bert --batches 1,32 --precisions fp16,tf32,fp32 \
             --timing-cache "$OUT/$name.timing-cache" "${extra[@]}" \
             --json "$OUT/$name.json" --markdown "$OUT/$name.md" 2>&1 | tee "$OUT/$name.log"
         ;;

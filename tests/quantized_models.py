@@ -4,6 +4,7 @@ batches. Cached per test session in a temporary folder."""
 from __future__ import annotations
 
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -41,6 +42,10 @@ def qdq_model(name: str, preprocessed: bool = False) -> Path:
         folded = _FOLDER / f"{name}_preprocessed.onnx"
         quant_pre_process(str(source), str(folded), skip_symbolic_shape=True)
         source = folded
+    else:  # onnxruntime's quantizer writes '<model>-inferred.onnx' beside its input: not into the shared models
+        copied = _FOLDER / f"{name}.onnx"
+        shutil.copyfile(source, copied)
+        source = copied
     model = onnx.load(source)
     masks = {out for n in model.graph.node if n.op_type == "Where" for out in n.output}
     exclude = [n.name for n in model.graph.node if n.op_type in ("Where", "Softmax") or masks & set(n.input)]

@@ -151,15 +151,18 @@ class ConvGraph:
             ranked = dict.fromkeys(engine_id for engine_id, _ in self.ranking())
             return [engine_id for engine_id in ranked if engine_id in self._built][:CANDIDATE_ENGINES]
 
-    def plan_index(self, engine_id: int) -> int:
-        """The built plan of `engine_id`: the heuristics' configurations of that engine in order, else the engine
-        with its default knobs (the frontend's replay entry). Raises CudnnPlanError naming the engine."""
+    def plan_index(self, engine_id: int, ranked_only: bool = False) -> int | None:
+        """The built plan of `engine_id`: the heuristics' configurations of that engine in order, else (unless
+        `ranked_only`, which answers None) the engine with its default knobs (the frontend's replay entry). Raises
+        CudnnPlanError naming the engine."""
         with self._lock:
             if engine_id in self._built:
                 return self._built[engine_id]
             for candidate, index in self.ranking():
                 if candidate == engine_id and self._try_build(engine_id, index):
                     return index
+            if ranked_only:
+                return None
             try:
                 self.graph.create_execution_plan(engine_id, {})
                 index = self.graph.get_execution_plan_count() - 1

@@ -19,6 +19,7 @@ CuPy and cudnn are imported inside functions: this module is imported on every m
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -115,6 +116,22 @@ def conv_spec(g: ConvGeometry, dtype: str, bias: bool, residual: bool,
                     activation=activation, channels_last=channels_last)
 
 
+def _level_specs(g: ConvGeometry, dtype: str, bias: bool, residual: bool,
+                 activation: tuple[str, tuple[tuple[str, float], ...]] | None, channels_last: bool) -> list[ConvSpec]:
+    return [conv_spec(g, dtype, *level, channels_last) for level in fusion_levels(bias, residual, activation)]
+
+
+@dataclass(frozen=True)
+class GraphEntry:
+    """One input shape's built graph: the level of fusion the engine builds there, and what runs after it."""
+
+    graph: Any
+    workspace_bytes: int
+    bias_in_graph: bool
+    residual: int | None  # the residual's input position when the graph adds it
+    after: Epilogue | None  # the residual and activation the graph leaves out
+
+
 class CudnnConv(ConvTactic):
     """One cuDNN engine, built per input shape as a fused conv graph."""
 
@@ -167,19 +184,47 @@ class CudnnConv(ConvTactic):
     def geometry(self, ctx: TacticContext) -> ConvGeometry:
         return as_2d(super().geometry(ctx))
 
-    def spec(self, ctx: TacticContext) -> ConvSpec:
-        """The most fused graph some cuDNN engine builds for the layer (see fusion_levels)."""
+    def level_specs(self, ctx: TacticContext) -> list[ConvSpec]:
+        """The layer's graphs at its shapes, most fused first (fusion_levels)."""
         has_bias = len(ctx.inputs) > 2 and ctx.inputs[2] is not None
-        g = self.geometry(ctx)
-        levels = fusion_levels(has_bias, ctx.epilogue.residual is not None, fused_activation(ctx.epilogue.activation))
-        for bias, residual, activation in levels[:-1]:
-            spec = conv_spec(g, _STORAGE[ctx.inputs[0].dtype], bias, residual, activation, ctx.channels_last)
+        return _level_specs(self.geometry(ctx), _STORAGE[ctx.inputs[0].dtype], has_bias,
+                            ctx.epilogue.residual is not None, fused_activation(ctx.epilogue.activation),
+                            ctx.channels_last)
+
+    def spec(self, ctx: TacticContext) -> ConvSpec:
+        """The most fused graph for which some cuDNN engine builds: the level whose engines are the candidates."""
+        specs = self.level_specs(ctx)
+        for spec in specs[:-1]:
             try:
                 if conv_graph(spec).candidate_engines():
                     return spec
             except CudnnPlanError:
                 continue
-        return conv_spec(g, _STORAGE[ctx.inputs[0].dtype], *levels[-1], ctx.channels_last)
+        return specs[-1]
+
+    def built_level(self, specs: list[ConvSpec]) -> tuple[ConvSpec, Any]:
+        """The graph this engine runs: the most fused of `specs` among whose heuristics' configurations it builds
+        (at the shapes the builder timed, the level `spec` gives), else the most fused it builds at with its default
+        knobs. Chosen per input shape, the same way when the builder times the engine and when it runs, so a plan's
+        engine runs the graph it was timed on (deciding it once, from a plan's -1 dims, fell back to the bare
+        convolution, which that engine may not build). Raises CudnnPlanError with the bare convolution's reason."""
+        graphs, reason = [], None
+        for spec in specs:
+            try:
+                graph = conv_graph(spec)
+            except CudnnPlanError as exc:
+                reason = exc
+                continue
+            if graph.plan_index(self.engine_id, ranked_only=True) is not None:
+                return spec, graph
+            graphs.append((spec, graph))
+        for spec, graph in graphs:
+            try:
+                graph.plan_index(self.engine_id)
+                return spec, graph
+            except CudnnPlanError as exc:
+                reason = exc
+        raise reason
 
     def workspace_bytes(self, ctx: TacticContext) -> int:
         """The engine's workspace at ctx's shapes; raises CudnnPlanError where it cannot run there (the builder
@@ -187,7 +232,8 @@ class CudnnConv(ConvTactic):
         if unavailable_reason() is not None:
             return 0
         try:
-            return conv_graph(self.spec(ctx)).workspace_bytes(self.engine_id)
+            _, graph = self.built_level(self.level_specs(ctx))
+            return graph.workspace_bytes(self.engine_id)
         except CudnnPlanError as exc:
             raise CudnnPlanError(f"at input shape {list(ctx.inputs[0].shape)}: {exc}") from exc
 
@@ -201,10 +247,6 @@ class CudnnConv(ConvTactic):
         storage = np.dtype(_STORAGE[ctx.inputs[0].dtype])
         w = np.asarray(ctx.inputs[1].value)
         bias = ctx.inputs[2].value if len(ctx.inputs) > 2 and ctx.inputs[2] is not None else None
-        activation = ctx.epilogue.activation
-        spec = self.spec(ctx)
-        after = Epilogue(residual=None if spec.residual else ctx.epilogue.residual,
-                         activation=None if spec.activation is not None else activation)
         channels_last = ctx.channels_last
         return {
             # KRSC memory for a channels-last graph (its W strides say so), KCRS otherwise
@@ -212,24 +254,26 @@ class CudnnConv(ConvTactic):
                                                    dtype=storage)),
             "channels_last": channels_last,
             "bias": None if bias is None else cupy.asarray(np.asarray(bias, dtype=storage).reshape(-1)),
-            "layer": ctx.layer, "kernel_shape": w.shape, "dtype": storage.name, "activation": spec.activation,
-            "bias_in_graph": spec.bias,
-            # what the graph leaves out (fusion_levels) runs after it
-            "after": None if after.empty else after,
-            "residual": ctx.epilogue.residual if spec.residual else None,  # input position, or None
-            "graphs": {},  # input shape -> (ConvGraph, workspace bytes)
+            "layer": ctx.layer, "kernel_shape": w.shape, "dtype": storage.name,
+            "epilogue": ctx.epilogue,  # its residual (an input position) and activation: in the graph, or after it
+            "graphs": {},  # input shape -> GraphEntry
         }
 
-    def _graph_for(self, state: dict, shape: tuple[int, ...]) -> tuple[Any, int]:
+    def _graph_for(self, state: dict, shape: tuple[int, ...]) -> GraphEntry:
         """The built graph for an input shape; the first run at a shape builds it, before any CUDA-graph capture."""
         entry = state["graphs"].get(shape)
         if entry is None:
             g = as_2d(conv_geometry(state["layer"], shape, state["kernel_shape"]))
-            spec = conv_spec(g, state["dtype"], state["bias_in_graph"], state["residual"] is not None,
-                             state["activation"], state["channels_last"])
+            epilogue = state["epilogue"]
             try:
-                graph = conv_graph(spec)
-                entry = state["graphs"][shape] = (graph, graph.workspace_bytes(self.engine_id))
+                spec, graph = self.built_level(_level_specs(
+                    g, state["dtype"], state["bias"] is not None, epilogue.residual is not None,
+                    fused_activation(epilogue.activation), state["channels_last"]))
+                after = Epilogue(residual=None if spec.residual else epilogue.residual,
+                                 activation=None if spec.activation is not None else epilogue.activation)
+                entry = state["graphs"][shape] = GraphEntry(graph, graph.workspace_bytes(self.engine_id), spec.bias,
+                                                            epilogue.residual if spec.residual else None,
+                                                            None if after.empty else after)
             except CudnnPlanError as exc:
                 raise ExecutionError(f"layer '{state['layer'].name}': tactic {self.name} (the plan's cuDNN engine) "
                                      f"cannot run at input shape {list(shape)}: {exc}; rebuild the plan with the "
@@ -239,25 +283,25 @@ class CudnnConv(ConvTactic):
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         layout = TensorFormat.HWC if state["channels_last"] else TensorFormat.LINEAR
         x, out = _in_memory_order(inputs[0], layout, xp), outputs[0]
-        graph, workspace_bytes = self._graph_for(state, tuple(x.shape))
+        entry = self._graph_for(state, tuple(x.shape))
         y = out if _is_plain(out, layout) else empty_in_format(xp, out.shape, out.dtype, layout)
         pointers = {"x": device_address(x), "w": device_address(state["w"]), "y": device_address(y)}
-        if state["bias_in_graph"]:
+        if entry.bias_in_graph:
             pointers["bias"] = device_address(state["bias"])
-        if state["residual"] is not None:
-            residual = inputs[state["residual"]]
+        if entry.residual is not None:
+            residual = inputs[entry.residual]
             if residual.shape != y.shape or residual.dtype != y.dtype:
                 widened = empty_in_format(xp, y.shape, y.dtype, layout)
                 xp.copyto(widened, xp.broadcast_to(residual, y.shape), casting="unsafe")
                 residual = widened
             residual = _in_memory_order(residual, layout, xp)  # kept referenced until the graph is enqueued
             pointers["residual"] = device_address(residual)
-        space = carve(workspace, [((workspace_bytes,), np.uint8)], xp)[0] if workspace_bytes else None
-        graph.execute(self.engine_id, pointers, 0 if space is None else device_address(space))
-        if state["bias"] is not None and not state["bias_in_graph"]:
+        space = carve(workspace, [((entry.workspace_bytes,), np.uint8)], xp)[0] if entry.workspace_bytes else None
+        entry.graph.execute(self.engine_id, pointers, 0 if space is None else device_address(space))
+        if state["bias"] is not None and not entry.bias_in_graph:
             xp.add(y, state["bias"].reshape((1, -1) + (1,) * (y.ndim - 2)), out=y)
-        if state["after"] is not None:
-            apply_epilogue(state["after"], y, inputs, xp)
+        if entry.after is not None:
+            apply_epilogue(entry.after, y, inputs, xp)
         if y is not out:
             xp.copyto(out, y)
 

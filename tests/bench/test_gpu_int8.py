@@ -74,3 +74,20 @@ def test_text_table_markdown_and_json(script, tmp_path, capsys):
     assert "INT8 engine layers (type precision: count): CONVOLUTION INT8: 53" in markdown
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:3] == ["precision", "median", "ms"] and len(out) == 6 and "1.60x" in out[-1]
+
+
+def test_profiles_go_into_the_json_and_the_markdown(script, tmp_path):
+    settings = script.parse_args(["--profile-top", "1", "--markdown", str(tmp_path / "r.md")])
+    assert settings.profile_top == 1
+    meta = {"date": "2026-12-05T12:00:00", "gpu": "NVIDIA H100 80GB HBM3", "versions": {}}
+    sanity = {"agreement_inputs": 0, "fp32_top1_vs_pytorch": None, "fp32_distinct_classes": None}
+    profile = {"model": "resnet50", "precision": "int8", "batch": 32, "status": "ok", "runs": 3, "total_ms": 5.0,
+               "layers": 60, "top": [{"name": "conv1", "type": "CONVOLUTION", "tactic": "gpu:convolution:int8",
+                                      "source": "CUBLAS", "median_ms": 0.5, "share": 0.1}],
+               "by_type": [{"type": "CONVOLUTION", "layers": 53, "median_ms": 4.5, "share": 0.9}]}
+    document = script.result_document(meta, settings, _rows(script), sanity, profiles=[profile])
+    assert document["profiles"] == [profile] and document["settings"]["profile_top"] == 1
+    markdown = script.format_markdown(document)
+    assert "### resnet50 int8 batch 32: 3 profiled runs, 5.000 ms summed over 60 layers" in markdown
+    assert "| 1 | conv1 | CONVOLUTION | gpu:convolution:int8 | CUBLAS | 0.5000 | 10.0% |" in markdown
+    assert "| CONVOLUTION | 53 | 4.5000 | 90.0% |" in markdown

@@ -23,6 +23,13 @@ from engine.tactics.registry import register_tactic, unregister_tactic
 RNG = np.random.default_rng(15)
 
 
+@pytest.fixture(autouse=True)
+def cpu_builds(monkeypatch):
+    """These tests check the CPU's body tactics by name (tests/gpu/test_control_flow_tactics_gpu.py has the GPU's):
+    their builds stay on the CPU where POLYX_DEVICE=gpu sends the rest of the suite to the GPU."""
+    monkeypatch.setenv("POLYX_DEVICE", "cpu")
+
+
 def _assert_matches(got: dict, want: dict) -> None:
     assert set(got) == set(want)
     for name, value in want.items():

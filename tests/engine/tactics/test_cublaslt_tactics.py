@@ -64,7 +64,8 @@ def test_one_tactic_per_mode_and_heuristic_rank_with_the_cublaslt_source():
 
 
 def test_unavailable_library_is_a_reason_not_an_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "nvmath", None)  # import nvmath fails, as where it is not installed
+    for module in ("nvmath", "nvmath.bindings", "nvmath.linalg", "nvmath.linalg.advanced"):
+        monkeypatch.setitem(sys.modules, module, None)  # importing nvmath fails, as where it is not installed
     cublaslt_unavailable.cache_clear()
     try:
         reason = cublaslt_unavailable()

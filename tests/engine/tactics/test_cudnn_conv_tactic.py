@@ -263,15 +263,52 @@ def test_an_engine_cudnn_cannot_build_is_an_execution_error_naming_layer_and_eng
 
     def state():  # what prepare makes, less the device arrays
         return {"graphs": {}, "layer": ctx.layer, "kernel_shape": (8, 4, 3, 3), "dtype": "float32", "bias": None,
-                "bias_in_graph": False, "residual": None, "activation": None, "channels_last": False}
+                "epilogue": NO_EPILOGUE, "channels_last": False}
 
     # an engine the heuristics no longer propose is replayed with its default knobs
-    graph, workspace = CudnnConv(33)._graph_for(state(), (2, 4, 6, 6))
-    assert graph.graph.plans[-1] == (33, {}) and workspace == 1002
+    entry = CudnnConv(33)._graph_for(state(), (2, 4, 6, 6))
+    assert entry.graph.graph.plans[-1] == (33, {}) and entry.workspace_bytes == 1002
     with pytest.raises(trt.ExecutionError, match=r"layer 'conv7': tactic gpu:conv:cudnn_engine40 \(the plan's cuDNN "
                                                  r"engine\) cannot run at input shape \[2, 4, 6, 6\]: cuDNN 9.19.0 "
                                                  r"cannot build engine 40 .*heuristics propose engines \[3, 4\]"):
         CudnnConv(40)._graph_for(state(), (2, 4, 6, 6))
+
+
+def test_an_engine_runs_the_fusion_level_it_was_timed_at_whatever_the_plan_dims(fake_cudnn, monkeypatch):
+    """Which fused graph an engine builds is decided per input shape, the same way when the builder times it and
+    when it runs: a plan's dynamic dims (-1), which no cuDNN graph takes, decide nothing (on an H100 engine 11,
+    timed on conv + bias + ReLU, was asked for the bare convolution at run time, which it does not build)."""
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(asarray=np.asarray))
+
+    def fused(graph):
+        return any(op == "relu" for op, _, _ in graph.ops)
+
+    def create_execution_plans(self, modes):
+        if any(d < 0 for t in self.tensors.values() for d in t.dim):
+            raise RuntimeError("a negative dimension")
+        self.modes, self.plans = modes, [(11, {})] if fused(self) else [(3, {})]
+
+    def build_plan_at_index(self, index):
+        if self.plans[index][0] == 11 and not fused(self):
+            raise RuntimeError("engine 11 is not supported")
+        self.built.append(index)
+
+    monkeypatch.setattr(FakeGraph, "create_execution_plans", create_execution_plans)
+    monkeypatch.setattr(FakeGraph, "build_plan_at_index", build_plan_at_index)
+    epilogue = Epilogue(activation=Activation(ActivationType.RELU))
+    tactic = CudnnConv(11)
+    assert tactic.supports(conv_context((2, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1),
+                                        epilogue=epilogue)) is True
+    in_plan = conv_context((-1, 4, 6, 6), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1), epilogue=epilogue)
+    state = tactic.prepare(in_plan)
+    for batch in (2, 5):
+        entry = tactic._graph_for(state, (batch, 4, 6, 6))
+        assert [op for op, _, _ in entry.graph.graph.ops] == ["conv_fprop", "bias", "relu"], batch
+        assert entry.bias_in_graph and entry.residual is None and entry.after is None
+    # engine 3 builds only the graphs without the ReLU: conv + bias, the ReLU after it
+    entry = CudnnConv(3)._graph_for(CudnnConv(3).prepare(in_plan), (2, 4, 6, 6))
+    assert [op for op, _, _ in entry.graph.graph.ops] == ["conv_fprop", "bias"]
+    assert entry.bias_in_graph and entry.after == Epilogue(activation=Activation(ActivationType.RELU))
 
 
 def test_a_plan_keeps_the_cudnn_engine_and_is_refused_where_cudnn_is_missing(no_cudnn):
