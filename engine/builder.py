@@ -218,17 +218,19 @@ class _Build:
         return graph, report
 
     def _select(self, graph: LoweredGraph, measure: frozenset[str] = frozenset(),
-                report_algorithms: bool = True) -> TacticSelection:
+                with_selector: bool = True) -> TacticSelection:
         profiles, backend, device, cache = self.selecting
         selection = TacticSelection(self.config, self.log, graph, profiles, self.shape_values, backend, device, cache,
-                                    measure)
-        selection.run(report_algorithms)
+                                    measure, with_selector)
+        selection.run()
         return selection
 
     def _timed_formats(self, ir_graph: Graph, marked: dict, digest: str, context: PassContext):
         """channels_last "auto" (engine/channels_last_choice.py): the LINEAR and the all-HWC variant, each chain's
         layers timed in both, and the graph with HWC only on the chains that win. Returns the final graph, its pass
-        report, its tactic selection (None: not made yet) and the plan's record of the choice (None: no choice)."""
+        report, its tactic selection (None: still to be made) and the plan's record of the choice (None: no
+        choice). The variants choose without the user's algorithm selector; with one, the final graph's selection
+        is made again with it (its timings come from the timing cache)."""
         linear_context = replace(context, channels_last_only=frozenset(), format_chains=[])
         linear_graph, linear_report = self._optimize(ir_graph, marked, digest, linear_context)
         chains = linear_context.format_chains
@@ -244,27 +246,25 @@ class _Build:
             return linear_graph, linear_report, None, None
         chains = hwc_context.format_chains
         self.log(Severity.INFO, f"channels-last auto: timing {len(chains)} convolution chain(s) LINEAR and HWC")
-        linear = self._select(linear_graph, layers_to_time(chains, hwc=False), report_algorithms=False)
-        hwc = self._select(hwc_graph, layers_to_time(chains, hwc=True), report_algorithms=False)
+        linear = self._select(linear_graph, layers_to_time(chains, hwc=False), with_selector=False)
+        hwc = self._select(hwc_graph, layers_to_time(chains, hwc=True), with_selector=False)
+        reuse = self.config.algorithm_selector is None
         try:
             choices = choose_chains(chains, linear.measured, hwc.measured)
         except ValueError as exc:
             self.log(Severity.WARNING, f"channels-last auto: {exc}; the network is built LINEAR")
-            linear.report_to_selector()
-            return linear_graph, linear_report, linear, None
+            return linear_graph, linear_report, linear if reuse else None, None
         for choice in choices:
             self.log(Severity.INFO, choice.log_line())
         winners = frozenset(choice.first for choice in choices if choice.hwc)
+        record = choice_record(choices)
         if not winners:
-            final = linear_graph, linear_report, linear
-        elif len(winners) == len(choices):
-            final = hwc_graph, hwc_report, hwc
-        else:  # a third graph; its layers were all timed in one variant or the other: timing cache hits
-            mixed_context = replace(context, channels_last_only=winners, format_chains=[])
-            mixed_graph, mixed_report = self._optimize(*self._ir_graph(), mixed_context)
-            final = mixed_graph, mixed_report, self._select(mixed_graph, report_algorithms=False)
-        final[2].report_to_selector()
-        return (*final, choice_record(choices))
+            return linear_graph, linear_report, linear if reuse else None, record
+        if len(winners) == len(choices):
+            return hwc_graph, hwc_report, hwc if reuse else None, record
+        # a third graph: each of its layers was timed in one variant or the other, so the timing cache answers
+        mixed_context = replace(context, channels_last_only=winners, format_chains=[])
+        return (*self._optimize(*self._ir_graph(), mixed_context), None, record)
 
     def _dynamic_ranges(self, graph: Graph) -> DynamicRanges | None:
         """INT8 ranges for implicit quantization: the calibration cache if the calibrator has one, else a

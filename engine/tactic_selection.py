@@ -54,7 +54,7 @@ def skipped_tactic_lines(layer_name: str, skipped: dict[str, list[str]]) -> list
 class TacticSelection:
     def __init__(self, config: BuilderConfig, log, graph: LoweredGraph, profiles: list[dict[str, tuple]],
                  shape_values: list[dict[str, tuple]], backend, device: str, cache: TimingCache | None,
-                 measure: frozenset[str] = frozenset()):
+                 measure: frozenset[str] = frozenset(), with_selector: bool = True):
         self.config = config
         self.log = log
         self.graph = graph
@@ -77,10 +77,11 @@ class TacticSelection:
         # timed in the sweep of profile 0, and their times (ms); empty for every other build, which stays as fast
         self.measure = measure
         self.measured: dict[str, float] = {}
+        # The user's algorithm selector, asked and told only for the engine built: not for the variants of a
+        # channels-last "auto" build (a tactic replay recorded LINEAR cannot force a layer's tactic when it is HWC)
+        self.selector = config.algorithm_selector if with_selector else None
 
-    def run(self, report_algorithms: bool = True) -> None:
-        """Choose every device layer's tactics. `report_algorithms=False`: a variant the builder may discard (the
-        choice between LINEAR and HWC chains) does not report to the algorithm selector; see report_to_selector."""
+    def run(self) -> None:
         for spec in self.graph.layers:
             spec.tactic_ids, spec.tactic_names = [], []
         with np.errstate(all="ignore"):  # the sweep runs on synthetic inputs: overflow or NaN there means nothing
@@ -92,19 +93,13 @@ class TacticSelection:
         if self.body_chooser.chosen:
             self.log(Severity.INFO, f"tactic selection: {self.body_chooser.chosen} control-flow subgraph layers run "
                                     "a tactic other than their reference kernel")
-        if report_algorithms:
-            self.report_to_selector()
+        if self.selector is not None:
+            self.selector.report_algorithms(self.contexts, self.chosen)
         if self.cache is not None:
             self.log(Severity.VERBOSE, f"timing cache: {self.cache.hits} hits, {self.cache.misses} misses")
         profiles = f" in each of {len(self.profiles)} profiles" if len(self.profiles) > 1 else ""
         self.log(Severity.INFO, f"tactic selection: {len(self.graph.device_layers)} layers{profiles}, "
                                 f"{self.timed_layers} timed")
-
-    def report_to_selector(self) -> None:
-        """The algorithm selector's report_algorithms: what was chosen, once per build."""
-        selector = self.config.algorithm_selector
-        if selector is not None:
-            selector.report_algorithms(self.contexts, self.chosen)
 
     def _sweep(self, profile_index: int) -> None:
         """Run the network at profile `profile_index`'s opt shapes, appending each device layer's tactic choice."""
@@ -213,7 +208,7 @@ class TacticSelection:
             tuple(tuple(tuple(r.shapes[i]) if i is not None else () for r in by_which) for i in spec.inputs),
             tuple(tuple(tuple(r.shapes[o]) for r in by_which) for o in spec.outputs),
             spec.layer.precision.value, profile_index)
-        selector = self.config.algorithm_selector
+        selector = self.selector
         allowed = list(range(len(candidates))) if selector is None else self.ask_selector(selector, context,
                                                                                             algorithms)
         ranked = sorted(allowed, key=lambda k: (timings.get(candidates[k].id, 0.0) if timings else

@@ -15,6 +15,10 @@ tensor keeps its name, so network outputs, debug tensors and comparisons see the
 inside becomes `<name>:hwc`. Weights, biases and every other operand stay LINEAR. Where a precision REFORMAT
 (FP16 builds) already stands at a chain's end, it converts the layout too (one copy, not two): one whose output only
 the chain reads writes HWC, and one reading a chain's tensor reads it HWC.
+
+With BuilderConfig.channels_last = "auto" the builder runs the pass with `ctx.channels_last_only`, the first-node
+names of the chains to convert (empty for its LINEAR variant), and reads back `ctx.format_chains`: every chain found,
+with the reformats each needs, which it times (engine/channels_last_choice.py).
 """
 from __future__ import annotations
 

@@ -347,3 +347,56 @@ def test_gen_script_writes_the_mode(tmp_path, capsys) -> None:
     assert main(["run", str(tmp_path / "model.onnx"), "--engine", "--onnxrt", "--input-shapes", "x:[2,3,12,12]",
                  "--device", "cpu", "--channels-last=auto", "--gen-script", str(script)]) == 0
     assert "channels_last='auto'" in script.read_text()
+
+
+def test_the_auto_doc_example_runs(capsys) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
+    section = text.split("## auto: a timed choice per chain", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "docs/formats.md", "exec"), {})
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [line[:2] for line in lines] == [["conv1", "4"], ["conv4", "2"]], lines
+    assert all(line[2] in ("HWC", "LINEAR") for line in lines), lines
+
+
+class _Recorder(trt.IAlgorithmSelector):
+    def __init__(self):
+        self.asked: list[str] = []
+        self.reports: list[list[str]] = []
+
+    def select_algorithms(self, context, choices):
+        self.asked.append(context.name)
+        return list(range(len(choices)))
+
+    def report_algorithms(self, contexts, choices):
+        self.reports.append([context.name for context in contexts])
+
+
+def test_the_algorithm_selector_sees_only_the_engine_built(monkeypatch, tmp_path, capsys) -> None:
+    """The variants choose without it; the final (mixed) graph asks and reports once. A tactic replay recorded from
+    an auto build therefore replays: its HWC convolution tactic is never forced on the LINEAR variant's layer."""
+    monkeypatch.setattr(TacticSelection, "measure_step", fake_times(set(FIRST_CHAIN)))
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    network = builder.create_network()
+    assert trt.OnnxParser(network).parse(resnet_like_model().SerializeToString())
+    config = builder.create_builder_config()
+    config.device, config.channels_last, config.builder_optimization_level = "cpu", "auto", 0
+    config.algorithm_selector = recorder = _Recorder()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("x", (1, 3, 12, 12), (2, 3, 12, 12), (4, 3, 12, 12))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    engine_layers = [r["name"] for r in load(plan).layer_info()]
+    assert recorder.reports == [engine_layers] and recorder.asked == engine_layers
+    assert "Reformat(x)->HWC" in engine_layers and "Reformat(scaled)->HWC" not in engine_layers
+
+    from polyx.cli.app import main
+
+    onnx.save(resnet_like_model(), tmp_path / "model.onnx")
+    common = [str(tmp_path / "model.onnx"), "--engine", "--onnxrt", "--input-shapes", "x:[2,3,12,12]", "--device",
+              "cpu", "--channels-last", "auto"]
+    assert main(["run", *common, "--save-tactics", str(tmp_path / "tactics.json")]) == 0
+    assert "cpu:conv:nhwc_gemm" in (tmp_path / "tactics.json").read_text()
+    assert main(["run", *common, "--load-tactics", str(tmp_path / "tactics.json")]) == 0, capsys.readouterr().err
