@@ -400,3 +400,86 @@ def test_the_algorithm_selector_sees_only_the_engine_built(monkeypatch, tmp_path
     assert main(["run", *common, "--save-tactics", str(tmp_path / "tactics.json")]) == 0
     assert "cpu:conv:nhwc_gemm" in (tmp_path / "tactics.json").read_text()
     assert main(["run", *common, "--load-tactics", str(tmp_path / "tactics.json")]) == 0, capsys.readouterr().err
+
+
+def test_auto_with_refit_and_int8_calibration(monkeypatch, tmp_path) -> None:
+    """REFIT: each variant marks its own weights, and the mixed engine refits to what onnxruntime computes with the
+    new weights. Implicit INT8: the calibrator runs once (its ranges serve every variant); INT8 convolutions join
+    no chain, so the plan is the option-off plan."""
+    monkeypatch.setattr(TacticSelection, "measure_step", fake_times(set(SECOND_CHAIN)))
+    model = resnet_like_model()
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    network = builder.create_network()
+    assert trt.OnnxParser(network).parse(model.SerializeToString())
+    config = builder.create_builder_config()
+    config.device, config.channels_last, config.builder_optimization_level = "cpu", "auto", 0
+    config.set_flag(trt.BuilderFlag.REFIT)
+    profile = builder.create_optimization_profile()
+    profile.set_shape("x", (1, 3, 12, 12), (2, 3, 12, 12), (4, 3, 12, 12))
+    config.add_optimization_profile(profile)
+    engine = load(builder.build_serialized_network(network, config))
+    assert {t.name for t in engine.graph.tensors if t.format == HWC} == SECOND_HWC
+    changed = onnx.ModelProto()
+    changed.CopyFrom(model)
+    for init in changed.graph.initializer:
+        if init.name in ("w1", "w4"):
+            init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * -0.5, init.name))
+    onnx.save(changed, tmp_path / "changed.onnx")
+    refitter = trt.Refitter(engine, trt.Logger())
+    assert trt.OnnxParserRefitter(refitter).refit_from_file(tmp_path / "changed.onnx")
+    assert refitter.refit_cuda_engine()
+    feeds = model_feeds(2, seed=5)
+    want = ort.InferenceSession(changed.SerializeToString(), providers=["CPUExecutionProvider"]).run(["y"], feeds)[0]
+    np.testing.assert_allclose(engine.create_execution_context().execute(feeds)["y"], want, rtol=1e-5, atol=1e-5)
+
+    from test_int8_calibration import Entropy, conv_model
+
+    plans, batches = {}, {}
+    int8_model = conv_model()  # (each call draws new weights)
+    for mode in (False, "auto"):
+        calibrator = Entropy(4)
+        builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+        network = builder.create_network()
+        assert trt.OnnxParser(network).parse(int8_model.SerializeToString())
+        config = builder.create_builder_config()
+        config.device, config.channels_last, config.builder_optimization_level = "cpu", mode, 0
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = calibrator
+        profile = builder.create_optimization_profile()
+        profile.set_shape("x", (1, 3, 10, 10), (2, 3, 10, 10), (4, 3, 10, 10))
+        config.add_optimization_profile(profile)
+        plans[mode], batches[mode] = builder.build_serialized_network(network, config), calibrator.batches_given
+    assert batches == {False: 4, "auto": 4} and plans["auto"] == plans[False]
+
+
+def test_only_profile_0_is_measured_once_per_layer_and_variant(monkeypatch) -> None:
+    """Two profiles: each chain member and reformat is measured once per variant (profile 0's sweep), and the
+    engine still runs both profiles."""
+    calls = []
+    timed = fake_times(set(FIRST_CHAIN))
+
+    def counting(self, spec, step, slots, workspace):
+        calls.append((spec.layer.name, self.graph.tensors[spec.outputs[0]].format.value))
+        return timed(self, spec, step, slots, workspace)
+    monkeypatch.setattr(TacticSelection, "measure_step", counting)
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    network = builder.create_network()
+    assert trt.OnnxParser(network).parse(resnet_like_model().SerializeToString())
+    config = builder.create_builder_config()
+    config.device, config.channels_last, config.builder_optimization_level = "cpu", "auto", 0
+    for low, opt, high in ((1, 1, 2), (3, 4, 6)):
+        profile = builder.create_optimization_profile()
+        profile.set_shape("x", (low, 3, 12, 12), (opt, 3, 12, 12), (high, 3, 12, 12))
+        config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    members = FIRST_CHAIN + SECOND_CHAIN
+    assert sorted(calls) == sorted([(name, "LINEAR") for name in members] + [(name, "HWC") for name in members]
+                                   + [("Reformat(x)->HWC", "HWC"), ("Reformat(block_out:hwc)->LINEAR", "LINEAR"),
+                                      ("Reformat(scaled)->HWC", "HWC"), ("Reformat(gap:hwc)->LINEAR", "LINEAR")])
+    assert hwc_tensors(plan) == FIRST_HWC
+    context = load(plan).create_execution_context()
+    session = ort.InferenceSession(resnet_like_model().SerializeToString(), providers=["CPUExecutionProvider"])
+    for index, batch in ((0, 2), (1, 5)):
+        context.set_optimization_profile_async(index, 0)
+        feeds = model_feeds(batch, seed=batch)
+        np.testing.assert_allclose(context.execute(feeds)["y"], session.run(["y"], feeds)[0], rtol=1e-5, atol=1e-5)
