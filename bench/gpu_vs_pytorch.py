@@ -70,7 +70,7 @@ class Settings:
     markdown: Path | None
     quick: bool
     pointwise_fusion: bool = False
-    channels_last: bool = False              # BuilderConfig.channels_last: convolution chains in NHWC memory
+    channels_last: bool | str = False        # BuilderConfig.channels_last: chains in NHWC memory (True, "auto")
     tactic_sources: list[str] | None = None  # TacticSource names the builder may use; None: all
     profile_top: int = 0                     # slowest layers reported per engine; 0: no profiled pass
     profile_runs: int = 5
@@ -118,9 +118,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
                                                                    "(default 3; 1 with --quick)")
     parser.add_argument("--pointwise-fusion", action="store_true",
                         help="build with BuilderConfig.pointwise_fusion (elementwise chains as one generated kernel)")
-    parser.add_argument("--channels-last", action="store_true",
+    parser.add_argument("--channels-last", nargs="?", const="on", default="off", choices=("off", "on", "auto"),
+                        type=str.lower,
                         help="build with BuilderConfig.channels_last (convolution chains in NHWC memory, "
-                             "docs/formats.md)")
+                             "docs/formats.md): on (also a bare --channels-last), auto (each chain HWC where it "
+                             "times faster), off (default)")
     parser.add_argument("--tactic-sources", nargs="*", default=None, metavar="SOURCE",
                         help="tactic sources the builder may use, Polygraphy spelling: cublas jit_convolutions ... "
                              "(case-insensitive, several after one flag; none after the flag: no source). Default: all")
@@ -171,7 +173,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         iterations=args.iterations if args.iterations is not None else (10 if quick else 50),
         max_seconds=args.max_seconds if args.max_seconds is not None else (0.5 if quick else 2.0),
         opt_level=args.opt_level if args.opt_level is not None else (1 if quick else 3),
-        pointwise_fusion=args.pointwise_fusion, channels_last=args.channels_last, tactic_sources=tactic_sources,
+        pointwise_fusion=args.pointwise_fusion,
+        channels_last={"off": False, "on": True, "auto": "auto"}[args.channels_last], tactic_sources=tactic_sources,
         profile_top=args.profile_top,
         profile_runs=args.profile_runs, timing_cache=args.timing_cache,
         compile_timeout_s=args.compile_timeout_s, budget_s=args.budget_s, json=args.json, markdown=args.markdown,
@@ -235,7 +238,8 @@ def format_markdown(document: dict[str, Any]) -> str:
         f"iteration); fp32 with TF32 off and tf32 with TF32 allowed, in the engine and PyTorch alike; "
         f"cudnn.benchmark on; engine optimization level {settings['opt_level']}"
         + (", pointwise fusion on" if settings.get("pointwise_fusion") else "")
-        + (", channels-last on" if settings.get("channels_last") else "")
+        + (f", channels-last {'auto' if settings.get('channels_last') == 'auto' else 'on'}"
+           if settings.get("channels_last") else "")
         + f", tactic sources {_sources_setting(settings.get('tactic_sources'))}, "
         + (f"one profile batch 1..{settings['max_batch']} (opt {settings['opt_batch']})"
            if settings.get("shared_profile") else "one static-shape engine per batch") + ", BERT "

@@ -151,13 +151,13 @@ class BodyTacticChooser:
         if not candidates:
             return
         allowed = list(range(len(candidates)))
-        if sel.config.algorithm_selector is not None:
+        if sel.selector is not None:
             shapes_in = tuple((tuple(i.shape),) * 3 if i is not None else () for i in tctx.inputs)
             context = AlgorithmContext(spec.layer.name, spec.layer.type.value, shapes_in,
                                        tuple((tuple(o.shape),) * 3 for o in tctx.outputs),
                                        spec.layer.precision.value, self.profile_index)
             algorithms = [sel.algorithm_record(t, timings.get(t.id, 0.0), tctx) for t in candidates]
-            allowed = sel.ask_selector(sel.config.algorithm_selector, context, algorithms)
+            allowed = sel.ask_selector(sel.selector, context, algorithms)
             sel.contexts.append(context)
         ranked = sorted(allowed, key=lambda k: (timings.get(candidates[k].id, 0.0), candidates[k].heuristic_rank,
                                                 candidates[k].id))
@@ -170,7 +170,7 @@ class BodyTacticChooser:
                 sel.log(Severity.VERBOSE, f"[{spec.layer.name}] (subgraph) tactic {tactic.name} dropped: it cannot "
                                           f"prepare from the subgraph's shapes ({type(exc).__name__}: {exc})")
                 continue
-            if sel.config.algorithm_selector is not None:
+            if sel.selector is not None:
                 sel.chosen.append(sel.algorithm_record(tactic, timings.get(tactic.id, 0.0), tctx))
             if not isinstance(tactic, ReferenceTactic):  # the reference is recorded as 0: run_subgraph's default
                 spec.tactic_id, spec.tactic_name = tactic.id, tactic.name
@@ -178,5 +178,5 @@ class BodyTacticChooser:
                 self.chosen += 1
             sel.log(Severity.VERBOSE, f"[{spec.layer.name}] (subgraph) chose {tactic.name}")
             return
-        if sel.config.algorithm_selector is not None:  # nothing allowed prepared: the reference runs, unreported
+        if sel.selector is not None:  # nothing allowed prepared: the reference runs, unreported
             sel.contexts.pop()

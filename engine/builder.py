@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,9 @@ import numpy as np
 from .backends import get_backend
 from .calibration import DynamicRanges, calibrate
 from .calibrator import read_cache, write_cache
+from .channels_last_choice import choice_record, choose_chains, layers_to_time, same_chains
 from .compatibility import build_record
-from .config import BuilderConfig, BuilderFlag, resolve_device
+from .config import CHANNELS_LAST_AUTO, BuilderConfig, BuilderFlag, channels_last_mode, resolve_device
 from .enums import LayerType, TensorFormat, allowed_by_sources
 from .error_recorder import reports_errors
 from .errors import BuildError, DataDependentShapeError, EngineError
@@ -121,11 +123,8 @@ class _Build:
         self.source.validate()  # before lowering: a misordered network must fail with a message, not a KeyError
         if self.source.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED):
             _check_strongly_typed(self.source, config)
-        ir_graph = graph_from_network(self.source)
-        infer_graph(ir_graph)
-        refittable = config.get_flag(BuilderFlag.REFIT) or config.get_flag(BuilderFlag.STRIP_PLAN)
-        marked = mark_refittable_weights(ir_graph) if refittable else {}
-        digest = network_digest(ir_graph) if refittable else ""
+        refittable = self.refittable = config.get_flag(BuilderFlag.REFIT) or config.get_flag(BuilderFlag.STRIP_PLAN)
+        ir_graph, marked, digest = self._ir_graph()
         implicit_int8 = config.get_flag(BuilderFlag.INT8) and not any(n.type in QDQ_TYPES for n in ir_graph.nodes) \
             and (config.int8_calibrator is not None or any(t.dynamic_range for t in self.source.tensors()))
         if refittable and implicit_int8:  # refused before calibrating
@@ -140,35 +139,37 @@ class _Build:
         constraints = "obey" if config.get_flag(BuilderFlag.OBEY_PRECISION_CONSTRAINTS) else \
             "prefer" if config.get_flag(BuilderFlag.PREFER_PRECISION_CONSTRAINTS) else "none"
         strongly_typed = self.source.get_flag(NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        mode = channels_last_mode(config.channels_last)
         context = PassContext(fp16=config.get_flag(BuilderFlag.FP16), bf16=config.get_flag(BuilderFlag.BF16),
                               strongly_typed=strongly_typed, constraints=constraints, log=self.log,
                               dynamic_ranges=ranges, pointwise_fusion=bool(config.pointwise_fusion),
-                              channels_last=bool(config.channels_last),
+                              channels_last=mode is not False,
                               runs_channels_last=channels_last_check(device, config.get_tactic_sources()))
-        lint = config.get_flag(BuilderFlag.DEBUG) or os.environ.get("POLYX_LINT_IR") == "1"
-        report = PassPipeline().run(ir_graph, context, lint=lint)
-        graph = lower(ir_graph)
-        if refittable:
-            graph.refit = refit_table(graph, marked, config.get_flag(BuilderFlag.STRIP_PLAN), digest)
-            self.log(Severity.INFO, f"refittable engine: {len(graph.refit.weights)} named weights"
-                                    f"{' (left out of the plan)' if graph.refit.stripped else ''}")
+        self.lint = config.get_flag(BuilderFlag.DEBUG) or os.environ.get("POLYX_LINT_IR") == "1"
+        backend = get_backend(device)
+        cache = config.get_timing_cache()
+        if config.get_flag(BuilderFlag.DISABLE_TIMING_CACHE):
+            cache = None
+        elif cache is None:
+            cache = TimingCache()  # a private cache still deduplicates identical layers within this build
+        self.selecting = (profiles, backend, device, cache)
+        formats_record = None
+        selection = None
+        if mode == CHANNELS_LAST_AUTO:
+            graph, report, selection, formats_record = self._timed_formats(ir_graph, marked, digest, context)
+        else:
+            graph, report = self._optimize(ir_graph, marked, digest, context)
         if ranges is not None and ranges.histograms and config.int8_calibrator is not None:
             algorithm = config.int8_calibrator.get_algorithm()
             config.int8_calibrator.write_calibration_cache(write_cache(algorithm, ranges.used))
         host_layers = sum(1 for s in graph.layers if s.host and s.layer.type != LayerType.CONSTANT)
         self.log(Severity.INFO, f"optimized network: {layers_before} layers -> {len(graph.device_layers)} device "
                                 f"layers, {host_layers} host shape layers, {len(graph.constants)} constants")
-        backend = get_backend(device)
         compatibility = build_record(__version__, backend.compute_capability,
                                      config.get_flag(BuilderFlag.VERSION_COMPATIBLE),
                                      config.hardware_compatibility_level)
-        cache = config.get_timing_cache()
-        if config.get_flag(BuilderFlag.DISABLE_TIMING_CACHE):
-            cache = None
-        elif cache is None:
-            cache = TimingCache()  # a private cache still deduplicates identical layers within this build
-        selection = TacticSelection(config, self.log, graph, profiles, self.shape_values, backend, device, cache)
-        selection.run()
+        if selection is None:
+            selection = self._select(graph)
         memory = self._memory_report(graph, profiles, selection.max_workspace)
         build_ms = (time.perf_counter() - start) * 1e3
         meta = {
@@ -187,11 +188,83 @@ class _Build:
             "profiling_verbosity": config.profiling_verbosity.value,
             "strongly_typed": strongly_typed,
         }
+        if formats_record is not None:  # channels_last "auto" with chains to choose for (engine/channels_last_choice)
+            meta["channels_last"] = formats_record
         plan = serialize_plan(graph, meta)
         self.log(Severity.INFO, f"build finished in {build_ms:.0f} ms: plan {len(plan)} bytes, activation memory "
                                 f"{memory['planned_peak_bytes']} bytes planned vs {memory['naive_bytes']} naive")
         self.build_time_ms = build_ms
         return plan
+
+    def _ir_graph(self) -> tuple[Graph, dict, str]:
+        """The source network lowered into a fresh ir.Graph, shapes inferred, its refittable weights marked (and
+        the network digest a refit checks); each variant of a channels-last "auto" build gets its own."""
+        ir_graph = graph_from_network(self.source)
+        infer_graph(ir_graph)
+        marked = mark_refittable_weights(ir_graph) if self.refittable else {}
+        digest = network_digest(ir_graph) if self.refittable else ""
+        return ir_graph, marked, digest
+
+    def _optimize(self, ir_graph: Graph, marked: dict, digest: str, context: PassContext) \
+            -> tuple[LoweredGraph, dict[str, int]]:
+        """The pass pipeline on `ir_graph`, then the indexed graph (with its refit table when refittable)."""
+        report = PassPipeline().run(ir_graph, context, lint=self.lint)
+        graph = lower(ir_graph)
+        if self.refittable:
+            config = self.config
+            graph.refit = refit_table(graph, marked, config.get_flag(BuilderFlag.STRIP_PLAN), digest)
+            self.log(Severity.INFO, f"refittable engine: {len(graph.refit.weights)} named weights"
+                                    f"{' (left out of the plan)' if graph.refit.stripped else ''}")
+        return graph, report
+
+    def _select(self, graph: LoweredGraph, measure: frozenset[str] = frozenset(),
+                with_selector: bool = True) -> TacticSelection:
+        profiles, backend, device, cache = self.selecting
+        selection = TacticSelection(self.config, self.log, graph, profiles, self.shape_values, backend, device, cache,
+                                    measure, with_selector)
+        selection.run()
+        return selection
+
+    def _timed_formats(self, ir_graph: Graph, marked: dict, digest: str, context: PassContext):
+        """channels_last "auto" (engine/channels_last_choice.py): the LINEAR and the all-HWC variant, each chain's
+        layers timed in both, and the graph with HWC only on the chains that win. Returns the final graph, its pass
+        report, its tactic selection (None: still to be made) and the plan's record of the choice (None: no
+        choice). The variants choose without the user's algorithm selector; with one, the final graph's selection
+        is made again with it (its timings come from the timing cache)."""
+        linear_context = replace(context, channels_last_only=frozenset(), format_chains=[])
+        linear_graph, linear_report = self._optimize(ir_graph, marked, digest, linear_context)
+        chains = linear_context.format_chains
+        if not chains:
+            self.log(Severity.INFO, "channels-last auto: no convolution chain can run HWC on this device; the "
+                                    "network is built LINEAR, as with the option off")
+            return linear_graph, linear_report, None, None
+        hwc_context = replace(context, channels_last_only=None, format_chains=[])
+        hwc_graph, hwc_report = self._optimize(*self._ir_graph(), hwc_context)
+        if not same_chains(chains, hwc_context.format_chains):
+            self.log(Severity.WARNING, "channels-last auto: the LINEAR and HWC builds found different convolution "
+                                       "chains; the network is built LINEAR")
+            return linear_graph, linear_report, None, None
+        chains = hwc_context.format_chains
+        self.log(Severity.INFO, f"channels-last auto: timing {len(chains)} convolution chain(s) LINEAR and HWC")
+        linear = self._select(linear_graph, layers_to_time(chains, hwc=False), with_selector=False)
+        hwc = self._select(hwc_graph, layers_to_time(chains, hwc=True), with_selector=False)
+        reuse = self.config.algorithm_selector is None
+        try:
+            choices = choose_chains(chains, linear.measured, hwc.measured)
+        except ValueError as exc:
+            self.log(Severity.WARNING, f"channels-last auto: {exc}; the network is built LINEAR")
+            return linear_graph, linear_report, linear if reuse else None, None
+        for choice in choices:
+            self.log(Severity.INFO, choice.log_line())
+        winners = frozenset(choice.first for choice in choices if choice.hwc)
+        record = choice_record(choices)
+        if not winners:
+            return linear_graph, linear_report, linear if reuse else None, record
+        if len(winners) == len(choices):
+            return hwc_graph, hwc_report, hwc if reuse else None, record
+        # a third graph: each of its layers was timed in one variant or the other, so the timing cache answers
+        mixed_context = replace(context, channels_last_only=winners, format_chains=[])
+        return (*self._optimize(*self._ir_graph(), mixed_context), None, record)
 
     def _dynamic_ranges(self, graph: Graph) -> DynamicRanges | None:
         """INT8 ranges for implicit quantization: the calibration cache if the calibrator has one, else a

@@ -96,6 +96,21 @@ def _member(enum: type, value, field: str):
     raise BuildError(f"{field} must be one of {', '.join(m.name for m in enum)}, got {value!r}")
 
 
+# BuilderConfig.channels_last's values: off, every chain HWC, or a timed choice per chain (docs/formats.md "auto").
+CHANNELS_LAST_AUTO = "auto"
+_CHANNELS_LAST_WORDS = {"off": False, "on": True, CHANNELS_LAST_AUTO: CHANNELS_LAST_AUTO}
+
+
+def channels_last_mode(value, field: str = "BuilderConfig.channels_last") -> bool | str:
+    """False, True or "auto" from what the option accepts (a bool, or "off" / "on" / "auto" in any case); anything
+    else is a BuildError naming `field` and the accepted values, so 2 or "sideways" never builds silently."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _CHANNELS_LAST_WORDS:
+        return _CHANNELS_LAST_WORDS[value.lower()]
+    raise BuildError(f"{field} must be False, True or 'auto' (or the words 'off', 'on', 'auto'), got {value!r}")
+
+
 def resolve_device(requested: str | None) -> str:
     """'cpu' or 'gpu'. None/'auto' picks the GPU when CuPy finds one; env POLYX_DEVICE overrides auto."""
     choice = (requested or os.environ.get("POLYX_DEVICE") or "auto").lower()
@@ -132,8 +147,17 @@ class BuilderConfig:
         # default until its GPU kernel has been measured on the GPU machine (docs/architecture.md).
         self.pointwise_fusion = False
         # Run 4-D convolution chains channels-last (HWC tensors, REFORMAT layers at the chains' ends;
-        # passes/tensor_formats.py, docs/formats.md). Off by default: plans stay LINEAR.
+        # passes/tensor_formats.py, docs/formats.md): False (the default: plans stay LINEAR), True (every chain),
+        # "auto" (each chain HWC only where its timed layers say it pays; engine/channels_last_choice.py).
         self.channels_last = False
+
+    @property
+    def channels_last(self) -> bool | str:
+        return self._channels_last
+
+    @channels_last.setter
+    def channels_last(self, value) -> None:
+        self._channels_last = channels_last_mode(value)
 
     # flags
     @property

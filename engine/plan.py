@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .channels_last_choice import validate_choice_record
 from .compatibility import validate_record
 from .config import ProfilingVerbosity
 from .container import pack, unpack
@@ -480,7 +481,8 @@ def _check_shape_input_values(meta: Any, graph: LoweredGraph) -> None:
 
 
 def _check_recorded_settings(meta: Any) -> None:
-    """meta.compatibility (engine/compatibility.py), meta.profiling_verbosity and meta.strongly_typed."""
+    """meta.compatibility (engine/compatibility.py), meta.profiling_verbosity, meta.strongly_typed and
+    meta.channels_last (engine/channels_last_choice.py; only in plans built with channels_last "auto")."""
     if not isinstance(meta, dict):
         return  # refused after the graph checks, with the other 'meta' message
     validate_record(meta.get("compatibility"))
@@ -489,3 +491,4 @@ def _check_recorded_settings(meta: Any) -> None:
                                                   f"{[v.value for v in ProfilingVerbosity]}")
     if not isinstance(meta.get("strongly_typed"), bool):
         raise _fail("meta 'strongly_typed'", f"must be true or false, got {meta.get('strongly_typed')!r}")
+    validate_choice_record(meta.get("channels_last"))  # BuilderConfig.channels_last "auto": what it chose

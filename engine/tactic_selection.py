@@ -53,7 +53,8 @@ def skipped_tactic_lines(layer_name: str, skipped: dict[str, list[str]]) -> list
 
 class TacticSelection:
     def __init__(self, config: BuilderConfig, log, graph: LoweredGraph, profiles: list[dict[str, tuple]],
-                 shape_values: list[dict[str, tuple]], backend, device: str, cache: TimingCache | None):
+                 shape_values: list[dict[str, tuple]], backend, device: str, cache: TimingCache | None,
+                 measure: frozenset[str] = frozenset(), with_selector: bool = True):
         self.config = config
         self.log = log
         self.graph = graph
@@ -72,6 +73,13 @@ class TacticSelection:
         # mantissa bits, which FP32 accuracy checks against onnxruntime (1e-4) do not tolerate.
         self.build_options = {"tf32": config.get_flag(BuilderFlag.TF32)}
         self.body_chooser = BodyTacticChooser(self)  # the layers inside control-flow subgraphs
+        # BuilderConfig.channels_last "auto" (engine/channels_last_choice.py): the layers whose chosen tactic is
+        # timed in the sweep of profile 0, and their times (ms); empty for every other build, which stays as fast
+        self.measure = measure
+        self.measured: dict[str, float] = {}
+        # The user's algorithm selector, asked and told only for the engine built: not for the variants of a
+        # channels-last "auto" build (a tactic replay recorded LINEAR cannot force a layer's tactic when it is HWC)
+        self.selector = config.algorithm_selector if with_selector else None
 
     def run(self) -> None:
         for spec in self.graph.layers:
@@ -85,9 +93,8 @@ class TacticSelection:
         if self.body_chooser.chosen:
             self.log(Severity.INFO, f"tactic selection: {self.body_chooser.chosen} control-flow subgraph layers run "
                                     "a tactic other than their reference kernel")
-        selector = self.config.algorithm_selector
-        if selector is not None:
-            selector.report_algorithms(self.contexts, self.chosen)
+        if self.selector is not None:
+            self.selector.report_algorithms(self.contexts, self.chosen)
         if self.cache is not None:
             self.log(Severity.VERBOSE, f"timing cache: {self.cache.hits} hits, {self.cache.misses} misses")
         profiles = f" in each of {len(self.profiles)} profiles" if len(self.profiles) > 1 else ""
@@ -142,7 +149,10 @@ class TacticSelection:
                         slots[o] = empty_in_format(backend.xp, shapes[o],
                                                    storage_dtype(graph.tensors[o].dtype, self.device),
                                                    graph.tensors[o].format)
-                    self._run_once(step, slots, self._workspace(tactic, spec, shapes))
+                    workspace = self._workspace(tactic, spec, shapes)
+                    self._run_once(step, slots, workspace)
+                    if profile_index == 0 and spec.layer.name in self.measure:  # after its first, untimed run
+                        self.measured[spec.layer.name] = self.measure_step(spec, step, slots, workspace)
                     if step.data_dependent:
                         for o in spec.outputs:
                             slots[o] = _fit_to(slots[o], shapes[o], backend.xp)
@@ -154,6 +164,16 @@ class TacticSelection:
             for i in spec.inputs:
                 if i is not None and last_use.get(i) == index and i not in keep:
                     slots[i] = None
+
+    def measure_step(self, spec: LayerSpec, step, slots: list[Any], workspace: Any) -> float:
+        """Median time (ms) of the layer's chosen step, run as the engine will run it, at profile 0's opt shapes
+        (its outputs are written again with the same values)."""
+        samples = []
+        for _ in range(max(3, int(self.config.avg_timing_iterations))):
+            with self.backend.timer() as timer:
+                self._run_once(step, slots, workspace)
+            samples.append(timer.elapsed_ms)
+        return statistics.median(samples)
 
     def _check_trial_memory(self, shapes, profile_index: int) -> None:
         """Refuse, before allocating, a trial run that cannot fit in host memory (a [2**40, 4] input, an Expand
@@ -188,7 +208,7 @@ class TacticSelection:
             tuple(tuple(tuple(r.shapes[i]) if i is not None else () for r in by_which) for i in spec.inputs),
             tuple(tuple(tuple(r.shapes[o]) for r in by_which) for o in spec.outputs),
             spec.layer.precision.value, profile_index)
-        selector = self.config.algorithm_selector
+        selector = self.selector
         allowed = list(range(len(candidates))) if selector is None else self.ask_selector(selector, context,
                                                                                             algorithms)
         ranked = sorted(allowed, key=lambda k: (timings.get(candidates[k].id, 0.0) if timings else

@@ -23,6 +23,7 @@ import numpy as np
 
 import engine as trt
 from engine.algorithm_selector import IAlgorithmSelector
+from engine.config import channels_last_mode
 from engine.network import NetworkDefinition
 from engine.output_files import note_input
 
@@ -77,7 +78,8 @@ class BuildOptions:
     optimization_level: int = 3
     tactic_sources: list[str] | None = None  # TacticSource names (any case) the builder may use; None: all
     pointwise_fusion: bool = False  # BuilderConfig.pointwise_fusion: elementwise chains as one POINTWISE layer
-    channels_last: bool = False  # BuilderConfig.channels_last: convolution chains in HWC (NHWC) memory
+    # BuilderConfig.channels_last: convolution chains in HWC (NHWC) memory: False, True, or "auto" (timed per chain)
+    channels_last: bool | str = False
     device: str = "auto"
     timing_cache: Path | None = None  # read when it exists, written after the build
     load_timing_cache: Path | None = None  # read (must exist); overrides timing_cache for reading
@@ -128,6 +130,10 @@ class BuildOptions:
             if chosen:
                 raise PolyxError(f"--strongly-typed takes the precisions from the model's types; {', '.join(chosen)} "
                                  "cannot be combined with it")
+        try:
+            channels_last_mode(self.channels_last, "--channels-last (channels_last)")
+        except trt.BuildError as exc:
+            raise PolyxError(str(exc)) from None
         if not 0 <= self.optimization_level <= 5:
             raise PolyxError(f"builder optimization level must be 0..5, got {self.optimization_level}")
         unknown = [name for name in self.tactic_sources or [] if name.upper() not in trt.TacticSource.__members__]

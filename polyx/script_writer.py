@@ -18,12 +18,13 @@ _API_NAMES = ("BytesFromPath", "Comparator", "CompareFunc", "CreateConfig", "Dat
 # BuildOptions fields the generated CreateConfig/EngineRunner express; any other field set is refused.
 _BUILD_FIELDS = {"input_shapes", "min_shapes", "opt_shapes", "max_shapes", "extra_profiles", "profile_index", "fp16",
                  "tf32", "precision_constraints", "layer_precisions", "workspace_bytes", "optimization_level",
-                 "tactic_sources", "device", "load_timing_cache", "save_timing_cache", "save_tactics", "load_tactics"}
+                 "tactic_sources", "device", "load_timing_cache", "save_timing_cache", "save_tactics", "load_tactics",
+                 "channels_last"}
 _CONFIG_NAMES = {"fp16": "fp16", "tf32": "tf32", "precision_constraints": "precision_constraints",
                  "layer_precisions": "layer_precisions", "optimization_level": "builder_optimization_level",
                  "tactic_sources": "tactic_sources", "device": "device", "load_timing_cache": "load_timing_cache",
                  "save_timing_cache": "save_timing_cache", "save_tactics": "save_tactics",
-                 "load_tactics": "load_tactics"}
+                 "load_tactics": "load_tactics", "channels_last": "channels_last"}
 # RunOptions settings a script cannot reproduce, and the flag that sets each
 _REFUSED = {"load_inputs": "--load-inputs", "save_inputs": "--save-inputs", "load_outputs": "--load-outputs",
             "save_outputs": "--save-outputs", "data_loader_script": "--data-loader-script", "validate": "--validate",
@@ -101,7 +102,7 @@ def _refuse_unsupported(options: RunOptions) -> None:
             flag = {"mark_all": "--mark-all", "mark_outputs": "--engine-outputs", "int8": "--int8",
                     "timing_cache": "--timing-cache (use --load-timing-cache / --save-timing-cache)",
                     "calibration_cache": "--calibration-cache", "calib_base_cls": "--calib-base-cls",
-                    "pointwise_fusion": "--pointwise-fusion", "channels_last": "--channels-last"}
+                    "pointwise_fusion": "--pointwise-fusion"}
             raise PolyxError(f"--gen-script: the generated script cannot express "
                              f"{flag.get(field.name, '--' + field.name.replace('_', '-'))}; drop it or run the command")
 

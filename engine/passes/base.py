@@ -31,6 +31,10 @@ class PassContext:
     # tactic of the build device runs that node on HWC tensors (the builder asks its tactic registry)
     channels_last: bool = False
     runs_channels_last: Callable[[Any], bool] = field(default=lambda node: False)
+    # BuilderConfig.channels_last "auto" (engine/channels_last_choice.py): convert only the chains whose first node
+    # has one of these names (None: every chain); the pass lists every chain it found in `format_chains`
+    channels_last_only: frozenset[str] | None = None
+    format_chains: list[Any] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
         self.log(Severity.WARNING, message)

@@ -15,8 +15,14 @@ tensor keeps its name, so network outputs, debug tensors and comparisons see the
 inside becomes `<name>:hwc`. Weights, biases and every other operand stay LINEAR. Where a precision REFORMAT
 (FP16 builds) already stands at a chain's end, it converts the layout too (one copy, not two): one whose output only
 the chain reads writes HWC, and one reading a chain's tensor reads it HWC.
+
+With BuilderConfig.channels_last = "auto" the builder runs the pass with `ctx.channels_last_only`, the first-node
+names of the chains to convert (empty for its LINEAR variant), and reads back `ctx.format_chains`: every chain found,
+with the reformats each needs, which it times (engine/channels_last_choice.py).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 from ..dtypes import DataType
 from ..enums import LayerType, TensorFormat
@@ -93,6 +99,22 @@ def _converts_only_for(value: Value, inside: set[int], graph: Graph) -> bool:
                     for reader, position in value.uses))
 
 
+@dataclass
+class FormatChain:
+    """One convolution chain as the pass found it, by stable node names (the builder's timed choice compares the
+    same chain in a LINEAR and an HWC build): its members in graph order (`members[0]` keys it), and, when it was
+    converted, the REFORMAT layers made for it (`reformats`; one shared with another chain is listed for both) and
+    the precision REFORMATs that convert its layout in the same copy (`converted`: they exist LINEAR without it)."""
+
+    members: tuple[str, ...]
+    reformats: list[str] = field(default_factory=list)
+    converted: list[str] = field(default_factory=list)
+
+    @property
+    def first(self) -> str:
+        return self.members[0]
+
+
 class ChannelsLastFormats(Pass):
     name = "channels_last"
 
@@ -100,8 +122,15 @@ class ChannelsLastFormats(Pass):
         if not ctx.channels_last:
             return {}
         members = [n for n in graph.nodes if can_join(n) is None and ctx.runs_channels_last(n)]
-        chosen = [n for chain in _chains(members) if any(n.type == LayerType.CONVOLUTION for n in chain)
-                  for n in chain]
+        chains = [chain for chain in _chains(members) if any(n.type == LayerType.CONVOLUTION for n in chain)]
+        records = [FormatChain(tuple(n.name for n in chain)) for chain in chains]
+        ctx.format_chains[:] = records
+        only = ctx.channels_last_only
+        record_of = {id(n): record for chain, record in zip(chains, records) for n in chain
+                     if only is None or record.first in only}
+        chosen = [n for chain in chains for n in chain if id(n) in record_of]
+        if not chosen and only is not None:
+            return {}  # a timed choice that keeps every chain LINEAR builds what the option off builds
         inside = {id(n) for n in chosen}
         for node in chosen:
             node.outputs[0].format = TensorFormat.HWC
@@ -116,21 +145,28 @@ class ChannelsLastFormats(Pass):
                     value.producer.params["to_format"] = TensorFormat.HWC
                     value.format = TensorFormat.HWC
                     reformats.append(value.producer.name)
+                    record_of[id(node)].converted.append(value.producer.name)
                     continue
                 if id(value) not in entering:
                     entering[id(value)] = self._reformat(graph, value, f"{value.name}:hwc", TensorFormat.HWC,
                                                          reformats)
+                made = entering[id(value)].producer.name
+                if made not in record_of[id(node)].reformats:
+                    record_of[id(node)].reformats.append(made)
                 graph.set_input(node, position, entering[id(value)])
         for node in chosen:
             value = node.outputs[0]
             leaving = [(reader, position) for reader, position in value.uses
                        if (id(reader) not in inside or position not in activation_positions(reader))
                        and reader.type != LayerType.REFORMAT]  # a reformat reads any layout (precision ones too)
+            record_of[id(node)].converted.extend(reader.name for reader, _ in value.uses
+                                                 if reader.type == LayerType.REFORMAT)
             if not leaving and value not in graph.outputs:
                 continue
             name = value.name
             graph.rename(value, graph.fresh_name(f"{name}:hwc"))
             linear = self._reformat(graph, value, name, TensorFormat.LINEAR, reformats)
+            record_of[id(node)].reformats.append(linear.producer.name)
             for reader, position in leaving:
                 graph.set_input(reader, position, linear)
             graph.replace_output(value, linear)

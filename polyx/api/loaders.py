@@ -54,14 +54,14 @@ _CONFIG_FIELDS = {"fp16": "fp16", "tf32": "tf32", "int8": "int8", "precision_con
                   "tactic_sources": "tactic_sources", "device": "device", "load_timing_cache": "load_timing_cache",
                   "save_timing_cache": "save_timing_cache", "load_tactics": "load_tactics",
                   "save_tactics": "save_tactics", "calibration_cache": "calibration_cache",
-                  "calib_base_cls": "calib_base_cls"}
+                  "calib_base_cls": "calib_base_cls", "channels_last": "channels_last"}
 
 
 class CreateConfig:
     """The builder settings: fp16, tf32, int8, profiles=[Profile...], precision_constraints ("obey" | "prefer"),
     layer_precisions={layer: "fp32"}, memory_pool_limits={"workspace": bytes}, builder_optimization_level,
     tactic_sources=["cublas", ...], device ("auto" | "cpu" | "gpu"), load/save_timing_cache, load/save_tactics,
-    calibration_cache, calib_base_cls. Unknown keywords are refused by name."""
+    calibration_cache, calib_base_cls, channels_last (False | True | "auto"). Unknown keywords are refused by name."""
 
     def __init__(self, profiles: list[Profile] | None = None, memory_pool_limits: dict[Any, int] | None = None,
                  **settings: Any):

@@ -60,6 +60,14 @@ class Device(str, Enum):
     auto = "auto"
 
 
+class ChannelsLast(str, Enum):
+    """--channels-last: off, on (every convolution chain HWC; a bare --channels-last), or auto (timed per chain)."""
+
+    off = "off"
+    on = "on"
+    auto = "auto"
+
+
 def _shape_specs(values: list[str] | None, flag: str) -> typing.Iterator[tuple[str, str, tuple[int, ...]]]:
     """(value, name, shape) for every NAME:[d0,...] spec of the flag's values, in order."""
     for value in values or []:
@@ -294,9 +302,11 @@ _BUILD_PARAMETERS = [
     ("pointwise_fusion", Annotated[bool, _option(
         "--pointwise-fusion", help="Fuse chains of elementwise, activation and unary layers into one POINTWISE "
                                    "layer (one generated kernel on the GPU).")], False),
-    ("channels_last", Annotated[bool, _option(
+    ("channels_last", Annotated[ChannelsLast, _option(
         "--channels-last", help="Run 4-D convolution chains in channels-last (NHWC, TensorFormat.HWC) memory, "
-                                "with REFORMAT layers at the chains' ends; inputs and outputs stay NCHW.")], False),
+                                "with REFORMAT layers at the chains' ends; inputs and outputs stay NCHW. on (also "
+                                "a bare --channels-last): every chain; auto: each chain whose layers time faster "
+                                "HWC; off: none.", case_sensitive=False)], ChannelsLast.off),
     ("plugins", Annotated[list[Path] | None, _option(
         "--plugins", help="Python modules that register plugins (engine.register_plugin), loaded before parsing "
                           "(several values after one flag).")], None),
@@ -313,7 +323,7 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
                            layer_precisions_file=None, workspace=None, pool_limit=None, timing_cache=None,
                            load_timing_cache=None, save_timing_cache=None, save_tactics=None,
                            load_tactics=None, builder_optimization_level=3, tactic_sources=None,
-                           device=Device.auto, pointwise_fusion=False, channels_last=False,
+                           device=Device.auto, pointwise_fusion=False, channels_last=ChannelsLast.off,
                            plugins=None) -> BuildOptions:
     """The flags' raw values -> a validated BuildOptions (PolyxError names the flag at fault). Plugin modules are
     imported here, before any model is parsed."""
@@ -331,11 +341,20 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
         layer_precisions=parse_layer_precisions(layer_precisions, layer_precisions_file),
         workspace_bytes=_workspace_bytes(workspace, pool_limit),
         optimization_level=builder_optimization_level, tactic_sources=parse_tactic_sources(tactic_sources),
-        device=Device(device).value, pointwise_fusion=pointwise_fusion, channels_last=channels_last,
+        device=Device(device).value, pointwise_fusion=pointwise_fusion,
+        channels_last=_channels_last(channels_last),
         timing_cache=timing_cache, load_timing_cache=load_timing_cache, save_timing_cache=save_timing_cache,
         save_tactics=save_tactics, load_tactics=load_tactics)
     options.validate()
     return options
+
+
+def _channels_last(value: ChannelsLast | bool | str) -> bool | str:
+    """The flag's word as BuilderConfig.channels_last takes it: False, True or "auto" (a bool passes through, for
+    callers of build_options_from_cli that still pass one)."""
+    if isinstance(value, bool):
+        return value
+    return {"off": False, "on": True, "auto": "auto"}[ChannelsLast(value).value]
 
 
 def parse_pool_limits(values: list[str] | None) -> dict[str, int]:

@@ -70,6 +70,8 @@ def describe_plan(path: Path, show: set[str]) -> dict[str, Any]:
         "reformat_layers": [{"name": r["name"], **r["reformat"]} for r in rows if "reformat" in r],
         # tensors by memory layout (BuilderConfig.channels_last makes HWC ones)
         "tensor_formats": dict(Counter(t.format.value for t in graph.tensors)),
+        # BuilderConfig.channels_last "auto": each chain's LINEAR and HWC times and the choice (None otherwise)
+        "channels_last": _channels_last_choice(meta.get("channels_last"), verbosity),
         "int8_tensors": _int8_tensors(graph),
         "memory": memory,
         "passes": dict(meta.get("passes", {})),
@@ -103,6 +105,7 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
             ("layers", f"{counts['total']} ({counts['device']} device, {counts['host']} host shape arithmetic, "
                        f"{counts['reformat']} reformat; {counts['before_optimization']} before optimization)"),
             *_formats_field(report["tensor_formats"]),
+            *_channels_last_field(report["channels_last"]),
         ]),
         Table("profiles", ["profile", "input", "min", "opt", "max"],
               [[str(p["index"]), e["name"], format_shape(e["min"]), format_shape(e["opt"]), format_shape(e["max"])]
@@ -126,6 +129,11 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
               [[t["tensor"], f"{t['scale']:.6g}", f"±{127 * t['scale']:.6g}", ", ".join(t["roles"])]
                for t in report["int8_tensors"]]),
     ]
+    if report["channels_last"] is not None:
+        blocks.append(Table("channels-last choice (profile 0's opt shapes)",
+                            ["first layer", "layers", "LINEAR ms", "HWC ms", "choice"],
+                            [[c["first"], str(c["layers"]), f"{c['linear_ms']:.4f}", f"{c['hwc_ms']:.4f}",
+                              "HWC" if c["hwc"] else "LINEAR"] for c in report["channels_last"]["chains"]]))
     if "layers" in report:
         with_params = any("params" in row for row in report["layers"])
         columns = ["#", "name", "type", "precision", "tactic", "tactic id", "source", "fused from"]
@@ -246,6 +254,23 @@ def _formats_field(formats: dict[str, int]) -> list[tuple[str, str]]:
     if set(formats) <= {TensorFormat.LINEAR.value}:
         return []
     return [("tensor formats", ", ".join(f"{count} {name}" for name, count in sorted(formats.items())))]
+
+
+def _channels_last_choice(record: dict[str, Any] | None, verbosity: str) -> dict[str, Any] | None:
+    """The plan's record of the timed channels-last choice (validated by the plan loader); NONE verbosity hides
+    the chains' layer names."""
+    if record is None:
+        return None
+    return {**record, "chains": [{**chain, "first": "-" if verbosity == "NONE" else chain["first"]}
+                                 for chain in record["chains"]]}
+
+
+def _channels_last_field(record: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The 'channels-last' line, shown only for a plan built with channels_last "auto"."""
+    if record is None:
+        return []
+    chosen = sum(chain["hwc"] for chain in record["chains"])
+    return [("channels-last", f"{record['mode']}, {chosen} of {len(record['chains'])} chains HWC (timed)")]
 
 
 def _layout(graph: LoweredGraph, index: int) -> str:

@@ -29,9 +29,12 @@ def test_arguments_defaults_quick_and_errors(script, tmp_path):
     assert (quick.warmup, quick.iterations, quick.opt_level) == (3, 10, 1) and quick.json == tmp_path / "r.json"
     assert script.parse_args(["--compile", "fp32,fp16"]).compile_precisions == ["fp32", "fp16"]
     assert script.parse_args(["--compile", "none"]).compile_precisions == []
-    assert not settings.channels_last and script.parse_args(["--channels-last"]).channels_last
+    assert settings.channels_last is False and script.parse_args(["--channels-last"]).channels_last is True
+    assert script.parse_args(["--channels-last", "AUTO", "--quick"]).channels_last == "auto"
+    assert script.parse_args(["--channels-last", "off"]).channels_last is False
     for bad in (["--models", "vgg"], ["--batches", "0"], ["--batches", "a"], ["--batches", "64"],
-                ["--opt-level", "9"], ["--json", str(tmp_path / "missing" / "r.json")]):
+                ["--opt-level", "9"], ["--json", str(tmp_path / "missing" / "r.json")],
+                ["--channels-last", "sideways"]):
         with pytest.raises(SystemExit) as exit_info:
             script.parse_args(bad)
         assert exit_info.value.code == 2

@@ -296,7 +296,7 @@ def test_the_formats_doc_example_runs(capsys) -> None:
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
-    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    code = text.split("## Example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "docs/formats.md", "exec"), {})
     names, difference = capsys.readouterr().out.splitlines()
     assert names == str(['x:hwc', 'r1', 'p1', 'r2', 'block_out:hwc', 'scaled:hwc', 'c4', 'gap:hwc'])

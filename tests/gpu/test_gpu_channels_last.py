@@ -2,7 +2,8 @@
 run on NHWC memory against float64 NumPy; the NHWC pooling kernels against NumPy; the ResNet-like test model and
 MobileNetV2 built channels-last on cuDNN convolutions against onnxruntime (FP32 within 1e-4, FP16 within 2e-2),
 under CUDA-graph replay and after a plan reload; HWC tensors really laid out NHWC in device memory; no chain
-without cuDNN. Needs nvidia-cudnn-frontend and libcudnn 9 (docs/gpu.md)."""
+without cuDNN; channels_last "auto" (the timed choice per chain) against onnxruntime. Needs nvidia-cudnn-frontend
+and libcudnn 9 (docs/gpu.md)."""
 from __future__ import annotations
 
 import numpy as np
@@ -122,12 +123,12 @@ def test_the_nhwc_pooling_kernels_match_numpy(dtype) -> None:
                                        err_msg=f"{tactic.name} NHWC -> {out_format.value} {np.dtype(dtype)}")
 
 
-def build(model: onnx.ModelProto, name: str, batch: tuple, fp16: bool = False) -> bytes:
+def build(model: onnx.ModelProto, name: str, batch: tuple, fp16: bool = False, channels_last=True) -> bytes:
     builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
     network = builder.create_network()
     assert trt.OnnxParser(network).parse(model.SerializeToString())
     config = builder.create_builder_config()
-    config.device, config.channels_last, config.builder_optimization_level = "gpu", True, 2
+    config.device, config.channels_last, config.builder_optimization_level = "gpu", channels_last, 2
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     shape = list(network.get_input(0).shape)
@@ -182,6 +183,36 @@ def test_resnet_like_channels_last_on_cudnn_matches_onnxruntime(fp16) -> None:
                                                f"engines {sorted(set(convs.values()))}")
             np.testing.assert_array_equal(replayed[name], got[name], err_msg="CUDA-graph replay differs")
     assert layouts.seen["r2"], "an HWC tensor must lie NHWC in device memory"
+
+
+def test_resnet_like_channels_last_auto_matches_onnxruntime() -> None:
+    """channels_last "auto" on the GPU (engine/channels_last_choice.py): both chains timed LINEAR and HWC on the
+    device, the choice recorded; whatever it chose, the plan's HWC tensors are those of the chosen chains and the
+    FP32 outputs are within 1e-4 of onnxruntime, also under CUDA-graph replay."""
+    from engine.plan import deserialize_plan
+
+    model = resnet_like_model()
+    plan = build(model, "x", (1, 2, 4), channels_last="auto")
+    chains = deserialize_plan(plan)[1]["channels_last"]["chains"]
+    assert [(c["first"], c["layers"]) for c in chains] == [("conv1", 4), ("conv4", 2)], chains
+    assert all(c["linear_ms"] > 0 and c["hwc_ms"] > 0 for c in chains), chains
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
+    formats = {t.name: t.format for t in engine.graph.tensors}
+    for chain, inner in zip(chains, ("r2", "c4")):
+        assert formats[inner] == (HWC if chain["hwc"] else LINEAR), (chain, formats)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    plain, graphed = engine.create_execution_context(), engine.create_execution_context()
+    graphed.use_cuda_graph = True
+    for batch in (1, 3):
+        feeds = model_feeds(batch, seed=batch + 7)
+        want = dict(zip(["y", "block_out"], session.run(["y", "block_out"], feeds)))
+        got = plain.execute(feeds)
+        graphed.execute(feeds)
+        replayed = graphed.execute(feeds)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4,
+                                       err_msg=f"{name}, auto choice {chains}, cuDNN {version_string()}")
+            np.testing.assert_array_equal(replayed[name], got[name], err_msg="CUDA-graph replay differs")
 
 
 def test_mobilenet_v2_channels_last_matches_onnxruntime() -> None:
