@@ -295,6 +295,12 @@ def format_builds_markdown(builds: list[dict[str, Any]]) -> list[str]:
                   "warm from earlier builds of the run). warm build s: the same engine rebuilt from the --timing-cache "
                   "file the cold builds wrote. layers by tactic source: device layers per chosen tactic's source "
                   "(none: kernels of no source)."]
+    for b in builds:
+        if b.get("channels_last"):
+            c = b["channels_last"]
+            lines.append(f"- {b['model']} {b['precision']} ({b.get('profile', '-')}): channels-last auto, {c['hwc']} "
+                         f"of {c['chains']} convolution chains HWC; chains' layers summed {c['linear_ms']:.3f} ms "
+                         f"LINEAR vs {c['hwc_ms']:.3f} ms HWC with their reformats, timed at build")
     return lines
 
 
@@ -452,6 +458,12 @@ class EngineBuilds:
         record = {"seconds": report.build_seconds, "device_layers": report.layers_after, "status": "ok",
                   "tactics": {k: dict(v) for k, v in report.tactics_by_layer_type.items()},
                   "layers_by_source": count_layers_by_source(rows)}
+        choice = getattr(engine, "meta", {}).get("channels_last")  # channels_last "auto": the timed chains
+        if choice:
+            record["channels_last"] = {"chains": len(choice["chains"]),
+                                       "hwc": sum(chain["hwc"] for chain in choice["chains"]),
+                                       "linear_ms": sum(chain["linear_ms"] for chain in choice["chains"]),
+                                       "hwc_ms": sum(chain["hwc_ms"] for chain in choice["chains"])}
         if self.cache_file is not None:
             record.update(self._warm_build(onnx_path, options, cold_cache, [row["tactic_id"] for row in rows]))
         return engine, record

@@ -330,3 +330,24 @@ def test_gpu_build_with_no_tactic_source_falls_back_to_kernels_of_no_source(scri
     _, record = script.EngineBuilds(None).build(BERT_TINY, options)
     assert record["layers_by_source"] == {"none": record["device_layers"]}, \
         f"a layer kept a tactic of a disabled source: {record['layers_by_source']}"
+
+
+@pytest.mark.skipif(not (MODELS / "mobilenet_v2.onnx").is_file(), reason="shared model mobilenet_v2 is missing")
+def test_a_channels_last_auto_build_records_its_chains_and_the_markdown_says_so(script):
+    """The record sums the plan's timed chains (engine/channels_last_choice.py) and counts those built HWC."""
+    from polyx.build import BuildOptions
+
+    options = BuildOptions(input_shapes={"input": (1, 3, 224, 224)}, device="cpu", optimization_level=1,
+                           channels_last="auto")
+    engine, record = script.EngineBuilds(None).build(MODELS / "mobilenet_v2.onnx", options)
+    chains = engine.meta["channels_last"]["chains"]
+    assert chains and record["channels_last"] == {
+        "chains": len(chains), "hwc": sum(c["hwc"] for c in chains),
+        "linear_ms": pytest.approx(sum(c["linear_ms"] for c in chains)),
+        "hwc_ms": pytest.approx(sum(c["hwc_ms"] for c in chains))}
+    hwc_tensors = sum(t.format.value == "HWC" for t in engine.graph.tensors)
+    assert (hwc_tensors > 0) == (record["channels_last"]["hwc"] > 0)
+    line = next(line for line in script.format_builds_markdown([{"model": "mobilenet_v2", "precision": "fp32",
+                                                                  **record}]) if "channels-last auto" in line)
+    assert line.startswith(f"- mobilenet_v2 fp32 (-): channels-last auto, {record['channels_last']['hwc']} of "
+                           f"{len(chains)} convolution chains HWC")
