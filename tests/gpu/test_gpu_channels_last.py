@@ -20,7 +20,7 @@ from engine.enums import ActivationType, LayerType, TacticSource, TensorFormat
 from engine.ir import Activation, Epilogue, Node
 from engine.network import NetworkDefinition
 from engine.ops.base import TensorInfo
-from engine.tactics import TacticContext, tactics_for
+from engine.tactics import TacticContext, tactic_by_id, tactics_for
 from engine.tensor_formats import empty_in_format, is_channels_last
 
 pytestmark = pytest.mark.gpu
@@ -154,8 +154,10 @@ def test_resnet_like_channels_last_on_cudnn_matches_onnxruntime(fp16) -> None:
     rows = {r["name"]: r for r in engine.layer_info()}
     convs = {n: r["tactic"] for n, r in rows.items() if r["type"] == "CONVOLUTION"}
     assert all(t.startswith("gpu:conv:cudnn_engine") for t in convs.values()), convs
-    assert rows["pool"]["tactic"] == "gpu:pooling:max_pool_nvrtc", rows["pool"]
-    assert rows["gap"]["tactic"] == "gpu:pooling:global_avg_pool_nvrtc", rows["gap"]
+    # the pools run HWC inside the chain, on whichever HWC tactic timed fastest (an H200 took the reference max
+    # pool at this size in FP32, the NVRTC one in FP16)
+    for name in ("pool", "gap"):
+        assert HWC in tactic_by_id(rows[name]["tactic_id"]).formats, rows[name]
     formats = {t.name: t.format for t in engine.graph.tensors}
     # as on the CPU (channels_last_models.py, test_channels_last.py): the pools run NHWC inside the chains; in
     # FP16 the chain's block_out is the HALF tensor that the FLOAT output is converted from
