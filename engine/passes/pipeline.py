@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..ir import Graph, IRError
 from ..logger import Severity
 from .base import Pass, PassContext
+from .common_subexpressions import CommonSubexpressionElimination
 from .eliminate import NoopElimination
 from .fold import ConstantFolding
 from .fold_conditionals import FoldConstantConditions
@@ -24,8 +25,8 @@ DEAD_NODES = "dead_layer_elimination"
 
 def default_passes() -> list[Pass]:
     return [ConstantFolding(keep_quantized_weights=True), FoldConstantConditions(), NoopElimination(), FusionPass(),
-            ImplicitQuantization(), FusionPass(), ConstantFolding(), Int8PrecisionConstraints(), PrecisionAssignment(),
-            PointwiseFusion(), ChannelsLastFormats()]
+            ImplicitQuantization(), FusionPass(), ConstantFolding(), CommonSubexpressionElimination(),
+            Int8PrecisionConstraints(), PrecisionAssignment(), PointwiseFusion(), ChannelsLastFormats()]
 
 
 class PassPipeline:

@@ -1,0 +1,107 @@
+"""Common-subexpression elimination (engine/passes/common_subexpressions.py): nodes computing the same thing from
+the same inputs (or equal constants) become one, in cascade; what differs, what is observable and what is not a
+pure function stays. Outputs are checked against onnxruntime."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime_reference import onnxruntime_outputs
+from shared_model_cases import MODELS
+
+from engine.conformance.harness import build_engine_for_feeds, parse_onnx
+
+CSE = "common_subexpression_elimination"
+
+
+def _constant(name: str, value) -> helper.NodeProto:
+    return helper.make_node("Constant", [], [name], name=name, value=numpy_helper.from_array(np.asarray(value)))
+
+
+def mask_model(third_fill: float = -1e9, second_is_output: bool = False):
+    """Three 'layers' each building the additive mask Where(x > 0, 0, fill) from their own Constant nodes (as
+    transformers' exports do), then adding it to their own input; the first two masks are equal."""
+    nodes = [helper.make_node("Greater", ["x", "zero"], ["positive"], name="greater")]
+    outputs = []
+    for i, fill in enumerate((-1e4, -1e4, third_fill)):
+        nodes += [_constant(f"keep{i}", np.float32(0)), _constant(f"fill{i}", np.float32(fill)),
+                  helper.make_node("Where", ["positive", f"keep{i}", f"fill{i}"], [f"mask{i}"], name=f"where{i}"),
+                  helper.make_node("Add", [f"y{i}_in", f"mask{i}"], [f"y{i}"], name=f"add{i}")]
+        outputs.append(f"y{i}")
+    if second_is_output:
+        outputs.append("mask1")
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 5]) for n in ("x", "y0_in", "y1_in", "y2_in")]
+    graph = helper.make_graph(nodes, "masks", inputs,
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+                              [numpy_helper.from_array(np.float32(0), "zero")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _feeds(model) -> dict:
+    rng = np.random.default_rng(8)
+    return {i.name: rng.standard_normal((2, 5)).astype(np.float32) for i in model.graph.input}
+
+
+def _built(model):
+    feeds = _feeds(model)
+    engine = build_engine_for_feeds(parse_onnx(model), feeds, device="cpu")
+    got = engine.create_execution_context().execute(feeds)
+    want = onnxruntime_outputs(model, feeds)
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-6, atol=1e-6, err_msg=name)
+    return engine, {r["name"] for r in engine.layer_info()}
+
+
+def test_equal_masks_from_equal_constants_become_one_and_a_different_one_stays():
+    engine, names = _built(mask_model())
+    assert engine.meta["passes"][CSE] == 1
+    assert "where0" in names and "where1" not in names and "where2" in names, sorted(names)
+
+
+def test_a_mask_that_is_a_network_output_stays_observable():
+    engine, names = _built(mask_model(second_is_output=True))
+    assert engine.meta["passes"][CSE] == 0 and {"where0", "where1"} <= names
+
+
+def test_merges_cascade_through_the_readers_of_merged_nodes():
+    """Two equal Relu -> Sigmoid chains on the same input: the Relus merge, which makes the Sigmoids equal."""
+    nodes = [helper.make_node("Relu", ["x"], ["r0"], name="relu0"), helper.make_node("Sigmoid", ["r0"], ["s0"],
+                                                                                      name="sigmoid0"),
+             helper.make_node("Relu", ["x"], ["r1"], name="relu1"), helper.make_node("Sigmoid", ["r1"], ["s1"],
+                                                                                      name="sigmoid1"),
+             helper.make_node("Mul", ["s0", "s1"], ["y"], name="mul")]
+    graph = helper.make_graph(nodes, "chains", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    engine, names = _built(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert engine.meta["passes"][CSE] == 2
+    assert {"relu0", "sigmoid0", "mul"} <= names and not {"relu1", "sigmoid1"} & names
+
+
+def test_different_parameters_or_inputs_are_not_merged():
+    nodes = [helper.make_node("Softmax", ["x"], ["a"], name="softmax_last", axis=-1),
+             helper.make_node("Softmax", ["x"], ["b"], name="softmax_first", axis=0),
+             helper.make_node("Softmax", ["w"], ["c"], name="softmax_of_w", axis=-1),
+             helper.make_node("Sum", ["a", "b", "c"], ["y"], name="sum")]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 5]) for n in ("x", "w")]
+    graph = helper.make_graph(nodes, "softmaxes", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    engine, names = _built(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert engine.meta["passes"][CSE] == 0 and {"softmax_last", "softmax_first", "softmax_of_w"} <= names
+
+
+@pytest.mark.skipif(not (MODELS / "bert_tiny.onnx").is_file(), reason="shared model bert_tiny is missing")
+def test_bert_tiny_builds_its_attention_mask_once():
+    """transformers' export makes the additive mask in each layer (a Where per layer): one remains."""
+    import onnx
+
+    model = onnx.load(MODELS / "bert_tiny.onnx")
+    wheres = [n.name for n in model.graph.node if n.op_type == "Where" and n.name.endswith("attention/self/Where")]
+    assert len(wheres) == 2, wheres
+    feeds = {"input_ids": np.random.default_rng(0).integers(0, 100, (2, 16)).astype(np.int64),
+             "attention_mask": np.ones((2, 16), np.int64)}
+    feeds["attention_mask"][1, 10:] = 0
+    engine = build_engine_for_feeds(parse_onnx(model), feeds, device="cpu")
+    kept = [r["name"] for r in engine.layer_info() if r["name"] in wheres]
+    assert kept == wheres[:1], kept
+    got = engine.create_execution_context().execute(feeds)
+    for name, value in onnxruntime_outputs(model, feeds).items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-4, err_msg=name)
