@@ -14,6 +14,7 @@ from reshape_view_models import NOT_VIEW_SHUFFLES, VIEW_LAYERS, VIEW_TENSORS, re
 from shared_model_cases import CASES, MODELS, build_case, make_feeds
 
 import engine as trt
+from engine.binding import BoundInputs, bind
 from engine.container import pack, unpack
 from engine.enums import LayerType
 from engine.errors import PlanFormatError
@@ -88,6 +89,17 @@ def test_view_layers_run_no_kernel(plan, monkeypatch):
     outputs = engine.create_execution_context().execute({"x": x})
     assert set(calls) == NOT_VIEW_SHUFFLES, f"shuffle kernels called: {calls}"
     np.testing.assert_allclose(outputs["y_g"], reference(x)["y_g"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_each_view_is_its_roots_memory_at_the_bound_shape(plan, batch):
+    engine = _load(plan)
+    binding = bind(engine, BoundInputs(0, {engine.graph.inputs[0]: (batch, 3, 4)}, {}))
+    shapes = {"r1": (batch, 12), "r2": (batch * 12,), "g": (batch, 3, 4), "u": (batch, 1, 3, 4)}
+    for out, root in engine.view_roots.items():
+        name = engine.graph.tensors[out].name
+        view, base = binding.slots[out], binding.slots[root]
+        assert view.shape == shapes[name] and np.shares_memory(view, base) and view.nbytes == base.nbytes, name
 
 
 def _plans(graph, shapes):
@@ -250,3 +262,15 @@ def test_transformers_with_views_match_onnxruntime_in_no_more_memory(case):
     # the peak is set by the largest activations (the MLP's), which are no reshapes: it may stay; the buffers shrink
     assert with_views.peak_bytes <= without.peak_bytes, (with_views, without)
     assert with_views.naive_bytes < without.naive_bytes, (with_views, without)
+
+
+def test_the_documented_example_runs(capsys):
+    """docs/architecture.md's memory-plan example, executed as written (tests/ is on the path here)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    section = text[text.index("## Memory plan and views"):]
+    start = section.index("```python\n") + len("```python\n")
+    exec(compile(section[start:section.index("```\n", start)], "docs/architecture.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == str(sorted(VIEW_LAYERS)) and lines[1].startswith("4 ") and lines[2] == "(3, 3, 4)", lines
