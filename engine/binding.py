@@ -91,6 +91,9 @@ def bind(engine: Engine, inputs: BoundInputs, data_shapes: dict[int, tuple[int, 
         count = int(np.prod(shapes[i], dtype=np.int64))
         slots[i] = view_in_format(arena[offset:offset + count * dtype.itemsize].view(dtype), shapes[i],
                                   graph.tensors[i].format)
+    for out, root in engine.view_roots.items():  # view layers' outputs: the root's memory at their own shapes
+        if slots[out] is None and slots[root] is not None and shapes[out] is not None:
+            slots[out] = slots[root].reshape(shapes[out])
     steps, workspace_bytes = compile_steps(graph, engine.tactic_states[inputs.profile], shapes, resolved.host_values,
                                            engine.device, range(start, end) if start or end < len(graph.layers)
                                            else None)

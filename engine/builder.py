@@ -35,6 +35,7 @@ from .plan import serialize_plan
 from .profile import OptimizationProfile
 from .refittable import mark_refittable_weights, network_digest, refit_table
 from .shape_inference import infer_graph
+from .shuffle_views import mark_views
 from .tactic_selection import TacticSelection, input_shapes, input_values
 from .tactics import tactics_for
 from .tactics.reference import ReferenceTactic
@@ -170,7 +171,12 @@ class _Build:
                                      config.hardware_compatibility_level)
         if selection is None:
             selection = self._select(graph)
+        views = mark_views(graph)  # after the sweep, which timed every layer with buffers of its own
         memory = self._memory_report(graph, profiles, selection.max_workspace)
+        memory["view_layers"] = views
+        if views:
+            self.log(Severity.VERBOSE, f"{views} reshape-only shuffle layers are views of their inputs (no kernel, "
+                                       "no buffer)")
         build_ms = (time.perf_counter() - start) * 1e3
         meta = {
             "name": self.source.name,

@@ -24,6 +24,7 @@ from .graph import LoweredGraph, is_data_dependent, tactic_context
 from .logger import Logger
 from .memory_plan import device_lifetimes
 from .plan import serialize_plan
+from .shuffle_views import view_roots
 from .subgraph import prepare_subgraph_tactics
 from .tactics import tactic_by_id
 from .tensor_formats import layer_formats
@@ -56,6 +57,7 @@ class Engine(ErrorRecorderHook):
         self._io_names = [graph.tensors[i].name for i in graph.inputs] + [graph.tensors[i].name for i in graph.outputs]
         self._index = {graph.tensors[i].name: i for i in graph.inputs + graph.outputs}
         self.tensor_lifetimes = device_lifetimes(graph)
+        self.view_roots = view_roots(graph)  # view layers' outputs -> the tensor whose memory they share
         self._debug_index: dict[str, int] | None = None
         # Whether some layer's output sizes are known only after it ran: execution then goes in stages.
         self.has_data_dependent_shapes = any(is_data_dependent(spec.layer.type) for spec in graph.layers)
@@ -268,7 +270,7 @@ class Engine(ErrorRecorderHook):
                 "name": spec.layer.name, "type": spec.layer.type.value, "precision": spec.layer.precision.value,
                 "tactic_id": spec.tactic_id, "tactic": spec.tactic_name or ("host" if spec.host else ""),
                 "tactics_per_profile": list(spec.tactic_names), "tactic_ids_per_profile": list(spec.tactic_ids),
-                "host": spec.host, "fused_from": spec.layer.metadata.get("fused_from", []),
+                "host": spec.host, "view": spec.view, "fused_from": spec.layer.metadata.get("fused_from", []),
                 "epilogue": None if spec.layer.epilogue.empty else spec.layer.epilogue.to_json(),
                 "inputs": [None if i is None else self.graph.tensors[i].name for i in spec.inputs],
                 "outputs": [self.graph.tensors[o].name for o in spec.outputs],

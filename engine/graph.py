@@ -80,6 +80,7 @@ class LayerSpec:
     tactic_name: str = ""
     tactic_ids: list[int] = field(default_factory=list)    # one per optimization profile (device layers only)
     tactic_names: list[str] = field(default_factory=list)
+    view: bool = False     # a reshape-only SHUFFLE whose output is a view of its input (engine/shuffle_views.py)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from .dtypes import nptype
 from .enums import LayerType
 from .errors import EngineError
 from .graph import LoweredGraph
+from .shuffle_views import view_roots
 
 ALIGNMENT = 256
 
@@ -57,16 +58,19 @@ def plan_activation_memory(sizes: Sequence[int], lifetimes: Sequence[tuple[int, 
 
 def device_lifetimes(graph: LoweredGraph) -> dict[int, tuple[int, int]]:
     """[first step, last step] of each device-resident intermediate tensor, by step index in `graph.layers`.
-    Network inputs and outputs live in user buffers and host/constant tensors live on the host: not planned."""
+    Network inputs and outputs live in user buffers and host/constant tensors live on the host: not planned. A view
+    layer's output (engine/shuffle_views.py) gets no storage: reading it keeps its root tensor alive instead."""
     excluded = set(graph.inputs) | set(graph.outputs)
+    roots = view_roots(graph)
     life: dict[int, list[int]] = {}
     for step, spec in enumerate(graph.layers):
         if spec.host or spec.layer.type == LayerType.CONSTANT:
             continue
         for out in spec.outputs:
-            if out not in excluded:
+            if out not in excluded and out not in roots:
                 life[out] = [step, step]
         for i in spec.inputs:
+            i = roots.get(i, i)
             if i is not None and i in life:
                 life[i][1] = step
     return {k: (v[0], v[1]) for k, v in life.items()}

@@ -38,6 +38,7 @@ from .ir import Epilogue, Node
 from .ops.base import TensorInfo
 from .plugin import plugin_refusal
 from .refittable import add_stripped_placeholders, refit_table_from_json
+from .shuffle_views import view_refusal
 from .version import __version__
 
 MAGIC = b"POLYXPLN"
@@ -57,8 +58,9 @@ MAGIC = b"POLYXPLN"
 # 7: tensor formats (a tensor's "format", written when not LINEAR: "HWC" for channels-last, and REFORMAT layers'
 # params.to_format), which a version-6 reader would run as NCHW memory; 8: control-flow subgraph layers' chosen
 # tactics (a subgraph layer's "tactic_id"/"tactic_name", 0/"" for the reference kernel; engine/body_tactics.py),
-# which a version-7 reader would ignore
-FORMAT_VERSION = 8
+# which a version-7 reader would ignore; 9: a layer's "view" (a reshape-only SHUFFLE whose output shares its input's
+# memory, engine/shuffle_views.py), which a version-8 reader would run on an output that has no memory of its own
+FORMAT_VERSION = 9
 SUBGRAPHS = "subgraphs"
 
 
@@ -87,7 +89,7 @@ def _graph_fields(graph: LoweredGraph, arrays: dict[str, np.ndarray], prefix: st
                  "metadata": layer.metadata,
                  "inputs": spec.inputs, "outputs": spec.outputs, "host": spec.host,
                  "tactic_id": spec.tactic_id, "tactic_name": spec.tactic_name,
-                 "tactic_ids": spec.tactic_ids, "tactic_names": spec.tactic_names}
+                 "tactic_ids": spec.tactic_ids, "tactic_names": spec.tactic_names, "view": spec.view}
         if SUBGRAPHS in layer.params:
             entry[SUBGRAPHS] = {name: _graph_fields(as_lowered(sub), arrays, f"{prefix}{position}.{name}/")
                                 for name, sub in layer.params[SUBGRAPHS].items()}
@@ -178,7 +180,8 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
                      output_types={int(k): DataType(v) for k, v in entry["output_types"].items()})
         layers.append(LayerSpec(layer, list(entry["inputs"]), outputs, bool(entry["host"]),
                                 int(entry["tactic_id"]), entry.get("tactic_name", ""),
-                                [int(t) for t in entry["tactic_ids"]], list(entry["tactic_names"])))
+                                [int(t) for t in entry["tactic_ids"]], list(entry["tactic_names"]),
+                                entry["view"]))
     graph = LoweredGraph(tensors, layers, list(header["inputs"]), list(header["outputs"]), constants,
                          list(header.get("shape_inputs", [])))
     _check_layers(graph, where)
@@ -188,7 +191,22 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
         if spec.host != host:
             raise _fail(f"{where}layer '{spec.layer.name}' host", f"{spec.host} in the plan, but the layer runs "
                                                                   f"on the {'host' if host else 'device'}")
+    _check_views(graph, where)
     return graph
+
+
+def _check_views(graph: LoweredGraph, where: str) -> None:
+    """A layer marked as a view must be one (engine/shuffle_views.py): a tampered mark would make a layer's output
+    share memory it must not (a transpose's, a user buffer)."""
+    for spec in graph.layers:
+        if not spec.view:
+            continue
+        field = f"{where}layer '{spec.layer.name}' view"
+        if where:
+            raise _fail(field, "a subgraph layer runs through its subgraph's own kernels and is never a view")
+        reason = view_refusal(graph, spec)
+        if reason is not None:
+            raise _fail(field, f"true in the plan, but the layer cannot share its input's memory: {reason}")
 
 
 # Params that hold an enum value (as NetworkDefinition's add_* methods store them), checked at load: a value the
@@ -318,6 +336,8 @@ def _check_header(header: dict[str, Any], where: str = "") -> None:
         names = layer.get("tactic_names")
         if not isinstance(names, list) or len(names) != len(ids) or not all(isinstance(n, str) for n in names):
             raise _fail(f"{field} tactic_names", "must be a list of strings as long as tactic_ids")
+        if not isinstance(layer.get("view"), bool):
+            raise _fail(f"{field} view", f"must be true or false, got {layer.get('view')!r:.100}")
     for layer in header["layers"]:
         for i in layer["inputs"]:
             if i is not None and i not in produced and i not in header["inputs"]:

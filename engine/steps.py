@@ -17,6 +17,7 @@ from .dtypes import DataType
 from .graph import LayerSpec, LoweredGraph, tactic_context, widened_positions
 from .ir.epilogue import Epilogue, apply_epilogue
 from .ops.base import layer_impl
+from .shuffle_views import view_run
 
 
 @dataclass
@@ -73,10 +74,14 @@ def compile_steps(graph: LoweredGraph, tactic_states: list[Any], shapes: list, h
                   device: str, layers: range | None = None) -> tuple[list[Step], int]:
     """The step list for one binding (input shapes): one Step per device layer (only the layer indices `layers`
     when given: a stage of a network with data-dependent shapes), with the workspace size the largest tactic needs
-    at these shapes. `tactic_states`: per layer (tactic, prepared state), None for host layers."""
+    at these shapes; a view layer's step runs nothing (engine/shuffle_views.py). `tactic_states`: per layer
+    (tactic, prepared state), None for host layers."""
     steps, workspace_bytes = [], 0
     for index, (spec, chosen) in enumerate(zip(graph.layers, tactic_states)):
         if chosen is None or (layers is not None and index not in layers):
+            continue
+        if spec.view:  # its output is a view of its input, made by the binding: nothing to run
+            steps.append(Step(spec.layer.name, view_run, None, spec.inputs, spec.outputs, None))
             continue
         tactic, state = chosen
         workspace_bytes = max(workspace_bytes, int(tactic.workspace_bytes(

@@ -63,6 +63,8 @@ def describe_plan(path: Path, show: set[str]) -> dict[str, Any]:
         "layer_counts": {"total": len(rows), "device": sum(not r["host"] for r in rows),
                          "host": sum(r["host"] for r in rows),
                          "reformat": sum(r["type"] == LayerType.REFORMAT.value for r in rows),
+                         # reshape-only SHUFFLE layers running as views of their inputs (engine/shuffle_views.py)
+                         "views": sum(r["view"] for r in rows),
                          "before_optimization": meta.get("layers_before")},
         "layer_types": histogram(Counter(row["type"] for row in rows), "type"),
         "tactics": [{"tactic": name, "tactic_id": tactic_id, "count": count}
@@ -103,7 +105,9 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
             ("profiling verbosity", report["profiling_verbosity"]),
             ("compatibility", _compatibility_text(report["compatibility"])),
             ("layers", f"{counts['total']} ({counts['device']} device, {counts['host']} host shape arithmetic, "
-                       f"{counts['reformat']} reformat; {counts['before_optimization']} before optimization)"),
+                       f"{counts['reformat']} reformat; {counts['before_optimization']} before optimization)"
+                       + (f"; {counts['views']} shuffle layers are views (no kernel, no buffer)"
+                          if counts["views"] else "")),
             *_formats_field(report["tensor_formats"]),
             *_channels_last_field(report["channels_last"]),
         ]),
@@ -136,6 +140,7 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
                               "HWC" if c["hwc"] else "LINEAR"] for c in report["channels_last"]["chains"]]))
     if "layers" in report:
         with_params = any("params" in row for row in report["layers"])
+        views = any(row["view"] for row in report["layers"])
         columns = ["#", "name", "type", "precision", "tactic", "tactic id", "source", "fused from"]
         rows = []
         for row in report["layers"]:
@@ -145,10 +150,13 @@ def plan_blocks(report: dict[str, Any]) -> list[Block]:
                 ", ".join(f"profile {i}: {name}" for i, name in enumerate(per_profile))
             cells = [str(row["index"]), row["name"], row["type"], row["precision"], tactic, tactic_id,
                      (row.get("source") or "-").lower(), ", ".join(row["fused_from"]) or "-"]
+            if views:  # the recorded tactic was timed, but a view layer runs nothing (engine/shuffle_views.py)
+                cells.append("yes (no kernel)" if row["view"] else "-")
             if with_params:
                 cells.append(attribute_text(row["params"]))
             rows.append(cells)
-        blocks.append(Table("layers", columns + (["params"] if with_params else []), rows))
+        blocks.append(Table("layers", columns + (["view"] if views else []) + (["params"] if with_params else []),
+                            rows))
     if report.get("subgraph_layers"):
         blocks.append(Table("subgraph layers", ["subgraph", "name", "type", "tactic", "tactic id"],
                             [[r["subgraph"], r["name"], r["type"], r["tactic"], str(r["tactic_id"])]
@@ -169,7 +177,8 @@ def _layers(graph: LoweredGraph, with_params: bool, verbosity: str = "DETAILED")
         if layer.type == LayerType.CONSTANT:
             continue
         row: dict[str, Any] = {"index": len(rows), "name": "-", "type": layer.type.value,
-                               "precision": layer.precision.value, "host": spec.host, "fused_from": []}
+                               "precision": layer.precision.value, "host": spec.host, "view": spec.view,
+                               "fused_from": []}
         if verbosity == "NONE":
             rows.append(row)
             continue
