@@ -165,3 +165,15 @@ def test_a_plan_with_an_int8_hwc_tensor_of_rank_2_is_refused(qdq_model):
         flat["format"] = "HWC"
     with pytest.raises(PlanFormatError, match="HWC needs a 4-D FLOAT, HALF or INT8 tensor, not INT8"):
         load(reseal(plan, edit))
+
+
+def test_inspect_shows_the_int8_hwc_tensors_and_reformats(tmp_path, capsys):
+    from polyx.cli.app import main
+
+    (tmp_path / "int8.plan").write_bytes(build(resnet_like_model(), True, calibrate=True))
+    assert main(["inspect", "model", str(tmp_path / "int8.plan")]) == 0
+    out = capsys.readouterr().out
+    assert "tensor formats:      9 HWC" in out  # 4 int8 + 5 float, as counted in the implicit INT8 test
+    reformat_rows = [line.split() for line in out.splitlines() if line.startswith("Reformat(")]
+    assert ["Reformat(x#int8)->HWC", "INT8", "INT8", "HWC"] in reformat_rows
+    assert sum(1 for row in reformat_rows if row[1:] == ["INT8", "INT8", "HWC"]) == 3
