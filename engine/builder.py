@@ -377,13 +377,17 @@ class _Build:
 
 def channels_last_check(device: str, sources: int):
     """Whether some tactic of `device` runs a node on HWC tensors: allowed by the tactic sources, usable on this
-    machine, and on the GPU not the reference kernel (a chain through it would be slower than LINEAR). An INT8
-    layer asks the INT8 tactics, every other layer the others."""
+    machine, and on the GPU not a fallback (the reference kernels, the float64 INT8 convolution: a chain through
+    them would be slower than LINEAR). An INT8 layer asks the INT8 tactics, every other layer the others."""
     def runs(node) -> bool:
+        candidates = tactics_for(node.type, device)  # registers the built-ins first (tactics/catalog.py)
+        from .tactics.cpu_int8_nhwc import ChannelsLastInt8Convolution
+
         int8 = node.precision == DataType.INT8
         return any(TensorFormat.HWC in t.formats and t.runs_int8 == int8 and allowed_by_sources(t, sources)
-                   and t.unavailable() is None and (device == "cpu" or not isinstance(t, ReferenceTactic))
-                   for t in tactics_for(node.type, device))
+                   and t.unavailable() is None
+                   and (device == "cpu" or not isinstance(t, (ReferenceTactic, ChannelsLastInt8Convolution)))
+                   for t in candidates)
     return runs
 
 

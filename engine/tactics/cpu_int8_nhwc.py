@@ -1,4 +1,5 @@
-"""The INT8 convolution of a channels-last build on the CPU: the HWC layers of BuilderConfig.channels_last.
+"""The float64 INT8 convolution of a channels-last build: the HWC layers of BuilderConfig.channels_last on the CPU
+(and the GPU's fallback for them, through CuPy).
 
 Same arithmetic as cpu_int8.py's LINEAR tactic, only the accumulation reads the input channels-last: the int8
 input's NHWC memory (engine/tensor_formats.py) is padded into a float64 NHWC buffer, its windows (N, OH, OW, KH,
@@ -22,13 +23,17 @@ from .registry import register_tactic
 
 
 class ChannelsLastInt8Convolution(Int8Convolution):
-    heuristic_rank = 9  # ahead of the LINEAR INT8 tactic, which an HWC layer may also run (through strides)
+    """Registered for both backends: on the GPU (CuPy, float64) it is the fallback every HWC INT8 convolution
+    has (grouped ones, activations the IMMA epilogue lacks), as the reference kernels are for float layers: the
+    channels-last pass does not form a GPU chain for it alone (builder.channels_last_check)."""
+
     formats = STRIDED_FORMATS  # weights and bias stay LINEAR constants; the activations are HWC
 
-    def __init__(self) -> None:
-        super().__init__(LayerType.CONVOLUTION, "cpu")
-        self.name = "cpu:convolution:int8_nhwc"
+    def __init__(self, backend: str) -> None:
+        super().__init__(LayerType.CONVOLUTION, backend)
+        self.name = f"{backend}:convolution:int8_nhwc"
         self.id = stable_tactic_id(self.name)
+        self.heuristic_rank = 9  # ahead of the float64 LINEAR INT8 tactic (10), behind the GPU IMMA ones (5)
 
     def supports(self, ctx: TacticContext) -> bool | str:
         if not ctx.channels_last:
@@ -50,7 +55,7 @@ class ChannelsLastInt8Convolution(Int8Convolution):
         """The exact int32 sums as float64, returned as an NCHW-shaped view of NHWC memory."""
         groups, kh, kw, per_group, maps_per_group = weights.shape
         g = conv_geometry(layer, tuple(x.shape), (groups * maps_per_group, per_group, kh, kw))
-        padded = np.zeros((g.batch, *g.padded_sizes, g.channels), np.float64)
+        padded = xp.zeros((g.batch, *g.padded_sizes, g.channels), xp.float64)
         source, target = [], []
         for size, pre, total in zip(g.in_sizes, g.pre, g.padded_sizes):
             lo, hi = max(0, -pre), min(size, total - pre)
@@ -59,17 +64,19 @@ class ChannelsLastInt8Convolution(Int8Convolution):
         padded[(slice(None), *target, slice(None))] = storage_order(x)[(slice(None), *source, slice(None))]
         (oh, ow) = g.out_sizes
         n_stride, h_stride, w_stride, c_stride = padded.strides
-        windows = np.lib.stride_tricks.as_strided(
+        windows = xp.lib.stride_tricks.as_strided(
             padded, (g.batch, oh, ow, kh, kw, g.channels),
             (n_stride, h_stride * g.strides[0], w_stride * g.strides[1], h_stride * g.dilations[0],
-             w_stride * g.dilations[1], c_stride), writeable=False)
+             w_stride * g.dilations[1], c_stride))
         if groups == 1:
             depth = kh * kw * g.channels
             result = windows.reshape(g.batch * oh * ow, depth) @ weights.reshape(depth, g.maps)
         else:
             grouped = windows.reshape(g.batch, oh, ow, kh, kw, groups, per_group)
-            result = np.einsum("nhwijgc,gijcm->nhwgm", grouped, weights, optimize=True)
+            path = {"optimize": True} if xp is np else {}  # NumPy's unoptimized einsum loops in Python order
+            result = xp.einsum("nhwijgc,gijcm->nhwgm", grouped, weights, **path)
         return result.reshape(g.batch, oh, ow, g.maps).transpose(FROM_CHANNELS_LAST)
 
 
-register_tactic(ChannelsLastInt8Convolution())
+for _backend in ("cpu", "gpu"):
+    register_tactic(ChannelsLastInt8Convolution(_backend))
