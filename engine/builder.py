@@ -387,7 +387,7 @@ def channels_last_check(device: str, sources: int):
         return any(TensorFormat.HWC in t.formats and t.runs_int8 == int8 and allowed_by_sources(t, sources)
                    and t.unavailable() is None
                    and (device == "cpu" or not isinstance(t, (ReferenceTactic, ChannelsLastInt8Convolution)))
-                   for t in candidates)
+                   and t.may_run_channels_last(node) for t in candidates)
     return runs
 
 

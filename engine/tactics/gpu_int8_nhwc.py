@@ -9,9 +9,10 @@ INT8 convolutions channels-last:
   pixel, taps x channels contiguous, padded to 16) and the same GEMM.
 The accumulator rows are the output's NHWC memory, one channel per column: the INT8 epilogue of gpu_int8.py runs
 them in its "channel along the row" mode (the MatMul's), reading an HWC residual in the same order, so the GPU
-gives the bits of the CPU INT8 tactics (cpu_int8.py, cpu_int8_nhwc.py). Grouped convolutions are left to the
-float64 `gpu:convolution:int8_nhwc` (cpu_int8_nhwc.py), which an HWC layer always has. CuPy is imported inside
-functions: this module is imported on every machine.
+gives the bits of the CPU INT8 tactics (cpu_int8.py, cpu_int8_nhwc.py). Grouped convolutions join no GPU chain
+(`may_run_channels_last`): they stay LINEAR on gpu_int8.py's grouped kernel; an HWC layer this tactic refuses
+otherwise (an activation its epilogue lacks) runs on the float64 `gpu:convolution:int8_nhwc` (cpu_int8_nhwc.py).
+CuPy is imported inside functions: this module is imported on every machine.
 """
 from __future__ import annotations
 
@@ -65,6 +66,11 @@ class GpuInt8ConvImmaNhwc(GpuInt8Tactic):
         if ctx.inputs[0].shape is None or len(ctx.inputs[0].shape) != 4:
             return "HWC tensors are 4-D: a 2-D convolution"
         return super().supports(ctx)
+
+    def may_run_channels_last(self, node) -> bool:
+        """Grouped (depthwise) INT8 convolutions only have the float64 fallback in HWC: they stay LINEAR, on
+        gpu_int8.py's grouped kernel."""
+        return int(node.params.get("num_groups", 1)) == 1
 
     def channels(self, ctx):
         return ctx.inputs[1].value.shape[0]

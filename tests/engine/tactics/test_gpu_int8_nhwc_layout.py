@@ -124,3 +124,6 @@ def test_a_gpu_int8_chain_needs_the_imma_tactic_not_the_fallback():
     without_cublas = ALL_SOURCES & ~(1 << int(TacticSource.CUBLAS))
     assert not channels_last_check("gpu", without_cublas)(node), "the float64 fallback alone forms no GPU chain"
     assert channels_last_check("cpu", 0)(node), "on the CPU cpu:convolution:int8_nhwc runs them"
+    depthwise = CASES["depthwise3x3_s2_relu_int8"](np.random.default_rng(1)).ctx.layer
+    assert not channels_last_check("gpu", ALL_SOURCES)(depthwise), "grouped INT8 stays LINEAR on the GPU"
+    assert channels_last_check("cpu", 0)(depthwise)
