@@ -15,6 +15,13 @@ agreement with PyTorch eager FP32 and how many distinct classes it predicts (agr
 predict one class would say nothing). The INT8 build runs under the time budget (--budget-s): a calibration
 that would not fit is stopped and reported.
 
+--channels-last {off,on,auto} (default auto) is BuilderConfig.channels_last for all three engines
+(docs/formats.md): INT8 convolutions join the NHWC chains too (gpu:convolution:int8_imma_nhwc: a 1x1 convolution
+is one IMMA GEMM without im2col). The default is auto because it keeps a chain NHWC only where the build timed it
+faster, so each precision gets its best engine and the INT8/FP16 ratio compares like with like (TensorRT picks
+formats by timing as well); `off` reproduces the LINEAR numbers of earlier runs. The JSON and Markdown record, per
+engine, how many chains were timed and kept NHWC and their summed LINEAR/NHWC layer times.
+
 Only the measuring code needs torch, CuPy and a GPU; argument parsing and the table/Markdown/JSON formatting
 import without them (tests/bench/test_gpu_int8.py). Shared helpers come from bench/gpu_vs_pytorch.py and
 bench/tables.py.
@@ -48,6 +55,7 @@ SCHEMA = "polyx-gpu-int8/1"
 COLUMNS = ["precision", "median ms", "time / fp16", "top-1 vs fp32", "max abs diff vs fp32", "build s", "status"]
 # Seconds kept back from the budget for timing and agreement once the INT8 build is done.
 RESERVE_S = 60.0
+CHANNELS_LAST_MODES = {"off": False, "on": True, "auto": "auto"}
 
 
 # ----------------------------------------------------------------------------------------------- settings
@@ -67,6 +75,7 @@ class Settings:
     markdown: Path | None
     quick: bool
     profile_top: int = 0
+    channels_last: bool | str = "auto"  # BuilderConfig.channels_last of every engine: False, True or "auto"
 
 
 def _positive(text: str) -> int:
@@ -104,6 +113,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--profile-top", type=int, default=0,
                         help="after timing, profile each engine per layer (3 runs, no CUDA graph) and report its N "
                              "slowest layers and the time share of each layer type (default 0: no profile)")
+    parser.add_argument("--channels-last", choices=("off", "on", "auto"), default="auto",
+                        help="BuilderConfig.channels_last of every engine: NHWC convolution chains, INT8 ones "
+                             "included (default auto: timed per chain, kept NHWC only where faster)")
     parser.add_argument("--quick", action="store_true",
                         help="fewer iterations and calibration images, opt level 1, one agreement batch")
     args = parser.parse_args(argv)
@@ -126,7 +138,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         agreement_batches=pick(args.agreement_batches, 4, 1), warmup=pick(args.warmup, 10, 3),
         iterations=pick(args.iterations, 50, 10), max_seconds=pick(args.max_seconds, 2.0, 0.5),
         opt_level=pick(args.opt_level, 3, 1), budget_s=args.budget_s, json=args.json, markdown=args.markdown,
-        quick=quick, profile_top=max(0, args.profile_top))
+        quick=quick, profile_top=max(0, args.profile_top),
+        channels_last=CHANNELS_LAST_MODES[args.channels_last])
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -200,13 +213,20 @@ def format_markdown(document: dict[str, Any]) -> str:
     if document.get("int8_layers"):
         layers = ", ".join(f"{name}: {count}" for name, count in document["int8_layers"].items())
         lines += ["", f"INT8 engine layers (type precision: count): {layers}"]
+    mode = document.get("settings", {}).get("channels_last")
+    for precision, c in document.get("channels_last", {}).items():
+        timed = (f"; {c['hwc_chains']} of {c['chains']} chains NHWC (timed: LINEAR {c['linear_ms']:.3f} ms, NHWC "
+                 f"{c['hwc_ms']:.3f} ms summed)") if "chains" in c else ""
+        lines += ["", f"{precision} layouts (channels-last {mode}): {c['hwc_tensors']} NHWC tensors, "
+                      f"{c['int8_hwc_tensors']} of them INT8{timed}"]
     lines += format_profiles_markdown(document.get("profiles", []))
     return "\n".join(lines) + "\n"
 
 
 def result_document(meta: dict[str, Any], settings: Settings, rows: list[dict[str, Any]], sanity: dict[str, Any],
                     int8_layers: dict[str, int] | None = None, tactics: dict[str, Any] | None = None,
-                    profiles: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                    profiles: list[dict[str, Any]] | None = None,
+                    formats: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"schema": SCHEMA, "meta": meta,
             "settings": {"batch": settings.batch, "calibration_batches": settings.calibration_batches,
                          "calibration_batch_size": settings.calibration_batch_size,
@@ -214,9 +234,27 @@ def result_document(meta: dict[str, Any], settings: Settings, rows: list[dict[st
                          "warmup": settings.warmup, "iterations": settings.iterations,
                          "max_seconds": settings.max_seconds, "opt_level": settings.opt_level,
                          "budget_s": settings.budget_s, "quick": settings.quick,
-                         "profile_top": settings.profile_top},
+                         "profile_top": settings.profile_top,
+                         "channels_last": _mode_name(settings.channels_last)},
             "rows": add_ratios(rows), "sanity": sanity, "int8_layers": int8_layers or {}, "tactics": tactics or {},
-            "profiles": profiles or []}
+            "profiles": profiles or [], "channels_last": formats or {}}
+
+
+def _mode_name(mode: bool | str) -> str:
+    return next(name for name, value in CHANNELS_LAST_MODES.items() if value == mode and type(value) is type(mode))
+
+
+def format_record(engine: Any) -> dict[str, Any]:
+    """What a built engine's layouts are: its NHWC tensors (INT8 ones counted apart) and, for channels_last
+    "auto", the timed chains (how many, how many kept NHWC, their summed LINEAR and NHWC layer times)."""
+    hwc = [t for t in engine.graph.tensors if t.format.value == "HWC"]
+    record: dict[str, Any] = {"hwc_tensors": len(hwc), "int8_hwc_tensors": sum(t.dtype.value == "INT8" for t in hwc)}
+    choice = getattr(engine, "meta", {}).get("channels_last")
+    if choice:
+        record.update(chains=len(choice["chains"]), hwc_chains=sum(c["hwc"] for c in choice["chains"]),
+                      linear_ms=sum(c["linear_ms"] for c in choice["chains"]),
+                      hwc_ms=sum(c["hwc_ms"] for c in choice["chains"]))
+    return record
 
 
 def write_outputs(document: dict[str, Any], settings: Settings) -> None:
@@ -245,6 +283,7 @@ class Int8Benchmark:
         self.int8_layers: dict[str, int] = {}
         self.tactics: dict[str, Any] = {}
         self.profiles: list[dict[str, Any]] = []
+        self.formats: dict[str, Any] = {}
 
     def remaining_s(self) -> float:
         return self.settings.budget_s - (time.perf_counter() - self.started)
@@ -257,7 +296,7 @@ class Int8Benchmark:
                        for i in range(s.calibration_batches)] if int8 else None
         options = BuildOptions(input_shapes={"input": (s.batch, 3, 224, 224)}, fp16=precision in ("fp16", "int8"),
                                tf32=False, int8=int8, calib_base_cls=s.calibrator, calibration_data=calibration,
-                               device="gpu", optimization_level=s.opt_level)
+                               device="gpu", optimization_level=s.opt_level, channels_last=s.channels_last)
         start = time.perf_counter()
         try:
             if int8:
@@ -271,6 +310,7 @@ class Int8Benchmark:
             return
         self.engines[precision] = engine
         self.tactics[precision] = {k: dict(v) for k, v in report.tactics_by_layer_type.items()}
+        self.formats[precision] = format_record(engine)
         if int8:
             self.int8_layers = dict(Counter(f"{r['type']} {r['precision']}" for r in engine.layer_info()
                                             if not r["host"]))
@@ -366,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - timings are still worth writing
         print(f"agreement: {failure_status(exc)}", flush=True)
     document = result_document(environment(), settings, bench.rows, sanity, bench.int8_layers, bench.tactics,
-                               bench.profiles)
+                               bench.profiles, bench.formats)
     document["meta"]["total_seconds"] = time.perf_counter() - bench.started
     write_outputs(document, settings)
     return 0

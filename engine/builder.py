@@ -20,6 +20,7 @@ from .calibrator import read_cache, write_cache
 from .channels_last_choice import choice_record, choose_chains, layers_to_time, same_chains
 from .compatibility import build_record
 from .config import CHANNELS_LAST_AUTO, BuilderConfig, BuilderFlag, channels_last_mode, resolve_device
+from .dtypes import DataType
 from .enums import LayerType, TensorFormat, allowed_by_sources
 from .error_recorder import reports_errors
 from .errors import BuildError, DataDependentShapeError, EngineError
@@ -382,11 +383,17 @@ class _Build:
 
 def channels_last_check(device: str, sources: int):
     """Whether some tactic of `device` runs a node on HWC tensors: allowed by the tactic sources, usable on this
-    machine, and on the GPU not the reference kernel (a chain through it would be slower than LINEAR)."""
+    machine, and on the GPU not a fallback (the reference kernels, the float64 INT8 convolution: a chain through
+    them would be slower than LINEAR). An INT8 layer asks the INT8 tactics, every other layer the others."""
     def runs(node) -> bool:
-        return any(TensorFormat.HWC in t.formats and not t.runs_int8 and allowed_by_sources(t, sources)
-                   and t.unavailable() is None and (device == "cpu" or not isinstance(t, ReferenceTactic))
-                   for t in tactics_for(node.type, device))
+        candidates = tactics_for(node.type, device)  # registers the built-ins first (tactics/catalog.py)
+        from .tactics.cpu_int8_nhwc import ChannelsLastInt8Convolution
+
+        int8 = node.precision == DataType.INT8
+        return any(TensorFormat.HWC in t.formats and t.runs_int8 == int8 and allowed_by_sources(t, sources)
+                   and t.unavailable() is None
+                   and (device == "cpu" or not isinstance(t, (ReferenceTactic, ChannelsLastInt8Convolution)))
+                   and t.may_run_channels_last(node) for t in candidates)
     return runs
 
 

@@ -349,20 +349,25 @@ def _check_header(header: dict[str, Any], where: str = "") -> None:
     _check_format_boundaries(header, where)
 
 
+HWC_DTYPES = (DataType.FLOAT.value, DataType.HALF.value, DataType.INT8.value)
+
+
 def _format_of(tensor: dict[str, Any]) -> str:
     return tensor.get("format", TensorFormat.LINEAR.value)
 
 
 def _check_tensor_format(field: str, tensor: dict[str, Any]) -> None:
-    """A recorded format is a known one, and HWC only on a 4-D FLOAT/HALF tensor (what the format pass makes)."""
+    """A recorded format is a known one, and HWC only on a 4-D FLOAT/HALF/INT8 tensor (what the format pass makes:
+    INT8 ones for INT8 convolution chains)."""
     if "format" not in tensor:
         return
     value = tensor["format"]
     if value not in {f.value for f in TensorFormat}:
         raise _fail(field, f"{value!r} is not a TensorFormat ({', '.join(f.value for f in TensorFormat)})")
     if value == TensorFormat.HWC.value and (not isinstance(tensor.get("shape"), list) or len(tensor["shape"]) != 4
-                                            or tensor["dtype"] not in (DataType.FLOAT.value, DataType.HALF.value)):
-        raise _fail(field, f"HWC needs a 4-D FLOAT or HALF tensor, not {tensor['dtype']} {tensor.get('shape')!r}")
+                                            or tensor["dtype"] not in HWC_DTYPES):
+        raise _fail(field, f"HWC needs a 4-D FLOAT, HALF or INT8 tensor, not {tensor['dtype']} "
+                           f"{tensor.get('shape')!r}")
 
 
 def _check_format_boundaries(header: dict[str, Any], where: str = "") -> None:

@@ -246,8 +246,9 @@ class TacticSelection:
         for tactic in sorted(tactics_for(spec.layer.type, self.device), key=lambda t: (t.heuristic_rank, t.id)):
             if tactic.min_optimization_level > level:
                 continue
-            if tactic.runs_int8 != (spec.layer.precision == DataType.INT8):
-                continue  # INT8 layers run only on INT8 tactics, and those only on INT8 layers
+            if tactic.runs_int8 != (spec.layer.precision == DataType.INT8 and spec.layer.type != LayerType.REFORMAT):
+                continue  # INT8 layers run only on INT8 tactics, and those only on INT8 layers (an int8 REFORMAT
+                # copies bytes between formats: the ordinary copy tactics run it)
             if portable_only and not tactic.hardware_compatible:
                 skipped.setdefault("it runs only on the build device's architecture (hardware_compatibility_level "
                                    "AMPERE_PLUS)", []).append(tactic.name)

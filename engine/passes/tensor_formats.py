@@ -5,9 +5,14 @@ layers only where producer and consumer disagree. Here the choice is one format,
 activations of convolution chains: cuDNN's fused convolution graphs and FP16 tensor-core convolutions want it.
 
 Members are CONVOLUTION, POOLING, ACTIVATION, and ELEMENTWISE / POINTWISE layers whose operands all have the
-output's shape (a broadcast operand would need its own reformat), of FLOAT or HALF 4-D tensors, not INT8, for
-which some tactic of the build device runs HWC (`ctx.runs_channels_last`, asked of the tactic registry by the
-builder). Connected members form a chain; a chain without a convolution stays LINEAR (the layouts are for the
+output's shape (a broadcast operand would need its own reformat), of FLOAT or HALF 4-D tensors, and INT8
+CONVOLUTION layers (int8 input; output and residual INT8, FLOAT or HALF: their fused requantization, residual and
+activation come with them), for which some tactic of the build device runs HWC (`ctx.runs_channels_last`, asked of
+the tactic registry by the builder: for an INT8 layer, an INT8 tactic). TensorRT runs INT8 convolutions
+channels-last too: the reduction (channels) is then contiguous, as the IMMA GEMMs want it. Other INT8 layers
+(the int8_io rule's pooling, elementwise, ...) stay LINEAR; an int8 tensor entering or leaving a chain gets a
+REFORMAT of its own (a copy of the bytes: QUANTIZE/DEQUANTIZE layers at a boundary keep their LINEAR tensors).
+Connected members form a chain; a chain without a convolution stays LINEAR (the layouts are for the
 convolutions: reformats around a lone pooling or activation would only cost). Inside a chain every member's
 activation tensors are HWC; a REFORMAT layer converts each tensor entering the chain (one per tensor, shared by its
 readers) and each tensor leaving it (read by another layer, or a network output). The LINEAR copy of a leaving
@@ -34,6 +39,8 @@ CHAIN_TYPES = frozenset({LayerType.CONVOLUTION, LayerType.POOLING, LayerType.ACT
 # Layers whose input has its own spatial size (a window slides over it).
 WINDOW_TYPES = frozenset({LayerType.CONVOLUTION, LayerType.POOLING})
 FORMAT_DTYPES = frozenset({DataType.FLOAT, DataType.HALF})
+# The types an INT8 convolution's activations may have (input 0 is always INT8; output and residual any of these).
+INT8_CONV_DTYPES = FORMAT_DTYPES | {DataType.INT8}
 
 
 def activation_positions(node: Node) -> list[int]:
@@ -46,23 +53,33 @@ def activation_positions(node: Node) -> list[int]:
     return list(range(len(node.inputs)))
 
 
-def _is_4d_float(value: Value | None) -> bool:
-    return value is not None and value.shape is not None and len(value.shape) == 4 and value.dtype in FORMAT_DTYPES
+def _is_4d(value: Value | None, dtypes: frozenset[DataType]) -> bool:
+    return value is not None and value.shape is not None and len(value.shape) == 4 and value.dtype in dtypes
+
+
+def is_int8_convolution(node: Node) -> bool:
+    """An INT8 convolution made by the int8_fusion rule (or implicit quantization): int8 input, int32 accumulation."""
+    return node.type == LayerType.CONVOLUTION and node.precision == DataType.INT8 \
+        and isinstance(node.params.get("int8"), dict)
 
 
 def can_join(node: Node) -> str | None:
     """None when `node` may run channels-last (its tactics permitting), else why not."""
     if node.type not in CHAIN_TYPES:
         return f"{node.type.value} layers keep LINEAR tensors"
-    if len(node.outputs) != 1 or not _is_4d_float(node.outputs[0]):
-        return "its output is not one 4-D FLOAT/HALF tensor"
-    if node.precision == DataType.INT8 or node.params.get("int8"):
-        return "INT8 layers keep LINEAR tensors"
+    int8 = is_int8_convolution(node)
+    if not int8 and (node.precision == DataType.INT8 or node.params.get("int8")):
+        return "INT8 layers other than convolutions keep LINEAR tensors"
+    dtypes, described = (INT8_CONV_DTYPES, "INT8/FLOAT/HALF") if int8 else (FORMAT_DTYPES, "FLOAT/HALF")
+    if len(node.outputs) != 1 or not _is_4d(node.outputs[0], dtypes):
+        return f"its output is not one 4-D {described} tensor"
     output = node.outputs[0]
     for position in activation_positions(node):
         value = node.inputs[position] if position < len(node.inputs) else None
-        if not _is_4d_float(value) or value.is_constant:
-            return f"input {position} is not a 4-D FLOAT/HALF activation"
+        if not _is_4d(value, dtypes) or value.is_constant:
+            return f"input {position} is not a 4-D {described} activation"
+        if int8 and position == 0 and value.dtype != DataType.INT8:
+            return "input 0 of an INT8 convolution is not INT8"
         if position != 0 or node.type not in WINDOW_TYPES:
             if value.shape != output.shape:
                 return f"input {position} of shape {list(value.shape)} broadcasts to {list(output.shape)}"

@@ -90,6 +90,12 @@ class Tactic:
         pass asks it: a chain is formed only where a tactic that can run it is really there."""
         return None
 
+    def may_run_channels_last(self, node: Any) -> bool:
+        """Asked by the channels-last pass (through builder.channels_last_check) of a tactic that runs HWC, before
+        it puts `node` (an ir.Node) in a chain: False when the tactic refuses it for its parameters alone, so no
+        chain is formed around a layer only a slow fallback would run."""
+        return True
+
     def workspace_bytes(self, ctx: TacticContext) -> int:
         return 0
 

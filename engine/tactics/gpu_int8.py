@@ -59,7 +59,7 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-class _GpuInt8Tactic(Int8Tactic):
+class GpuInt8Tactic(Int8Tactic):
     """Shared plumbing: the INT8-layer checks of cpu_int8 (quantized input, INT8 constant weights), the epilogue's
     parts, its device state and its launch."""
 
@@ -152,7 +152,7 @@ class _GpuInt8Tactic(Int8Tactic):
             xp.copyto(out, y)
 
 
-class GpuInt8ConvImma(_GpuInt8Tactic):
+class GpuInt8ConvImma(GpuInt8Tactic):
     """int8 im2col + one strided-batched IMMA GEMM + the epilogue (module docstring)."""
 
     def __init__(self):
@@ -242,7 +242,7 @@ class GpuInt8ConvImma(_GpuInt8Tactic):
         self.finish(state, acc, inputs, outputs[0], batch * g.maps, g.maps, g.out_pixels, maps * pixels, pixels, xp)
 
 
-class GpuInt8MatmulImma(_GpuInt8Tactic):
+class GpuInt8MatmulImma(GpuInt8Tactic):
     """X (..., K) int8 @ W (K, N) int8 as one IMMA GEMM over all rows + the epilogue (module docstring)."""
 
     def __init__(self):

@@ -91,3 +91,33 @@ def test_profiles_go_into_the_json_and_the_markdown(script, tmp_path):
     assert "### resnet50 int8 batch 32: 3 profiled runs, 5.000 ms summed over 60 layers" in markdown
     assert "| 1 | conv1 | CONVOLUTION | gpu:convolution:int8 | CUBLAS | 0.5000 | 10.0% |" in markdown
     assert "| CONVOLUTION | 53 | 4.5000 | 90.0% |" in markdown
+
+
+def test_channels_last_option_and_the_layout_record(script, tmp_path):
+    from types import SimpleNamespace
+
+    assert script.parse_args([]).channels_last == "auto"
+    assert [script.parse_args(["--channels-last", m]).channels_last for m in ("off", "on", "auto")] == \
+        [False, True, "auto"]
+    with pytest.raises(SystemExit) as exit_info:
+        script.parse_args(["--channels-last", "nhwc"])
+    assert exit_info.value.code == 2
+
+    def tensor(dtype, layout):
+        return SimpleNamespace(dtype=SimpleNamespace(value=dtype), format=SimpleNamespace(value=layout))
+    engine = SimpleNamespace(graph=SimpleNamespace(tensors=[tensor("INT8", "HWC"), tensor("HALF", "HWC"),
+                                                            tensor("INT8", "LINEAR")]),
+                             meta={"channels_last": {"mode": "auto", "chains": [
+                                 {"first": "a", "layers": 3, "linear_ms": 1.0, "hwc_ms": 0.5, "hwc": True},
+                                 {"first": "b", "layers": 1, "linear_ms": 0.25, "hwc_ms": 0.5, "hwc": False}]}})
+    record = script.format_record(engine)
+    assert record == {"hwc_tensors": 2, "int8_hwc_tensors": 1, "chains": 2, "hwc_chains": 1, "linear_ms": 1.25,
+                      "hwc_ms": 1.0}
+    settings = script.parse_args(["--channels-last", "on"])
+    meta = {"date": "2026-12-05T12:00:00", "gpu": "NVIDIA H200", "versions": {}}
+    sanity = {"agreement_inputs": 0, "fp32_top1_vs_pytorch": None, "fp32_distinct_classes": None}
+    document = script.result_document(meta, settings, _rows(script), sanity, formats={"int8": record})
+    assert document["settings"]["channels_last"] == "on" and document["channels_last"] == {"int8": record}
+    markdown = script.format_markdown(document)
+    assert ("int8 layouts (channels-last on): 2 NHWC tensors, 1 of them INT8; 1 of 2 chains NHWC (timed: LINEAR "
+            "1.250 ms, NHWC 1.000 ms summed)") in markdown

@@ -138,7 +138,7 @@ def test_the_plan_keeps_the_formats(hwc_plan) -> None:
     (lambda h: h["tensors"][h["inputs"][0]].update(format="HWC"), "network inputs and outputs must be LINEAR"),
     (lambda h: next(t for t in h["tensors"] if t["name"] == "r2").update(format="NHWC"), "is not a TensorFormat"),
     (lambda h: next(t for t in h["tensors"] if t["name"] == "flat").update(format="HWC"),
-     "HWC needs a 4-D FLOAT or HALF tensor"),
+     "HWC needs a 4-D FLOAT, HALF or INT8 tensor"),
     (setter("layers", "@Reformat(x)->HWC", "params", "to_format", value="LINEAR"), "params.to_format"),
     (setter("layers", "@Reformat(x)->HWC", "params", "to_format", value="CHW32"), "is not a TensorFormat"),
 ])

@@ -404,8 +404,8 @@ def test_the_algorithm_selector_sees_only_the_engine_built(monkeypatch, tmp_path
 
 def test_auto_with_refit_and_int8_calibration(monkeypatch, tmp_path) -> None:
     """REFIT: each variant marks its own weights, and the mixed engine refits to what onnxruntime computes with the
-    new weights. Implicit INT8: the calibrator runs once (its ranges serve every variant); INT8 convolutions join
-    no chain, so the plan is the option-off plan."""
+    new weights. Implicit INT8: the calibrator runs once (its ranges serve every variant); the INT8 convolutions
+    form a chain, timed (HWC made slower here) and kept LINEAR: the engine is the option-off one plus the record."""
     monkeypatch.setattr(TacticSelection, "measure_step", fake_times(set(SECOND_CHAIN)))
     model = resnet_like_model()
     builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
@@ -449,7 +449,15 @@ def test_auto_with_refit_and_int8_calibration(monkeypatch, tmp_path) -> None:
         profile.set_shape("x", (1, 3, 10, 10), (2, 3, 10, 10), (4, 3, 10, 10))
         config.add_optimization_profile(profile)
         plans[mode], batches[mode] = builder.build_serialized_network(network, config), calibrator.batches_given
-    assert batches == {False: 4, "auto": 4} and plans["auto"] == plans[False]
+    assert batches == {False: 4, "auto": 4}
+    assert deserialize_plan(plans["auto"])[1]["channels_last"]["chains"] == [
+        {"first": "conv1", "layers": 2, "linear_ms": 2.0, "hwc_ms": 4.1, "hwc": False}]  # 2 x 2 ms + 2 reformats
+    engines = {mode: load(plan) for mode, plan in plans.items()}
+    assert [(r["name"], r["tactic"]) for r in engines["auto"].layer_info()] == \
+        [(r["name"], r["tactic"]) for r in engines[False].layer_info()]
+    x = {"x": np.random.default_rng(3).standard_normal((2, 3, 10, 10)).astype(np.float32)}
+    np.testing.assert_array_equal(engines["auto"].create_execution_context().execute(x)["y"],
+                                  engines[False].create_execution_context().execute(x)["y"])
 
 
 def test_only_profile_0_is_measured_once_per_layer_and_variant(monkeypatch) -> None:

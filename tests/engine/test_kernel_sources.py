@@ -19,7 +19,7 @@ LAUNCHED = {
                    [f"{base}_{t}" for base in ("softmax_rows", "layer_norm_rows", "masked_softmax_rows",
                                                "residual_layer_norm_rows") for t in ("f32", "f16")] +
                    ["masked_softmax_rows_f32_to_f16"],
-    "int8": ["im2col_int8", "pad_rows_int8", "grouped_conv_int8"] +
+    "int8": ["im2col_int8", "im2col_nhwc_int8", "pad_rows_int8", "grouped_conv_int8"] +
             [f"int8_epilogue_{t}" for t in ("f32", "f16", "i8")] + [f"quantize_int8_{t}" for t in ("f32", "f16")],
     "pooling": [f"{base}_{t}" for base in ("max_pool2d", "global_avg_pool", "max_pool2d_nhwc", "global_avg_pool_nhwc")
                 for t in ("f32", "f16")],

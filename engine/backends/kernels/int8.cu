@@ -70,6 +70,32 @@ extern "C" __global__ void grouped_conv_int8(const signed char* __restrict__ x, 
     }
 }
 
+// Channels-last column rows (engine/tactics/gpu_int8_nhwc.py): cols[r][q] for r < N*OH*OW output pixels and
+// q < Q_pad, q = (kh * KW + kw) * C + c (the window's taps, channels innermost), read from x in NHWC memory; taps
+// outside the input (padding) and q >= Q = KH*KW*C are zero. Consecutive threads take consecutive q, so both the
+// reads (along c) and the writes are contiguous. The GEMM acc[R, M_pad] = cols @ W^T then writes NHWC rows.
+extern "C" __global__ void im2col_nhwc_int8(const signed char* __restrict__ x, signed char* __restrict__ cols,
+                                            long long rows, int Q_pad, int H, int W, int C, int OH, int OW, int KW,
+                                            int Q, int SH, int SW, int PH, int PW, int DH, int DW)
+{
+    const long long total = rows * Q_pad;
+    const long long pixels = (long long)OH * OW;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int q = (int)(i % Q_pad);
+        signed char v = 0;
+        if (q < Q) {
+            const long long r = i / Q_pad;
+            const long long n = r / pixels;
+            const int p = (int)(r - n * pixels);
+            const int c = q % C, t = q / C;
+            const int h = (p / OW) * SH - PH + (t / KW) * DH, w = (p % OW) * SW - PW + (t % KW) * DW;
+            if (h >= 0 && h < H && w >= 0 && w < W) v = x[((n * H + h) * W + w) * C + c];
+        }
+        cols[i] = v;
+    }
+}
+
 // dst[r][q] = q < K ? src[r][q] : 0 for q < K_pad: a MatMul input whose rows are not a multiple of 4 bytes long.
 extern "C" __global__ void pad_rows_int8(const signed char* __restrict__ src, signed char* __restrict__ dst,
                                          long long rows, int K, int K_pad)
