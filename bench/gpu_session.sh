@@ -3,6 +3,8 @@
 # Prepare here (a machine with a package registry) once:   bash bench/gpu_session.sh fetch
 # Then copy ../shared/models into shared/ (listed in .git/info/exclude) and, on the device, from the repository
 # root, carrying [".whl", "shared"]:
+#   bash bench/gpu_session.sh first         # gpu tests + issue 11 FP16 rows + issue 12 INT8 (~9 min): call 1
+#   bash bench/gpu_session.sh second        # suite on the GPU + conformance + SSDlite + FP32/TF32 rows: call 2
 #   bash bench/gpu_session.sh check         # gpu-tests then suite, in parallel workers, in one call (~4 minutes)
 #   bash bench/gpu_session.sh gpu-tests     # every @pytest.mark.gpu test (the GPU paths written without a GPU)
 #   bash bench/gpu_session.sh suite         # the rest of the suite with POLYX_DEVICE=gpu (engines built for the GPU)
@@ -13,7 +15,7 @@
 #   bash bench/gpu_session.sh bench11       # issue 11's full configuration (< 9 minutes on an H100)
 #   bash bench/gpu_session.sh bench11 --quick   # its smoke variant: batch 1, opt level 1, no torch.compile
 set -euo pipefail
-stage=${1:?stage: fetch | check | gpu-tests | suite | bench | bench11 [--quick] | int8-bench}
+stage=${1:?stage: fetch | first | second | check | gpu-tests | suite | bench | bench11 [--quick] | int8-bench}
 variant=${2:-}
 OUT=${OUT:-/tmp/polyx-out}
 mkdir -p "$OUT"
@@ -89,8 +91,42 @@ case "$stage" in
             --timing-cache "$OUT/$name.timing-cache" "${extra[@]}" \
             --json "$OUT/$name.json" --markdown "$OUT/$name.md" 2>&1 | tee "$OUT/$name.log"
         ;;
+    first)
+        # The most valuable call (machine starts often fail; take this one first): every gpu-marked test, issue 11's
+        # FP16 rows vs torch.compile (channels-last auto, per-layer profile, cold/warm builds), issue 12's INT8 vs
+        # FP16 vs FP32 (bench/gpu_int8.py, channels-last auto). About 9 minutes; 7 files under $OUT.
+        setup
+        timeout 120 python -m pytest -q -p no:cacheprovider $(workers) -m gpu tests -rs >"$OUT/gpu_tests.log" 2>&1 || true
+        grep -hE "^(FAILED|ERROR)|[0-9]+ (passed|failed)" "$OUT/gpu_tests.log" | cut -c1-300
+        timeout --signal=TERM --kill-after=15 230 python bench/gpu_vs_pytorch.py --models resnet50,bert --batches 1,32 \
+            --precisions fp16 --compile fp16 --compile-timeout-s 60 --profile-top 10 --channels-last auto \
+            --budget-s 215 --timing-cache /tmp/polyx-fp16.cache --json "$OUT/bench_fp16.json" \
+            --markdown "$OUT/bench_fp16.md" >"$OUT/bench_fp16.log" 2>&1 || true
+        grep -E "built|CUDA graph|torch.compile" "$OUT/bench_fp16.log" | cut -c1-200
+        timeout 170 python bench/gpu_int8.py --budget-s 160 --profile-top 12 --json "$OUT/gpu_int8.json" \
+            --markdown "$OUT/gpu_int8.md" >"$OUT/int8.log" 2>&1 || true
+        tail -6 "$OUT/int8.log" | cut -c1-200
+        ;;
+    second)
+        # The rest: the suite with POLYX_DEVICE=gpu, the ONNX conformance run on the GPU and the SSDlite export on
+        # the GPU (issue 15), issue 11's FP32 (TF32 off) and TF32 rows. About 9 minutes; 6 files under $OUT.
+        setup
+        POLYX_DEVICE=gpu timeout 200 python -m pytest -q -p no:cacheprovider $(workers) -m "not gpu" tests \
+            >"$OUT/suite_gpu.log" 2>&1 || true
+        grep -hE "^(FAILED|ERROR)|[0-9]+ (passed|failed)" "$OUT/suite_gpu.log" | cut -c1-300
+        POLYX_DEVICE=gpu timeout 80 python -m engine.conformance >"$OUT/conformance_gpu.log" 2>&1 || true
+        tail -4 "$OUT/conformance_gpu.log"
+        timeout 90 python bench/ssdlite_export.py --onnx /tmp/polyx-ssdlite.onnx --device gpu >"$OUT/ssdlite_gpu.log" \
+            2>&1 || true
+        tail -8 "$OUT/ssdlite_gpu.log" | cut -c1-200
+        timeout --signal=TERM --kill-after=10 170 python bench/gpu_vs_pytorch.py --models resnet50,bert \
+            --batches 1,32 --precisions tf32,fp32 --compile none --channels-last auto --budget-s 160 \
+            --json "$OUT/bench_fp32_tf32.json" --markdown "$OUT/bench_fp32_tf32.md" >"$OUT/bench_fp32_tf32.log" 2>&1 \
+            || true
+        grep -E "built|CUDA graph" "$OUT/bench_fp32_tf32.log" | cut -c1-200
+        ;;
     *)
-        echo "unknown stage '$stage' (fetch | check | gpu-tests | suite | bench | bench11 [--quick] | int8-bench)" >&2
+        echo "unknown stage '$stage' (fetch | first | second | check | gpu-tests | suite | bench | bench11 [--quick] | int8-bench)" >&2
         exit 2
         ;;
 esac
