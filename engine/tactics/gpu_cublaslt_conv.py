@@ -28,6 +28,7 @@ import numpy as np
 
 from ..dtypes import DataType
 from ..enums import LayerType, TacticSource, TensorFormat
+from ..errors import PlanFormatError
 from ..ir.epilogue import ACTIVATION, RESIDUAL, Epilogue, apply_epilogue
 from ..tensor_formats import empty_in_format, is_channels_last, storage_order
 from .base import Tactic, TacticContext, stable_tactic_id
@@ -159,6 +160,10 @@ class CublasLtConv1x1(Tactic):
     def prepare(self, ctx: TacticContext) -> dict:
         """The (M, C) kernel and the bias on the device in the layer's storage type, the epilogue split, and at
         static shapes the planned GEMM."""
+        reason = cublaslt_unavailable()
+        if reason is not None:  # only a loaded plan gets here: the builder asked `supports` first
+            raise PlanFormatError(f"plan: layer '{ctx.layer.name}' runs on cuBLASLt (tactic {self.name}), which is "
+                                  f"not usable here: {reason}")
         import cupy
 
         state = self._state(ctx)

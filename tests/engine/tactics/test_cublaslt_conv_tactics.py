@@ -15,6 +15,7 @@ import engine.tactics.gpu_cublaslt_conv as lt_conv
 from engine.builder import channels_last_check
 from engine.dtypes import from_numpy
 from engine.enums import ALL_TACTIC_SOURCES, ActivationType, LayerType, TacticSource, TensorFormat, allowed_by_sources
+from engine.errors import PlanFormatError
 from engine.ir import Activation, Epilogue, Node
 from engine.ir.epilogue import apply_epilogue
 from engine.network import NetworkDefinition
@@ -87,6 +88,10 @@ def test_unavailable_library_is_a_reason_not_an_error(monkeypatch):
         assert reason and "nvmath-python" in reason
         for t in lt_conv_tactics():
             assert t.supports(conv_context()) == reason and t.unavailable() == reason, t.name
+        with pytest.raises(PlanFormatError, match=r"layer 'conv' runs on cuBLASLt \(tactic "
+                                                  r"gpu:conv:cublaslt_nhwc_fp32_h0\), which is not usable here: "
+                                                  r"cuBLASLt tactics need nvmath-python"):
+            tactic().prepare(conv_context())  # a loaded plan on a machine without the library
     finally:
         cublaslt_unavailable.cache_clear()
 
