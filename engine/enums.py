@@ -248,7 +248,8 @@ class TacticSource(IntEnum):
     (matmul and the im2col/pointwise GEMM convolutions, cuBLAS directly or through CuPy), CUDNN the cuDNN frontend's
     fused convolution graphs (one tactic per cuDNN engine), JIT_CONVOLUTIONS the NVRTC-compiled convolution kernels,
     CUBLAS_LT the cuBLASLt GEMMs with bias/activation epilogues and heuristic-ranked algorithms
-    (tactics/gpu_cublaslt.py, through nvmath-python); EDGE_MASK_CONVOLUTIONS marks no tactic yet. Tactics
+    (tactics/gpu_cublaslt.py, through nvmath-python; HWC 1x1 convolutions too, tactics/gpu_cublaslt_conv.py);
+    EDGE_MASK_CONVOLUTIONS marks no tactic yet. Tactics
     with no source (reference kernels, every CPU tactic, the GPU pointwise/pooling/softmax kernels) are always
     available, as TensorRT's built-in kernels are, so every layer stays buildable whatever the mask."""
 

@@ -4,7 +4,9 @@ GlobalAveragePool → Flatten → Gemm → y, with the first block's output also
 
 Counted by hand, the format pass makes one chain of conv1, relu0 (fused into conv1), pool, conv2 (+relu), conv3
 (+residual +relu) — REFORMATs: x in, block_out out (a network output, read by the Mul too) — and a second chain
-conv4 → gap: REFORMATs: the Mul's output in, the GAP's output out (Flatten reads it). Four in all."""
+conv4 → gap: REFORMATs: the Mul's output in, the GAP's output out (Flatten reads it). Four in all.
+
+`pointwise_block_model` has only 1x1 convolutions, the cuBLASLt GEMM convolutions' case (gpu_cublaslt_conv.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -54,3 +56,22 @@ def resnet_like_model() -> onnx.ModelProto:
 
 def feeds(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     return {"x": np.random.default_rng(seed).standard_normal((batch, 3, 12, 12)).astype(np.float32)}
+
+
+def pointwise_block_model() -> onnx.ModelProto:
+    """x -> 1x1 conv -> Relu -> 1x1 conv, + the first Relu's output -> Relu -> y: only pointwise convolutions."""
+    rng = np.random.default_rng(4)
+    weights = {"w1": rng.standard_normal((32, 16, 1, 1)).astype(np.float32) * 0.3,
+               "b1": rng.standard_normal(32).astype(np.float32) * 0.1,
+               "w2": rng.standard_normal((32, 32, 1, 1)).astype(np.float32) * 0.2,
+               "b2": rng.standard_normal(32).astype(np.float32) * 0.1}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2"),
+             helper.make_node("Add", ["c2", "r1"], ["sum"], name="residual"),
+             helper.make_node("Relu", ["sum"], ["y"], name="relu2")]
+    graph = helper.make_graph(nodes, "pointwise_block",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16, 10, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 32, 10, 10])],
+                              [numpy_helper.from_array(a, n) for n, a in weights.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

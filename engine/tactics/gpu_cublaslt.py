@@ -24,12 +24,13 @@ BIAS epilogues add; the views below are the same memory, nothing is copied or tr
 GELU: cuBLASLt's GELU epilogue is the tanh approximation, at most 4.8e-4 from the exact erf GELU. FP16 layers
 absorb an erf GELU with it (far inside FP16 engines' error bounds); FP32 layers, held to 1e-4 of onnxruntime,
 leave an erf GELU to the shared epilogue helper after a BIAS epilogue. Activations cuBLASLt lacks (Clip,
-LeakyReLU, ...) run the same way. A fused residual is left to the cuBLAS tactics (it must come before the
-activation).
+LeakyReLU, ...) run the same way. A fused residual is left to the cuBLAS tactics here (it must come before the
+activation; the 1x1-convolution tactics add theirs as the C operand).
 
 Not here: native BF16 (nvmath reads bfloat16 operands only from PyTorch tensors, CuPy has no bfloat16; BF16
-layers reach these tactics widened to FP32, engine/bfloat16.py), and 1x1 convolutions: with NCHW output the
-bias is per column of the column-major product, which cuBLASLt's bias epilogue does not add.
+layers reach these tactics widened to FP32, engine/bfloat16.py). 1x1 convolutions of HWC layers are GEMMs of
+gpu_cublaslt_conv.py, which plans and enqueues through `plan_gemm` / `enqueue_gemm` below; NCHW ones are not:
+with NCHW output the bias is per column of the column-major product, which cuBLASLt's bias epilogue does not add.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ HEURISTIC_LIMIT = 8  # algorithms asked of the heuristic (a lower rank's choice 
 # The workspace cuBLASLt may use (NVIDIA recommends 32 MiB on Hopper); the heuristic only offers algorithms
 # that fit in it, less the 16 bytes nvmath adds for epilogues.
 WORKSPACE_BYTES = 32 << 20
-_STORAGE = {DataType.FLOAT: "float32", DataType.HALF: "float16"}
+STORAGE = {DataType.FLOAT: "float32", DataType.HALF: "float16"}
 # GELU_TANH is what cuBLASLt computes; GELU_ERF is absorbed as it only by FP16 layers (see the module docstring).
 _FUSED_ACTIVATIONS = {ActivationType.RELU: "RELU", ActivationType.GELU_TANH: "GELU"}
 # Largest |GELU_erf(x) - GELU_tanh(x)| over all x (at |x| near 2.7), the error of absorbing an erf GELU.
@@ -124,7 +125,7 @@ def algorithm_rank(wanted: int, offered: int, layer: str) -> int:
     return offered - 1
 
 
-def _alignment(pointer: int) -> int:
+def alignment(pointer: int) -> int:
     """The power of two (up to 256 bytes) that `pointer` is aligned to: the heuristic's algorithms may rely on it."""
     return min(256, pointer & -pointer) if pointer else 256
 
@@ -219,7 +220,7 @@ class CublasLtMatmul(Tactic):
 
         p = ctx.layer.params
         bias = ctx.inputs[2] if len(ctx.inputs) > 2 else None
-        storage = _STORAGE[MODES[self.mode]]
+        storage = STORAGE[MODES[self.mode]]
         epilog, left = epilogue_plan(ctx.epilogue.activation, bias is not None, MODES[self.mode] == DataType.HALF)
         bias_row = None
         if bias is not None:  # beta folded in; a scalar bias repeated per column
@@ -232,37 +233,10 @@ class CublasLtMatmul(Tactic):
                 "storage": storage, "layer": ctx.layer.name, "plans": {}}
 
     def _plan(self, state: dict, a: Any, b: Any, out: Any) -> _PlannedGemm:
-        """Plan the GEMM of these arrays' shapes and alignments (a first run at new shapes, never during a CUDA
-        graph capture: the runtime runs new shapes and addresses once before capturing)."""
-        from nvmath.linalg.advanced import Matmul, MatmulEpilog
-
+        """Plan the GEMM of these arrays' shapes and alignments (see plan_gemm)."""
         left, right, result = gemm_views(a, b, out, state["trans_a"], state["trans_b"])
-        key = _plan_key(left, right, result)
-        planned = state["plans"].get(key)
-        if planned is not None:
-            return planned
-        matmul = Matmul(left, right, result, alpha=state["alpha"], beta=0.0, options=self._options())
-        epilog = None if state["epilog"] is None else MatmulEpilog[state["epilog"]]
-        inputs = {"bias": state["bias"]} if state["bias"] is not None else None
-        algorithms = matmul.plan(preferences={"limit": HEURISTIC_LIMIT}, epilog=epilog, epilog_inputs=inputs)
-        _HEURISTIC_COUNTS[self._count_key(state, a.shape, b.shape, out.shape)] = len(algorithms)
-        rank = algorithm_rank(self.rank, len(algorithms), state["layer"])
-        algorithm = algorithms[rank]
-        record = algorithm.as_numpy().copy()
-        need = int(record["workspace_size"][0]) + 16  # nvmath's allowance for epilogues, kept
-        matmul.release_operands()  # the descriptors stay; the (scratch) operands may go
-        planned = _PlannedGemm(matmul, record, rank, need, None,
-                               f"cuBLASLt algorithm {algorithm.algorithm_id} (heuristic rank {rank}, tile "
-                               f"{algorithm.tile}, stages {algorithm.stages}, split-k {algorithm.split_k})")
-        state["plans"][key] = planned
-        _LOG.debug("layer '%s': %s", state["layer"], planned.description)
-        return planned
-
-    def _options(self) -> dict:
-        from nvmath.linalg import ComputeType
-
-        compute = ComputeType.COMPUTE_32F_FAST_TF32 if self.mode == "tf32" else ComputeType.COMPUTE_32F
-        return {"inplace": True, "compute_type": compute, "memory_limit": WORKSPACE_BYTES - 256, "logger": _LOG}
+        return plan_gemm(state, left, right, result, self.mode, self.rank,
+                         self._count_key(state, a.shape, b.shape, out.shape))
 
     def _heuristic_count(self, ctx: TacticContext) -> int:
         """How many algorithms cuBLASLt's heuristic offers for the layer's GEMM at the context's shapes (planned
@@ -272,12 +246,12 @@ class CublasLtMatmul(Tactic):
         state = self._state(ctx)
         shapes = (ctx.inputs[0].shape, ctx.inputs[1].shape, ctx.outputs[0].shape)
         key = self._count_key(state, *shapes)
-        if key not in _HEURISTIC_COUNTS:
+        if key not in HEURISTIC_COUNTS:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a missing rank is reported by supports, not warned
                 planned = self._plan(state, *(cupy.empty(shape, state["storage"]) for shape in shapes))
             planned.matmul.free()
-        return _HEURISTIC_COUNTS[key]
+        return HEURISTIC_COUNTS[key]
 
     def _count_key(self, state: dict, *shapes: tuple[int, ...]) -> tuple:
         import cupy
@@ -287,24 +261,11 @@ class CublasLtMatmul(Tactic):
 
     # ------------------------------------------------------------------ run
     def run(self, state, inputs, outputs, workspace, xp) -> None:
-        import cupy
-        from nvmath.bindings import cublasLt
-
         a, b, out = xp.ascontiguousarray(inputs[0]), xp.ascontiguousarray(inputs[1]), outputs[0]
         target = out if out.flags.c_contiguous else xp.empty(out.shape, out.dtype)
         left, right, result = gemm_views(a, b, target, state["trans_a"], state["trans_b"])
-        planned = state["plans"].get(_plan_key(left, right, result)) or self._plan(state, a, b, target)
-        if workspace is None or workspace.nbytes < planned.workspace_bytes:
-            if planned.own_workspace is None:  # a caller that gave less than workspace_bytes: first run, not captured
-                planned.own_workspace = cupy.empty(planned.workspace_bytes, cupy.uint8)
-            workspace = planned.own_workspace
-        space, size = workspace.data.ptr, workspace.nbytes
-        m = planned.matmul
-        record = planned.record
-        cublasLt.matmul(m.handle, m.mm_desc, m.alpha.ctypes.data, left.data.ptr, m.a_layout_ptr, right.data.ptr,
-                        m.b_layout_ptr, m.beta.ctypes.data, result.data.ptr, m.c_layout_ptr, result.data.ptr,
-                        m.d_layout_ptr, record.ctypes.data + record.dtype.fields["algo"][1], space, size,
-                        cupy.cuda.get_current_stream().ptr)
+        planned = state["plans"].get(plan_key(left, right, result)) or self._plan(state, a, b, target)
+        enqueue_gemm(planned, left, right, result, result, workspace)
         if state["after"] is not None:
             apply_epilogue(state["after"], target, inputs, xp)
         if target is not out:
@@ -312,11 +273,70 @@ class CublasLtMatmul(Tactic):
 
 
 # Heuristic algorithm counts per planned GEMM problem, so `supports` asks cuBLASLt once per problem.
-_HEURISTIC_COUNTS: dict[tuple, int] = {}
+HEURISTIC_COUNTS: dict[tuple, int] = {}
 
 
-def _plan_key(left: Any, right: Any, result: Any) -> tuple:
-    return tuple((x.shape, x.strides, str(x.dtype), _alignment(x.data.ptr)) for x in (left, right, result))
+def plan_key(left: Any, right: Any, result: Any) -> tuple:
+    """What a planned GEMM depends on: the views' shapes, strides, types and pointer alignments."""
+    return tuple((x.shape, x.strides, str(x.dtype), alignment(x.data.ptr)) for x in (left, right, result))
+
+
+def gemm_options(mode: str) -> dict:
+    """nvmath Matmul options of a mode: in place (the result is the C operand, so D's layout is C's), IEEE FP32
+    or TF32 compute, the workspace limit, our logger."""
+    from nvmath.linalg import ComputeType
+
+    compute = ComputeType.COMPUTE_32F_FAST_TF32 if mode == "tf32" else ComputeType.COMPUTE_32F
+    return {"inplace": True, "compute_type": compute, "memory_limit": WORKSPACE_BYTES - 256, "logger": _LOG}
+
+
+def plan_gemm(state: dict, left: Any, right: Any, result: Any, mode: str, rank: int, count_key: tuple) -> _PlannedGemm:
+    """Plan the column-major GEMM `result = alpha * left @ right + beta * C` (C laid out as `result`; beta is
+    state["beta"], 0 unless a residual is added) with state's epilogue, for these views' shapes, strides and
+    alignments, and take the heuristic's algorithm of `rank`. A first run at new shapes does it, never a CUDA
+    graph capture: the runtime runs new shapes and addresses once before capturing. Shared by the MatMul and the
+    1x1-convolution tactics; `state` holds "plans" (the cache), "alpha", "epilog", "bias" and "layer"."""
+    from nvmath.linalg.advanced import Matmul, MatmulEpilog
+
+    key = plan_key(left, right, result)
+    planned = state["plans"].get(key)
+    if planned is not None:
+        return planned
+    matmul = Matmul(left, right, result, alpha=state["alpha"], beta=state.get("beta", 0.0),
+                    options=gemm_options(mode))
+    epilog = None if state["epilog"] is None else MatmulEpilog[state["epilog"]]
+    inputs = {"bias": state["bias"]} if state["bias"] is not None else None
+    algorithms = matmul.plan(preferences={"limit": HEURISTIC_LIMIT}, epilog=epilog, epilog_inputs=inputs)
+    HEURISTIC_COUNTS[count_key] = len(algorithms)
+    chosen = algorithm_rank(rank, len(algorithms), state["layer"])
+    algorithm = algorithms[chosen]
+    record = algorithm.as_numpy().copy()
+    need = int(record["workspace_size"][0]) + 16  # nvmath's allowance for epilogues, kept
+    matmul.release_operands()  # the descriptors stay; the (scratch) operands may go
+    planned = _PlannedGemm(matmul, record, chosen, need, None,
+                           f"cuBLASLt algorithm {algorithm.algorithm_id} (heuristic rank {chosen}, tile "
+                           f"{algorithm.tile}, stages {algorithm.stages}, split-k {algorithm.split_k})")
+    state["plans"][key] = planned
+    _LOG.debug("layer '%s': %s", state["layer"], planned.description)
+    return planned
+
+
+def enqueue_gemm(planned: _PlannedGemm, left: Any, right: Any, result: Any, addend: Any, workspace: Any) -> None:
+    """One cublasLtMatmul on the current stream: `result = alpha * left @ right + beta * addend`, then the planned
+    epilogue. `addend` is laid out as `result` (it is `result` itself when beta is 0). Fixed descriptors, pointers
+    and host scalars: what a CUDA graph captures."""
+    import cupy
+    from nvmath.bindings import cublasLt
+
+    if workspace is None or workspace.nbytes < planned.workspace_bytes:
+        if planned.own_workspace is None:  # a caller that gave less than workspace_bytes: first run, not captured
+            planned.own_workspace = cupy.empty(planned.workspace_bytes, cupy.uint8)
+        workspace = planned.own_workspace
+    m, record = planned.matmul, planned.record
+    cublasLt.matmul(m.handle, m.mm_desc, m.alpha.ctypes.data, left.data.ptr, m.a_layout_ptr, right.data.ptr,
+                    m.b_layout_ptr, m.beta.ctypes.data, addend.data.ptr, m.c_layout_ptr, result.data.ptr,
+                    m.d_layout_ptr, record.ctypes.data + record.dtype.fields["algo"][1], workspace.data.ptr,
+                    workspace.nbytes, cupy.cuda.get_current_stream().ptr)
 
 
 for _mode in MODES:
