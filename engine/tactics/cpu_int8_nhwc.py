@@ -19,6 +19,7 @@ from ..tensor_formats import FROM_CHANNELS_LAST, STRIDED_FORMATS, storage_order
 from .base import TacticContext, stable_tactic_id
 from .cpu_conv import conv_geometry
 from .cpu_int8 import Int8Convolution
+from .nhwc_windows import channels_last_refusal, grouped_hwc_weights, nhwc_windows
 from .registry import register_tactic
 
 
@@ -36,19 +37,12 @@ class ChannelsLastInt8Convolution(Int8Convolution):
         self.heuristic_rank = 9  # ahead of the float64 LINEAR INT8 tactic (10), behind the GPU IMMA ones (5)
 
     def supports(self, ctx: TacticContext) -> bool | str:
-        if not ctx.channels_last:
-            return "it runs the HWC layers of a channels-last build (BuilderConfig.channels_last)"
-        if ctx.inputs[0].shape is None or len(ctx.inputs[0].shape) != 4:
-            return "HWC tensors are 4-D: a 2-D convolution"
-        return super().supports(ctx)
+        return channels_last_refusal(ctx) or super().supports(ctx)
 
     def prepare(self, ctx: TacticContext) -> dict[str, Any]:
         state = super().prepare(ctx)
         w = state["weights"]  # (M, C/G, KH, KW)
-        groups = int(ctx.layer.params["num_groups"])
-        # -> (G, KH, KW, C/G, M/G): the window's channel order, one matrix per group
-        state["weights"] = np.ascontiguousarray(
-            w.reshape(groups, w.shape[0] // groups, *w.shape[1:]).transpose(0, 3, 4, 2, 1))
+        state["weights"] = np.ascontiguousarray(grouped_hwc_weights(w, int(ctx.layer.params["num_groups"])))
         return state
 
     def accumulate(self, layer: Any, x: Any, weights: Any, xp: Any) -> Any:
@@ -56,18 +50,8 @@ class ChannelsLastInt8Convolution(Int8Convolution):
         groups, kh, kw, per_group, maps_per_group = weights.shape
         g = conv_geometry(layer, tuple(x.shape), (groups * maps_per_group, per_group, kh, kw))
         padded = xp.zeros((g.batch, *g.padded_sizes, g.channels), xp.float64)
-        source, target = [], []
-        for size, pre, total in zip(g.in_sizes, g.pre, g.padded_sizes):
-            lo, hi = max(0, -pre), min(size, total - pre)
-            source.append(slice(lo, hi))
-            target.append(slice(lo + pre, hi + pre))
-        padded[(slice(None), *target, slice(None))] = storage_order(x)[(slice(None), *source, slice(None))]
+        windows = nhwc_windows(padded, storage_order(x), g, xp)
         (oh, ow) = g.out_sizes
-        n_stride, h_stride, w_stride, c_stride = padded.strides
-        windows = xp.lib.stride_tricks.as_strided(
-            padded, (g.batch, oh, ow, kh, kw, g.channels),
-            (n_stride, h_stride * g.strides[0], w_stride * g.strides[1], h_stride * g.dilations[0],
-             w_stride * g.dilations[1], c_stride))
         if groups == 1:
             depth = kh * kw * g.channels
             result = windows.reshape(g.batch * oh * ow, depth) @ weights.reshape(depth, g.maps)

@@ -13,6 +13,7 @@ import numpy as np
 from ..tensor_formats import STRIDED_FORMATS, TO_CHANNELS_LAST
 from .base import TacticContext, stable_tactic_id
 from .cpu_conv import ConvGeometry, ConvTactic, KernelGeometry
+from .nhwc_windows import channels_last_refusal, grouped_hwc_weights, nhwc_windows
 from .registry import register_tactic
 
 
@@ -23,17 +24,10 @@ class ChannelsLastGemm(ConvTactic):
     formats = STRIDED_FORMATS  # the weights and bias stay LINEAR constants; the activations must be HWC
 
     def supports(self, ctx: TacticContext) -> bool | str:
-        if not ctx.channels_last:
-            return "it runs the HWC layers of a channels-last build (BuilderConfig.channels_last)"
-        if ctx.inputs[0].shape is None or len(ctx.inputs[0].shape) != 4:
-            return "HWC tensors are 4-D: a 2-D convolution"
-        return super().supports(ctx)
+        return channels_last_refusal(ctx) or super().supports(ctx)
 
     def prepare_weights(self, w: np.ndarray, g: KernelGeometry) -> dict:
-        per_group = g.maps // g.groups
-        # (M, C/G, KH, KW) -> (G, KH, KW, C/G, M/G): the window's channel order, one matrix per group
-        grouped = w.reshape(g.groups, per_group, *w.shape[1:]).transpose(0, 3, 4, 2, 1)
-        return {"w": np.ascontiguousarray(grouped)}
+        return {"w": np.ascontiguousarray(grouped_hwc_weights(w, g.groups))}
 
     def scratch(self, g: ConvGeometry, dtype) -> list:
         return [((g.batch, *g.padded_sizes, g.channels), dtype)]
@@ -41,19 +35,8 @@ class ChannelsLastGemm(ConvTactic):
     def convolve(self, state, g: ConvGeometry, x, y, buffers, xp) -> None:
         (padded,) = buffers
         padded.fill(0)
-        source, target = [], []
-        for size, pre, total in zip(g.in_sizes, g.pre, g.padded_sizes):
-            lo, hi = max(0, -pre), min(size, total - pre)
-            source.append(slice(lo, hi))
-            target.append(slice(lo + pre, hi + pre))
-        padded[(slice(None), *target, slice(None))] = x.transpose(TO_CHANNELS_LAST)[(slice(None), *source,
-                                                                                       slice(None))]
+        windows = nhwc_windows(padded, x.transpose(TO_CHANNELS_LAST), g, np)
         (kh, kw), (oh, ow) = g.kernel, g.out_sizes
-        n_stride, h_stride, w_stride, c_stride = padded.strides
-        windows = np.lib.stride_tricks.as_strided(
-            padded, (g.batch, oh, ow, kh, kw, g.channels),
-            (n_stride, h_stride * g.strides[0], w_stride * g.strides[1], h_stride * g.dilations[0],
-             w_stride * g.dilations[1], c_stride), writeable=False)
         w = state["w"]  # (G, KH, KW, C/G, M/G)
         if g.groups == 1:
             cols = windows.reshape(g.batch * oh * ow, kh * kw * g.channels)  # the one copy: im2col, NHWC order

@@ -25,6 +25,7 @@ from ..tensor_formats import STRIDED_FORMATS, storage_order
 from .base import TacticContext
 from .cpu_conv import ConvGeometry, conv_geometry
 from .gpu_int8 import DIM_ALIGNMENT, MAX_REDUCTION, TAP_ALIGNMENT, GpuInt8Tactic, round_up
+from .nhwc_windows import channels_last_refusal
 from .registry import register_tactic
 from .scratch import BufferSpec, carve, total_bytes
 
@@ -61,11 +62,7 @@ class GpuInt8ConvImmaNhwc(GpuInt8Tactic):
         super().__init__(LayerType.CONVOLUTION)
 
     def supports(self, ctx: TacticContext) -> bool | str:
-        if not ctx.channels_last:
-            return "it runs the HWC layers of a channels-last build (BuilderConfig.channels_last)"
-        if ctx.inputs[0].shape is None or len(ctx.inputs[0].shape) != 4:
-            return "HWC tensors are 4-D: a 2-D convolution"
-        return super().supports(ctx)
+        return channels_last_refusal(ctx) or super().supports(ctx)
 
     def may_run_channels_last(self, node) -> bool:
         """Grouped (depthwise) INT8 convolutions only have the float64 fallback in HWC: they stay LINEAR, on
