@@ -144,18 +144,23 @@ class _PlannedGemm:
     description: str
 
 
-class CublasLtMatmul(Tactic):
-    layer_type = LayerType.MATRIX_MULTIPLY
+class RankedCublasLtTactic(Tactic):
+    """One (mode, heuristic rank) of a cuBLASLt GEMM: the MatMul tactics here and the HWC 1x1 convolutions of
+    gpu_cublaslt_conv.py are named, ranked and checked the same way, because cuBLASLt's heuristic decides how many
+    ranks a problem has. A subclass gives `name_stem`, `problem` (what a refusal calls its GEMM),
+    `static_refusal` and `_heuristic_count`."""
+
     backend = "gpu"
     source = TacticSource.CUBLAS_LT
-    absorbs = frozenset({ACTIVATION})
+    name_stem: str
+    problem: str
 
     def __init__(self, mode: str, rank: int):
         self.mode, self.rank = mode, rank
-        self.name = f"gpu:matmul:cublaslt_{mode}_h{rank}"
+        self.name = f"{self.name_stem}_{mode}_h{rank}"
         self.id = stable_tactic_id(self.name)
-        # Without timing (optimization level 0) the cuBLAS tactics rank first (the native BF16 GEMM among them);
-        # timing decides otherwise.
+        # Untimed builds (optimization level 0) rank the cuBLAS GEMM tactics (the native BF16 GEMM among them)
+        # first, then this heuristic's first choice, ahead of the cuDNN engines (rank 30); timing decides otherwise.
         self.heuristic_rank = (6 if mode == "tf32" else 11) + rank
         # Builds at optimization level 0-1 take the heuristic's own choice; higher levels time the others too.
         self.min_optimization_level = 0 if rank == 0 else 2
@@ -168,10 +173,25 @@ class CublasLtMatmul(Tactic):
         try:
             offered = self._heuristic_count(ctx)
         except Exception as exc:  # noqa: BLE001 - a GEMM cuBLASLt refuses is a reason, not a crash
-            return f"cuBLASLt cannot plan this GEMM: {type(exc).__name__}: {exc}"
+            return f"cuBLASLt cannot plan {self.problem}: {type(exc).__name__}: {exc}"
         if self.rank >= offered:
             return f"cuBLASLt's heuristic offers {offered} algorithm(s) for this GEMM, not rank {self.rank}"
         return True
+
+    def static_refusal(self, ctx: TacticContext) -> str | None:
+        """What rules the layer out before asking cuBLASLt (None: nothing does)."""
+        raise NotImplementedError
+
+    def _heuristic_count(self, ctx: TacticContext) -> int:
+        """How many algorithms cuBLASLt's heuristic offers for the layer's GEMM at the context's shapes."""
+        raise NotImplementedError
+
+
+class CublasLtMatmul(RankedCublasLtTactic):
+    layer_type = LayerType.MATRIX_MULTIPLY
+    absorbs = frozenset({ACTIVATION})
+    name_stem = "gpu:matmul:cublaslt"
+    problem = "this GEMM"
 
     def static_refusal(self, ctx: TacticContext) -> str | None:
         """What rules the layer out before asking cuBLASLt (None: nothing does)."""

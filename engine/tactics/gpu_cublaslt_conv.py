@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from ..dtypes import DataType
-from ..enums import LayerType, TacticSource, TensorFormat
+from ..enums import LayerType, TensorFormat
 from ..errors import PlanFormatError
 from ..ir.epilogue import ACTIVATION, RESIDUAL, Epilogue, apply_epilogue
 from ..tensor_formats import empty_in_format, is_channels_last, storage_order
-from .base import Tactic, TacticContext, stable_tactic_id
+from .base import TacticContext
 from .cpu_conv import conv_geometry
 from .gpu_cublaslt import (
     ALGORITHMS_PER_MODE,
@@ -39,6 +39,7 @@ from .gpu_cublaslt import (
     MODES,
     STORAGE,
     WORKSPACE_BYTES,
+    RankedCublasLtTactic,
     alignment,
     cublaslt_unavailable,
     enqueue_gemm,
@@ -48,6 +49,11 @@ from .gpu_cublaslt import (
     plan_key,
 )
 from .registry import register_tactic
+
+
+def _as_list(values: Any) -> list:
+    """A window param as a list: NetworkDefinition stores an int for every spatial dim or one value per dim."""
+    return [values] if isinstance(values, int) else list(values)
 
 
 def pointwise_refusal(layer: Any, x_shape: tuple[int, ...], kernel_shape: tuple[int, ...]) -> str | None:
@@ -89,20 +95,12 @@ def column_major_result(array: Any) -> Any:
     return storage_order(array).reshape(-1, array.shape[1]).swapaxes(-1, -2)
 
 
-class CublasLtConv1x1(Tactic):
+class CublasLtConv1x1(RankedCublasLtTactic):
     layer_type = LayerType.CONVOLUTION
-    backend = "gpu"
-    source = TacticSource.CUBLAS_LT
     absorbs = frozenset({RESIDUAL, ACTIVATION})
     formats = frozenset({TensorFormat.HWC})  # the weights and bias are LINEAR constants; the activations HWC
-    def __init__(self, mode: str, rank: int):
-        self.mode, self.rank = mode, rank
-        self.name = f"gpu:conv:cublaslt_nhwc_{mode}_h{rank}"
-        self.id = stable_tactic_id(self.name)
-        # Untimed builds take the heuristic's first choice ahead of the cuDNN engines (rank 30, timed builds only);
-        # builds at optimization level 2+ time the other ranks too.
-        self.heuristic_rank = (6 if mode == "tf32" else 11) + rank
-        self.min_optimization_level = 0 if rank == 0 else 2
+    name_stem = "gpu:conv:cublaslt_nhwc"
+    problem = "this 1x1 convolution's GEMM"
 
     def unavailable(self) -> str | None:
         return cublaslt_unavailable()
@@ -111,21 +109,10 @@ class CublasLtConv1x1(Tactic):
         """Only pointwise (1x1, stride 1, unpadded, ungrouped) convolutions; the others are cuDNN's."""
         p = node.params
         return (int(p.get("num_groups", 1)) == 1 and all(int(k) == 1 for k in p.get("kernel_size_nd", ()))
-                and all(int(s) == 1 for s in p.get("stride_nd", (1,))))
+                and all(int(s) == 1 for s in p.get("stride_nd", (1,)))
+                and not any(int(v) for key in ("pre_padding", "post_padding") for v in _as_list(p.get(key, 0))))
 
     # ------------------------------------------------------------------ eligibility
-    def supports(self, ctx: TacticContext) -> bool | str:
-        reason = cublaslt_unavailable() or self.static_refusal(ctx)
-        if reason:
-            return reason
-        try:
-            offered = self._heuristic_count(ctx)
-        except Exception as exc:  # noqa: BLE001 - a GEMM cuBLASLt refuses is a reason, not a crash
-            return f"cuBLASLt cannot plan this 1x1 convolution's GEMM: {type(exc).__name__}: {exc}"
-        if self.rank >= offered:
-            return f"cuBLASLt's heuristic offers {offered} algorithm(s) for this GEMM, not rank {self.rank}"
-        return True
-
     def static_refusal(self, ctx: TacticContext) -> str | None:
         """What rules the layer out before asking cuBLASLt (None: nothing does)."""
         if not ctx.channels_last:

@@ -195,9 +195,12 @@ def test_a_1x1_convolution_joins_an_hwc_chain_through_these_tactics_only_when_cu
     monkeypatch.setattr(lt_conv, "cublaslt_unavailable", lambda: None)  # as on a GPU machine with nvmath-python
     pointwise, spatial = conv_context().layer, conv_context(kernel=(3, 3), pre=(1, 1), post=(1, 1)).layer
     strided = conv_context(stride=(2, 2)).layer
+    padded = conv_context(pre=(1, 0), post=(0, 1)).layer  # a 1x1 kernel over added pixels: not one GEMM either
     only_lt = 1 << int(TacticSource.CUBLAS_LT)
     assert tactic().may_run_channels_last(pointwise)
-    assert not any(tactic().may_run_channels_last(node) for node in (spatial, strided))
+    assert not any(tactic().may_run_channels_last(node) for node in (spatial, strided, padded))
+    assert not channels_last_check("gpu", only_lt)(padded), "a padded 1x1 convolution would only have the " \
+        "reference kernel in HWC: it must not join a chain on cuBLASLt's account"
     assert not tactic().may_run_channels_last(conv_context(groups=2).layer)
     assert channels_last_check("gpu", only_lt)(pointwise)
     assert not channels_last_check("gpu", only_lt)(spatial), "a 3x3 convolution is cuDNN's, not a GEMM"
