@@ -23,6 +23,7 @@ from typing import Annotated
 import typer
 
 from engine import MemoryPoolType, TacticSource
+from engine.config import channels_last_mode
 
 from ..build import BuildOptions, ProfileShapes
 from ..compare import Tolerances
@@ -350,11 +351,9 @@ def build_options_from_cli(input_shapes=None, min_shapes=None, opt_shapes=None, 
 
 
 def _channels_last(value: ChannelsLast | bool | str) -> bool | str:
-    """The flag's word as BuilderConfig.channels_last takes it: False, True or "auto" (a bool passes through, for
-    callers of build_options_from_cli that still pass one)."""
-    if isinstance(value, bool):
-        return value
-    return {"off": False, "on": True, "auto": "auto"}[ChannelsLast(value).value]
+    """The flag's word as BuilderConfig.channels_last takes it: False, True or "auto", read by the engine's own
+    rule (engine.config.channels_last_mode; a bool passes through, for callers that still pass one)."""
+    return channels_last_mode(value.value if isinstance(value, ChannelsLast) else value, "--channels-last")
 
 
 def parse_pool_limits(values: list[str] | None) -> dict[str, int]:
