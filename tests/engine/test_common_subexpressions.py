@@ -105,3 +105,45 @@ def test_bert_tiny_builds_its_attention_mask_once():
     got = engine.create_execution_context().execute(feeds)
     for name, value in onnxruntime_outputs(model, feeds).items():
         np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def _twin_matmul_model(w0: np.ndarray, w1: np.ndarray):
+    """y = x @ w0 + x @ w1, the two weights separate initializers (equal or not)."""
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["m0"], name="matmul0"),
+             helper.make_node("MatMul", ["x", "w1"], ["m1"], name="matmul1"),
+             helper.make_node("Add", ["m0", "m1"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "twins", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w0, "w0"), numpy_helper.from_array(w1, "w1")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_readers_of_equal_refittable_weights_stay_apart_so_a_refit_of_one_changes_only_it():
+    """Equal initial values are no promise in a refittable build: merging the MatMuls would make a refit of w1
+    change both products (or neither)."""
+    import engine as trt
+
+    w = np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32)
+    model = _twin_matmul_model(w, w.copy())
+    x = _feeds(model)["x"]
+
+    def built(*flags):
+        builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+        network = builder.create_network()
+        parser = trt.OnnxParser(network, builder.logger)
+        assert parser.parse(model.SerializeToString()), parser.errors_text()
+        config = builder.create_builder_config()
+        config.device, config.builder_optimization_level = "cpu", 0
+        for flag in flags:
+            config.set_flag(flag)
+        return trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(
+            builder.build_serialized_network(network, config))
+
+    assert built().meta["passes"][CSE] == 1, "a plain build bakes the weights in: equal ones are one product"
+    engine = built(trt.BuilderFlag.REFIT)
+    assert engine.meta["passes"][CSE] == 0
+    new_w1 = np.random.default_rng(4).standard_normal((5, 4)).astype(np.float32)
+    refitter = trt.Refitter(engine, trt.Logger())
+    assert refitter.set_named_weights("w1", new_w1) and refitter.refit_cuda_engine()
+    got = engine.create_execution_context().execute({"x": x})["y"]
+    np.testing.assert_allclose(got, x.astype(np.float64) @ w + x.astype(np.float64) @ new_w1, rtol=1e-5, atol=1e-5)
