@@ -43,9 +43,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.gpu_vs_pytorch import (  # noqa: E402 - after the path set-up
+    CHANNELS_LAST_MODES,
     failure_status,
     format_profiles_markdown,
     time_limit,
+    timed_chains,
 )
 from bench.tables import format_cell, markdown_table, text_table  # noqa: E402
 
@@ -55,7 +57,6 @@ SCHEMA = "polyx-gpu-int8/1"
 COLUMNS = ["precision", "median ms", "time / fp16", "top-1 vs fp32", "max abs diff vs fp32", "build s", "status"]
 # Seconds kept back from the budget for timing and agreement once the INT8 build is done.
 RESERVE_S = 60.0
-CHANNELS_LAST_MODES = {"off": False, "on": True, "auto": "auto"}
 
 
 # ----------------------------------------------------------------------------------------------- settings
@@ -249,11 +250,10 @@ def format_record(engine: Any) -> dict[str, Any]:
     "auto", the timed chains (how many, how many kept NHWC, their summed LINEAR and NHWC layer times)."""
     hwc = [t for t in engine.graph.tensors if t.format.value == "HWC"]
     record: dict[str, Any] = {"hwc_tensors": len(hwc), "int8_hwc_tensors": sum(t.dtype.value == "INT8" for t in hwc)}
-    choice = getattr(engine, "meta", {}).get("channels_last")
-    if choice:
-        record.update(chains=len(choice["chains"]), hwc_chains=sum(c["hwc"] for c in choice["chains"]),
-                      linear_ms=sum(c["linear_ms"] for c in choice["chains"]),
-                      hwc_ms=sum(c["hwc_ms"] for c in choice["chains"]))
+    chains = timed_chains(engine)
+    if chains is not None:
+        record.update(chains=chains["chains"], hwc_chains=chains["hwc"], linear_ms=chains["linear_ms"],
+                      hwc_ms=chains["hwc_ms"])
     return record
 
 

@@ -46,6 +46,8 @@ MODELS = ("resnet50", "bert")
 PRECISIONS = ("fp32", "tf32", "fp16")  # tf32: FP32 engine and PyTorch with TF32 tensor-core math allowed
 SCHEMA = "polyx-gpu-vs-pytorch/2"
 EAGER = "PyTorch eager"
+# --channels-last's words -> BuilderConfig.channels_last (this script and gpu_int8.py take the same ones)
+CHANNELS_LAST_MODES = {"off": False, "on": True, "auto": "auto"}
 COLUMNS = ["model", "batch", "precision", "runner", "median ms", "time / eager", "max abs diff", "max rel diff",
            "status"]
 
@@ -174,7 +176,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         max_seconds=args.max_seconds if args.max_seconds is not None else (0.5 if quick else 2.0),
         opt_level=args.opt_level if args.opt_level is not None else (1 if quick else 3),
         pointwise_fusion=args.pointwise_fusion,
-        channels_last={"off": False, "on": True, "auto": "auto"}[args.channels_last], tactic_sources=tactic_sources,
+        channels_last=CHANNELS_LAST_MODES[args.channels_last], tactic_sources=tactic_sources,
         profile_top=args.profile_top,
         profile_runs=args.profile_runs, timing_cache=args.timing_cache,
         compile_timeout_s=args.compile_timeout_s, budget_s=args.budget_s, json=args.json, markdown=args.markdown,
@@ -437,6 +439,18 @@ def tf32_allowed(backends: Any, allowed: bool) -> Iterator[None]:
         backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = previous
 
 
+def timed_chains(engine: Any) -> dict[str, Any] | None:
+    """A channels_last "auto" engine's timed chains (engine/channels_last_choice.py) summed: how many, how many
+    were built HWC, their LINEAR and HWC layer times (ms); None for an engine built otherwise."""
+    choice = getattr(engine, "meta", {}).get("channels_last")
+    if not choice:
+        return None
+    chains = choice["chains"]
+    return {"chains": len(chains), "hwc": sum(chain["hwc"] for chain in chains),
+            "linear_ms": sum(chain["linear_ms"] for chain in chains),
+            "hwc_ms": sum(chain["hwc_ms"] for chain in chains)}
+
+
 class EngineBuilds:
     """Builds each engine cold, from an empty timing cache. With a cache file, the cold build's timings are added
     to the file (which ends up holding every build of the run) and the engine is rebuilt from it: the warm build,
@@ -458,12 +472,9 @@ class EngineBuilds:
         record = {"seconds": report.build_seconds, "device_layers": report.layers_after, "status": "ok",
                   "tactics": {k: dict(v) for k, v in report.tactics_by_layer_type.items()},
                   "layers_by_source": count_layers_by_source(rows)}
-        choice = getattr(engine, "meta", {}).get("channels_last")  # channels_last "auto": the timed chains
-        if choice:
-            record["channels_last"] = {"chains": len(choice["chains"]),
-                                       "hwc": sum(chain["hwc"] for chain in choice["chains"]),
-                                       "linear_ms": sum(chain["linear_ms"] for chain in choice["chains"]),
-                                       "hwc_ms": sum(chain["hwc_ms"] for chain in choice["chains"])}
+        chains = timed_chains(engine)
+        if chains is not None:
+            record["channels_last"] = chains
         if self.cache_file is not None:
             record.update(self._warm_build(onnx_path, options, cold_cache, [row["tactic_id"] for row in rows]))
         return engine, record
