@@ -5,6 +5,7 @@ import pytest
 
 from engine.backends import cudnn_frontend
 from engine.tactics import gpu_cudnn_attention, gpu_cudnn_conv
+from engine.tactics.gpu_cublaslt import cublaslt_unavailable
 
 
 @pytest.fixture
@@ -15,6 +16,17 @@ def no_cudnn(monkeypatch):
     cudnn_frontend._probe.cache_clear()
     yield
     cudnn_frontend._probe.cache_clear()
+
+
+@pytest.fixture
+def no_nvmath(monkeypatch):
+    """Importing nvmath (and the submodules the cuBLASLt probe imports) fails, as on a machine without
+    nvmath-python; the probe is asked again before and after."""
+    for module in ("nvmath", "nvmath.bindings", "nvmath.linalg", "nvmath.linalg.advanced"):
+        monkeypatch.setitem(sys.modules, module, None)
+    cublaslt_unavailable.cache_clear()
+    yield
+    cublaslt_unavailable.cache_clear()
 
 
 @pytest.fixture

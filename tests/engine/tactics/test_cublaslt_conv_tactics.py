@@ -4,8 +4,6 @@ column-major GEMM views of HWC arrays checked against the float64 convolution (N
 ones), the epilogue split with the residual as the C operand, and when a 1x1 convolution may join an HWC chain."""
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 from conv_reference import conv_float64
@@ -79,21 +77,15 @@ def test_tactic_sources_select_and_deselect_them():
         assert not allowed_by_sources(t, 1 << int(TacticSource.CUDNN))
 
 
-def test_unavailable_library_is_a_reason_not_an_error(monkeypatch):
-    for module in ("nvmath", "nvmath.bindings", "nvmath.linalg", "nvmath.linalg.advanced"):
-        monkeypatch.setitem(sys.modules, module, None)  # importing nvmath fails, as where it is not installed
-    cublaslt_unavailable.cache_clear()
-    try:
-        reason = cublaslt_unavailable()
-        assert reason and "nvmath-python" in reason
-        for t in lt_conv_tactics():
-            assert t.supports(conv_context()) == reason and t.unavailable() == reason, t.name
-        with pytest.raises(PlanFormatError, match=r"layer 'conv' runs on cuBLASLt \(tactic "
-                                                  r"gpu:conv:cublaslt_nhwc_fp32_h0\), which is not usable here: "
-                                                  r"cuBLASLt tactics need nvmath-python"):
-            tactic().prepare(conv_context())  # a loaded plan on a machine without the library
-    finally:
-        cublaslt_unavailable.cache_clear()
+def test_unavailable_library_is_a_reason_not_an_error(no_nvmath):
+    reason = cublaslt_unavailable()
+    assert reason and "nvmath-python" in reason
+    for t in lt_conv_tactics():
+        assert t.supports(conv_context()) == reason and t.unavailable() == reason, t.name
+    with pytest.raises(PlanFormatError, match=r"layer 'conv' runs on cuBLASLt \(tactic "
+                                              r"gpu:conv:cublaslt_nhwc_fp32_h0\), which is not usable here: "
+                                              r"cuBLASLt tactics need nvmath-python"):
+        tactic().prepare(conv_context())  # a loaded plan on a machine without the library
 
 
 @pytest.mark.parametrize("case, reason", [

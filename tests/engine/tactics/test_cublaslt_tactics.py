@@ -4,8 +4,6 @@ float64 NumPy, the epilogue split, the GELU approximation's bound, the heuristic
 identity through the timing cache and the plan."""
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 from scipy.special import erf
@@ -63,17 +61,11 @@ def test_one_tactic_per_mode_and_heuristic_rank_with_the_cublaslt_source():
     assert "CUBLAS_LT" in TacticSource.__doc__ and "gpu_cublaslt" in TacticSource.__doc__
 
 
-def test_unavailable_library_is_a_reason_not_an_error(monkeypatch):
-    for module in ("nvmath", "nvmath.bindings", "nvmath.linalg", "nvmath.linalg.advanced"):
-        monkeypatch.setitem(sys.modules, module, None)  # importing nvmath fails, as where it is not installed
-    cublaslt_unavailable.cache_clear()
-    try:
-        reason = cublaslt_unavailable()
-        assert reason and "nvmath-python" in reason
-        for tactic in lt_tactics():
-            assert tactic.supports(context((8, 16), (16, 4))) == reason, tactic.name
-    finally:
-        cublaslt_unavailable.cache_clear()
+def test_unavailable_library_is_a_reason_not_an_error(no_nvmath):
+    reason = cublaslt_unavailable()
+    assert reason and "nvmath-python" in reason
+    for tactic in lt_tactics():
+        assert tactic.supports(context((8, 16), (16, 4))) == reason, tactic.name
 
 
 @pytest.mark.parametrize("case, reason", [
