@@ -38,7 +38,7 @@ from .ir import Epilogue, Node
 from .ops.base import TensorInfo
 from .plugin import plugin_refusal
 from .refittable import add_stripped_placeholders, refit_table_from_json
-from .shuffle_views import view_refusal
+from .shuffle_views import ViewFacts, view_refusal
 from .version import __version__
 
 MAGIC = b"POLYXPLN"
@@ -198,13 +198,15 @@ def _load_graph(header: dict[str, Any], arrays: dict[str, Any], prefix: str, whe
 def _check_views(graph: LoweredGraph, where: str) -> None:
     """A layer marked as a view must be one (engine/shuffle_views.py): a tampered mark would make a layer's output
     share memory it must not (a transpose's, a user buffer)."""
+    facts = None
     for spec in graph.layers:
         if not spec.view:
             continue
         field = f"{where}layer '{spec.layer.name}' view"
         if where:
             raise _fail(field, "a subgraph layer runs through its subgraph's own kernels and is never a view")
-        reason = view_refusal(graph, spec)
+        facts = facts or ViewFacts.of(graph)
+        reason = view_refusal(graph, spec, facts)
         if reason is not None:
             raise _fail(field, f"true in the plan, but the layer cannot share its input's memory: {reason}")
 

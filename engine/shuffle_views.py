@@ -10,6 +10,7 @@ that run in stages (their stages have arenas of their own, engine/binding.py).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .enums import LayerType, TensorFormat
@@ -22,24 +23,30 @@ def _is_identity(perm: Any) -> bool:
     return perm is None or list(perm) == list(range(len(perm)))
 
 
-def _host_known(graph: LoweredGraph) -> set[int]:
-    """Tensors whose values live on the host: shape inputs and the outputs of host and constant layers."""
-    known = set(graph.shape_inputs)
-    for spec in graph.layers:
-        if spec.host or spec.layer.type == LayerType.CONSTANT:
-            known.update(spec.outputs)
-    return known
+@dataclass(frozen=True)
+class ViewFacts:
+    """What the rule needs to know of the whole graph, gathered once per graph (not once per layer)."""
+
+    host_known: frozenset[int]  # tensors whose values live on the host: shape inputs, host and constant outputs
+    device_made: frozenset[int]  # tensors written by device layers (arena activations unless they are outputs)
+    staged_by: str | None  # a data-dependent layer's name: the network runs in stages with arenas of their own
+
+    @staticmethod
+    def of(graph: LoweredGraph) -> ViewFacts:
+        host_known = set(graph.shape_inputs)
+        device_made = set()
+        for spec in graph.layers:
+            if spec.host or spec.layer.type == LayerType.CONSTANT:
+                host_known.update(spec.outputs)
+            else:
+                device_made.update(spec.outputs)
+        staged = next((s.layer.name for s in graph.layers if is_data_dependent(s.layer.type)), None)
+        return ViewFacts(frozenset(host_known), frozenset(device_made), staged)
 
 
-def _device_made(graph: LoweredGraph) -> set[int]:
-    """Tensors written by device layers (activations held in the engine's arena unless they are outputs)."""
-    return {o for spec in graph.layers if not spec.host and spec.layer.type != LayerType.CONSTANT
-            for o in spec.outputs}
-
-
-def view_refusal(graph: LoweredGraph, spec: LayerSpec, host_known: set[int] | None = None,
-                 device_made: set[int] | None = None) -> str | None:
-    """Why `spec` cannot run as a view of its input, or None when it can."""
+def view_refusal(graph: LoweredGraph, spec: LayerSpec, facts: ViewFacts | None = None) -> str | None:
+    """Why `spec` cannot run as a view of its input, or None when it can (`facts`: ViewFacts.of(graph), passed
+    when several layers are asked)."""
     layer = spec.layer
     if layer.type != LayerType.SHUFFLE:
         return f"it is a {layer.type.value} layer, not SHUFFLE"
@@ -56,13 +63,12 @@ def view_refusal(graph: LoweredGraph, spec: LayerSpec, host_known: set[int] | No
     if len(spec.outputs) != 1 or not spec.inputs or spec.inputs[0] is None:
         return "it does not read one tensor into one output"
     source, out = spec.inputs[0], spec.outputs[0]
-    host_known = _host_known(graph) if host_known is None else host_known
-    device_made = _device_made(graph) if device_made is None else device_made
-    if any(i is not None and i not in host_known for i in spec.inputs[1:]):
+    facts = ViewFacts.of(graph) if facts is None else facts
+    if any(i is not None and i not in facts.host_known for i in spec.inputs[1:]):
         return "its reshape dims are a device tensor"
     if source in graph.inputs or source in graph.outputs:
         return f"its input '{graph.tensors[source].name}' is a network input or output (a user buffer)"
-    if source not in device_made:
+    if source not in facts.device_made:
         return f"its input '{graph.tensors[source].name}' is a host or constant value"
     if out in graph.outputs:
         return f"its output '{graph.tensors[out].name}' is a network output (a user buffer)"
@@ -71,18 +77,17 @@ def view_refusal(graph: LoweredGraph, spec: LayerSpec, host_known: set[int] | No
         return f"its input is {tin.dtype.value} and its output {tout.dtype.value}"
     if tin.format != TensorFormat.LINEAR or tout.format != TensorFormat.LINEAR:
         return "its tensors are not LINEAR (a reshape of another layout is not a view)"
-    staged = next((s.layer.name for s in graph.layers if is_data_dependent(s.layer.type)), None)
-    if staged is not None:
-        return f"the network runs in stages (layer '{staged}' has data-dependent output sizes)"
+    if facts.staged_by is not None:
+        return f"the network runs in stages (layer '{facts.staged_by}' has data-dependent output sizes)"
     return None
 
 
 def mark_views(graph: LoweredGraph) -> int:
     """Mark every SHUFFLE layer that can run as a view (build time); returns how many were marked."""
-    host_known, device_made = _host_known(graph), _device_made(graph)
+    facts = ViewFacts.of(graph)
     count = 0
     for spec in graph.layers:
-        spec.view = spec.layer.type == LayerType.SHUFFLE and view_refusal(graph, spec, host_known, device_made) is None
+        spec.view = spec.layer.type == LayerType.SHUFFLE and view_refusal(graph, spec, facts) is None
         count += spec.view
     return count
 

@@ -147,3 +147,24 @@ def test_readers_of_equal_refittable_weights_stay_apart_so_a_refit_of_one_change
     assert refitter.set_named_weights("w1", new_w1) and refitter.refit_cuda_engine()
     got = engine.create_execution_context().execute({"x": x})["y"]
     np.testing.assert_allclose(got, x.astype(np.float64) @ w + x.astype(np.float64) @ new_w1, rtol=1e-5, atol=1e-5)
+
+
+def test_control_flow_is_left_alone():
+    """Two equal If nodes on the same condition: equal today, but a subgraph is not compared, so both stay."""
+    def branch(name: str, value: float):
+        return helper.make_graph([_constant(f"{name}_value", np.full(3, value, np.float32))], name, [],
+                                 [helper.make_tensor_value_info(f"{name}_value", TensorProto.FLOAT, [3])])
+
+    nodes = [helper.make_node("If", ["c"], [f"branch{i}"], name=f"if{i}", then_branch=branch(f"then{i}", 1.0),
+                              else_branch=branch(f"else{i}", 2.0)) for i in range(2)]
+    nodes.append(helper.make_node("Add", ["branch0", "branch1"], ["y"], name="add"))
+    graph = helper.make_graph(nodes, "ifs", [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for condition in (True, False):
+        feeds = {"c": np.array(condition)}
+        engine = build_engine_for_feeds(parse_onnx(model), feeds, device="cpu")
+        assert engine.meta["passes"][CSE] == 0
+        assert {"if0", "if1"} <= {r["name"] for r in engine.layer_info()}
+        np.testing.assert_array_equal(engine.create_execution_context().execute(feeds)["y"],
+                                      onnxruntime_outputs(model, feeds)["y"])
