@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..enums import LayerType, TacticSource, TensorFormat
+from ..errors import PlanFormatError
 from ..ir.epilogue import NO_EPILOGUE, Epilogue
 
 
@@ -89,6 +90,15 @@ class Tactic:
         """Why this tactic cannot run on this machine at all (a missing library), else None. The channels-last
         pass asks it: a chain is formed only where a tactic that can run it is really there."""
         return None
+
+    def require_available(self, ctx: TacticContext, library: str) -> None:
+        """Raise PlanFormatError naming the layer when `unavailable()` says this machine cannot run the tactic.
+        For `prepare` of tactics that need a library: only a loaded plan gets there without the library (the
+        builder asked `supports` first)."""
+        reason = self.unavailable()
+        if reason is not None:
+            raise PlanFormatError(f"plan: layer '{ctx.layer.name}' runs on {library} (tactic {self.name}), which is "
+                                  f"not usable here: {reason}")
 
     def may_run_channels_last(self, node: Any) -> bool:
         """Asked by the channels-last pass (through builder.channels_last_check) of a tactic that runs HWC, before

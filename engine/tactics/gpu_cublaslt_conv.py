@@ -28,7 +28,6 @@ import numpy as np
 
 from ..dtypes import DataType
 from ..enums import LayerType, TensorFormat
-from ..errors import PlanFormatError
 from ..ir.epilogue import ACTIVATION, RESIDUAL, Epilogue, apply_epilogue
 from ..tensor_formats import empty_in_format, is_channels_last, storage_order
 from .base import TacticContext
@@ -147,10 +146,7 @@ class CublasLtConv1x1(RankedCublasLtTactic):
     def prepare(self, ctx: TacticContext) -> dict:
         """The (M, C) kernel and the bias on the device in the layer's storage type, the epilogue split, and at
         static shapes the planned GEMM."""
-        reason = cublaslt_unavailable()
-        if reason is not None:  # only a loaded plan gets here: the builder asked `supports` first
-            raise PlanFormatError(f"plan: layer '{ctx.layer.name}' runs on cuBLASLt (tactic {self.name}), which is "
-                                  f"not usable here: {reason}")
+        self.require_available(ctx, "cuBLASLt")
         import cupy
 
         state = self._state(ctx)

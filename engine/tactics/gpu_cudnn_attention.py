@@ -39,7 +39,7 @@ from ..backends.cudnn_frontend import (
 from ..backends.cudnn_sdpa import SdpaSpec, Strides, sdpa_graph
 from ..dtypes import DataType
 from ..enums import TacticSource
-from ..errors import EngineError, ExecutionError, PlanFormatError
+from ..errors import EngineError, ExecutionError
 from ..evaluator import is_static
 from ..ops.attention import attention_dims, attention_perms, attention_scale
 from ..ops.masked_softmax import check_mask_shape
@@ -213,10 +213,7 @@ class CudnnSdpaAttention(AttentionTactic):
             raise CudnnPlanError(f"at q shape {list(ctx.inputs[0].shape)}: {exc}") from exc
 
     def prepare(self, ctx: TacticContext) -> dict:
-        reason = unavailable_reason()
-        if reason is not None:  # only a loaded plan gets here: the builder asked `supports` first
-            raise PlanFormatError(f"plan: layer '{ctx.layer.name}' runs on cuDNN (tactic {self.name}), which is "
-                                  f"not usable here: {reason}")
+        self.require_available(ctx, "cuDNN")
         state = super().prepare(ctx)
         state.update(dtype=ctx.inputs[0].dtype, mask_value=_mask_value(ctx), graphs={})
         return state

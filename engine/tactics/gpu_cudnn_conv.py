@@ -35,7 +35,7 @@ from ..backends.cudnn_frontend import (
 )
 from ..dtypes import DataType
 from ..enums import ActivationType, TacticSource, TensorFormat
-from ..errors import ExecutionError, PlanFormatError
+from ..errors import ExecutionError
 from ..ir.epilogue import ACTIVATION, RESIDUAL, Activation, Epilogue, apply_epilogue
 from ..tensor_formats import TO_CHANNELS_LAST, empty_in_format, is_channels_last
 from .base import TacticContext, stable_tactic_id
@@ -238,10 +238,7 @@ class CudnnConv(ConvTactic):
             raise CudnnPlanError(f"at input shape {list(ctx.inputs[0].shape)}: {exc}") from exc
 
     def prepare(self, ctx: TacticContext) -> dict:
-        reason = unavailable_reason()
-        if reason is not None:  # only a loaded plan gets here: the builder asked `supports` first
-            raise PlanFormatError(f"plan: layer '{ctx.layer.name}' runs on cuDNN (tactic {self.name}), which is "
-                                  f"not usable here: {reason}")
+        self.require_available(ctx, "cuDNN")
         import cupy
 
         storage = np.dtype(_STORAGE[ctx.inputs[0].dtype])
