@@ -39,7 +39,6 @@ from .shape_inference import infer_graph
 from .shuffle_views import mark_views
 from .tactic_selection import TacticSelection, input_shapes, input_values
 from .tactics import tactics_for
-from .tactics.reference import ReferenceTactic
 from .timing_cache import TimingCache
 from .user_hooks import UserHooks
 from .version import __version__
@@ -386,14 +385,10 @@ def channels_last_check(device: str, sources: int):
     machine, and on the GPU not a fallback (the reference kernels, the float64 INT8 convolution: a chain through
     them would be slower than LINEAR). An INT8 layer asks the INT8 tactics, every other layer the others."""
     def runs(node) -> bool:
-        candidates = tactics_for(node.type, device)  # registers the built-ins first (tactics/catalog.py)
-        from .tactics.cpu_int8_nhwc import ChannelsLastInt8Convolution
-
         int8 = node.precision == DataType.INT8
         return any(TensorFormat.HWC in t.formats and t.runs_int8 == int8 and allowed_by_sources(t, sources)
-                   and t.unavailable() is None
-                   and (device == "cpu" or not isinstance(t, (ReferenceTactic, ChannelsLastInt8Convolution)))
-                   and t.may_run_channels_last(node) for t in candidates)
+                   and t.unavailable() is None and (device == "cpu" or not t.is_fallback)
+                   and t.may_run_channels_last(node) for t in tactics_for(node.type, device))
     return runs
 
 

@@ -81,6 +81,9 @@ class Tactic:
     # The tensor formats `run` handles (engine/tensor_formats.py); the builder gives a layer whose tensors are HWC
     # only to tactics listing HWC, and the channels-last pass makes HWC only layers some such tactic can run.
     formats: frozenset[TensorFormat] = frozenset({TensorFormat.LINEAR})
+    # A slow catch-all (the reference kernels, the float64 INT8 convolution): on the GPU the channels-last pass
+    # forms no chain for such a tactic alone (builder.channels_last_check), it only keeps HWC layers runnable.
+    is_fallback: bool = False
 
     def supports(self, ctx: TacticContext) -> bool | str:
         """True when this tactic can run the layer; otherwise False or a string saying why not."""

@@ -25,10 +25,11 @@ from .registry import register_tactic
 
 class ChannelsLastInt8Convolution(Int8Convolution):
     """Registered for both backends: on the GPU (CuPy, float64) it is the fallback every HWC INT8 convolution
-    has (grouped ones, activations the IMMA epilogue lacks), as the reference kernels are for float layers: the
-    channels-last pass does not form a GPU chain for it alone (builder.channels_last_check)."""
+    has (grouped ones, activations the IMMA epilogue lacks), as the reference kernels are for float layers
+    (`is_fallback`: the channels-last pass does not form a GPU chain for it alone)."""
 
     formats = STRIDED_FORMATS  # weights and bias stay LINEAR constants; the activations are HWC
+    is_fallback = True
 
     def __init__(self, backend: str) -> None:
         super().__init__(LayerType.CONVOLUTION, backend)

@@ -44,6 +44,7 @@ def computes_in_float32(layer) -> bool:
 
 class ReferenceTactic(Tactic):
     heuristic_rank = 50
+    is_fallback = True
 
     def __init__(self, layer_type: LayerType, backend: str):
         self.layer_type = LayerType(layer_type)
