@@ -98,9 +98,9 @@ case "$stage" in
         setup
         timeout 120 python -m pytest -q -p no:cacheprovider $(workers) -m gpu tests -rs >"$OUT/gpu_tests.log" 2>&1 || true
         grep -hE "^(FAILED|ERROR)|[0-9]+ (passed|failed)" "$OUT/gpu_tests.log" | cut -c1-300
-        timeout --signal=TERM --kill-after=15 230 python bench/gpu_vs_pytorch.py --models resnet50,bert --batches 1,32 \
+        timeout --signal=TERM --kill-after=15 260 python bench/gpu_vs_pytorch.py --models resnet50,bert --batches 1,32 \
             --precisions fp16 --compile fp16 --compile-timeout-s 60 --profile-top 10 --channels-last auto \
-            --budget-s 215 --timing-cache /tmp/polyx-fp16.cache --json "$OUT/bench_fp16.json" \
+            --budget-s 245 --timing-cache /tmp/polyx-fp16.cache --json "$OUT/bench_fp16.json" \
             --markdown "$OUT/bench_fp16.md" >"$OUT/bench_fp16.log" 2>&1 || true
         grep -E "built|CUDA graph|torch.compile" "$OUT/bench_fp16.log" | cut -c1-200
         timeout 170 python bench/gpu_int8.py --budget-s 160 --profile-top 12 --json "$OUT/gpu_int8.json" \

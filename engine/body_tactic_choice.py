@@ -11,6 +11,7 @@ Every choice is prepared from the build-time shapes, as the runtime will prepare
 from __future__ import annotations
 
 import statistics
+from functools import partial
 from typing import Any
 
 from .algorithm_selector import AlgorithmContext
@@ -126,12 +127,8 @@ class BodyTacticChooser:
             try:
                 state = tactic.prepare(tctx)
                 run_tactic(tactic, state, tctx, graph, spec, arrays, xp)  # warm-up
-                samples = []
-                for _ in range(iterations):
-                    with sel.backend.timer() as timer:
-                        run_tactic(tactic, state, tctx, graph, spec, arrays, xp)
-                        sel.backend.synchronize()
-                    samples.append(timer.elapsed_ms)
+                samples = sel.backend.time_runs(partial(run_tactic, tactic, state, tctx, graph, spec, arrays, xp),
+                                                iterations)
             except Exception as exc:  # noqa: BLE001 - a failing candidate is dropped
                 sel.log(Severity.VERBOSE, f"[{spec.layer.name}] (subgraph) {tactic.name} failed: {exc}")
                 continue

@@ -9,6 +9,7 @@ workspace limit and the tactic-source mask are honoured here.
 from __future__ import annotations
 
 import statistics
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -168,11 +169,8 @@ class TacticSelection:
     def measure_step(self, spec: LayerSpec, step, slots: list[Any], workspace: Any) -> float:
         """Median time (ms) of the layer's chosen step, run as the engine will run it, at profile 0's opt shapes
         (its outputs are written again with the same values)."""
-        samples = []
-        for _ in range(max(3, int(self.config.avg_timing_iterations))):
-            with self.backend.timer() as timer:
-                self._run_once(step, slots, workspace)
-            samples.append(timer.elapsed_ms)
+        samples = self.backend.time_runs(partial(run_step, step, slots, workspace, self.backend.xp),
+                                         max(3, int(self.config.avg_timing_iterations)))
         return statistics.median(samples)
 
     def _check_trial_memory(self, shapes, profile_index: int) -> None:
@@ -317,11 +315,8 @@ class TacticSelection:
                 step = make_step(spec, tactic, tactic.prepare(self._seen_by(tactic, tctx)), host_values, self.graph)
                 workspace = self._workspace(tactic, spec, shapes)
                 self._run_once(step, trial, workspace)  # warm-up
-                samples = []
-                for _ in range(iterations):
-                    with self.backend.timer() as timer:
-                        self._run_once(step, trial, workspace)
-                    samples.append(timer.elapsed_ms)
+                samples = self.backend.time_runs(partial(run_step, step, trial, workspace, self.backend.xp),
+                                                 iterations)
             except Exception as exc:  # noqa: BLE001 - a failing candidate is dropped, not fatal
                 failures.append(f"{tactic.name}: {exc}")
                 continue

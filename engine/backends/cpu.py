@@ -5,6 +5,7 @@ import contextlib
 import os
 import platform
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,8 +47,14 @@ class CpuBackend:
     def current_stream(self):
         return None
 
-    def timer(self):
-        return _WallTimer()
+    def time_runs(self, run: Callable[[], None], iterations: int) -> list[float]:
+        """Milliseconds of each of `iterations` calls of `run` (already warmed up by the caller), wall clock."""
+        samples = []
+        for _ in range(iterations):
+            with _WallTimer() as timer:
+                run()
+            samples.append(timer.elapsed_ms)
+        return samples
 
     def wrap(self, buffer: Any, shape: tuple[int, ...] | None, dtype: np.dtype, what: str):
         """A user buffer as a NumPy array (anything NumPy can view without a copy)."""

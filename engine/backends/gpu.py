@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import cupy
@@ -15,6 +16,10 @@ import cupyx
 import numpy as np
 
 from ..dtypes import BFLOAT16
+
+# Calls of a tactic captured into the CUDA graph a timing replays (at least): the graph launch's own latency, a
+# few microseconds, is shared by them, and is the same for every tactic of a layer, so it does not reorder them.
+GRAPH_TIMED_CALLS = 3
 
 
 def as_stream(stream: Any):
@@ -39,6 +44,13 @@ def _external_stream(handle: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return cupy.cuda.ExternalStream(handle)
+
+
+@functools.cache
+def _timing_stream(device: int):
+    """The stream tactic timings capture and replay on, one per device (the legacy default stream cannot
+    capture)."""
+    return cupy.cuda.Stream(non_blocking=True)
 
 
 class GpuBackend:
@@ -82,8 +94,41 @@ class GpuBackend:
     def current_stream(self):
         return cupy.cuda.get_current_stream()
 
-    def timer(self):
-        return _EventTimer()
+    def time_runs(self, run: Callable[[], None], iterations: int) -> list[float]:
+        """Milliseconds per call of `run` (already warmed up by the caller) as the GPU spends them, `iterations`
+        samples: the calls are captured into one CUDA graph and replayed, because an engine replays its tactics
+        as a CUDA graph. Timed one call at a time instead, the events would also measure the host's work of
+        enqueueing each call (tens of microseconds of Python, more than many kernels take), and tactics would
+        win by having less Python, not faster kernels. A `run` that cannot be captured (it reads a result back
+        to the host) is timed one call at a time, as it would run."""
+        from .gpu_graph import run_and_capture
+
+        stream = cupy.cuda.get_current_stream()
+        calls = max(int(iterations), GRAPH_TIMED_CALLS)
+
+        def enqueue() -> None:
+            for _ in range(calls):
+                run()
+
+        timing_stream = _timing_stream(cupy.cuda.Device().id)
+        captured, _ = run_and_capture(enqueue, stream, timing_stream)
+        if captured is None:
+            samples = []
+            for _ in range(iterations):
+                with _EventTimer() as timer:
+                    run()
+                    stream.synchronize()
+                samples.append(timer.elapsed_ms)
+            return samples
+        samples = []  # the first replay also uploads the graph: one high sample, which the callers' medians drop
+        for _ in range(iterations):
+            start, end = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record(timing_stream)
+            captured.launch(timing_stream)
+            end.record(timing_stream)
+            end.synchronize()
+            samples.append(cupy.cuda.get_elapsed_time(start, end) / calls)
+        return samples
 
     # ------------------------------------------------------------------ user buffers
     def wrap(self, buffer: Any, shape: tuple[int, ...] | None, dtype: np.dtype, what: str):

@@ -29,7 +29,7 @@ import numpy as np
 from ..dtypes import DataType
 from ..enums import LayerType, TensorFormat
 from ..ir.epilogue import ACTIVATION, RESIDUAL, Epilogue, apply_epilogue
-from ..tensor_formats import empty_in_format, is_channels_last, storage_order
+from ..tensor_formats import STRIDED_FORMATS, empty_in_format, is_channels_last, storage_order
 from .base import TacticContext
 from .cpu_conv import conv_geometry
 from .gpu_cublaslt import (
@@ -97,7 +97,9 @@ def column_major_result(array: Any) -> Any:
 class CublasLtConv1x1(RankedCublasLtTactic):
     layer_type = LayerType.CONVOLUTION
     absorbs = frozenset({RESIDUAL, ACTIVATION})
-    formats = frozenset({TensorFormat.HWC})  # the weights and bias are LINEAR constants; the activations HWC
+    # The weights and bias are LINEAR constants, the activations HWC: a layer's formats are both (static_refusal
+    # turns away layers whose activations are not channels-last).
+    formats = STRIDED_FORMATS
     name_stem = "gpu:conv:cublaslt_nhwc"
     problem = "this 1x1 convolution's GEMM"
 

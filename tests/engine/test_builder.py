@@ -162,6 +162,18 @@ def test_default_level_times_every_candidate(extra_tactics) -> None:
     np.testing.assert_allclose(run(engine, x), x + 6, rtol=1e-6)
 
 
+def test_cpu_timings_are_wall_clock_per_call() -> None:
+    """The CPU backend times each call by the wall clock (the GPU's replays a CUDA graph instead, tests/gpu)."""
+    import time
+
+    from engine.backends.cpu import CpuBackend
+
+    calls = []
+    samples = CpuBackend().time_runs(lambda: (calls.append(1), time.sleep(0.002)), 3)
+    assert len(samples) == 3 and len(calls) == 3
+    assert all(1.9 <= s < 500 for s in samples), samples
+
+
 def test_invalid_optimization_level_is_a_build_error() -> None:
     with pytest.raises(trt.BuildError, match="builder_optimization_level must be 0..5, got 7"):
         build(chain_network, level=7)

@@ -301,3 +301,25 @@ def test_the_formats_doc_example_runs(capsys) -> None:
     names, difference = capsys.readouterr().out.splitlines()
     assert names == str(['x:hwc', 'r1', 'p1', 'r2', 'block_out:hwc', 'scaled:hwc', 'c4', 'gap:hwc'])
     assert float(difference) < 1e-5
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu"], ids=["cpu_tactics", "cuda_tactics"])
+def test_every_tactic_offering_hwc_convolutions_accepts_their_linear_weights(device):
+    """A channels-last convolution has HWC activations and LINEAR constant weights and bias: a tactic that says it
+    may run the node channels-last but declares HWC alone would be skipped for every such layer (the cuBLASLt
+    1x1 convolutions were, until a GPU run showed the reference kernel taking their layers)."""
+    from engine.ir import Node
+    from engine.network import NetworkDefinition
+    from engine.tactics import tactics_for
+    from engine.tensor_formats import layer_formats
+
+    net = NetworkDefinition()
+    w, b = np.ones((8, 4, 1, 1), np.float32), np.zeros(8, np.float32)
+    layer = net.add_convolution_nd(net.add_input("x", trt.DataType.FLOAT, (2, 4, 5, 5)), 8, (1, 1), w, b)
+    node = Node(layer.type, "conv", layer.params, precision=trt.DataType.FLOAT)
+    formats = layer_formats(type("Ctx", (), {"input_formats": (HWC, LINEAR, LINEAR), "output_formats": (HWC,)}))
+    offering = [t for t in tactics_for(LayerType.CONVOLUTION, device)
+                if HWC in t.formats and not t.runs_int8 and t.may_run_channels_last(node)]
+    assert offering, f"no {device} tactic runs 1x1 convolutions channels-last"
+    refusing = [t.name for t in offering if not formats <= t.formats]
+    assert not refusing, f"these tactics offer HWC but not the LINEAR weights: {refusing}"

@@ -63,7 +63,9 @@ def test_one_tactic_per_mode_and_heuristic_rank_running_hwc_with_the_cublaslt_so
     for t in tactics:
         assert t.id == stable_tactic_id(t.name) and tactic_by_id(t.id) is t
         assert tactic_source_name(t.id) == "CUBLAS_LT"
-        assert t.formats == {HWC}, "only HWC layers: with NCHW tensors the bias is not per row of the GEMM"
+        # HWC activations beside LINEAR weights and bias; layers whose activations are LINEAR are refused with
+        # the reason (the bias would be per column of the GEMM: test_layers_that_are_not_one_gemm...)
+        assert t.formats == {HWC, LINEAR}
         assert t.absorbs == {"residual", "activation"} and t.capturable and not t.runs_int8
     all_ids = [t.id for layer in LayerType for backend in ("cpu", "gpu") for t in tactics_for(layer, backend)]
     assert len(all_ids) == len(set(all_ids)), "tactic ids must be unique across every layer type and backend"
