@@ -112,8 +112,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--markdown", type=Path, default=None, help="write the results as a Markdown table")
     parser.add_argument("--profile-top", type=int, default=0,
-                        help="after timing, profile each engine per layer (3 runs, no CUDA graph) and report its N "
-                             "slowest layers and the time share of each layer type (default 0: no profile)")
+                        help="after timing, profile each engine per layer (3 runs, each layer's GPU time) and report "
+                             "its N slowest layers and the time share of each layer type (default 0: no profile)")
     parser.add_argument("--channels-last", choices=("off", "on", "auto"), default="auto",
                         help="BuilderConfig.channels_last of every engine: NHWC convolution chains, INT8 ones "
                              "included (default auto: timed per chain, kept NHWC only where faster)")

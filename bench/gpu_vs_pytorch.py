@@ -311,9 +311,9 @@ def format_profiles_markdown(profiles: list[dict[str, Any]]) -> list[str]:
     if not profiles:
         return []
     lines = ["", "## Per-layer profile", "",
-             "A profiled pass after timing (the profiler synchronizes after every layer, no CUDA graph): median per "
-             "layer over the runs; share = of the summed layer medians, which exceeds the timed latency by the "
-             "per-layer synchronization, so compare shares."]
+             "A profiled pass after timing: each layer's GPU time (its kernels replayed as a CUDA graph after it ran, "
+             "engine/step_execution.py), median over the runs; share = of the summed layer medians, which comes "
+             "close to the CUDA-graph latency (launch gaps between layers are not in it)."]
     for p in profiles:
         title = f"### {p['model']} {p['precision']} batch {p['batch']}"
         if p["status"] != "ok":
@@ -501,7 +501,7 @@ class EngineBuilds:
 
 def profile_engine(engine: Any, worker: Any, runs: int, top: int) -> dict[str, Any]:
     """`polyx bench --export-profile`'s profiled pass (`worker.run_once()` `runs` times with the engine's
-    IProfiler attached; per-layer times synchronized), summarized: the `top` slowest layers and the type shares."""
+    IProfiler attached; each layer's GPU time), summarized: the `top` slowest layers and the type shares."""
     from polyx.bench import profile_layers, summarize_profile
 
     return {"status": "ok", **summarize_profile(profile_layers(engine, worker, runs), top).to_json()}

@@ -52,6 +52,9 @@ class ExecutionContext(ErrorRecorderHook):
     def __init__(self, engine: Engine):
         self.engine = engine
         self.profiler: IProfiler | None = None
+        # With a profiler on a GPU engine: True reports each layer's GPU time (its kernels replayed as a CUDA graph,
+        # engine/step_execution.py); False the layer's wall time around a synchronization, host work included.
+        self.profile_device_time = True
         self._debug_listener: IDebugListener | None = None
         self._debug_tensors: set[int] = set()  # tensor indices reported to the listener
         self.name = ""
@@ -486,7 +489,7 @@ class ExecutionContext(ErrorRecorderHook):
             else:
                 slots[i] = array
         observers = StepObservers(self.profiler, self.debug_sync, self._nvtx, self._debug_listener,
-                                  self._debug_tensors)
+                                  self._debug_tensors, self.profile_device_time)
 
         if binding.pending is not None:  # sizes are read back between stages: no CUDA graph
             with backend.stream_scope(stream):

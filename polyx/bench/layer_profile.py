@@ -1,6 +1,7 @@
-"""Per-layer times: a separate profiled pass after the timed run (the engine's profiler synchronizes after every
-layer, which would distort the reported latency), averaged over its runs, joined with each layer's type,
-precision, tactic and the tactic's source (cuBLAS, JIT convolutions, ...) from the engine."""
+"""Per-layer times: a separate profiled pass after the timed run (profiling would distort the reported latency:
+on a GPU each layer is replayed to time its kernels, on the CPU each is timed by the wall clock), averaged over its
+runs, joined with each layer's type, precision, tactic and the tactic's source (cuBLAS, JIT convolutions, ...)
+from the engine."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,6 @@
 """Where an engine's time goes, in a few lines: the top layers by median time and the share of each layer type,
-from a per-layer profile. Shares are of the summed per-layer medians (the profiler synchronizes after every
-layer, so these add up to more than an unprofiled run; compare shares, not sums, with the timed latency)."""
+from a per-layer profile. Shares are of the summed per-layer medians. On a GPU a layer's time is its kernels' GPU time
+(replayed as a CUDA graph), so the sum is close to a CUDA-graph run's latency; on the CPU each layer's wall time."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -269,6 +269,36 @@ def test_profiler_receives_every_device_layer(engine: trt.Engine) -> None:
     assert all(ms >= 0 for _, ms in context.profiler.calls)
 
 
+def test_profiler_reports_replayed_layer_time_where_the_backend_replays(engine: trt.Engine, monkeypatch) -> None:
+    """On a backend that replays (the GPU's CUDA graphs), each layer's reported time is the median of its replays'
+    times, after the layer ran for real, and the results stay those of an unprofiled run; with
+    `profile_device_time = False`, or on the CPU, the layer's wall time is reported. The replaying backend is the
+    CPU's here with its replay timing stood in, so the CPU tests see the path the GPU takes."""
+    backend = engine.backend
+    replayed: list[int] = []
+
+    def time_runs(run, iterations):
+        for _ in range(iterations):
+            run()  # the step again, with the same slots: its outputs must come out the same
+        replayed.append(iterations)
+        return [7.0, 5.0, 6.0][:iterations]
+
+    monkeypatch.setattr(backend, "supports_cuda_graphs", True, raising=False)
+    monkeypatch.setattr(backend, "time_runs", time_runs, raising=False)
+    context = engine.create_execution_context()
+    context.profiler = LayerTimes()
+    x = sample(5)
+    assert_matches(context.execute({"x": x}), x)
+    layers = len(CHAIN) + 1
+    assert replayed == [3] * layers
+    assert context.profiler.calls and all(ms == 6.0 for _, ms in context.profiler.calls)
+    context.profile_device_time = False
+    context.profiler = LayerTimes()
+    assert_matches(context.execute({"x": x}), x)
+    assert replayed == [3] * layers, "wall time asked for: no replays"
+    assert len(context.profiler.calls) == layers and all(ms != 6.0 for _, ms in context.profiler.calls)
+
+
 # ---------------------------------------------------------------------------------------------- 0-D tensors
 def test_scalar_input_and_folded_scalar_output() -> None:
     """0-D tensors stay 0-D: a scalar network input, and a scalar output that constant folding computes."""
