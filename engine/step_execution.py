@@ -9,7 +9,8 @@ a CUDA graph and timed (`backend.time_runs`, as the builder times tactics). The 
 synchronization, the other choice, also counts the host's Python that enqueues it, which on a GPU is often more
 than the kernels and would say little about where the GPU's time goes. A layer's outputs are the same after the
 replays: a step never writes memory it reads (engine/memory_plan.py gives no two tensors of one step the same
-bytes).
+bytes). Data-dependent layers (NonZero, NMS: they read their output sizes back to the host, which no graph
+captures, and they replace their output arrays) report their synchronized wall time.
 """
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def run_steps(engine: Engine, binding: Binding, slots: list[Any], host_outputs: 
         finally:
             if nvtx is not None:
                 nvtx[1]()
-        if replay:
+        if replay and not step.data_dependent:
             samples = backend.time_runs(partial(run_step, step, slots, workspace, xp), PROFILE_REPLAYS)
             profiler.report_layer_time(step.name, statistics.median(samples))
         elif profiler is not None:

@@ -383,3 +383,36 @@ def test_profiler_sees_every_layer_of_every_stage(mask_engine):
     context.execute({"x": RNG.standard_normal((4, 5)).astype(np.float32)})
     device_layers = [row["name"] for row in mask_engine.layer_info() if not row["host"]]
     assert sorted(context.profiler.names) == sorted(device_layers)
+
+
+def test_replayed_profiling_leaves_data_dependent_layers_to_the_wall_clock(mask_engine, monkeypatch):
+    """Where the backend replays layers for the profiler (the GPU), a data-dependent layer is not replayed: it reads
+    its sizes back to the host and replaces its output arrays, which a replay must not do behind the run's back.
+    The CPU backend stands in for the replaying one; the outputs still match onnxruntime."""
+    replayed = []
+
+    def time_runs(run, iterations):
+        replayed.append(run.args[0].name)  # partial(run_step, step, ...)
+        run()
+        return [1.0] * iterations
+
+    monkeypatch.setattr(mask_engine.backend, "supports_cuda_graphs", True, raising=False)
+    monkeypatch.setattr(mask_engine.backend, "time_runs", time_runs, raising=False)
+
+    class Times(trt.IProfiler):
+        def __init__(self):
+            self.times = {}
+
+        def report_layer_time(self, layer_name, ms):
+            self.times[layer_name] = ms
+
+    context = mask_engine.create_execution_context()
+    context.profiler = Times()
+    x = RNG.standard_normal((4, 5)).astype(np.float32)
+    assert_outputs_match(context.execute({"x": x}), ort_outputs(mask_model(), {"x": x}))
+    kinds = {row["name"]: row["type"] for row in mask_engine.layer_info() if not row["host"]}
+    data_dependent = {name for name, kind in kinds.items() if kind == "NON_ZERO"}
+    assert data_dependent and replayed
+    assert not data_dependent & set(replayed), "a data-dependent layer was replayed"
+    assert set(replayed) | data_dependent == set(kinds)
+    assert all(context.profiler.times[name] == 1.0 for name in replayed)
