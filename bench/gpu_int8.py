@@ -16,10 +16,11 @@ predict one class would say nothing). The INT8 build runs under the time budget 
 that would not fit is stopped and reported.
 
 --channels-last {off,on,auto} (default auto) is BuilderConfig.channels_last for all three engines
-(docs/formats.md): INT8 convolutions join the NHWC chains too (gpu:convolution:int8_imma_nhwc: a 1x1 convolution
-is one IMMA GEMM without im2col). The default is auto because it keeps a chain NHWC only where the build timed it
-faster, so each precision gets its best engine and the INT8/FP16 ratio compares like with like (TensorRT picks
-formats by timing as well); `off` reproduces the LINEAR numbers of earlier runs. The JSON and Markdown record, per
+(docs/formats.md): INT8 convolutions join the NHWC chains too (a 1x1 convolution is one int8 GEMM without
+im2col; gpu:convolution:int8_cublaslt_nhwc_* requantizes inside cuBLASLt's GEMM). The default is auto because it
+keeps a chain NHWC only where the build timed it faster, so each precision gets its best engine and the INT8/FP16
+ratio compares like with like (TensorRT picks formats by timing as well); `off` reproduces the LINEAR numbers of
+earlier runs. The JSON and Markdown record, per
 engine, how many chains were timed and kept NHWC and their summed LINEAR/NHWC layer times.
 
 Only the measuring code needs torch, CuPy and a GPU; argument parsing and the table/Markdown/JSON formatting

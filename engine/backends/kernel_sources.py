@@ -25,6 +25,10 @@ def cuda_kernel_names() -> list[str]:
     return sorted(path.stem for path in KERNEL_DIR.glob("*.cu"))
 
 
+_SUFFIXES = {np.dtype(np.float16): "f16", np.dtype(np.int8): "i8"}
+
+
 def storage_kernel(base: str, dtype) -> str:
-    """The entry point of a kernel instantiated per storage type (storage.cuh): BASE_f32 or BASE_f16."""
-    return f"{base}_{'f16' if np.dtype(dtype) == np.float16 else 'f32'}"
+    """The entry point of a kernel instantiated per storage type (storage.cuh): BASE_f32, BASE_f16, or BASE_i8 for
+    the few kernels that move int8 values."""
+    return f"{base}_{_SUFFIXES.get(np.dtype(dtype), 'f32')}"

@@ -20,6 +20,7 @@ its producer). A tensor the user marked as an output is never fused away (`sole_
 - activation_fusion: {Convolution, Deconvolution, MatMul, ElementWise, Scale, (Residual)Normalization} + Activation
   → the activation part of the producer's epilogue (applied in place right after its kernel).
 - int8_fusion: DequantizeLinear → Convolution/MatMul (→ QuantizeLinear) → one INT8 layer (int8_fusion.py).
+- int8_output: an INT8 layer absorbs a QuantizeLinear that q_commute moved after it (int8_fusion.py).
 - int8_residual, dq_commute, q_commute, qdq_cancel, int8_io: Q/DQ propagation around INT8 layers, TensorRT's rules
   (qdq_propagation.py).
 """
@@ -35,7 +36,7 @@ import numpy as np
 from ..enums import ActivationType, ElementWiseOperation, LayerType, ScaleMode, UnaryOperation
 from ..ir import Activation, Graph, Node, Value
 from .base import Pass, PassContext
-from .int8_fusion import make_int8_layer, match_int8_layer
+from .int8_fusion import absorb_output_quantize, make_int8_layer, match_int8_layer, match_int8_output
 from .match import close, is_elementwise, other_input, record_fusion, scalar, sole_reader
 from .qdq_propagation import (
     COMMUTING,
@@ -294,6 +295,8 @@ FUSION_RULES: tuple[FusionRule, ...] = (
     FusionRule("int8_residual", (LayerType.CONVOLUTION,), match_int8_residual, read_int8_residual),
     FusionRule("dq_commute", COMMUTING, match_dq_commute, commute_dq),
     FusionRule("q_commute", COMMUTING, match_q_commute, commute_q),
+    FusionRule("int8_output", (LayerType.CONVOLUTION, LayerType.MATRIX_MULTIPLY), match_int8_output,
+               absorb_output_quantize),
     FusionRule("qdq_cancel", (LayerType.QUANTIZE,), match_qdq_cancel, cancel_qdq),
     FusionRule("int8_io", INT8_IO, match_int8_io, make_int8_io_layer),
 )

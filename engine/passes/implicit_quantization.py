@@ -32,6 +32,10 @@ class ImplicitQuantization(Pass):
         quantized: list[str] = []
         if ranges is None:
             return {self.name: quantized}
+        # One Q→DQ pair per tensor, shared by all its quantized readers (ResNet's block input feeds two
+        # convolutions): a Q with one reader is what the q_commute rule moves before a MaxPool or Shuffle, so that
+        # the layer before it writes INT8.
+        dequantized: dict[str, Value] = {}
         for node in graph.nodes_of(LayerType.CONVOLUTION, LayerType.MATRIX_MULTIPLY):
             x = node.inputs[0]
             if not _quantizable(node, ctx):
@@ -40,7 +44,9 @@ class ImplicitQuantization(Pass):
                 amax = ranges.get(x.name)
                 if amax is None:
                     continue
-                graph.set_input(node, 0, _quantize_dequantize(graph, x, amax, before=node))
+                if x.name not in dequantized:
+                    dequantized[x.name] = _quantize_dequantize(graph, x, amax, before=node)
+                graph.set_input(node, 0, dequantized[x.name])
             _quantize_weights(graph, node, _weight_axis(node))
             out = node.outputs[0]
             quantized_reader = any(_quantizable(reader, ctx) or _honoured_int8(reader, ctx) for reader in out.consumers)

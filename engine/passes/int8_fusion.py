@@ -4,7 +4,8 @@ TensorRT's rule for Q/DQ networks, in our graph: the layer reads the quantized a
 point 0) and the quantized weights (INT8 constants, one scale per output channel or one in all, zero point 0)
 directly; its params carry `int8 = {input_scale, weight_scales}`; when the only reader of its output is a
 QuantizeLinear (INT8, one scale, zero point 0), that Q becomes the epilogue's `output_scale` and the layer writes
-INT8. Bias, residual and activation stay in float between accumulation and requantization. Anything else
+INT8 (also when that Q arrives later, moved there by the q_commute rule: `match_int8_output`). Bias, residual
+and activation stay in float between accumulation and requantization. Anything else
 (asymmetric or UINT8 activations, runtime scales, per-channel activation scales) stays as Q/DQ layers, which
 compute the same result in float. The rule is one row of FUSION_RULES (fusion_rules.py).
 """
@@ -100,6 +101,31 @@ def match_int8_layer(graph: Graph, node: Node) -> Int8Layer | None:
                      reader if output_scale is not None else None, output_scale)
 
 
+def match_int8_output(graph: Graph, node: Node) -> tuple[Node, Node, float] | None:
+    """An INT8 layer still writing float whose only reader is now a per-tensor INT8 Q (moved before a MaxPool or
+    Shuffle by q_commute after this layer was made INT8): (layer, Q, its scale)."""
+    if not is_int8_layer(node) or node.epilogue.output_scale is not None or len(node.outputs) != 1 or \
+            node.outputs[0].dtype != DataType.FLOAT:
+        return None
+    reader = sole_reader(graph, node.outputs[0])
+    output_scale = _per_tensor(symmetric_int8_scale(reader, (LayerType.QUANTIZE,)))
+    return None if output_scale is None else (node, reader, output_scale)
+
+
+def absorb_output_quantize(graph: Graph, m: tuple[Node, Node, float]) -> list[str]:
+    node, q, output_scale = m
+    _requantize_in_epilogue(graph, node, q, output_scale)
+    return [q.name]
+
+
+def _requantize_in_epilogue(graph: Graph, node: Node, q: Node, output_scale: float) -> None:
+    """The Q becomes the layer's output scale: the layer writes the Q's INT8 tensor."""
+    node.epilogue = replace(node.epilogue, output_scale=output_scale)
+    graph.take_over_output(node, q)
+    node.outputs[0].dtype = DataType.INT8
+    record_fusion(node, q)
+
+
 def make_int8_layer(graph: Graph, m: Int8Layer) -> list[str]:
     node = m.node
     graph.set_input(node, 0, m.input_dq.inputs[0])
@@ -117,9 +143,6 @@ def make_int8_layer(graph: Graph, m: Int8Layer) -> list[str]:
     record_fusion(node, m.weight_dq)
     absorbed = [m.input_dq.name, m.weight_dq.name]
     if m.output_q is not None:
-        node.epilogue = replace(node.epilogue, output_scale=m.output_scale)
-        graph.take_over_output(node, m.output_q)
-        node.outputs[0].dtype = DataType.INT8
-        record_fusion(node, m.output_q)
+        _requantize_in_epilogue(graph, node, m.output_q, m.output_scale)
         absorbed.append(m.output_q.name)
     return absorbed

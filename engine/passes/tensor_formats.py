@@ -9,7 +9,8 @@ output's shape (a broadcast operand would need its own reformat), of FLOAT or HA
 CONVOLUTION layers (int8 input; output and residual INT8, FLOAT or HALF: their fused requantization, residual and
 activation come with them), for which some tactic of the build device runs HWC (`ctx.runs_channels_last`, asked of
 the tactic registry by the builder: for an INT8 layer, an INT8 tactic). TensorRT runs INT8 convolutions
-channels-last too: the reduction (channels) is then contiguous, as the IMMA GEMMs want it. Other INT8 layers
+channels-last too: the reduction (channels) is then contiguous, as the IMMA GEMMs want it; so does a MaxPool that
+moves INT8 values between them (`moves_int8`: ResNet's stem pool). Other INT8 layers
 (the int8_io rule's pooling, elementwise, ...) stay LINEAR; an int8 tensor entering or leaving a chain gets a
 REFORMAT of its own (a copy of the bytes: QUANTIZE/DEQUANTIZE layers at a boundary keep their LINEAR tensors).
 Connected members form a chain; a chain without a convolution stays LINEAR (the layouts are for the
@@ -30,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..dtypes import DataType
-from ..enums import LayerType, TensorFormat
+from ..enums import LayerType, PoolingType, TensorFormat
 from ..ir import Graph, Node, Value
 from .base import Pass, PassContext
 
@@ -63,11 +64,19 @@ def is_int8_convolution(node: Node) -> bool:
         and isinstance(node.params.get("int8"), dict)
 
 
+def moves_int8(node: Node) -> bool:
+    """A MaxPool reading and writing INT8 (the q_commute rule put the quantization before it): it compares
+    quantized values, so it can sit inside an INT8 convolution chain (ResNet's stem: conv → pool → conv)."""
+    return node.type == LayerType.POOLING and PoolingType(node.params["pooling_type"]) == PoolingType.MAX \
+        and len(node.outputs) == 1 and node.outputs[0].dtype == DataType.INT8 and bool(node.inputs) \
+        and node.inputs[0] is not None and node.inputs[0].dtype == DataType.INT8 and "int8" not in node.params
+
+
 def can_join(node: Node) -> str | None:
     """None when `node` may run channels-last (its tactics permitting), else why not."""
     if node.type not in CHAIN_TYPES:
         return f"{node.type.value} layers keep LINEAR tensors"
-    int8 = is_int8_convolution(node)
+    int8 = is_int8_convolution(node) or moves_int8(node)
     if not int8 and (node.precision == DataType.INT8 or node.params.get("int8")):
         return "INT8 layers other than convolutions keep LINEAR tensors"
     dtypes, described = (INT8_CONV_DTYPES, "INT8/FLOAT/HALF") if int8 else (FORMAT_DTYPES, "FLOAT/HALF")

@@ -3,7 +3,10 @@ bias, a fused residual and ReLU/GELU inside the GEMM, as TensorRT runs an NHWC R
 
 Why it is a GEMM: on NHWC memory a 1x1, stride-1, unpadded, ungrouped convolution is the row-major product
 `out (N*H*W x M) = X (N*H*W x C) @ W (M x C)^T`, where X and out are the HWC tensors' own memory
-(engine/tensor_formats.py) and W is the kernel prepared once as an (M, C) matrix. Planned, like the MatMul
+(engine/tensor_formats.py) and W is the kernel prepared once as an (M, C) matrix. A strided one (ResNet's
+downsample convolutions) reads every s-th pixel: those pixels are first gathered into a contiguous NHWC buffer in
+the tactic's workspace (one coalesced copy of a quarter of the input at stride 2), then the same GEMM runs on
+it. Planned, like the MatMul
 tactics (gpu_cublaslt.py, whose plan/enqueue helpers this module uses), as the column-major product
 `out^T (M x N*H*W) = W @ X^T`, whose bias is one value per row, which cuBLASLt's BIAS epilogues add. With NCHW
 tensors the bias would be per column: that is why only HWC layers come here (NCHW 1x1 convolutions are the cuBLAS
@@ -21,6 +24,7 @@ cuBLASLt's heuristic (0..3), as the MatMul tactics; the builder times them again
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -29,7 +33,7 @@ import numpy as np
 from ..dtypes import DataType
 from ..enums import LayerType, TensorFormat
 from ..ir.epilogue import ACTIVATION, RESIDUAL, Epilogue, apply_epilogue
-from ..tensor_formats import STRIDED_FORMATS, empty_in_format, is_channels_last, storage_order
+from ..tensor_formats import FROM_CHANNELS_LAST, STRIDED_FORMATS, empty_in_format, is_channels_last, storage_order
 from .base import TacticContext
 from .cpu_conv import conv_geometry
 from .gpu_cublaslt import (
@@ -56,16 +60,14 @@ def _as_list(values: Any) -> list:
 
 
 def pointwise_refusal(layer: Any, x_shape: tuple[int, ...], kernel_shape: tuple[int, ...]) -> str | None:
-    """Why a convolution is not the GEMM of this module (None: it is): 2-D, a 1x1 kernel, stride 1, no padding,
-    one group. Dilation does not matter for a 1x1 kernel."""
+    """Why a convolution is not the GEMM of this module (None: it is): 2-D, a 1x1 kernel, no padding, one group
+    (any stride: a strided one gathers its pixels first). Dilation does not matter for a 1x1 kernel."""
     if len(x_shape) != 4 or len(kernel_shape) != 4:
         return "HWC tensors are 4-D: a 2-D convolution"
     g = conv_geometry(layer, x_shape, kernel_shape)
     if g.kernel != (1, 1):
         return f"only 1x1 convolutions are a GEMM on NHWC memory, not a {g.kernel[0]}x{g.kernel[1]} kernel"
-    if g.strides != (1, 1):
-        return f"only stride 1 reads every pixel as one GEMM row, not stride {list(g.strides)}"
-    if any(g.pre) or any(g.post):
+    if any(g.pre) or any(v > 0 for v in g.post):  # a negative post padding: pixels past the last stride, unread
         return f"padding {list(g.pre)} / {list(g.post)} adds pixels the GEMM does not have"
     if g.groups != 1:
         return f"a grouped convolution ({g.groups} groups) is not one GEMM"
@@ -107,10 +109,9 @@ class CublasLtConv1x1(RankedCublasLtTactic):
         return cublaslt_unavailable()
 
     def may_run_channels_last(self, node: Any) -> bool:
-        """Only pointwise (1x1, stride 1, unpadded, ungrouped) convolutions; the others are cuDNN's."""
+        """Only 1x1, unpadded, ungrouped convolutions (any stride); the others are cuDNN's."""
         p = node.params
         return (int(p.get("num_groups", 1)) == 1 and all(int(k) == 1 for k in p.get("kernel_size_nd", ()))
-                and all(int(s) == 1 for s in p.get("stride_nd", (1,)))
                 and not any(int(v) for key in ("pre_padding", "post_padding") for v in _as_list(p.get(key, 0))))
 
     # ------------------------------------------------------------------ eligibility
@@ -142,7 +143,9 @@ class CublasLtConv1x1(RankedCublasLtTactic):
         return None
 
     def workspace_bytes(self, ctx: TacticContext) -> int:
-        return WORKSPACE_BYTES
+        """cuBLASLt's workspace, then (strided convolutions) the gathered input pixels."""
+        return WORKSPACE_BYTES + gathered_bytes(tuple(ctx.inputs[0].shape), tuple(ctx.outputs[0].shape),
+                                                STORAGE[MODES[self.mode]])
 
     # ------------------------------------------------------------------ build / load
     def prepare(self, ctx: TacticContext) -> dict:
@@ -154,7 +157,8 @@ class CublasLtConv1x1(RankedCublasLtTactic):
         state = self._state(ctx)
         x_shape, y_shape = tuple(ctx.inputs[0].shape), tuple(ctx.outputs[0].shape)
         if all(d >= 0 for d in x_shape + y_shape):  # static shapes: plan now, not in the first run
-            self._plan(state, empty_in_format(cupy, x_shape, state["storage"], TensorFormat.HWC),
+            self._plan(state, empty_in_format(cupy, gemm_input_shape(x_shape, y_shape), state["storage"],
+                                              TensorFormat.HWC),
                        empty_in_format(cupy, y_shape, state["storage"], TensorFormat.HWC))
         return state
 
@@ -168,7 +172,8 @@ class CublasLtConv1x1(RankedCublasLtTactic):
         return {"w": cupy.asarray(np.ascontiguousarray(kernel.reshape(kernel.shape[0], -1), dtype=storage)),
                 "bias": None if bias is None else cupy.asarray(np.asarray(bias.value, storage).reshape(-1)),
                 "alpha": 1.0, "beta": beta, "epilog": epilog, "after": after, "residual": ctx.epilogue.residual,
-                "storage": storage, "layer": ctx.layer.name, "plans": {}}
+                "storage": storage, "layer": ctx.layer.name, "plans": {},
+                "strides": tuple(int(v) for v in _as_list(ctx.layer.params.get("stride_nd", (1, 1))))}
 
     def _plan(self, state: dict, x: Any, out: Any):
         left, right, result = nhwc_gemm_operands(x, state["w"], out)
@@ -179,12 +184,12 @@ class CublasLtConv1x1(RankedCublasLtTactic):
         import cupy
 
         state = self._state(ctx)
-        key = self._count_key(state, tuple(ctx.inputs[0].shape))
+        x_shape = gemm_input_shape(tuple(ctx.inputs[0].shape), tuple(ctx.outputs[0].shape))
+        key = self._count_key(state, x_shape)
         if key not in HEURISTIC_COUNTS:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a missing rank is reported by supports, not warned
-                planned = self._plan(state, empty_in_format(cupy, tuple(ctx.inputs[0].shape), state["storage"],
-                                                            TensorFormat.HWC),
+                planned = self._plan(state, empty_in_format(cupy, x_shape, state["storage"], TensorFormat.HWC),
                                      empty_in_format(cupy, tuple(ctx.outputs[0].shape), state["storage"],
                                                      TensorFormat.HWC))
             planned.matmul.free()
@@ -199,9 +204,19 @@ class CublasLtConv1x1(RankedCublasLtTactic):
     # ------------------------------------------------------------------ run
     def run(self, state, inputs, outputs, workspace, xp) -> None:
         x, out = inputs[0], outputs[0]
-        if not is_channels_last(x):  # the plain NHWC view is used in place; anything else is copied once
-            plain = empty_in_format(xp, x.shape, state["storage"], TensorFormat.HWC)
-            xp.copyto(plain, x, casting="unsafe")
+        sh, sw = state["strides"]
+        if (sh, sw) != (1, 1) or not is_channels_last(x):
+            # the strided pixels (or an input not in plain NHWC memory) gathered into the workspace's tail
+            shape = gemm_input_shape(tuple(x.shape), tuple(out.shape))
+            nbytes = math.prod(shape) * np.dtype(state["storage"]).itemsize
+            if workspace is not None and workspace.nbytes >= WORKSPACE_BYTES + nbytes:
+                nhwc = workspace[WORKSPACE_BYTES:WORKSPACE_BYTES + nbytes].view(state["storage"])
+                plain = nhwc.reshape(shape[0], *shape[2:], shape[1]).transpose(FROM_CHANNELS_LAST)
+                workspace = workspace[:WORKSPACE_BYTES]
+            else:  # no room given (a first run at a larger shape, not captured)
+                plain = empty_in_format(xp, shape, state["storage"], TensorFormat.HWC)
+            oh, ow = shape[2:]
+            xp.copyto(storage_order(plain), storage_order(x)[:, :oh * sh:sh, :ow * sw:sw, :], casting="unsafe")
             x = plain
         target = out if is_channels_last(out) else empty_in_format(xp, out.shape, out.dtype, TensorFormat.HWC)
         left, right, result = nhwc_gemm_operands(x, state["w"], target)
@@ -225,6 +240,20 @@ class CublasLtConv1x1(RankedCublasLtTactic):
             return column_major_result(residual)
         xp.copyto(target, xp.broadcast_to(residual, target.shape), casting="unsafe")
         return result
+
+
+def gemm_input_shape(x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The pixels the GEMM reads, NCHW dims: the input's channels at the output's positions (the input itself at
+    stride 1)."""
+    return (x_shape[0], x_shape[1], *y_shape[2:])
+
+
+def gathered_bytes(x_shape: tuple[int, ...], y_shape: tuple[int, ...], storage: str) -> int:
+    """Workspace for a strided convolution's gathered input pixels (0 at stride 1: X is read where it lies)."""
+    shape = gemm_input_shape(x_shape, y_shape)
+    if shape == tuple(x_shape) or any(d < 0 for d in shape):
+        return 0
+    return -(-math.prod(shape) * np.dtype(storage).itemsize // 256) * 256
 
 
 for _mode in MODES:

@@ -20,9 +20,11 @@ and the requantization saturate(round_half_even(y / output_scale)) in float64 in
 
 cuBLAS rather than cuBLASLt through nvmath-python: the int8 GEMM is in the cuBLAS the GPU machine already has
 (no extra wheel, no import guard), it is called through the same ctypes path as the float GEMMs (capturable in
-a CUDA graph), and the epilogue the layer needs (per-channel float64 scales, INT8 residuals, exact half-to-even
-requantization) is ours either way. The float64 tactics of cpu_int8.py stay registered for the GPU as fallbacks
-(3-D convolutions, activations this epilogue lacks). CuPy is imported inside functions.
+a CUDA graph), and the exact epilogue (per-channel float64 scales, INT8 residuals, half-to-even requantization)
+is ours either way. The fast path of channels-last builds, where cuBLASLt requantizes in float32 inside the GEMM
+(within one step, not the CPU's bits), is gpu_int8_cublaslt.py. The float64 tactics of cpu_int8.py stay
+registered for the GPU as fallbacks (3-D convolutions, activations this epilogue lacks). CuPy is imported inside
+functions.
 """
 from __future__ import annotations
 

@@ -5,8 +5,9 @@ wants the reduction (the channels) contiguous, which NCHW is not. In NHWC memory
 INT8 convolutions channels-last:
 - a 1x1, stride-1, unpadded convolution is ONE int8 GEMM with no im2col: acc (N*H*W, M_pad) = X (N*H*W, C) @
   W (M_pad, C)^T, X read where it lies (its rows copied into a padded buffer only when C is not a multiple of 4);
-- any other ungrouped 2-D convolution: an NHWC im2col (kernels/int8.cu im2col_nhwc_int8: one row per output
-  pixel, taps x channels contiguous, padded to 16) and the same GEMM.
+- any other ungrouped 2-D convolution: an NHWC im2col (kernels/int8.cu: one row per output pixel, taps x
+  channels contiguous, padded to 16) and the same GEMM.
+gpu_int8_cublaslt.py reuses these operands (`gemm_operands`) with a GEMM that requantizes in its own epilogue.
 The accumulator rows are the output's NHWC memory, one channel per column: the INT8 epilogue of gpu_int8.py runs
 them in its "channel along the row" mode (the MatMul's), reading an HWC residual in the same order, so the GPU
 gives the bits of the CPU INT8 tactics (cpu_int8.py, cpu_int8_nhwc.py). Grouped convolutions join no GPU chain
@@ -17,6 +18,7 @@ CuPy is imported inside functions: this module is imported on every machine.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +32,7 @@ from .registry import register_tactic
 from .scratch import BufferSpec, carve, total_bytes
 
 INDEX_LIMIT = (1 << 31) - 1  # the epilogue counts output pixels (its planes) in 32-bit ints
+STAGED_BYTES = 32 << 10  # shared memory for the im2col rows staged per block (within the 48 KiB default)
 
 
 def is_pointwise(g: ConvGeometry) -> bool:
@@ -113,40 +116,64 @@ class GpuInt8ConvImmaNhwc(GpuInt8Tactic):
                      w_pointwise=cupy.asarray(pack_weights(w, pointwise_depth)) if w.shape[2:] == (1, 1) else None)
         return state
 
-    def run(self, state, inputs, outputs, workspace, xp) -> None:
-        from ..backends.cublas_gemm import COMPUTE_32I, Operand, gemm
+    @staticmethod
+    def geometry_at(state: dict, shape: tuple[int, ...]) -> ConvGeometry:
+        """The geometry at an input shape, made on the first run at that shape, before any CUDA-graph capture."""
+        g = state["geometry"].get(shape)
+        if g is None:
+            g = state["geometry"][shape] = conv_geometry(state["layer"], shape, state["kernel_shape"])
+        return g
+
+    @staticmethod
+    def gemm_operands(state: dict, g: ConvGeometry, x: Any, cols: Any, xp: Any) -> tuple[Any, Any]:
+        """The GEMM's int8 operands (rows of N*OH*OW output pixels, the packed weights), both with the reduction
+        contiguous: X itself for a 1x1 convolution whose C is a multiple of 4, else rows written into `cols` (the
+        padded rows, or the NHWC im2col: 16 channels per thread when C is a multiple of 16, the usual case, else
+        window rows staged in shared memory and written out 16 bytes at a time)."""
         from ..backends.nvrtc import kernel, launch_1d
 
-        out = outputs[0]
-        if inputs[0].size == 0 or out.size == 0:
-            return
-        shape = tuple(inputs[0].shape)
-        g = state["geometry"].get(shape)
-        if g is None:  # made on the first run at this shape, before any CUDA-graph capture
-            g = state["geometry"][shape] = conv_geometry(state["layer"], shape, state["kernel_shape"])
-        x = xp.ascontiguousarray(storage_order(inputs[0]))  # (N, H, W, C): the HWC tensor's own memory
         rows = g.batch * g.out_pixels
-        cols, acc = carve(workspace, self.buffers(g), xp)
         if is_pointwise(g):
             w = state["w_pointwise"]
             depth = w.shape[1]
             if depth == g.channels:
-                a = x.reshape(rows, depth)
-            else:
-                grid, block = launch_1d(rows * depth)
-                kernel("int8", "pad_rows_int8")(grid, block, (x, cols, np.int64(rows), np.int32(g.channels),
-                                                              np.int32(depth)))
-                a = cols
-        else:
-            w = state["w_im2col"]
-            depth = w.shape[1]
-            (kh, kw), (oh, ow) = g.kernel, g.out_sizes
+                return x.reshape(rows, depth), w
             grid, block = launch_1d(rows * depth)
-            kernel("int8", "im2col_nhwc_int8")(grid, block, (x, cols, np.int64(rows), *(np.int32(v) for v in (
-                depth, *g.in_sizes, g.channels, oh, ow, kw, kh * kw * g.channels, *g.strides, *g.pre,
-                *g.dilations))))
-            a = cols
-        width = acc.shape[1]
+            kernel("int8", "pad_rows_int8")(grid, block, (x, cols, np.int64(rows), np.int32(g.channels),
+                                                          np.int32(depth)))
+            return cols, w
+        w = state["w_im2col"]
+        depth = w.shape[1]
+        (kh, kw), (oh, ow) = g.kernel, g.out_sizes
+        window = (*g.strides, *g.pre, *g.dilations)
+        if g.channels % 16 == 0 and x.data.ptr % 16 == 0 and cols.data.ptr % 16 == 0:
+            grid, block = launch_1d(rows * depth // 16)
+            kernel("int8", "im2col_nhwc_int8_x16")(grid, block, (x, cols, np.int64(rows), *(np.int32(v) for v in (
+                *g.in_sizes, g.channels // 16, oh, ow, kw, kh * kw, *window))))
+            return cols, w
+        sizes = tuple(np.int32(v) for v in (depth, *g.in_sizes, g.channels, oh, ow, kh, kw, *window))
+        tile = min(64, STAGED_BYTES // depth)
+        if tile and cols.data.ptr % 16 == 0:  # rows staged in shared memory, written 16 bytes at a time
+            grid = (max(1, min(-(-rows // tile), 1 << 16)),)
+            kernel("int8", "im2col_nhwc_int8_tiled")(grid, (256,), (x, cols, np.int64(rows), *sizes, np.int32(tile)),
+                                                     shared_mem=tile * depth)
+            return cols, w
+        grid, block = launch_1d(rows * kh)
+        kernel("int8", "im2col_nhwc_int8")(grid, block, (x, cols, np.int64(rows), *sizes))
+        return cols, w
+
+    def run(self, state, inputs, outputs, workspace, xp) -> None:
+        from ..backends.cublas_gemm import COMPUTE_32I, Operand, gemm
+
+        out = outputs[0]
+        if inputs[0].size == 0 or out.size == 0:
+            return
+        g = self.geometry_at(state, tuple(inputs[0].shape))
+        x = xp.ascontiguousarray(storage_order(inputs[0]))  # (N, H, W, C): the HWC tensor's own memory
+        rows = g.batch * g.out_pixels
+        cols, acc = carve(workspace, self.buffers(g), xp)
+        a, w = self.gemm_operands(state, g, x, cols, xp)
+        depth, width = w.shape[1], acc.shape[1]
         gemm(Operand(a, rows, depth, False, 0), Operand(w, width, depth, True, 0), Operand(acc, rows, width, False, 0),
              1, COMPUTE_32I)
         if state["residual"] is not None:  # the epilogue reads it in the output's (NHWC) order

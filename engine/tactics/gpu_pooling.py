@@ -1,6 +1,7 @@
 """GPU pooling tactics, one NVRTC kernel each (kernels/pooling.cu), reading float32 or float16 directly:
 
-- max_pool_nvrtc: max pooling over 1-D and 2-D windows with no padded copy; one thread per output pixel.
+- max_pool_nvrtc: max pooling over 1-D and 2-D windows with no padded copy; one thread per output pixel; INT8
+  tensors too (the quantized values a MaxPool moves in INT8 networks).
 - global_avg_pool_nvrtc: average pooling over whole planes (GlobalAveragePool), one warp per plane summing in
   float32.
 
@@ -13,12 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends.kernel_sources import storage_kernel
-from ..dtypes import GPU_KERNEL_FLOAT_TYPES
+from ..dtypes import GPU_KERNEL_FLOAT_TYPES, DataType
 from ..enums import LayerType, PoolingType, TensorFormat
 from ..ops.pooling import pooling_geometry
 from ..tensor_formats import FROM_CHANNELS_LAST, storage_order
 from .base import Tactic, TacticContext, stable_tactic_id
 from .registry import register_tactic
+
+# NHWC max pooling four channels per thread, by storage type (C a multiple of 4)
+_VECTOR_KERNELS = {np.dtype(np.int8): "max_pool2d_nhwc_i8x4", np.dtype(np.float16): "max_pool2d_nhwc_f16x4"}
 
 
 class _PoolingNvrtc(Tactic):
@@ -32,10 +36,13 @@ class _PoolingNvrtc(Tactic):
     def prepare(self, ctx: TacticContext) -> dict:
         return {"layer": ctx.layer, "geometry": {}, "channels_last": ctx.channels_last}
 
+    storage_types = GPU_KERNEL_FLOAT_TYPES
+
     def supports(self, ctx: TacticContext) -> bool | str:
         p, x = ctx.layer.params, ctx.inputs[0]
-        if x.dtype not in GPU_KERNEL_FLOAT_TYPES:
-            return f"the kernel takes FLOAT or HALF, not {x.dtype.value}"
+        if x.dtype not in self.storage_types or ctx.outputs[0].dtype != x.dtype:
+            names = "/".join(sorted(t.value for t in self.storage_types))
+            return f"the kernel takes and writes one of {names}, not {x.dtype.value} -> {ctx.outputs[0].dtype.value}"
         if x.shape is None or any(d < 0 for d in x.shape) or len(x.shape) < len(p["window_size_nd"]) + 1:
             return "the input shape is not concrete"
         if ctx.channels_last and (len(x.shape) != 4 or len(p["window_size_nd"]) != 2):
@@ -49,6 +56,8 @@ class _PoolingNvrtc(Tactic):
 class MaxPoolNvrtc(_PoolingNvrtc):
     name = "gpu:pooling:max_pool_nvrtc"
     id = stable_tactic_id(name)
+    # INT8 too: a MaxPool the q_commute rule left moving quantized values (max commutes with quantization)
+    storage_types = GPU_KERNEL_FLOAT_TYPES | {DataType.INT8}
 
     def supports_pooling(self, layer, x):
         p = layer.params
@@ -86,8 +95,14 @@ class MaxPoolNvrtc(_PoolingNvrtc):
                 x.shape[0], x.shape[1], *x.shape[2:], *out, *kernel_sizes, *p["stride_nd"], *pre,
                 *(p.get("dilation_nd") or [1, 1])))
         source, target, separate = nhwc_buffers(x, y, xp)
-        kernel("pooling", storage_kernel("max_pool2d_nhwc", x.dtype))(
-            (min(-(-y.size // 256), 1 << 20),), (256,), (source, target, *sizes))
+        channels, vector = x.shape[1], _VECTOR_KERNELS.get(np.dtype(x.dtype))
+        if vector and channels % 4 == 0 and source.data.ptr % 8 == 0 and target.data.ptr % 8 == 0:
+            kernel("pooling", vector)(  # four channels per thread
+                (min(-(-y.size // 1024), 1 << 20),), (256,), (source, target, sizes[0], np.int32(channels // 4),
+                                                              *sizes[2:]))
+        else:
+            kernel("pooling", storage_kernel("max_pool2d_nhwc", x.dtype))(
+                (min(-(-y.size // 256), 1 << 20),), (256,), (source, target, *sizes))
         if separate:
             xp.copyto(y, target.transpose(FROM_CHANNELS_LAST))
 

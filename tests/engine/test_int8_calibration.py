@@ -215,3 +215,39 @@ def test_a_layer_kept_in_fp32_under_obey_stays_out_of_int8() -> None:
     _, layers = run(builder.build_serialized_network(network, config), np.ones((1, 3, 10, 10), np.float32))
     assert {r["name"]: r["precision"] for r in layers if r["type"] == "CONVOLUTION"} == {"conv1": "INT8",
                                                                                         "conv2": "FLOAT"}
+
+
+def stem_model() -> onnx.ModelProto:
+    """ResNet-50's stem and first block's two readers: Conv → Relu → MaxPool → {Conv a, Conv b} → Add → y."""
+    inits = [numpy_helper.from_array((RNG.standard_normal((8, 3, 3, 3)) / 4).astype(np.float32), "w1"),
+             numpy_helper.from_array((RNG.standard_normal((8, 8, 1, 1)) / 4).astype(np.float32), "wa"),
+             numpy_helper.from_array((RNG.standard_normal((8, 8, 1, 1)) / 4).astype(np.float32), "wb")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("MaxPool", ["r1"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p", "wa"], ["a"], name="conv_a"),
+             helper.make_node("Conv", ["p", "wb"], ["b"], name="conv_b"),
+             helper.make_node("Add", ["a", "b"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 10, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_max_pool_read_by_two_quantized_convolutions_runs_in_int8() -> None:
+    """The pool's output gets one Q→DQ pair for both its readers, which the q_commute rule moves before the pool:
+    the stem convolution then writes INT8 itself (requantized to the pool's range) and the pool moves INT8 values,
+    as TensorRT runs ResNet's stem; without the shared pair, conv1 wrote FP32 and the pool ran in float."""
+    model = stem_model()
+    network = parse_onnx(model)
+    tensors = {t.name: t for t in network.tensors()}
+    for name, amax in (("x", 4.0), ("r1", 5.0), ("p", 5.0), ("a", 6.0), ("b", 6.0), ("y", 8.0)):
+        tensors[name].set_dynamic_range(-amax, amax)  # wider than the values of x: nothing saturates
+    x = np.random.default_rng(3).standard_normal((2, 3, 10, 10)).astype(np.float32)
+    got, layers = run(build(network), x)
+    by_name = {r["name"]: r for r in layers}
+    assert by_name["conv1"]["precision"] == "INT8"
+    assert by_name["conv1"]["epilogue"]["output_scale"] == pytest.approx(5.0 / 127)  # the pool's range
+    assert by_name["pool"]["inputs"][0].endswith("int8"), by_name["pool"]
+    assert [r["type"] for r in layers].count("QUANTIZE") == 1, [r["name"] for r in layers]  # only the input's
+    (want,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()

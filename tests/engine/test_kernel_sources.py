@@ -19,10 +19,14 @@ LAUNCHED = {
                    [f"{base}_{t}" for base in ("softmax_rows", "layer_norm_rows", "masked_softmax_rows",
                                                "residual_layer_norm_rows") for t in ("f32", "f16")] +
                    ["masked_softmax_rows_f32_to_f16"],
-    "int8": ["im2col_int8", "im2col_nhwc_int8", "pad_rows_int8", "grouped_conv_int8"] +
+    "int8": ["im2col_int8", "im2col_nhwc_int8", "im2col_nhwc_int8_tiled", "im2col_nhwc_int8_x16", "pad_rows_int8",
+             "grouped_conv_int8"] +
             [f"int8_epilogue_{t}" for t in ("f32", "f16", "i8")] + [f"quantize_int8_{t}" for t in ("f32", "f16")],
     "pooling": [f"{base}_{t}" for base in ("max_pool2d", "global_avg_pool", "max_pool2d_nhwc", "global_avg_pool_nhwc")
-                for t in ("f32", "f16")],
+                for t in ("f32", "f16")] + ["max_pool2d_i8", "max_pool2d_nhwc_i8", "max_pool2d_nhwc_i8x4",
+                                               "max_pool2d_nhwc_f16x4"],
+    "reformat": [f"transpose_{s}_{d}" for s, d in (("f32", "f32"), ("f32", "f16"), ("f16", "f32"), ("f16", "f16"),
+                                                   ("i8", "i8"))],
     "recurrent": ["gru_reset"] + [f"{base}_{t}" for base in ("lstm_step", "gru_step", "rnn_step")
                                   for t in ("f32", "f16")],
 }

@@ -94,12 +94,13 @@ def _numpy_max_pool(x, kernel, stride, pre, post, dilation):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_the_nhwc_pooling_kernels_match_numpy(dtype) -> None:
     """Max pooling (padding, stride 2, dilation) and global average pooling on HWC tensors, written into an HWC
-    output in place and into a LINEAR one through a copy."""
+    output in place and into a LINEAR one through a copy (C = 40: FP16 max pooling runs four channels a thread)."""
     from engine.network import NetworkDefinition as Net
     from engine.tactics.gpu_pooling import GlobalAvgPoolNvrtc, MaxPoolNvrtc
 
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 40, 11, 9)).astype(dtype)
+    x[1, 13, 4, 5] = np.nan  # a NaN propagates through its windows (and its plane's mean), lane by lane
     net = Net()
     pool = net.add_pooling_nd(net.add_input("x", trt.DataType.FLOAT, x.shape), trt.PoolingType.MAX, (3, 2))
     pool.stride_nd, pool.pre_padding, pool.post_padding, pool.dilation_nd = [2, 2], [1, 0], [1, 1], [1, 2]
@@ -121,6 +122,32 @@ def test_the_nhwc_pooling_kernels_match_numpy(dtype) -> None:
             tolerance = 1e-2 if dtype == np.float16 else 1e-5
             np.testing.assert_allclose(cupy.asnumpy(out), expected, rtol=tolerance, atol=tolerance,
                                        err_msg=f"{tactic.name} NHWC -> {out_format.value} {np.dtype(dtype)}")
+
+
+@pytest.mark.parametrize("channels", [40, 6])  # four channels per thread (C % 4 == 0), and one byte per thread
+@pytest.mark.parametrize("in_format", ["HWC", "LINEAR"])
+def test_int8_max_pooling_equals_numpy(channels, in_format) -> None:
+    """The MaxPool of INT8 networks moves quantized values: the NHWC (x4 and bytewise) and NCHW int8 kernels give
+    NumPy's maximum exactly, padding included."""
+    from engine.network import NetworkDefinition as Net
+    from engine.tactics.gpu_pooling import MaxPoolNvrtc
+
+    x = np.random.default_rng(9).integers(-128, 128, (2, channels, 11, 9)).astype(np.int8)
+    net = Net()
+    pool = net.add_pooling_nd(net.add_input("x", trt.DataType.FLOAT, x.shape), trt.PoolingType.MAX, (3, 3))
+    pool.stride_nd, pool.pre_padding, pool.post_padding = [2, 2], [1, 1], [1, 1]
+    want = _numpy_max_pool(x, (3, 3), (2, 2), (1, 1), (1, 1), (1, 1)).astype(np.int8)
+    node = Node(pool.type, "pool", pool.params)
+    fmt = HWC if in_format == "HWC" else LINEAR
+    ctx = TacticContext(node, [TensorInfo(x.shape, trt.DataType.INT8)], [TensorInfo(want.shape, trt.DataType.INT8)],
+                        "gpu", input_formats=(fmt,), output_formats=(fmt,))
+    tactic = MaxPoolNvrtc()
+    assert tactic.supports(ctx) is True
+    x_device = _hwc_on_device(x) if fmt == HWC else cupy.asarray(x)
+    out = empty_in_format(cupy, want.shape, np.int8, fmt)
+    out[...] = 55
+    tactic.run(tactic.prepare(ctx), [x_device], [out], None, cupy)
+    np.testing.assert_array_equal(cupy.asnumpy(out), want)
 
 
 def build(model: onnx.ModelProto, name: str, batch: tuple, fp16: bool = False, channels_last=True) -> bytes:

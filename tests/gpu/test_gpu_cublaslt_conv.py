@@ -38,16 +38,17 @@ def lt_conv(mode: str, rank: int = 0):
     return tactic_by_id(stable_tactic_id(f"gpu:conv:cublaslt_nhwc_{mode}_h{rank}"))
 
 
-def context(x, w, b, residual, activation, tf32=False) -> TacticContext:
+def context(x, w, b, residual, activation, tf32=False, stride=(1, 1)) -> TacticContext:
     """A 1x1 convolution of x (NCHW dims) with kernel w, bias b (or None), a fused residual at input 3 (or None)
     and a fused activation (LeakyReLU with alpha 0.1)."""
     kind = trt.DataType.HALF if x.dtype == np.float16 else trt.DataType.FLOAT
     net = NetworkDefinition()
     layer = net.add_convolution_nd(net.add_input("x", kind, x.shape), w.shape[0], (1, 1), w, b)
+    layer.stride_nd = list(stride)
     epilogue = Epilogue(residual=None if residual is None else 3,
                         activation=None if activation is None else Activation(activation, 0.1))
     node = Node(layer.type, "conv1x1", layer.params, precision=kind, epilogue=epilogue)
-    y_shape = (x.shape[0], w.shape[0], *x.shape[2:])
+    y_shape = tuple(layer.get_output(0).shape)
     inputs = [TensorInfo(x.shape, kind), TensorInfo(w.shape, kind, w),
               None if b is None else TensorInfo(b.shape, kind, b)]
     formats = [HWC, LINEAR, None if b is None else LINEAR]
@@ -58,9 +59,9 @@ def context(x, w, b, residual, activation, tf32=False) -> TacticContext:
                          input_formats=tuple(formats), output_formats=(HWC,))
 
 
-def reference(x, w, b, residual, activation) -> np.ndarray:
+def reference(x, w, b, residual, activation, stride=(1, 1)) -> np.ndarray:
     """ONNX's order in float64: conv + bias + residual, then the activation."""
-    y = conv_float64(x, w, b, (1, 1), (1, 1), (0, 0), (0, 0), 1)
+    y = conv_float64(x, w, b, stride, (1, 1), (0, 0), (0, 0), 1)
     if residual is not None:
         y = y + residual.astype(np.float64)
     if activation == ActivationType.RELU:
@@ -156,6 +157,29 @@ def test_a_broadcast_residual_is_added_through_the_output():
     tactic = lt_conv("fp32")
     tactic.run(tactic.prepare(ctx), inputs, [out], cupy.empty(tactic.workspace_bytes(ctx), cupy.uint8), cupy)
     np.testing.assert_allclose(cupy.asnumpy(out), reference(x, w, b, r, ActivationType.RELU), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["fp32", "fp16"])
+@pytest.mark.parametrize("stride", [(2, 2), (2, 1), (3, 3)])
+def test_a_strided_1x1_convolution_gathers_its_pixels_then_runs_the_gemm(mode, stride):
+    """ResNet's downsample convolutions: the pixels at the stride gathered into the workspace's tail (odd sizes:
+    the last row and column are read), then the GEMM with bias, residual and ReLU; also with no workspace given."""
+    dtype = np.float16 if mode == "fp16" else np.float32
+    x, w, b, _ = operands(dtype, with_residual=False, shape=(2, 24, 9, 7))
+    y_shape = (2, 40, -(-9 // stride[0]), -(-7 // stride[1]))
+    r = RNG.standard_normal(y_shape).astype(dtype)
+    ctx = context(x, w, b, r, ActivationType.RELU, stride=stride)
+    assert tuple(ctx.outputs[0].shape) == y_shape
+    tactic = lt_conv(mode)
+    assert tactic.supports(ctx) is True, tactic.supports(ctx)
+    assert tactic.workspace_bytes(ctx) > lt_conv(mode).workspace_bytes(context(x, w, b, None, None))
+    want = reference(x, w, b, r, ActivationType.RELU, stride)
+    np.testing.assert_allclose(run(tactic, ctx, x, w, b, r), want, rtol=TOLERANCE[mode],
+                               atol=TOLERANCE[mode] * np.abs(want).max(), err_msg=f"stride {stride}")
+    out = empty_in_format(cupy, y_shape, dtype, HWC)
+    tactic.run(tactic.prepare(ctx), [on_device(x), None, None, on_device(r)], [out], None, cupy)
+    np.testing.assert_allclose(cupy.asnumpy(out), want, rtol=TOLERANCE[mode], atol=TOLERANCE[mode] * np.abs(want).max(),
+                               err_msg=f"stride {stride}, no workspace given")
 
 
 def test_a_new_batch_size_plans_again_and_stays_correct():

@@ -15,7 +15,7 @@ from channels_last_models import resnet_like_model
 from int8_layer_cases import RELU, conv_layer
 from quantized_models import output_steps
 
-from engine.enums import LayerType, TensorFormat
+from engine.enums import LayerType, TacticSource, TensorFormat
 from engine.tactics import tactics_for
 from engine.tensor_formats import empty_in_format, is_channels_last
 
@@ -23,6 +23,9 @@ pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy")
 
 HWC, LINEAR = TensorFormat.HWC, TensorFormat.LINEAR
+# Every tactic source but cuBLASLt, whose int8 GEMMs requantize in float32 (within a step, not bit-exact:
+# tests/gpu/test_gpu_int8_cublaslt.py): the engines compared bit for bit below run the exact tactics.
+EXACT_SOURCES = sum(1 << int(s) for s in TacticSource if s != TacticSource.CUBLAS_LT)
 IMMA_NHWC = "gpu:convolution:int8_imma_nhwc"
 CASES = {
     "1x1_in_place_relu_int8": lambda rng: conv_layer(rng, (2, 16, 7, 9), 12, (1, 1), activation=RELU),
@@ -32,6 +35,9 @@ CASES = {
                                                            pre=(1, 1), post=(1, 1), activation=RELU),
     "3x3_dilated_asym_float16": lambda rng: conv_layer(rng, (1, 5, 12, 9), 7, (3, 3), dilation=(2, 1),
                                                        pre=(2, 0), post=(1, 2), bias=False, output="float16"),
+    "3x3_c32_vectorized_im2col_int8": lambda rng: conv_layer(rng, (2, 32, 7, 6), 12, (3, 3), stride=(2, 1),
+                                                             pre=(1, 1), post=(1, 1), activation=RELU),
+    "3x3_c3650_unstaged_im2col_float32": lambda rng: conv_layer(rng, (1, 3650, 4, 4), 4, (3, 3), output="float32"),
     "residual_int8_relu_int8": lambda rng: conv_layer(rng, (2, 16, 6, 6), 16, (1, 1), activation=RELU,
                                                       residual="int8"),
     "residual_float16_3x3_float16": lambda rng: conv_layer(rng, (1, 8, 7, 7), 8, (3, 3), pre=(1, 1), post=(1, 1),
@@ -103,7 +109,9 @@ def _qdq(model: onnx.ModelProto, folder, batches) -> onnx.ModelProto:
     return onnx.load(folder / "qdq.onnx")
 
 
-def _build(model: onnx.ModelProto, channels_last, shape):
+def _build(model: onnx.ModelProto, channels_last, shape, sources: int | None = None, selector=None):
+    """An INT8 GPU engine; `sources` is the tactic-source mask (None: the default, every source), `selector` an
+    algorithm selector (None: the fastest tactic of each layer)."""
     import engine as trt
 
     builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
@@ -112,6 +120,9 @@ def _build(model: onnx.ModelProto, channels_last, shape):
     config = builder.create_builder_config()
     config.device, config.channels_last = "gpu", channels_last
     config.set_flag(trt.BuilderFlag.INT8)
+    if sources is not None:
+        config.set_tactic_sources(sources)
+    config.algorithm_selector = selector
     profile = builder.create_optimization_profile()
     name = model.graph.input[0].name
     profile.set_shape(name, shape, shape, shape)
@@ -128,7 +139,8 @@ def _conv_tactics(engine) -> dict[str, str]:
 def test_qdq_resnet_like_runs_hwc_int8_like_the_linear_gpu_engine_and_replays_as_a_cuda_graph(tmp_path,
                                                                                              channels_last):
     model = _qdq(resnet_like_model(), tmp_path, [resnet_like_feeds(2, seed) for seed in range(4)])
-    engine, linear = _build(model, channels_last, (2, 3, 12, 12)), _build(model, False, (2, 3, 12, 12))
+    engine = _build(model, channels_last, (2, 3, 12, 12), EXACT_SOURCES)
+    linear = _build(model, False, (2, 3, 12, 12))
     tactics = _conv_tactics(engine)
     if channels_last is True:  # conv4 is depthwise: it joins no GPU chain and stays on the grouped kernel
         assert tactics == {"conv1": IMMA_NHWC, "conv2": IMMA_NHWC, "conv3": IMMA_NHWC,
@@ -160,7 +172,7 @@ def test_qdq_resnet_style_runs_every_convolution_on_imma_nhwc_bit_identical_to_l
              for s in range(4)]
     model = _qdq(onnx.load(tmp_path / "folded.onnx"), tmp_path, feeds)
     shape = (2, 3, 224, 224)
-    engine, linear = _build(model, True, shape), _build(model, False, shape)
+    engine, linear = _build(model, True, shape, EXACT_SOURCES), _build(model, False, shape)
     tactics = _conv_tactics(engine)
     assert tactics and set(tactics.values()) == {IMMA_NHWC}, tactics
     graphed = engine.create_execution_context()

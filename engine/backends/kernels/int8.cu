@@ -72,26 +72,93 @@ extern "C" __global__ void grouped_conv_int8(const signed char* __restrict__ x, 
 
 // Channels-last column rows (engine/tactics/gpu_int8_nhwc.py): cols[r][q] for r < N*OH*OW output pixels and
 // q < Q_pad, q = (kh * KW + kw) * C + c (the window's taps, channels innermost), read from x in NHWC memory; taps
-// outside the input (padding) and q >= Q = KH*KW*C are zero. Consecutive threads take consecutive q, so both the
-// reads (along c) and the writes are contiguous. The GEMM acc[R, M_pad] = cols @ W^T then writes NHWC rows.
-extern "C" __global__ void im2col_nhwc_int8(const signed char* __restrict__ x, signed char* __restrict__ cols,
-                                            long long rows, int Q_pad, int H, int W, int C, int OH, int OW, int KW,
-                                            int Q, int SH, int SW, int PH, int PW, int DH, int DW)
+// outside the input (padding) and q >= Q = KH*KW*C are zero. The GEMM acc[R, M_pad] = cols @ W^T then writes NHWC
+// rows. For any C (a stem convolution's 3 channels): one work item per (output pixel, window row kh) copies that
+// window row's KW * C bytes, which lie contiguous in x when DW is 1.
+__device__ __forceinline__ void copy_window_row(const signed char* __restrict__ x, signed char* __restrict__ dst,
+                                                long long r, int kh, int H, int W, int C, int OH, int OW, int KW,
+                                                int SH, int SW, int PH, int PW, int DH, int DW)
 {
-    const long long total = rows * Q_pad;
+    const long long pixels = (long long)OH * OW;
+    const long long n = r / pixels;
+    const int p = (int)(r - n * pixels);
+    const int h = (p / OW) * SH - PH + kh * DH, w0 = (p % OW) * SW - PW;
+    const bool row_inside = h >= 0 && h < H;
+    const signed char* __restrict__ src = x + ((n * H + (row_inside ? h : 0)) * W) * (long long)C;
+    for (int kw = 0; kw < KW; ++kw) {
+        const int w = w0 + kw * DW;
+        const bool inside = row_inside && w >= 0 && w < W;
+        for (int c = 0; c < C; ++c) dst[kw * C + c] = inside ? src[(long long)w * C + c] : (signed char)0;
+    }
+}
+
+// Straight into cols, one work item per (pixel, kh): for rows too long to stage in shared memory.
+extern "C" __global__ void im2col_nhwc_int8(const signed char* __restrict__ x, signed char* __restrict__ cols,
+                                            long long rows, int Q_pad, int H, int W, int C, int OH, int OW, int KH,
+                                            int KW, int SH, int SW, int PH, int PW, int DH, int DW)
+{
+    const int Q = KH * KW * C;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < rows * KH;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long r = i / KH;
+        const int kh = (int)(i - r * KH);
+        copy_window_row(x, cols + r * Q_pad + (long long)kh * KW * C, r, kh, H, W, C, OH, OW, KW, SH, SW, PH, PW,
+                        DH, DW);
+        if (kh == KH - 1) {
+            for (int q = Q; q < Q_pad; ++q) cols[r * Q_pad + q] = 0;
+        }
+    }
+}
+
+// The same rows staged in shared memory, TILE rows per block at a time (TILE * Q_pad bytes of dynamic shared
+// memory): the byte-wise window copies land in shared memory and the tile, contiguous in cols, goes out with
+// 16-byte stores (Q_pad a multiple of 16, cols 16-byte aligned). A stem convolution's rows (160 bytes for 7x7x3)
+// would otherwise be written a byte at a time, 160 bytes apart across a warp.
+extern "C" __global__ void im2col_nhwc_int8_tiled(const signed char* __restrict__ x, signed char* __restrict__ cols,
+                                                  long long rows, int Q_pad, int H, int W, int C, int OH, int OW,
+                                                  int KH, int KW, int SH, int SW, int PH, int PW, int DH, int DW,
+                                                  int TILE)
+{
+    extern __shared__ int4 staged[];
+    signed char* tile = (signed char*)staged;
+    const int Q = KH * KW * C, pad = Q_pad - Q;
+    for (long long r0 = (long long)blockIdx.x * TILE; r0 < rows; r0 += (long long)gridDim.x * TILE) {
+        const int count = (int)min((long long)TILE, rows - r0);
+        for (int item = threadIdx.x; item < count * KH; item += blockDim.x) {
+            const int local = item / KH, kh = item - local * KH;
+            copy_window_row(x, tile + local * Q_pad + kh * KW * C, r0 + local, kh, H, W, C, OH, OW, KW, SH, SW, PH,
+                            PW, DH, DW);
+        }
+        for (int item = threadIdx.x; item < count * pad; item += blockDim.x) {
+            const int local = item / pad;
+            tile[local * Q_pad + Q + (item - local * pad)] = 0;
+        }
+        __syncthreads();
+        int4* out = (int4*)(cols + r0 * Q_pad);
+        for (int i = threadIdx.x; i < count * Q_pad / 16; i += blockDim.x) out[i] = staged[i];
+        __syncthreads();
+    }
+}
+
+// The same column rows 16 channels at a time (C a multiple of 16, so Q = KH*KW*C needs no padding): one int4
+// load and store per thread, x and cols 16-byte aligned. C16 = C / 16, TAPS = KH * KW.
+extern "C" __global__ void im2col_nhwc_int8_x16(const int4* __restrict__ x, int4* __restrict__ cols,
+                                                long long rows, int H, int W, int C16, int OH, int OW, int KW,
+                                                int TAPS, int SH, int SW, int PH, int PW, int DH, int DW)
+{
+    const long long per_row = (long long)TAPS * C16;
+    const long long total = rows * per_row;
     const long long pixels = (long long)OH * OW;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
-        const int q = (int)(i % Q_pad);
-        signed char v = 0;
-        if (q < Q) {
-            const long long r = i / Q_pad;
-            const long long n = r / pixels;
-            const int p = (int)(r - n * pixels);
-            const int c = q % C, t = q / C;
-            const int h = (p / OW) * SH - PH + (t / KW) * DH, w = (p % OW) * SW - PW + (t % KW) * DW;
-            if (h >= 0 && h < H && w >= 0 && w < W) v = x[((n * H + h) * W + w) * C + c];
-        }
+        const long long r = i / per_row;
+        const int q = (int)(i - r * per_row);
+        const int c = q % C16, t = q / C16;
+        const long long n = r / pixels;
+        const int p = (int)(r - n * pixels);
+        const int h = (p / OW) * SH - PH + (t / KW) * DH, w = (p % OW) * SW - PW + (t % KW) * DW;
+        int4 v = make_int4(0, 0, 0, 0);
+        if (h >= 0 && h < H && w >= 0 && w < W) v = x[((n * H + h) * W + w) * C16 + c];
         cols[i] = v;
     }
 }

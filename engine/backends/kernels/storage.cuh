@@ -12,8 +12,15 @@ __device__ __forceinline__ float to_float(half16 v)
     return f;
 }
 
+// int8 storage only for kernels that move or compare values (max pooling of INT8 tensors): exact through float.
+__device__ __forceinline__ float to_float(signed char v) { return (float)v; }
+
 template <typename T> __device__ __forceinline__ T from_float(float v);
 template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ signed char from_float<signed char>(float v)
+{
+    return (signed char)fminf(fmaxf(rintf(v), -128.0f), 127.0f);
+}
 template <> __device__ __forceinline__ half16 from_float<half16>(float v)
 {
     half16 h;

@@ -433,9 +433,36 @@ def test_an_int8_convolution_reads_its_residual_as_int8() -> None:
     assert LayerType.DEQUANTIZE not in node_types(graph)
 
 
+def conv_pool_quantize(net):
+    """An INT8 convolution whose float output a MaxPool reads before the Q: ResNet's stem after implicit
+    quantization (the Q is its next convolution's input quantization)."""
+    feeds = qdq_conv(net, output_q=False)
+    conv = next(net.get_layer(i) for i in range(net.num_layers) if net.get_layer(i).name == "conv")
+    net.unmark_output(conv.get_output(0))
+    pool = net.add_pooling_nd(conv.get_output(0), trt.PoolingType.MAX, (2, 2), name="pool")
+    pool.stride_nd = [2, 2]
+    net.mark_output(quantize(net, pool.get_output(0), 0.1, "q"))
+    return feeds
+
+
+def test_a_q_moved_after_an_int8_convolution_becomes_its_output_scale() -> None:
+    graph, _ = lowered(conv_pool_quantize)
+    assert rewrite("int8_fusion", graph) == ["dq_x", "dq_w"]  # the pool reads the output: it stays float
+    assert rewrite("int8_output", graph) == []
+    assert rewrite("q_commute", graph) == ["q"]
+    assert rewrite("int8_output", graph) == ["q:before:pool"]
+    conv = next(n for n in graph.nodes if n.name == "conv")
+    assert conv.epilogue.output_scale == pytest.approx(0.1) and conv.outputs[0].dtype == trt.DataType.INT8
+    pool = next(n for n in graph.nodes if n.name == "pool")
+    assert pool.inputs[0] is conv.outputs[0] and pool.outputs[0].dtype == trt.DataType.INT8
+    assert [n.type for n in graph.nodes if n.type != LayerType.CONSTANT] == [LayerType.CONVOLUTION,
+                                                                            LayerType.POOLING]
+    # values: tests/engine/test_int8_calibration.py builds this shape end to end against onnxruntime
+
+
 def test_every_rule_has_cases() -> None:
     tested = {"conv_scale_fusion", "matmul_bias_fusion", "gelu_fusion", "conv_residual_fusion", "activation_fusion",
-              "int8_fusion", "int8_residual", "dq_commute", "q_commute", "qdq_cancel", "int8_io",
+              "int8_fusion", "int8_output", "int8_residual", "dq_commute", "q_commute", "qdq_cancel", "int8_io",
               # cases in test_transformer_fusion_rules.py
               "shape_of_transpose", "attention_fusion", "masked_softmax_fusion", "residual_norm_fusion"}
     assert set(RULES) == tested

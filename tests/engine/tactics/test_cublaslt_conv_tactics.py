@@ -21,8 +21,13 @@ from engine.ops.base import TensorInfo
 from engine.tactics import TacticContext, tactic_by_id, tactics_for
 from engine.tactics.base import stable_tactic_id
 from engine.tactics.catalog import tactic_source_name
-from engine.tactics.gpu_cublaslt import ALGORITHMS_PER_MODE, cublaslt_unavailable
-from engine.tactics.gpu_cublaslt_conv import column_major_result, conv_epilogue_plan, nhwc_gemm_operands
+from engine.tactics.gpu_cublaslt import ALGORITHMS_PER_MODE, WORKSPACE_BYTES, cublaslt_unavailable
+from engine.tactics.gpu_cublaslt_conv import (
+    column_major_result,
+    conv_epilogue_plan,
+    gemm_input_shape,
+    nhwc_gemm_operands,
+)
 from engine.tensor_formats import empty_in_format, storage_order
 
 HWC, LINEAR = TensorFormat.HWC, TensorFormat.LINEAR
@@ -30,7 +35,9 @@ RNG = np.random.default_rng(17)
 
 
 def lt_conv_tactics():
-    return [t for t in tactics_for(LayerType.CONVOLUTION, "gpu") if t.source == TacticSource.CUBLAS_LT]
+    """The float 1x1 tactics (the INT8 cuBLASLt ones, gpu_int8_cublaslt.py, are tested with the INT8 tactics)."""
+    return [t for t in tactics_for(LayerType.CONVOLUTION, "gpu")
+            if t.source == TacticSource.CUBLAS_LT and not t.runs_int8]
 
 
 def tactic(mode="fp32", rank=0):
@@ -92,7 +99,6 @@ def test_unavailable_library_is_a_reason_not_an_error(no_nvmath):
 
 @pytest.mark.parametrize("case, reason", [
     (dict(kernel=(3, 3), pre=(1, 1), post=(1, 1)), "only 1x1 convolutions"),
-    (dict(stride=(2, 2)), "not stride [2, 2]"),
     (dict(pre=(1, 0), post=(0, 1)), "padding [1, 0] / [0, 1]"),
     (dict(groups=2), "grouped convolution (2 groups)"),
     (dict(out_format=LINEAR), "HWC (channels-last) layers only"),
@@ -105,6 +111,28 @@ def test_unavailable_library_is_a_reason_not_an_error(no_nvmath):
 def test_layers_that_are_not_one_gemm_on_nhwc_memory_are_refused_with_the_reason(case, reason):
     refusal = tactic("fp32").static_refusal(conv_context(**case))
     assert refusal is not None and reason in refusal, refusal
+
+
+@pytest.mark.parametrize("x_shape, stride, gathered", [
+    ((2, 8, 5, 6), (2, 2), 2 * 8 * 3 * 3 * 4),  # odd H: its last row is read; even W: its last column is not
+    ((2, 8, 5, 6), (1, 3), 2 * 8 * 5 * 2 * 4),
+    ((2, 8, 5, 6), (1, 1), 0),  # stride 1: X is read where it lies, no gathered copy
+])
+def test_a_strided_1x1_convolution_is_a_gemm_over_its_gathered_pixels(x_shape, stride, gathered):
+    """ResNet's downsample convolutions: taken (not refused), with workspace for the pixels at the stride after
+    cuBLASLt's own, rounded to 256 bytes; the gathered pixels times the kernel are the convolution (float64)."""
+    ctx = conv_context(x_shape=x_shape, stride=stride)
+    assert tactic("fp32").static_refusal(ctx) is None
+    y_shape = tuple(ctx.outputs[0].shape)
+    assert gemm_input_shape(x_shape, y_shape) == (x_shape[0], x_shape[1], *y_shape[2:])
+    assert tactic("fp32").workspace_bytes(ctx) == WORKSPACE_BYTES + -(-gathered // 256) * 256
+    x = RNG.standard_normal(x_shape)
+    w = ctx.inputs[1].value.astype(np.float64)
+    oh, ow = y_shape[2:]
+    pixels = x.transpose(0, 2, 3, 1)[:, :oh * stride[0]:stride[0], :ow * stride[1]:stride[1], :]  # run()'s gather
+    got = pixels.reshape(-1, x_shape[1]) @ w.reshape(w.shape[0], -1).T
+    want = conv_float64(x, w, None, stride, (1, 1), (0, 0), (0, 0), 1)
+    np.testing.assert_allclose(got.reshape(x_shape[0], oh, ow, -1).transpose(0, 3, 1, 2), want, rtol=1e-12)
 
 
 def test_modes_take_their_own_types_and_tf32_needs_the_builder_flag():
@@ -191,8 +219,8 @@ def test_a_1x1_convolution_joins_an_hwc_chain_through_these_tactics_only_when_cu
     strided = conv_context(stride=(2, 2)).layer
     padded = conv_context(pre=(1, 0), post=(0, 1)).layer  # a 1x1 kernel over added pixels: not one GEMM either
     only_lt = 1 << int(TacticSource.CUBLAS_LT)
-    assert tactic().may_run_channels_last(pointwise)
-    assert not any(tactic().may_run_channels_last(node) for node in (spatial, strided, padded))
+    assert tactic().may_run_channels_last(pointwise) and tactic().may_run_channels_last(strided)
+    assert not any(tactic().may_run_channels_last(node) for node in (spatial, padded))
     assert not channels_last_check("gpu", only_lt)(padded), "a padded 1x1 convolution would only have the " \
         "reference kernel in HWC: it must not join a chain on cuBLASLt's account"
     assert not tactic().may_run_channels_last(conv_context(groups=2).layer)

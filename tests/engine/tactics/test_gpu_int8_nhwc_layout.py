@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from int8_layer_cases import CASES, conv_layer, int64_conv
+from int8_layer_cases import CASES, CLIP, RELU, conv_layer, int64_conv
 
 from engine.builder import channels_last_check
 from engine.dtypes import DataType
@@ -122,8 +122,37 @@ def test_a_gpu_int8_chain_needs_the_imma_tactic_not_the_fallback():
     node = CASES["conv3x3_pad_relu_int8"](np.random.default_rng(1)).ctx.layer
     assert channels_last_check("gpu", ALL_SOURCES)(node), "the IMMA NHWC tactic runs INT8 convolutions HWC"
     without_cublas = ALL_SOURCES & ~(1 << int(TacticSource.CUBLAS))
-    assert not channels_last_check("gpu", without_cublas)(node), "the float64 fallback alone forms no GPU chain"
+    assert channels_last_check("gpu", without_cublas)(node), "cuBLASLt's int8 GEMM tactic runs them HWC too"
+    without_gemms = without_cublas & ~(1 << int(TacticSource.CUBLAS_LT))
+    assert not channels_last_check("gpu", without_gemms)(node), "the float64 fallback alone forms no GPU chain"
     assert channels_last_check("cpu", 0)(node), "on the CPU cpu:convolution:int8_nhwc runs them"
     depthwise = CASES["depthwise3x3_s2_relu_int8"](np.random.default_rng(1)).ctx.layer
     assert not channels_last_check("gpu", ALL_SOURCES)(depthwise), "grouped INT8 stays LINEAR on the GPU"
     assert channels_last_check("cpu", 0)(depthwise)
+
+
+CUBLASLT_INT8 = BY_NAME["gpu:convolution:int8_cublaslt_nhwc_h0"]
+
+
+@pytest.mark.parametrize("build, reason", [
+    (lambda rng: conv_layer(rng, (1, 8, 5, 5), 8, (1, 1), output="float16"), "INT8 outputs only"),
+    (lambda rng: conv_layer(rng, (1, 8, 5, 5), 8, (3, 3), pre=(1, 1), post=(1, 1), activation=CLIP),
+     "ReLU only, not CLIP"),
+    (lambda rng: conv_layer(rng, (1, 8, 5, 5), 8, (1, 1), residual="float16"), "INT8 residual only"),
+    (lambda rng: conv_layer(rng, (1, 8, 5, 5), 6, (1, 1)), "6 output channels"),
+    (lambda rng: conv_layer(rng, (1, 8, 5, 5), 8, (1, 1), groups=2), "grouped INT8 convolutions"),
+])
+def test_the_cublaslt_int8_tactic_refuses_what_its_epilogue_lacks_by_name(build, reason):
+    """cuBLASLt's int8 epilogue requantizes, adds an INT8 C operand and applies ReLU; everything else is left to the
+    exact tactics, with the reason (checked before cuBLASLt is asked, so on any machine)."""
+    refusal = CUBLASLT_INT8.supports(hwc_context(build(np.random.default_rng(2)).ctx))
+    assert isinstance(refusal, str) and reason in refusal, refusal
+
+
+def test_the_cublaslt_int8_tactic_takes_a_resnet_block_convolution_where_cublaslt_loads():
+    from engine.tactics.gpu_cublaslt import cublaslt_unavailable
+
+    layer = conv_layer(np.random.default_rng(2), (1, 16, 5, 5), 16, (1, 1), activation=RELU, residual="int8")
+    answer = CUBLASLT_INT8.supports(hwc_context(layer.ctx))
+    assert answer == (cublaslt_unavailable() or True), answer
+    assert "HWC layers of a channels-last build" in CUBLASLT_INT8.supports(layer.ctx)  # a LINEAR layer
