@@ -12,16 +12,13 @@ from channels_last_models import feeds as resnet_like_feeds
 from channels_last_models import resnet_like_model
 from int8_layer_cases import RELU, conv_layer
 from quantized_models import output_steps
-from test_gpu_int8_nhwc import _build, _conv_tactics, _hwc, _hwc_context, _qdq, _tactic
+from test_gpu_int8_nhwc import _build, _conv_tactics, _hwc_context, _qdq, _tactic, run_hwc
 
 import engine as trt
-from engine.enums import TensorFormat
-from engine.tensor_formats import empty_in_format, is_channels_last
 
 pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy")
 
-HWC = TensorFormat.HWC
 CUBLASLT = "gpu:convolution:int8_cublaslt_nhwc_h0"
 CASES = {
     "1x1_in_place_relu": lambda rng: conv_layer(rng, (2, 16, 7, 9), 12, (1, 1), activation=RELU),
@@ -43,18 +40,8 @@ CASES = {
 @pytest.mark.parametrize("name", CASES)
 def test_cublaslt_int8_is_within_one_step_of_the_exact_reference(name):
     layer = CASES[name](np.random.default_rng(23))
-    ctx = _hwc_context(layer.ctx)
-    tactic = _tactic(CUBLASLT, "gpu")
-    assert tactic.supports(ctx) is True, tactic.supports(ctx)
-    inputs = [cupy.asarray(a) if a is not None and i in (1, 2) else None if a is None else _hwc(a, cupy)
-              for i, a in enumerate(layer.inputs)]
-    out = empty_in_format(cupy, ctx.outputs[0].shape, layer.out_dtype, HWC)
-    out[...] = 99
-    workspace = cupy.full(tactic.workspace_bytes(ctx), 0x5A, cupy.uint8)
-    tactic.run(tactic.prepare(ctx), inputs, [out], workspace, cupy)
-    cupy.cuda.get_current_stream().synchronize()
-    assert is_channels_last(out), "the output must stay in its NHWC memory"
-    got, want = cupy.asnumpy(out).astype(np.int64), layer.reference.astype(np.int64)
+    got = run_hwc(_tactic(CUBLASLT, "gpu"), layer, _hwc_context(layer.ctx)).astype(np.int64)
+    want = layer.reference.astype(np.int64)
     off = np.abs(got - want)
     assert off.max() <= 1, f"{name}: {int((off > 1).sum())} outputs more than one step from the reference, " \
                            f"worst {got.ravel()[off.argmax()]} vs {want.ravel()[off.argmax()]}"

@@ -65,11 +65,9 @@ def _tactic(name: str, backend: str):
     return next(t for t in tactics_for(LayerType.CONVOLUTION, backend) if t.name == name)
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_imma_nhwc_is_bit_exact_to_the_int64_reference_and_the_cpu_hwc_tactic(name):
-    layer = CASES[name](np.random.default_rng(17))
-    ctx = _hwc_context(layer.ctx)
-    tactic = _tactic(IMMA_NHWC, "gpu")
+def run_hwc(tactic, layer, ctx) -> np.ndarray:
+    """Run `tactic` on the layer's inputs in HWC memory (weights and bias LINEAR), its workspace filled with
+    garbage and its output with 99s; the output must stay in its NHWC memory. Returns it on the host."""
     assert tactic.supports(ctx) is True, tactic.supports(ctx)
     inputs = [cupy.asarray(a) if a is not None and i in (1, 2) else None if a is None else _hwc(a, cupy)
               for i, a in enumerate(layer.inputs)]
@@ -80,7 +78,14 @@ def test_imma_nhwc_is_bit_exact_to_the_int64_reference_and_the_cpu_hwc_tactic(na
     tactic.run(tactic.prepare(ctx), inputs, [out], workspace, cupy)
     cupy.cuda.get_current_stream().synchronize()
     assert is_channels_last(out), "the output must stay in its NHWC memory"
-    got = cupy.asnumpy(out)
+    return cupy.asnumpy(out)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_imma_nhwc_is_bit_exact_to_the_int64_reference_and_the_cpu_hwc_tactic(name):
+    layer = CASES[name](np.random.default_rng(17))
+    ctx = _hwc_context(layer.ctx)
+    got = run_hwc(_tactic(IMMA_NHWC, "gpu"), layer, ctx)
     mismatch = np.flatnonzero(got.astype(np.float64) != layer.reference.astype(np.float64))
     assert mismatch.size == 0, (f"{name}: {mismatch.size} of {got.size} elements differ from the int64 reference, "
                                 f"first at flat index {mismatch[:1]}: {got.ravel()[mismatch[:3]]} vs "

@@ -79,6 +79,19 @@ extern "C" __global__ void NAME(const T* __restrict__ x, T* __restrict__ y, int 
 FOR_STORAGE_TYPES(MAX_POOL_2D_NHWC, max_pool2d_nhwc)
 MAX_POOL_2D_NHWC(signed char, max_pool2d_nhwc_i8)
 
+// Output vector i of an NHWC pooling with C4 vectors per pixel: its vector c in the pixel, its sample n and the
+// top-left corner (h0, w0) of its window (padding subtracted).
+__device__ __forceinline__ void vector_window(long long i, int C4, int OH, int OW, int SH, int SW, int PH, int PW,
+                                              int& c, long long& n, int& h0, int& w0)
+{
+    c = (int)(i % C4);
+    const long long pixel = i / C4;
+    const int ow = (int)(pixel % OW), oh = (int)((pixel / OW) % OH);
+    n = pixel / ((long long)OW * OH);
+    h0 = oh * SH - PH;
+    w0 = ow * SW - PW;
+}
+
 // float16 NHWC max pooling four channels per thread (C a multiple of 4, x and y 8-byte aligned): one 8-byte load
 // per tap, each lane compared in float32 as the one-channel kernel does (NaN propagates, empty windows give -inf).
 extern "C" __global__ void max_pool2d_nhwc_f16x4(const uint2* __restrict__ x, uint2* __restrict__ y, int N, int C4,
@@ -88,11 +101,9 @@ extern "C" __global__ void max_pool2d_nhwc_f16x4(const uint2* __restrict__ x, ui
     const long long total = (long long)N * OH * OW * C4;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
-        const int c = (int)(i % C4);
-        const long long pixel = i / C4;
-        const int ow = (int)(pixel % OW), oh = (int)((pixel / OW) % OH);
-        const long long n = pixel / ((long long)OW * OH);
-        const int h0 = oh * SH - PH, w0 = ow * SW - PW;
+        int c, h0, w0;
+        long long n;
+        vector_window(i, C4, OH, OW, SH, SW, PH, PW, c, n, h0, w0);
         const uint2* image = x + n * H * W * C4 + c;
         float best[4];
         for (int k = 0; k < 4; ++k) best[k] = __int_as_float(0xff800000);
@@ -128,11 +139,9 @@ extern "C" __global__ void max_pool2d_nhwc_i8x4(const int* __restrict__ x, int* 
     const long long total = (long long)N * OH * OW * C4;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
-        const int c = (int)(i % C4);
-        const long long pixel = i / C4;
-        const int ow = (int)(pixel % OW), oh = (int)((pixel / OW) % OH);
-        const long long n = pixel / ((long long)OW * OH);
-        const int h0 = oh * SH - PH, w0 = ow * SW - PW;
+        int c, h0, w0;
+        long long n;
+        vector_window(i, C4, OH, OW, SH, SW, PH, PW, c, n, h0, w0);
         const int* image = x + n * H * W * C4 + c;
         unsigned int best = 0x80808080u;
         for (int r = 0; r < KH; ++r) {
