@@ -148,12 +148,12 @@ def device_address(array: Any) -> int:
     return array.data.ptr
 
 
-def is_aligned(array: Any) -> bool:
-    return device_address(array) % CUDNN_ALIGNMENT == 0
+def is_aligned(array: Any, alignment: int = CUDNN_ALIGNMENT) -> bool:
+    return device_address(array) % alignment == 0
 
 
-def aligned_contiguous(array: Any, xp: Any) -> Any:
-    """`array` C-contiguous and CUDNN_ALIGNMENT-aligned, as a graph's contiguous tensor reads it: itself when it
-    already is, else a copy."""
+def aligned_contiguous(array: Any, xp: Any, alignment: int = CUDNN_ALIGNMENT) -> Any:
+    """`array` C-contiguous and aligned (to CUDNN_ALIGNMENT unless told otherwise: cuBLASLt's int8 operands use it
+    too), as a graph's contiguous tensor reads it: itself when it already is, else a copy."""
     array = xp.ascontiguousarray(array)
-    return array if is_aligned(array) else array.copy()
+    return array if is_aligned(array, alignment) else array.copy()

@@ -95,10 +95,16 @@ def match_int8_layer(graph: Graph, node: Node) -> Int8Layer | None:
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     if weight_scales is None or (bias is not None and (not bias.is_constant or bias.dtype != DataType.FLOAT)):
         return None
+    output_q, output_scale = _output_quantize(graph, node)
+    return Int8Layer(node, input_dq, weight_dq, input_scale, weight_scales, output_q, output_scale)
+
+
+def _output_quantize(graph: Graph, node: Node) -> tuple[Node | None, float | None]:
+    """The per-tensor INT8 Q that is the only reader of the layer's output and its scale (None, None: there is
+    none)."""
     reader = sole_reader(graph, node.outputs[0])
     output_scale = _per_tensor(symmetric_int8_scale(reader, (LayerType.QUANTIZE,)))
-    return Int8Layer(node, input_dq, weight_dq, input_scale, weight_scales,
-                     reader if output_scale is not None else None, output_scale)
+    return (None, None) if output_scale is None else (reader, output_scale)
 
 
 def match_int8_output(graph: Graph, node: Node) -> tuple[Node, Node, float] | None:
@@ -107,9 +113,8 @@ def match_int8_output(graph: Graph, node: Node) -> tuple[Node, Node, float] | No
     if not is_int8_layer(node) or node.epilogue.output_scale is not None or len(node.outputs) != 1 or \
             node.outputs[0].dtype != DataType.FLOAT:
         return None
-    reader = sole_reader(graph, node.outputs[0])
-    output_scale = _per_tensor(symmetric_int8_scale(reader, (LayerType.QUANTIZE,)))
-    return None if output_scale is None else (node, reader, output_scale)
+    output_q, output_scale = _output_quantize(graph, node)
+    return None if output_q is None else (node, output_q, output_scale)
 
 
 def absorb_output_quantize(graph: Graph, m: tuple[Node, Node, float]) -> list[str]:

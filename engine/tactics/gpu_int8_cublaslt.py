@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.cublaslt_int8 import OPERAND_ALIGNMENT, enqueue_int8_gemm, plan_int8_gemm
+from ..backends.cudnn_frontend import aligned_contiguous, is_aligned
 from ..dtypes import DataType
 from ..enums import ActivationType, TacticSource
 from ..tensor_formats import storage_order
 from .base import TacticContext
 from .cpu_conv import ConvGeometry
-from .gpu_cublaslt import cublaslt_unavailable
+from .gpu_cublaslt import HEURISTIC_COUNTS, cublaslt_unavailable
 from .gpu_int8 import DIM_ALIGNMENT
 from .gpu_int8_nhwc import GpuInt8ConvImmaNhwc, depths, is_pointwise
 from .registry import register_tactic
@@ -71,14 +73,29 @@ class GpuInt8ConvCublasLtNhwc(GpuInt8ConvImmaNhwc):
         reason = cublaslt_unavailable()
         if reason:
             return reason
-        g = self.geometry(ctx)
-        try:
-            plan = self.plan(self.scalars(ctx), g)
-        except Exception as exc:  # noqa: BLE001 - a GEMM cuBLASLt refuses is a reason, not a crash
-            return f"cuBLASLt cannot plan this int8 GEMM: {type(exc).__name__}: {exc}"
-        if self.rank >= plan.offered:
-            return f"cuBLASLt's heuristic offers {plan.offered} int8 algorithm(s) here, not rank {self.rank}"
+        offered = self.offered(ctx)
+        if isinstance(offered, str):
+            return offered
+        if self.rank >= offered:
+            return f"cuBLASLt's heuristic offers {offered} int8 algorithm(s) here, not rank {self.rank}"
         return True
+
+    def offered(self, ctx: TacticContext) -> int | str:
+        """How many algorithms cuBLASLt's heuristic offers for the layer's GEMM (asked once per problem, whichever
+        rank asks first: HEURISTIC_COUNTS), or why it cannot plan it."""
+        import cupy
+
+        g = self.geometry(ctx)
+        epilogue = ctx.epilogue
+        key = (cupy.cuda.Device().id, "int8_nhwc", g.maps, g.batch * g.out_pixels, self.depth(g),
+               len(ctx.inputs) > 2 and ctx.inputs[2] is not None, epilogue.activation is not None,
+               epilogue.residual is not None)
+        if key not in HEURISTIC_COUNTS:
+            try:
+                HEURISTIC_COUNTS[key] = self.plan(self.scalars(ctx), g).offered
+            except Exception as exc:  # noqa: BLE001 - a GEMM cuBLASLt refuses is a reason, not a crash
+                return f"cuBLASLt cannot plan this int8 GEMM: {type(exc).__name__}: {exc}"
+        return HEURISTIC_COUNTS[key]
 
     # ------------------------------------------------------------------ build / load
     @staticmethod
@@ -101,18 +118,19 @@ class GpuInt8ConvCublasLtNhwc(GpuInt8ConvImmaNhwc):
             "plans": {},
         }
 
+    @staticmethod
+    def depth(g: ConvGeometry) -> int:
+        """The GEMM's reduction length: C padded to 4 (1x1 read in place), or the im2col's taps padded to 16."""
+        pointwise_depth, im2col_depth = depths(g.channels, g.channels * math.prod(g.kernel))
+        return pointwise_depth if is_pointwise(g) else im2col_depth
+
     def plan(self, state: dict, g: ConvGeometry) -> Any:
         """The planned GEMM at a geometry (cached in state): m = output channels, n = output pixels, k = depth."""
-        from ..backends.cublaslt_int8 import plan_int8_gemm
-
-        rows = g.batch * g.out_pixels
-        pointwise_depth, im2col_depth = depths(g.channels, g.channels * math.prod(g.kernel))
-        depth = pointwise_depth if is_pointwise(g) else im2col_depth
-        key = (g.maps, rows, depth)
+        key = (g.maps, g.batch * g.out_pixels, self.depth(g))
         planned = state["plans"].get(key)
         if planned is None:
             planned = state["plans"][key] = plan_int8_gemm(
-                g.maps, rows, depth, bias=state["bias"], relu=state["relu"], beta=state["beta"], rank=self.rank,
+                *key, bias=state["bias"], relu=state["relu"], beta=state["beta"], rank=self.rank,
                 workspace_limit=GEMM_WORKSPACE_BYTES)
         return planned
 
@@ -131,30 +149,23 @@ class GpuInt8ConvCublasLtNhwc(GpuInt8ConvImmaNhwc):
 
     # ------------------------------------------------------------------ run
     def run(self, state, inputs, outputs, workspace, xp) -> None:
-        from ..backends.cublaslt_int8 import OPERAND_ALIGNMENT, enqueue_int8_gemm
-
         out = outputs[0]
         if inputs[0].size == 0 or out.size == 0:
             return
         g = self.geometry_at(state, tuple(inputs[0].shape))
-        x = aligned(xp.ascontiguousarray(storage_order(inputs[0])), OPERAND_ALIGNMENT, xp)
+        x = aligned_contiguous(storage_order(inputs[0]), xp, OPERAND_ALIGNMENT)
         cols, gemm_workspace = carve(workspace, self.buffers(g), xp)
         a, w = self.gemm_operands(state, g, x, cols, xp)
         y = storage_order(out)
-        d = y if y.flags.c_contiguous and y.data.ptr % OPERAND_ALIGNMENT == 0 else xp.empty(y.shape, y.dtype)
+        d = y if y.flags.c_contiguous and is_aligned(y, OPERAND_ALIGNMENT) else xp.empty(y.shape, y.dtype)
         c = d
         if state["residual"] is not None:
-            c = aligned(xp.ascontiguousarray(storage_order(inputs[state["residual"]])), OPERAND_ALIGNMENT, xp)
+            c = aligned_contiguous(storage_order(inputs[state["residual"]]), xp, OPERAND_ALIGNMENT)
         plan = self.plan(state, g)
-        enqueue_int8_gemm(plan, state["alpha"], w, aligned(a, OPERAND_ALIGNMENT, xp), c, d,
+        enqueue_int8_gemm(plan, state["alpha"], w, aligned_contiguous(a, xp, OPERAND_ALIGNMENT), c, d,
                           gemm_workspace if plan.workspace_bytes else None)
         if d is not y:
             xp.copyto(y, d)
-
-
-def aligned(array: Any, alignment: int, xp: Any) -> Any:
-    """`array` itself when its data is aligned to `alignment` bytes, else an aligned copy."""
-    return array if array.data.ptr % alignment == 0 else xp.array(array, copy=True)
 
 
 for _rank in RANKS:

@@ -1,9 +1,9 @@
 """What the channels-last convolution tactics share: the HWC-only refusal, the (G, KH, KW, C/G, M/G) weight layout
 and the zero-padded NHWC windows (N, OH, OW, KH, KW, C) their GEMMs contract.
 
-The float convolution (cpu_nhwc_conv.py), the float64 INT8 one (cpu_int8_nhwc.py) and the GPU IMMA one
-(gpu_int8_nhwc.py) read their input the same way; one copy keeps their window arithmetic (padding, strides,
-dilations) from drifting apart.
+The float convolution (cpu_nhwc_conv.py) and the float64 INT8 one (cpu_int8_nhwc.py) read their input the same
+way; one copy keeps their window arithmetic (padding, strides, dilations) from drifting apart. The GPU INT8 ones
+(gpu_int8_nhwc.py, gpu_int8_cublaslt.py) share the refusal only: their windows are an NVRTC im2col.
 """
 from __future__ import annotations
 

@@ -11,8 +11,7 @@ import pytest
 from channels_last_models import feeds as resnet_like_feeds
 from channels_last_models import resnet_like_model
 from int8_layer_cases import RELU, conv_layer
-from quantized_models import output_steps
-from test_gpu_int8_nhwc import _build, _conv_tactics, _hwc_context, _qdq, _tactic, run_hwc
+from test_gpu_int8_nhwc import _build, _conv_tactics, _hwc_context, _qdq, _tactic, check_against_onnxruntime, run_hwc
 
 import engine as trt
 
@@ -70,23 +69,11 @@ class Int8ConvolutionsOnCublasLt(trt.IAlgorithmSelector):
 
 
 def test_qdq_resnet_like_runs_on_cublaslt_int8_within_one_step_of_onnxruntime_and_replays(tmp_path):
-    import onnxruntime as ort
-
     model = _qdq(resnet_like_model(), tmp_path, [resnet_like_feeds(2, seed) for seed in range(4)])
     engine = _build(model, True, (2, 3, 12, 12), selector=Int8ConvolutionsOnCublasLt())
     tactics = _conv_tactics(engine)
     assert {name: tactics[name][:-1] for name in ("conv1", "conv2", "conv3")} == \
         dict.fromkeys(("conv1", "conv2", "conv3"), CUBLASLT[:-1]), tactics
-    names = [o.name for o in model.graph.output]
-    plain, graphed = engine.create_execution_context(), engine.create_execution_context()
-    graphed.use_cuda_graph = True
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    steps = output_steps(model)
-    for seed in (5, 6):
-        x = resnet_like_feeds(2, seed)
-        got, replayed = plain.execute(x), graphed.execute(x)
-        for name, want in zip(names, session.run(names, x)):
-            np.testing.assert_array_equal(replayed[name], got[name], err_msg=f"{name}: CUDA-graph replay")
-            assert np.max(np.abs(got[name].astype(np.float64) - want)) <= 2 * steps[name] * 1.0001, name
+    graphed = check_against_onnxruntime(engine, model, 2)
     assert graphed.cuda_graph_captures == 1
 

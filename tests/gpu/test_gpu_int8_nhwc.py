@@ -140,6 +140,27 @@ def _conv_tactics(engine) -> dict[str, str]:
     return {r["name"]: r["tactic"] for r in engine.layer_info() if r["type"] == "CONVOLUTION"}
 
 
+def check_against_onnxruntime(engine, model: onnx.ModelProto, steps_allowed: float, linear=None):
+    """Seeds 5 and 6 through `engine` plainly and as a CUDA graph: the replay equals the plain run, every output is
+    within `steps_allowed` quantization steps of onnxruntime's execution of the QDQ model and, given the `linear`
+    engine, bit-identical to its outputs. Returns the graphed context."""
+    names = [o.name for o in model.graph.output]
+    plain, graphed = engine.create_execution_context(), engine.create_execution_context()
+    graphed.use_cuda_graph = True
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    steps = output_steps(model)
+    for seed in (5, 6):
+        x = resnet_like_feeds(2, seed)
+        got, replayed = plain.execute(x), graphed.execute(x)
+        want_linear = None if linear is None else linear.create_execution_context().execute(x)
+        for name, want in zip(names, session.run(names, x)):
+            np.testing.assert_array_equal(replayed[name], got[name], err_msg=f"{name}: CUDA-graph replay")
+            if want_linear is not None:
+                np.testing.assert_array_equal(got[name], want_linear[name], err_msg=f"{name}: HWC vs LINEAR engine")
+            assert np.max(np.abs(got[name].astype(np.float64) - want)) <= steps_allowed * steps[name] * 1.0001, name
+    return graphed
+
+
 @pytest.mark.parametrize("channels_last", [True, "auto"])
 def test_qdq_resnet_like_runs_hwc_int8_like_the_linear_gpu_engine_and_replays_as_a_cuda_graph(tmp_path,
                                                                                              channels_last):
@@ -151,19 +172,7 @@ def test_qdq_resnet_like_runs_hwc_int8_like_the_linear_gpu_engine_and_replays_as
         assert tactics == {"conv1": IMMA_NHWC, "conv2": IMMA_NHWC, "conv3": IMMA_NHWC,
                            "conv4": "gpu:convolution:int8_direct_grouped"}, tactics
         assert {t.dtype.value for t in engine.graph.tensors if t.format == HWC} == {"INT8"}
-    names = [o.name for o in model.graph.output]
-    plain, graphed = engine.create_execution_context(), engine.create_execution_context()
-    graphed.use_cuda_graph = True
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    steps = output_steps(model)
-    for seed in (5, 6):
-        x = resnet_like_feeds(2, seed)
-        got, replayed = plain.execute(x), graphed.execute(x)
-        want_linear = linear.create_execution_context().execute(x)
-        for name, want in zip(names, session.run(names, x)):
-            np.testing.assert_array_equal(replayed[name], got[name], err_msg=f"{name}: CUDA-graph replay")
-            np.testing.assert_array_equal(got[name], want_linear[name], err_msg=f"{name}: HWC vs LINEAR engine")
-            assert np.max(np.abs(got[name].astype(np.float64) - want)) <= steps[name] * 1.0001, name
+    check_against_onnxruntime(engine, model, 1, linear)
 
 
 def test_qdq_resnet_style_runs_every_convolution_on_imma_nhwc_bit_identical_to_linear(tmp_path):
